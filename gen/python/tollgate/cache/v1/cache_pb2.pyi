@@ -1,0 +1,167 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tollgate.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StoreOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STORE_OUTCOME_UNSPECIFIED: _ClassVar[StoreOutcome]
+    STORE_OUTCOME_STORED: _ClassVar[StoreOutcome]
+    STORE_OUTCOME_REFUSED_INCOMPLETE: _ClassVar[StoreOutcome]
+    STORE_OUTCOME_REFUSED_TOOL_CALLS: _ClassVar[StoreOutcome]
+    STORE_OUTCOME_REFUSED_TOO_LARGE: _ClassVar[StoreOutcome]
+STORE_OUTCOME_UNSPECIFIED: StoreOutcome
+STORE_OUTCOME_STORED: StoreOutcome
+STORE_OUTCOME_REFUSED_INCOMPLETE: StoreOutcome
+STORE_OUTCOME_REFUSED_TOOL_CALLS: StoreOutcome
+STORE_OUTCOME_REFUSED_TOO_LARGE: StoreOutcome
+
+class CacheableRequest(_message.Message):
+    __slots__ = ("tenant_id", "model", "instructions", "input", "temperature", "top_p", "max_output_tokens", "tools_json", "response_format_json", "multi_turn")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_JSON_FIELD_NUMBER: _ClassVar[int]
+    MULTI_TURN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    model: str
+    instructions: str
+    input: str
+    temperature: float
+    top_p: float
+    max_output_tokens: int
+    tools_json: str
+    response_format_json: str
+    multi_turn: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., input: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tools_json: _Optional[str] = ..., response_format_json: _Optional[str] = ..., multi_turn: _Optional[bool] = ...) -> None: ...
+
+class CachedResponse(_message.Message):
+    __slots__ = ("output_text", "model", "usage", "created_at", "expires_at")
+    OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    output_text: str
+    model: str
+    usage: _common_pb2.Usage
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class LookupRequest(_message.Message):
+    __slots__ = ("request_id", "request", "allow_semantic")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SEMANTIC_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    request: CacheableRequest
+    allow_semantic: bool
+    def __init__(self, request_id: _Optional[str] = ..., request: _Optional[_Union[CacheableRequest, _Mapping]] = ..., allow_semantic: _Optional[bool] = ...) -> None: ...
+
+class LookupResponse(_message.Message):
+    __slots__ = ("hit", "status", "similarity", "response", "key", "rejected_candidates")
+    HIT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    hit: bool
+    status: _common_pb2.CacheStatus
+    similarity: float
+    response: CachedResponse
+    key: str
+    rejected_candidates: int
+    def __init__(self, hit: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., response: _Optional[_Union[CachedResponse, _Mapping]] = ..., key: _Optional[str] = ..., rejected_candidates: _Optional[int] = ...) -> None: ...
+
+class StoreRequest(_message.Message):
+    __slots__ = ("request_id", "request", "response", "ttl", "complete", "has_tool_calls")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    HAS_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    request: CacheableRequest
+    response: CachedResponse
+    ttl: _duration_pb2.Duration
+    complete: bool
+    has_tool_calls: bool
+    def __init__(self, request_id: _Optional[str] = ..., request: _Optional[_Union[CacheableRequest, _Mapping]] = ..., response: _Optional[_Union[CachedResponse, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., complete: _Optional[bool] = ..., has_tool_calls: _Optional[bool] = ...) -> None: ...
+
+class StoreResponse(_message.Message):
+    __slots__ = ("stored", "outcome", "key")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    stored: bool
+    outcome: StoreOutcome
+    key: str
+    def __init__(self, stored: _Optional[bool] = ..., outcome: _Optional[_Union[StoreOutcome, str]] = ..., key: _Optional[str] = ...) -> None: ...
+
+class InvalidateRequest(_message.Message):
+    __slots__ = ("key", "tenant_id", "model", "all")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    tenant_id: str
+    model: str
+    all: bool
+    def __init__(self, key: _Optional[str] = ..., tenant_id: _Optional[str] = ..., model: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class InvalidateResponse(_message.Message):
+    __slots__ = ("removed_entries",)
+    REMOVED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    removed_entries: int
+    def __init__(self, removed_entries: _Optional[int] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("exact_entries", "exact_bytes", "exact_capacity_bytes", "semantic_entries", "exact_hits", "semantic_hits", "misses", "stores", "evictions", "verification_rejections", "hit_rate", "exact_backend", "semantic_backend")
+    EXACT_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    EXACT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EXACT_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    EXACT_HITS_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_HITS_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    EVICTIONS_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    HIT_RATE_FIELD_NUMBER: _ClassVar[int]
+    EXACT_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    exact_entries: int
+    exact_bytes: int
+    exact_capacity_bytes: int
+    semantic_entries: int
+    exact_hits: int
+    semantic_hits: int
+    misses: int
+    stores: int
+    evictions: int
+    verification_rejections: int
+    hit_rate: float
+    exact_backend: str
+    semantic_backend: str
+    def __init__(self, exact_entries: _Optional[int] = ..., exact_bytes: _Optional[int] = ..., exact_capacity_bytes: _Optional[int] = ..., semantic_entries: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., stores: _Optional[int] = ..., evictions: _Optional[int] = ..., verification_rejections: _Optional[int] = ..., hit_rate: _Optional[float] = ..., exact_backend: _Optional[str] = ..., semantic_backend: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,253 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tollgate.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ScopeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCOPE_KIND_UNSPECIFIED: _ClassVar[ScopeKind]
+    SCOPE_KIND_GLOBAL: _ClassVar[ScopeKind]
+    SCOPE_KIND_TENANT: _ClassVar[ScopeKind]
+    SCOPE_KIND_SERVICE: _ClassVar[ScopeKind]
+    SCOPE_KIND_USER: _ClassVar[ScopeKind]
+
+class BudgetPeriod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_PERIOD_UNSPECIFIED: _ClassVar[BudgetPeriod]
+    BUDGET_PERIOD_DAY: _ClassVar[BudgetPeriod]
+    BUDGET_PERIOD_MONTH: _ClassVar[BudgetPeriod]
+
+class BudgetDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_DECISION_UNSPECIFIED: _ClassVar[BudgetDecision]
+    BUDGET_DECISION_ALLOW: _ClassVar[BudgetDecision]
+    BUDGET_DECISION_DENY: _ClassVar[BudgetDecision]
+    BUDGET_DECISION_DOWNGRADE: _ClassVar[BudgetDecision]
+SCOPE_KIND_UNSPECIFIED: ScopeKind
+SCOPE_KIND_GLOBAL: ScopeKind
+SCOPE_KIND_TENANT: ScopeKind
+SCOPE_KIND_SERVICE: ScopeKind
+SCOPE_KIND_USER: ScopeKind
+BUDGET_PERIOD_UNSPECIFIED: BudgetPeriod
+BUDGET_PERIOD_DAY: BudgetPeriod
+BUDGET_PERIOD_MONTH: BudgetPeriod
+BUDGET_DECISION_UNSPECIFIED: BudgetDecision
+BUDGET_DECISION_ALLOW: BudgetDecision
+BUDGET_DECISION_DENY: BudgetDecision
+BUDGET_DECISION_DOWNGRADE: BudgetDecision
+
+class RecordRequest(_message.Message):
+    __slots__ = ("request_id", "caller", "model", "deployment", "usage", "batch", "cache_status", "budget_reservation_id", "occurred_at", "requested_model")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    CACHE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    caller: _common_pb2.Caller
+    model: str
+    deployment: str
+    usage: _common_pb2.Usage
+    batch: bool
+    cache_status: _common_pb2.CacheStatus
+    budget_reservation_id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    requested_model: str
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., batch: _Optional[bool] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., budget_reservation_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requested_model: _Optional[str] = ...) -> None: ...
+
+class RecordResponse(_message.Message):
+    __slots__ = ("cost_micros", "saved_micros", "currency_code", "duplicate")
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    cost_micros: int
+    saved_micros: int
+    currency_code: str
+    duplicate: bool
+    def __init__(self, cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., currency_code: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class BudgetScope(_message.Message):
+    __slots__ = ("kind", "tenant_id", "service", "user_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: ScopeKind
+    tenant_id: str
+    service: str
+    user_id: str
+    def __init__(self, kind: _Optional[_Union[ScopeKind, str]] = ..., tenant_id: _Optional[str] = ..., service: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("scope", "period", "limit_micros", "hard", "alert_thresholds_percent", "downgrade_model")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    HARD_FIELD_NUMBER: _ClassVar[int]
+    ALERT_THRESHOLDS_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    DOWNGRADE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    scope: BudgetScope
+    period: BudgetPeriod
+    limit_micros: int
+    hard: bool
+    alert_thresholds_percent: _containers.RepeatedScalarFieldContainer[int]
+    downgrade_model: str
+    def __init__(self, scope: _Optional[_Union[BudgetScope, _Mapping]] = ..., period: _Optional[_Union[BudgetPeriod, str]] = ..., limit_micros: _Optional[int] = ..., hard: _Optional[bool] = ..., alert_thresholds_percent: _Optional[_Iterable[int]] = ..., downgrade_model: _Optional[str] = ...) -> None: ...
+
+class CheckBudgetRequest(_message.Message):
+    __slots__ = ("request_id", "caller", "model", "input_tokens", "max_output_tokens")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    caller: _common_pb2.Caller
+    model: str
+    input_tokens: int
+    max_output_tokens: int
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+
+class CheckBudgetResponse(_message.Message):
+    __slots__ = ("decision", "reservation_id", "worst_case_cost_micros", "exceeded_budget", "remaining_micros", "downgrade_model", "resets_at")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORST_CASE_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    EXCEEDED_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_MICROS_FIELD_NUMBER: _ClassVar[int]
+    DOWNGRADE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    RESETS_AT_FIELD_NUMBER: _ClassVar[int]
+    decision: BudgetDecision
+    reservation_id: str
+    worst_case_cost_micros: int
+    exceeded_budget: Budget
+    remaining_micros: int
+    downgrade_model: str
+    resets_at: _timestamp_pb2.Timestamp
+    def __init__(self, decision: _Optional[_Union[BudgetDecision, str]] = ..., reservation_id: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., exceeded_budget: _Optional[_Union[Budget, _Mapping]] = ..., remaining_micros: _Optional[int] = ..., downgrade_model: _Optional[str] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetBudgetRequest(_message.Message):
+    __slots__ = ("budget",)
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    budget: Budget
+    def __init__(self, budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
+
+class SetBudgetResponse(_message.Message):
+    __slots__ = ("budget", "spent_micros")
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    SPENT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    budget: Budget
+    spent_micros: int
+    def __init__(self, budget: _Optional[_Union[Budget, _Mapping]] = ..., spent_micros: _Optional[int] = ...) -> None: ...
+
+class GetReportRequest(_message.Message):
+    __slots__ = ("tenant_id", "start_time", "end_time")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReportLine(_message.Message):
+    __slots__ = ("key", "requests", "cost_micros", "saved_micros", "input_tokens", "cached_input_tokens", "output_tokens")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    requests: int
+    cost_micros: int
+    saved_micros: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    def __init__(self, key: _Optional[str] = ..., requests: _Optional[int] = ..., cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
+
+class GetReportResponse(_message.Message):
+    __slots__ = ("total_requests", "total_cost_micros", "average_cost_micros", "cache_saved_micros", "routing_saved_micros", "batch_saved_micros", "by_model", "by_service", "by_user", "by_tenant", "by_day", "currency_code")
+    TOTAL_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BY_MODEL_FIELD_NUMBER: _ClassVar[int]
+    BY_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    BY_USER_FIELD_NUMBER: _ClassVar[int]
+    BY_TENANT_FIELD_NUMBER: _ClassVar[int]
+    BY_DAY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    total_requests: int
+    total_cost_micros: int
+    average_cost_micros: int
+    cache_saved_micros: int
+    routing_saved_micros: int
+    batch_saved_micros: int
+    by_model: _containers.RepeatedCompositeFieldContainer[ReportLine]
+    by_service: _containers.RepeatedCompositeFieldContainer[ReportLine]
+    by_user: _containers.RepeatedCompositeFieldContainer[ReportLine]
+    by_tenant: _containers.RepeatedCompositeFieldContainer[ReportLine]
+    by_day: _containers.RepeatedCompositeFieldContainer[ReportLine]
+    currency_code: str
+    def __init__(self, total_requests: _Optional[int] = ..., total_cost_micros: _Optional[int] = ..., average_cost_micros: _Optional[int] = ..., cache_saved_micros: _Optional[int] = ..., routing_saved_micros: _Optional[int] = ..., batch_saved_micros: _Optional[int] = ..., by_model: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_service: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_user: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_tenant: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_day: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., currency_code: _Optional[str] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("alert_id", "budget", "threshold_percent", "spent_micros", "period_start", "fired_at")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    SPENT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    FIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    budget: Budget
+    threshold_percent: int
+    spent_micros: int
+    period_start: _timestamp_pb2.Timestamp
+    fired_at: _timestamp_pb2.Timestamp
+    def __init__(self, alert_id: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., threshold_percent: _Optional[int] = ..., spent_micros: _Optional[int] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("tenant_id", "since")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts",)
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class WatchAlertsRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class WatchAlertsResponse(_message.Message):
+    __slots__ = ("alert",)
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    alert: Alert
+    def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...

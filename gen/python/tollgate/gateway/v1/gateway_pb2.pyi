@@ -1,0 +1,357 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tollgate.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class BatchStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BATCH_STATUS_UNSPECIFIED: _ClassVar[BatchStatus]
+    BATCH_STATUS_QUEUED: _ClassVar[BatchStatus]
+    BATCH_STATUS_VALIDATING: _ClassVar[BatchStatus]
+    BATCH_STATUS_IN_PROGRESS: _ClassVar[BatchStatus]
+    BATCH_STATUS_FINALIZING: _ClassVar[BatchStatus]
+    BATCH_STATUS_COMPLETED: _ClassVar[BatchStatus]
+    BATCH_STATUS_FAILED: _ClassVar[BatchStatus]
+    BATCH_STATUS_EXPIRED: _ClassVar[BatchStatus]
+    BATCH_STATUS_CANCELLING: _ClassVar[BatchStatus]
+    BATCH_STATUS_CANCELLED: _ClassVar[BatchStatus]
+
+class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKER_STATE_UNSPECIFIED: _ClassVar[BreakerState]
+    BREAKER_STATE_CLOSED: _ClassVar[BreakerState]
+    BREAKER_STATE_OPEN: _ClassVar[BreakerState]
+    BREAKER_STATE_HALF_OPEN: _ClassVar[BreakerState]
+BATCH_STATUS_UNSPECIFIED: BatchStatus
+BATCH_STATUS_QUEUED: BatchStatus
+BATCH_STATUS_VALIDATING: BatchStatus
+BATCH_STATUS_IN_PROGRESS: BatchStatus
+BATCH_STATUS_FINALIZING: BatchStatus
+BATCH_STATUS_COMPLETED: BatchStatus
+BATCH_STATUS_FAILED: BatchStatus
+BATCH_STATUS_EXPIRED: BatchStatus
+BATCH_STATUS_CANCELLING: BatchStatus
+BATCH_STATUS_CANCELLED: BatchStatus
+BREAKER_STATE_UNSPECIFIED: BreakerState
+BREAKER_STATE_CLOSED: BreakerState
+BREAKER_STATE_OPEN: BreakerState
+BREAKER_STATE_HALF_OPEN: BreakerState
+
+class CreateResponseRequest(_message.Message):
+    __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CACHE_BYPASS_FIELD_NUMBER: _ClassVar[int]
+    input: str
+    instructions: str
+    model: str
+    priority: _common_pb2.Priority
+    request_type: _common_pb2.RequestType
+    max_output_tokens: int
+    temperature: float
+    user_id: str
+    metadata: _containers.ScalarMap[str, str]
+    cache_bypass: bool
+    def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ...) -> None: ...
+
+class CreateResponseResponse(_message.Message):
+    __slots__ = ("output_text", "model", "deployment", "cache_status", "similarity", "usage", "cost_micros", "request_id", "degradation_level", "input_truncated", "input_tokens_dropped", "output_truncated", "currency_code", "ticket_id", "latency")
+    OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    TICKET_ID_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    output_text: str
+    model: str
+    deployment: str
+    cache_status: _common_pb2.CacheStatus
+    similarity: float
+    usage: _common_pb2.Usage
+    cost_micros: int
+    request_id: str
+    degradation_level: _common_pb2.DegradationLevel
+    input_truncated: bool
+    input_tokens_dropped: int
+    output_truncated: bool
+    currency_code: str
+    ticket_id: str
+    latency: _duration_pb2.Duration
+    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., input_tokens_dropped: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., currency_code: _Optional[str] = ..., ticket_id: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class StreamResponseRequest(_message.Message):
+    __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CACHE_BYPASS_FIELD_NUMBER: _ClassVar[int]
+    input: str
+    instructions: str
+    model: str
+    priority: _common_pb2.Priority
+    request_type: _common_pb2.RequestType
+    max_output_tokens: int
+    temperature: float
+    user_id: str
+    metadata: _containers.ScalarMap[str, str]
+    cache_bypass: bool
+    def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ...) -> None: ...
+
+class StreamStarted(_message.Message):
+    __slots__ = ("request_id", "model", "deployment", "cache_status", "degradation_level", "input_truncated")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    deployment: str
+    cache_status: _common_pb2.CacheStatus
+    degradation_level: _common_pb2.DegradationLevel
+    input_truncated: bool
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ...) -> None: ...
+
+class TextDelta(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class StreamCompleted(_message.Message):
+    __slots__ = ("usage", "cost_micros", "currency_code", "output_truncated")
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    usage: _common_pb2.Usage
+    cost_micros: int
+    currency_code: str
+    output_truncated: bool
+    def __init__(self, usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., currency_code: _Optional[str] = ..., output_truncated: _Optional[bool] = ...) -> None: ...
+
+class StreamResponseResponse(_message.Message):
+    __slots__ = ("started", "delta", "completed")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    started: StreamStarted
+    delta: TextDelta
+    completed: StreamCompleted
+    def __init__(self, started: _Optional[_Union[StreamStarted, _Mapping]] = ..., delta: _Optional[_Union[TextDelta, _Mapping]] = ..., completed: _Optional[_Union[StreamCompleted, _Mapping]] = ...) -> None: ...
+
+class BatchItem(_message.Message):
+    __slots__ = ("custom_id", "input", "instructions", "model", "request_type", "max_output_tokens", "temperature")
+    CUSTOM_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    custom_id: str
+    input: str
+    instructions: str
+    model: str
+    request_type: _common_pb2.RequestType
+    max_output_tokens: int
+    temperature: float
+    def __init__(self, custom_id: _Optional[str] = ..., input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ...) -> None: ...
+
+class SubmitBatchRequest(_message.Message):
+    __slots__ = ("items", "metadata", "user_id")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[BatchItem]
+    metadata: _containers.ScalarMap[str, str]
+    user_id: str
+    def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("batch_id", "status", "total_items", "completed_items", "failed_items", "created_at", "finished_at", "cost_micros", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    status: BatchStatus
+    total_items: int
+    completed_items: int
+    failed_items: int
+    created_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    cost_micros: int
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, batch_id: _Optional[str] = ..., status: _Optional[_Union[BatchStatus, str]] = ..., total_items: _Optional[int] = ..., completed_items: _Optional[int] = ..., failed_items: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cost_micros: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SubmitBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class GetBatchRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class GetBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class ListBatchResultsRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class BatchItemError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListBatchResultsResponse(_message.Message):
+    __slots__ = ("custom_id", "output_text", "model", "usage", "cost_micros", "error")
+    CUSTOM_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    custom_id: str
+    output_text: str
+    model: str
+    usage: _common_pb2.Usage
+    cost_micros: int
+    error: BatchItemError
+    def __init__(self, custom_id: _Optional[str] = ..., output_text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., error: _Optional[_Union[BatchItemError, _Mapping]] = ...) -> None: ...
+
+class CancelBatchRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class CancelBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: Batch
+    def __init__(self, batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BreakerStatus(_message.Message):
+    __slots__ = ("name", "state", "failure_count", "opened_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: BreakerState
+    failure_count: int
+    opened_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., failure_count: _Optional[int] = ..., opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class QueueStatus(_message.Message):
+    __slots__ = ("priority", "depth", "admitted", "rejected", "p50_wait_ms")
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    ADMITTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    P50_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    priority: _common_pb2.Priority
+    depth: int
+    admitted: int
+    rejected: int
+    p50_wait_ms: float
+    def __init__(self, priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., depth: _Optional[int] = ..., admitted: _Optional[int] = ..., rejected: _Optional[int] = ..., p50_wait_ms: _Optional[float] = ...) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("breakers", "degradation_level", "queues", "in_flight", "outbox_depth", "version")
+    BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    breakers: _containers.RepeatedCompositeFieldContainer[BreakerStatus]
+    degradation_level: _common_pb2.DegradationLevel
+    queues: _containers.RepeatedCompositeFieldContainer[QueueStatus]
+    in_flight: int
+    outbox_depth: int
+    version: str
+    def __init__(self, breakers: _Optional[_Iterable[_Union[BreakerStatus, _Mapping]]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., queues: _Optional[_Iterable[_Union[QueueStatus, _Mapping]]] = ..., in_flight: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...

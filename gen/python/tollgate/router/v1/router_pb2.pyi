@@ -1,0 +1,222 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tollgate.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Complexity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPLEXITY_UNSPECIFIED: _ClassVar[Complexity]
+    COMPLEXITY_TRIVIAL: _ClassVar[Complexity]
+    COMPLEXITY_SIMPLE: _ClassVar[Complexity]
+    COMPLEXITY_MODERATE: _ClassVar[Complexity]
+    COMPLEXITY_COMPLEX: _ClassVar[Complexity]
+
+class Lane(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LANE_UNSPECIFIED: _ClassVar[Lane]
+    LANE_SYNC: _ClassVar[Lane]
+    LANE_BATCH: _ClassVar[Lane]
+    LANE_CACHE_ONLY: _ClassVar[Lane]
+    LANE_STATIC: _ClassVar[Lane]
+    LANE_QUEUE: _ClassVar[Lane]
+
+class DeploymentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEPLOYMENT_STATE_UNSPECIFIED: _ClassVar[DeploymentState]
+    DEPLOYMENT_STATE_ACTIVE: _ClassVar[DeploymentState]
+    DEPLOYMENT_STATE_ROLLED_BACK: _ClassVar[DeploymentState]
+COMPLEXITY_UNSPECIFIED: Complexity
+COMPLEXITY_TRIVIAL: Complexity
+COMPLEXITY_SIMPLE: Complexity
+COMPLEXITY_MODERATE: Complexity
+COMPLEXITY_COMPLEX: Complexity
+LANE_UNSPECIFIED: Lane
+LANE_SYNC: Lane
+LANE_BATCH: Lane
+LANE_CACHE_ONLY: Lane
+LANE_STATIC: Lane
+LANE_QUEUE: Lane
+DEPLOYMENT_STATE_UNSPECIFIED: DeploymentState
+DEPLOYMENT_STATE_ACTIVE: DeploymentState
+DEPLOYMENT_STATE_ROLLED_BACK: DeploymentState
+
+class RouteRequest(_message.Message):
+    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    caller: _common_pb2.Caller
+    priority: _common_pb2.Priority
+    request_type: _common_pb2.RequestType
+    requested_model: str
+    input: str
+    input_tokens: int
+    max_output_tokens: int
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+
+class RouteResponse(_message.Message):
+    __slots__ = ("model", "deployment", "deployment_version", "lane", "complexity", "tier", "reason", "max_output_tokens", "input_token_cap", "deployment_instructions", "temperature", "degradation_level", "fallback_models", "fallback_text", "worst_case_cost_micros")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LANE_FIELD_NUMBER: _ClassVar[int]
+    COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKEN_CAP_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_MODELS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_TEXT_FIELD_NUMBER: _ClassVar[int]
+    WORST_CASE_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    deployment: str
+    deployment_version: str
+    lane: Lane
+    complexity: Complexity
+    tier: str
+    reason: str
+    max_output_tokens: int
+    input_token_cap: int
+    deployment_instructions: str
+    temperature: float
+    degradation_level: _common_pb2.DegradationLevel
+    fallback_models: _containers.RepeatedScalarFieldContainer[str]
+    fallback_text: str
+    worst_case_cost_micros: int
+    def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., deployment_version: _Optional[str] = ..., lane: _Optional[_Union[Lane, str]] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., tier: _Optional[str] = ..., reason: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., input_token_cap: _Optional[int] = ..., deployment_instructions: _Optional[str] = ..., temperature: _Optional[float] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., fallback_text: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ...) -> None: ...
+
+class RecordOutcomeRequest(_message.Message):
+    __slots__ = ("deployment", "model", "latency", "error")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    model: str
+    latency: _duration_pb2.Duration
+    error: bool
+    def __init__(self, deployment: _Optional[str] = ..., model: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[bool] = ...) -> None: ...
+
+class RecordOutcomeResponse(_message.Message):
+    __slots__ = ("rolled_back",)
+    ROLLED_BACK_FIELD_NUMBER: _ClassVar[int]
+    rolled_back: bool
+    def __init__(self, rolled_back: _Optional[bool] = ...) -> None: ...
+
+class TrafficAllocation(_message.Message):
+    __slots__ = ("deployment", "percent")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    percent: int
+    def __init__(self, deployment: _Optional[str] = ..., percent: _Optional[int] = ...) -> None: ...
+
+class SetTrafficSplitRequest(_message.Message):
+    __slots__ = ("allocations",)
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    allocations: _containers.RepeatedCompositeFieldContainer[TrafficAllocation]
+    def __init__(self, allocations: _Optional[_Iterable[_Union[TrafficAllocation, _Mapping]]] = ...) -> None: ...
+
+class SetTrafficSplitResponse(_message.Message):
+    __slots__ = ("allocations",)
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    allocations: _containers.RepeatedCompositeFieldContainer[TrafficAllocation]
+    def __init__(self, allocations: _Optional[_Iterable[_Union[TrafficAllocation, _Mapping]]] = ...) -> None: ...
+
+class GetDeploymentStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeploymentStatus(_message.Message):
+    __slots__ = ("name", "model", "version", "traffic_percent", "requests", "errors", "error_rate", "p50_latency_ms", "p95_latency_ms", "state", "rollback_reason", "rolled_back_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    P50_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
+    ROLLED_BACK_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model: str
+    version: str
+    traffic_percent: int
+    requests: int
+    errors: int
+    error_rate: float
+    p50_latency_ms: float
+    p95_latency_ms: float
+    state: DeploymentState
+    rollback_reason: str
+    rolled_back_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., traffic_percent: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., rollback_reason: _Optional[str] = ..., rolled_back_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetDeploymentStatusResponse(_message.Message):
+    __slots__ = ("deployments",)
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    deployments: _containers.RepeatedCompositeFieldContainer[DeploymentStatus]
+    def __init__(self, deployments: _Optional[_Iterable[_Union[DeploymentStatus, _Mapping]]] = ...) -> None: ...
+
+class SetDegradationLevelRequest(_message.Message):
+    __slots__ = ("level", "reason")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    level: _common_pb2.DegradationLevel
+    reason: str
+    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetDegradationLevelResponse(_message.Message):
+    __slots__ = ("level", "previous_level")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    level: _common_pb2.DegradationLevel
+    previous_level: _common_pb2.DegradationLevel
+    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., previous_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ...) -> None: ...
+
+class GetRoutingStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RoutingCount(_message.Message):
+    __slots__ = ("label", "requests")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    requests: int
+    def __init__(self, label: _Optional[str] = ..., requests: _Optional[int] = ...) -> None: ...
+
+class GetRoutingStatsResponse(_message.Message):
+    __slots__ = ("by_tier", "by_complexity", "routed_cost_micros", "premium_cost_micros", "degradation_level")
+    BY_TIER_FIELD_NUMBER: _ClassVar[int]
+    BY_COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PREMIUM_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    by_tier: _containers.RepeatedCompositeFieldContainer[RoutingCount]
+    by_complexity: _containers.RepeatedCompositeFieldContainer[RoutingCount]
+    routed_cost_micros: int
+    premium_cost_micros: int
+    degradation_level: _common_pb2.DegradationLevel
+    def __init__(self, by_tier: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., by_complexity: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., routed_cost_micros: _Optional[int] = ..., premium_cost_micros: _Optional[int] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Shared library of the Tollgate services: server bootstrap, errors, logging, clock."""

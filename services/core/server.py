@@ -1,0 +1,234 @@
+"""The asyncio gRPC server every service runs on.
+
+One interceptor gives every RPC the same treatment: it binds ``request_id`` (from
+``x-request-id`` or made) and ``rpc`` into the log context, echoes the request id in
+the initial metadata, maps :class:`TollgateError` through the error table, and turns
+any other exception into INTERNAL with a generic message, so no RPC ends UNKNOWN.
+Health (grpc.health.v1) and server reflection are always on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.core.context import REQUEST_ID_HEADER, new_request_id, set_request_id
+from services.core.errors import InternalError, TollgateError, to_grpc_status
+from services.core.health import HealthTracker
+from services.core.settings import ServerSettings
+
+_log = structlog.get_logger("tollgate.server")
+
+# Messages up to 8 MiB: the largest valid request (1 MiB input plus instructions and
+# metadata) fits with room; anything larger is refused by gRPC itself.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+@dataclass
+class ServiceApp:
+    """A service ready to be served: its handlers, health checks and cleanup.
+
+    Attributes:
+        name: short service name ("ratelimit"), used in logs and error domains.
+        service_names: fully qualified gRPC service names, for health and reflection.
+        register: adds the servicers to a server.
+        health_checks: component name to async check.
+        on_start: runs after the server starts (background tasks).
+        on_stop: runs after the server stops (close stores, flush outboxes).
+    """
+
+    name: str
+    service_names: list[str]
+    register: Callable[[grpc.aio.Server], None]
+    health_checks: dict[str, Callable[[], Awaitable[bool]]] = field(
+        default_factory=dict
+    )
+    on_start: Callable[[], Awaitable[None]] | None = None
+    on_stop: Callable[[], Awaitable[None]] | None = None
+
+
+def _metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str:
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            value = item.value
+            return value.decode() if isinstance(value, bytes) else value
+    return ""
+
+
+class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, domain: str) -> None:
+        self._domain = domain
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if method.startswith(("/grpc.health.", "/grpc.reflection.")):
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    async def _begin(
+        self, context: grpc.aio.ServicerContext[Any, Any], method: str
+    ) -> str:
+        structlog.contextvars.clear_contextvars()
+        request_id = _metadata_value(context, REQUEST_ID_HEADER)[:128] or (
+            new_request_id()
+        )
+        set_request_id(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+        with contextlib.suppress(Exception):
+            await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+        return request_id
+
+    async def _fail(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        error: Exception,
+        started: float,
+    ) -> None:
+        if not isinstance(error, TollgateError):
+            _log.error("rpc_internal_error", error_type=type(error).__name__,
+                       exc_info=error)
+            error = InternalError("internal error")
+        _log.info(
+            "rpc_failed",
+            reason=error.reason,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        await context.abort_with_status(to_grpc_status(error, self._domain))
+
+    def _wrap_unary(
+        self, behavior: Callable[..., Awaitable[Any]], method: str
+    ) -> Callable[..., Awaitable[Any]]:
+        async def wrapped(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Any:
+            started = time.perf_counter()
+            await self._begin(context, method)
+            try:
+                return await behavior(request, context)
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as error:
+                await self._fail(context, error, started)
+
+        return wrapped
+
+    def _wrap_stream(
+        self, behavior: Callable[..., AsyncIterator[Any]], method: str
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            await self._begin(context, method)
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as error:
+                await self._fail(context, error, started)
+
+        return wrapped
+
+
+@dataclass
+class RunningServer:
+    """A started server: its port, health tracker and the app it serves."""
+
+    server: grpc.aio.Server
+    port: int
+    health: HealthTracker
+    app: ServiceApp
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``, for clients on this machine."""
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self, grace_seconds: float = 0.0) -> None:
+        """Go NOT_SERVING, let in-flight RPCs finish within the grace, then stop."""
+        await self.health.drain()
+        if grace_seconds > 0:
+            await asyncio.sleep(min(grace_seconds, 1.0))
+        await self.server.stop(grace_seconds)
+        if self.app.on_stop is not None:
+            await self.app.on_stop()
+
+
+async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServer:
+    """Start ``app`` on ``settings.host:settings.port`` (0 picks a free port)."""
+    server = grpc.aio.server(
+        interceptors=[_ErrorAndContextInterceptor(f"{app.name}.tollgate")],
+        options=SERVER_OPTIONS,
+    )
+    app.register(server)
+    health = HealthTracker(app.service_names, settings.health_check_interval_seconds)
+    for component, check in app.health_checks.items():
+        health.add_check(component, check)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(
+        [
+            *app.service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    await server.start()
+    await health.start()
+    if app.on_start is not None:
+        await app.on_start()
+    _log.info("server_started", host=settings.host, port=port, app=app.name)
+    return RunningServer(server=server, port=port, health=health, app=app)
+
+
+async def serve_until_signal(app: ServiceApp, settings: ServerSettings) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then drain gracefully."""
+    running = await start_server(app, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _log.info("server_draining", grace_seconds=settings.grace_seconds)
+    await running.stop(settings.grace_seconds)
+    _log.info("server_stopped")
