@@ -247,7 +247,7 @@ def to_grpc_status(error: TollgateError, domain: str) -> GrpcStatus:
             (RETRY_AFTER_TRAILER, str(retry_after_seconds(error.retry_after)))
         )
     return GrpcStatus(
-        code=status_code(error), details=error.message, trailing_metadata=tuple(trailers)
+        code=status_code(error),
+        details=error.message,
+        trailing_metadata=tuple(trailers),
     )
-
-

@@ -70,7 +70,7 @@ def _metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> st
     return ""
 
 
-class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, domain: str) -> None:
         self._domain = domain
 
@@ -121,8 +121,9 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[m
         started: float,
     ) -> None:
         if not isinstance(error, TollgateError):
-            _log.error("rpc_internal_error", error_type=type(error).__name__,
-                       exc_info=error)
+            _log.error(
+                "rpc_internal_error", error_type=type(error).__name__, exc_info=error
+            )
             error = InternalError("internal error")
         _log.info(
             "rpc_failed",

@@ -21,12 +21,14 @@ _THREADS = 1
 
 def count_tokens(text: str) -> int:
     """Return the exact number of o200k_base tokens in ``text``."""
-    return toktok.batch_count([text], ENCODING, _THREADS)[0]
+    counts: list[int] = toktok.batch_count([text], ENCODING, _THREADS)
+    return counts[0]
 
 
 def count_tokens_batch(texts: list[str]) -> list[int]:
     """Return the exact o200k_base token count of each text, in order."""
-    return toktok.batch_count(texts, ENCODING, _THREADS)
+    counts: list[int] = toktok.batch_count(texts, ENCODING, _THREADS)
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

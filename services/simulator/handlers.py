@@ -1,0 +1,407 @@
+"""The OpenAI endpoints: Responses, Chat Completions, Embeddings and Models.
+
+Each handler receives an :class:`ApiCall` whose body is already parsed, whose
+request is authenticated and counted, and whose fault (if any) other than a
+broken stream has already been applied by the application.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from services.core.tokens import count_tokens_batch
+from services.simulator import payload, vectors
+from services.simulator.errors import ApiError, invalid_request
+from services.simulator.sse import DONE, encode_event, start_stream
+from services.simulator.state import SimulatorState
+from services.simulator.text import (
+    Answer,
+    Message,
+    count_input_tokens,
+    generate_answer,
+    request_seed,
+    split_deltas,
+)
+
+MODELS: tuple[str, ...] = (
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+)
+"""Models listed by ``GET /v1/models``; requests may name any model."""
+
+_MODEL_CREATED = 1_744_316_542  # fixed, so that listings are reproducible
+_MAX_TOKENS_LIMIT = 1_000_000
+_BROKEN_STREAM_DELTAS = 3
+
+_log = structlog.get_logger("tollgate.simulator")
+
+
+@dataclass
+class ApiCall:
+    """One authenticated, counted API request."""
+
+    request: web.Request
+    request_id: str
+    body: payload.Body
+    state: SimulatorState
+    broken_stream: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+Handler = Callable[[ApiCall], Awaitable[web.StreamResponse]]
+
+
+async def create_response(call: ApiCall) -> web.StreamResponse:
+    """Serve ``POST /v1/responses``."""
+    body = call.body
+    model = payload.required_str(body, "model")
+    messages = payload.responses_messages(body)
+    max_output_tokens = payload.optional_int(
+        body, "max_output_tokens", minimum=1, maximum=_MAX_TOKENS_LIMIT
+    )
+    temperature = payload.optional_number(body, "temperature", minimum=0, maximum=2)
+    top_p = payload.optional_number(body, "top_p", minimum=0, maximum=1)
+    metadata = payload.metadata(body) or {}
+    stream = payload.optional_bool(body, "stream")
+    answer = _answer(call, model, messages, max_output_tokens)
+
+    response_id = "resp_" + secrets.token_hex(24)
+    item_id = "msg_" + secrets.token_hex(24)
+    created_at = int(time.time())
+    item_status = "incomplete" if answer.truncated else "completed"
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+    done_part = {**part, "text": answer.text}
+    done_item = {
+        "id": item_id,
+        "type": "message",
+        "status": item_status,
+        "role": "assistant",
+        "content": [done_part],
+    }
+
+    def snapshot(
+        status: str, output: list[object], *, final: bool
+    ) -> dict[str, object]:
+        return {
+            "id": response_id,
+            "object": "response",
+            "created_at": created_at,
+            "status": status,
+            "background": False,
+            "completed_at": int(time.time()) if final else None,
+            "error": None,
+            "incomplete_details": (
+                {"reason": "max_output_tokens"} if final and answer.truncated else None
+            ),
+            "instructions": payload.optional_str(body, "instructions"),
+            "max_output_tokens": max_output_tokens,
+            "max_tool_calls": None,
+            "model": model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default",
+            "store": True,
+            "temperature": 1.0 if temperature is None else temperature,
+            "text": {"format": {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0 if top_p is None else top_p,
+            "truncation": "disabled",
+            "usage": _responses_usage(call) if final else None,
+            "user": None,
+            "metadata": metadata,
+        }
+
+    final_status = "incomplete" if answer.truncated else "completed"
+    if not stream:
+        await _wait_whole_answer(call)
+        final = snapshot(final_status, [done_item], final=True)
+        return web.json_response(final, headers=_headers(call))
+
+    writer = _EventWriter()
+    writer.add("response.created", response=snapshot("in_progress", [], final=False))
+    writer.add(
+        "response.in_progress", response=snapshot("in_progress", [], final=False)
+    )
+    in_progress_item = {**done_item, "status": "in_progress", "content": []}
+    writer.add("response.output_item.added", output_index=0, item=in_progress_item)
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    writer.add("response.content_part.added", **where, part=part)
+    opening = writer.flush()
+    deltas = [
+        writer.encode("response.output_text.delta", **where, delta=delta, logprobs=[])
+        for delta in split_deltas(answer.text)
+    ]
+    writer.add("response.output_text.done", **where, text=answer.text, logprobs=[])
+    writer.add("response.content_part.done", **where, part=done_part)
+    writer.add("response.output_item.done", output_index=0, item=done_item)
+    # A cut answer ends with response.incomplete, exactly as OpenAI does.
+    writer.add(
+        f"response.{final_status}",
+        response=snapshot(final_status, [done_item], final=True),
+    )
+    return await _stream(call, opening, deltas, writer.flush())
+
+
+async def create_chat_completion(call: ApiCall) -> web.StreamResponse:
+    """Serve ``POST /v1/chat/completions``."""
+    body = call.body
+    model = payload.required_str(body, "model")
+    messages = payload.chat_messages(body)
+    limits = [
+        payload.optional_int(body, key, minimum=1, maximum=_MAX_TOKENS_LIMIT)
+        for key in ("max_completion_tokens", "max_tokens")
+    ]
+    max_tokens = next((limit for limit in limits if limit is not None), None)
+    payload.optional_number(body, "temperature", minimum=0, maximum=2)
+    n = payload.optional_int(body, "n", minimum=1, maximum=128)
+    if n is not None and n != 1:
+        raise invalid_request("The simulator supports only n=1.", param="n")
+    stream = payload.optional_bool(body, "stream")
+    options = payload.optional_object(body, "stream_options") or {}
+    include_usage = payload.optional_bool(options, "include_usage")
+    answer = _answer(call, model, messages, max_tokens)
+
+    completion_id = "chatcmpl-" + secrets.token_urlsafe(21).replace("-", "a")[:29]
+    created = int(time.time())
+    finish_reason = "length" if answer.truncated else "stop"
+    common = {
+        "id": completion_id,
+        "created": created,
+        "model": model,
+        "service_tier": "default",
+        "system_fingerprint": "fp_simulator",
+    }
+    if not stream:
+        await _wait_whole_answer(call)
+        completion = {
+            **common,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": answer.text,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": _chat_usage(call),
+        }
+        return web.json_response(completion, headers=_headers(call))
+
+    def chunk(delta: Mapping[str, object], finish: str | None) -> bytes:
+        data: dict[str, object] = {
+            **common,
+            "object": "chat.completion.chunk",
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            ],
+        }
+        if include_usage:
+            data["usage"] = None
+        return encode_event(data)
+
+    opening = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+    deltas = [chunk({"content": d}, None) for d in split_deltas(answer.text)]
+    closing = [chunk({}, finish_reason)]
+    if include_usage:
+        closing.append(
+            encode_event(
+                {
+                    **common,
+                    "object": "chat.completion.chunk",
+                    "choices": [],
+                    "usage": _chat_usage(call),
+                }
+            )
+        )
+    closing.append(DONE)
+    return await _stream(call, opening, deltas, closing)
+
+
+async def create_embeddings(call: ApiCall) -> web.StreamResponse:
+    """Serve ``POST /v1/embeddings``."""
+    body = call.body
+    model = payload.required_str(body, "model")
+    inputs = payload.embedding_inputs(body)
+    dimensions = payload.optional_int(
+        body, "dimensions", minimum=1, maximum=vectors.MAX_DIMENSIONS
+    )
+    size = vectors.default_dimensions(model) if dimensions is None else dimensions
+    encoding = payload.optional_str(body, "encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise invalid_request(
+            f"Invalid value for 'encoding_format': {encoding!r}; expected 'float' "
+            "or 'base64'.",
+            param="encoding_format",
+        )
+    texts = [item for item in inputs if isinstance(item, str)]
+    call.input_tokens = sum(count_tokens_batch(texts) if texts else []) + sum(
+        len(item) for item in inputs if not isinstance(item, str)
+    )
+    data: list[dict[str, object]] = []
+    for index, item in enumerate(inputs):
+        vector = vectors.embed(model, item, size)
+        embedding: object = (
+            vectors.encode_base64(vector) if encoding == "base64" else vector
+        )
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    await call.state.sleep_ms(call.state.settings.latency_ms)
+    result = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {
+            "prompt_tokens": call.input_tokens,
+            "total_tokens": call.input_tokens,
+        },
+    }
+    return web.json_response(result, headers=_headers(call))
+
+
+async def list_models(call: ApiCall) -> web.StreamResponse:
+    """Serve ``GET /v1/models``."""
+    await call.state.sleep_ms(call.state.settings.latency_ms)
+    listing = {"object": "list", "data": [_model(name) for name in MODELS]}
+    return web.json_response(listing, headers=_headers(call))
+
+
+async def retrieve_model(call: ApiCall) -> web.StreamResponse:
+    """Serve ``GET /v1/models/{model}``."""
+    name = call.request.match_info["model"]
+    await call.state.sleep_ms(call.state.settings.latency_ms)
+    if name not in MODELS:
+        raise ApiError(
+            404,
+            f"The model '{name}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    return web.json_response(_model(name), headers=_headers(call))
+
+
+def _model(name: str) -> dict[str, object]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": _MODEL_CREATED,
+        "owned_by": "system",
+    }
+
+
+def _answer(
+    call: ApiCall, model: str, messages: list[Message], max_tokens: int | None
+) -> Answer:
+    settings = call.state.settings
+    answer = generate_answer(
+        request_seed(model, messages),
+        messages,
+        max_natural_tokens=settings.default_max_output_tokens,
+        max_output_tokens=max_tokens,
+    )
+    call.input_tokens = count_input_tokens(messages)
+    call.output_tokens = answer.output_tokens
+    return answer
+
+
+def _responses_usage(call: ApiCall) -> dict[str, object]:
+    return {
+        "input_tokens": call.input_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": call.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": call.input_tokens + call.output_tokens,
+    }
+
+
+def _chat_usage(call: ApiCall) -> dict[str, object]:
+    return {
+        "prompt_tokens": call.input_tokens,
+        "completion_tokens": call.output_tokens,
+        "total_tokens": call.input_tokens + call.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _headers(call: ApiCall) -> dict[str, str]:
+    return {"x-request-id": call.request_id}
+
+
+async def _wait_whole_answer(call: ApiCall) -> None:
+    settings = call.state.settings
+    await call.state.sleep_ms(
+        settings.latency_ms + settings.per_token_latency_ms * call.output_tokens
+    )
+
+
+async def _stream(
+    call: ApiCall, opening: list[bytes], deltas: list[bytes], closing: list[bytes]
+) -> web.StreamResponse:
+    """Write a whole event stream, or cut it after a few deltas if it must break."""
+    state = call.state
+    state.stats.streams += 1
+    await state.sleep_ms(state.settings.latency_ms)
+    response = await start_stream(call.request, _headers(call))
+    if call.broken_stream:
+        deltas = deltas[: min(_BROKEN_STREAM_DELTAS, max(len(deltas) - 1, 0))]
+    try:
+        await response.write(b"".join(opening))
+        for index, delta in enumerate(deltas):
+            if index:
+                await state.sleep_ms(state.settings.per_token_latency_ms)
+            await response.write(delta)
+        if call.broken_stream:
+            # Close without the terminating chunk: the client reads a truncated
+            # body, as when a connection to OpenAI drops mid-answer.
+            if call.request.transport is not None:
+                call.request.transport.close()
+            return response
+        await response.write(b"".join(closing))
+        await response.write_eof()
+    except ConnectionError:
+        # The client went away mid-stream; aiohttp closes the connection.
+        _log.info("sim_stream_client_gone", endpoint=call.request.path)
+    return response
+
+
+class _EventWriter:
+    """Numbers Responses events in order and frames them."""
+
+    def __init__(self) -> None:
+        self._sequence = 0
+        self._pending: list[bytes] = []
+
+    def encode(self, event_type: str, **fields: object) -> bytes:
+        data = {"type": event_type, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return encode_event(data, event=event_type)
+
+    def add(self, event_type: str, **fields: object) -> None:
+        self._pending.append(self.encode(event_type, **fields))
+
+    def flush(self) -> list[bytes]:
+        pending, self._pending = self._pending, []
+        return pending
