@@ -19,7 +19,7 @@ _DETAIL_TYPES: dict[str, type[Any]] = {
 
 def trailers(error: grpc.aio.AioRpcError) -> dict[str, str | bytes]:
     """The trailing metadata of a failed call, as a dict."""
-    return {item.key: item.value for item in (error.trailing_metadata() or ())}
+    return dict(error.trailing_metadata() or ())
 
 
 def error_details(error: grpc.aio.AioRpcError) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -23,3 +24,17 @@ def current_request_id() -> str:
 def set_request_id(request_id: str) -> None:
     """Bind the request id for the rest of the current task."""
     _request_id.set(request_id)
+
+
+def metadata_value(
+    metadata: Iterable[tuple[str, str | bytes]] | None, key: str
+) -> str | bytes:
+    """The first value of ``key`` in gRPC metadata, or "" when absent.
+
+    Works on what grpc.aio gives on both sides: the server's invocation metadata and
+    a client's trailing metadata both iterate as ``(key, value)`` pairs.
+    """
+    for item_key, value in metadata or ():
+        if item_key == key:
+            return value
+    return ""

@@ -22,7 +22,12 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.core.context import REQUEST_ID_HEADER, new_request_id, set_request_id
+from services.core.context import (
+    REQUEST_ID_HEADER,
+    metadata_value,
+    new_request_id,
+    set_request_id,
+)
 from services.core.errors import InternalError, TollgateError, to_grpc_status
 from services.core.health import HealthTracker
 from services.core.settings import ServerSettings
@@ -62,14 +67,6 @@ class ServiceApp:
     on_stop: Callable[[], Awaitable[None]] | None = None
 
 
-def _metadata_value(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str:
-    for item in context.invocation_metadata() or ():
-        if item.key == key:
-            value = item.value
-            return value.decode() if isinstance(value, bytes) else value
-    return ""
-
-
 class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, domain: str) -> None:
         self._domain = domain
@@ -105,9 +102,9 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         self, context: grpc.aio.ServicerContext[Any, Any], method: str
     ) -> str:
         structlog.contextvars.clear_contextvars()
-        request_id = _metadata_value(context, REQUEST_ID_HEADER)[:128] or (
-            new_request_id()
-        )
+        presented = metadata_value(context.invocation_metadata(), REQUEST_ID_HEADER)
+        request_id = str(presented)[:128] if isinstance(presented, str) else ""
+        request_id = request_id or new_request_id()
         set_request_id(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
         with contextlib.suppress(Exception):

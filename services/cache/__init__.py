@@ -1,0 +1,1 @@
+"""The cache service: exact (and later semantic) answers without an upstream call."""

@@ -1,0 +1,205 @@
+"""gRPC surface of the cache service: validate, decode, call the domain, encode."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import grpc
+import structlog
+from tollgate.cache.v1 import cache_pb2 as cache_pb
+from tollgate.common.v1 import common_pb2 as common_pb
+
+from services.cache.domain import (
+    Answer,
+    CacheableRequest,
+    CacheEntry,
+    ResponseCache,
+    StoreOutcome,
+    Usage,
+)
+from services.core.errors import FieldViolation, InvalidArgumentError
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+_TEMPERATURE_RANGE = (0.0, 2.0)
+_TOP_P_RANGE = (0.0, 1.0)
+
+_STORE_OUTCOMES = {
+    StoreOutcome.STORED: cache_pb.STORE_OUTCOME_STORED,
+    StoreOutcome.REFUSED_INCOMPLETE: cache_pb.STORE_OUTCOME_REFUSED_INCOMPLETE,
+    StoreOutcome.REFUSED_TOOL_CALLS: cache_pb.STORE_OUTCOME_REFUSED_TOOL_CALLS,
+    StoreOutcome.REFUSED_TOO_LARGE: cache_pb.STORE_OUTCOME_REFUSED_TOO_LARGE,
+}
+
+
+class CacheServicer:
+    """Implements ``tollgate.cache.v1.CacheService`` over a :class:`ResponseCache`."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self._cache = cache
+
+    async def Lookup(
+        self, request: cache_pb.LookupRequest, context: Context
+    ) -> cache_pb.LookupResponse:
+        """Find a cached answer; a miss is ``hit=false``.
+
+        Only the exact tier exists, so ``allow_semantic`` changes nothing yet.
+        """
+        violations = _request_violations(request.request)
+        if violations:
+            raise InvalidArgumentError(violations)
+        structlog.contextvars.bind_contextvars(tenant=request.request.tenant_id)
+        result = await self._cache.lookup(_decode_request(request.request))
+        if result.entry is None:
+            return cache_pb.LookupResponse(
+                hit=False, status=common_pb.CACHE_STATUS_MISS, key=result.key
+            )
+        return cache_pb.LookupResponse(
+            hit=True,
+            status=common_pb.CACHE_STATUS_EXACT,
+            similarity=1.0,
+            response=_encode_entry(result.entry),
+            key=result.key,
+        )
+
+    async def Store(
+        self, request: cache_pb.StoreRequest, context: Context
+    ) -> cache_pb.StoreResponse:
+        """Cache an answer; refusals are ``stored=false`` with the outcome."""
+        violations = _request_violations(request.request)
+        if not request.HasField("response"):
+            violations.append(FieldViolation("response", "must be set"))
+        ttl_seconds: float | None = None
+        if request.HasField("ttl"):
+            ttl_seconds = float(request.ttl.seconds + request.ttl.nanos / 1e9)
+            if ttl_seconds <= 0:
+                violations.append(FieldViolation("ttl", "must be positive"))
+        if violations:
+            raise InvalidArgumentError(violations)
+        structlog.contextvars.bind_contextvars(tenant=request.request.tenant_id)
+        result = await self._cache.store(
+            _decode_request(request.request),
+            _decode_answer(request.response),
+            complete=request.complete,
+            has_tool_calls=request.has_tool_calls,
+            ttl_seconds=ttl_seconds,
+        )
+        return cache_pb.StoreResponse(
+            stored=result.stored,
+            outcome=_STORE_OUTCOMES[result.outcome],
+            key=result.key,
+        )
+
+    async def Invalidate(
+        self, request: cache_pb.InvalidateRequest, context: Context
+    ) -> cache_pb.InvalidateResponse:
+        """Remove entries by key, tenant, model or all."""
+        target = request.WhichOneof("target")
+        if target is None:
+            raise InvalidArgumentError(
+                [FieldViolation("target", "set one of key, tenant_id, model, all")]
+            )
+        if not getattr(request, target):
+            raise InvalidArgumentError(
+                [FieldViolation(target, "must not be empty (or false for all)")]
+            )
+        if target == "key":
+            removed = await self._cache.invalidate_key(request.key)
+        elif target == "tenant_id":
+            removed = await self._cache.invalidate_tenant(request.tenant_id)
+        elif target == "model":
+            removed = await self._cache.invalidate_model(request.model)
+        else:
+            removed = await self._cache.invalidate_all()
+        return cache_pb.InvalidateResponse(removed_entries=removed)
+
+    async def GetStats(
+        self, request: cache_pb.GetStatsRequest, context: Context
+    ) -> cache_pb.GetStatsResponse:
+        """Report sizes, counters and backends."""
+        stats = await self._cache.stats()
+        return cache_pb.GetStatsResponse(
+            exact_entries=stats.exact_entries,
+            exact_bytes=stats.exact_bytes,
+            exact_capacity_bytes=stats.exact_capacity_bytes,
+            semantic_entries=stats.semantic_entries,
+            exact_hits=stats.exact_hits,
+            semantic_hits=stats.semantic_hits,
+            misses=stats.misses,
+            stores=stats.stores,
+            evictions=stats.evictions,
+            verification_rejections=stats.verification_rejections,
+            hit_rate=stats.hit_rate,
+            exact_backend=stats.exact_backend,
+            semantic_backend=stats.semantic_backend,
+        )
+
+
+def _request_violations(request: cache_pb.CacheableRequest) -> list[FieldViolation]:
+    violations = []
+    if not request.tenant_id:
+        violations.append(FieldViolation("request.tenant_id", "is required"))
+    if not request.model:
+        violations.append(FieldViolation("request.model", "is required"))
+    for name, (low, high) in (
+        ("temperature", _TEMPERATURE_RANGE),
+        ("top_p", _TOP_P_RANGE),
+    ):
+        # The negated form also rejects NaN.
+        if request.HasField(name) and not low <= getattr(request, name) <= high:
+            violations.append(
+                FieldViolation(f"request.{name}", f"must be between {low} and {high}")
+            )
+    if request.max_output_tokens < 0:
+        violations.append(
+            FieldViolation("request.max_output_tokens", "must not be negative")
+        )
+    return violations
+
+
+def _decode_request(request: cache_pb.CacheableRequest) -> CacheableRequest:
+    return CacheableRequest(
+        tenant_id=request.tenant_id,
+        model=request.model,
+        instructions=request.instructions,
+        input=request.input,
+        temperature=request.temperature if request.HasField("temperature") else None,
+        top_p=request.top_p if request.HasField("top_p") else None,
+        max_output_tokens=request.max_output_tokens,
+        tools_json=request.tools_json,
+        response_format_json=request.response_format_json,
+        multi_turn=request.multi_turn,
+    )
+
+
+def _decode_answer(response: cache_pb.CachedResponse) -> Answer:
+    return Answer(
+        output_text=response.output_text,
+        model=response.model,
+        usage=Usage(
+            input_tokens=response.usage.input_tokens,
+            cached_input_tokens=response.usage.cached_input_tokens,
+            output_tokens=response.usage.output_tokens,
+        ),
+    )
+
+
+def _encode_entry(entry: CacheEntry) -> cache_pb.CachedResponse:
+    usage = entry.answer.usage
+    return cache_pb.CachedResponse(
+        output_text=entry.answer.output_text,
+        model=entry.answer.model,
+        usage=common_pb.Usage(
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            output_tokens=usage.output_tokens,
+        ),
+        created_at=_timestamp(entry.created_at),
+        expires_at=_timestamp(entry.expires_at),
+    )
+
+
+def _timestamp(seconds: float) -> datetime:
+    # The generated constructors take datetimes for Timestamp fields.
+    return datetime.fromtimestamp(seconds, tz=UTC)

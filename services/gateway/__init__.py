@@ -1,0 +1,1 @@
+"""The gateway service: the front door that runs the whole request flow."""

@@ -1,0 +1,1 @@
+"""Adapters of the gateway's ports that are not downstream gRPC clients."""

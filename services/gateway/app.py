@@ -1,0 +1,128 @@
+"""Wiring of the gateway: settings to clients, orchestrator and servicer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import openai
+import structlog
+from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
+from tollgate.gateway.v1 import gateway_pb2_grpc
+
+from services.core.breaker import CircuitBreaker
+from services.core.clock import Clock, SystemClock
+from services.core.server import ServiceApp
+from services.gateway.adapters.outbox import SqliteOutbox
+from services.gateway.auth import ApiKeyStore
+from services.gateway.clients import (
+    CacheClient,
+    CostsClient,
+    DownstreamClient,
+    RateLimitClient,
+    RouterClient,
+)
+from services.gateway.config import GatewaySettings
+from services.gateway.fallbacks import LocalLimiter
+from services.gateway.orchestrator import FlowConfig, Orchestrator
+from services.gateway.servicer import GatewayServicer
+from services.gateway.upstream import OpenAIUpstream
+
+_log = structlog.get_logger("tollgate.gateway")
+
+SERVICE_NAME = gateway_pb.DESCRIPTOR.services_by_name["GatewayService"].full_name
+
+
+async def build_app(
+    settings: GatewaySettings, clock: Clock | None = None
+) -> ServiceApp:
+    """Build the gateway from its settings."""
+    clock = clock or SystemClock()
+    keys = ApiKeyStore.load(settings.keys_file)
+
+    def downstream(
+        name: str, address: str, renames: dict[str, str] | None = None
+    ) -> DownstreamClient:
+        return DownstreamClient(
+            name,
+            address,
+            CircuitBreaker(name, settings.downstream_breaker, clock),
+            settings.downstream_timeout_seconds,
+            renames,
+        )
+
+    downstreams = [
+        downstream("ratelimit", settings.ratelimit_address),
+        downstream("cache", settings.cache_address),
+        downstream("router", settings.router_address, {"requested_model": "model"}),
+        downstream("costs", settings.costs_address),
+    ]
+    ratelimit, cache, router, costs = downstreams
+    upstream = OpenAIUpstream(
+        openai.AsyncOpenAI(
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+            max_retries=0,
+        ),
+        max_retries=settings.upstream_max_retries,
+        clock=clock,
+    )
+    outbox = SqliteOutbox(settings.outbox_path)
+    orchestrator = Orchestrator(
+        ratelimit=RateLimitClient(ratelimit),
+        cache=CacheClient(cache),
+        router=RouterClient(router),
+        ledger=CostsClient(costs),
+        upstream=upstream,
+        outbox=outbox,
+        local_limiter=LocalLimiter(settings.local_limit_rpm_per_user, clock),
+        downstream_breakers=[d.breaker for d in downstreams],
+        config=FlowConfig(
+            ratelimit_fail_open=settings.ratelimit_failure_mode == "open",
+            upstream_timeout_seconds=settings.upstream_timeout_seconds,
+            upstream_breaker=settings.upstream_breaker,
+        ),
+        clock=clock,
+    )
+    replay_task: asyncio.Task[None] | None = None
+
+    async def replay_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.outbox_replay_interval_seconds)
+            try:
+                await orchestrator.replay_outbox()
+            except Exception as error:  # the loop must outlive one bad round
+                _log.error("outbox_replay_failed", error_type=type(error).__name__)
+
+    async def on_start() -> None:
+        nonlocal replay_task
+        replay_task = asyncio.create_task(replay_forever())
+
+    async def on_stop() -> None:
+        if replay_task is not None:
+            replay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replay_task
+        await orchestrator.drain_background()
+        for client in downstreams:
+            await client.close()
+        await upstream.close()
+        outbox.close()
+
+    async def outbox_healthy() -> bool:
+        await orchestrator.outbox_depth()
+        return True
+
+    def register(server: object) -> None:
+        gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
+            GatewayServicer(keys, orchestrator), server
+        )
+
+    return ServiceApp(
+        name="gateway",
+        service_names=[SERVICE_NAME],
+        register=register,
+        health_checks={"outbox": outbox_healthy},
+        on_start=on_start,
+        on_stop=on_stop,
+    )

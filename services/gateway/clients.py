@@ -1,0 +1,406 @@
+"""Typed async clients of the four downstream services.
+
+Each wraps a generated stub with a deadline, ``x-request-id`` propagation and its own
+circuit breaker. Breakers count only UNAVAILABLE, DEADLINE_EXCEEDED and transport
+failures; every other failure still raises :class:`DependencyUnavailableError` so
+that the orchestrator applies that dependency's policy, except INVALID_ARGUMENT,
+which is the caller's fault and goes back to the caller with its field violations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+from tollgate.cache.v1 import cache_pb2 as cache_pb
+from tollgate.cache.v1 import cache_pb2_grpc
+from tollgate.common.v1 import common_pb2 as common_pb
+from tollgate.costs.v1 import costs_pb2 as costs_pb
+from tollgate.costs.v1 import costs_pb2_grpc
+from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
+from tollgate.ratelimit.v1 import ratelimit_pb2_grpc
+from tollgate.router.v1 import router_pb2 as router_pb
+from tollgate.router.v1 import router_pb2_grpc
+
+from services.core.breaker import CircuitBreaker
+from services.core.context import REQUEST_ID_HEADER, metadata_value
+from services.core.errors import FieldViolation, InvalidArgumentError
+from services.gateway.domain import (
+    CachedAnswer,
+    CacheKeyParts,
+    CacheStatus,
+    DegradationLevel,
+    Lane,
+    Principal,
+    Priority,
+    RateDecision,
+    RecordResult,
+    RequestType,
+    ResponseRequest,
+    Route,
+    UpstreamAnswer,
+    Usage,
+    UsageRecord,
+)
+from services.gateway.ports import DependencyUnavailableError
+
+ResponseT = TypeVar("ResponseT")
+
+# Reconnect quickly after a downstream restarts instead of gRPC's default backoff of
+# up to two minutes.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+_BREAKER_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
+
+PRIORITY_TO_PROTO = {
+    Priority.CRITICAL: common_pb.PRIORITY_CRITICAL,
+    Priority.REALTIME: common_pb.PRIORITY_REALTIME,
+    Priority.STANDARD: common_pb.PRIORITY_STANDARD,
+    Priority.BATCH: common_pb.PRIORITY_BATCH,
+    Priority.LOW: common_pb.PRIORITY_LOW,
+}
+REQUEST_TYPE_TO_PROTO = {
+    RequestType.CHAT: common_pb.REQUEST_TYPE_CHAT,
+    RequestType.SUMMARIZE: common_pb.REQUEST_TYPE_SUMMARIZE,
+    RequestType.ANALYZE: common_pb.REQUEST_TYPE_ANALYZE,
+    RequestType.CLASSIFY: common_pb.REQUEST_TYPE_CLASSIFY,
+    RequestType.GENERATE: common_pb.REQUEST_TYPE_GENERATE,
+}
+CACHE_STATUS_TO_PROTO = {
+    CacheStatus.MISS: common_pb.CACHE_STATUS_MISS,
+    CacheStatus.EXACT: common_pb.CACHE_STATUS_EXACT,
+    CacheStatus.SEMANTIC: common_pb.CACHE_STATUS_SEMANTIC,
+    CacheStatus.SKIPPED: common_pb.CACHE_STATUS_SKIPPED,
+}
+DEGRADATION_TO_PROTO = {
+    DegradationLevel.FULL_SERVICE: common_pb.DEGRADATION_LEVEL_FULL_SERVICE,
+    DegradationLevel.REDUCED_QUALITY: common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY,
+    DegradationLevel.CACHED_ONLY: common_pb.DEGRADATION_LEVEL_CACHED_ONLY,
+    DegradationLevel.STATIC_FALLBACK: common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK,
+    DegradationLevel.MAINTENANCE: common_pb.DEGRADATION_LEVEL_MAINTENANCE,
+}
+_DEGRADATION_FROM_PROTO = {v: k for k, v in DEGRADATION_TO_PROTO.items()}
+_LANE_FROM_PROTO = {
+    router_pb.LANE_SYNC: Lane.SYNC,
+    router_pb.LANE_BATCH: Lane.BATCH,
+    router_pb.LANE_CACHE_ONLY: Lane.CACHE_ONLY,
+    router_pb.LANE_STATIC: Lane.STATIC,
+    router_pb.LANE_QUEUE: Lane.QUEUE,
+}
+_LAYER_NAMES = {
+    ratelimit_pb.LIMIT_LAYER_USER: "user",
+    ratelimit_pb.LIMIT_LAYER_SERVICE: "service",
+    ratelimit_pb.LIMIT_LAYER_GLOBAL: "global",
+}
+_METRIC_NAMES = {
+    ratelimit_pb.LIMIT_METRIC_REQUESTS: "requests per minute",
+    ratelimit_pb.LIMIT_METRIC_TOKENS: "tokens per minute",
+}
+
+
+def caller_proto(principal: Principal) -> common_pb.Caller:
+    """The common Caller message for a principal."""
+    return common_pb.Caller(
+        tenant_id=principal.tenant_id,
+        service=principal.service,
+        user_id=principal.user_id,
+        user_tier=principal.user_tier,
+    )
+
+
+def _usage_proto(usage: Usage) -> common_pb.Usage:
+    return common_pb.Usage(
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        output_tokens=usage.output_tokens,
+    )
+
+
+def _field_violations(error: grpc.aio.AioRpcError) -> list[FieldViolation]:
+    raw = metadata_value(error.trailing_metadata(), "grpc-status-details-bin")
+    if isinstance(raw, bytes):
+        status = status_pb2.Status.FromString(raw)
+        for detail in status.details:
+            bad_request = error_details_pb2.BadRequest()
+            if detail.Unpack(bad_request):
+                return [
+                    FieldViolation(v.field, v.description)
+                    for v in bad_request.field_violations
+                ]
+    return [FieldViolation("", error.details() or "invalid")]
+
+
+class DownstreamClient:
+    """A channel to one downstream service, guarded by its own breaker."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        breaker: CircuitBreaker,
+        timeout_seconds: float,
+        field_renames: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.breaker = breaker
+        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._timeout = timeout_seconds
+        self._field_renames = field_renames or {}
+
+    async def call(
+        self,
+        method: Callable[..., Awaitable[ResponseT]],
+        request: Any,
+        request_id: str,
+    ) -> ResponseT:
+        """Call ``method`` under the breaker, deadline and request id."""
+        if not self.breaker.allow():
+            raise DependencyUnavailableError(
+                self.name, f"{self.name} circuit open", self.breaker.retry_after()
+            )
+        try:
+            response = await method(
+                request,
+                timeout=self._timeout,
+                metadata=((REQUEST_ID_HEADER, request_id),),
+            )
+        except grpc.aio.AioRpcError as error:
+            code = error.code()
+            if code in _BREAKER_CODES:
+                self.breaker.record_failure()
+            else:
+                self.breaker.record_success()
+            if code is grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgumentError(
+                    [
+                        FieldViolation(
+                            self._field_renames.get(v.field, v.field), v.description
+                        )
+                        for v in _field_violations(error)
+                    ]
+                ) from error
+            raise DependencyUnavailableError(
+                self.name, f"{self.name} failed: {code.name}"
+            ) from error
+        self.breaker.record_success()
+        return response
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self.channel.close()
+
+
+class RateLimitClient:
+    """The ratelimit service as a :class:`RateLimiterPort`."""
+
+    def __init__(self, downstream: DownstreamClient) -> None:
+        self._downstream = downstream
+        self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(downstream.channel)
+
+    async def acquire(
+        self, request_id: str, principal: Principal, model: str, tokens: int
+    ) -> RateDecision:
+        """Admit or deny one request."""
+        response: ratelimit_pb.AcquireResponse = await self._downstream.call(
+            self._stub.Acquire,
+            ratelimit_pb.AcquireRequest(
+                request_id=request_id,
+                caller=caller_proto(principal),
+                model=model,
+                estimated_tokens=tokens,
+            ),
+            request_id,
+        )
+        if response.decision == ratelimit_pb.DECISION_ALLOW:
+            return RateDecision(allowed=True, reservation_id=response.reservation_id)
+        denied = response.denied_by
+        layer = _LAYER_NAMES.get(denied.layer, "unknown")
+        return RateDecision(
+            allowed=False,
+            retry_after_seconds=response.retry_after.ToTimedelta().total_seconds(),
+            denied_subject=f"{layer}:{denied.key}",
+            denied_description=(
+                f"{layer} limit of {denied.limit_per_minute} "
+                f"{_METRIC_NAMES.get(denied.metric, 'units per minute')} exceeded"
+            ),
+        )
+
+    async def reconcile(self, reservation_id: str, actual_tokens: int) -> None:
+        """Settle a reservation."""
+        await self._downstream.call(
+            self._stub.Reconcile,
+            ratelimit_pb.ReconcileRequest(
+                reservation_id=reservation_id, actual_tokens=actual_tokens
+            ),
+            reservation_id,
+        )
+
+    async def report_upstream(
+        self, model: str, throttled: bool, retry_after: float
+    ) -> None:
+        """Feed the adaptive backoff."""
+        request = ratelimit_pb.ReportUpstreamThrottleRequest(
+            model=model,
+            outcome=(
+                ratelimit_pb.UPSTREAM_OUTCOME_THROTTLED
+                if throttled
+                else ratelimit_pb.UPSTREAM_OUTCOME_SUCCESS
+            ),
+        )
+        if retry_after > 0:
+            request.retry_after.FromMilliseconds(int(retry_after * 1000))
+        await self._downstream.call(self._stub.ReportUpstreamThrottle, request, model)
+
+
+def _cacheable(key: CacheKeyParts) -> cache_pb.CacheableRequest:
+    request = cache_pb.CacheableRequest(
+        tenant_id=key.tenant_id,
+        model=key.model,
+        instructions=key.instructions,
+        input=key.input,
+        max_output_tokens=key.max_output_tokens,
+    )
+    if key.temperature is not None:
+        request.temperature = key.temperature
+    return request
+
+
+class CacheClient:
+    """The cache service as a :class:`CachePort`."""
+
+    def __init__(self, downstream: DownstreamClient) -> None:
+        self._downstream = downstream
+        self._stub = cache_pb2_grpc.CacheServiceStub(downstream.channel)
+
+    async def lookup(self, request_id: str, key: CacheKeyParts) -> CachedAnswer | None:
+        """Find a cached answer."""
+        response: cache_pb.LookupResponse = await self._downstream.call(
+            self._stub.Lookup,
+            cache_pb.LookupRequest(
+                request_id=request_id, request=_cacheable(key), allow_semantic=True
+            ),
+            request_id,
+        )
+        if not response.hit:
+            return None
+        usage = response.response.usage
+        return CachedAnswer(
+            output_text=response.response.output_text,
+            model=response.response.model,
+            usage=Usage(
+                usage.input_tokens, usage.cached_input_tokens, usage.output_tokens
+            ),
+            status=(
+                CacheStatus.SEMANTIC
+                if response.status == common_pb.CACHE_STATUS_SEMANTIC
+                else CacheStatus.EXACT
+            ),
+            similarity=response.similarity,
+        )
+
+    async def store(
+        self, request_id: str, key: CacheKeyParts, answer: UpstreamAnswer
+    ) -> None:
+        """Cache a complete answer."""
+        await self._downstream.call(
+            self._stub.Store,
+            cache_pb.StoreRequest(
+                request_id=request_id,
+                request=_cacheable(key),
+                response=cache_pb.CachedResponse(
+                    output_text=answer.output_text,
+                    model=answer.model,
+                    usage=_usage_proto(answer.usage),
+                ),
+                complete=not answer.truncated,
+            ),
+            request_id,
+        )
+
+
+class RouterClient:
+    """The router service as a :class:`RouterPort`."""
+
+    def __init__(self, downstream: DownstreamClient) -> None:
+        self._downstream = downstream
+        self._stub = router_pb2_grpc.RouterServiceStub(downstream.channel)
+
+    async def route(
+        self,
+        request_id: str,
+        principal: Principal,
+        request: ResponseRequest,
+        input_tokens: int,
+    ) -> Route:
+        """Choose model, deployment, lane and token budget."""
+        response: router_pb.RouteResponse = await self._downstream.call(
+            self._stub.Route,
+            router_pb.RouteRequest(
+                request_id=request_id,
+                caller=caller_proto(principal),
+                priority=PRIORITY_TO_PROTO[request.priority],
+                request_type=REQUEST_TYPE_TO_PROTO[request.request_type],
+                requested_model=request.model,
+                input=request.input,
+                input_tokens=input_tokens,
+                max_output_tokens=request.max_output_tokens,
+            ),
+            request_id,
+        )
+        return Route(
+            model=response.model,
+            deployment=response.deployment,
+            lane=_LANE_FROM_PROTO.get(response.lane, Lane.SYNC),
+            max_output_tokens=response.max_output_tokens,
+            input_token_cap=response.input_token_cap,
+            degradation_level=_DEGRADATION_FROM_PROTO.get(
+                response.degradation_level, DegradationLevel.FULL_SERVICE
+            ),
+            fallback_models=tuple(response.fallback_models),
+            fallback_text=response.fallback_text,
+            deployment_instructions=response.deployment_instructions,
+            temperature=(
+                response.temperature if response.HasField("temperature") else None
+            ),
+            worst_case_cost_micros=response.worst_case_cost_micros,
+        )
+
+
+class CostsClient:
+    """The costs service as a :class:`LedgerPort`."""
+
+    def __init__(self, downstream: DownstreamClient) -> None:
+        self._downstream = downstream
+        self._stub = costs_pb2_grpc.CostsServiceStub(downstream.channel)
+
+    async def record(self, record: UsageRecord) -> RecordResult:
+        """Book one request's usage."""
+        occurred_at = timestamp_pb2.Timestamp()
+        occurred_at.FromNanoseconds(int(record.occurred_at * 1e9))
+        response: costs_pb.RecordResponse = await self._downstream.call(
+            self._stub.Record,
+            costs_pb.RecordRequest(
+                request_id=record.request_id,
+                caller=caller_proto(record.principal),
+                model=record.model,
+                deployment=record.deployment,
+                usage=_usage_proto(record.usage),
+                batch=record.batch,
+                cache_status=CACHE_STATUS_TO_PROTO[record.cache_status],
+                occurred_at=occurred_at,
+                requested_model=record.requested_model,
+            ),
+            record.request_id,
+        )
+        return RecordResult(
+            cost_micros=response.cost_micros, duplicate=response.duplicate
+        )

@@ -1,0 +1,83 @@
+"""Gateway settings (env prefix ``TOLLGATE_GATEWAY_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from services.core.breaker import BreakerConfig
+from services.core.settings import ServerSettings
+
+
+class GatewaySettings(ServerSettings):
+    """Everything the gateway needs to run. Downstream addresses are required."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_GATEWAY_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    port: int = Field(default=50051, ge=0, le=65535, description="gRPC port.")
+    ratelimit_address: str = Field(description="host:port of the ratelimit service.")
+    cache_address: str = Field(description="host:port of the cache service.")
+    router_address: str = Field(description="host:port of the router service.")
+    costs_address: str = Field(description="host:port of the costs service.")
+    keys_file: Path = Field(
+        description="YAML file of API keys, stored as SHA-256 hashes with the tenant, "
+        "service, user and tier each key stands for."
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        description="Upstream base URL (for example the simulator's "
+        "http://127.0.0.1:8089/v1); unset means OpenAI itself.",
+    )
+    openai_api_key: SecretStr = Field(
+        default=SecretStr("sk-simulator"),
+        description="Upstream API key. Never logged.",
+    )
+    upstream_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Per-attempt upstream timeout."
+    )
+    upstream_max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Upstream retries after the first attempt (exponential backoff "
+        "with jitter, honouring Retry-After).",
+    )
+    downstream_timeout_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="Deadline of each call to ratelimit, cache, router and costs.",
+    )
+    downstream_breaker: BreakerConfig = Field(
+        default_factory=BreakerConfig,
+        description="Circuit breaker thresholds of each downstream service client.",
+    )
+    upstream_breaker: BreakerConfig = Field(
+        default_factory=BreakerConfig,
+        description="Circuit breaker thresholds per upstream model.",
+    )
+    ratelimit_failure_mode: Literal["open", "closed"] = Field(
+        default="open",
+        description="When ratelimit is unreachable: 'open' admits through a "
+        "conservative local limiter, 'closed' refuses with UNAVAILABLE.",
+    )
+    local_limit_rpm_per_user: int = Field(
+        default=10,
+        ge=1,
+        description="Requests per minute per user admitted by the local limiter "
+        "while ratelimit is unreachable.",
+    )
+    outbox_path: Path = Field(
+        default=Path(".tollgate/gateway-outbox.sqlite3"),
+        description="SQLite file of usage records waiting for the ledger.",
+    )
+    outbox_replay_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often the outbox is replayed."
+    )

@@ -1,0 +1,198 @@
+"""The gateway's plain data: what flows between the orchestrator and its ports."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Priority(enum.IntEnum):
+    """Scheduling priority; lower value is served first."""
+
+    CRITICAL = 0
+    REALTIME = 1
+    STANDARD = 2
+    BATCH = 3
+    LOW = 4
+
+
+class RequestType(enum.Enum):
+    """The kind of request, which sets its token budget."""
+
+    CHAT = "chat"
+    SUMMARIZE = "summarize"
+    ANALYZE = "analyze"
+    CLASSIFY = "classify"
+    GENERATE = "generate"
+
+
+class CacheStatus(enum.Enum):
+    """Where an answer came from."""
+
+    MISS = "miss"
+    EXACT = "exact"
+    SEMANTIC = "semantic"
+    SKIPPED = "skipped"
+
+
+class DegradationLevel(enum.IntEnum):
+    """Seed section 6's ladder, level 0 to 4."""
+
+    FULL_SERVICE = 0
+    REDUCED_QUALITY = 1
+    CACHED_ONLY = 2
+    STATIC_FALLBACK = 3
+    MAINTENANCE = 4
+
+
+class Lane(enum.Enum):
+    """How a routed request is served."""
+
+    SYNC = "sync"
+    BATCH = "batch"
+    CACHE_ONLY = "cache_only"
+    STATIC = "static"
+    QUEUE = "queue"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who an API key stands for."""
+
+    tenant_id: str
+    service: str
+    user_id: str
+    user_tier: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one model call."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseRequest:
+    """A validated request for a model answer."""
+
+    input: str
+    instructions: str
+    model: str
+    priority: Priority
+    request_type: RequestType
+    max_output_tokens: int
+    temperature: float | None
+    user_id: str
+    metadata: dict[str, str]
+    cache_bypass: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The router's decision for one request."""
+
+    model: str
+    deployment: str
+    lane: Lane
+    max_output_tokens: int
+    input_token_cap: int
+    degradation_level: DegradationLevel
+    fallback_models: tuple[str, ...] = ()
+    fallback_text: str = ""
+    deployment_instructions: str = ""
+    temperature: float | None = None
+    worst_case_cost_micros: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """The limiter's answer."""
+
+    allowed: bool
+    reservation_id: str = ""
+    retry_after_seconds: float = 0.0
+    denied_subject: str = ""
+    denied_description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKeyParts:
+    """The parts of a request that decide its cached answer."""
+
+    tenant_id: str
+    model: str
+    instructions: str
+    input: str
+    temperature: float | None
+    max_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """A cache hit."""
+
+    output_text: str
+    model: str
+    usage: Usage
+    status: CacheStatus
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """What the upstream answered."""
+
+    output_text: str
+    model: str
+    usage: Usage
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One request's usage for the ledger; the request id is the idempotency key."""
+
+    request_id: str
+    principal: Principal
+    model: str
+    requested_model: str
+    deployment: str
+    usage: Usage
+    cache_status: CacheStatus
+    occurred_at: float
+    batch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """What the ledger booked."""
+
+    cost_micros: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReply:
+    """The gateway's answer."""
+
+    output_text: str
+    model: str
+    deployment: str
+    cache_status: CacheStatus
+    similarity: float
+    usage: Usage
+    cost_micros: int
+    request_id: str
+    degradation_level: DegradationLevel
+    input_truncated: bool
+    input_tokens_dropped: int
+    output_truncated: bool
+    latency_seconds: float

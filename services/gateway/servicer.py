@@ -1,0 +1,201 @@
+"""GatewayService over gRPC: authenticate, validate, decode, run the flow, encode."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+from tollgate.common.v1 import common_pb2 as common_pb
+from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
+from tollgate.gateway.v1 import gateway_pb2_grpc
+
+from services.core.breaker import BreakerState
+from services.core.context import current_request_id, metadata_value
+from services.core.errors import FieldViolation, InvalidArgumentError
+from services.gateway.auth import ApiKeyStore
+from services.gateway.clients import CACHE_STATUS_TO_PROTO, DEGRADATION_TO_PROTO
+from services.gateway.domain import (
+    Principal,
+    Priority,
+    RequestType,
+    ResponseReply,
+    ResponseRequest,
+)
+from services.gateway.orchestrator import Orchestrator
+
+VERSION = "0.1.0"
+CURRENCY = "USD"
+
+MAX_INPUT_BYTES = 1024 * 1024
+MAX_INSTRUCTIONS_BYTES = 256 * 1024
+MAX_MODEL_CHARS = 128
+MAX_USER_ID_CHARS = 128
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_BYTES = 64
+MAX_METADATA_VALUE_BYTES = 512
+MAX_OUTPUT_TOKENS_LIMIT = 128_000
+
+_PRIORITIES = {
+    common_pb.PRIORITY_UNSPECIFIED: Priority.STANDARD,
+    common_pb.PRIORITY_CRITICAL: Priority.CRITICAL,
+    common_pb.PRIORITY_REALTIME: Priority.REALTIME,
+    common_pb.PRIORITY_STANDARD: Priority.STANDARD,
+    common_pb.PRIORITY_BATCH: Priority.BATCH,
+    common_pb.PRIORITY_LOW: Priority.LOW,
+}
+_REQUEST_TYPES = {
+    common_pb.REQUEST_TYPE_UNSPECIFIED: RequestType.CHAT,
+    common_pb.REQUEST_TYPE_CHAT: RequestType.CHAT,
+    common_pb.REQUEST_TYPE_SUMMARIZE: RequestType.SUMMARIZE,
+    common_pb.REQUEST_TYPE_ANALYZE: RequestType.ANALYZE,
+    common_pb.REQUEST_TYPE_CLASSIFY: RequestType.CLASSIFY,
+    common_pb.REQUEST_TYPE_GENERATE: RequestType.GENERATE,
+}
+_BREAKER_STATES = {
+    BreakerState.CLOSED: gateway_pb.BREAKER_STATE_CLOSED,
+    BreakerState.OPEN: gateway_pb.BREAKER_STATE_OPEN,
+    BreakerState.HALF_OPEN: gateway_pb.BREAKER_STATE_HALF_OPEN,
+}
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def decode_request(message: gateway_pb.CreateResponseRequest) -> ResponseRequest:
+    """Validate a CreateResponseRequest; every problem becomes a field violation."""
+    violations: list[FieldViolation] = []
+
+    def bad(field: str, description: str) -> None:
+        violations.append(FieldViolation(field, description))
+
+    if not message.input.strip():
+        bad("input", "must not be empty")
+    elif _utf8_len(message.input) > MAX_INPUT_BYTES:
+        bad("input", f"must be at most {MAX_INPUT_BYTES} bytes")
+    if _utf8_len(message.instructions) > MAX_INSTRUCTIONS_BYTES:
+        bad("instructions", f"must be at most {MAX_INSTRUCTIONS_BYTES} bytes")
+    if len(message.model) > MAX_MODEL_CHARS:
+        bad("model", f"must be at most {MAX_MODEL_CHARS} characters")
+    if message.priority not in _PRIORITIES:
+        bad("priority", f"unknown priority value {message.priority}")
+    if message.request_type not in _REQUEST_TYPES:
+        bad("request_type", f"unknown request type value {message.request_type}")
+    if message.max_output_tokens < 0:
+        bad("max_output_tokens", "must not be negative")
+    elif message.max_output_tokens > MAX_OUTPUT_TOKENS_LIMIT:
+        bad("max_output_tokens", f"must be at most {MAX_OUTPUT_TOKENS_LIMIT}")
+    temperature: float | None = None
+    if message.HasField("temperature"):
+        temperature = message.temperature
+        if not (math.isfinite(temperature) and 0.0 <= temperature <= 2.0):
+            bad("temperature", "must be between 0 and 2")
+    if len(message.user_id) > MAX_USER_ID_CHARS:
+        bad("user_id", f"must be at most {MAX_USER_ID_CHARS} characters")
+    if len(message.metadata) > MAX_METADATA_PAIRS:
+        bad("metadata", f"must have at most {MAX_METADATA_PAIRS} entries")
+    for key, value in message.metadata.items():
+        if not key or _utf8_len(key) > MAX_METADATA_KEY_BYTES:
+            bad(
+                f"metadata[{key[:32]!r}]",
+                f"keys must be 1 to {MAX_METADATA_KEY_BYTES} bytes",
+            )
+        if _utf8_len(value) > MAX_METADATA_VALUE_BYTES:
+            bad(
+                f"metadata[{key[:32]!r}]",
+                f"values must be at most {MAX_METADATA_VALUE_BYTES} bytes",
+            )
+    if violations:
+        raise InvalidArgumentError(violations)
+    return ResponseRequest(
+        input=message.input,
+        instructions=message.instructions,
+        model=message.model.strip(),
+        priority=_PRIORITIES[message.priority],
+        request_type=_REQUEST_TYPES[message.request_type],
+        max_output_tokens=message.max_output_tokens,
+        temperature=temperature,
+        user_id=message.user_id,
+        metadata=dict(message.metadata),
+        cache_bypass=message.cache_bypass,
+    )
+
+
+def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
+    """The CreateResponseResponse for a reply."""
+    latency = duration_pb2.Duration()
+    latency.FromNanoseconds(int(reply.latency_seconds * 1e9))
+    return gateway_pb.CreateResponseResponse(
+        output_text=reply.output_text,
+        model=reply.model,
+        deployment=reply.deployment,
+        cache_status=CACHE_STATUS_TO_PROTO[reply.cache_status],
+        similarity=reply.similarity,
+        usage=common_pb.Usage(
+            input_tokens=reply.usage.input_tokens,
+            cached_input_tokens=reply.usage.cached_input_tokens,
+            output_tokens=reply.usage.output_tokens,
+        ),
+        cost_micros=reply.cost_micros,
+        request_id=reply.request_id,
+        degradation_level=DEGRADATION_TO_PROTO[reply.degradation_level],
+        input_truncated=reply.input_truncated,
+        input_tokens_dropped=reply.input_tokens_dropped,
+        output_truncated=reply.output_truncated,
+        currency_code=CURRENCY,
+        latency=latency,
+    )
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
+    """The front door."""
+
+    def __init__(self, keys: ApiKeyStore, orchestrator: Orchestrator) -> None:
+        self._keys = keys
+        self._orchestrator = orchestrator
+
+    def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+        value = metadata_value(context.invocation_metadata(), "authorization")
+        return self._keys.authenticate(value if isinstance(value, str) else "")
+
+    async def CreateResponse(
+        self,
+        request: gateway_pb.CreateResponseRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.CreateResponseResponse:
+        """Answer one request through the whole pipeline."""
+        principal = self._authenticate(context)
+        decoded = decode_request(request)
+        reply = await self._orchestrator.create_response(
+            principal, decoded, current_request_id(), context.time_remaining()
+        )
+        return encode_reply(reply)
+
+    async def GetStatus(
+        self,
+        request: gateway_pb.GetStatusRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.GetStatusResponse:
+        """Breakers, degradation level and outbox depth."""
+        self._authenticate(context)
+        response = gateway_pb.GetStatusResponse(
+            degradation_level=DEGRADATION_TO_PROTO[
+                self._orchestrator.degradation_level
+            ],
+            in_flight=self._orchestrator.in_flight,
+            outbox_depth=await self._orchestrator.outbox_depth(),
+            version=VERSION,
+        )
+        for snapshot in self._orchestrator.breakers():
+            status = response.breakers.add(
+                name=snapshot.name,
+                state=_BREAKER_STATES[snapshot.state],
+                failure_count=snapshot.failure_count,
+            )
+            if snapshot.opened_at is not None:
+                opened = timestamp_pb2.Timestamp()
+                opened.FromNanoseconds(int(snapshot.opened_at * 1e9))
+                status.opened_at.CopyFrom(opened)
+        return response

@@ -1,0 +1,199 @@
+"""gRPC surface of the ratelimit service: validate, decode, call the domain, encode."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+import structlog
+from google.protobuf import duration_pb2, timestamp_pb2
+from tollgate.common.v1 import common_pb2 as common_pb
+from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
+
+from services.core.errors import FieldViolation, InvalidArgumentError
+from services.ratelimit.domain import (
+    BucketStatus,
+    Caller,
+    ModelBackoff,
+    RateLimiter,
+    UpstreamOutcome,
+)
+from services.ratelimit.ports import Layer, Metric
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+_LAYERS = {
+    Layer.USER: ratelimit_pb.LIMIT_LAYER_USER,
+    Layer.SERVICE: ratelimit_pb.LIMIT_LAYER_SERVICE,
+    Layer.GLOBAL: ratelimit_pb.LIMIT_LAYER_GLOBAL,
+}
+_METRICS = {
+    Metric.REQUESTS: ratelimit_pb.LIMIT_METRIC_REQUESTS,
+    Metric.TOKENS: ratelimit_pb.LIMIT_METRIC_TOKENS,
+}
+_UPSTREAM_OUTCOMES = {
+    ratelimit_pb.UPSTREAM_OUTCOME_THROTTLED: UpstreamOutcome.THROTTLED,
+    ratelimit_pb.UPSTREAM_OUTCOME_SUCCESS: UpstreamOutcome.SUCCESS,
+}
+
+
+class RateLimitServicer:
+    """Implements ``tollgate.ratelimit.v1.RateLimitService`` over a RateLimiter."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    async def Acquire(
+        self, request: ratelimit_pb.AcquireRequest, context: Context
+    ) -> ratelimit_pb.AcquireResponse:
+        """Admit or deny one request; a denial is DECISION_DENY, not an error."""
+        violations = _caller_violations(request.caller)
+        if not request.model:
+            violations.append(FieldViolation("model", "must be set"))
+        if request.estimated_tokens < 0:
+            violations.append(FieldViolation("estimated_tokens", "must be >= 0"))
+        if violations:
+            raise InvalidArgumentError(violations)
+        structlog.contextvars.bind_contextvars(tenant=request.caller.tenant_id)
+        result = await self._limiter.acquire(
+            _decode_caller(request.caller), request.model, request.estimated_tokens
+        )
+        response = ratelimit_pb.AcquireResponse(
+            decision=(
+                ratelimit_pb.DECISION_ALLOW
+                if result.allowed
+                else ratelimit_pb.DECISION_DENY
+            ),
+            reservation_id=result.reservation_id,
+            buckets=[_encode_bucket(bucket) for bucket in result.buckets],
+        )
+        if result.reservation_expires_at is not None:
+            response.reservation_expires_at.CopyFrom(
+                _timestamp(result.reservation_expires_at)
+            )
+        if result.retry_after is not None:
+            response.retry_after.CopyFrom(_duration(result.retry_after))
+        if result.denied_by is not None:
+            response.denied_by.CopyFrom(_encode_bucket(result.denied_by))
+        return response
+
+    async def Reconcile(
+        self, request: ratelimit_pb.ReconcileRequest, context: Context
+    ) -> ratelimit_pb.ReconcileResponse:
+        """Settle a reservation; an unknown one is an outcome, not an error."""
+        violations = []
+        if not request.reservation_id:
+            violations.append(FieldViolation("reservation_id", "must be set"))
+        if request.actual_tokens < 0:
+            violations.append(FieldViolation("actual_tokens", "must be >= 0"))
+        if violations:
+            raise InvalidArgumentError(violations)
+        result = await self._limiter.reconcile(
+            request.reservation_id, request.actual_tokens
+        )
+        return ratelimit_pb.ReconcileResponse(
+            outcome=(
+                ratelimit_pb.RECONCILE_OUTCOME_SETTLED
+                if result.settled
+                else ratelimit_pb.RECONCILE_OUTCOME_UNKNOWN_RESERVATION
+            ),
+            refunded_tokens=result.refunded_tokens,
+        )
+
+    async def ReportUpstreamThrottle(
+        self, request: ratelimit_pb.ReportUpstreamThrottleRequest, context: Context
+    ) -> ratelimit_pb.ReportUpstreamThrottleResponse:
+        """Feed one upstream outcome into the model's adaptive backoff."""
+        violations = []
+        if not request.model:
+            violations.append(FieldViolation("model", "must be set"))
+        outcome = _UPSTREAM_OUTCOMES.get(request.outcome)
+        if outcome is None:
+            violations.append(
+                FieldViolation(
+                    "outcome",
+                    "must be UPSTREAM_OUTCOME_THROTTLED or UPSTREAM_OUTCOME_SUCCESS",
+                )
+            )
+        retry_after: float | None = None
+        if request.HasField("retry_after"):
+            retry_after = request.retry_after.ToNanoseconds() / 1e9
+            if retry_after < 0:
+                violations.append(FieldViolation("retry_after", "must be >= 0"))
+        if violations or outcome is None:
+            raise InvalidArgumentError(violations)
+        backoff = await self._limiter.report_upstream(
+            request.model, outcome, retry_after
+        )
+        response = ratelimit_pb.ReportUpstreamThrottleResponse(
+            backoff_factor=backoff.factor
+        )
+        if backoff.paused_until is not None:
+            response.paused_until.CopyFrom(_timestamp(backoff.paused_until))
+        return response
+
+    async def GetStatus(
+        self, request: ratelimit_pb.GetStatusRequest, context: Context
+    ) -> ratelimit_pb.GetStatusResponse:
+        """Show the buckets of a caller and model, and every model's backoff."""
+        caller: Caller | None = None
+        if request.HasField("caller"):
+            violations = _caller_violations(request.caller)
+            if violations:
+                raise InvalidArgumentError(violations)
+            structlog.contextvars.bind_contextvars(tenant=request.caller.tenant_id)
+            caller = _decode_caller(request.caller)
+        status = await self._limiter.status(caller, request.model)
+        return ratelimit_pb.GetStatusResponse(
+            buckets=[_encode_bucket(bucket) for bucket in status.buckets],
+            backoffs=[_encode_backoff(backoff) for backoff in status.backoffs],
+            backend=status.backend,
+        )
+
+
+def _caller_violations(caller: common_pb.Caller) -> list[FieldViolation]:
+    if not caller.tenant_id:
+        return [FieldViolation("caller.tenant_id", "must be set")]
+    return []
+
+
+def _decode_caller(caller: common_pb.Caller) -> Caller:
+    return Caller(
+        tenant_id=caller.tenant_id,
+        service=caller.service,
+        user_id=caller.user_id,
+        user_tier=caller.user_tier,
+    )
+
+
+def _encode_bucket(status: BucketStatus) -> ratelimit_pb.BucketStatus:
+    return ratelimit_pb.BucketStatus(
+        layer=_LAYERS[status.bucket.layer],
+        key=status.bucket.key,
+        metric=_METRICS[status.bucket.metric],
+        limit_per_minute=status.limit_per_minute,
+        effective_limit_per_minute=status.effective_limit_per_minute,
+        capacity=status.capacity,
+        remaining=status.remaining,
+    )
+
+
+def _encode_backoff(backoff: ModelBackoff) -> ratelimit_pb.ModelBackoff:
+    encoded = ratelimit_pb.ModelBackoff(
+        model=backoff.model, backoff_factor=backoff.factor
+    )
+    if backoff.paused_until is not None:
+        encoded.paused_until.CopyFrom(_timestamp(backoff.paused_until))
+    return encoded
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    timestamp = timestamp_pb2.Timestamp()
+    timestamp.FromNanoseconds(round(seconds * 1e9))
+    return timestamp
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration

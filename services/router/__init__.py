@@ -1,0 +1,1 @@
+"""The router service: picks the model, deployment and lane of each request."""

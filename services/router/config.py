@@ -1,0 +1,36 @@
+"""Settings of the router service, read from ``TOLLGATE_ROUTER_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.core.settings import ServerSettings
+
+DEFAULT_PORT = 50054
+
+
+class RouterSettings(ServerSettings):
+    """Configuration of the router service.
+
+    Every field can be set from the environment with the prefix
+    ``TOLLGATE_ROUTER_`` (for example ``TOLLGATE_ROUTER_ROUTING_FILE=/etc/r.yaml``).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_ROUTER_", frozen=True, extra="ignore"
+    )
+
+    port: int = Field(
+        default=DEFAULT_PORT,
+        ge=0,
+        le=65535,
+        description="TCP port to listen on; 0 picks a free port.",
+    )
+    routing_file: Path | None = Field(
+        default=None,
+        description="YAML routing table; unset uses the built-in "
+        "services/router/default_routing.yaml.",
+    )

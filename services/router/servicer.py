@@ -1,0 +1,226 @@
+"""gRPC face of the router: decode, call the domain, encode.
+
+The wire's UNSPECIFIED priority and request type mean STANDARD and CHAT, as the
+contract says; values this build does not know are INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+from tollgate.common.v1 import common_pb2 as common_pb
+from tollgate.router.v1 import router_pb2 as router_pb
+from tollgate.router.v1 import router_pb2_grpc
+
+from services.core.errors import FieldViolation, InvalidArgumentError
+from services.router.domain import Router, RouteRequest, TrafficAllocation
+from services.router.enums import (
+    Complexity,
+    DegradationLevel,
+    Lane,
+    Priority,
+    RequestType,
+)
+
+SERVICE_NAME = router_pb.DESCRIPTOR.services_by_name["RouterService"].full_name
+
+# Far above any model's context window; keeps worst-case costs inside int64.
+MAX_TOKENS = 100_000_000
+
+_Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+_PRIORITIES: dict[common_pb.Priority, Priority] = {
+    common_pb.PRIORITY_UNSPECIFIED: Priority.STANDARD,
+    common_pb.PRIORITY_CRITICAL: Priority.CRITICAL,
+    common_pb.PRIORITY_REALTIME: Priority.REALTIME,
+    common_pb.PRIORITY_STANDARD: Priority.STANDARD,
+    common_pb.PRIORITY_BATCH: Priority.BATCH,
+    common_pb.PRIORITY_LOW: Priority.LOW,
+}
+_REQUEST_TYPES: dict[common_pb.RequestType, RequestType] = {
+    common_pb.REQUEST_TYPE_UNSPECIFIED: RequestType.CHAT,
+    common_pb.REQUEST_TYPE_CHAT: RequestType.CHAT,
+    common_pb.REQUEST_TYPE_SUMMARIZE: RequestType.SUMMARIZE,
+    common_pb.REQUEST_TYPE_ANALYZE: RequestType.ANALYZE,
+    common_pb.REQUEST_TYPE_CLASSIFY: RequestType.CLASSIFY,
+    common_pb.REQUEST_TYPE_GENERATE: RequestType.GENERATE,
+}
+_DEGRADATION_LEVELS: dict[common_pb.DegradationLevel, DegradationLevel] = {
+    common_pb.DEGRADATION_LEVEL_FULL_SERVICE: DegradationLevel.FULL_SERVICE,
+    common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY: DegradationLevel.REDUCED_QUALITY,
+    common_pb.DEGRADATION_LEVEL_CACHED_ONLY: DegradationLevel.CACHED_ONLY,
+    common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK: DegradationLevel.STATIC_FALLBACK,
+    common_pb.DEGRADATION_LEVEL_MAINTENANCE: DegradationLevel.MAINTENANCE,
+}
+_WIRE_DEGRADATION_LEVELS = {level: wire for wire, level in _DEGRADATION_LEVELS.items()}
+_WIRE_LANES: dict[Lane, router_pb.Lane] = {
+    Lane.SYNC: router_pb.LANE_SYNC,
+    Lane.BATCH: router_pb.LANE_BATCH,
+    Lane.CACHE_ONLY: router_pb.LANE_CACHE_ONLY,
+    Lane.STATIC: router_pb.LANE_STATIC,
+    Lane.QUEUE: router_pb.LANE_QUEUE,
+}
+_WIRE_COMPLEXITIES: dict[Complexity, router_pb.Complexity] = {
+    Complexity.UNSPECIFIED: router_pb.COMPLEXITY_UNSPECIFIED,
+    Complexity.TRIVIAL: router_pb.COMPLEXITY_TRIVIAL,
+    Complexity.SIMPLE: router_pb.COMPLEXITY_SIMPLE,
+    Complexity.MODERATE: router_pb.COMPLEXITY_MODERATE,
+    Complexity.COMPLEX: router_pb.COMPLEXITY_COMPLEX,
+}
+
+
+class RouterServicer(router_pb2_grpc.RouterServiceServicer):
+    """Serves tollgate.router.v1.RouterService with a :class:`Router`."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    async def Route(
+        self, request: router_pb.RouteRequest, context: _Context
+    ) -> router_pb.RouteResponse:
+        """Decide where one request goes and under which token budget."""
+        decision = await self._router.route(_decode_route_request(request))
+        response = router_pb.RouteResponse(
+            model=decision.model,
+            deployment=decision.deployment,
+            deployment_version=decision.deployment_version,
+            lane=_WIRE_LANES[decision.lane],
+            complexity=_WIRE_COMPLEXITIES[decision.complexity],
+            tier=decision.tier,
+            reason=decision.reason,
+            max_output_tokens=decision.max_output_tokens,
+            input_token_cap=decision.input_token_cap,
+            deployment_instructions=decision.deployment_instructions,
+            degradation_level=_WIRE_DEGRADATION_LEVELS[decision.degradation_level],
+            fallback_models=decision.fallback_models,
+            fallback_text=decision.fallback_text,
+            worst_case_cost_micros=decision.worst_case_cost_micros,
+        )
+        if decision.temperature is not None:
+            response.temperature = decision.temperature
+        return response
+
+    async def RecordOutcome(
+        self, request: router_pb.RecordOutcomeRequest, context: _Context
+    ) -> router_pb.RecordOutcomeResponse:
+        """Count one routed call's latency and error."""
+        violations: list[FieldViolation] = []
+        if not request.deployment:
+            violations.append(FieldViolation("deployment", "required"))
+        latency = request.latency
+        if latency.seconds < 0 or latency.nanos < 0:
+            violations.append(FieldViolation("latency", "must not be negative"))
+        if violations:
+            raise InvalidArgumentError(violations)
+        await self._router.record_outcome(
+            request.deployment,
+            latency_ms=latency.seconds * 1000 + latency.nanos / 1_000_000,
+            error=request.error,
+        )
+        # No canary guards yet, so an outcome never rolls a deployment back.
+        return router_pb.RecordOutcomeResponse(rolled_back=False)
+
+    async def SetTrafficSplit(
+        self, request: router_pb.SetTrafficSplitRequest, context: _Context
+    ) -> router_pb.SetTrafficSplitResponse:
+        """Replace the traffic split of the deployments."""
+        split = await self._router.set_traffic_split(
+            [TrafficAllocation(a.deployment, a.percent) for a in request.allocations]
+        )
+        return router_pb.SetTrafficSplitResponse(
+            allocations=[
+                router_pb.TrafficAllocation(deployment=a.deployment, percent=a.percent)
+                for a in split
+            ]
+        )
+
+    async def GetDeploymentStatus(
+        self, request: router_pb.GetDeploymentStatusRequest, context: _Context
+    ) -> router_pb.GetDeploymentStatusResponse:
+        """List every deployment's share and metrics."""
+        return router_pb.GetDeploymentStatusResponse(
+            deployments=[
+                router_pb.DeploymentStatus(
+                    name=status.name,
+                    version=status.version,
+                    traffic_percent=status.traffic_percent,
+                    requests=status.requests,
+                    errors=status.errors,
+                    error_rate=status.error_rate,
+                    p50_latency_ms=status.p50_latency_ms,
+                    p95_latency_ms=status.p95_latency_ms,
+                    state=router_pb.DEPLOYMENT_STATE_ACTIVE,
+                )
+                for status in await self._router.deployment_statuses()
+            ]
+        )
+
+    async def SetDegradationLevel(
+        self, request: router_pb.SetDegradationLevelRequest, context: _Context
+    ) -> router_pb.SetDegradationLevelResponse:
+        """Put a degradation level in force."""
+        level = _DEGRADATION_LEVELS.get(request.level)
+        if level is None:
+            raise InvalidArgumentError(
+                [
+                    FieldViolation(
+                        "level", "must be a DEGRADATION_LEVEL_ other than UNSPECIFIED"
+                    )
+                ]
+            )
+        change = await self._router.set_degradation_level(level, request.reason)
+        return router_pb.SetDegradationLevelResponse(
+            level=_WIRE_DEGRADATION_LEVELS[change.level],
+            previous_level=_WIRE_DEGRADATION_LEVELS[change.previous_level],
+        )
+
+    async def GetRoutingStats(
+        self, request: router_pb.GetRoutingStatsRequest, context: _Context
+    ) -> router_pb.GetRoutingStatsResponse:
+        """Report routing decisions by tier and complexity, and their costs."""
+        stats = await self._router.routing_stats()
+        return router_pb.GetRoutingStatsResponse(
+            by_tier=[
+                router_pb.RoutingCount(label=tier, requests=count)
+                for tier, count in stats.by_tier
+            ],
+            by_complexity=[
+                router_pb.RoutingCount(label=complexity.value, requests=count)
+                for complexity, count in stats.by_complexity
+            ],
+            routed_cost_micros=stats.routed_cost_micros,
+            premium_cost_micros=stats.premium_cost_micros,
+            degradation_level=_WIRE_DEGRADATION_LEVELS[stats.degradation_level],
+        )
+
+
+def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
+    violations: list[FieldViolation] = []
+    if not request.caller.tenant_id:
+        violations.append(FieldViolation("caller.tenant_id", "required"))
+    priority = _PRIORITIES.get(request.priority)
+    if priority is None:
+        violations.append(FieldViolation("priority", "unknown priority"))
+    request_type = _REQUEST_TYPES.get(request.request_type)
+    if request_type is None:
+        violations.append(FieldViolation("request_type", "unknown request type"))
+    for name, value in (
+        ("input_tokens", request.input_tokens),
+        ("max_output_tokens", request.max_output_tokens),
+    ):
+        if not 0 <= value <= MAX_TOKENS:
+            violations.append(
+                FieldViolation(name, f"must be between 0 and {MAX_TOKENS}")
+            )
+    if violations or priority is None or request_type is None:
+        raise InvalidArgumentError(violations)
+    return RouteRequest(
+        tenant_id=request.caller.tenant_id,
+        user_id=request.caller.user_id,
+        priority=priority,
+        request_type=request_type,
+        requested_model=request.requested_model,
+        input_tokens=request.input_tokens,
+        max_output_tokens=request.max_output_tokens,
+    )
