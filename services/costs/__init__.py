@@ -1,0 +1,1 @@
+"""The costs service: a ledger of integer micro-dollars, budgets and reports."""

@@ -1,0 +1,385 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.core.clock import FakeClock
+from services.costs.adapters.sqlite import MEMORY, SqliteLedgerStore
+from services.costs.domain import (
+    DEFAULT_ALERT_THRESHOLDS_PERCENT,
+    BudgetDecision,
+    Caller,
+    CostLedger,
+    UsageRecord,
+    divide_half_up,
+    period_bounds,
+)
+from services.costs.ports import (
+    Budget,
+    BudgetPeriod,
+    BudgetScope,
+    CacheStatus,
+    ReportLine,
+    ScopeKind,
+)
+from services.costs.pricing import TokenUsage, UnknownModelError, load_pricing
+
+# FakeClock's default start.
+START = datetime(2026, 1, 1, tzinfo=UTC)
+LATER = START + timedelta(days=1)
+ACME = Caller(tenant_id="acme", service="chat", user_id="u1")
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[SqliteLedgerStore]:
+    store = await SqliteLedgerStore.open(MEMORY)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def ledger(store: SqliteLedgerStore, clock: FakeClock) -> CostLedger:
+    return CostLedger(store, load_pricing(), clock, ZoneInfo("UTC"))
+
+
+def _record(
+    request_id: str,
+    *,
+    model: str = "gpt-4.1",
+    input_tokens: int = 1000,
+    cached_input_tokens: int = 0,
+    output_tokens: int = 500,
+    caller: Caller = ACME,
+    requested_model: str = "",
+    batch: bool = False,
+    cache_status: CacheStatus = CacheStatus.MISS,
+    occurred_at: datetime | None = None,
+) -> UsageRecord:
+    return UsageRecord(
+        request_id=request_id,
+        caller=caller,
+        model=model,
+        requested_model=requested_model,
+        deployment="blue",
+        usage=TokenUsage(input_tokens, cached_input_tokens, output_tokens),
+        batch=batch,
+        cache_status=cache_status,
+        occurred_at=occurred_at,
+    )
+
+
+async def test_record_books_the_cost(ledger: CostLedger) -> None:
+    result = await ledger.record(_record("r1"))
+
+    assert (result.cost_micros, result.saved_micros) == (6000, 0)
+    assert result.currency_code == "USD"
+    assert not result.duplicate
+
+
+async def test_replay_returns_the_original_and_books_nothing(
+    ledger: CostLedger,
+) -> None:
+    first = await ledger.record(_record("r1"))
+    replay = await ledger.record(
+        _record("r1", output_tokens=9999, model="gpt-4.1-nano")
+    )
+
+    assert replay == dataclasses.replace(first, duplicate=True)
+    report = await ledger.report("", None, LATER)
+    assert (report.summary.requests, report.summary.cost_micros) == (1, 6000)
+
+
+async def test_cache_hit_costs_nothing_and_saves_the_call(ledger: CostLedger) -> None:
+    exact = await ledger.record(_record("r1", cache_status=CacheStatus.EXACT))
+    semantic = await ledger.record(_record("r2", cache_status=CacheStatus.SEMANTIC))
+
+    assert (exact.cost_micros, exact.saved_micros) == (0, 6000)
+    assert (semantic.cost_micros, semantic.saved_micros) == (0, 6000)
+    report = await ledger.report("", None, LATER)
+    assert report.summary.cache_saved_micros == 12_000
+    assert report.summary.batch_saved_micros == 0
+
+
+async def test_batch_saves_the_discount(ledger: CostLedger) -> None:
+    result = await ledger.record(_record("r1", batch=True))
+
+    assert (result.cost_micros, result.saved_micros) == (3000, 3000)
+    report = await ledger.report("", None, LATER)
+    assert report.summary.batch_saved_micros == 3000
+
+
+async def test_routing_to_a_cheaper_model_saves_the_difference(
+    ledger: CostLedger,
+) -> None:
+    result = await ledger.record(
+        _record("r1", model="gpt-4.1-mini", requested_model="gpt-4.1")
+    )
+
+    # gpt-4.1-mini: 1000 x 0.4 + 500 x 1.6 = 1200; gpt-4.1 would cost 6000.
+    assert (result.cost_micros, result.saved_micros) == (1200, 4800)
+    report = await ledger.report("", None, LATER)
+    assert report.summary.routing_saved_micros == 4800
+
+
+@pytest.mark.parametrize("requested", ["auto", "gpt-4.1-nano", "gpt-4.1-mini", ""])
+async def test_no_routing_saving_without_a_dearer_known_request(
+    ledger: CostLedger, requested: str
+) -> None:
+    result = await ledger.record(
+        _record("r1", model="gpt-4.1-mini", requested_model=requested)
+    )
+
+    assert (result.cost_micros, result.saved_micros) == (1200, 0)
+
+
+async def test_unknown_model_books_nothing(ledger: CostLedger) -> None:
+    with pytest.raises(UnknownModelError):
+        await ledger.record(_record("r1", model="gpt-9"))
+
+    report = await ledger.report("", None, LATER)
+    assert report.summary.requests == 0
+
+
+async def test_report_aggregates_by_label(ledger: CostLedger) -> None:
+    day_one = START + timedelta(hours=10)
+    day_two = START + timedelta(days=1, hours=10)
+    globex = Caller(tenant_id="globex", service="batch", user_id="")
+    await ledger.record(_record("a", occurred_at=day_one))  # 6000
+    await ledger.record(
+        _record(
+            "b",
+            model="gpt-4.1-nano",
+            input_tokens=1,
+            output_tokens=0,
+            occurred_at=day_two,
+        )
+    )  # 1
+    await ledger.record(
+        _record("c", caller=globex, cache_status=CacheStatus.EXACT, occurred_at=day_two)
+    )  # 0, saves 6000
+
+    report = await ledger.report("", START, START + timedelta(days=2))
+
+    summary = report.summary
+    assert (summary.requests, summary.cost_micros) == (3, 6001)
+    assert report.average_cost_micros == 2000  # 6001 / 3 = 2000.33
+    assert summary.by_model == (
+        ReportLine("gpt-4.1", 2, 6000, 6000, 2000, 0, 1000),
+        ReportLine("gpt-4.1-nano", 1, 1, 0, 1, 0, 0),
+    )
+    assert summary.by_tenant == (
+        ReportLine("acme", 2, 6001, 0, 1001, 0, 500),
+        ReportLine("globex", 1, 0, 6000, 1000, 0, 500),
+    )
+    assert [(line.key, line.requests) for line in summary.by_service] == [
+        ("batch", 1),
+        ("chat", 2),
+    ]
+    assert [(line.key, line.requests) for line in summary.by_user] == [
+        ("", 1),
+        ("u1", 2),
+    ]
+    assert [(line.key, line.cost_micros) for line in summary.by_day] == [
+        ("2026-01-01", 6000),
+        ("2026-01-02", 1),
+    ]
+
+
+async def test_report_filters_by_tenant_and_half_open_range(
+    ledger: CostLedger, clock: FakeClock
+) -> None:
+    await ledger.record(_record("at-start"))  # occurred_at from the clock: START
+    clock.advance(3600)
+    await ledger.record(_record("an-hour-later"))
+    await ledger.record(_record("other-tenant", caller=Caller("globex", "chat", "u2")))
+    clock.advance(1)
+
+    first_hour = await ledger.report("acme", START, START + timedelta(hours=1))
+    acme_all = await ledger.report("acme", None, None)
+    everyone = await ledger.report("", None, None)
+
+    assert first_hour.summary.requests == 1
+    assert acme_all.summary.requests == 2
+    assert everyone.summary.requests == 3
+    assert [line.key for line in everyone.summary.by_tenant] == ["acme", "globex"]
+
+
+async def test_report_end_defaults_to_now(ledger: CostLedger) -> None:
+    await ledger.record(_record("future", occurred_at=START + timedelta(seconds=1)))
+
+    assert (await ledger.report("", None, None)).summary.requests == 0
+    assert (
+        await ledger.report("", None, START + timedelta(seconds=2))
+    ).summary.requests == 1
+
+
+async def test_empty_report(ledger: CostLedger) -> None:
+    report = await ledger.report("", None, None)
+
+    assert (report.summary.requests, report.average_cost_micros) == (0, 0)
+    assert report.summary.by_model == ()
+    assert report.currency_code == "USD"
+
+
+async def test_report_days_are_in_the_ledger_zone(
+    store: SqliteLedgerStore, clock: FakeClock
+) -> None:
+    ledger = CostLedger(store, load_pricing(), clock, ZoneInfo("America/New_York"))
+    await ledger.record(_record("r1", occurred_at=START + timedelta(hours=3)))
+
+    report = await ledger.report("", None, START + timedelta(days=1))
+
+    assert [line.key for line in report.summary.by_day] == ["2025-12-31"]
+
+
+@pytest.mark.parametrize(
+    ("total", "count", "average"),
+    [(0, 0, 0), (3, 2, 2), (5, 2, 3), (4, 3, 1), (5, 3, 2), (7, 1, 7)],
+)
+def test_average_rounds_half_up(total: int, count: int, average: int) -> None:
+    assert divide_half_up(total, count) == average
+
+
+def test_periods_are_calendar_days_and_months_in_the_zone() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    at = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)  # 2026-01-01 00:30 in Paris
+
+    day = period_bounds(BudgetPeriod.DAY, at, paris)
+    month = period_bounds(BudgetPeriod.MONTH, at, paris)
+
+    assert day == (
+        datetime(2025, 12, 31, 23, tzinfo=UTC),
+        datetime(2026, 1, 1, 23, tzinfo=UTC),
+    )
+    assert month == (
+        datetime(2025, 12, 31, 23, tzinfo=UTC),
+        datetime(2026, 1, 31, 23, tzinfo=UTC),
+    )
+
+
+def test_a_day_across_a_clock_change_is_23_hours() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    start, end = period_bounds(
+        BudgetPeriod.DAY, datetime(2026, 3, 29, 12, tzinfo=UTC), paris
+    )
+
+    assert end - start == timedelta(hours=23)
+
+
+def _budget(
+    kind: ScopeKind = ScopeKind.TENANT,
+    *,
+    limit_micros: int = 10_000,
+    hard: bool = True,
+    period: BudgetPeriod = BudgetPeriod.DAY,
+    thresholds: tuple[int, ...] = (),
+) -> Budget:
+    scopes = {
+        ScopeKind.GLOBAL: BudgetScope(ScopeKind.GLOBAL),
+        ScopeKind.TENANT: BudgetScope(ScopeKind.TENANT, tenant_id="acme"),
+        ScopeKind.SERVICE: BudgetScope(ScopeKind.SERVICE, "acme", service="chat"),
+        ScopeKind.USER: BudgetScope(ScopeKind.USER, "acme", user_id="u1"),
+    }
+    return Budget(
+        scope=scopes[kind],
+        period=period,
+        limit_micros=limit_micros,
+        hard=hard,
+        alert_thresholds_percent=thresholds,
+        downgrade_model="",
+    )
+
+
+async def test_check_without_budgets_allows_with_the_worst_case(
+    ledger: CostLedger,
+) -> None:
+    verdict = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)
+
+    assert verdict.decision is BudgetDecision.ALLOW
+    assert verdict.worst_case_cost_micros == 6000
+    assert verdict.remaining_micros == 0
+
+
+@pytest.mark.parametrize(
+    "kind", [ScopeKind.GLOBAL, ScopeKind.TENANT, ScopeKind.SERVICE, ScopeKind.USER]
+)
+async def test_hard_budget_of_any_caller_scope_denies_the_overflow(
+    ledger: CostLedger, kind: ScopeKind
+) -> None:
+    await ledger.set_budget(_budget(kind))
+    await ledger.record(_record("spent"))  # 6000 of 10 000
+
+    within = await ledger.check_budget(ACME, "gpt-4.1", 500, 250)  # 3000
+    over = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)  # 6000
+
+    assert within.decision is BudgetDecision.ALLOW
+    assert within.remaining_micros == 1000
+    assert over.decision is BudgetDecision.DENY
+    assert over.exceeded_budget is not None
+    assert over.exceeded_budget.scope.kind is kind
+    assert over.remaining_micros == 4000
+    assert over.resets_at == START + timedelta(days=1)
+
+
+async def test_soft_budget_and_other_scopes_do_not_deny(ledger: CostLedger) -> None:
+    await ledger.set_budget(_budget(limit_micros=1, hard=False))
+    await ledger.set_budget(
+        dataclasses.replace(
+            _budget(),
+            scope=BudgetScope(ScopeKind.TENANT, tenant_id="globex"),
+            limit_micros=1,
+        )
+    )
+
+    verdict = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)
+
+    assert verdict.decision is BudgetDecision.ALLOW
+    assert verdict.remaining_micros == 0
+
+
+async def test_spend_of_a_past_period_does_not_count(
+    ledger: CostLedger, clock: FakeClock
+) -> None:
+    await ledger.set_budget(_budget())
+    await ledger.record(_record("yesterday"))
+    clock.advance(86_400)
+
+    verdict = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)
+
+    assert verdict.decision is BudgetDecision.ALLOW
+    assert verdict.remaining_micros == 4000
+
+
+async def test_set_budget_replaces_and_reports_spend(ledger: CostLedger) -> None:
+    await ledger.record(_record("spent"))
+    await ledger.set_budget(_budget(limit_micros=1))
+
+    status = await ledger.set_budget(
+        _budget(limit_micros=50_000, period=BudgetPeriod.DAY, thresholds=(90, 50, 90))
+    )
+    verdict = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)
+
+    assert status.spent_micros == 6000
+    assert status.budget.limit_micros == 50_000
+    assert status.budget.alert_thresholds_percent == (50, 90)
+    assert verdict.decision is BudgetDecision.ALLOW
+    assert verdict.remaining_micros == 38_000
+
+
+async def test_set_budget_defaults_thresholds_and_checks_downgrade_model(
+    ledger: CostLedger,
+) -> None:
+    status = await ledger.set_budget(_budget())
+
+    assert status.budget.alert_thresholds_percent == DEFAULT_ALERT_THRESHOLDS_PERCENT
+    with pytest.raises(UnknownModelError):
+        await ledger.set_budget(dataclasses.replace(_budget(), downgrade_model="gpt-9"))
