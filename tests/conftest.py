@@ -15,7 +15,10 @@ from services.core.settings import ServerSettings
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test sees TOLLGATE_* or OPENAI_* settings from the machine it runs on."""
     for key in list(os.environ):
-        if key.startswith(("TOLLGATE_", "OPENAI_")) and key != "TOLLGATE_REQUIRE_INTEGRATION":
+        if (
+            key.startswith(("TOLLGATE_", "OPENAI_"))
+            and key != "TOLLGATE_REQUIRE_INTEGRATION"
+        ):
             monkeypatch.delenv(key, raising=False)
     yield
 
