@@ -9,6 +9,10 @@ import pytest
 
 from services.core.server import RunningServer, ServiceApp, start_server
 from services.core.settings import ServerSettings
+from tests.backends import postgres_dsn, redis_server
+
+# Fixtures defined in tests/backends.py, re-exported so every test can request them.
+__all__ = ["postgres_dsn", "redis_server"]
 
 
 @pytest.fixture(autouse=True)
