@@ -66,6 +66,7 @@ class CircuitBreaker:
         self._probe_calls = 0
         self._probe_successes = 0
         self._opened_mono = 0.0
+        self._half_open_mono = 0.0
         self._opened_wall: float | None = None
 
     @property
@@ -93,6 +94,14 @@ class CircuitBreaker:
             return True
         if state is BreakerState.OPEN:
             return False
+        if (
+            self._probe_calls >= self._config.half_open_max_calls
+            and self._clock.monotonic() - self._half_open_mono
+            >= self._config.recovery_timeout_seconds
+        ):
+            # Probes that never reported back (cancelled calls) must not wedge the
+            # breaker: after another recovery timeout, start a fresh round of probes.
+            self._transition(BreakerState.HALF_OPEN)
         if self._probe_calls < self._config.half_open_max_calls:
             self._probe_calls += 1
             return True
@@ -131,6 +140,7 @@ class CircuitBreaker:
             self._opened_mono = self._clock.monotonic()
             self._opened_wall = self._clock.now()
         elif state is BreakerState.HALF_OPEN:
+            self._half_open_mono = self._clock.monotonic()
             self._probe_calls = 0
             self._probe_successes = 0
         else:

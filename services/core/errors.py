@@ -137,6 +137,12 @@ class DeadlineExceededError(TollgateError):
     default_reason = "DEADLINE_EXCEEDED"
 
 
+class UnimplementedError(TollgateError):
+    """The RPC exists in the contract but this server does not serve it (yet)."""
+
+    default_reason = "UNIMPLEMENTED"
+
+
 class InternalError(TollgateError):
     """A bug. The message shown to callers is generic."""
 
@@ -155,6 +161,7 @@ STATUS_CODES: dict[type[TollgateError], grpc.StatusCode] = {
     ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     UnavailableError: grpc.StatusCode.UNAVAILABLE,
     DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    UnimplementedError: grpc.StatusCode.UNIMPLEMENTED,
     InternalError: grpc.StatusCode.INTERNAL,
 }
 
@@ -174,8 +181,9 @@ def _pack(message: object) -> any_pb2.Any:
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
-    whole = int(seconds)
-    return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1_000_000_000))
+    return duration
 
 
 def retry_after_seconds(seconds: float) -> int:

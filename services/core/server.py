@@ -28,9 +28,15 @@ from services.core.context import (
     new_request_id,
     set_request_id,
 )
-from services.core.errors import InternalError, TollgateError, to_grpc_status
+from services.core.errors import (
+    InternalError,
+    TollgateError,
+    UnimplementedError,
+    to_grpc_status,
+)
 from services.core.health import HealthTracker
 from services.core.settings import ServerSettings
+from services.core.tokens import count_tokens
 
 _log = structlog.get_logger("tollgate.server")
 
@@ -117,7 +123,9 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         error: Exception,
         started: float,
     ) -> None:
-        if not isinstance(error, TollgateError):
+        if isinstance(error, NotImplementedError):
+            error = UnimplementedError("this RPC is not implemented by this server")
+        elif not isinstance(error, TollgateError):
             _log.error(
                 "rpc_internal_error", error_type=type(error).__name__, exc_info=error
             )
@@ -191,6 +199,8 @@ class RunningServer:
 
 async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServer:
     """Start ``app`` on ``settings.host:settings.port`` (0 picks a free port)."""
+    # Load the tokenizer's vocabulary now, not on the first request (~0.4 s).
+    count_tokens("")
     server = grpc.aio.server(
         interceptors=[_ErrorAndContextInterceptor(f"{app.name}.tollgate")],
         options=SERVER_OPTIONS,

@@ -49,7 +49,10 @@ def truncate_tokens(text: str, max_tokens: int) -> Truncation:
     """Cut ``text`` to at most ``max_tokens`` o200k_base tokens.
 
     The cut lands on a character boundary, never inside a multi-byte character.
+    Raises ValueError for a negative budget.
     """
+    if max_tokens < 0:
+        raise ValueError("max_tokens must not be negative")
     kept, total = toktok.truncate(text, max_tokens, ENCODING)
     kept_tokens = total if kept is text else count_tokens(kept)
     return Truncation(text=kept, original_tokens=total, kept_tokens=kept_tokens)
