@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,7 +31,9 @@ from services.core.context import (
 )
 from services.core.errors import (
     InternalError,
+    PermissionDeniedError,
     TollgateError,
+    UnauthenticatedError,
     UnimplementedError,
     to_grpc_status,
 )
@@ -61,6 +64,8 @@ class ServiceApp:
         health_checks: component name to async check.
         on_start: runs after the server starts (background tasks).
         on_stop: runs after the server stops (close stores, flush outboxes).
+        admin_methods: full method paths ("/pkg.Service/Method") that need an admin
+            key in ``authorization: Bearer <key>`` metadata.
     """
 
     name: str
@@ -71,11 +76,35 @@ class ServiceApp:
     )
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None]] | None = None
+    admin_methods: frozenset[str] = frozenset()
+
+
+def _check_admin(
+    context: grpc.aio.ServicerContext[Any, Any], admin_digests: frozenset[str]
+) -> None:
+    presented = metadata_value(context.invocation_metadata(), "authorization")
+    scheme, _, key = str(presented).partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise UnauthenticatedError(
+            "this RPC needs an admin key: send 'authorization: Bearer <key>'",
+            reason="ADMIN_KEY_MISSING",
+        )
+    if hashlib.sha256(key.strip().encode()).hexdigest() not in admin_digests:
+        raise PermissionDeniedError(
+            "this key may not call admin RPCs", reason="ADMIN_KEY_INVALID"
+        )
 
 
 class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, domain: str) -> None:
+    def __init__(
+        self,
+        domain: str,
+        admin_methods: frozenset[str],
+        admin_digests: frozenset[str],
+    ) -> None:
         self._domain = domain
+        self._admin_methods = admin_methods
+        self._admin_digests = admin_digests
 
     async def intercept_service(
         self,
@@ -146,6 +175,8 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             await self._begin(context, method)
             try:
+                if method in self._admin_methods:
+                    _check_admin(context, self._admin_digests)
                 return await behavior(request, context)
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
@@ -163,6 +194,8 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             await self._begin(context, method)
             try:
+                if method in self._admin_methods:
+                    _check_admin(context, self._admin_digests)
                 async for item in behavior(request, context):
                     yield item
             except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -202,7 +235,13 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
     # Load the tokenizer's vocabulary now, not on the first request (~0.4 s).
     count_tokens("")
     server = grpc.aio.server(
-        interceptors=[_ErrorAndContextInterceptor(f"{app.name}.tollgate")],
+        interceptors=[
+            _ErrorAndContextInterceptor(
+                f"{app.name}.tollgate",
+                app.admin_methods,
+                frozenset(d.lower() for d in settings.admin_key_sha256s),
+            )
+        ],
         options=SERVER_OPTIONS,
     )
     app.register(server)

@@ -33,6 +33,11 @@ class ServerSettings(BaseSettings):
         "may finish before the server stops.",
     )
     log_level: str = Field(default="INFO", description="Minimum log level.")
+    admin_key_sha256s: list[str] = Field(
+        default_factory=list,
+        description="SHA-256 hex digests of the keys allowed to call this service's "
+        "admin RPCs (JSON list). Empty: admin RPCs are refused.",
+    )
     health_check_interval_seconds: float = Field(
         default=2.0,
         gt=0,
