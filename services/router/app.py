@@ -1,28 +1,80 @@
-"""Wires the router: routing table, stores, domain and servicer."""
+"""Wires the router: routing table and its watcher, stores, classifier, servicer."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
 
 import grpc
 from tollgate.router.v1 import router_pb2_grpc
 
+from services.core.clock import Clock, SystemClock
 from services.core.server import ServiceApp
 from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
+from services.router.complexity import load_complexity_model
 from services.router.config import RouterSettings
 from services.router.domain import Router
+from services.router.ports import ControlStore, MetricsStore
 from services.router.servicer import SERVICE_NAME, RouterServicer
-from services.router.table import load_routing_table
+from services.router.table import TableWatcher, load_routing_table
 
 
-async def build_app(settings: RouterSettings) -> ServiceApp:
+async def build_app(settings: RouterSettings, clock: Clock | None = None) -> ServiceApp:
     """Build the router service from ``settings``.
 
     Raises:
         RoutingTableError: the routing table cannot be read or is invalid, so the
             service refuses to start rather than misroute.
     """
+    holder: list[Router] = []
+    watcher = (
+        TableWatcher(settings.routing_file, lambda t: holder[0].replace_table(t))
+        if settings.routing_file is not None
+        else None
+    )
     table = load_routing_table(settings.routing_file)
-    router = Router(table, InMemoryControlStore(), InMemoryMetricsStore())
+    health_checks = {}
+    control: ControlStore
+    metrics: MetricsStore
+    close_redis = None
+    if settings.redis_url:
+        from services.router.adapters.redis_store import (
+            RedisControlStore,
+            RedisMetricsStore,
+            connect,
+        )
+
+        client = connect(settings.redis_url)
+        redis_control = RedisControlStore(client)
+        control, metrics = redis_control, RedisMetricsStore(client)
+        health_checks["redis"] = redis_control.ping
+        close_redis = client.aclose
+    else:
+        control, metrics = InMemoryControlStore(), InMemoryMetricsStore()
+    router = Router(
+        table, control, metrics, load_complexity_model(), clock or SystemClock()
+    )
+    holder.append(router)
     servicer = RouterServicer(router)
+    watch_task: asyncio.Task[None] | None = None
+
+    async def watch(table_watcher: TableWatcher) -> None:
+        while True:
+            await asyncio.sleep(settings.routing_file_check_interval_seconds)
+            table_watcher.check()
+
+    async def on_start() -> None:
+        nonlocal watch_task
+        if watcher is not None:
+            watch_task = asyncio.create_task(watch(watcher))
+
+    async def on_stop() -> None:
+        if watch_task is not None:
+            watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch_task
+        if close_redis is not None:
+            await close_redis()
 
     def register(server: grpc.aio.Server) -> None:
         router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
@@ -31,5 +83,7 @@ async def build_app(settings: RouterSettings) -> ServiceApp:
         name="router",
         service_names=[SERVICE_NAME],
         register=register,
-        health_checks={"routing_table": router.routing_table_healthy},
+        health_checks={"routing_table": router.routing_table_healthy, **health_checks},
+        on_start=on_start,
+        on_stop=on_stop,
     )

@@ -32,5 +32,17 @@ class RouterSettings(ServerSettings):
     routing_file: Path | None = Field(
         default=None,
         description="YAML routing table; unset uses the built-in "
-        "services/router/default_routing.yaml.",
+        "services/router/default_routing.yaml. The file is watched and reloaded "
+        "when it changes; an invalid version is logged and the old table kept.",
+    )
+    routing_file_check_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the routing file's modification time is checked.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by every router replica (degradation level, "
+        "traffic split, rollbacks, outcomes, routing counts), for example "
+        "redis://redis:6379/0; unset keeps that state in this process.",
     )

@@ -1,7 +1,9 @@
 """Routing decisions for the router service.
 
-Priority picks the model, a sticky cohort hash picks the deployment, the request
-type sets the token budget, and the degradation level bends all of them.
+Priority (or, for model ``auto``, the prompt's complexity) picks the model, a sticky
+cohort hash picks the deployment, the request type sets the token budget, and the
+degradation level bends all of them. Outcomes feed per-deployment windows that a
+canary's guard compares with its baseline's, rolling a regressed canary back.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from dataclasses import dataclass
 
 import structlog
 
-from services.core.errors import FieldViolation, InvalidArgumentError
+from services.core.clock import Clock
+from services.core.errors import (
+    BackendUnavailableError,
+    FieldViolation,
+    InvalidArgumentError,
+)
+from services.router.complexity import ComplexityModel
 from services.router.enums import (
     Complexity,
     DegradationLevel,
@@ -21,16 +29,24 @@ from services.router.enums import (
     Priority,
     RequestType,
 )
-from services.router.ports import ControlStore, MetricsStore
-from services.router.table import RoutingTable, Tier
+from services.router.ports import (
+    ControlState,
+    ControlStore,
+    MetricsStore,
+    Outcome,
+    Rollback,
+)
+from services.router.table import CanaryGuard, RoutingTable, Tier
 
 COHORT_BUCKETS = 10_000
 """Users are hashed into this many buckets; one percent of traffic is 100 buckets."""
 
-AUTO_MODELS = frozenset({"", "auto"})
-"""Requested model names that let the router choose."""
+AUTO_MODEL = "auto"
+"""The requested model that asks for complexity routing."""
 
 _TOKENS_PER_PRICE_UNIT = 1_000_000
+# Lanes that never call the upstream model, so a request costs nothing there.
+_FREE_LANES = frozenset({Lane.CACHE_ONLY, Lane.STATIC})
 
 _log = structlog.get_logger("tollgate.router")
 
@@ -44,7 +60,10 @@ class RouteRequest:
     priority: Priority
     request_type: RequestType
     requested_model: str
+    input: str
+    """The user's text, classified when ``requested_model`` is ``auto``."""
     input_tokens: int
+    """Exact tokens of the input, before the request type's cap."""
     max_output_tokens: int
     """The caller's limit; 0 uses the request type's budget."""
 
@@ -64,6 +83,8 @@ class RouteDecision:
     reason: str
     max_output_tokens: int
     input_token_cap: int
+    truncated_input_tokens: int
+    """Input tokens over the cap, which the gateway cuts."""
     degradation_level: DegradationLevel
     fallback_models: tuple[str, ...]
     fallback_text: str
@@ -79,12 +100,9 @@ class TrafficAllocation:
 
 
 @dataclass(frozen=True, slots=True)
-class DeploymentStatus:
-    """One deployment's configuration, share and metrics."""
+class WindowStats:
+    """A deployment's recent outcomes, summarised."""
 
-    name: str
-    version: str
-    traffic_percent: int
     requests: int
     errors: int
     error_rate: float
@@ -93,11 +111,37 @@ class DeploymentStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """One deployment's configuration, share, metrics and rollback."""
+
+    name: str
+    model: str
+    """The model it pins, or empty when it keeps the routed model."""
+    version: str
+    traffic_percent: int
+    requests: int
+    errors: int
+    window: WindowStats
+    baseline: str
+    """The deployment its guard compares it with; empty when it has no guard."""
+    rollback: Rollback | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeResult:
+    """What recording an outcome changed."""
+
+    rollback: Rollback | None
+    """The rollback this outcome caused, if any."""
+
+
+@dataclass(frozen=True, slots=True)
 class DegradationChange:
     """The level now in force and the one before."""
 
     level: DegradationLevel
     previous_level: DegradationLevel
+    applied: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +194,22 @@ def worst_case_cost_micros(tier: Tier, input_tokens: int, output_tokens: int) ->
     return -(-scaled // _TOKENS_PER_PRICE_UNIT)
 
 
+def cheapest_capable_tier(table: RoutingTable, complexity: Complexity) -> str:
+    """The name of the cheapest tier whose ``max_complexity`` covers ``complexity``.
+
+    The fallback order runs from the most capable model to the cheapest, so the
+    last capable model in it is the cheapest capable one.
+    """
+    ranks = list(Complexity)
+    needed = ranks.index(complexity)
+    capable = [
+        model
+        for model in table.fallback_order
+        if ranks.index(table.tiers[table.tier_of(model)].max_complexity) >= needed
+    ]
+    return table.tier_of(capable[-1])
+
+
 def percentile(samples: Sequence[float], fraction: float) -> float:
     """The nearest-rank percentile of ``samples`` (0.0 when there are none)."""
     if not samples:
@@ -159,19 +219,92 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+def summarise(outcomes: Sequence[Outcome]) -> WindowStats:
+    """Error rate and latency percentiles of ``outcomes``."""
+    errors = sum(outcome.error for outcome in outcomes)
+    latencies = [outcome.latency_ms for outcome in outcomes]
+    return WindowStats(
+        requests=len(outcomes),
+        errors=errors,
+        error_rate=errors / len(outcomes) if outcomes else 0.0,
+        p50_latency_ms=percentile(latencies, 0.50),
+        p95_latency_ms=percentile(latencies, 0.95),
+    )
+
+
+def guard_breach(
+    guard: CanaryGuard, canary: WindowStats, baseline: WindowStats
+) -> str | None:
+    """Why the canary breaks its guard, or None while it holds (or cannot judge).
+
+    Below ``min_requests`` outcomes on either side the difference is noise, so the
+    guard does not judge at all.
+    """
+    if min(canary.requests, baseline.requests) < guard.min_requests:
+        return None
+    allowed_error_rate = baseline.error_rate + guard.max_error_rate_increase
+    if canary.error_rate > allowed_error_rate:
+        return (
+            f"error rate {canary.error_rate:.1%} over {canary.requests} calls "
+            f"exceeds baseline {baseline.error_rate:.1%} + "
+            f"{guard.max_error_rate_increase:.1%}"
+        )
+    allowed_p95 = baseline.p95_latency_ms * guard.max_p95_latency_ratio
+    if canary.p95_latency_ms > allowed_p95:
+        return (
+            f"p95 latency {canary.p95_latency_ms:.0f} ms over {canary.requests} calls "
+            f"exceeds {guard.max_p95_latency_ratio:g} x baseline "
+            f"{baseline.p95_latency_ms:.0f} ms"
+        )
+    return None
+
+
+def _is_valid_split(table: RoutingTable, split: Mapping[str, int]) -> bool:
+    return (
+        set(split) <= set(table.deployments)
+        and all(0 <= percent <= 100 for percent in split.values())
+        and sum(split.values()) == 100
+    )
+
+
+def effective_split(table: RoutingTable, state: ControlState) -> dict[str, int]:
+    """The split in force: the stored one when this table can route with it.
+
+    A split stored by a replica running another table falls back to this table's
+    own split; the health check reports the mismatch.
+    """
+    if state.split is not None and _is_valid_split(table, state.split):
+        return {name: state.split.get(name, 0) for name in table.deployments}
+    return table.initial_split()
+
+
 class Router:
-    """Routes requests with a routing table and shared control state."""
+    """Routes requests with a (replaceable) routing table and shared state."""
 
     def __init__(
-        self, table: RoutingTable, control: ControlStore, metrics: MetricsStore
+        self,
+        table: RoutingTable,
+        control: ControlStore,
+        metrics: MetricsStore,
+        classifier: ComplexityModel,
+        clock: Clock,
     ) -> None:
         self._table = table
         self._control = control
         self._metrics = metrics
-        self._tiers_by_model = {
-            tier.model: (name, tier) for name, tier in table.tiers.items()
-        }
-        self._premium_tier = self._tiers_by_model[table.fallback_order[0]][1]
+        self._classifier = classifier
+        self._clock = clock
+        # The last state read, served while the control store is unreachable.
+        self._last_state = ControlState(level=None, split=None)
+
+    @property
+    def table(self) -> RoutingTable:
+        """The routing table in force."""
+        return self._table
+
+    def replace_table(self, table: RoutingTable) -> None:
+        """Route with ``table`` from now on (a validated reload)."""
+        self._table = table
 
     async def route(self, request: RouteRequest) -> RouteDecision:
         """Decide the model, deployment, lane and budget of ``request``.
@@ -179,30 +312,57 @@ class Router:
         Raises:
             InvalidArgumentError: ``requested_model`` names no model of the table.
         """
-        budget = self._table.request_types[request.request_type]
-        priority_route = self._table.priorities[request.priority]
+        table = self._table
+        budget = table.request_types[request.request_type]
+        priority_route = table.priorities[request.priority]
         lane = priority_route.lane
-        if request.requested_model in AUTO_MODELS:
-            tier_name = priority_route.tier
-            model = self._table.tiers[tier_name].model
-            reason = f"priority {request.priority.name} → {tier_name} tier {model}"
-        elif request.requested_model in self._tiers_by_model:
-            model = request.requested_model
-            reason = f"requested model {model}"
+        complexity = Complexity.UNSPECIFIED
+        models = {tier.model for tier in table.tiers.values()}
+        if request.requested_model == AUTO_MODEL:
+            complexity = self._classifier.classify(request.input)
+            tier_name = cheapest_capable_tier(table, complexity)
+            reason = (
+                f"auto: {complexity.value} prompt → cheapest capable tier "
+                f"{tier_name} {table.tiers[tier_name].model}"
+            )
+        elif not request.requested_model:
+            tier_name = priority_route.tier or budget.tier
+            source = (
+                f"priority {request.priority.name}"
+                if priority_route.tier
+                else f"request type {request.request_type.name}"
+            )
+            reason = f"{source} → {tier_name} tier {table.tiers[tier_name].model}"
+        elif request.requested_model in models:
+            tier_name = table.tier_of(request.requested_model)
+            reason = f"requested model {request.requested_model}"
         else:
             raise InvalidArgumentError(
                 [FieldViolation("requested_model", "unknown model; use auto")]
             )
+        model = table.tiers[tier_name].model
         if lane is Lane.BATCH:
             reason += " via the batch lane"
-        max_output_tokens = budget.max_output_tokens
-        if request.max_output_tokens:
-            max_output_tokens = min(request.max_output_tokens, max_output_tokens)
 
-        level = await self._degradation_level()
+        state = await self._state()
+        deployment_name = pick_deployment(
+            effective_split(table, state),
+            cohort_bucket(request.tenant_id, request.user_id),
+        )
+        deployment = table.deployments[deployment_name]
+        if deployment.model and request.requested_model in ("", AUTO_MODEL):
+            model = deployment.model
+            reason += f"; deployment {deployment_name} pins {model}"
+        max_output_tokens = min(
+            budget.max_output_tokens,
+            request.max_output_tokens or budget.max_output_tokens,
+            deployment.max_output_tokens or budget.max_output_tokens,
+        )
+
+        level = state.level or DegradationLevel.FULL_SERVICE
         fallback_text = ""
         if level is DegradationLevel.REDUCED_QUALITY:
-            model = next(iter(self._table.cheaper_than(model)), model)
+            model = next(iter(table.cheaper_than(model)), model)
             max_output_tokens = -(-max_output_tokens // 2)
             reason += (
                 f"; degraded to REDUCED_QUALITY: {model}, "
@@ -210,7 +370,7 @@ class Router:
             )
         elif level is DegradationLevel.CACHED_ONLY:
             lane = Lane.CACHE_ONLY
-            fallback_text = self._table.busy_message
+            fallback_text = table.busy_message
             reason += "; degraded to CACHED_ONLY: cache only, busy message on a miss"
         elif level is DegradationLevel.STATIC_FALLBACK:
             lane = Lane.STATIC
@@ -219,23 +379,18 @@ class Router:
         elif level is DegradationLevel.MAINTENANCE:
             lane = Lane.QUEUE
             reason += "; degraded to MAINTENANCE: queued for later"
-        tier_name, tier = self._tiers_by_model[model]
+        tier_name = table.tier_of(model)
 
-        deployment_name = pick_deployment(
-            await self._split(), cohort_bucket(request.tenant_id, request.user_id)
-        )
-        deployment = self._table.deployments[deployment_name]
-        cost = worst_case_cost_micros(tier, request.input_tokens, max_output_tokens)
-        # Prompts are not classified yet; the tier comes from priority or request.
-        complexity = Complexity.UNSPECIFIED
-        await self._metrics.record_route(
-            tier_name,
-            complexity,
-            cost,
-            worst_case_cost_micros(
-                self._premium_tier, request.input_tokens, max_output_tokens
-            ),
-        )
+        billed_input = min(request.input_tokens, budget.max_input_tokens)
+        cost = premium_cost = 0
+        if lane not in _FREE_LANES:
+            cost = worst_case_cost_micros(
+                table.tiers[tier_name], billed_input, max_output_tokens
+            )
+            premium_cost = worst_case_cost_micros(
+                table.tiers[table.premium_tier_name()], billed_input, max_output_tokens
+            )
+        await self._record_route(tier_name, complexity, cost, premium_cost)
         return RouteDecision(
             model=model,
             tier=tier_name,
@@ -248,39 +403,78 @@ class Router:
             reason=reason,
             max_output_tokens=max_output_tokens,
             input_token_cap=budget.max_input_tokens,
+            truncated_input_tokens=request.input_tokens - billed_input,
             degradation_level=level,
-            fallback_models=tuple(self._table.cheaper_than(model)),
+            fallback_models=tuple(table.cheaper_than(model)),
             fallback_text=fallback_text,
             worst_case_cost_micros=cost,
         )
 
-    async def record_outcome(
-        self, deployment: str, latency_ms: float, error: bool
-    ) -> None:
-        """Count one upstream call served by ``deployment``.
+    async def record_outcome(self, deployment: str, outcome: Outcome) -> OutcomeResult:
+        """Count one upstream call served by ``deployment``; guard its canary.
+
+        When ``deployment`` is a canary still serving traffic and its recent
+        outcomes break its guard against the baseline's, it is rolled back to 0%
+        (its share goes to the baseline) for every replica.
 
         Raises:
             InvalidArgumentError: ``deployment`` is not in the table.
         """
-        if deployment not in self._table.deployments:
+        table = self._table
+        config = table.deployments.get(deployment)
+        if config is None:
             raise InvalidArgumentError(
                 [FieldViolation("deployment", f"unknown deployment {deployment!r}")]
             )
-        await self._metrics.record_outcome(deployment, latency_ms, error)
+        await self._metrics.record_outcome(deployment, outcome)
+        guard = config.guard
+        if guard is None:
+            return OutcomeResult(rollback=None)
+        state = await self._control.state()
+        split = effective_split(table, state)
+        if deployment in state.rollbacks or split.get(deployment, 0) == 0:
+            return OutcomeResult(rollback=None)
+        canary = await self._metrics.deployment_metrics(deployment)
+        baseline = await self._metrics.deployment_metrics(guard.baseline)
+        breach = guard_breach(
+            guard, summarise(canary.recent), summarise(baseline.recent)
+        )
+        if breach is None:
+            return OutcomeResult(rollback=None)
+        rollback = Rollback(
+            deployment=deployment,
+            baseline=guard.baseline,
+            reason=breach,
+            at=self._clock.now(),
+        )
+        if not await self._control.roll_back(rollback, split):
+            return OutcomeResult(rollback=None)
+        _log.warning(
+            "canary_rolled_back",
+            deployment=deployment,
+            baseline=guard.baseline,
+            reason=breach,
+            traffic_percent=split[deployment],
+        )
+        return OutcomeResult(rollback=rollback)
 
     async def set_traffic_split(
         self, allocations: Sequence[TrafficAllocation]
     ) -> list[TrafficAllocation]:
         """Replace the split; deployments left out get 0%. Returns the whole split.
 
+        A rolled-back canary given a share again starts over: its rollback is
+        cleared and its outcome window emptied, so old failures do not count.
+
         Raises:
             InvalidArgumentError: an unknown or repeated deployment, a share above
                 100, or shares that do not add up to 100.
         """
+        table = self._table
         violations: list[FieldViolation] = []
         seen: set[str] = set()
         for index, allocation in enumerate(allocations):
-            if allocation.deployment not in self._table.deployments:
+            if allocation.deployment not in table.deployments:
                 violations.append(
                     FieldViolation(
                         f"allocations[{index}].deployment",
@@ -308,55 +502,71 @@ class Router:
         if violations:
             raise InvalidArgumentError(violations)
         given = {a.deployment: a.percent for a in allocations}
-        split = {name: given.get(name, 0) for name in sorted(self._table.deployments)}
-        await self._control.set_traffic_split(split)
-        _log.info("traffic_split_changed", split=split)
+        split = {name: given.get(name, 0) for name in sorted(table.deployments)}
+        state = await self._control.state()
+        revived = frozenset(name for name in state.rollbacks if split.get(name, 0))
+        for name in revived:
+            await self._metrics.reset_deployment(name)
+        await self._control.set_traffic_split(split, clear_rollbacks=revived)
+        _log.info("traffic_split_changed", split=split, revived=sorted(revived))
         return [TrafficAllocation(name, percent) for name, percent in split.items()]
 
     async def deployment_statuses(self) -> list[DeploymentStatus]:
         """Every deployment of the table, by name, with its share and metrics."""
-        split = await self._split()
+        table = self._table
+        state = await self._control.state()
+        split = effective_split(table, state)
         statuses: list[DeploymentStatus] = []
-        for name in sorted(self._table.deployments):
+        for name in sorted(table.deployments):
+            config = table.deployments[name]
             metrics = await self._metrics.deployment_metrics(name)
             statuses.append(
                 DeploymentStatus(
                     name=name,
-                    version=self._table.deployments[name].version,
+                    model=config.model or "",
+                    version=config.version,
                     traffic_percent=split.get(name, 0),
                     requests=metrics.requests,
                     errors=metrics.errors,
-                    error_rate=(
-                        metrics.errors / metrics.requests if metrics.requests else 0.0
-                    ),
-                    p50_latency_ms=percentile(metrics.recent_latencies_ms, 0.50),
-                    p95_latency_ms=percentile(metrics.recent_latencies_ms, 0.95),
+                    window=summarise(metrics.recent),
+                    baseline=config.guard.baseline if config.guard else "",
+                    rollback=state.rollbacks.get(name),
                 )
             )
         return statuses
 
     async def set_degradation_level(
-        self, level: DegradationLevel, reason: str
+        self, level: DegradationLevel, reason: str, *, raise_only: bool = False
     ) -> DegradationChange:
-        """Put ``level`` in force for every replica sharing the control store."""
-        previous = await self._control.swap_degradation_level(level)
-        change = DegradationChange(
-            level=level,
-            previous_level=DegradationLevel.FULL_SERVICE
-            if previous is None
-            else previous,
+        """Put ``level`` in force for every replica sharing the control store.
+
+        With ``raise_only`` (the gateway's automatic escalation) a level at least
+        as high already in force is kept, so an automatic raise never lowers what
+        an operator set.
+        """
+        change = await self._control.change_degradation_level(
+            level, raise_only=raise_only
         )
-        _log.info(
-            "degradation_level_changed",
-            level=level.name,
-            previous_level=change.previous_level.name,
-            reason=reason,
+        previous = change.previous or DegradationLevel.FULL_SERVICE
+        result = DegradationChange(
+            level=level if change.applied else previous,
+            previous_level=previous,
+            applied=change.applied,
         )
-        return change
+        if change.applied:
+            _log.info(
+                "degradation_level_changed",
+                level=level.name,
+                previous_level=previous.name,
+                reason=reason,
+                raise_only=raise_only,
+            )
+        return result
 
     async def routing_stats(self) -> RoutingStats:
         """Decisions by tier (table order) and complexity, with worst-case costs."""
         counts = await self._metrics.routing_counts()
+        state = await self._state()
         return RoutingStats(
             by_tier=tuple(
                 (name, counts.by_tier.get(name, 0)) for name in self._table.tiers
@@ -367,29 +577,28 @@ class Router:
             ),
             routed_cost_micros=counts.routed_cost_micros,
             premium_cost_micros=counts.premium_cost_micros,
-            degradation_level=await self._degradation_level(),
+            degradation_level=state.level or DegradationLevel.FULL_SERVICE,
         )
 
     async def routing_table_healthy(self) -> bool:
         """Whether the shared split, if any, is one this table can route with."""
-        stored = await self._control.traffic_split()
-        return stored is None or self._is_valid_split(stored)
+        stored = (await self._control.state()).split
+        return stored is None or _is_valid_split(self._table, stored)
 
-    async def _degradation_level(self) -> DegradationLevel:
-        level = await self._control.degradation_level()
-        return DegradationLevel.FULL_SERVICE if level is None else level
+    async def _state(self) -> ControlState:
+        # Routing goes on with the last known state while the shared store is
+        # down: a stale level beats refusing every request.
+        try:
+            self._last_state = await self._control.state()
+        except BackendUnavailableError as error:
+            _log.warning("control_store_unavailable_using_last_state", error=str(error))
+        return self._last_state
 
-    async def _split(self) -> dict[str, int]:
-        # A split stored by a replica running another table falls back to this
-        # table's own split; the health check reports the mismatch.
-        stored = await self._control.traffic_split()
-        if stored is not None and self._is_valid_split(stored):
-            return stored
-        return self._table.initial_split()
-
-    def _is_valid_split(self, split: Mapping[str, int]) -> bool:
-        return (
-            set(split) <= set(self._table.deployments)
-            and all(0 <= percent <= 100 for percent in split.values())
-            and sum(split.values()) == 100
-        )
+    async def _record_route(
+        self, tier: str, complexity: Complexity, cost: int, premium_cost: int
+    ) -> None:
+        # Statistics are not worth failing a request for.
+        try:
+            await self._metrics.record_route(tier, complexity, cost, premium_cost)
+        except BackendUnavailableError as error:
+            _log.warning("routing_stats_not_recorded", error=str(error))

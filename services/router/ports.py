@@ -2,16 +2,59 @@
 
 Both stores hold state that every router replica must share: in memory for one
 process, Redis when there are several. Methods are async so that a networked
-adapter fits without changing the domain.
+adapter fits without changing the domain; adapters raise
+:class:`~services.core.errors.BackendUnavailableError` when their backend is down.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.router.enums import Complexity, DegradationLevel
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """A canary rolled back to 0% by its guard."""
+
+    deployment: str
+    baseline: str
+    """The deployment that took over the canary's share."""
+    reason: str
+    at: float
+    """Wall time of the rollback, seconds since the Unix epoch."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlState:
+    """Operator-set and guard-set state, read in one step."""
+
+    level: DegradationLevel | None
+    """The level in force, or None when nobody set one."""
+    split: Mapping[str, int] | None
+    """Deployment name to traffic percent, or None when nobody set one."""
+    rollbacks: Mapping[str, Rollback] = field(default_factory=dict)
+    """Rolled-back canaries by name."""
+
+
+@dataclass(frozen=True, slots=True)
+class LevelChange:
+    """The outcome of a degradation level change."""
+
+    previous: DegradationLevel | None
+    """The level before (None: never set)."""
+    applied: bool
+    """False when a raise-only change met a level at least as high."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One upstream call: its latency and whether it failed."""
+
+    latency_ms: float
+    error: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +62,10 @@ class DeploymentMetrics:
     """Outcomes recorded for one deployment."""
 
     requests: int
+    """Outcomes since the start (or the last reset)."""
     errors: int
-    recent_latencies_ms: tuple[float, ...]
+    recent: tuple[Outcome, ...]
+    """The latest outcomes, newest first, at most the store's window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,38 +79,49 @@ class RoutingCounts:
 
 
 class ControlStore(Protocol):
-    """Operator-set state: the degradation level and the traffic split."""
+    """The degradation level, the traffic split and the canary rollbacks."""
 
-    async def degradation_level(self) -> DegradationLevel | None:
-        """The level in force, or None when nobody set one."""
+    async def state(self) -> ControlState:
+        """Everything at once (one round trip for a networked store)."""
         ...
 
-    async def swap_degradation_level(
-        self, level: DegradationLevel
-    ) -> DegradationLevel | None:
-        """Set the level in one step; return the one before (None: never set)."""
+    async def change_degradation_level(
+        self, level: DegradationLevel, *, raise_only: bool
+    ) -> LevelChange:
+        """Set the level in one step; with ``raise_only``, only if it is higher."""
         ...
 
-    async def traffic_split(self) -> dict[str, int] | None:
-        """Deployment name to traffic percent, or None when nobody set one."""
+    async def set_traffic_split(
+        self, split: Mapping[str, int], *, clear_rollbacks: frozenset[str]
+    ) -> None:
+        """Replace the split and forget the rollbacks of ``clear_rollbacks``."""
         ...
 
-    async def set_traffic_split(self, split: Mapping[str, int]) -> None:
-        """Replace the split."""
+    async def roll_back(
+        self, rollback: Rollback, current_split: Mapping[str, int]
+    ) -> bool:
+        """Move the canary's share to its baseline and keep ``rollback``, atomically.
+
+        ``current_split`` is the split to start from when none is stored. Returns
+        False, changing nothing, when the canary is already rolled back (another
+        replica got there first).
+        """
         ...
 
 
 class MetricsStore(Protocol):
     """Per-deployment outcomes and routing counts."""
 
-    async def record_outcome(
-        self, deployment: str, latency_ms: float, error: bool
-    ) -> None:
+    async def record_outcome(self, deployment: str, outcome: Outcome) -> None:
         """Count one upstream call served by ``deployment``."""
         ...
 
     async def deployment_metrics(self, deployment: str) -> DeploymentMetrics:
         """The outcomes of ``deployment`` (zeros when none were recorded)."""
+        ...
+
+    async def reset_deployment(self, deployment: str) -> None:
+        """Forget the outcomes of ``deployment`` (a canary given a new chance)."""
         ...
 
     async def record_route(

@@ -9,12 +9,18 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf import timestamp_pb2
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.router.v1 import router_pb2 as router_pb
 from tollgate.router.v1 import router_pb2_grpc
 
 from services.core.errors import FieldViolation, InvalidArgumentError
-from services.router.domain import Router, RouteRequest, TrafficAllocation
+from services.router.domain import (
+    DeploymentStatus,
+    Router,
+    RouteRequest,
+    TrafficAllocation,
+)
 from services.router.enums import (
     Complexity,
     DegradationLevel,
@@ -22,6 +28,7 @@ from services.router.enums import (
     Priority,
     RequestType,
 )
+from services.router.ports import Outcome
 
 SERVICE_NAME = router_pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 
@@ -96,6 +103,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             fallback_models=decision.fallback_models,
             fallback_text=decision.fallback_text,
             worst_case_cost_micros=decision.worst_case_cost_micros,
+            truncated_input_tokens=decision.truncated_input_tokens,
         )
         if decision.temperature is not None:
             response.temperature = decision.temperature
@@ -113,13 +121,18 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             violations.append(FieldViolation("latency", "must not be negative"))
         if violations:
             raise InvalidArgumentError(violations)
-        await self._router.record_outcome(
+        result = await self._router.record_outcome(
             request.deployment,
-            latency_ms=latency.seconds * 1000 + latency.nanos / 1_000_000,
-            error=request.error,
+            Outcome(
+                latency_ms=latency.seconds * 1000 + latency.nanos / 1_000_000,
+                error=request.error,
+            ),
         )
-        # No canary guards yet, so an outcome never rolls a deployment back.
-        return router_pb.RecordOutcomeResponse(rolled_back=False)
+        if result.rollback is None:
+            return router_pb.RecordOutcomeResponse(rolled_back=False)
+        return router_pb.RecordOutcomeResponse(
+            rolled_back=True, rollback_reason=result.rollback.reason
+        )
 
     async def SetTrafficSplit(
         self, request: router_pb.SetTrafficSplitRequest, context: _Context
@@ -141,17 +154,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         """List every deployment's share and metrics."""
         return router_pb.GetDeploymentStatusResponse(
             deployments=[
-                router_pb.DeploymentStatus(
-                    name=status.name,
-                    version=status.version,
-                    traffic_percent=status.traffic_percent,
-                    requests=status.requests,
-                    errors=status.errors,
-                    error_rate=status.error_rate,
-                    p50_latency_ms=status.p50_latency_ms,
-                    p95_latency_ms=status.p95_latency_ms,
-                    state=router_pb.DEPLOYMENT_STATE_ACTIVE,
-                )
+                _encode_status(status)
                 for status in await self._router.deployment_statuses()
             ]
         )
@@ -169,10 +172,13 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     )
                 ]
             )
-        change = await self._router.set_degradation_level(level, request.reason)
+        change = await self._router.set_degradation_level(
+            level, request.reason, raise_only=request.raise_only
+        )
         return router_pb.SetDegradationLevelResponse(
             level=_WIRE_DEGRADATION_LEVELS[change.level],
             previous_level=_WIRE_DEGRADATION_LEVELS[change.previous_level],
+            applied=change.applied,
         )
 
     async def GetRoutingStats(
@@ -191,8 +197,38 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             ],
             routed_cost_micros=stats.routed_cost_micros,
             premium_cost_micros=stats.premium_cost_micros,
+            savings_micros=stats.premium_cost_micros - stats.routed_cost_micros,
             degradation_level=_WIRE_DEGRADATION_LEVELS[stats.degradation_level],
         )
+
+
+def _encode_status(status: DeploymentStatus) -> router_pb.DeploymentStatus:
+    encoded = router_pb.DeploymentStatus(
+        name=status.name,
+        model=status.model,
+        version=status.version,
+        traffic_percent=status.traffic_percent,
+        requests=status.requests,
+        errors=status.errors,
+        error_rate=status.window.error_rate,
+        p50_latency_ms=status.window.p50_latency_ms,
+        p95_latency_ms=status.window.p95_latency_ms,
+        window_requests=status.window.requests,
+        window_errors=status.window.errors,
+        baseline_deployment=status.baseline,
+        state=router_pb.DEPLOYMENT_STATE_ACTIVE,
+    )
+    if status.rollback is not None:
+        encoded.state = router_pb.DEPLOYMENT_STATE_ROLLED_BACK
+        encoded.rollback_reason = status.rollback.reason
+        encoded.rolled_back_at.CopyFrom(_timestamp(status.rollback.at))
+    return encoded
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp
 
 
 def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
@@ -221,6 +257,7 @@ def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
         priority=priority,
         request_type=request_type,
         requested_model=request.requested_model,
+        input=request.input,
         input_tokens=request.input_tokens,
         max_output_tokens=request.max_output_tokens,
     )

@@ -12,6 +12,7 @@ from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.router.v1 import router_pb2 as router_pb
 from tollgate.router.v1 import router_pb2_grpc
 
+from services.core.clock import FakeClock
 from services.core.server import RunningServer
 from services.router.app import build_app
 from services.router.config import RouterSettings
@@ -60,7 +61,7 @@ async def test_route_picks_the_premium_tier_for_realtime(
             caller=CALLER,
             priority=common_pb.PRIORITY_REALTIME,
             request_type=common_pb.REQUEST_TYPE_CHAT,
-            requested_model="auto",
+            requested_model="",
             input="What is Python?",
             input_tokens=1000,
             max_output_tokens=500,
@@ -77,6 +78,7 @@ async def test_route_picks_the_premium_tier_for_realtime(
     assert (response.max_output_tokens, response.input_token_cap) == (500, 2000)
     assert list(response.fallback_models) == ["gpt-4.1-mini", "gpt-4.1-nano"]
     assert response.worst_case_cost_micros == 6000
+    assert response.truncated_input_tokens == 0
     assert response.deployment_instructions == ""
     assert not response.HasField("temperature")
     assert response.fallback_text == ""
@@ -88,9 +90,62 @@ async def test_unspecified_priority_and_type_mean_standard_chat(
     response = await stub.Route(router_pb.RouteRequest(caller=CALLER))
 
     assert (response.model, response.tier) == ("gpt-4.1-mini", "standard")
-    assert response.reason == "priority STANDARD → standard tier gpt-4.1-mini"
+    assert response.reason == "request type CHAT → standard tier gpt-4.1-mini"
     assert (response.max_output_tokens, response.input_token_cap) == (500, 2000)
     assert response.worst_case_cost_micros == 800  # 500 output x 1.6 micro-dollars
+
+
+async def test_auto_routes_by_the_prompts_complexity(
+    stub: router_pb2_grpc.RouterServiceStub,
+) -> None:
+    trivial = await stub.Route(
+        router_pb.RouteRequest(
+            caller=CALLER,
+            priority=common_pb.PRIORITY_REALTIME,
+            requested_model="auto",
+            input="What is Python?",
+            input_tokens=4,
+        )
+    )
+    complex_ = await stub.Route(
+        router_pb.RouteRequest(
+            caller=CALLER,
+            requested_model="auto",
+            input="Prove that there are infinitely many primes, then derive a bound "
+            "on the gap between consecutive primes and analyze its complexity.",
+            input_tokens=30,
+        )
+    )
+
+    assert trivial.complexity == router_pb.COMPLEXITY_TRIVIAL
+    assert (trivial.model, trivial.tier) == ("gpt-4.1-nano", "economy")
+    assert trivial.reason == (
+        "auto: trivial prompt → cheapest capable tier economy gpt-4.1-nano"
+    )
+    assert complex_.complexity == router_pb.COMPLEXITY_COMPLEX
+    assert complex_.model == "gpt-4.1"
+    stats = await stub.GetRoutingStats(router_pb.GetRoutingStatsRequest())
+    by_complexity = {c.label: c.requests for c in stats.by_complexity}
+    assert (by_complexity["trivial"], by_complexity["complex"]) == (1, 1)
+    assert stats.savings_micros == stats.premium_cost_micros - stats.routed_cost_micros
+    assert stats.savings_micros > 0
+
+
+async def test_input_over_the_cap_is_reported_and_not_priced(
+    stub: router_pb2_grpc.RouterServiceStub,
+) -> None:
+    response = await stub.Route(
+        router_pb.RouteRequest(
+            caller=CALLER,
+            request_type=common_pb.REQUEST_TYPE_CLASSIFY,
+            input_tokens=1500,
+        )
+    )
+
+    assert (response.input_token_cap, response.truncated_input_tokens) == (500, 1000)
+    assert (response.model, response.max_output_tokens) == ("gpt-4.1-nano", 50)
+    # 500 x 0.1 + 50 x 0.4 micro-dollars.
+    assert response.worst_case_cost_micros == 70
 
 
 async def test_batch_priority_goes_to_the_batch_lane(
@@ -175,6 +230,29 @@ async def test_degradation_levels_bend_the_route(
     assert static.degradation_level == common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK
 
 
+async def test_a_raise_only_level_keeps_a_higher_one(
+    stub: router_pb2_grpc.RouterServiceStub,
+) -> None:
+    await stub.SetDegradationLevel(
+        router_pb.SetDegradationLevelRequest(
+            level=common_pb.DEGRADATION_LEVEL_CACHED_ONLY, reason="operator"
+        )
+    )
+
+    raised = await stub.SetDegradationLevel(
+        router_pb.SetDegradationLevelRequest(
+            level=common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY,
+            reason="breaker open",
+            raise_only=True,
+        )
+    )
+
+    assert not raised.applied
+    assert raised.level == common_pb.DEGRADATION_LEVEL_CACHED_ONLY
+    route = await stub.Route(router_pb.RouteRequest(caller=CALLER))
+    assert route.lane == router_pb.LANE_CACHE_ONLY
+
+
 async def test_unspecified_degradation_level_is_refused(
     stub: router_pb2_grpc.RouterServiceStub,
 ) -> None:
@@ -228,8 +306,11 @@ async def test_outcomes_show_in_the_deployment_status(
         100,
     )
     assert (stable.requests, stable.errors, stable.error_rate) == (2, 1, 0.5)
+    assert (stable.window_requests, stable.window_errors) == (2, 1)
     assert (stable.p50_latency_ms, stable.p95_latency_ms) == (80.0, 120.0)
     assert stable.state == router_pb.DEPLOYMENT_STATE_ACTIVE
+    assert (stable.baseline_deployment, stable.rollback_reason) == ("", "")
+    assert not stable.HasField("rolled_back_at")
 
 
 @pytest.mark.parametrize(
@@ -327,3 +408,90 @@ async def test_a_routing_file_with_a_canary_routes_cohorts(
         ("green", 0),
     ]
     assert after.deployment == "blue"
+
+
+def _canary_file(tmp_path: Path) -> Path:
+    data = default_table_data()
+    data["deployments"] = BLUE_GREEN_DEPLOYMENTS
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _outcome(
+    deployment: str, millis: int, error: bool
+) -> router_pb.RecordOutcomeRequest:
+    return router_pb.RecordOutcomeRequest(
+        deployment=deployment,
+        model="gpt-4.1-mini",
+        latency=duration_pb2.Duration(nanos=millis * 1_000_000),
+        error=error,
+    )
+
+
+async def test_a_failing_canary_is_rolled_back_and_shown(
+    serve_app: ServeApp, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    settings = RouterSettings(port=0, routing_file=_canary_file(tmp_path))
+    server = await serve_app(await build_app(settings, clock=clock))
+    guard_min = BLUE_GREEN_DEPLOYMENTS["green"]["guard"]["min_requests"]
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        for _ in range(guard_min):
+            await stub.RecordOutcome(_outcome("blue", 100, False))
+        clock.advance(60)
+        answers = [
+            await stub.RecordOutcome(_outcome("green", 100, True))
+            for _ in range(guard_min)
+        ]
+        status = await stub.GetDeploymentStatus(router_pb.GetDeploymentStatusRequest())
+        after = await stub.Route(
+            router_pb.RouteRequest(
+                caller=common_pb.Caller(tenant_id="acme", user_id="user_0005")
+            )
+        )
+
+    assert [a.rolled_back for a in answers] == [False] * (guard_min - 1) + [True]
+    reason = "error rate 100.0% over 50 calls exceeds baseline 0.0% + 5.0%"
+    assert answers[-1].rollback_reason == reason
+    blue, green = status.deployments
+    assert (blue.traffic_percent, blue.state) == (
+        100,
+        router_pb.DEPLOYMENT_STATE_ACTIVE,
+    )
+    assert green.traffic_percent == 0
+    assert green.state == router_pb.DEPLOYMENT_STATE_ROLLED_BACK
+    assert green.rollback_reason == reason
+    assert green.rolled_back_at.ToNanoseconds() == int(clock.now() * 1e9)
+    assert green.baseline_deployment == "blue"
+    assert after.deployment == "blue"
+
+
+async def test_cohorts_are_sticky_across_a_restart(
+    serve_app: ServeApp, tmp_path: Path
+) -> None:
+    settings = RouterSettings(port=0, routing_file=_canary_file(tmp_path))
+    users = [f"user-{n}" for n in range(300)]
+    seen: list[list[str]] = []
+    for _ in range(2):
+        server = await serve_app(await build_app(settings))
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = router_pb2_grpc.RouterServiceStub(channel)
+            seen.append(
+                [
+                    (
+                        await stub.Route(
+                            router_pb.RouteRequest(
+                                caller=common_pb.Caller(tenant_id="acme", user_id=u)
+                            )
+                        )
+                    ).deployment
+                    for u in users
+                ]
+            )
+        await server.stop(0)
+
+    assert seen[0] == seen[1]
+    assert set(seen[0]) == {"blue", "green"}

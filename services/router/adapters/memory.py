@@ -10,76 +10,111 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.router.enums import Complexity, DegradationLevel
-from services.router.ports import DeploymentMetrics, RoutingCounts
+from services.router.ports import (
+    ControlState,
+    DeploymentMetrics,
+    LevelChange,
+    Outcome,
+    Rollback,
+    RoutingCounts,
+)
 
-# Latency percentiles are computed over this many of the latest outcomes.
-DEFAULT_LATENCY_WINDOW = 1000
+DEFAULT_OUTCOME_WINDOW = 1000
+"""Error rates and latency percentiles cover this many of the latest outcomes."""
 
 
 class InMemoryControlStore:
-    """Degradation level and traffic split of this process only."""
+    """Degradation level, traffic split and rollbacks of this process only."""
 
     def __init__(self) -> None:
         self._level: DegradationLevel | None = None
         self._split: dict[str, int] | None = None
+        self._rollbacks: dict[str, Rollback] = {}
 
-    async def degradation_level(self) -> DegradationLevel | None:
-        """The level in force, or None when nobody set one."""
-        return self._level
+    async def state(self) -> ControlState:
+        """Everything at once."""
+        return ControlState(
+            level=self._level,
+            split=None if self._split is None else dict(self._split),
+            rollbacks=dict(self._rollbacks),
+        )
 
-    async def swap_degradation_level(
-        self, level: DegradationLevel
-    ) -> DegradationLevel | None:
-        """Set the level; return the one before."""
-        previous, self._level = self._level, level
-        return previous
+    async def change_degradation_level(
+        self, level: DegradationLevel, *, raise_only: bool
+    ) -> LevelChange:
+        """Set the level; with ``raise_only``, only when it is higher."""
+        previous = self._level
+        current = previous or DegradationLevel.FULL_SERVICE
+        if raise_only and level <= current:
+            return LevelChange(previous=previous, applied=False)
+        self._level = level
+        return LevelChange(previous=previous, applied=True)
 
-    async def traffic_split(self) -> dict[str, int] | None:
-        """The split, or None when nobody set one."""
-        return None if self._split is None else dict(self._split)
-
-    async def set_traffic_split(self, split: Mapping[str, int]) -> None:
-        """Replace the split."""
+    async def set_traffic_split(
+        self, split: Mapping[str, int], *, clear_rollbacks: frozenset[str]
+    ) -> None:
+        """Replace the split; forget the named rollbacks."""
         self._split = dict(split)
+        for name in clear_rollbacks:
+            self._rollbacks.pop(name, None)
+
+    async def roll_back(
+        self, rollback: Rollback, current_split: Mapping[str, int]
+    ) -> bool:
+        """Move the canary's share to its baseline unless already rolled back."""
+        if rollback.deployment in self._rollbacks:
+            return False
+        split = dict(current_split if self._split is None else self._split)
+        share = split.get(rollback.deployment, 0)
+        split[rollback.deployment] = 0
+        split[rollback.baseline] = split.get(rollback.baseline, 0) + share
+        self._split = split
+        self._rollbacks[rollback.deployment] = rollback
+        return True
 
 
 @dataclass
 class _Outcomes:
     requests: int = 0
     errors: int = 0
-    latencies_ms: deque[float] = field(default_factory=deque)
+    recent: deque[Outcome] = field(default_factory=deque)
 
 
 class InMemoryMetricsStore:
-    """Outcomes and routing counts of this process only."""
+    """Outcomes and routing counts of this process only, in bounded memory."""
 
-    def __init__(self, latency_window: int = DEFAULT_LATENCY_WINDOW) -> None:
-        self._latency_window = latency_window
+    def __init__(self, outcome_window: int = DEFAULT_OUTCOME_WINDOW) -> None:
+        self._outcome_window = outcome_window
         self._outcomes: dict[str, _Outcomes] = {}
         self._by_tier: Counter[str] = Counter()
         self._by_complexity: Counter[Complexity] = Counter()
         self._routed_cost_micros = 0
         self._premium_cost_micros = 0
 
-    async def record_outcome(
-        self, deployment: str, latency_ms: float, error: bool
-    ) -> None:
-        """Count one upstream call; keep its latency in the window."""
+    async def record_outcome(self, deployment: str, outcome: Outcome) -> None:
+        """Count one upstream call; keep it in the window."""
         outcomes = self._outcomes.setdefault(
-            deployment, _Outcomes(latencies_ms=deque(maxlen=self._latency_window))
+            deployment,
+            _Outcomes(recent=deque(maxlen=self._outcome_window)),
         )
         outcomes.requests += 1
-        outcomes.errors += int(error)
-        outcomes.latencies_ms.append(latency_ms)
+        outcomes.errors += int(outcome.error)
+        outcomes.recent.appendleft(outcome)
 
     async def deployment_metrics(self, deployment: str) -> DeploymentMetrics:
-        """The outcomes of ``deployment``."""
-        outcomes = self._outcomes.get(deployment, _Outcomes())
+        """The outcomes of ``deployment``, newest first."""
+        outcomes = self._outcomes.get(deployment)
+        if outcomes is None:
+            return DeploymentMetrics(requests=0, errors=0, recent=())
         return DeploymentMetrics(
             requests=outcomes.requests,
             errors=outcomes.errors,
-            recent_latencies_ms=tuple(outcomes.latencies_ms),
+            recent=tuple(outcomes.recent),
         )
+
+    async def reset_deployment(self, deployment: str) -> None:
+        """Forget the outcomes of ``deployment``."""
+        self._outcomes.pop(deployment, None)
 
     async def record_route(
         self,

@@ -16,6 +16,12 @@ BLUE_GREEN_DEPLOYMENTS: dict[str, Any] = {
         "traffic_percent": 10,
         "instructions": "Be concise and empathetic.",
         "temperature": 0.6,
+        "guard": {
+            "baseline": "blue",
+            "min_requests": 50,
+            "max_error_rate_increase": 0.05,
+            "max_p95_latency_ratio": 1.5,
+        },
     },
 }
 

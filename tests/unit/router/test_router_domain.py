@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.core.clock import FakeClock
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
+from services.router.complexity import load_complexity_model
 from services.router.domain import (
     COHORT_BUCKETS,
     Router,
@@ -21,6 +23,7 @@ from services.router.enums import (
     Priority,
     RequestType,
 )
+from services.router.ports import Outcome
 from services.router.table import RoutingTable, load_routing_table
 from tests.unit.router.router_tables import blue_green_table
 
@@ -32,6 +35,7 @@ def _request(
     priority: Priority = Priority.STANDARD,
     request_type: RequestType = RequestType.CHAT,
     requested_model: str = "",
+    input: str = "",
     input_tokens: int = 1000,
     max_output_tokens: int = 0,
     tenant_id: str = "acme",
@@ -43,6 +47,7 @@ def _request(
         priority=priority,
         request_type=request_type,
         requested_model=requested_model,
+        input=input,
         input_tokens=input_tokens,
         max_output_tokens=max_output_tokens,
     )
@@ -52,7 +57,13 @@ def _router(
     table: RoutingTable = DEFAULT_TABLE,
     control: InMemoryControlStore | None = None,
 ) -> Router:
-    return Router(table, control or InMemoryControlStore(), InMemoryMetricsStore())
+    return Router(
+        table,
+        control or InMemoryControlStore(),
+        InMemoryMetricsStore(),
+        load_complexity_model(),
+        FakeClock(),
+    )
 
 
 def _fields(error: InvalidArgumentError) -> set[str]:
@@ -75,7 +86,12 @@ async def test_auto_routes_each_priority_to_its_tier(
     decision = await _router().route(_request(priority=priority))
 
     assert (decision.model, decision.tier, decision.lane) == (model, tier, lane)
-    assert decision.reason.startswith(f"priority {priority.name} → {tier} tier {model}")
+    source = (
+        "request type CHAT"  # standard and batch take the request type's preset
+        if priority in (Priority.STANDARD, Priority.BATCH)
+        else f"priority {priority.name}"
+    )
+    assert decision.reason.startswith(f"{source} → {tier} tier {model}")
     assert decision.complexity is Complexity.UNSPECIFIED
     assert decision.degradation_level is DegradationLevel.FULL_SERVICE
     assert (decision.deployment, decision.deployment_version) == ("stable", "v1")
@@ -96,14 +112,65 @@ async def test_batch_priority_says_it_goes_through_the_batch_lane() -> None:
     assert decision.reason.endswith("via the batch lane")
 
 
-async def test_auto_and_empty_model_both_let_the_router_choose() -> None:
-    router = _router()
+@pytest.mark.parametrize(
+    ("request_type", "model"),
+    [
+        (RequestType.CHAT, "gpt-4.1-mini"),
+        (RequestType.SUMMARIZE, "gpt-4.1-mini"),
+        (RequestType.ANALYZE, "gpt-4.1"),
+        (RequestType.CLASSIFY, "gpt-4.1-nano"),
+        (RequestType.GENERATE, "gpt-4.1"),
+    ],
+)
+async def test_a_priority_without_a_tier_takes_the_request_types_preset(
+    request_type: RequestType, model: str
+) -> None:
+    decision = await _router().route(_request(request_type=request_type))
 
-    auto = await router.route(_request(priority=Priority.LOW, requested_model="auto"))
-    empty = await router.route(_request(priority=Priority.LOW, requested_model=""))
+    assert decision.model == model
+    assert decision.reason.startswith(f"request type {request_type.name} → ")
 
-    assert auto == empty
-    assert auto.model == "gpt-4.1-nano"
+
+@pytest.mark.parametrize(
+    ("prompt", "complexity", "model"),
+    [
+        ("What is the capital of Peru?", Complexity.TRIVIAL, "gpt-4.1-nano"),
+        ("How do I rename a branch in git?", Complexity.SIMPLE, "gpt-4.1-mini"),
+        (
+            "Summarize the differences between SQL and NoSQL databases and give "
+            "three use cases for each.",
+            Complexity.MODERATE,
+            "gpt-4.1-mini",
+        ),
+        (
+            "Design a multi-region, fault-tolerant job scheduler with exactly-once "
+            "execution, analyze the consistency trade-offs, and implement the "
+            "leader election in Go.",
+            Complexity.COMPLEX,
+            "gpt-4.1",
+        ),
+    ],
+)
+async def test_auto_classifies_the_prompt_and_picks_the_cheapest_capable_tier(
+    prompt: str, complexity: Complexity, model: str
+) -> None:
+    # Realtime alone would pin the premium tier; "auto" asks for complexity routing.
+    decision = await _router().route(
+        _request(priority=Priority.REALTIME, requested_model="auto", input=prompt)
+    )
+
+    assert decision.complexity is complexity
+    assert decision.model == model
+    assert decision.reason.startswith(f"auto: {complexity.value} prompt → ")
+    assert "cheapest capable tier" in decision.reason
+
+
+async def test_auto_keeps_the_priority_lane() -> None:
+    decision = await _router().route(
+        _request(priority=Priority.BATCH, requested_model="auto", input="hi")
+    )
+
+    assert (decision.model, decision.lane) == ("gpt-4.1-nano", Lane.BATCH)
 
 
 async def test_a_known_requested_model_wins_over_the_priority() -> None:
@@ -387,7 +454,8 @@ async def test_a_stored_split_this_table_cannot_use_is_unhealthy() -> None:
     router = _router(blue_green_table(), control)
     assert await router.routing_table_healthy()
 
-    await control.set_traffic_split({"stable": 100})  # from a replica's other table
+    # From a replica running another table.
+    await control.set_traffic_split({"stable": 100}, clear_rollbacks=frozenset())
 
     assert not await router.routing_table_healthy()
     decision = await router.route(_request(user_id="user_0001"))
@@ -397,25 +465,27 @@ async def test_a_stored_split_this_table_cannot_use_is_unhealthy() -> None:
 async def test_outcomes_feed_the_deployment_status() -> None:
     router = _router(blue_green_table())
     for latency_ms, error in [(100.0, False), (400.0, True), (200.0, False)]:
-        await router.record_outcome("green", latency_ms, error)
-    await router.record_outcome("green", 300.0, False)
+        await router.record_outcome("green", Outcome(latency_ms, error))
+    await router.record_outcome("green", Outcome(300.0, False))
 
     blue, green = await router.deployment_statuses()
 
-    assert (blue.name, blue.requests, blue.error_rate) == ("blue", 0, 0.0)
-    assert (blue.p50_latency_ms, blue.p95_latency_ms) == (0.0, 0.0)
+    assert (blue.name, blue.requests, blue.window.error_rate) == ("blue", 0, 0.0)
+    assert (blue.window.p50_latency_ms, blue.window.p95_latency_ms) == (0.0, 0.0)
     assert (green.name, green.version, green.traffic_percent) == (
         "green",
         "v2.4-canary",
         10,
     )
-    assert (green.requests, green.errors, green.error_rate) == (4, 1, 0.25)
-    assert (green.p50_latency_ms, green.p95_latency_ms) == (200.0, 400.0)
+    assert (green.requests, green.errors, green.window.error_rate) == (4, 1, 0.25)
+    assert (green.window.p50_latency_ms, green.window.p95_latency_ms) == (200.0, 400.0)
+    assert green.baseline == "blue"
+    assert green.rollback is None
 
 
 async def test_an_outcome_for_an_unknown_deployment_is_refused() -> None:
     with pytest.raises(InvalidArgumentError) as error:
-        await _router().record_outcome("purple", 10.0, False)
+        await _router().record_outcome("purple", Outcome(10.0, False))
 
     assert _fields(error.value) == {"deployment"}
 

@@ -44,24 +44,30 @@ def test_default_table_has_the_list_prices_in_micros_per_million() -> None:
 def test_default_table_routes_priorities_and_budgets_as_the_seed() -> None:
     table = load_routing_table(None)
 
+    # Standard and batch take the request type's preset.
     assert {p: r.tier for p, r in table.priorities.items()} == {
         Priority.CRITICAL: "premium",
         Priority.REALTIME: "premium",
-        Priority.STANDARD: "standard",
-        Priority.BATCH: "standard",
+        Priority.STANDARD: None,
+        Priority.BATCH: None,
         Priority.LOW: "economy",
     }
     assert table.priorities[Priority.BATCH].lane is Lane.BATCH
     assert {
-        t: (b.max_input_tokens, b.max_output_tokens)
+        t: (b.max_input_tokens, b.max_output_tokens, b.tier)
         for t, b in table.request_types.items()
     } == {
-        RequestType.CHAT: (2000, 500),
-        RequestType.SUMMARIZE: (8000, 300),
-        RequestType.ANALYZE: (4000, 2000),
-        RequestType.CLASSIFY: (500, 50),
-        RequestType.GENERATE: (1000, 4000),
+        RequestType.CHAT: (2000, 500, "standard"),
+        RequestType.SUMMARIZE: (8000, 300, "standard"),
+        RequestType.ANALYZE: (4000, 2000, "premium"),
+        RequestType.CLASSIFY: (500, 50, "economy"),
+        RequestType.GENERATE: (1000, 4000, "premium"),
     }
+    assert [t.max_complexity.value for t in table.tiers.values()] == [
+        "complex",
+        "moderate",
+        "trivial",
+    ]
     assert table.initial_split() == {"stable": 100}
     assert table.fallback_order == ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano"]
     assert table.busy_message
@@ -119,6 +125,33 @@ def _delete(path: str) -> Callable[[dict[str, Any]], None]:
         (_set("request_types.chat.max_output_tokens", 0), "greater than 0"),
         (_set("tiers.premium.price", 3), "Extra inputs are not permitted"),
         (_delete("busy_message"), "busy_message"),
+        (_set("request_types.chat.tier", "gold"), "unknown tier 'gold'"),
+        (_set("tiers.premium.max_complexity", "moderate"), "must handle complex"),
+        (_set("tiers.economy.max_complexity", "complex"), "must not increase"),
+        (_set("tiers.economy.max_complexity", "unspecified"), "max_complexity"),
+        (_set("deployments.stable.model", "gpt-9"), "unknown model 'gpt-9'"),
+        (
+            _set("deployments.stable.guard", {"baseline": "stable"}),
+            "must name another deployment",
+        ),
+        (
+            _set(
+                "deployments",
+                {
+                    "a": {
+                        "version": "1",
+                        "traffic_percent": 50,
+                        "guard": {"baseline": "b"},
+                    },
+                    "b": {
+                        "version": "2",
+                        "traffic_percent": 50,
+                        "guard": {"baseline": "a"},
+                    },
+                },
+            ),
+            "is a canary itself",
+        ),
     ],
 )
 def test_an_invalid_table_is_refused_with_the_reason(

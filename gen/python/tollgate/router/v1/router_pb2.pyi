@@ -70,7 +70,7 @@ class RouteRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("model", "deployment", "deployment_version", "lane", "complexity", "tier", "reason", "max_output_tokens", "input_token_cap", "deployment_instructions", "temperature", "degradation_level", "fallback_models", "fallback_text", "worst_case_cost_micros")
+    __slots__ = ("model", "deployment", "deployment_version", "lane", "complexity", "tier", "reason", "max_output_tokens", "input_token_cap", "deployment_instructions", "temperature", "degradation_level", "fallback_models", "fallback_text", "worst_case_cost_micros", "truncated_input_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class RouteResponse(_message.Message):
     FALLBACK_MODELS_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_TEXT_FIELD_NUMBER: _ClassVar[int]
     WORST_CASE_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     deployment: str
     deployment_version: str
@@ -101,7 +102,8 @@ class RouteResponse(_message.Message):
     fallback_models: _containers.RepeatedScalarFieldContainer[str]
     fallback_text: str
     worst_case_cost_micros: int
-    def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., deployment_version: _Optional[str] = ..., lane: _Optional[_Union[Lane, str]] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., tier: _Optional[str] = ..., reason: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., input_token_cap: _Optional[int] = ..., deployment_instructions: _Optional[str] = ..., temperature: _Optional[float] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., fallback_text: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ...) -> None: ...
+    truncated_input_tokens: int
+    def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., deployment_version: _Optional[str] = ..., lane: _Optional[_Union[Lane, str]] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., tier: _Optional[str] = ..., reason: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., input_token_cap: _Optional[int] = ..., deployment_instructions: _Optional[str] = ..., temperature: _Optional[float] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., fallback_text: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., truncated_input_tokens: _Optional[int] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
     __slots__ = ("deployment", "model", "latency", "error")
@@ -116,10 +118,12 @@ class RecordOutcomeRequest(_message.Message):
     def __init__(self, deployment: _Optional[str] = ..., model: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[bool] = ...) -> None: ...
 
 class RecordOutcomeResponse(_message.Message):
-    __slots__ = ("rolled_back",)
+    __slots__ = ("rolled_back", "rollback_reason")
     ROLLED_BACK_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     rolled_back: bool
-    def __init__(self, rolled_back: _Optional[bool] = ...) -> None: ...
+    rollback_reason: str
+    def __init__(self, rolled_back: _Optional[bool] = ..., rollback_reason: _Optional[str] = ...) -> None: ...
 
 class TrafficAllocation(_message.Message):
     __slots__ = ("deployment", "percent")
@@ -146,7 +150,7 @@ class GetDeploymentStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DeploymentStatus(_message.Message):
-    __slots__ = ("name", "model", "version", "traffic_percent", "requests", "errors", "error_rate", "p50_latency_ms", "p95_latency_ms", "state", "rollback_reason", "rolled_back_at")
+    __slots__ = ("name", "model", "version", "traffic_percent", "requests", "errors", "error_rate", "p50_latency_ms", "p95_latency_ms", "state", "rollback_reason", "rolled_back_at", "window_requests", "window_errors", "baseline_deployment")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +163,9 @@ class DeploymentStatus(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     ROLLED_BACK_AT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     version: str
@@ -171,7 +178,10 @@ class DeploymentStatus(_message.Message):
     state: DeploymentState
     rollback_reason: str
     rolled_back_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., traffic_percent: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., rollback_reason: _Optional[str] = ..., rolled_back_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    window_requests: int
+    window_errors: int
+    baseline_deployment: str
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., traffic_percent: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., rollback_reason: _Optional[str] = ..., rolled_back_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_requests: _Optional[int] = ..., window_errors: _Optional[int] = ..., baseline_deployment: _Optional[str] = ...) -> None: ...
 
 class GetDeploymentStatusResponse(_message.Message):
     __slots__ = ("deployments",)
@@ -180,20 +190,24 @@ class GetDeploymentStatusResponse(_message.Message):
     def __init__(self, deployments: _Optional[_Iterable[_Union[DeploymentStatus, _Mapping]]] = ...) -> None: ...
 
 class SetDegradationLevelRequest(_message.Message):
-    __slots__ = ("level", "reason")
+    __slots__ = ("level", "reason", "raise_only")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RAISE_ONLY_FIELD_NUMBER: _ClassVar[int]
     level: _common_pb2.DegradationLevel
     reason: str
-    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    raise_only: bool
+    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., reason: _Optional[str] = ..., raise_only: _Optional[bool] = ...) -> None: ...
 
 class SetDegradationLevelResponse(_message.Message):
-    __slots__ = ("level", "previous_level")
+    __slots__ = ("level", "previous_level", "applied")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
     level: _common_pb2.DegradationLevel
     previous_level: _common_pb2.DegradationLevel
-    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., previous_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ...) -> None: ...
+    applied: bool
+    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., previous_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., applied: _Optional[bool] = ...) -> None: ...
 
 class GetRoutingStatsRequest(_message.Message):
     __slots__ = ()
@@ -208,15 +222,17 @@ class RoutingCount(_message.Message):
     def __init__(self, label: _Optional[str] = ..., requests: _Optional[int] = ...) -> None: ...
 
 class GetRoutingStatsResponse(_message.Message):
-    __slots__ = ("by_tier", "by_complexity", "routed_cost_micros", "premium_cost_micros", "degradation_level")
+    __slots__ = ("by_tier", "by_complexity", "routed_cost_micros", "premium_cost_micros", "degradation_level", "savings_micros")
     BY_TIER_FIELD_NUMBER: _ClassVar[int]
     BY_COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
     ROUTED_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     PREMIUM_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SAVINGS_MICROS_FIELD_NUMBER: _ClassVar[int]
     by_tier: _containers.RepeatedCompositeFieldContainer[RoutingCount]
     by_complexity: _containers.RepeatedCompositeFieldContainer[RoutingCount]
     routed_cost_micros: int
     premium_cost_micros: int
     degradation_level: _common_pb2.DegradationLevel
-    def __init__(self, by_tier: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., by_complexity: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., routed_cost_micros: _Optional[int] = ..., premium_cost_micros: _Optional[int] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ...) -> None: ...
+    savings_micros: int
+    def __init__(self, by_tier: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., by_complexity: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., routed_cost_micros: _Optional[int] = ..., premium_cost_micros: _Optional[int] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., savings_micros: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,299 @@
+"""Redis stores: the state every router replica shares.
+
+Keys live under one prefix (``tollgate:router:`` by default):
+
+| key | type | holds |
+|---|---|---|
+| ``level`` | string | the degradation level's number |
+| ``split`` | string | the traffic split as JSON |
+| ``rollbacks`` | hash | canary name → rollback as JSON |
+| ``outcomes:<deployment>`` | list | the latest outcomes, newest first, trimmed |
+| ``totals:<deployment>`` | hash | ``requests`` and ``errors`` |
+| ``routes:tier`` / ``routes:complexity`` | hash | decisions per label |
+| ``routes:cost`` | hash | ``routed`` and ``premium`` micro-dollars |
+
+Changes that read and write (a raise-only level, a rollback) are Lua scripts, so
+two replicas cannot interleave them; reads of the control state are one pipeline.
+Every Redis failure becomes :class:`BackendUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.core.errors import BackendUnavailableError
+from services.router.adapters.memory import DEFAULT_OUTCOME_WINDOW
+from services.router.enums import Complexity, DegradationLevel
+from services.router.ports import (
+    ControlState,
+    DeploymentMetrics,
+    LevelChange,
+    Outcome,
+    Rollback,
+    RoutingCounts,
+)
+
+DEFAULT_PREFIX = "tollgate:router:"
+
+_T = TypeVar("_T")
+
+# KEYS[1] level. ARGV[1] new level, ARGV[2] "1" for raise-only, ARGV[3] the
+# full-service number (what an unset level means). Returns {previous or -1, applied}.
+_CHANGE_LEVEL = """
+local previous = redis.call('GET', KEYS[1])
+local current = tonumber(previous or ARGV[3])
+if ARGV[2] == '1' and tonumber(ARGV[1]) <= current then
+  return {tonumber(previous or -1), 0}
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return {tonumber(previous or -1), 1}
+"""
+
+# KEYS[1] split, KEYS[2] rollbacks. ARGV[1] canary, ARGV[2] baseline, ARGV[3] the
+# rollback as JSON, ARGV[4] the split to start from when none is stored.
+_ROLL_BACK = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return 0
+end
+local split = cjson.decode(redis.call('GET', KEYS[1]) or ARGV[4])
+local share = split[ARGV[1]] or 0
+split[ARGV[1]] = 0
+split[ARGV[2]] = (split[ARGV[2]] or 0) + share
+redis.call('SET', KEYS[1], cjson.encode(split))
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+
+
+async def _guarded(call: Callable[[], Awaitable[_T]]) -> _T:
+    try:
+        return await call()
+    except (RedisError, OSError) as error:
+        raise BackendUnavailableError(
+            f"redis unavailable: {type(error).__name__}", retry_after=1.0
+        ) from error
+
+
+def _rollback_to_json(rollback: Rollback) -> str:
+    return json.dumps(
+        {
+            "deployment": rollback.deployment,
+            "baseline": rollback.baseline,
+            "reason": rollback.reason,
+            "at": rollback.at,
+        }
+    )
+
+
+def _rollback_from_json(text: str) -> Rollback:
+    data = json.loads(text)
+    return Rollback(
+        deployment=str(data["deployment"]),
+        baseline=str(data["baseline"]),
+        reason=str(data["reason"]),
+        at=float(data["at"]),
+    )
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client for ``url`` that answers strings and gives up quickly."""
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    return client
+
+
+class RedisControlStore:
+    """Degradation level, traffic split and rollbacks shared through Redis."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self._client = client
+        self._level_key = f"{prefix}level"
+        self._split_key = f"{prefix}split"
+        self._rollbacks_key = f"{prefix}rollbacks"
+        self._change_level = client.register_script(_CHANGE_LEVEL)
+        self._roll_back = client.register_script(_ROLL_BACK)
+
+    async def state(self) -> ControlState:
+        """Level, split and rollbacks in one round trip."""
+
+        async def read() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(self._level_key)
+                pipe.get(self._split_key)
+                pipe.hgetall(self._rollbacks_key)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        level, split, rollbacks = await _guarded(read)
+        return ControlState(
+            level=None if level is None else DegradationLevel(int(level)),
+            split=None
+            if split is None
+            else {str(k): int(v) for k, v in json.loads(split).items()},
+            rollbacks={
+                str(name): _rollback_from_json(text) for name, text in rollbacks.items()
+            },
+        )
+
+    async def change_degradation_level(
+        self, level: DegradationLevel, *, raise_only: bool
+    ) -> LevelChange:
+        """Set the level atomically; with ``raise_only``, only when it is higher."""
+        previous, applied = await _guarded(
+            lambda: self._change_level(
+                keys=[self._level_key],
+                args=[
+                    int(level),
+                    "1" if raise_only else "0",
+                    int(DegradationLevel.FULL_SERVICE),
+                ],
+            )
+        )
+        return LevelChange(
+            previous=None if int(previous) < 0 else DegradationLevel(int(previous)),
+            applied=bool(int(applied)),
+        )
+
+    async def set_traffic_split(
+        self, split: Mapping[str, int], *, clear_rollbacks: frozenset[str]
+    ) -> None:
+        """Replace the split and forget the named rollbacks in one transaction."""
+
+        async def write() -> None:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(self._split_key, json.dumps(dict(split)))
+                if clear_rollbacks:
+                    pipe.hdel(self._rollbacks_key, *sorted(clear_rollbacks))
+                await pipe.execute()
+
+        await _guarded(write)
+
+    async def roll_back(
+        self, rollback: Rollback, current_split: Mapping[str, int]
+    ) -> bool:
+        """Move the canary's share to its baseline unless already rolled back."""
+        done = await _guarded(
+            lambda: self._roll_back(
+                keys=[self._split_key, self._rollbacks_key],
+                args=[
+                    rollback.deployment,
+                    rollback.baseline,
+                    _rollback_to_json(rollback),
+                    json.dumps(dict(current_split)),
+                ],
+            )
+        )
+        return bool(int(done))
+
+    async def ping(self) -> bool:
+        """Whether Redis answers."""
+        return bool(await _guarded(self._client.ping))
+
+
+class RedisMetricsStore:
+    """Outcomes and routing counts shared through Redis, in bounded memory."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str = DEFAULT_PREFIX,
+        outcome_window: int = DEFAULT_OUTCOME_WINDOW,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._outcome_window = outcome_window
+
+    async def record_outcome(self, deployment: str, outcome: Outcome) -> None:
+        """Count one upstream call; keep it in the trimmed window."""
+        entry = f"{outcome.latency_ms!r}:{int(outcome.error)}"
+
+        async def write() -> None:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.lpush(self._outcomes_key(deployment), entry)
+                pipe.ltrim(self._outcomes_key(deployment), 0, self._outcome_window - 1)
+                pipe.hincrby(self._totals_key(deployment), "requests", 1)
+                pipe.hincrby(self._totals_key(deployment), "errors", int(outcome.error))
+                await pipe.execute()
+
+        await _guarded(write)
+
+    async def deployment_metrics(self, deployment: str) -> DeploymentMetrics:
+        """The outcomes of ``deployment``, newest first."""
+
+        async def read() -> list[Any]:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(self._totals_key(deployment))
+                pipe.lrange(self._outcomes_key(deployment), 0, -1)
+                result: list[Any] = await pipe.execute()
+                return result
+
+        totals, entries = await _guarded(read)
+        recent = []
+        for entry in entries:
+            latency, error = str(entry).rsplit(":", 1)
+            recent.append(Outcome(latency_ms=float(latency), error=error == "1"))
+        return DeploymentMetrics(
+            requests=int(totals.get("requests", 0)),
+            errors=int(totals.get("errors", 0)),
+            recent=tuple(recent),
+        )
+
+    async def reset_deployment(self, deployment: str) -> None:
+        """Forget the outcomes of ``deployment``."""
+        await _guarded(
+            lambda: self._client.delete(
+                self._outcomes_key(deployment), self._totals_key(deployment)
+            )
+        )
+
+    async def record_route(
+        self,
+        tier: str,
+        complexity: Complexity,
+        routed_cost_micros: int,
+        premium_cost_micros: int,
+    ) -> None:
+        """Count one routing decision."""
+
+        async def write() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hincrby(f"{self._prefix}routes:tier", tier, 1)
+                pipe.hincrby(f"{self._prefix}routes:complexity", complexity.value, 1)
+                pipe.hincrby(f"{self._prefix}routes:cost", "routed", routed_cost_micros)
+                pipe.hincrby(
+                    f"{self._prefix}routes:cost", "premium", premium_cost_micros
+                )
+                await pipe.execute()
+
+        await _guarded(write)
+
+    async def routing_counts(self) -> RoutingCounts:
+        """The decisions counted so far, by every replica."""
+
+        async def read() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hgetall(f"{self._prefix}routes:tier")
+                pipe.hgetall(f"{self._prefix}routes:complexity")
+                pipe.hgetall(f"{self._prefix}routes:cost")
+                result: list[Any] = await pipe.execute()
+                return result
+
+        by_tier, by_complexity, cost = await _guarded(read)
+        return RoutingCounts(
+            by_tier={str(k): int(v) for k, v in by_tier.items()},
+            by_complexity={Complexity(k): int(v) for k, v in by_complexity.items()},
+            routed_cost_micros=int(cost.get("routed", 0)),
+            premium_cost_micros=int(cost.get("premium", 0)),
+        )
+
+    def _outcomes_key(self, deployment: str) -> str:
+        return f"{self._prefix}outcomes:{deployment}"
+
+    def _totals_key(self, deployment: str) -> str:
+        return f"{self._prefix}totals:{deployment}"
