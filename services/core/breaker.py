@@ -107,6 +107,15 @@ class CircuitBreaker:
             return True
         return False
 
+    def release(self) -> None:
+        """A call allowed through ended without telling anything about health.
+
+        (It was cancelled, or never reached the dependency.) A half-open probe slot
+        is given back so the next call can probe instead.
+        """
+        if self._state is BreakerState.HALF_OPEN and self._probe_calls > 0:
+            self._probe_calls -= 1
+
     def record_success(self) -> None:
         """A call succeeded."""
         if self._state is BreakerState.HALF_OPEN:

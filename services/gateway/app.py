@@ -25,6 +25,7 @@ from services.gateway.clients import (
 from services.gateway.config import GatewaySettings
 from services.gateway.fallbacks import LocalLimiter
 from services.gateway.orchestrator import FlowConfig, Orchestrator
+from services.gateway.queue import AdmissionQueue
 from services.gateway.servicer import GatewayServicer
 from services.gateway.upstream import OpenAIUpstream
 
@@ -76,6 +77,12 @@ async def build_app(
         upstream=upstream,
         outbox=outbox,
         local_limiter=LocalLimiter(settings.local_limit_rpm_per_user, clock),
+        queue=AdmissionQueue(
+            max_concurrency=settings.upstream_max_concurrency,
+            max_depth=settings.queue_max_depth,
+            aging_seconds=settings.queue_aging_seconds,
+            clock=clock,
+        ),
         downstream_breakers=[d.breaker for d in downstreams],
         config=FlowConfig(
             ratelimit_fail_open=settings.ratelimit_failure_mode == "open",

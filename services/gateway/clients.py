@@ -29,6 +29,7 @@ from services.core.breaker import CircuitBreaker
 from services.core.context import REQUEST_ID_HEADER, metadata_value
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.gateway.domain import (
+    BudgetVerdict,
     CachedAnswer,
     CacheKeyParts,
     CacheStatus,
@@ -374,6 +375,16 @@ class RouterClient:
             worst_case_cost_micros=response.worst_case_cost_micros,
         )
 
+    async def record_outcome(
+        self, deployment: str, model: str, latency_seconds: float, error: bool
+    ) -> None:
+        """Feed the deployment's latency and error metrics."""
+        request = router_pb.RecordOutcomeRequest(
+            deployment=deployment, model=model, error=error
+        )
+        request.latency.FromNanoseconds(int(latency_seconds * 1e9))
+        await self._downstream.call(self._stub.RecordOutcome, request, deployment)
+
 
 class CostsClient:
     """The costs service as a :class:`LedgerPort`."""
@@ -398,9 +409,57 @@ class CostsClient:
                 cache_status=CACHE_STATUS_TO_PROTO[record.cache_status],
                 occurred_at=occurred_at,
                 requested_model=record.requested_model,
+                budget_reservation_id=record.budget_reservation_id,
             ),
             record.request_id,
         )
         return RecordResult(
             cost_micros=response.cost_micros, duplicate=response.duplicate
+        )
+
+    async def check_budget(
+        self,
+        request_id: str,
+        principal: Principal,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+    ) -> BudgetVerdict:
+        """Reserve the worst-case cost against every budget of the principal."""
+        response: costs_pb.CheckBudgetResponse = await self._downstream.call(
+            self._stub.CheckBudget,
+            costs_pb.CheckBudgetRequest(
+                request_id=request_id,
+                caller=caller_proto(principal),
+                model=model,
+                input_tokens=input_tokens,
+                max_output_tokens=max_output_tokens,
+            ),
+            request_id,
+        )
+        if response.decision == costs_pb.BUDGET_DECISION_DENY:
+            budget = response.exceeded_budget
+            scope = costs_pb.ScopeKind.Name(budget.scope.kind)
+            period = costs_pb.BudgetPeriod.Name(budget.period)
+            return BudgetVerdict(
+                allowed=False,
+                resets_at=(
+                    response.resets_at.ToNanoseconds() / 1e9
+                    if response.HasField("resets_at")
+                    else None
+                ),
+                description=(
+                    f"{scope.removeprefix('SCOPE_KIND_').lower()} "
+                    f"{period.removeprefix('BUDGET_PERIOD_').lower()} budget of "
+                    f"{budget.limit_micros} micro-dollars"
+                ),
+            )
+        return BudgetVerdict(
+            allowed=True,
+            reservation_id=response.reservation_id,
+            downgrade_model=(
+                response.downgrade_model
+                if response.decision == costs_pb.BUDGET_DECISION_DOWNGRADE
+                else ""
+            ),
         )

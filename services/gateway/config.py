@@ -74,6 +74,24 @@ class GatewaySettings(ServerSettings):
         description="Requests per minute per user admitted by the local limiter "
         "while ratelimit is unreachable.",
     )
+    upstream_max_concurrency: int = Field(
+        default=64,
+        ge=1,
+        description="Upstream calls in flight per model; more wait in the priority "
+        "queue.",
+    )
+    queue_max_depth: int = Field(
+        default=1024,
+        ge=0,
+        description="Requests that may wait per model; beyond it RESOURCE_EXHAUSTED "
+        "(QUEUE_FULL) at once.",
+    )
+    queue_aging_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Waiting this long lifts a request one priority level, so low "
+        "priorities cannot starve.",
+    )
     outbox_path: Path = Field(
         default=Path(".tollgate/gateway-outbox.sqlite3"),
         description="SQLite file of usage records waiting for the ledger.",

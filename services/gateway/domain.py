@@ -157,6 +157,17 @@ class UpstreamAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetVerdict:
+    """The ledger's budget decision for one request."""
+
+    allowed: bool
+    reservation_id: str = ""
+    downgrade_model: str = ""
+    resets_at: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class UsageRecord:
     """One request's usage for the ledger; the request id is the idempotency key."""
 
@@ -169,6 +180,7 @@ class UsageRecord:
     cache_status: CacheStatus
     occurred_at: float
     batch: bool = False
+    budget_reservation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +208,34 @@ class ResponseReply:
     input_tokens_dropped: int
     output_truncated: bool
     latency_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    """First event of a streamed answer: where it comes from."""
+
+    request_id: str
+    model: str
+    deployment: str
+    cache_status: CacheStatus
+    degradation_level: DegradationLevel
+    input_truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    """A piece of a streamed answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """Last event of a complete streamed answer."""
+
+    usage: Usage
+    cost_micros: int
+    output_truncated: bool
+
+
+StreamEvent = StreamStart | StreamDelta | StreamEnd

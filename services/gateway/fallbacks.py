@@ -36,6 +36,25 @@ LOCAL_MODELS: dict[Priority, str] = {
     Priority.LOW: "gpt-4.1-nano",
 }
 LOCAL_FALLBACK_ORDER = ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
+# The last rung before maintenance (seed section 6, level 3): a pre-written answer per
+# request type, used when every upstream circuit is open and the router gave none.
+# It lives in the gateway because it must work when the router is down too.
+STATIC_ANSWERS: dict[RequestType, str] = {
+    RequestType.CHAT: (
+        "We're experiencing high demand and can't answer right now. Please try again "
+        "in a few minutes, or see our help centre for common questions."
+    ),
+    RequestType.SUMMARIZE: (
+        "Summaries are temporarily unavailable. Please try again in a few minutes."
+    ),
+    RequestType.ANALYZE: (
+        "Analysis is temporarily unavailable. Please try again in a few minutes."
+    ),
+    RequestType.CLASSIFY: "unavailable",
+    RequestType.GENERATE: (
+        "Content generation is temporarily unavailable. Please try again later."
+    ),
+}
 
 
 def local_route(

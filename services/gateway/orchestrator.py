@@ -1,20 +1,28 @@
 """The request flow of DESIGN.md section 1, with one written policy per dependency.
 
-| dependency | when it fails or its breaker is open                                 |
-|------------|----------------------------------------------------------------------|
-| ratelimit  | fail-open to the local limiter (default) or fail-closed, by config    |
-| cache      | treated as a miss; the write is skipped                               |
+| dependency | when it fails or its breaker is open                                  |
+|------------|-----------------------------------------------------------------------|
+| ratelimit  | fail-open to the local limiter (default) or fail-closed, by config     |
+| cache      | treated as a miss; the write is skipped                                |
 | router     | the local default route table                                          |
-| costs      | the record goes to the durable outbox and is replayed in order        |
-| upstream   | retries, then the per-model breaker; an open breaker falls back to the |
-|            | next cheaper model whose breaker is closed                             |
+| costs      | records go to the durable outbox, replayed in order; budget checks    |
+|            | are skipped (allowed) while the ledger cannot answer                   |
+| upstream   | retries within the deadline, then the per-model breaker; an open       |
+|            | breaker moves down the ladder: the next cheaper model with a closed    |
+|            | breaker, then the static answer of the request type                    |
+
+Calls towards the upstream wait in the priority queue (``queue.py``); identical
+requests in flight share one upstream call (``singleflight.py``): the followers are
+answered like exact cache hits, at no cost.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -24,10 +32,12 @@ from services.core.clock import Clock
 from services.core.errors import (
     QuotaViolation,
     ResourceExhaustedError,
+    TollgateError,
     UnavailableError,
 )
 from services.core.tokens import count_tokens, truncate_tokens
 from services.gateway.domain import (
+    BudgetVerdict,
     CachedAnswer,
     CacheKeyParts,
     CacheStatus,
@@ -38,11 +48,15 @@ from services.gateway.domain import (
     ResponseReply,
     ResponseRequest,
     Route,
+    StreamDelta,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
     UpstreamAnswer,
     Usage,
     UsageRecord,
 )
-from services.gateway.fallbacks import LocalLimiter, local_route
+from services.gateway.fallbacks import STATIC_ANSWERS, LocalLimiter, local_route
 from services.gateway.ports import (
     CachePort,
     DependencyUnavailableError,
@@ -51,8 +65,11 @@ from services.gateway.ports import (
     RateLimiterPort,
     RouterPort,
     UpstreamPort,
+    UpstreamStreamBrokenError,
     UpstreamThrottledError,
 )
+from services.gateway.queue import AdmissionQueue
+from services.gateway.singleflight import SingleFlight
 
 _log = structlog.get_logger("tollgate.gateway")
 
@@ -68,8 +85,59 @@ class FlowConfig:
     upstream_breaker: BreakerConfig
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Everything decided before the upstream is called."""
+
+    principal: Principal
+    request: ResponseRequest
+    request_id: str
+    started: float
+    deadline: float
+    route: Route
+    input_text: str
+    dropped_tokens: int
+    instructions: str
+    temperature: float | None
+    key: CacheKeyParts
+    decision: RateDecision
+    cached: CachedAnswer | None
+    cache_status: CacheStatus
+
+    @property
+    def flight_key(self) -> str:
+        """The identity of the upstream call: the exact cache key's parts, hashed."""
+        return _digest(
+            self.key.tenant_id,
+            self.key.model,
+            self.key.instructions,
+            self.key.input,
+            repr(self.key.temperature),
+            str(self.key.max_output_tokens),
+        )
+
+    @property
+    def prompt_cache_key(self) -> str:
+        """Groups requests that share the stable prefix (tenant and instructions)."""
+        return _digest(self.principal.tenant_id, self.instructions)[:32]
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What the ladder produced: an upstream answer or a static answer."""
+
+    answer: UpstreamAnswer
+    model: str
+    level: DegradationLevel
+    from_upstream: bool
+
+
 class Orchestrator:
-    """Runs CreateResponse through every stage and keeps the gateway's state."""
+    """Runs CreateResponse and StreamResponse; keeps the gateway's state."""
 
     def __init__(
         self,
@@ -81,6 +149,7 @@ class Orchestrator:
         upstream: UpstreamPort,
         outbox: OutboxPort,
         local_limiter: LocalLimiter,
+        queue: AdmissionQueue,
         downstream_breakers: list[CircuitBreaker],
         config: FlowConfig,
         clock: Clock,
@@ -92,16 +161,17 @@ class Orchestrator:
         self._upstream = upstream
         self._outbox = outbox
         self._local_limiter = local_limiter
+        self.queue = queue
         self._downstream_breakers = downstream_breakers
         self._config = config
         self._clock = clock
         self._upstream_breakers: dict[str, CircuitBreaker] = {}
         self._backoff_factors: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._flights: SingleFlight[_Outcome] = SingleFlight()
         self.degradation_level = DegradationLevel.FULL_SERVICE
-        self.in_flight = 0
 
-    # -- the flow
+    # -- CreateResponse
 
     async def create_response(
         self,
@@ -111,18 +181,210 @@ class Orchestrator:
         time_remaining: float | None,
     ) -> ResponseReply:
         """Answer one validated request for an authenticated principal."""
+        plan = await self._plan(principal, request, request_id, time_remaining)
+        if plan.cached is not None:
+            return await self._serve_hit(plan, plan.cached)
+        lane_text = self._lane_text(plan)
+        if lane_text is not None:
+            return self._reply(
+                plan, lane_text, plan.route.model, Usage(), plan.cache_status
+            )
+
+        budget = await self._check_budget(plan)
+        try:
+            if request.cache_bypass:
+                outcome, shared = await self._ladder(plan, budget), False
+            else:
+                outcome, shared = await self._flights.do(
+                    plan.flight_key, lambda: self._ladder(plan, budget)
+                )
+        except BaseException:
+            self._settle(plan.decision, 0)
+            raise
+        answer = outcome.answer
+        if not outcome.from_upstream:
+            self._settle(plan.decision, 0)
+            return self._reply(
+                plan,
+                answer.output_text,
+                plan.route.model,
+                Usage(),
+                plan.cache_status,
+                level=outcome.level,
+            )
+        if shared:
+            # Answered by an identical request's upstream call: like an exact hit.
+            self._settle(plan.decision, 0)
+            await self._book(
+                plan,
+                answer.model,
+                answer.usage,
+                CacheStatus.EXACT,
+                budget.reservation_id,
+            )
+            return self._reply(
+                plan,
+                answer.output_text,
+                answer.model,
+                answer.usage,
+                CacheStatus.EXACT,
+                similarity=1.0,
+                level=outcome.level,
+                output_truncated=answer.truncated,
+            )
+        self._settle(plan.decision, answer.usage.total_tokens)
+        self._store_if_cacheable(plan, outcome)
+        cost = await self._book(
+            plan, answer.model, answer.usage, plan.cache_status, budget.reservation_id
+        )
+        return self._reply(
+            plan,
+            answer.output_text,
+            answer.model,
+            answer.usage,
+            plan.cache_status,
+            cost=cost,
+            level=outcome.level,
+            output_truncated=answer.truncated,
+        )
+
+    # -- StreamResponse
+
+    async def stream_response(
+        self,
+        principal: Principal,
+        request: ResponseRequest,
+        request_id: str,
+        time_remaining: float | None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream one answer: a start event, deltas, and an end event if complete.
+
+        A stream that breaks upstream raises after its deltas, never ending cleanly;
+        what was consumed is booked even then, and when the client goes away.
+        """
+        plan = await self._plan(principal, request, request_id, time_remaining)
+        if plan.cached is not None:
+            hit = plan.cached
+            yield self._start(plan, hit.model, hit.status, plan.route.degradation_level)
+            yield StreamDelta(hit.output_text)
+            self._settle(plan.decision, 0)
+            await self._book(plan, hit.model, hit.usage, hit.status, "")
+            yield StreamEnd(hit.usage, 0, output_truncated=False)
+            return
+        lane_text = self._lane_text(plan)
+        if lane_text is not None:
+            yield self._start(
+                plan, plan.route.model, plan.cache_status, plan.route.degradation_level
+            )
+            yield StreamDelta(lane_text)
+            yield StreamEnd(Usage(), 0, output_truncated=False)
+            return
+
+        budget = await self._check_budget(plan)
+        choice = self._choose_model(plan, budget)
+        if choice is None:
+            outcome = self._static_outcome(plan)
+            self._settle(plan.decision, 0)
+            yield self._start(plan, plan.route.model, plan.cache_status, outcome.level)
+            yield StreamDelta(outcome.answer.output_text)
+            yield StreamEnd(Usage(), 0, output_truncated=False)
+            return
+        model, level = choice
+        breaker = self._upstream_breaker(model)
+        delivered: list[str] = []
+        opened = False
+        answer: UpstreamAnswer | None = None
+        started = self._clock.monotonic()
+        try:
+            async with self.queue.slot(model, request.priority, plan.deadline):
+                upstream = self._upstream.stream(
+                    model=model,
+                    instructions=plan.instructions,
+                    input_text=plan.input_text,
+                    max_output_tokens=plan.route.max_output_tokens,
+                    temperature=plan.temperature,
+                    timeout_seconds=max(0.0, plan.deadline - self._clock.monotonic()),
+                    prompt_cache_key=plan.prompt_cache_key,
+                )
+                async for event in upstream:
+                    if not opened:
+                        opened = True
+                        yield self._start(plan, model, plan.cache_status, level)
+                    if isinstance(event, str):
+                        delivered.append(event)
+                        yield StreamDelta(event)
+                    else:
+                        answer = event
+        except UpstreamStreamBrokenError as error:
+            breaker.record_failure()
+            self._spawn(self._report_outcome(plan.route, model, started, error=True))
+            raise UnavailableError(
+                "the upstream stream broke; the output delivered so far is partial",
+                reason="UPSTREAM_STREAM_BROKEN",
+                retry_after=1.0,
+                metadata={
+                    "partialOutput": "true",
+                    "deliveredChars": str(len(error.partial_text)),
+                },
+            ) from error
+        except UpstreamThrottledError as error:
+            breaker.record_success()  # it answered: throttling is not an outage
+            raise self._throttled(model, error) from error
+        except DependencyUnavailableError as error:
+            breaker.record_failure()
+            self._spawn(self._report_outcome(plan.route, model, started, error=True))
+            raise _upstream_unavailable() from error
+        except BaseException:
+            if not opened:
+                breaker.release()
+            raise
+        finally:
+            if answer is None:
+                consumed = Usage()
+                if opened:
+                    # Broken or abandoned mid-stream: book what was consumed, off
+                    # the stream's task (a cancelled task must not await).
+                    consumed = Usage(
+                        input_tokens=count_tokens(plan.instructions)
+                        + count_tokens(plan.input_text),
+                        output_tokens=count_tokens("".join(delivered)),
+                    )
+                    self._spawn(self._book_quietly(plan, model, consumed, budget))
+                self._settle(plan.decision, consumed.total_tokens)
+        if answer is None:
+            # The upstream iterator ended without its final event.
+            raise UnavailableError(
+                "the upstream stream ended without completing",
+                reason="UPSTREAM_STREAM_BROKEN",
+                retry_after=1.0,
+                metadata={"partialOutput": "true"},
+            )
+        breaker.record_success()
+        self._spawn(self._report_outcome(plan.route, model, started, error=False))
+        if self._backoff_factors.get(model, 1.0) > 1.0:
+            self._spawn(self._report_success(model))
+        self._settle(plan.decision, answer.usage.total_tokens)
+        self._store_if_cacheable(plan, _Outcome(answer, model, level, True))
+        cost = await self._book(
+            plan, answer.model, answer.usage, plan.cache_status, budget.reservation_id
+        )
+        yield StreamEnd(answer.usage, cost, output_truncated=answer.truncated)
+
+    # -- stages
+
+    async def _plan(
+        self,
+        principal: Principal,
+        request: ResponseRequest,
+        request_id: str,
+        time_remaining: float | None,
+    ) -> _Plan:
         started = self._clock.monotonic()
         budget = self._config.upstream_timeout_seconds
         if time_remaining is not None:
             budget = min(budget, time_remaining)
-        deadline = started + budget
         if request.user_id:
-            principal = Principal(
-                principal.tenant_id,
-                principal.service,
-                request.user_id,
-                principal.user_tier,
-            )
+            principal = replace(principal, user_id=request.user_id)
 
         input_tokens = count_tokens(request.input)
         route = await self._route(request_id, principal, request, input_tokens)
@@ -152,7 +414,6 @@ class Orchestrator:
             max_output_tokens=route.max_output_tokens,
         )
         estimated = count_tokens(instructions) + input_tokens + route.max_output_tokens
-
         decision, (cached, cache_status) = await asyncio.gather(
             self._acquire(request_id, principal, route.model, estimated),
             self._lookup(request_id, key, request.cache_bypass),
@@ -167,90 +428,49 @@ class Orchestrator:
                     QuotaViolation(decision.denied_subject, decision.denied_description)
                 ],
             )
+        return _Plan(
+            principal=principal,
+            request=request,
+            request_id=request_id,
+            started=started,
+            deadline=started + budget,
+            route=route,
+            input_text=input_text,
+            dropped_tokens=dropped,
+            instructions=instructions,
+            temperature=temperature,
+            key=key,
+            decision=decision,
+            cached=cached,
+            cache_status=cache_status,
+        )
 
-        def reply(
-            text: str,
-            model: str,
-            usage: Usage,
-            status: CacheStatus,
-            *,
-            similarity: float = 0.0,
-            cost: int = 0,
-            level: DegradationLevel = route.degradation_level,
-            output_truncated: bool = False,
-        ) -> ResponseReply:
-            return ResponseReply(
-                output_text=text,
-                model=model,
-                deployment=route.deployment,
-                cache_status=status,
-                similarity=similarity,
-                usage=usage,
-                cost_micros=cost,
-                request_id=request_id,
-                degradation_level=level,
-                input_truncated=dropped > 0,
-                input_tokens_dropped=dropped,
-                output_truncated=output_truncated,
-                latency_seconds=self._clock.monotonic() - started,
-            )
+    async def _serve_hit(self, plan: _Plan, hit: CachedAnswer) -> ResponseReply:
+        self._settle(plan.decision, 0)
+        await self._book(plan, hit.model, hit.usage, hit.status, "")
+        return self._reply(
+            plan,
+            hit.output_text,
+            hit.model,
+            hit.usage,
+            hit.status,
+            similarity=hit.similarity,
+        )
 
-        if cached is not None:
-            self._settle(decision, 0)
-            await self._book(
-                request_id,
-                principal,
-                request,
-                route,
-                cached.model,
-                cached.usage,
-                cached.status,
-            )
-            return reply(
-                cached.output_text,
-                cached.model,
-                cached.usage,
-                cached.status,
-                similarity=cached.similarity,
-            )
-
-        if route.lane in (Lane.CACHE_ONLY, Lane.STATIC):
-            self._settle(decision, 0)
-            return reply(route.fallback_text, route.model, Usage(), cache_status)
-        if route.lane is Lane.QUEUE:
-            self._settle(decision, 0)
+    def _lane_text(self, plan: _Plan) -> str | None:
+        """The answer of a lane that does not call the upstream, if this is one."""
+        lane = plan.route.lane
+        if lane in (Lane.CACHE_ONLY, Lane.STATIC):
+            self._settle(plan.decision, 0)
+            return plan.route.fallback_text or STATIC_ANSWERS[plan.request.request_type]
+        if lane is Lane.QUEUE:
+            self._settle(plan.decision, 0)
             raise UnavailableError(
                 "the service is in maintenance; retry later",
                 reason="MAINTENANCE",
                 retry_after=60.0,
             )
-
-        answer, level = await self._call_upstream(
-            route, instructions, input_text, temperature, deadline
-        )
-        self._settle(decision, answer.usage.total_tokens)
-        if cache_status is CacheStatus.MISS and not answer.truncated:
-            self._spawn(self._store(request_id, key, answer))
-        cost = await self._book(
-            request_id,
-            principal,
-            request,
-            route,
-            answer.model,
-            answer.usage,
-            cache_status,
-        )
-        return reply(
-            answer.output_text,
-            answer.model,
-            answer.usage,
-            cache_status,
-            cost=cost,
-            level=level,
-            output_truncated=answer.truncated,
-        )
-
-    # -- stages
+        return None
 
     async def _route(
         self,
@@ -301,85 +521,199 @@ class Orchestrator:
             return None, CacheStatus.SKIPPED
         return hit, hit.status if hit else CacheStatus.MISS
 
-    async def _call_upstream(
-        self,
-        route: Route,
-        instructions: str,
-        input_text: str,
-        temperature: float | None,
-        deadline: float,
-    ) -> tuple[UpstreamAnswer, DegradationLevel]:
-        retry_after: list[float] = []
-        for index, model in enumerate((route.model, *route.fallback_models)):
-            breaker = self._upstream_breaker(model)
-            if not breaker.allow():
-                retry_after.append(breaker.retry_after())
-                continue
-            self.in_flight += 1
-            try:
+    async def _check_budget(self, plan: _Plan) -> BudgetVerdict:
+        try:
+            verdict = await self._ledger.check_budget(
+                plan.request_id,
+                plan.principal,
+                plan.route.model,
+                count_tokens(plan.instructions) + count_tokens(plan.input_text),
+                plan.route.max_output_tokens,
+            )
+        except DependencyUnavailableError:
+            _log.warning("budget_check_skipped_ledger_unavailable")
+            return BudgetVerdict(allowed=True)
+        if not verdict.allowed:
+            self._settle(plan.decision, 0)
+            raise ResourceExhaustedError(
+                f"budget exceeded: {verdict.description}",
+                reason="BUDGET_EXCEEDED",
+                retry_after=(
+                    None
+                    if verdict.resets_at is None
+                    else max(1.0, verdict.resets_at - self._clock.now())
+                ),
+                violations=[QuotaViolation("budget", verdict.description)],
+            )
+        return verdict
+
+    def _choose_model(
+        self, plan: _Plan, budget: BudgetVerdict
+    ) -> tuple[str, DegradationLevel] | None:
+        """The first model of the ladder whose breaker lets a call through.
+
+        A budget downgrade replaces the ladder with its one model. ``allow()`` counts
+        half-open probes, so only the model actually used is asked.
+        """
+        route = plan.route
+        if budget.downgrade_model:
+            ladder: tuple[str, ...] = (budget.downgrade_model,)
+        else:
+            ladder = (route.model, *route.fallback_models)
+        for model in ladder:
+            if self._upstream_breaker(model).allow():
+                level = route.degradation_level
+                if model != route.model:
+                    level = max(level, DegradationLevel.REDUCED_QUALITY)
+                return model, level
+        return None
+
+    def _static_outcome(self, plan: _Plan) -> _Outcome:
+        text = plan.route.fallback_text or STATIC_ANSWERS[plan.request.request_type]
+        return _Outcome(
+            UpstreamAnswer(text, plan.route.model, Usage(), truncated=False),
+            plan.route.model,
+            max(plan.route.degradation_level, DegradationLevel.STATIC_FALLBACK),
+            from_upstream=False,
+        )
+
+    async def _ladder(self, plan: _Plan, budget: BudgetVerdict) -> _Outcome:
+        choice = self._choose_model(plan, budget)
+        if choice is None:
+            _log.warning("upstream_circuits_open_static_fallback")
+            return self._static_outcome(plan)
+        model, level = choice
+        breaker = self._upstream_breaker(model)
+        started = self._clock.monotonic()
+        try:
+            async with self.queue.slot(model, plan.request.priority, plan.deadline):
                 answer = await self._upstream.create(
                     model=model,
-                    instructions=instructions,
-                    input_text=input_text,
-                    max_output_tokens=route.max_output_tokens,
-                    temperature=temperature,
-                    timeout_seconds=max(0.0, deadline - self._clock.monotonic()),
+                    instructions=plan.instructions,
+                    input_text=plan.input_text,
+                    max_output_tokens=plan.route.max_output_tokens,
+                    temperature=plan.temperature,
+                    timeout_seconds=max(0.0, plan.deadline - self._clock.monotonic()),
+                    prompt_cache_key=plan.prompt_cache_key,
                 )
-            except UpstreamThrottledError as error:
-                self._spawn(self._report_throttle(model, error.retry_after))
-                raise ResourceExhaustedError(
-                    "the upstream is rate limiting; retry later",
-                    reason="UPSTREAM_RATE_LIMITED",
-                    retry_after=max(error.retry_after, 1.0),
-                ) from error
-            except DependencyUnavailableError as error:
-                breaker.record_failure()
-                raise UnavailableError(
-                    "the upstream is unavailable",
-                    reason="UPSTREAM_UNAVAILABLE",
-                    retry_after=1.0,
-                ) from error
-            finally:
-                self.in_flight -= 1
-            breaker.record_success()
-            if self._backoff_factors.get(model, 1.0) > 1.0:
-                self._spawn(self._report_success(model))
-            level = route.degradation_level
-            if index > 0:
-                level = max(level, DegradationLevel.REDUCED_QUALITY)
-            return answer, level
-        raise UnavailableError(
-            "every upstream circuit is open",
-            reason="UPSTREAM_CIRCUIT_OPEN",
-            retry_after=min(retry_after, default=1.0),
+        except UpstreamThrottledError as error:
+            breaker.record_success()  # it answered: throttling is not an outage
+            raise self._throttled(model, error) from error
+        except DependencyUnavailableError as error:
+            breaker.record_failure()
+            self._spawn(self._report_outcome(plan.route, model, started, error=True))
+            raise _upstream_unavailable() from error
+        except BaseException:
+            # Refused before the upstream (queue full, deadline) or rejected as a bad
+            # request: nothing learned about its health.
+            breaker.release()
+            raise
+        breaker.record_success()
+        self._spawn(self._report_outcome(plan.route, model, started, error=False))
+        if self._backoff_factors.get(model, 1.0) > 1.0:
+            self._spawn(self._report_success(model))
+        return _Outcome(answer, model, level, from_upstream=True)
+
+    def _store_if_cacheable(self, plan: _Plan, outcome: _Outcome) -> None:
+        # Only complete answers of the routed model go under the routed model's key:
+        # a fallback's cheaper answer must not outlive the outage as an exact hit.
+        if (
+            plan.cache_status is CacheStatus.MISS
+            and not outcome.answer.truncated
+            and outcome.model == plan.route.model
+        ):
+            self._spawn(self._store(plan.request_id, plan.key, outcome.answer))
+
+    def _throttled(
+        self, model: str, error: UpstreamThrottledError
+    ) -> ResourceExhaustedError:
+        self._spawn(self._report_throttle(model, error.retry_after))
+        return ResourceExhaustedError(
+            "the upstream is rate limiting; retry later",
+            reason="UPSTREAM_RATE_LIMITED",
+            retry_after=max(error.retry_after, 1.0),
         )
 
     async def _book(
         self,
-        request_id: str,
-        principal: Principal,
-        request: ResponseRequest,
-        route: Route,
+        plan: _Plan,
         model: str,
         usage: Usage,
         cache_status: CacheStatus,
+        budget_reservation_id: str,
     ) -> int:
         record = UsageRecord(
-            request_id=request_id,
-            principal=principal,
+            request_id=plan.request_id,
+            principal=plan.principal,
             model=model,
-            requested_model=request.model if request.model != "auto" else "",
-            deployment=route.deployment,
+            requested_model=plan.request.model if plan.request.model != "auto" else "",
+            deployment=plan.route.deployment,
             usage=usage,
             cache_status=cache_status,
             occurred_at=self._clock.now(),
+            budget_reservation_id=budget_reservation_id,
         )
         try:
             return (await self._ledger.record(record)).cost_micros
         except DependencyUnavailableError:
             await self._outbox.put(record)
             _log.warning("ledger_unavailable_outboxed")
-            return 0
+        except TollgateError as error:
+            # The ledger refused the record (say, a model it has no price for): the
+            # answer stands, and the record waits for an operator, not lost.
+            await self._outbox.dead_letter(record, error.reason)
+            _log.error("ledger_rejected_record_dead_lettered", reason=error.reason)
+        return 0
+
+    async def _book_quietly(
+        self, plan: _Plan, model: str, usage: Usage, budget: BudgetVerdict
+    ) -> None:
+        await self._book(plan, model, usage, plan.cache_status, budget.reservation_id)
+
+    def _start(
+        self,
+        plan: _Plan,
+        model: str,
+        status: CacheStatus,
+        level: DegradationLevel,
+    ) -> StreamStart:
+        return StreamStart(
+            request_id=plan.request_id,
+            model=model,
+            deployment=plan.route.deployment,
+            cache_status=status,
+            degradation_level=level,
+            input_truncated=plan.dropped_tokens > 0,
+        )
+
+    def _reply(
+        self,
+        plan: _Plan,
+        text: str,
+        model: str,
+        usage: Usage,
+        status: CacheStatus,
+        *,
+        similarity: float = 0.0,
+        cost: int = 0,
+        level: DegradationLevel | None = None,
+        output_truncated: bool = False,
+    ) -> ResponseReply:
+        return ResponseReply(
+            output_text=text,
+            model=model,
+            deployment=plan.route.deployment,
+            cache_status=status,
+            similarity=similarity,
+            usage=usage,
+            cost_micros=cost,
+            request_id=plan.request_id,
+            degradation_level=plan.route.degradation_level if level is None else level,
+            input_truncated=plan.dropped_tokens > 0,
+            input_tokens_dropped=plan.dropped_tokens,
+            output_truncated=output_truncated,
+            latency_seconds=self._clock.monotonic() - plan.started,
+        )
 
     # -- background work
 
@@ -400,6 +734,16 @@ class Orchestrator:
             await self._cache.store(request_id, key, answer)
         except DependencyUnavailableError:
             _log.info("cache_store_skipped")
+
+    async def _report_outcome(
+        self, route: Route, model: str, started: float, *, error: bool
+    ) -> None:
+        try:
+            await self._router.record_outcome(
+                route.deployment, model, self._clock.monotonic() - started, error
+            )
+        except DependencyUnavailableError:
+            _log.info("outcome_report_skipped")
 
     async def _report_throttle(self, model: str, retry_after: float) -> None:
         try:
@@ -432,6 +776,9 @@ class Orchestrator:
                 await self._ledger.record(record)
             except DependencyUnavailableError:
                 break
+            except TollgateError as error:
+                await self._outbox.dead_letter(record, error.reason)
+                _log.error("ledger_rejected_record_dead_lettered", reason=error.reason)
             await self._outbox.delete(sequence)
             delivered += 1
         if delivered:
@@ -466,3 +813,9 @@ class Orchestrator:
     async def outbox_depth(self) -> int:
         """Usage records waiting for the ledger."""
         return await self._outbox.depth()
+
+
+def _upstream_unavailable() -> UnavailableError:
+    return UnavailableError(
+        "the upstream is unavailable", reason="UPSTREAM_UNAVAILABLE", retry_after=1.0
+    )

@@ -8,9 +8,11 @@ the orchestrator applies one written policy per dependency.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from services.gateway.domain import (
+    BudgetVerdict,
     CachedAnswer,
     CacheKeyParts,
     Principal,
@@ -34,6 +36,14 @@ class DependencyUnavailableError(Exception):
 
 class UpstreamThrottledError(DependencyUnavailableError):
     """The upstream answered 429 on every attempt."""
+
+
+class UpstreamStreamBrokenError(DependencyUnavailableError):
+    """The upstream stream broke after some text was delivered."""
+
+    def __init__(self, partial_text: str) -> None:
+        super().__init__("upstream", "the upstream stream broke")
+        self.partial_text = partial_text
 
 
 class RateLimiterPort(Protocol):
@@ -83,12 +93,29 @@ class RouterPort(Protocol):
         """Choose model, deployment, lane and token budget."""
         ...
 
+    async def record_outcome(
+        self, deployment: str, model: str, latency_seconds: float, error: bool
+    ) -> None:
+        """Feed the deployment's latency and error metrics."""
+        ...
+
 
 class LedgerPort(Protocol):
     """The costs service."""
 
     async def record(self, record: UsageRecord) -> RecordResult:
         """Book one request's usage (idempotent on its request id)."""
+        ...
+
+    async def check_budget(
+        self,
+        request_id: str,
+        principal: Principal,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+    ) -> BudgetVerdict:
+        """Reserve the worst-case cost against every budget of the principal."""
         ...
 
 
@@ -104,8 +131,27 @@ class UpstreamPort(Protocol):
         max_output_tokens: int,
         temperature: float | None,
         timeout_seconds: float,
+        prompt_cache_key: str,
     ) -> UpstreamAnswer:
         """Ask the model for an answer."""
+        ...
+
+    def stream(
+        self,
+        *,
+        model: str,
+        instructions: str,
+        input_text: str,
+        max_output_tokens: int,
+        temperature: float | None,
+        timeout_seconds: float,
+        prompt_cache_key: str,
+    ) -> AsyncIterator[str | UpstreamAnswer]:
+        """Stream the answer: text deltas, then the whole answer with its usage.
+
+        Raises :class:`UpstreamStreamBrokenError` when the stream breaks after text
+        was delivered; failures before the first delta are retried like ``create``.
+        """
         ...
 
 
@@ -126,4 +172,8 @@ class OutboxPort(Protocol):
 
     async def depth(self) -> int:
         """How many records wait."""
+        ...
+
+    async def dead_letter(self, record: UsageRecord, reason: str) -> None:
+        """Keep a record the ledger refused, for an operator to look at."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -15,13 +16,21 @@ from services.core.breaker import BreakerState
 from services.core.context import current_request_id, metadata_value
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.gateway.auth import ApiKeyStore
-from services.gateway.clients import CACHE_STATUS_TO_PROTO, DEGRADATION_TO_PROTO
+from services.gateway.clients import (
+    CACHE_STATUS_TO_PROTO,
+    DEGRADATION_TO_PROTO,
+    PRIORITY_TO_PROTO,
+)
 from services.gateway.domain import (
     Principal,
     Priority,
     RequestType,
     ResponseReply,
     ResponseRequest,
+    StreamDelta,
+    StreamEvent,
+    StreamStart,
+    Usage,
 )
 from services.gateway.orchestrator import Orchestrator
 
@@ -64,7 +73,9 @@ def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", errors="surrogatepass"))
 
 
-def decode_request(message: gateway_pb.CreateResponseRequest) -> ResponseRequest:
+def decode_request(
+    message: gateway_pb.CreateResponseRequest | gateway_pb.StreamResponseRequest,
+) -> ResponseRequest:
     """Validate a CreateResponseRequest; every problem becomes a field violation."""
     violations: list[FieldViolation] = []
 
@@ -133,11 +144,7 @@ def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
         deployment=reply.deployment,
         cache_status=CACHE_STATUS_TO_PROTO[reply.cache_status],
         similarity=reply.similarity,
-        usage=common_pb.Usage(
-            input_tokens=reply.usage.input_tokens,
-            cached_input_tokens=reply.usage.cached_input_tokens,
-            output_tokens=reply.usage.output_tokens,
-        ),
+        usage=_usage(reply.usage),
         cost_micros=reply.cost_micros,
         request_id=reply.request_id,
         degradation_level=DEGRADATION_TO_PROTO[reply.degradation_level],
@@ -146,6 +153,41 @@ def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
         output_truncated=reply.output_truncated,
         currency_code=CURRENCY,
         latency=latency,
+    )
+
+
+def encode_stream_event(event: StreamEvent) -> gateway_pb.StreamResponseResponse:
+    """The StreamResponseResponse for one stream event."""
+    if isinstance(event, StreamStart):
+        return gateway_pb.StreamResponseResponse(
+            started=gateway_pb.StreamStarted(
+                request_id=event.request_id,
+                model=event.model,
+                deployment=event.deployment,
+                cache_status=CACHE_STATUS_TO_PROTO[event.cache_status],
+                degradation_level=DEGRADATION_TO_PROTO[event.degradation_level],
+                input_truncated=event.input_truncated,
+            )
+        )
+    if isinstance(event, StreamDelta):
+        return gateway_pb.StreamResponseResponse(
+            delta=gateway_pb.TextDelta(text=event.text)
+        )
+    return gateway_pb.StreamResponseResponse(
+        completed=gateway_pb.StreamCompleted(
+            usage=_usage(event.usage),
+            cost_micros=event.cost_micros,
+            currency_code=CURRENCY,
+            output_truncated=event.output_truncated,
+        )
+    )
+
+
+def _usage(usage: Usage) -> common_pb.Usage:
+    return common_pb.Usage(
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        output_tokens=usage.output_tokens,
     )
 
 
@@ -173,6 +215,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         )
         return encode_reply(reply)
 
+    async def StreamResponse(
+        self,
+        request: gateway_pb.StreamResponseRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[gateway_pb.StreamResponseResponse]:
+        """Stream one answer through the whole pipeline."""
+        principal = self._authenticate(context)
+        decoded = decode_request(request)
+        events = self._orchestrator.stream_response(
+            principal, decoded, current_request_id(), context.time_remaining()
+        )
+        async for event in events:
+            yield encode_stream_event(event)
+
     async def GetStatus(
         self,
         request: gateway_pb.GetStatusRequest,
@@ -184,10 +240,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             degradation_level=DEGRADATION_TO_PROTO[
                 self._orchestrator.degradation_level
             ],
-            in_flight=self._orchestrator.in_flight,
+            in_flight=self._orchestrator.queue.in_flight,
             outbox_depth=await self._orchestrator.outbox_depth(),
             version=VERSION,
         )
+        for priority, stats in self._orchestrator.queue.stats.items():
+            response.queues.add(
+                priority=PRIORITY_TO_PROTO[priority],
+                depth=stats.depth,
+                admitted=stats.admitted,
+                rejected=stats.rejected,
+                p50_wait_ms=stats.p50_wait_seconds * 1000,
+            )
         for snapshot in self._orchestrator.breakers():
             status = response.breakers.add(
                 name=snapshot.name,

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
+import httpx
 import openai
 import structlog
 
 from services.core.clock import Clock
 from services.core.errors import DeadlineExceededError, FailedPreconditionError
 from services.gateway.domain import UpstreamAnswer, Usage
-from services.gateway.ports import DependencyUnavailableError, UpstreamThrottledError
+from services.gateway.ports import (
+    DependencyUnavailableError,
+    UpstreamStreamBrokenError,
+    UpstreamThrottledError,
+)
 
 _log = structlog.get_logger("tollgate.upstream")
 
@@ -25,6 +31,7 @@ BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 4.0
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 def _retry_after(error: openai.APIStatusError) -> float:
@@ -62,10 +69,104 @@ class OpenAIUpstream:
         max_output_tokens: int,
         temperature: float | None,
         timeout_seconds: float,
+        prompt_cache_key: str,
     ) -> UpstreamAnswer:
         """Ask the model, retrying transient failures within ``timeout_seconds``."""
         deadline = self._clock.monotonic() + timeout_seconds
-        attempt = 0
+
+        async def attempt(remaining: float) -> UpstreamAnswer:
+            response = await self._client.responses.create(
+                **self._body(
+                    model,
+                    instructions,
+                    input_text,
+                    max_output_tokens,
+                    temperature,
+                    prompt_cache_key,
+                ),
+                timeout=remaining,
+            )
+            return self._answer(response)
+
+        return await self._with_retries(attempt, deadline)
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        instructions: str,
+        input_text: str,
+        max_output_tokens: int,
+        temperature: float | None,
+        timeout_seconds: float,
+        prompt_cache_key: str,
+    ) -> AsyncIterator[str | UpstreamAnswer]:
+        """Stream deltas, then the whole answer; retries only until the stream opens."""
+        deadline = self._clock.monotonic() + timeout_seconds
+
+        async def attempt(
+            remaining: float,
+        ) -> openai.AsyncStream[openai.types.responses.ResponseStreamEvent]:
+            opened: openai.AsyncStream[
+                openai.types.responses.ResponseStreamEvent
+            ] = await self._client.responses.create(
+                **self._body(
+                    model,
+                    instructions,
+                    input_text,
+                    max_output_tokens,
+                    temperature,
+                    prompt_cache_key,
+                ),
+                stream=True,
+                timeout=remaining,
+            )
+            return opened
+
+        events = await self._with_retries(attempt, deadline)
+        delivered: list[str] = []
+        try:
+            async for event in events:
+                if event.type == "response.output_text.delta":
+                    delivered.append(event.delta)
+                    yield event.delta
+                elif event.type in ("response.completed", "response.incomplete"):
+                    yield self._answer(event.response)
+                    return
+                elif event.type in ("response.failed", "error"):
+                    break
+        except (openai.APIError, httpx.HTTPError) as error:
+            raise UpstreamStreamBrokenError("".join(delivered)) from error
+        finally:
+            await events.close()
+        raise UpstreamStreamBrokenError("".join(delivered))
+
+    @staticmethod
+    def _body(
+        model: str,
+        instructions: str,
+        input_text: str,
+        max_output_tokens: int,
+        temperature: float | None,
+        prompt_cache_key: str,
+    ) -> dict[str, Any]:
+        # Stable instructions travel first and the dynamic input last, and the prompt
+        # cache key groups requests sharing a prefix, so OpenAI's prompt cache applies.
+        body: dict[str, Any] = {"model": model, "input": input_text}
+        if instructions:
+            body["instructions"] = instructions
+        if max_output_tokens:
+            body["max_output_tokens"] = max_output_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        if prompt_cache_key:
+            body["prompt_cache_key"] = prompt_cache_key
+        return body
+
+    async def _with_retries(
+        self, attempt: Callable[[float], Awaitable[T]], deadline: float
+    ) -> T:
+        tries = 0
         while True:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
@@ -73,18 +174,11 @@ class OpenAIUpstream:
                     "deadline passed before the upstream answered"
                 )
             try:
-                response = await self._client.responses.create(
-                    model=model,
-                    input=input_text,
-                    instructions=instructions or openai.omit,
-                    max_output_tokens=max_output_tokens or openai.omit,
-                    temperature=openai.omit if temperature is None else temperature,
-                    timeout=remaining,
-                )
+                return await attempt(remaining)
             except openai.RateLimitError as error:
-                wait = max(_retry_after(error), self._backoff(attempt))
+                wait = max(_retry_after(error), self._backoff(tries))
                 if (
-                    attempt >= self._max_retries
+                    tries >= self._max_retries
                     or wait >= deadline - self._clock.monotonic()
                 ):
                     raise UpstreamThrottledError(
@@ -97,23 +191,21 @@ class OpenAIUpstream:
             except (openai.APIConnectionError, openai.APIStatusError) as error:
                 # Connection failures, timeouts and 5xx are transient; other 4xx mean
                 # the gateway is misconfigured (key, model), which is an outage too.
-                wait = self._backoff(attempt)
+                wait = self._backoff(tries)
                 transient = not isinstance(error, openai.APIStatusError) or (
                     error.status_code >= 500
                 )
                 if (
                     not transient
-                    or attempt >= self._max_retries
+                    or tries >= self._max_retries
                     or wait >= deadline - self._clock.monotonic()
                 ):
                     raise DependencyUnavailableError(
                         "upstream", f"upstream failed: {type(error).__name__}"
                     ) from error
-            else:
-                return self._answer(response)
-            _log.info("upstream_retry", attempt=attempt + 1, wait_ms=round(wait * 1000))
+            _log.info("upstream_retry", attempt=tries + 1, wait_ms=round(wait * 1000))
             await self._sleep(wait)
-            attempt += 1
+            tries += 1
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2**attempt))

@@ -18,13 +18,22 @@ from pathlib import Path
 from services.core.errors import BackendUnavailableError
 from services.gateway.domain import CacheStatus, Principal, Usage, UsageRecord
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL UNIQUE,
-    record TEXT NOT NULL
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS outbox (
+        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL UNIQUE,
+        record TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        request_id TEXT PRIMARY KEY,
+        record TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )
+    """,
 )
-"""
 
 
 def _encode(record: UsageRecord) -> str:
@@ -57,7 +66,8 @@ class SqliteOutbox:
         self._db = sqlite3.connect(str(path), check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
+        for statement in _SCHEMA:
+            self._db.execute(statement)
         self._db.commit()
 
     def _run(
@@ -98,6 +108,22 @@ class SqliteOutbox:
         """How many records wait."""
         rows = await asyncio.to_thread(self._run, "SELECT COUNT(*) FROM outbox")
         return int(str(rows[0][0]))
+
+    async def dead_letter(self, record: UsageRecord, reason: str) -> None:
+        """Keep a record the ledger refused (once per request id)."""
+        await asyncio.to_thread(
+            self._run,
+            "INSERT OR IGNORE INTO dead_letters (request_id, record, reason)"
+            " VALUES (?, ?, ?)",
+            (record.request_id, _encode(record), reason),
+        )
+
+    async def dead_letters(self) -> list[tuple[UsageRecord, str]]:
+        """Records the ledger refused, with the reason."""
+        rows = await asyncio.to_thread(
+            self._run, "SELECT record, reason FROM dead_letters ORDER BY rowid"
+        )
+        return [(_decode(str(raw)), str(reason)) for raw, reason in rows]
 
     def close(self) -> None:
         """Close the database."""

@@ -1,0 +1,280 @@
+"""In-memory fakes of the gateway's ports, recording what the orchestrator asks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.gateway.domain import (
+    BudgetVerdict,
+    CachedAnswer,
+    CacheKeyParts,
+    CacheStatus,
+    DegradationLevel,
+    Lane,
+    Principal,
+    RateDecision,
+    RecordResult,
+    ResponseRequest,
+    Route,
+    UpstreamAnswer,
+    Usage,
+    UsageRecord,
+)
+from services.gateway.ports import (
+    DependencyUnavailableError,
+    UpstreamStreamBrokenError,
+)
+
+UPSTREAM_USAGE = Usage(input_tokens=12, cached_input_tokens=0, output_tokens=30)
+
+
+SYNC_ROUTE = Route(
+    model="gpt-4.1-mini",
+    deployment="stable",
+    lane=Lane.SYNC,
+    max_output_tokens=500,
+    input_token_cap=2000,
+    degradation_level=DegradationLevel.FULL_SERVICE,
+    fallback_models=("gpt-4.1-nano",),
+)
+
+
+def sync_route(**overrides: Any) -> Route:
+    """A router answer for gpt-4.1-mini with gpt-4.1-nano as its fallback."""
+    return dataclasses.replace(SYNC_ROUTE, **overrides)
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """One acquire call."""
+
+    request_id: str
+    principal: Principal
+    model: str
+    tokens: int
+
+
+class FakeRateLimiter:
+    """Admits (with a fresh reservation id) or answers ``decision``; can be down."""
+
+    def __init__(self) -> None:
+        self.decision: RateDecision | None = None
+        self.unavailable = False
+        self.acquired: list[Acquired] = []
+        self.reconciled: list[tuple[str, int]] = []
+        self.reports: list[tuple[str, bool, float]] = []
+
+    async def acquire(
+        self, request_id: str, principal: Principal, model: str, tokens: int
+    ) -> RateDecision:
+        if self.unavailable:
+            raise DependencyUnavailableError("ratelimit", "ratelimit down", 2.0)
+        self.acquired.append(Acquired(request_id, principal, model, tokens))
+        if self.decision is not None:
+            return self.decision
+        return RateDecision(allowed=True, reservation_id=f"res-{request_id}")
+
+    async def reconcile(self, reservation_id: str, actual_tokens: int) -> None:
+        self.reconciled.append((reservation_id, actual_tokens))
+
+    async def report_upstream(
+        self, model: str, throttled: bool, retry_after: float
+    ) -> None:
+        self.reports.append((model, throttled, retry_after))
+
+
+class FakeCache:
+    """A dict of answers; a store makes the next identical lookup an exact hit."""
+
+    def __init__(self) -> None:
+        self.entries: dict[CacheKeyParts, CachedAnswer] = {}
+        self.stored: list[tuple[CacheKeyParts, UpstreamAnswer]] = []
+        self.lookups: list[CacheKeyParts] = []
+        self.unavailable = False
+
+    async def lookup(self, request_id: str, key: CacheKeyParts) -> CachedAnswer | None:
+        if self.unavailable:
+            raise DependencyUnavailableError("cache", "cache down")
+        self.lookups.append(key)
+        return self.entries.get(key)
+
+    async def store(
+        self, request_id: str, key: CacheKeyParts, answer: UpstreamAnswer
+    ) -> None:
+        if self.unavailable:
+            raise DependencyUnavailableError("cache", "cache down")
+        self.stored.append((key, answer))
+        self.entries[key] = CachedAnswer(
+            output_text=answer.output_text,
+            model=answer.model,
+            usage=answer.usage,
+            status=CacheStatus.EXACT,
+            similarity=1.0,
+        )
+
+
+class FakeRouter:
+    """Answers ``answer``: a route, or an error to raise."""
+
+    def __init__(self) -> None:
+        self.answer: Route | Exception = sync_route()
+        self.calls: list[tuple[Principal, ResponseRequest, int]] = []
+        self.outcomes: list[tuple[str, str, bool]] = []
+
+    async def route(
+        self,
+        request_id: str,
+        principal: Principal,
+        request: ResponseRequest,
+        input_tokens: int,
+    ) -> Route:
+        self.calls.append((principal, request, input_tokens))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    async def record_outcome(
+        self, deployment: str, model: str, latency_seconds: float, error: bool
+    ) -> None:
+        self.outcomes.append((deployment, model, error))
+
+
+class FakeLedger:
+    """Books each request id once (idempotent like the costs service); can be down."""
+
+    def __init__(self, cost_micros: int = 1234) -> None:
+        self.cost_micros = cost_micros
+        self.unavailable = False
+        self.error: Exception | None = None
+        # None: allow, reserving "budget-<request id>".
+        self.verdict: BudgetVerdict | None = None
+        self.budget_checks: list[tuple[str, int, int]] = []
+        self.booked: dict[str, UsageRecord] = {}
+        self.calls: list[str] = []
+
+    async def record(self, record: UsageRecord) -> RecordResult:
+        if self.unavailable:
+            raise DependencyUnavailableError("costs", "costs down")
+        if self.error is not None:
+            raise self.error
+        self.calls.append(record.request_id)
+        duplicate = record.request_id in self.booked
+        self.booked.setdefault(record.request_id, record)
+        return RecordResult(
+            cost_micros=0 if duplicate else self.cost_micros, duplicate=duplicate
+        )
+
+    async def check_budget(
+        self,
+        request_id: str,
+        principal: Principal,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+    ) -> BudgetVerdict:
+        if self.unavailable:
+            raise DependencyUnavailableError("costs", "costs down")
+        self.budget_checks.append((model, input_tokens, max_output_tokens))
+        if self.verdict is None:
+            return BudgetVerdict(allowed=True, reservation_id=f"budget-{request_id}")
+        return self.verdict
+
+
+@dataclass(frozen=True)
+class UpstreamCall:
+    """One call to the upstream."""
+
+    model: str
+    instructions: str
+    input_text: str
+    max_output_tokens: int
+    temperature: float | None
+    timeout_seconds: float
+    prompt_cache_key: str
+
+
+@dataclass
+class FakeUpstream:
+    """Answers ``answer from <model>``, or raises the error set for that model.
+
+    A set ``gate`` holds every call until it opens; ``stream_breaks_after`` cuts
+    streams after that many deltas.
+    """
+
+    failures: dict[str, Exception] = field(default_factory=dict)
+    truncated: bool = False
+    gate: asyncio.Event | None = None
+    stream_breaks_after: int | None = None
+    calls: list[UpstreamCall] = field(default_factory=list)
+
+    async def create(
+        self,
+        *,
+        model: str,
+        instructions: str,
+        input_text: str,
+        max_output_tokens: int,
+        temperature: float | None,
+        timeout_seconds: float,
+        prompt_cache_key: str,
+    ) -> UpstreamAnswer:
+        self.calls.append(
+            UpstreamCall(
+                model,
+                instructions,
+                input_text,
+                max_output_tokens,
+                temperature,
+                timeout_seconds,
+                prompt_cache_key,
+            )
+        )
+        if self.gate is not None:
+            await self.gate.wait()
+        failure = self.failures.get(model)
+        if failure is not None:
+            raise failure
+        return UpstreamAnswer(
+            output_text=f"answer from {model}",
+            model=model,
+            usage=UPSTREAM_USAGE,
+            truncated=self.truncated,
+        )
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        instructions: str,
+        input_text: str,
+        max_output_tokens: int,
+        temperature: float | None,
+        timeout_seconds: float,
+        prompt_cache_key: str,
+    ) -> AsyncIterator[str | UpstreamAnswer]:
+        answer = await self.create(
+            model=model,
+            instructions=instructions,
+            input_text=input_text,
+            max_output_tokens=max_output_tokens,
+            temperature=temperature,
+            timeout_seconds=timeout_seconds,
+            prompt_cache_key=prompt_cache_key,
+        )
+        delivered = ""
+        for n, word in enumerate(answer.output_text.split(" ")):
+            if n == self.stream_breaks_after:
+                raise UpstreamStreamBrokenError(delivered)
+            delta = word if n == 0 else f" {word}"
+            delivered += delta
+            yield delta
+        yield answer
+
+    @property
+    def models(self) -> list[str]:
+        """The models called, in order."""
+        return [call.model for call in self.calls]

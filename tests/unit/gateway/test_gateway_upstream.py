@@ -1,0 +1,365 @@
+"""OpenAIUpstream through the real ``openai`` SDK against the OpenAI simulator."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from services.core.clock import FakeClock
+from services.core.errors import DeadlineExceededError, FailedPreconditionError
+from services.core.tokens import count_tokens
+from services.gateway.domain import UpstreamAnswer
+from services.gateway.ports import (
+    DependencyUnavailableError,
+    UpstreamStreamBrokenError,
+    UpstreamThrottledError,
+)
+from services.gateway.upstream import BACKOFF_BASE_SECONDS, OpenAIUpstream
+from services.simulator.app import RunningSimulator, start_simulator
+from services.simulator.config import SimulatorSettings
+
+MODEL = "gpt-4.1-mini"
+QUESTION = "What does a gateway in front of an API do?"
+MAX_RETRIES = 2
+
+
+class MaxJitter(random.Random):
+    """Full jitter that always draws its ceiling, so backoffs are predictable."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+class RecordingSleep:
+    """Records each wait and moves the fake clock instead of sleeping."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.advance(seconds)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[RunningSimulator]:
+    settings = SimulatorSettings(port=0, latency_ms=0, hang_seconds=5.0)
+    async with await start_simulator(settings) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def admin(sim: RunningSimulator) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=sim.root_url) as session:
+        yield session
+
+
+@pytest.fixture
+async def client(sim: RunningSimulator) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=sim.base_url, api_key="sk-test", max_retries=0
+    ) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sleep(clock: FakeClock) -> RecordingSleep:
+    return RecordingSleep(clock)
+
+
+@pytest.fixture
+def upstream(
+    client: openai.AsyncOpenAI, clock: FakeClock, sleep: RecordingSleep
+) -> OpenAIUpstream:
+    return OpenAIUpstream(
+        client, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
+    )
+
+
+async def _schedule(
+    admin: aiohttp.ClientSession, kind: str, count: int, retry_after: int = 1
+) -> None:
+    body = {"kind": kind, "count": count, "retry_after_seconds": retry_after}
+    async with admin.post("/_sim/faults", json=body) as response:
+        assert response.status == 200
+
+
+async def _stats(admin: aiohttp.ClientSession) -> dict[str, Any]:
+    async with admin.get("/_sim/stats") as response:
+        stats: dict[str, Any] = await response.json()
+    return stats
+
+
+async def _ask(
+    upstream: OpenAIUpstream,
+    *,
+    max_output_tokens: int = 0,
+    temperature: float | None = None,
+    timeout_seconds: float = 30.0,
+) -> UpstreamAnswer:
+    return await upstream.create(
+        model=MODEL,
+        instructions="Answer in one short paragraph.",
+        input_text=QUESTION,
+        max_output_tokens=max_output_tokens,
+        temperature=temperature,
+        timeout_seconds=timeout_seconds,
+        prompt_cache_key="",
+    )
+
+
+async def test_success_parses_text_and_usage(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession, sleep: RecordingSleep
+) -> None:
+    answer = await _ask(upstream, temperature=0.2)
+
+    stats = await _stats(admin)
+    assert answer.model == MODEL
+    assert answer.output_text.startswith("Simulated answer to")
+    assert answer.truncated is False
+    assert answer.usage.input_tokens == stats["input_tokens"] > 0
+    assert answer.usage.output_tokens == stats["output_tokens"]
+    assert answer.usage.output_tokens == count_tokens(answer.output_text)
+    assert answer.usage.cached_input_tokens == 0
+    assert stats["requests"] == 1
+    assert sleep.waits == []
+
+
+async def test_a_small_output_limit_truncates_the_answer(
+    upstream: OpenAIUpstream,
+) -> None:
+    answer = await _ask(upstream, max_output_tokens=1)
+
+    assert answer.truncated is True
+    assert answer.usage.output_tokens == 1
+
+
+@pytest.mark.parametrize("kind", ["server_error", "unavailable"])
+async def test_a_server_error_is_retried_after_a_backoff(
+    upstream: OpenAIUpstream,
+    admin: aiohttp.ClientSession,
+    sleep: RecordingSleep,
+    kind: str,
+) -> None:
+    await _schedule(admin, kind, 1)
+
+    answer = await _ask(upstream)
+
+    assert answer.output_text
+    assert (await _stats(admin))["requests"] == 2
+    assert sleep.waits == [BACKOFF_BASE_SECONDS]
+
+
+async def test_server_errors_beyond_the_retries_are_unavailable(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession, sleep: RecordingSleep
+) -> None:
+    await _schedule(admin, "unavailable", MAX_RETRIES + 1)
+
+    with pytest.raises(DependencyUnavailableError) as raised:
+        await _ask(upstream)
+
+    assert raised.value.dependency == "upstream"
+    assert (await _stats(admin))["requests"] == MAX_RETRIES + 1
+    # Exponential backoff: 0.2 s, then 0.4 s.
+    assert sleep.waits == [BACKOFF_BASE_SECONDS, 2 * BACKOFF_BASE_SECONDS]
+
+
+async def test_a_429_waits_at_least_its_retry_after(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession, sleep: RecordingSleep
+) -> None:
+    await _schedule(admin, "rate_limit", 1, retry_after=3)
+
+    answer = await _ask(upstream)
+
+    assert answer.output_text
+    assert (await _stats(admin))["requests"] == 2
+    [wait] = sleep.waits
+    assert wait >= 3.0
+
+
+async def test_429s_beyond_the_retries_are_throttled_with_the_retry_after(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession, sleep: RecordingSleep
+) -> None:
+    await _schedule(admin, "rate_limit", MAX_RETRIES + 1, retry_after=2)
+
+    with pytest.raises(UpstreamThrottledError) as raised:
+        await _ask(upstream)
+
+    assert raised.value.retry_after == 2.0
+    assert (await _stats(admin))["requests"] == MAX_RETRIES + 1
+    assert len(sleep.waits) == MAX_RETRIES
+    assert all(wait >= 2.0 for wait in sleep.waits)
+
+
+async def test_a_429_whose_retry_after_outlasts_the_deadline_is_not_waited(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession, sleep: RecordingSleep
+) -> None:
+    await _schedule(admin, "rate_limit", 1, retry_after=60)
+
+    with pytest.raises(UpstreamThrottledError) as raised:
+        await _ask(upstream, timeout_seconds=10.0)
+
+    assert raised.value.retry_after == 60.0
+    assert sleep.waits == []
+    assert (await _stats(admin))["requests"] == 1
+
+
+async def test_a_rejected_request_is_a_failed_precondition_not_retried(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession, sleep: RecordingSleep
+) -> None:
+    # The simulator, like OpenAI, answers 400 to a temperature above 2.
+    with pytest.raises(FailedPreconditionError) as raised:
+        await _ask(upstream, temperature=5.0)
+
+    assert raised.value.reason == "UPSTREAM_REJECTED"
+    assert (await _stats(admin))["requests"] == 1
+    assert sleep.waits == []
+
+
+async def test_other_client_errors_are_unavailable_without_retry(
+    sim: RunningSimulator, clock: FakeClock, sleep: RecordingSleep
+) -> None:
+    # A wrong base URL: the simulator answers 404, a misconfigured gateway.
+    async with openai.AsyncOpenAI(
+        base_url=f"{sim.root_url}/wrong", api_key="sk-test", max_retries=0
+    ) as sdk:
+        upstream = OpenAIUpstream(
+            sdk, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
+        )
+        with pytest.raises(DependencyUnavailableError):
+            await _ask(upstream)
+
+    assert sleep.waits == []
+
+
+async def test_an_unreachable_upstream_is_retried_then_unavailable(
+    clock: FakeClock, sleep: RecordingSleep
+) -> None:
+    stopped = await start_simulator(SimulatorSettings(port=0, latency_ms=0))
+    await stopped.stop()
+    async with openai.AsyncOpenAI(
+        base_url=stopped.base_url, api_key="sk-test", max_retries=0
+    ) as sdk:
+        upstream = OpenAIUpstream(
+            sdk, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
+        )
+        with pytest.raises(DependencyUnavailableError):
+            await _ask(upstream)
+
+    assert len(sleep.waits) == MAX_RETRIES
+
+
+async def test_a_spent_deadline_is_deadline_exceeded_without_a_request(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession
+) -> None:
+    with pytest.raises(DeadlineExceededError):
+        await _ask(upstream, timeout_seconds=0.0)
+
+    assert (await _stats(admin))["requests"] == 0
+
+
+async def test_retries_stop_when_the_next_backoff_would_pass_the_deadline(
+    client: openai.AsyncOpenAI,
+    admin: aiohttp.ClientSession,
+    clock: FakeClock,
+    sleep: RecordingSleep,
+) -> None:
+    upstream = OpenAIUpstream(
+        client, max_retries=10, clock=clock, sleep=sleep, rng=MaxJitter()
+    )
+    await _schedule(admin, "server_error", 10)
+
+    # Backoffs 0.2 s and 0.4 s fit in 1 s; the third, 0.8 s, does not fit in 0.4 s.
+    with pytest.raises(DependencyUnavailableError):
+        await _ask(upstream, timeout_seconds=1.0)
+
+    assert sleep.waits == [0.2, 0.4]
+    assert (await _stats(admin))["requests"] == 3
+
+
+async def test_a_hanging_upstream_times_out_within_the_deadline(
+    client: openai.AsyncOpenAI, admin: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    upstream = OpenAIUpstream(client, max_retries=0, clock=clock)
+    await _schedule(admin, "hang", 1)
+
+    with pytest.raises(DependencyUnavailableError) as raised:
+        await _ask(upstream, timeout_seconds=0.2)
+
+    assert isinstance(raised.value.__cause__, openai.APITimeoutError)
+
+
+async def _stream(upstream: OpenAIUpstream) -> list[str | UpstreamAnswer]:
+    return [
+        event
+        async for event in upstream.stream(
+            model=MODEL,
+            instructions="",
+            input_text=QUESTION,
+            max_output_tokens=0,
+            temperature=None,
+            timeout_seconds=30.0,
+            prompt_cache_key="tenant-prefix",
+        )
+    ]
+
+
+async def test_a_stream_yields_deltas_then_the_whole_answer(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession
+) -> None:
+    events = await _stream(upstream)
+
+    *deltas, answer = events
+    assert isinstance(answer, UpstreamAnswer)
+    assert all(isinstance(delta, str) for delta in deltas)
+    assert len(deltas) > 1
+    assert "".join(str(delta) for delta in deltas) == answer.output_text
+    stats = await _stats(admin)
+    assert answer.usage.output_tokens == stats["output_tokens"] > 0
+    assert answer.truncated is False
+
+
+async def test_a_stream_failing_before_it_opens_is_retried(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession, sleep: RecordingSleep
+) -> None:
+    await _schedule(admin, "server_error", 1)
+
+    *_, answer = await _stream(upstream)
+
+    assert isinstance(answer, UpstreamAnswer)
+    assert sleep.waits == [BACKOFF_BASE_SECONDS]
+    assert (await _stats(admin))["requests"] == 2
+
+
+async def test_a_broken_stream_raises_with_the_text_delivered_so_far(
+    upstream: OpenAIUpstream, admin: aiohttp.ClientSession
+) -> None:
+    await _schedule(admin, "broken_stream", 1)
+    delivered: list[str] = []
+
+    with pytest.raises(UpstreamStreamBrokenError) as raised:
+        async for event in upstream.stream(
+            model=MODEL,
+            instructions="",
+            input_text=QUESTION,
+            max_output_tokens=0,
+            temperature=None,
+            timeout_seconds=30.0,
+            prompt_cache_key="",
+        ):
+            assert isinstance(event, str)
+            delivered.append(event)
+
+    assert delivered
+    assert raised.value.partial_text == "".join(delivered)
