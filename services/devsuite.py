@@ -6,6 +6,7 @@ the way a user does.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -148,6 +149,14 @@ def start_suite(
         api_key=api_key,
         ports=ports,
         upstream_base_url=upstream,
+    )
+    # The development key is also the admin key of every service in dev.
+    admin_digests = json.dumps([hash_key(api_key)])
+    env.update(
+        {
+            f"TOLLGATE_{name.upper()}_ADMIN_KEY_SHA256S": admin_digests
+            for name in SERVICES
+        }
     )
     env.update(
         {

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Protocol
 
 import pytest
 
@@ -27,7 +28,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-ServeApp = Callable[[ServiceApp], Awaitable[RunningServer]]
+class ServeApp(Protocol):
+    """Starts a ServiceApp; ``settings`` (host and port aside) apply to the server."""
+
+    def __call__(
+        self, app: ServiceApp, settings: ServerSettings | None = None
+    ) -> Awaitable[RunningServer]: ...
 
 
 @pytest.fixture
@@ -35,8 +41,13 @@ async def serve_app() -> AsyncIterator[ServeApp]:
     """Start ServiceApps on 127.0.0.1 ephemeral ports; stop them after the test."""
     running: list[RunningServer] = []
 
-    async def start(app: ServiceApp) -> RunningServer:
-        server = await start_server(app, ServerSettings(host="127.0.0.1", port=0))
+    async def start(
+        app: ServiceApp, settings: ServerSettings | None = None
+    ) -> RunningServer:
+        loopback = (settings or ServerSettings()).model_copy(
+            update={"host": "127.0.0.1", "port": 0}
+        )
+        server = await start_server(app, loopback)
         running.append(server)
         return server
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import grpc
@@ -38,3 +39,24 @@ def error_details(error: grpc.aio.AioRpcError) -> dict[str, Any]:
         packed.Unpack(message)
         details[name] = message
     return details
+
+
+ADMIN_KEY = "tg_test_admin_key"
+# What a service's settings take to accept ADMIN_KEY on its admin RPCs.
+ADMIN_KEY_SHA256S = [hashlib.sha256(ADMIN_KEY.encode()).hexdigest()]
+
+
+class _AdminKeyInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        metadata = [*(client_call_details.metadata or ())]
+        metadata.append(("authorization", f"Bearer {ADMIN_KEY}"))
+        return await continuation(
+            client_call_details._replace(metadata=metadata), request
+        )
+
+
+def admin_channel(address: str) -> grpc.aio.Channel:
+    """A channel whose unary calls carry ADMIN_KEY, as an operator's would."""
+    return grpc.aio.insecure_channel(address, interceptors=[_AdminKeyInterceptor()])

@@ -14,7 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ServerSettings(BaseSettings):
     """Where and how a service's gRPC server listens."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+    # A prefix of its own so a bare ServerSettings never reads generic names (PORT).
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLGATE_SERVER_", frozen=True, extra="ignore"
+    )
 
     host: str = Field(
         default="127.0.0.1",

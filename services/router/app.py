@@ -86,4 +86,11 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
         health_checks={"routing_table": router.routing_table_healthy, **health_checks},
         on_start=on_start,
         on_stop=on_stop,
+        # Changing traffic or the service level is an operator's act: admin key only.
+        admin_methods=frozenset(
+            {
+                f"/{SERVICE_NAME}/SetTrafficSplit",
+                f"/{SERVICE_NAME}/SetDegradationLevel",
+            }
+        ),
     )

@@ -18,7 +18,7 @@ from services.router.app import build_app
 from services.router.config import RouterSettings
 from tests.backends import RedisServer
 from tests.conftest import ServeApp
-from tests.grpc_helpers import error_details
+from tests.grpc_helpers import ADMIN_KEY_SHA256S, admin_channel, error_details
 from tests.unit.router.router_tables import BLUE_GREEN_DEPLOYMENTS, default_table_data
 
 pytestmark = pytest.mark.integration
@@ -52,12 +52,17 @@ async def replicas(
     data["deployments"] = BLUE_GREEN_DEPLOYMENTS
     path = tmp_path / "routing.yaml"
     path.write_text(yaml.safe_dump(data))
-    settings = RouterSettings(port=0, routing_file=path, redis_url=clean_redis.url)
-    first = await serve_app(await build_app(settings, clock=FakeClock()))
-    second = await serve_app(await build_app(settings, clock=FakeClock()))
+    settings = RouterSettings(
+        port=0,
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
+        routing_file=path,
+        redis_url=clean_redis.url,
+    )
+    first = await serve_app(await build_app(settings, clock=FakeClock()), settings)
+    second = await serve_app(await build_app(settings, clock=FakeClock()), settings)
     async with (
-        grpc.aio.insecure_channel(first.address) as one,
-        grpc.aio.insecure_channel(second.address) as two,
+        admin_channel(first.address) as one,
+        admin_channel(second.address) as two,
     ):
         yield Stub(one), Stub(two)
 
@@ -177,9 +182,11 @@ async def test_routing_stats_add_up_over_replicas(
 async def test_a_split_survives_a_restart_of_every_replica(
     serve_app: ServeApp, clean_redis: RedisServer
 ) -> None:
-    settings = RouterSettings(port=0, redis_url=clean_redis.url)
-    server = await serve_app(await build_app(settings))
-    async with grpc.aio.insecure_channel(server.address) as channel:
+    settings = RouterSettings(
+        port=0, admin_key_sha256s=ADMIN_KEY_SHA256S, redis_url=clean_redis.url
+    )
+    server = await serve_app(await build_app(settings), settings)
+    async with admin_channel(server.address) as channel:
         await Stub(channel).SetDegradationLevel(
             router_pb.SetDegradationLevelRequest(
                 level=common_pb.DEGRADATION_LEVEL_MAINTENANCE, reason="deploy"
@@ -187,8 +194,8 @@ async def test_a_split_survives_a_restart_of_every_replica(
         )
     await server.stop(0)
 
-    restarted = await serve_app(await build_app(settings))
-    async with grpc.aio.insecure_channel(restarted.address) as channel:
+    restarted = await serve_app(await build_app(settings), settings)
+    async with admin_channel(restarted.address) as channel:
         route = await Stub(channel).Route(
             router_pb.RouteRequest(caller=common_pb.Caller(tenant_id="a"))
         )

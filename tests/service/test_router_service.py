@@ -17,24 +17,26 @@ from services.core.server import RunningServer
 from services.router.app import build_app
 from services.router.config import RouterSettings
 from tests.conftest import ServeApp
-from tests.grpc_helpers import error_details
+from tests.grpc_helpers import ADMIN_KEY_SHA256S, admin_channel, error_details
 from tests.unit.router.router_tables import BLUE_GREEN_DEPLOYMENTS, default_table_data
 
 CALLER = common_pb.Caller(tenant_id="acme", user_id="user_0001")
 
 
 async def _serve(serve_app: ServeApp, settings: RouterSettings) -> RunningServer:
-    return await serve_app(await build_app(settings))
+    return await serve_app(await build_app(settings), settings)
 
 
 @pytest.fixture
 async def server(serve_app: ServeApp) -> RunningServer:
-    return await _serve(serve_app, RouterSettings(port=0))
+    return await _serve(
+        serve_app, RouterSettings(port=0, admin_key_sha256s=ADMIN_KEY_SHA256S)
+    )
 
 
 @pytest.fixture
 async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(server.address) as channel:
+    async with admin_channel(server.address) as channel:
         yield channel
 
 
@@ -377,9 +379,12 @@ async def test_a_routing_file_with_a_canary_routes_cohorts(
     data["deployments"] = BLUE_GREEN_DEPLOYMENTS
     path = tmp_path / "routing.yaml"
     path.write_text(yaml.safe_dump(data))
-    server = await _serve(serve_app, RouterSettings(port=0, routing_file=path))
+    server = await _serve(
+        serve_app,
+        RouterSettings(port=0, admin_key_sha256s=ADMIN_KEY_SHA256S, routing_file=path),
+    )
 
-    async with grpc.aio.insecure_channel(server.address) as channel:
+    async with admin_channel(server.address) as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         canary = await stub.Route(
             router_pb.RouteRequest(
@@ -433,11 +438,13 @@ async def test_a_failing_canary_is_rolled_back_and_shown(
     serve_app: ServeApp, tmp_path: Path
 ) -> None:
     clock = FakeClock()
-    settings = RouterSettings(port=0, routing_file=_canary_file(tmp_path))
-    server = await serve_app(await build_app(settings, clock=clock))
+    settings = RouterSettings(
+        port=0, admin_key_sha256s=ADMIN_KEY_SHA256S, routing_file=_canary_file(tmp_path)
+    )
+    server = await serve_app(await build_app(settings, clock=clock), settings)
     guard_min = BLUE_GREEN_DEPLOYMENTS["green"]["guard"]["min_requests"]
 
-    async with grpc.aio.insecure_channel(server.address) as channel:
+    async with admin_channel(server.address) as channel:
         stub = router_pb2_grpc.RouterServiceStub(channel)
         for _ in range(guard_min):
             await stub.RecordOutcome(_outcome("blue", 100, False))
@@ -472,12 +479,14 @@ async def test_a_failing_canary_is_rolled_back_and_shown(
 async def test_cohorts_are_sticky_across_a_restart(
     serve_app: ServeApp, tmp_path: Path
 ) -> None:
-    settings = RouterSettings(port=0, routing_file=_canary_file(tmp_path))
+    settings = RouterSettings(
+        port=0, admin_key_sha256s=ADMIN_KEY_SHA256S, routing_file=_canary_file(tmp_path)
+    )
     users = [f"user-{n}" for n in range(300)]
     seen: list[list[str]] = []
     for _ in range(2):
         server = await serve_app(await build_app(settings))
-        async with grpc.aio.insecure_channel(server.address) as channel:
+        async with admin_channel(server.address) as channel:
             stub = router_pb2_grpc.RouterServiceStub(channel)
             seen.append(
                 [
