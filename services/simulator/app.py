@@ -13,8 +13,9 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
+from services.core.clock import Clock
 from services.core.tokens import count_tokens
-from services.simulator import admin, handlers, payload
+from services.simulator import admin, batches, files, handlers, payload
 from services.simulator.admin import STATE
 from services.simulator.config import SimulatorSettings
 from services.simulator.errors import ApiError, error_response, invalid_request
@@ -22,6 +23,7 @@ from services.simulator.faults import (
     Fault,
     FaultKind,
     UnknownFaultError,
+    fault_error,
     parse_fault_kind,
 )
 from services.simulator.handlers import ApiCall, Handler
@@ -44,27 +46,20 @@ _MISSING_KEY = (
 )
 
 
-def create_app(settings: SimulatorSettings) -> web.Application:
-    """Return the simulator as an aiohttp application configured by ``settings``."""
-    app = web.Application(middlewares=[_openai_errors], client_max_size=64 * 2**20)
-    state = SimulatorState(settings)
+def create_app(
+    settings: SimulatorSettings, *, clock: Clock | None = None
+) -> web.Application:
+    """Return the simulator as an aiohttp application configured by ``settings``.
+
+    Args:
+        settings: the configuration.
+        clock: what batch progress is measured with; the real clock by default.
+    """
+    app = web.Application(middlewares=[_openai_errors], client_max_size=256 * 2**20)
+    state = SimulatorState(settings, clock)
     app[STATE] = state
-    # (method, path, endpoint name in stats and logs, handler, can it stream)
-    routes: list[tuple[str, str, str, Handler, bool]] = [
-        ("POST", "/v1/responses", "responses", handlers.create_response, True),
-        (
-            "POST",
-            "/v1/chat/completions",
-            "chat.completions",
-            handlers.create_chat_completion,
-            True,
-        ),
-        ("POST", "/v1/embeddings", "embeddings", handlers.create_embeddings, False),
-        ("GET", "/v1/models", "models", handlers.list_models, False),
-        ("GET", "/v1/models/{model}", "models", handlers.retrieve_model, False),
-    ]
-    for method, path, endpoint, handler, streams in routes:
-        app.router.add_route(method, path, _api(endpoint, handler, streams=streams))
+    for route in _ROUTES:
+        app.router.add_route(route.method, route.path, _api(route))
     admin.add_routes(app)
 
     async def _close(_: web.Application) -> None:
@@ -118,12 +113,15 @@ class RunningSimulator:
         await self.stop()
 
 
-async def start_simulator(settings: SimulatorSettings) -> RunningSimulator:
+async def start_simulator(
+    settings: SimulatorSettings, *, clock: Clock | None = None
+) -> RunningSimulator:
     """Start the simulator on ``settings.host:settings.port`` and return it.
 
-    With ``port=0`` the system picks a free port; read it from the result.
+    With ``port=0`` the system picks a free port; read it from the result. ``clock``
+    drives batch progress (the real clock by default).
     """
-    app = create_app(settings)
+    app = create_app(settings, clock=clock)
     # Load the tokenizer's vocabulary now, off the loop, so that the first
     # request is not hundreds of milliseconds slower than the configured latency.
     await asyncio.to_thread(count_tokens, "warm up")
@@ -147,10 +145,54 @@ async def start_simulator(settings: SimulatorSettings) -> RunningSimulator:
     return RunningSimulator(host=settings.host, port=port, app=app, _runner=runner)
 
 
-def _api(
-    endpoint: str, handler: Handler, *, streams: bool
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    path: str
+    endpoint: str
+    """The endpoint's name in stats and logs."""
+    handler: Handler
+    streams: bool = False
+    json_body: bool = True
+    """Whether a POST carries a JSON body (not multipart, not empty)."""
+    body_faults: bool = True
+    """Whether ``metadata.sim_fault`` in the body asks for a request fault; a batch's
+    metadata asks for a batch fault instead."""
+
+
+_ROUTES = (
+    _Route("POST", "/v1/responses", "responses", handlers.create_response, True),
+    _Route(
+        "POST",
+        "/v1/chat/completions",
+        "chat.completions",
+        handlers.create_chat_completion,
+        True,
+    ),
+    _Route("POST", "/v1/embeddings", "embeddings", handlers.create_embeddings),
+    _Route("GET", "/v1/models", "models", handlers.list_models),
+    _Route("GET", "/v1/models/{model}", "models", handlers.retrieve_model),
+    _Route("POST", "/v1/files", "files", files.upload_file, json_body=False),
+    _Route("GET", "/v1/files", "files", files.list_files),
+    _Route("GET", "/v1/files/{file_id}", "files", files.retrieve_file),
+    _Route("DELETE", "/v1/files/{file_id}", "files", files.delete_file),
+    _Route("GET", "/v1/files/{file_id}/content", "files", files.file_content),
+    _Route("POST", "/v1/batches", "batches", batches.create_batch, body_faults=False),
+    _Route("GET", "/v1/batches", "batches", batches.list_batches),
+    _Route("GET", "/v1/batches/{batch_id}", "batches", batches.retrieve_batch),
+    _Route(
+        "POST",
+        "/v1/batches/{batch_id}/cancel",
+        "batches",
+        batches.cancel_batch,
+        json_body=False,
+    ),
+)
+
+
+def _api(route: _Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap an OpenAI handler with auth, counting, fault injection and logging."""
+    endpoint = route.endpoint
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
@@ -165,13 +207,14 @@ def _api(
         call = ApiCall(request=request, request_id=request_id, body={}, state=state)
         fault: Fault | None = None
         try:
-            if request.method == "POST":
+            if request.method == "POST" and route.json_body:
                 call.body = await payload.read_json(request)
-            fault = state.faults.pick(_requested_fault(request, call.body))
-            streaming = streams and call.body.get("stream") is True
+            fault_body = call.body if route.body_faults else {}
+            fault = state.faults.pick(_requested_fault(request, fault_body))
+            streaming = route.streams and call.body.get("stream") is True
             response = await _apply_fault(call, fault, streaming=streaming)
             if response is None:
-                response = await handler(call)
+                response = await route.handler(call)
         except ApiError as err:
             response = error_response(err)
         _log_request(endpoint, response.status, started, call, fault)
@@ -213,34 +256,8 @@ async def _apply_fault(
         call.broken_stream = True
         return None
     await state.sleep_ms(state.settings.latency_ms)
-    if fault.kind is FaultKind.RATE_LIMIT:
-        seconds = fault.retry_after_seconds
-        return error_response(
-            ApiError(
-                429,
-                "Rate limit reached for requests (simulated). "
-                f"Please try again in {seconds}s.",
-                type_="requests",
-                code="rate_limit_exceeded",
-                headers={"Retry-After": str(seconds)},
-            )
-        )
-    if fault.kind is FaultKind.UNAVAILABLE:
-        return error_response(
-            ApiError(
-                503,
-                "The engine is currently overloaded, please try again later.",
-                type_="server_error",
-            )
-        )
-    # server_error, and broken_stream on a request that does not stream.
-    return error_response(
-        ApiError(
-            500,
-            "The server had an error while processing your request. Sorry about that!",
-            type_="server_error",
-        )
-    )
+    # server_error, rate_limit, unavailable, and broken_stream when not streaming.
+    return error_response(fault_error(fault))
 
 
 def _log_request(

@@ -78,5 +78,26 @@ class SimulatorSettings(BaseSettings):
     )
     seed: int = Field(
         default=0,
-        description="Seed of the random generator that draws config-driven faults.",
+        description=(
+            "Seed of the random generator that draws config-driven faults, and of "
+            "the per-line draw of batch_failure_rate."
+        ),
+    )
+    batch_completion_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "Seconds from creation until a batch completes: validating for the "
+            "first tenth, in_progress until nine tenths, then finalizing. A "
+            "cancelled batch takes a tenth of it to go from cancelling to cancelled."
+        ),
+    )
+    batch_failure_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Probability (0..1) that a batch line fails with a 500 in the error "
+            "file; drawn per custom_id from the seed, so reproducible."
+        ),
     )

@@ -37,9 +37,9 @@ def invalid_request(
     return ApiError(400, message, param=param, code=code)
 
 
-def error_response(error: ApiError) -> web.Response:
-    """Return the HTTP answer for ``error``."""
-    body = {
+def error_body(error: ApiError) -> dict[str, object]:
+    """Return OpenAI's error body ``{"error": {...}}`` for ``error``."""
+    return {
         "error": {
             "message": error.message,
             "type": error.type,
@@ -47,4 +47,10 @@ def error_response(error: ApiError) -> web.Response:
             "code": error.code,
         }
     }
-    return web.json_response(body, status=error.status, headers=error.headers)
+
+
+def error_response(error: ApiError) -> web.Response:
+    """Return the HTTP answer for ``error``."""
+    return web.json_response(
+        error_body(error), status=error.status, headers=error.headers
+    )

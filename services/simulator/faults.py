@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
+from services.simulator.errors import ApiError
+
 
 class FaultKind(StrEnum):
     """The faults the simulator can inject."""
@@ -122,3 +124,32 @@ class FaultPlan:
         if self._rate > 0 and self._rng.random() < self._rate:
             return Fault(self._kind, self._retry_after_seconds)
         return None
+
+
+def fault_error(fault: Fault) -> ApiError:
+    """The error answer of an API request that suffers ``fault``.
+
+    A hang or a broken stream has no error answer of its own; where one is needed
+    (a request that does not stream, a batch line) it is a 500.
+    """
+    if fault.kind is FaultKind.RATE_LIMIT:
+        seconds = fault.retry_after_seconds
+        return ApiError(
+            429,
+            "Rate limit reached for requests (simulated). "
+            f"Please try again in {seconds}s.",
+            type_="requests",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(seconds)},
+        )
+    if fault.kind is FaultKind.UNAVAILABLE:
+        return ApiError(
+            503,
+            "The engine is currently overloaded, please try again later.",
+            type_="server_error",
+        )
+    return ApiError(
+        500,
+        "The server had an error while processing your request. Sorry about that!",
+        type_="server_error",
+    )

@@ -61,9 +61,94 @@ class ApiCall:
 Handler = Callable[[ApiCall], Awaitable[web.StreamResponse]]
 
 
-async def create_response(call: ApiCall) -> web.StreamResponse:
-    """Serve ``POST /v1/responses``."""
-    body = call.body
+@dataclass(frozen=True)
+class PreparedResponse:
+    """A ``/v1/responses`` answer, computed but not yet sent."""
+
+    body: payload.Body
+    model: str
+    answer: Answer
+    input_tokens: int
+    max_output_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    metadata: dict[str, str]
+    stream: bool
+    response_id: str
+    item_id: str
+    created_at: int
+
+    @property
+    def final_status(self) -> str:
+        """``incomplete`` if the token cap cut the answer, else ``completed``."""
+        return "incomplete" if self.answer.truncated else "completed"
+
+    def part(self, text: str) -> dict[str, object]:
+        """The output text content part holding ``text``."""
+        return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+
+    def done_item(self) -> dict[str, object]:
+        """The finished output message."""
+        return {
+            "id": self.item_id,
+            "type": "message",
+            "status": self.final_status,
+            "role": "assistant",
+            "content": [self.part(self.answer.text)],
+        }
+
+    def snapshot(
+        self, status: str, output: list[object], *, final: bool
+    ) -> dict[str, object]:
+        """The Response object in ``status`` with ``output``."""
+        truncated = final and self.answer.truncated
+        return {
+            "id": self.response_id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            "background": False,
+            "completed_at": int(time.time()) if final else None,
+            "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"}
+            if truncated
+            else None,
+            "instructions": payload.optional_str(self.body, "instructions"),
+            "max_output_tokens": self.max_output_tokens,
+            "max_tool_calls": None,
+            "model": self.model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default",
+            "store": True,
+            "temperature": 1.0 if self.temperature is None else self.temperature,
+            "text": {"format": {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0 if self.top_p is None else self.top_p,
+            "truncation": "disabled",
+            "usage": (
+                _responses_usage(self.input_tokens, self.answer.output_tokens)
+                if final
+                else None
+            ),
+            "user": None,
+            "metadata": self.metadata,
+        }
+
+    def final(self) -> dict[str, object]:
+        """The finished Response object, as a non-streamed answer returns it."""
+        return self.snapshot(self.final_status, [self.done_item()], final=True)
+
+
+def prepare_response(state: SimulatorState, body: payload.Body) -> PreparedResponse:
+    """Validate a ``/v1/responses`` body and compute its answer.
+
+    Raises:
+        ApiError: the body is invalid (400, with the offending ``param``).
+    """
     model = payload.required_str(body, "model")
     messages = payload.responses_messages(body)
     max_output_tokens = payload.optional_int(
@@ -73,91 +158,115 @@ async def create_response(call: ApiCall) -> web.StreamResponse:
     top_p = payload.optional_number(body, "top_p", minimum=0, maximum=1)
     metadata = payload.metadata(body) or {}
     stream = payload.optional_bool(body, "stream")
-    answer = _answer(call, model, messages, max_output_tokens)
-
-    response_id = "resp_" + secrets.token_hex(24)
-    item_id = "msg_" + secrets.token_hex(24)
-    created_at = int(time.time())
-    item_status = "incomplete" if answer.truncated else "completed"
-    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-    done_part = {**part, "text": answer.text}
-    done_item = {
-        "id": item_id,
-        "type": "message",
-        "status": item_status,
-        "role": "assistant",
-        "content": [done_part],
-    }
-
-    def snapshot(
-        status: str, output: list[object], *, final: bool
-    ) -> dict[str, object]:
-        return {
-            "id": response_id,
-            "object": "response",
-            "created_at": created_at,
-            "status": status,
-            "background": False,
-            "completed_at": int(time.time()) if final else None,
-            "error": None,
-            "incomplete_details": (
-                {"reason": "max_output_tokens"} if final and answer.truncated else None
-            ),
-            "instructions": payload.optional_str(body, "instructions"),
-            "max_output_tokens": max_output_tokens,
-            "max_tool_calls": None,
-            "model": model,
-            "output": output,
-            "parallel_tool_calls": True,
-            "previous_response_id": None,
-            "reasoning": {"effort": None, "summary": None},
-            "service_tier": "default",
-            "store": True,
-            "temperature": 1.0 if temperature is None else temperature,
-            "text": {"format": {"type": "text"}, "verbosity": "medium"},
-            "tool_choice": "auto",
-            "tools": [],
-            "top_p": 1.0 if top_p is None else top_p,
-            "truncation": "disabled",
-            "usage": _responses_usage(call) if final else None,
-            "user": None,
-            "metadata": metadata,
-        }
-
-    final_status = "incomplete" if answer.truncated else "completed"
-    if not stream:
-        await _wait_whole_answer(call)
-        final = snapshot(final_status, [done_item], final=True)
-        return web.json_response(final, headers=_headers(call))
-
-    writer = _EventWriter()
-    writer.add("response.created", response=snapshot("in_progress", [], final=False))
-    writer.add(
-        "response.in_progress", response=snapshot("in_progress", [], final=False)
+    answer, input_tokens = _answer(state, model, messages, max_output_tokens)
+    return PreparedResponse(
+        body=body,
+        model=model,
+        answer=answer,
+        input_tokens=input_tokens,
+        max_output_tokens=max_output_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        metadata=metadata,
+        stream=stream,
+        response_id="resp_" + secrets.token_hex(24),
+        item_id="msg_" + secrets.token_hex(24),
+        created_at=int(time.time()),
     )
+
+
+async def create_response(call: ApiCall) -> web.StreamResponse:
+    """Serve ``POST /v1/responses``."""
+    prepared = prepare_response(call.state, call.body)
+    call.input_tokens = prepared.input_tokens
+    call.output_tokens = prepared.answer.output_tokens
+    if not prepared.stream:
+        await _wait_whole_answer(call)
+        return web.json_response(prepared.final(), headers=_headers(call))
+
+    answer = prepared.answer
+    final_status = prepared.final_status
+    done_item = prepared.done_item()
+    writer = _EventWriter()
+    started = prepared.snapshot("in_progress", [], final=False)
+    writer.add("response.created", response=started)
+    writer.add("response.in_progress", response=started)
     in_progress_item = {**done_item, "status": "in_progress", "content": []}
     writer.add("response.output_item.added", output_index=0, item=in_progress_item)
-    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
-    writer.add("response.content_part.added", **where, part=part)
+    where = {"item_id": prepared.item_id, "output_index": 0, "content_index": 0}
+    writer.add("response.content_part.added", **where, part=prepared.part(""))
     opening = writer.flush()
     deltas = [
         writer.encode("response.output_text.delta", **where, delta=delta, logprobs=[])
         for delta in split_deltas(answer.text)
     ]
     writer.add("response.output_text.done", **where, text=answer.text, logprobs=[])
-    writer.add("response.content_part.done", **where, part=done_part)
+    writer.add("response.content_part.done", **where, part=prepared.part(answer.text))
     writer.add("response.output_item.done", output_index=0, item=done_item)
     # A cut answer ends with response.incomplete, exactly as OpenAI does.
-    writer.add(
-        f"response.{final_status}",
-        response=snapshot(final_status, [done_item], final=True),
-    )
+    writer.add(f"response.{final_status}", response=prepared.final())
     return await _stream(call, opening, deltas, writer.flush())
 
 
-async def create_chat_completion(call: ApiCall) -> web.StreamResponse:
-    """Serve ``POST /v1/chat/completions``."""
-    body = call.body
+@dataclass(frozen=True)
+class PreparedChat:
+    """A ``/v1/chat/completions`` answer, computed but not yet sent."""
+
+    model: str
+    answer: Answer
+    input_tokens: int
+    stream: bool
+    include_usage: bool
+    completion_id: str
+    created: int
+
+    @property
+    def finish_reason(self) -> str:
+        """``length`` for an answer cut by the token limit, else ``stop``."""
+        return "length" if self.answer.truncated else "stop"
+
+    def common(self) -> dict[str, object]:
+        """The fields every completion and chunk carries."""
+        return {
+            "id": self.completion_id,
+            "created": self.created,
+            "model": self.model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_simulator",
+        }
+
+    def usage(self) -> dict[str, object]:
+        """The completion's usage object."""
+        return _chat_usage(self.input_tokens, self.answer.output_tokens)
+
+    def final(self) -> dict[str, object]:
+        """The non-streamed ChatCompletion object."""
+        return {
+            **self.common(),
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": self.answer.text,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": self.usage(),
+        }
+
+
+def prepare_chat_completion(state: SimulatorState, body: payload.Body) -> PreparedChat:
+    """Validate a ``/v1/chat/completions`` body and compute its answer.
+
+    Raises:
+        ApiError: the body is invalid (400, with the offending ``param``).
+    """
     model = payload.required_str(body, "model")
     messages = payload.chat_messages(body)
     limits = [
@@ -172,39 +281,28 @@ async def create_chat_completion(call: ApiCall) -> web.StreamResponse:
     stream = payload.optional_bool(body, "stream")
     options = payload.optional_object(body, "stream_options") or {}
     include_usage = payload.optional_bool(options, "include_usage")
-    answer = _answer(call, model, messages, max_tokens)
+    answer, input_tokens = _answer(state, model, messages, max_tokens)
+    return PreparedChat(
+        model=model,
+        answer=answer,
+        input_tokens=input_tokens,
+        stream=stream,
+        include_usage=include_usage,
+        completion_id="chatcmpl-" + secrets.token_urlsafe(21).replace("-", "a")[:29],
+        created=int(time.time()),
+    )
 
-    completion_id = "chatcmpl-" + secrets.token_urlsafe(21).replace("-", "a")[:29]
-    created = int(time.time())
-    finish_reason = "length" if answer.truncated else "stop"
-    common = {
-        "id": completion_id,
-        "created": created,
-        "model": model,
-        "service_tier": "default",
-        "system_fingerprint": "fp_simulator",
-    }
-    if not stream:
+
+async def create_chat_completion(call: ApiCall) -> web.StreamResponse:
+    """Serve ``POST /v1/chat/completions``."""
+    prepared = prepare_chat_completion(call.state, call.body)
+    call.input_tokens = prepared.input_tokens
+    call.output_tokens = prepared.answer.output_tokens
+    if not prepared.stream:
         await _wait_whole_answer(call)
-        completion = {
-            **common,
-            "object": "chat.completion",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": answer.text,
-                        "refusal": None,
-                        "annotations": [],
-                    },
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": _chat_usage(call),
-        }
-        return web.json_response(completion, headers=_headers(call))
+        return web.json_response(prepared.final(), headers=_headers(call))
+
+    common = prepared.common()
 
     def chunk(delta: Mapping[str, object], finish: str | None) -> bytes:
         data: dict[str, object] = {
@@ -214,21 +312,21 @@ async def create_chat_completion(call: ApiCall) -> web.StreamResponse:
                 {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             ],
         }
-        if include_usage:
+        if prepared.include_usage:
             data["usage"] = None
         return encode_event(data)
 
     opening = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
-    deltas = [chunk({"content": d}, None) for d in split_deltas(answer.text)]
-    closing = [chunk({}, finish_reason)]
-    if include_usage:
+    deltas = [chunk({"content": d}, None) for d in split_deltas(prepared.answer.text)]
+    closing = [chunk({}, prepared.finish_reason)]
+    if prepared.include_usage:
         closing.append(
             encode_event(
                 {
                     **common,
                     "object": "chat.completion.chunk",
                     "choices": [],
-                    "usage": _chat_usage(call),
+                    "usage": prepared.usage(),
                 }
             )
         )
@@ -307,35 +405,36 @@ def _model(name: str) -> dict[str, object]:
 
 
 def _answer(
-    call: ApiCall, model: str, messages: list[Message], max_tokens: int | None
-) -> Answer:
-    settings = call.state.settings
+    state: SimulatorState,
+    model: str,
+    messages: list[Message],
+    max_tokens: int | None,
+) -> tuple[Answer, int]:
+    """The deterministic answer and the billed input tokens of a request."""
     answer = generate_answer(
         request_seed(model, messages),
         messages,
-        max_natural_tokens=settings.default_max_output_tokens,
+        max_natural_tokens=state.settings.default_max_output_tokens,
         max_output_tokens=max_tokens,
     )
-    call.input_tokens = count_input_tokens(messages)
-    call.output_tokens = answer.output_tokens
-    return answer
+    return answer, count_input_tokens(messages)
 
 
-def _responses_usage(call: ApiCall) -> dict[str, object]:
+def _responses_usage(input_tokens: int, output_tokens: int) -> dict[str, object]:
     return {
-        "input_tokens": call.input_tokens,
+        "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": call.output_tokens,
+        "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": call.input_tokens + call.output_tokens,
+        "total_tokens": input_tokens + output_tokens,
     }
 
 
-def _chat_usage(call: ApiCall) -> dict[str, object]:
+def _chat_usage(input_tokens: int, output_tokens: int) -> dict[str, object]:
     return {
-        "prompt_tokens": call.input_tokens,
-        "completion_tokens": call.output_tokens,
-        "total_tokens": call.input_tokens + call.output_tokens,
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,

@@ -259,3 +259,45 @@ def _invalid_type(param: str, expected: str) -> ApiError:
         param=param,
         code="invalid_type",
     )
+
+
+def query_limit(
+    query: Mapping[str, str], *, default: int, maximum: int = 10_000
+) -> int:
+    """Return the ``limit`` query parameter of a list endpoint (1..``maximum``)."""
+    raw = query.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _invalid_type("limit", "an integer") from None
+    if not 1 <= value <= maximum:
+        raise invalid_request(
+            f"Invalid 'limit': expected a value between 1 and {maximum}, "
+            f"but got {value} instead.",
+            param="limit",
+            code="integer_out_of_range",
+        )
+    return value
+
+
+def cursor_page(
+    objects: list[dict[str, object]], *, after: str | None, limit: int
+) -> dict[str, object]:
+    """Return OpenAI's cursor page of ``objects`` after the one whose id is ``after``.
+
+    The objects are in listing order; an unknown ``after`` gives an empty page.
+    """
+    start = 0
+    if after is not None:
+        ids = [item["id"] for item in objects]
+        start = ids.index(after) + 1 if after in ids else len(objects)
+    data = objects[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": start + limit < len(objects),
+    }

@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
+from services.core.clock import Clock, SystemClock
 from services.simulator.config import SimulatorSettings
 from services.simulator.faults import FaultPlan
 
@@ -39,12 +40,79 @@ class Stats:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One file of ``/v1/files``, held in memory."""
+
+    id: str
+    filename: str
+    purpose: str
+    content: bytes
+    created_at: int
+
+    def to_json(self) -> dict[str, object]:
+        """The OpenAI ``file`` object."""
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.content),
+            "created_at": self.created_at,
+            "expires_at": None,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "status_details": None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLine:
+    """One valid line of a batch input file."""
+
+    custom_id: str
+    body: dict[str, object]
+
+
+@dataclass
+class SimBatch:
+    """One batch of ``/v1/batches``; its status follows from the clock."""
+
+    id: str
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    metadata: dict[str, str] | None
+    created_at: float
+    lines: list[BatchLine]
+    model: str | None
+    errors: list[dict[str, object]]
+    """Why the batch fails as a whole (validation errors, a requested failure)."""
+    outcome: str = "completed"
+    """How it ends if nobody cancels it: ``completed``, ``failed`` or ``expired``."""
+    cancelling_at: float | None = None
+    finished: bool = False
+    """Whether the output and error files were written (once, at the end)."""
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    completed: int = 0
+    failed: int = 0
+    usage: dict[str, object] | None = None
+
+
 class SimulatorState:
     """Everything the handlers share, stored on the aiohttp application."""
 
-    def __init__(self, settings: SimulatorSettings) -> None:
-        """Create fresh counters and a fault plan from ``settings``."""
+    def __init__(self, settings: SimulatorSettings, clock: Clock | None = None) -> None:
+        """Create fresh counters and a fault plan from ``settings``.
+
+        Args:
+            settings: the configuration.
+            clock: what batch progress is measured with; the real clock by default.
+        """
         self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.files: dict[str, StoredFile] = {}
+        self.batches: dict[str, SimBatch] = {}
         self.stats = Stats()
         self.faults = FaultPlan(
             rate=settings.fault_rate,

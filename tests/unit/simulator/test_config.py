@@ -25,6 +25,8 @@ def test_defaults() -> None:
     assert settings.default_max_output_tokens == 64
     assert settings.fault_rate == 0
     assert settings.fault_kind is FaultKind.SERVER_ERROR
+    assert settings.batch_completion_seconds == 2.0
+    assert settings.batch_failure_rate == 0
 
 
 def test_environment_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
