@@ -12,9 +12,13 @@ from tollgate.gateway.v1 import gateway_pb2_grpc
 
 from services.core.breaker import CircuitBreaker
 from services.core.clock import Clock, SystemClock
+from services.core.context import new_request_id
 from services.core.server import ServiceApp
+from services.core.tokens import count_tokens
+from services.gateway.adapters.batch_store import SqliteBatchStore
 from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.auth import ApiKeyStore
+from services.gateway.batches import BatchConfig, BatchItemRequest, BatchService
 from services.gateway.clients import (
     CacheClient,
     CostsClient,
@@ -23,8 +27,10 @@ from services.gateway.clients import (
     RouterClient,
 )
 from services.gateway.config import GatewaySettings
-from services.gateway.fallbacks import LocalLimiter
+from services.gateway.domain import Principal, Priority, ResponseRequest
+from services.gateway.fallbacks import LocalLimiter, local_route
 from services.gateway.orchestrator import FlowConfig, Orchestrator
+from services.gateway.ports import DependencyUnavailableError
 from services.gateway.queue import AdmissionQueue
 from services.gateway.servicer import GatewayServicer
 from services.gateway.upstream import OpenAIUpstream
@@ -59,23 +65,63 @@ async def build_app(
         downstream("costs", settings.costs_address),
     ]
     ratelimit, cache, router, costs = downstreams
+    openai_client = openai.AsyncOpenAI(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        max_retries=0,
+    )
     upstream = OpenAIUpstream(
-        openai.AsyncOpenAI(
-            api_key=settings.openai_api_key.get_secret_value(),
-            base_url=settings.openai_base_url,
-            max_retries=0,
-        ),
-        max_retries=settings.upstream_max_retries,
-        clock=clock,
+        openai_client, max_retries=settings.upstream_max_retries, clock=clock
     )
     outbox = SqliteOutbox(settings.outbox_path)
+    router_client = RouterClient(router)
+    costs_client = CostsClient(costs)
+
+    async def choose_batch_model(principal: Principal, item: BatchItemRequest) -> str:
+        request = ResponseRequest(
+            input=item.input,
+            instructions=item.instructions,
+            model=item.model,
+            priority=Priority.BATCH,
+            request_type=item.request_type,
+            max_output_tokens=item.max_output_tokens,
+            temperature=item.temperature,
+            user_id="",
+            metadata={},
+            cache_bypass=True,
+        )
+        try:
+            route = await router_client.route(
+                new_request_id(), principal, request, count_tokens(item.input)
+            )
+        except DependencyUnavailableError:
+            route = local_route(
+                Priority.BATCH, item.request_type, item.model, item.max_output_tokens
+            )
+        return route.model
+
+    batch_store = SqliteBatchStore(settings.batch_store_path)
+    batches = BatchService(
+        store=batch_store,
+        client=openai_client,
+        ledger=costs_client,
+        clock=clock,
+        config=BatchConfig(
+            poll_initial_seconds=settings.batch_poll_initial_seconds,
+            poll_max_seconds=settings.batch_poll_max_seconds,
+            tick_seconds=settings.batch_tick_seconds,
+            request_timeout_seconds=settings.batch_request_timeout_seconds,
+        ),
+        choose_model=choose_batch_model,
+    )
     orchestrator = Orchestrator(
         ratelimit=RateLimitClient(ratelimit),
         cache=CacheClient(cache),
-        router=RouterClient(router),
-        ledger=CostsClient(costs),
+        router=router_client,
+        ledger=costs_client,
         upstream=upstream,
         outbox=outbox,
+        tickets=batches,
         local_limiter=LocalLimiter(settings.local_limit_rpm_per_user, clock),
         queue=AdmissionQueue(
             max_concurrency=settings.upstream_max_concurrency,
@@ -91,7 +137,7 @@ async def build_app(
         ),
         clock=clock,
     )
-    replay_task: asyncio.Task[None] | None = None
+    background: list[asyncio.Task[None]] = []
 
     async def replay_forever() -> None:
         while True:
@@ -102,19 +148,20 @@ async def build_app(
                 _log.error("outbox_replay_failed", error_type=type(error).__name__)
 
     async def on_start() -> None:
-        nonlocal replay_task
-        replay_task = asyncio.create_task(replay_forever())
+        background.append(asyncio.create_task(replay_forever()))
+        background.append(asyncio.create_task(batches.run()))
 
     async def on_stop() -> None:
-        if replay_task is not None:
-            replay_task.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await replay_task
+                await task
         await orchestrator.drain_background()
         for client in downstreams:
             await client.close()
         await upstream.close()
         outbox.close()
+        batch_store.close()
 
     async def outbox_healthy() -> bool:
         await orchestrator.outbox_depth()
@@ -122,7 +169,7 @@ async def build_app(
 
     def register(server: object) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
-            GatewayServicer(keys, orchestrator), server
+            GatewayServicer(keys, orchestrator, batches), server
         )
 
     return ServiceApp(

@@ -19,7 +19,7 @@ from services.gateway.batches import (
     BatchView,
     ItemResult,
 )
-from services.gateway.domain import RequestType
+from services.gateway.clients import REQUEST_TYPE_FROM_PROTO
 
 MAX_BATCH_ID_CHARS = 128
 
@@ -36,15 +36,6 @@ STATUS_TO_PROTO = {
 }
 """Every lane status to its proto ``BatchStatus`` value."""
 
-_REQUEST_TYPES = {
-    common_pb.REQUEST_TYPE_UNSPECIFIED: RequestType.CHAT,
-    common_pb.REQUEST_TYPE_CHAT: RequestType.CHAT,
-    common_pb.REQUEST_TYPE_SUMMARIZE: RequestType.SUMMARIZE,
-    common_pb.REQUEST_TYPE_ANALYZE: RequestType.ANALYZE,
-    common_pb.REQUEST_TYPE_CLASSIFY: RequestType.CLASSIFY,
-    common_pb.REQUEST_TYPE_GENERATE: RequestType.GENERATE,
-}
-
 
 def decode_submit(
     request: gateway_pb.SubmitBatchRequest,
@@ -60,7 +51,7 @@ def decode_submit(
     items: list[BatchItemRequest] = []
     violations: list[FieldViolation] = []
     for index, item in enumerate(request.items):
-        request_type = _REQUEST_TYPES.get(item.request_type)
+        request_type = REQUEST_TYPE_FROM_PROTO.get(item.request_type)
         if request_type is None:
             violations.append(
                 FieldViolation(

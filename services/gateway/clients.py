@@ -76,6 +76,15 @@ REQUEST_TYPE_TO_PROTO = {
     RequestType.CLASSIFY: common_pb.REQUEST_TYPE_CLASSIFY,
     RequestType.GENERATE: common_pb.REQUEST_TYPE_GENERATE,
 }
+# Decoding: an unset enum means the documented default.
+PRIORITY_FROM_PROTO = {
+    common_pb.PRIORITY_UNSPECIFIED: Priority.STANDARD,
+    **{value: priority for priority, value in PRIORITY_TO_PROTO.items()},
+}
+REQUEST_TYPE_FROM_PROTO = {
+    common_pb.REQUEST_TYPE_UNSPECIFIED: RequestType.CHAT,
+    **{value: kind for kind, value in REQUEST_TYPE_TO_PROTO.items()},
+}
 CACHE_STATUS_TO_PROTO = {
     CacheStatus.MISS: common_pb.CACHE_STATUS_MISS,
     CacheStatus.EXACT: common_pb.CACHE_STATUS_EXACT,

@@ -92,6 +92,30 @@ class GatewaySettings(ServerSettings):
         description="Waiting this long lifts a request one priority level, so low "
         "priorities cannot starve.",
     )
+    batch_store_path: Path = Field(
+        default=Path(".tollgate/gateway-batches.sqlite3"),
+        description="SQLite file of the Batch API lane: batches, tickets and their "
+        "results.",
+    )
+    batch_poll_initial_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="First wait between polls of an upstream batch; doubles each poll.",
+    )
+    batch_poll_max_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait between polls of an upstream batch.",
+    )
+    batch_tick_seconds: float = Field(
+        default=0.5, gt=0, description="How often the batch lane looks for work."
+    )
+    batch_request_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Timeout of each Batch API call (upload, "
+        "create, retrieve, download).",
+    )
     outbox_path: Path = Field(
         default=Path(".tollgate/gateway-outbox.sqlite3"),
         description="SQLite file of usage records waiting for the ledger.",

@@ -93,6 +93,7 @@ class ResponseRequest:
     user_id: str
     metadata: dict[str, str]
     cache_bypass: bool
+    asynchronous: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,7 @@ class ResponseReply:
     input_tokens_dropped: int
     output_truncated: bool
     latency_seconds: float
+    ticket_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from services.gateway.ports import (
     OutboxPort,
     RateLimiterPort,
     RouterPort,
+    TicketPort,
     UpstreamPort,
     UpstreamStreamBrokenError,
     UpstreamThrottledError,
@@ -148,6 +149,7 @@ class Orchestrator:
         ledger: LedgerPort,
         upstream: UpstreamPort,
         outbox: OutboxPort,
+        tickets: TicketPort,
         local_limiter: LocalLimiter,
         queue: AdmissionQueue,
         downstream_breakers: list[CircuitBreaker],
@@ -160,6 +162,7 @@ class Orchestrator:
         self._ledger = ledger
         self._upstream = upstream
         self._outbox = outbox
+        self._tickets = tickets
         self._local_limiter = local_limiter
         self.queue = queue
         self._downstream_breakers = downstream_breakers
@@ -184,6 +187,20 @@ class Orchestrator:
         plan = await self._plan(principal, request, request_id, time_remaining)
         if plan.cached is not None:
             return await self._serve_hit(plan, plan.cached)
+        if request.asynchronous or plan.route.lane is Lane.QUEUE:
+            # Answered later by ticket: through the Batch API, durably queued.
+            self._settle(plan.decision, 0)
+            ticket = await self._tickets.enqueue_ticket(
+                plan.principal, replace(request, model=plan.route.model)
+            )
+            return self._reply(
+                plan,
+                "",
+                plan.route.model,
+                Usage(),
+                plan.cache_status,
+                ticket_id=ticket,
+            )
         lane_text = self._lane_text(plan)
         if lane_text is not None:
             return self._reply(
@@ -464,9 +481,11 @@ class Orchestrator:
             self._settle(plan.decision, 0)
             return plan.route.fallback_text or STATIC_ANSWERS[plan.request.request_type]
         if lane is Lane.QUEUE:
+            # Streams cannot wait for a ticket; CreateResponse gets one instead.
             self._settle(plan.decision, 0)
             raise UnavailableError(
-                "the service is in maintenance; retry later",
+                "the service is in maintenance; use CreateResponse to be answered "
+                "later by ticket",
                 reason="MAINTENANCE",
                 retry_after=60.0,
             )
@@ -698,6 +717,7 @@ class Orchestrator:
         cost: int = 0,
         level: DegradationLevel | None = None,
         output_truncated: bool = False,
+        ticket_id: str = "",
     ) -> ResponseReply:
         return ResponseReply(
             output_text=text,
@@ -713,6 +733,7 @@ class Orchestrator:
             input_tokens_dropped=plan.dropped_tokens,
             output_truncated=output_truncated,
             latency_seconds=self._clock.monotonic() - plan.started,
+            ticket_id=ticket_id,
         )
 
     # -- background work

@@ -155,6 +155,16 @@ class UpstreamPort(Protocol):
         ...
 
 
+class TicketPort(Protocol):
+    """The durable queue of requests answered later (maintenance, asynchronous)."""
+
+    async def enqueue_ticket(
+        self, principal: Principal, request: ResponseRequest
+    ) -> str:
+        """Accept one request; returns the ticket to fetch its answer with."""
+        ...
+
+
 class OutboxPort(Protocol):
     """Durable storage for usage records the ledger has not acknowledged."""
 

@@ -16,15 +16,25 @@ from services.core.breaker import BreakerState
 from services.core.context import current_request_id, metadata_value
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.gateway.auth import ApiKeyStore
+from services.gateway.batch_codec import (
+    decode_batch_id,
+    decode_submit,
+    encode_cancel,
+    encode_get,
+    encode_result,
+    encode_submit,
+)
+from services.gateway.batches import BatchService
 from services.gateway.clients import (
     CACHE_STATUS_TO_PROTO,
     DEGRADATION_TO_PROTO,
+    PRIORITY_FROM_PROTO,
     PRIORITY_TO_PROTO,
+    REQUEST_TYPE_FROM_PROTO,
 )
 from services.gateway.domain import (
     Principal,
     Priority,
-    RequestType,
     ResponseReply,
     ResponseRequest,
     StreamDelta,
@@ -46,22 +56,6 @@ MAX_METADATA_KEY_BYTES = 64
 MAX_METADATA_VALUE_BYTES = 512
 MAX_OUTPUT_TOKENS_LIMIT = 128_000
 
-_PRIORITIES = {
-    common_pb.PRIORITY_UNSPECIFIED: Priority.STANDARD,
-    common_pb.PRIORITY_CRITICAL: Priority.CRITICAL,
-    common_pb.PRIORITY_REALTIME: Priority.REALTIME,
-    common_pb.PRIORITY_STANDARD: Priority.STANDARD,
-    common_pb.PRIORITY_BATCH: Priority.BATCH,
-    common_pb.PRIORITY_LOW: Priority.LOW,
-}
-_REQUEST_TYPES = {
-    common_pb.REQUEST_TYPE_UNSPECIFIED: RequestType.CHAT,
-    common_pb.REQUEST_TYPE_CHAT: RequestType.CHAT,
-    common_pb.REQUEST_TYPE_SUMMARIZE: RequestType.SUMMARIZE,
-    common_pb.REQUEST_TYPE_ANALYZE: RequestType.ANALYZE,
-    common_pb.REQUEST_TYPE_CLASSIFY: RequestType.CLASSIFY,
-    common_pb.REQUEST_TYPE_GENERATE: RequestType.GENERATE,
-}
 _BREAKER_STATES = {
     BreakerState.CLOSED: gateway_pb.BREAKER_STATE_CLOSED,
     BreakerState.OPEN: gateway_pb.BREAKER_STATE_OPEN,
@@ -90,9 +84,9 @@ def decode_request(
         bad("instructions", f"must be at most {MAX_INSTRUCTIONS_BYTES} bytes")
     if len(message.model) > MAX_MODEL_CHARS:
         bad("model", f"must be at most {MAX_MODEL_CHARS} characters")
-    if message.priority not in _PRIORITIES:
+    if message.priority not in PRIORITY_FROM_PROTO:
         bad("priority", f"unknown priority value {message.priority}")
-    if message.request_type not in _REQUEST_TYPES:
+    if message.request_type not in REQUEST_TYPE_FROM_PROTO:
         bad("request_type", f"unknown request type value {message.request_type}")
     if message.max_output_tokens < 0:
         bad("max_output_tokens", "must not be negative")
@@ -118,19 +112,28 @@ def decode_request(
                 f"metadata[{key[:32]!r}]",
                 f"values must be at most {MAX_METADATA_VALUE_BYTES} bytes",
             )
+    asynchronous = (
+        isinstance(message, gateway_pb.CreateResponseRequest) and message.asynchronous
+    )
+    if asynchronous and PRIORITY_FROM_PROTO.get(message.priority) not in (
+        Priority.BATCH,
+        Priority.LOW,
+    ):
+        bad("asynchronous", "needs priority PRIORITY_BATCH or PRIORITY_LOW")
     if violations:
         raise InvalidArgumentError(violations)
     return ResponseRequest(
         input=message.input,
         instructions=message.instructions,
         model=message.model.strip(),
-        priority=_PRIORITIES[message.priority],
-        request_type=_REQUEST_TYPES[message.request_type],
+        priority=PRIORITY_FROM_PROTO[message.priority],
+        request_type=REQUEST_TYPE_FROM_PROTO[message.request_type],
         max_output_tokens=message.max_output_tokens,
         temperature=temperature,
         user_id=message.user_id,
         metadata=dict(message.metadata),
         cache_bypass=message.cache_bypass,
+        asynchronous=asynchronous,
     )
 
 
@@ -152,6 +155,7 @@ def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
         input_tokens_dropped=reply.input_tokens_dropped,
         output_truncated=reply.output_truncated,
         currency_code=CURRENCY,
+        ticket_id=reply.ticket_id,
         latency=latency,
     )
 
@@ -194,9 +198,12 @@ def _usage(usage: Usage) -> common_pb.Usage:
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """The front door."""
 
-    def __init__(self, keys: ApiKeyStore, orchestrator: Orchestrator) -> None:
+    def __init__(
+        self, keys: ApiKeyStore, orchestrator: Orchestrator, batches: BatchService
+    ) -> None:
         self._keys = keys
         self._orchestrator = orchestrator
+        self._batches = batches
 
     def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         value = metadata_value(context.invocation_metadata(), "authorization")
@@ -228,6 +235,47 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         )
         async for event in events:
             yield encode_stream_event(event)
+
+    async def SubmitBatch(
+        self,
+        request: gateway_pb.SubmitBatchRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.SubmitBatchResponse:
+        """Accept many requests for the Batch API lane."""
+        principal = self._authenticate(context)
+        return encode_submit(
+            await self._batches.submit(principal, *decode_submit(request))
+        )
+
+    async def GetBatch(
+        self,
+        request: gateway_pb.GetBatchRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.GetBatchResponse:
+        """A batch's (or ticket's) progress."""
+        principal = self._authenticate(context)
+        return encode_get(await self._batches.get(principal, decode_batch_id(request)))
+
+    async def ListBatchResults(
+        self,
+        request: gateway_pb.ListBatchResultsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[gateway_pb.ListBatchResultsResponse]:
+        """A batch's finished items, in submission order."""
+        principal = self._authenticate(context)
+        async for result in self._batches.results(principal, decode_batch_id(request)):
+            yield encode_result(result)
+
+    async def CancelBatch(
+        self,
+        request: gateway_pb.CancelBatchRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.CancelBatchResponse:
+        """Cancel a batch that has not finished."""
+        principal = self._authenticate(context)
+        return encode_cancel(
+            await self._batches.cancel(principal, decode_batch_id(request))
+        )
 
     async def GetStatus(
         self,

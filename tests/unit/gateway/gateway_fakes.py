@@ -278,3 +278,16 @@ class FakeUpstream:
     def models(self) -> list[str]:
         """The models called, in order."""
         return [call.model for call in self.calls]
+
+
+class FakeTickets:
+    """The maintenance/asynchronous queue: records what was accepted."""
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[Principal, ResponseRequest]] = []
+
+    async def enqueue_ticket(
+        self, principal: Principal, request: ResponseRequest
+    ) -> str:
+        self.accepted.append((principal, request))
+        return f"ticket-{len(self.accepted)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,6 +50,7 @@ from tests.unit.gateway.gateway_fakes import (
     FakeLedger,
     FakeRateLimiter,
     FakeRouter,
+    FakeTickets,
     FakeUpstream,
     sync_route,
 )
@@ -98,6 +99,7 @@ class Gateway:
     ledger: FakeLedger
     upstream: FakeUpstream
     outbox: SqliteOutbox
+    tickets: FakeTickets
 
     async def ask(
         self,
@@ -123,7 +125,7 @@ def _gateway(
 ) -> Gateway:
     clock = FakeClock()
     limiter, cache, router = FakeRateLimiter(), FakeCache(), FakeRouter()
-    ledger, upstream = FakeLedger(), FakeUpstream()
+    ledger, upstream, tickets = FakeLedger(), FakeUpstream(), FakeTickets()
     orchestrator = Orchestrator(
         ratelimit=limiter,
         cache=cache,
@@ -131,6 +133,7 @@ def _gateway(
         ledger=ledger,
         upstream=upstream,
         outbox=outbox,
+        tickets=tickets,
         local_limiter=LocalLimiter(LOCAL_RPM, clock),
         queue=AdmissionQueue(
             max_concurrency=max_concurrency,
@@ -147,7 +150,7 @@ def _gateway(
         clock=clock,
     )
     return Gateway(
-        orchestrator, clock, limiter, cache, router, ledger, upstream, outbox
+        orchestrator, clock, limiter, cache, router, ledger, upstream, outbox, tickets
     )
 
 
@@ -835,16 +838,44 @@ async def test_cache_only_lane_still_serves_a_cache_hit(gw: Gateway) -> None:
     assert reply.cache_status is CacheStatus.EXACT
 
 
-async def test_queue_lane_is_unavailable_for_maintenance(gw: Gateway) -> None:
+async def test_maintenance_accepts_the_request_and_answers_with_a_ticket(
+    gw: Gateway,
+) -> None:
+    gw.router.answer = sync_route(
+        lane=Lane.QUEUE, degradation_level=DegradationLevel.MAINTENANCE
+    )
+
+    reply = await gw.ask()
+    await gw.orchestrator.drain_background()
+
+    assert reply.ticket_id == "ticket-1"
+    assert reply.output_text == ""
+    assert reply.degradation_level is DegradationLevel.MAINTENANCE
+    assert gw.upstream.calls == []
+    principal, accepted = gw.tickets.accepted[0]
+    assert principal == PRINCIPAL
+    assert accepted.input == BASE_REQUEST.input
+    assert accepted.model == "gpt-4.1-mini"  # the routed model, not "auto"
+    assert gw.limiter.reconciled == [("res-req-1", 0)]
+
+
+async def test_an_asynchronous_request_is_answered_later_by_ticket(gw: Gateway) -> None:
+    reply = await gw.ask(request=replace(BASE_REQUEST, asynchronous=True))
+
+    assert reply.ticket_id == "ticket-1"
+    assert gw.upstream.calls == []
+    assert gw.ledger.booked == {}
+
+
+async def test_streams_in_maintenance_are_unavailable(gw: Gateway) -> None:
     gw.router.answer = sync_route(
         lane=Lane.QUEUE, degradation_level=DegradationLevel.MAINTENANCE
     )
 
     with pytest.raises(UnavailableError) as raised:
-        await gw.ask()
+        await _stream(gw)
 
     assert raised.value.reason == "MAINTENANCE"
-    assert raised.value.retry_after == 60.0
     assert gw.upstream.calls == []
 
 

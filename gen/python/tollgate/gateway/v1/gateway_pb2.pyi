@@ -47,7 +47,7 @@ BREAKER_STATE_OPEN: BreakerState
 BREAKER_STATE_HALF_OPEN: BreakerState
 
 class CreateResponseRequest(_message.Message):
-    __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass")
+    __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass", "asynchronous")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class CreateResponseRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CACHE_BYPASS_FIELD_NUMBER: _ClassVar[int]
+    ASYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
     input: str
     instructions: str
     model: str
@@ -75,7 +76,8 @@ class CreateResponseRequest(_message.Message):
     user_id: str
     metadata: _containers.ScalarMap[str, str]
     cache_bypass: bool
-    def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ...) -> None: ...
+    asynchronous: bool
+    def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ..., asynchronous: _Optional[bool] = ...) -> None: ...
 
 class CreateResponseResponse(_message.Message):
     __slots__ = ("output_text", "model", "deployment", "cache_status", "similarity", "usage", "cost_micros", "request_id", "degradation_level", "input_truncated", "input_tokens_dropped", "output_truncated", "currency_code", "ticket_id", "latency")
