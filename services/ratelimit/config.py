@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -33,12 +34,63 @@ class RateLimitSettings(ServerSettings):
     )
     limits_file: Path | None = Field(
         default=None,
-        description="YAML file of rate-limit rules (tiers, models, burst multiplier); "
-        "unset: built-in defaults (free 20 RPM, paid 100 RPM, no model limits).",
+        description="YAML file of rate-limit rules (tiers, per-user overrides, "
+        "service shares, models, Envoy mapping), reloaded when it changes; unset: "
+        "built-in defaults (free 20 RPM, paid 100 RPM, no model limits).",
     )
     reservation_ttl_seconds: float = Field(
         default=300.0,
         gt=0,
         description="How long an admitted request's reservation waits for Reconcile; "
         "after that it stands as estimated and is forgotten.",
+    )
+    limits_reload_interval_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the limits file's modification time is checked; a "
+        "changed, valid file applies without a restart, an invalid one is logged and "
+        "the rules in force stay.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://host:port/db) of the counter store shared by "
+        "every replica; unset: in-process store (one replica only).",
+    )
+    redis_key_prefix: str = Field(
+        default="{tollgate-rl}:",
+        pattern=r"^[^{]*\{[^{}]+\}",
+        description="Prefix of every Redis key. It must hold a {hash tag}: all keys "
+        "share one Redis Cluster slot, as one script touches a user's and the "
+        "model's buckets together.",
+    )
+    redis_socket_timeout_ms: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Redis read/write timeout; past it the decision is the failure "
+        "mode's.",
+    )
+    redis_connect_timeout_ms: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Redis connect timeout.",
+    )
+    failure_mode: Literal["open", "closed"] = Field(
+        default="open",
+        description="When Redis is unreachable: 'open' decides with a local limiter "
+        "whose limits are divided by replicas (answers say degraded); 'closed' "
+        "answers UNAVAILABLE.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        description="How many replicas share the Redis store; each takes limit / "
+        "replicas while failing open.",
+    )
+    redis_retry_interval_ms: int = Field(
+        default=1000,
+        ge=1,
+        description="While failing open: how long to decide locally before trying "
+        "Redis again; recovery is automatic.",
     )

@@ -1,17 +1,31 @@
 """The rate-limit rules: a validated YAML file, separate from the settings.
 
 Without a file the built-in defaults apply: free users 20 requests per minute, paid
-users 100, no token limits and no per-model limits. A file replaces each top-level
-section it names; see ``limits.example.yaml``.
+users 100, no token limits, no service shares and no per-model limits. A file
+replaces each top-level section it names; see ``limits.example.yaml``.
+
+:class:`LimitsWatcher` reloads the file when its modification time or size changes:
+a valid file replaces the rules at once, an invalid one is logged and the rules in
+force stay.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
+import structlog
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+_log = structlog.get_logger("tollgate.ratelimit")
+
+# Float shares times integer rates land a hair under a whole number (0.57 * 100 is
+# 56.99999999999999); this tolerance makes the floor the one a person would compute.
+_SHARE_EPSILON = 1e-9
 
 
 class RateRule(BaseModel):
@@ -27,6 +41,60 @@ class RateRule(BaseModel):
         ge=1,
         description="Tokens per minute (input plus maximum output); "
         "unset: not limited.",
+    )
+
+    def over(self, base: RateRule) -> RateRule:
+        """This rule's rates where set, ``base``'s elsewhere (per-user overrides)."""
+        return RateRule(
+            rpm=self.rpm if self.rpm is not None else base.rpm,
+            tpm=self.tpm if self.tpm is not None else base.tpm,
+        )
+
+    def share(self, fraction: float) -> RateRule:
+        """``fraction`` of each rate, rounded down, at least 1 (service shares)."""
+
+        def part(rate: int | None) -> int | None:
+            if rate is None:
+                return None
+            return max(1, math.floor(rate * fraction + _SHARE_EPSILON))
+
+        return RateRule(rpm=part(self.rpm), tpm=part(self.tpm))
+
+
+DescriptorField = Literal["tenant", "user", "tier", "service", "model", "metric"]
+
+
+def _default_entries() -> dict[str, DescriptorField]:
+    return {
+        "tenant": "tenant",
+        "user": "user",
+        "tier": "tier",
+        "service": "service",
+        "model": "model",
+        "metric": "metric",
+    }
+
+
+class EnvoyMapping(BaseModel):
+    """How Envoy's ShouldRateLimit descriptors map onto the limiter's layers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    domains: list[str] = Field(
+        default_factory=list,
+        description="Envoy rate-limit domains this service answers for; a request "
+        "for another domain is OK with no limits. Empty: every domain.",
+    )
+    entries: dict[str, DescriptorField] = Field(
+        default_factory=_default_entries,
+        description="Descriptor entry key to the field it fills: tenant, user, tier "
+        "(select the user layer), service (with model, the service layer), model "
+        "(the global layer), metric ('tokens' makes hits_addend count tokens).",
+    )
+    default_tenant: str = Field(
+        default="envoy",
+        min_length=1,
+        description="The tenant of descriptors that name a user but no tenant.",
     )
 
 
@@ -53,17 +121,55 @@ class RateLimits(BaseModel):
         default_factory=_default_tiers,
         description="Per-user limits by user tier (the user layer).",
     )
+    users: dict[str, RateRule] = Field(
+        default_factory=dict,
+        description="Per-user overrides keyed 'tenant:user': each rate given replaces "
+        "the tier's; rates not given stay the tier's.",
+    )
+    services: dict[str, float] = Field(
+        default_factory=dict,
+        description="The service layer: each calling service's share (0 < share <= 1, "
+        "summing to at most 1) of every model's global RPM and TPM. Services not "
+        "listed have no service buckets.",
+    )
     models: dict[str, RateRule] = Field(
         default_factory=dict,
         description="Limits per upstream model, the OpenAI account's own (the global "
-        "layer); models not listed have no global buckets.",
+        "layer); models not listed have no global or service buckets.",
+    )
+    envoy: EnvoyMapping = Field(
+        default_factory=EnvoyMapping,
+        description="Mapping of Envoy rate-limit descriptors onto the layers.",
     )
 
     @model_validator(mode="after")
-    def _default_tier_is_listed(self) -> Self:
+    def _consistent(self) -> Self:
         if self.default_tier not in self.tiers:
             raise ValueError(f"default_tier {self.default_tier!r} is not in tiers")
+        for service, share in self.services.items():
+            if not 0 < share <= 1:
+                raise ValueError(f"services.{service}: share must be in (0, 1]")
+        if sum(self.services.values()) > 1 + _SHARE_EPSILON:
+            raise ValueError("services: the shares add up to more than 1")
+        for key in self.users:
+            tenant, sep, user = key.partition(":")
+            if not (tenant and sep and user):
+                raise ValueError(f"users.{key}: keys are 'tenant:user'")
         return self
+
+    def user_rule(self, tenant_id: str, user_id: str, tier: str) -> RateRule:
+        """The user layer's rates for one user: tier, then any per-user override."""
+        base = self.tiers.get(tier) or self.tiers[self.default_tier]
+        override = self.users.get(f"{tenant_id}:{user_id}") if user_id else None
+        return override.over(base) if override is not None else base
+
+    def service_rule(self, service: str, model: str) -> RateRule | None:
+        """The service layer's rates for ``service`` on ``model``, if it has any."""
+        share = self.services.get(service)
+        rule = self.models.get(model)
+        if share is None or rule is None:
+            return None
+        return rule.share(share)
 
 
 def load_limits(path: Path | None) -> RateLimits:
@@ -78,3 +184,50 @@ def load_limits(path: Path | None) -> RateLimits:
         return RateLimits()
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return RateLimits.model_validate(data)
+
+
+class LimitsWatcher:
+    """Reloads the limits file when it changes; a bad file keeps the rules in force.
+
+    Args:
+        path: the limits file, already loaded once (start-up fails on a bad file).
+        on_change: receives each newly loaded, valid set of rules.
+    """
+
+    def __init__(self, path: Path, on_change: Callable[[RateLimits], None]) -> None:
+        self._path = path
+        self._on_change = on_change
+        self._seen = self._signature()
+
+    def check(self) -> bool:
+        """Reload if the file changed since the last check; whether rules changed."""
+        signature = self._signature()
+        if signature == self._seen:
+            return False
+        self._seen = signature
+        try:
+            limits = load_limits(self._path)
+        except (OSError, yaml.YAMLError, ValidationError) as error:
+            _log.error(
+                "limits_reload_failed",
+                path=str(self._path),
+                error_type=type(error).__name__,
+                error=str(error),
+            )
+            return False
+        self._on_change(limits)
+        _log.info("limits_reloaded", path=str(self._path))
+        return True
+
+    async def run(self, interval_seconds: float) -> None:
+        """Check every ``interval_seconds`` until cancelled."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            self.check()
+
+    def _signature(self) -> tuple[int, int] | None:
+        try:
+            stat = self._path.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)

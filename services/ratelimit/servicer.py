@@ -1,4 +1,9 @@
-"""gRPC surface of the ratelimit service: validate, decode, call the domain, encode."""
+"""gRPC surface of the ratelimit service: validate, decode, call the domain, encode.
+
+Two services share the limiter: Tollgate's own ``RateLimitService`` and Envoy's
+``envoy.service.ratelimit.v3.RateLimitService`` (ShouldRateLimit), so an Envoy or
+Istio global rate limit can point at Tollgate.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ from typing import Any, TypeAlias
 
 import grpc
 import structlog
+from envoy.service.ratelimit.v3 import (
+    rls_pb2 as envoy_rls_pb,
+)
 from google.protobuf import duration_pb2, timestamp_pb2
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
@@ -14,9 +22,11 @@ from services.core.errors import FieldViolation, InvalidArgumentError
 from services.ratelimit.domain import (
     BucketStatus,
     Caller,
+    DescriptorDecision,
     ModelBackoff,
     RateLimiter,
     UpstreamOutcome,
+    decode_descriptor,
 )
 from services.ratelimit.ports import Layer, Metric
 
@@ -66,6 +76,7 @@ class RateLimitServicer:
             ),
             reservation_id=result.reservation_id,
             buckets=[_encode_bucket(bucket) for bucket in result.buckets],
+            degraded=result.degraded,
         )
         if result.reservation_expires_at is not None:
             response.reservation_expires_at.CopyFrom(
@@ -148,7 +159,92 @@ class RateLimitServicer:
             buckets=[_encode_bucket(bucket) for bucket in status.buckets],
             backoffs=[_encode_backoff(backoff) for backoff in status.backoffs],
             backend=status.backend,
+            degraded=status.degraded,
         )
+
+
+# Envoy's uint32 limit_remaining.
+_MAX_UINT32 = 2**32 - 1
+
+
+class EnvoyRateLimitServicer:
+    """Implements ``envoy.service.ratelimit.v3.RateLimitService`` over a RateLimiter.
+
+    Descriptor entries map onto the limiter's layers through the limits file's
+    ``envoy`` section; every descriptor's buckets are debited all-or-nothing.
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    async def ShouldRateLimit(self, request: Any, context: Context) -> Any:
+        """Answer OK or OVER_LIMIT overall and per descriptor."""
+        violations = []
+        if not request.domain:
+            violations.append(FieldViolation("domain", "must be set"))
+        if not request.descriptors:
+            violations.append(FieldViolation("descriptors", "must not be empty"))
+        for index, descriptor in enumerate(request.descriptors):
+            if not descriptor.entries:
+                violations.append(
+                    FieldViolation(f"descriptors[{index}].entries", "must not be empty")
+                )
+            elif any(not entry.key for entry in descriptor.entries):
+                violations.append(
+                    FieldViolation(
+                        f"descriptors[{index}].entries", "every entry needs a key"
+                    )
+                )
+        if violations:
+            raise InvalidArgumentError(violations)
+        mapping = self._limiter.limits.envoy
+        # hits_addend 0 means 1 (Envoy's rule); a descriptor's own overrides it.
+        default_hits = request.hits_addend or 1
+        descriptors = [
+            decode_descriptor(
+                mapping,
+                [(entry.key, entry.value) for entry in descriptor.entries],
+                (
+                    descriptor.hits_addend.value
+                    if descriptor.HasField("hits_addend")
+                    else default_hits
+                ),
+                path=f"descriptors[{index}].entries",
+            )
+            for index, descriptor in enumerate(request.descriptors)
+        ]
+        result = await self._limiter.should_rate_limit(request.domain, descriptors)
+        return envoy_rls_pb.RateLimitResponse(
+            overall_code=(
+                envoy_rls_pb.RateLimitResponse.OK
+                if result.allowed
+                else envoy_rls_pb.RateLimitResponse.OVER_LIMIT
+            ),
+            statuses=[_encode_envoy_status(d) for d in result.decisions],
+        )
+
+
+def _encode_envoy_status(decision: DescriptorDecision) -> Any:
+    status = envoy_rls_pb.RateLimitResponse.DescriptorStatus(
+        code=(
+            envoy_rls_pb.RateLimitResponse.OVER_LIMIT
+            if decision.over_limit
+            else envoy_rls_pb.RateLimitResponse.OK
+        )
+    )
+    if decision.limit is None:
+        return status
+    bucket = decision.limit.bucket
+    status.current_limit.CopyFrom(
+        envoy_rls_pb.RateLimitResponse.RateLimit(
+            name=f"{bucket.layer.value}:{bucket.key}:{bucket.metric.value}",
+            requests_per_unit=min(decision.limit.limit_per_minute, _MAX_UINT32),
+            unit=envoy_rls_pb.RateLimitResponse.RateLimit.MINUTE,
+        )
+    )
+    status.limit_remaining = min(decision.limit.remaining, _MAX_UINT32)
+    status.duration_until_reset.CopyFrom(_duration(decision.duration_until_reset))
+    return status
 
 
 def _caller_violations(caller: common_pb.Caller) -> list[FieldViolation]:

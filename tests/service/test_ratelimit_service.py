@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,3 +283,31 @@ async def test_health_reports_serving(
 
     assert overall.status == health_pb2.HealthCheckResponse.SERVING
     assert service.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_limits_file_changes_apply_without_restart(
+    start: Start, tmp_path: Path
+) -> None:
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("tiers: {free: {rpm: 20}}\n")
+    client = await start(
+        RateLimitSettings(
+            port=0, limits_file=limits, limits_reload_interval_seconds=0.02
+        )
+    )
+    assert (await _acquire(client)).buckets[0].limit_per_minute == 20
+
+    limits.write_text("tiers: {free: {rpm: 7, tpm: 700}}\n")
+    # The watcher polls every 20 ms; give it up to 5 s on a loaded machine.
+    for _ in range(250):
+        status = await client.stub.GetStatus(
+            ratelimit_pb.GetStatusRequest(caller=CALLER)
+        )
+        if status.buckets[0].limit_per_minute == 7:
+            break
+        await asyncio.sleep(0.02)
+
+    assert [(b.metric, b.limit_per_minute) for b in status.buckets] == [
+        (ratelimit_pb.LIMIT_METRIC_REQUESTS, 7),
+        (ratelimit_pb.LIMIT_METRIC_TOKENS, 700),
+    ]
