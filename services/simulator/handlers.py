@@ -69,6 +69,7 @@ class PreparedResponse:
     model: str
     answer: Answer
     input_tokens: int
+    cached_input_tokens: int
     max_output_tokens: int | None
     temperature: float | None
     top_p: float | None
@@ -130,7 +131,11 @@ class PreparedResponse:
             "top_p": 1.0 if self.top_p is None else self.top_p,
             "truncation": "disabled",
             "usage": (
-                _responses_usage(self.input_tokens, self.answer.output_tokens)
+                _responses_usage(
+                    self.input_tokens,
+                    self.answer.output_tokens,
+                    self.cached_input_tokens,
+                )
                 if final
                 else None
             ),
@@ -159,11 +164,15 @@ def prepare_response(state: SimulatorState, body: payload.Body) -> PreparedRespo
     metadata = payload.metadata(body) or {}
     stream = payload.optional_bool(body, "stream")
     answer, input_tokens = _answer(state, model, messages, max_output_tokens)
+    prompt_cache_key = payload.optional_str(body, "prompt_cache_key") or ""
     return PreparedResponse(
         body=body,
         model=model,
         answer=answer,
         input_tokens=input_tokens,
+        cached_input_tokens=state.prompt_cache.cached_tokens(
+            messages, prompt_cache_key
+        ),
         max_output_tokens=max_output_tokens,
         temperature=temperature,
         top_p=top_p,
@@ -420,10 +429,15 @@ def _answer(
     return answer, count_input_tokens(messages)
 
 
-def _responses_usage(input_tokens: int, output_tokens: int) -> dict[str, object]:
+def _responses_usage(
+    input_tokens: int, output_tokens: int, cached_tokens: int = 0
+) -> dict[str, object]:
     return {
         "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {
+            "cached_tokens": cached_tokens,
+            "cache_write_tokens": 0,
+        },
         "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input_tokens + output_tokens,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from services.core.clock import Clock, SystemClock
 from services.simulator.config import SimulatorSettings
 from services.simulator.faults import FaultPlan
+from services.simulator.prompt_cache import PromptCache
 
 
 @dataclass
@@ -114,6 +115,7 @@ class SimulatorState:
         self.files: dict[str, StoredFile] = {}
         self.batches: dict[str, SimBatch] = {}
         self.stats = Stats()
+        self.prompt_cache = PromptCache(self.clock)
         self.faults = FaultPlan(
             rate=settings.fault_rate,
             kind=settings.fault_kind,

@@ -72,6 +72,34 @@ async def test_answer_with_usage_and_cost_then_exact_hit_without_upstream_call(
     assert second.request_id != first.request_id
 
 
+async def test_a_stable_long_prefix_hits_the_upstream_prompt_cache_at_the_cached_rate(
+    gateway: gateway_pb2_grpc.GatewayServiceStub,
+) -> None:
+    instructions = "You answer questions about our billing policy. " * 150
+    replies = [
+        await gateway.CreateResponse(
+            gateway_pb.CreateResponseRequest(
+                input=f"question number {n}",
+                instructions=instructions,
+                request_type=common_pb.REQUEST_TYPE_SUMMARIZE,  # a large input cap
+            ),
+            metadata=AUTH,
+            timeout=30,
+        )
+        for n in range(2)
+    ]
+    assert replies[0].usage.cached_input_tokens == 0
+    usage = replies[1].usage
+    assert usage.cached_input_tokens >= 1024
+    # gpt-4.1-mini: input 0.40, cached input 0.10, output 1.60 $ per 1M tokens.
+    numerator = (
+        (usage.input_tokens - usage.cached_input_tokens) * 400_000
+        + usage.cached_input_tokens * 100_000
+        + usage.output_tokens * 1_600_000
+    )
+    assert replies[1].cost_micros == -(-numerator // 1_000_000)
+
+
 async def test_request_id_from_metadata_is_used(
     gateway: gateway_pb2_grpc.GatewayServiceStub,
 ) -> None:
