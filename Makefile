@@ -11,7 +11,7 @@ COMPOSE_VENV := .venv-compose
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ratelimit,cache,router,costs]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,ratelimit,cache,router,costs]'
 	touch $(STAMP)
 
 install: $(STAMP)
