@@ -39,6 +39,29 @@ class CostsSettings(ServerSettings):
         default=None,
         description="YAML pricing table replacing the packaged default_pricing.yaml.",
     )
+    postgres_dsn: str | None = Field(
+        default=None,
+        description="libpq connection string or URL of a Postgres ledger "
+        "(e.g. 'host=db dbname=tollgate user=costs'); when set it replaces the "
+        "SQLite file, so that several costs replicas can share one ledger.",
+    )
+    postgres_pool_size: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Postgres connections (each on its own thread) per replica.",
+    )
+    reservation_ttl_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long a CheckBudget reservation counts against budgets "
+        "when no Record settles it.",
+    )
+    max_batch_size: int = Field(
+        default=512,
+        ge=1,
+        description="Most Records (or CheckBudgets) grouped into one commit.",
+    )
     timezone: ZoneInfo = Field(
         default=ZoneInfo("UTC"),
         description="IANA time zone of report days and budget periods "

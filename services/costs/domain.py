@@ -10,11 +10,23 @@ up). Savings are booked next to the cost, by kind:
 
 A cache hit books only the cache saving. Budget periods are calendar days and months
 in the ledger's time zone.
+
+Budgets hold under concurrency: CheckBudget reserves a request's worst-case cost in
+the same store transaction that reads every budget of the caller's chain of scopes
+(global, tenant, tenant+service, tenant+user) with its spend and live reservations,
+so N concurrent checks can never together pass a hard budget. Record settles the
+reservation (its spend replaces it, at actual cost); a reservation that no Record
+settles stops counting when it expires. Alerts fire in the transaction that books
+the spend crossing a threshold, once per budget, period and threshold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -22,20 +34,38 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from services.core.clock import Clock
+from services.costs.alerts import AlertHub, AlertWatch
+from services.costs.batching import GroupCommit
 from services.costs.ports import (
+    Alert,
+    Booking,
     Budget,
     BudgetPeriod,
     BudgetScope,
+    BudgetUsage,
     CacheStatus,
     LedgerEntry,
     LedgerStore,
     LedgerSummary,
+    PendingEntry,
+    Period,
     ReportQuery,
+    ReservationRequest,
     ScopeKind,
 )
-from services.costs.pricing import PricingTable, TokenUsage, UnknownModelError
+from services.costs.pricing import (
+    PricingTable,
+    TokenUsage,
+    UnknownModelError,
+    compute_cost_micros,
+)
 
 DEFAULT_ALERT_THRESHOLDS_PERCENT = (50, 75, 90, 100)
+DEFAULT_RESERVATION_TTL = timedelta(minutes=15)
+DEFAULT_MAX_BATCH = 512
+# Expired reservations no longer count; they are deleted at most this often.
+_PURGE_INTERVAL = timedelta(minutes=1)
+_MAX_CACHED_DAYS = 64
 
 _log = structlog.get_logger("tollgate.costs")
 
@@ -62,16 +92,22 @@ class UsageRecord:
     batch: bool
     cache_status: CacheStatus
     occurred_at: datetime | None
+    reservation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RecordResult:
-    """What was booked under a request id; ``duplicate`` if booked before."""
+    """What was booked under a request id; ``duplicate`` if booked before.
+
+    Attributes:
+        reservation_settled: this call released the record's live reservation.
+    """
 
     cost_micros: int
     saved_micros: int
     currency_code: str
     duplicate: bool
+    reservation_settled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +132,19 @@ class BudgetDecision(enum.Enum):
 
     ALLOW = "allow"
     DENY = "deny"
+    DOWNGRADE = "downgrade"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRequest:
+    """A request about to be sent upstream, to check against the budgets."""
+
+    request_id: str
+    caller: Caller
+    model: str
+    input_tokens: int
+    max_output_tokens: int
+    batch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,18 +152,33 @@ class BudgetVerdict:
     """A budget check's decision.
 
     Attributes:
-        worst_case_cost_micros: the request's cost if it uses all its tokens.
-        remaining_micros: micro-dollars left in the tightest budget after this
-            request (without it on a denial), never below 0; 0 without budgets.
-        exceeded_budget: on a denial, the hard budget that refused.
+        worst_case_cost_micros: the cost reserved (allow, downgrade) or refused
+            (deny): every input token uncached and every output token used.
+        remaining_micros: micro-dollars left in the tightest budget of the caller
+            after this reservation (on a denial: before it), never below 0; 0
+            without budgets.
+        model: the model the reservation is for; on DOWNGRADE the cheaper one.
+        reservation_id: the reservation to settle with Record; empty when nothing
+            is reserved (a denial, or no hard budget applies).
+        reservation_expires_at: when an unsettled reservation stops counting.
+        exceeded_budget: on a denial or downgrade, the hard budget that refused the
+            requested model.
         resets_at: on a denial, when that budget's period ends.
     """
 
     decision: BudgetDecision
     worst_case_cost_micros: int
     remaining_micros: int
+    model: str
+    reservation_id: str = ""
+    reservation_expires_at: datetime | None = None
     exceeded_budget: Budget | None = None
     resets_at: datetime | None = None
+
+    @property
+    def reserve_micros(self) -> int:
+        """What the store reserves for this verdict."""
+        return self.worst_case_cost_micros if self.reservation_id else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,96 +190,145 @@ class _Amounts:
 
 
 class CostLedger:
-    """Books usage at model prices, checks budgets and reports spend."""
+    """Books usage at model prices, holds budgets, fires alerts and reports spend.
+
+    Concurrent records, and concurrent budget checks, are each grouped into one
+    store transaction (group commit); every call returns once durably committed.
+    Call :meth:`close` to flush what is in flight.
+    """
 
     def __init__(
-        self, store: LedgerStore, pricing: PricingTable, clock: Clock, zone: ZoneInfo
+        self,
+        store: LedgerStore,
+        pricing: PricingTable,
+        clock: Clock,
+        zone: ZoneInfo,
+        *,
+        reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        hub: AlertHub | None = None,
     ) -> None:
         self._store = store
         self._pricing = pricing
         self._clock = clock
         self._zone = zone
+        self._reservation_ttl = reservation_ttl
+        self._hub = hub or AlertHub()
+        self._bookings: GroupCommit[PendingEntry, Booking] = GroupCommit(
+            self._book, max_batch
+        )
+        self._reservations: GroupCommit[
+            ReservationRequest[BudgetVerdict], BudgetVerdict
+        ] = GroupCommit(store.reserve, max_batch)
+        self._next_purge: datetime | None = None
+        # Budget periods of recent local days: every record needs those of its day.
+        self._periods_by_day: dict[date, Mapping[BudgetPeriod, Period]] = {}
 
     async def record(self, record: UsageRecord) -> RecordResult:
         """Book ``record`` once per request id; a replay returns the first booking.
+
+        The reservation ``record.reservation_id``, if live, is released: the
+        booked cost takes its place in every budget.
 
         Raises:
             UnknownModelError: ``record.model`` has no price at ``occurred_at``.
         """
         occurred_at = record.occurred_at or self._now()
         amounts = self._amounts(record, occurred_at)
-        booking = await self._store.add_entry(
-            LedgerEntry(
-                request_id=record.request_id,
-                tenant_id=record.caller.tenant_id,
-                service=record.caller.service,
-                user_id=record.caller.user_id,
-                model=record.model,
-                requested_model=record.requested_model,
-                deployment=record.deployment,
-                usage=record.usage,
-                batch=record.batch,
-                cache_status=record.cache_status,
-                cost_micros=amounts.cost_micros,
-                cache_saved_micros=amounts.cache_saved_micros,
-                routing_saved_micros=amounts.routing_saved_micros,
-                batch_saved_micros=amounts.batch_saved_micros,
-                currency_code=self._pricing.currency_code,
-                occurred_at=occurred_at,
-                day=self._local_day(occurred_at),
+        entry = LedgerEntry(
+            request_id=record.request_id,
+            tenant_id=record.caller.tenant_id,
+            service=record.caller.service,
+            user_id=record.caller.user_id,
+            model=record.model,
+            requested_model=record.requested_model,
+            deployment=record.deployment,
+            usage=record.usage,
+            batch=record.batch,
+            cache_status=record.cache_status,
+            cost_micros=amounts.cost_micros,
+            cache_saved_micros=amounts.cache_saved_micros,
+            routing_saved_micros=amounts.routing_saved_micros,
+            batch_saved_micros=amounts.batch_saved_micros,
+            currency_code=self._pricing.currency_code,
+            occurred_at=occurred_at,
+            day=self._local_day(occurred_at),
+        )
+        booking = await self._bookings.submit(
+            PendingEntry(
+                entry=entry,
+                reservation_id=record.reservation_id,
+                scopes=scopes_of(record.caller),
+                periods=self._periods(occurred_at),
             )
         )
-        entry = booking.entry
+        booked = booking.entry
         _log.info(
             "usage_recorded",
-            booked_request_id=entry.request_id,
-            tenant=entry.tenant_id,
-            model=entry.model,
-            cost_micros=entry.cost_micros,
-            saved_micros=entry.saved_micros,
+            booked_request_id=booked.request_id,
+            tenant=booked.tenant_id,
+            model=booked.model,
+            cost_micros=booked.cost_micros,
+            saved_micros=booked.saved_micros,
             duplicate=not booking.created,
+            reservation_settled=booking.reservation_settled,
         )
         return RecordResult(
-            cost_micros=entry.cost_micros,
-            saved_micros=entry.saved_micros,
-            currency_code=entry.currency_code,
+            cost_micros=booked.cost_micros,
+            saved_micros=booked.saved_micros,
+            currency_code=booked.currency_code,
             duplicate=not booking.created,
+            reservation_settled=booking.reservation_settled,
         )
 
-    async def check_budget(
-        self, caller: Caller, model: str, input_tokens: int, max_output_tokens: int
-    ) -> BudgetVerdict:
-        """Check a request's worst-case cost against the budgets of its scopes.
+    async def check_budget(self, request: BudgetRequest) -> BudgetVerdict:
+        """Decide on a request and reserve its worst-case cost, atomically.
 
-        Nothing is reserved yet: a request is denied when a hard budget's spend in
-        its current period plus the worst case exceeds the limit.
+        The worst case prices every input token uncached and every output token
+        used (at the batch price for a batch request). It is allowed and reserved
+        when it fits every hard budget of the caller's scopes, counting their spend
+        and live reservations in the current period. Otherwise, if the refusing
+        budget names a ``downgrade_model`` whose worst case is cheaper and fits
+        them all, that is reserved (DOWNGRADE); else DENY, and nothing is reserved.
+        Without a hard budget the request is allowed and nothing is reserved.
 
         Raises:
-            UnknownModelError: ``model`` has no price now.
+            UnknownModelError: ``request.model`` has no price now.
         """
         now = self._now()
-        worst_case = self._pricing.cost_micros(
-            model, TokenUsage(input_tokens, 0, max_output_tokens), at=now, batch=False
+        worst_case = self._worst_case(request.model, request, now)
+        await self._purge_if_due(now)
+        reservation = _Reservation(
+            reservation_id=f"rsv_{uuid.uuid4().hex}",
+            now=now,
+            expires_at=now + self._reservation_ttl,
         )
-        remaining: int | None = None
-        for budget in await self._store.budgets_for(_scopes_of(caller)):
-            start, end = period_bounds(budget.period, now, self._zone)
-            spent = await self._store.spent_micros(budget.scope, start, end)
-            if budget.hard and spent + worst_case > budget.limit_micros:
-                return BudgetVerdict(
-                    decision=BudgetDecision.DENY,
-                    worst_case_cost_micros=worst_case,
-                    remaining_micros=max(0, budget.limit_micros - spent),
-                    exceeded_budget=budget,
-                    resets_at=end,
-                )
-            left = max(0, budget.limit_micros - spent - worst_case)
-            remaining = left if remaining is None else min(remaining, left)
-        return BudgetVerdict(
-            decision=BudgetDecision.ALLOW,
-            worst_case_cost_micros=worst_case,
-            remaining_micros=0 if remaining is None else remaining,
+        verdict = await self._reservations.submit(
+            ReservationRequest(
+                reservation_id=reservation.reservation_id,
+                request_id=request.request_id,
+                tenant_id=request.caller.tenant_id,
+                service=request.caller.service,
+                user_id=request.caller.user_id,
+                model=request.model,
+                scopes=scopes_of(request.caller),
+                periods=self._periods(now),
+                now=now,
+                expires_at=reservation.expires_at,
+                decide=lambda usages: self._decide(
+                    request, reservation, worst_case, usages
+                ),
+            )
         )
+        _log.info(
+            "budget_checked",
+            checked_request_id=request.request_id,
+            tenant=request.caller.tenant_id,
+            decision=verdict.decision.value,
+            worst_case_cost_micros=verdict.worst_case_cost_micros,
+            reservation_id=verdict.reservation_id,
+        )
+        return verdict
 
     async def set_budget(self, budget: Budget) -> BudgetStatus:
         """Create or replace a budget; empty thresholds get the defaults.
@@ -232,8 +345,9 @@ class CostLedger:
             alert_thresholds_percent=thresholds or DEFAULT_ALERT_THRESHOLDS_PERCENT,
         )
         await self._store.put_budget(in_force)
-        start, end = period_bounds(in_force.period, now, self._zone)
-        spent = await self._store.spent_micros(in_force.scope, start, end)
+        spent = await self._store.spent_micros(
+            in_force.scope, period_bounds(in_force.period, now, self._zone)
+        )
         _log.info(
             "budget_set",
             scope=in_force.scope.kind.value,
@@ -259,10 +373,108 @@ class CostLedger:
             currency_code=self._pricing.currency_code,
         )
 
+    async def list_alerts(self, tenant_id: str, since: datetime | None) -> list[Alert]:
+        """Alerts fired at or after ``since`` (all if None), oldest first."""
+        return await self._store.alerts(tenant_id, since)
+
+    @contextlib.contextmanager
+    def watch_alerts(self, tenant_id: str) -> Iterator[AlertWatch]:
+        """Receive alerts as they fire, for the duration of the ``with`` block."""
+        with self._hub.watch(tenant_id) as watch:
+            yield watch
+
+    async def close(self) -> None:
+        """Wait until every record and check in flight is committed."""
+        await self._bookings.wait_idle()
+        await self._reservations.wait_idle()
+
+    async def _book(self, pending: list[PendingEntry]) -> list[Booking]:
+        batch = await self._store.book(pending, thresholds_to_fire, self._now())
+        for alert in batch.alerts:
+            _log.warning(
+                "budget_alert_fired",
+                alert_id=alert.alert_id,
+                scope=alert.budget.scope.kind.value,
+                tenant=alert.budget.scope.tenant_id,
+                period=alert.budget.period.value,
+                threshold_percent=alert.threshold_percent,
+                spent_micros=alert.spent_micros,
+                limit_micros=alert.budget.limit_micros,
+            )
+        self._hub.publish(batch.alerts)
+        return batch.bookings
+
+    def _decide(
+        self,
+        request: BudgetRequest,
+        reservation: _Reservation,
+        worst_case: int,
+        usages: Sequence[BudgetUsage],
+    ) -> BudgetVerdict:
+        hard = [usage for usage in usages if usage.budget.hard]
+        refusing = next((u for u in hard if not _fits(u, worst_case)), None)
+        if refusing is None:
+            return _grant(
+                BudgetDecision.ALLOW, reservation, request.model, worst_case, usages
+            )
+        cheaper_model = refusing.budget.downgrade_model
+        cheaper = self._downgrade_cost(cheaper_model, request, reservation.now)
+        if (
+            cheaper is not None
+            and cheaper < worst_case
+            and all(_fits(usage, cheaper) for usage in hard)
+        ):
+            return replace(
+                _grant(
+                    BudgetDecision.DOWNGRADE,
+                    reservation,
+                    cheaper_model,
+                    cheaper,
+                    usages,
+                ),
+                exceeded_budget=refusing.budget,
+            )
+        return BudgetVerdict(
+            decision=BudgetDecision.DENY,
+            worst_case_cost_micros=worst_case,
+            remaining_micros=_left(refusing, 0),
+            model=request.model,
+            exceeded_budget=refusing.budget,
+            resets_at=refusing.period[1],
+        )
+
+    def _worst_case(self, model: str, request: BudgetRequest, at: datetime) -> int:
+        usage = TokenUsage(request.input_tokens, 0, request.max_output_tokens)
+        return self._pricing.cost_micros(model, usage, at=at, batch=request.batch)
+
+    def _downgrade_cost(
+        self, model: str, request: BudgetRequest, at: datetime
+    ) -> int | None:
+        if not model:
+            return None
+        try:
+            return self._worst_case(model, request, at)
+        except UnknownModelError:
+            # Priced when the budget was set, no longer now: nothing to offer.
+            return None
+
+    async def _purge_if_due(self, now: datetime) -> None:
+        if self._next_purge is not None and now < self._next_purge:
+            return
+        self._next_purge = now + _PURGE_INTERVAL
+        purged = await self._store.purge_expired(now)
+        if purged:
+            _log.info("budget_reservations_expired", count=purged)
+
     def _amounts(self, record: UsageRecord, at: datetime) -> _Amounts:
-        full = self._pricing.cost_micros(record.model, record.usage, at=at, batch=False)
-        cost = self._pricing.cost_micros(
-            record.model, record.usage, at=at, batch=record.batch
+        price = self._pricing.price_at(record.model, at)
+        full = compute_cost_micros(price, record.usage)
+        cost = (
+            compute_cost_micros(
+                price, record.usage, self._pricing.batch_discount_percent
+            )
+            if record.batch
+            else full
         )
         if record.cache_status.is_hit:
             return _Amounts(cost_micros=0, cache_saved_micros=cost)
@@ -273,22 +485,91 @@ class CostLedger:
         )
 
     def _routing_saving(self, record: UsageRecord, at: datetime, cost: int) -> int:
-        if not record.requested_model or record.requested_model == record.model:
+        if (
+            record.requested_model == record.model
+            or record.requested_model not in self._pricing.models
+        ):
+            # "auto", empty or an unpriced name: no requested price to compare.
             return 0
         try:
             requested_cost = self._pricing.cost_micros(
                 record.requested_model, record.usage, at=at, batch=record.batch
             )
         except UnknownModelError:
-            # "auto" or an unpriced name: there is no requested price to compare.
+            # Listed, but not yet priced at ``at``.
             return 0
         return max(0, requested_cost - cost)
+
+    def _periods(self, at: datetime) -> Mapping[BudgetPeriod, Period]:
+        local_day = at.astimezone(self._zone).date()
+        periods = self._periods_by_day.get(local_day)
+        if periods is None:
+            if len(self._periods_by_day) >= _MAX_CACHED_DAYS:
+                self._periods_by_day.clear()
+            periods = {
+                period: period_bounds(period, at, self._zone) for period in BudgetPeriod
+            }
+            self._periods_by_day[local_day] = periods
+        return periods
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)
 
     def _local_day(self, at: datetime) -> str:
         return at.astimezone(self._zone).date().isoformat()
+
+
+def thresholds_to_fire(
+    budget: Budget, spent_micros: int, fired: frozenset[int]
+) -> list[int]:
+    """The alert rule: thresholds reached (spend >= limit x t%) and not yet fired."""
+    return [
+        threshold
+        for threshold in budget.alert_thresholds_percent
+        if threshold not in fired
+        and spent_micros * 100 >= budget.limit_micros * threshold
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reservation:
+    """The id and expiry a check's reservation gets, and when it was decided."""
+
+    reservation_id: str
+    now: datetime
+    expires_at: datetime
+
+
+def _grant(
+    decision: BudgetDecision,
+    reservation: _Reservation,
+    model: str,
+    amount: int,
+    usages: Sequence[BudgetUsage],
+) -> BudgetVerdict:
+    # Only hard budgets refuse, so only they need the amount reserved.
+    reserve = amount > 0 and any(usage.budget.hard for usage in usages)
+    return BudgetVerdict(
+        decision=decision,
+        worst_case_cost_micros=amount,
+        remaining_micros=min((_left(u, amount) for u in usages), default=0),
+        model=model,
+        reservation_id=reservation.reservation_id if reserve else "",
+        reservation_expires_at=reservation.expires_at if reserve else None,
+    )
+
+
+def _fits(usage: BudgetUsage, amount: int) -> bool:
+    return (
+        usage.spent_micros + usage.reserved_micros + amount <= usage.budget.limit_micros
+    )
+
+
+def _left(usage: BudgetUsage, amount: int) -> int:
+    return max(
+        0,
+        usage.budget.limit_micros - usage.spent_micros - usage.reserved_micros - amount,
+    )
 
 
 def divide_half_up(total: int, count: int) -> int:
@@ -316,7 +597,9 @@ def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), zone).astimezone(UTC)
 
 
-def _scopes_of(caller: Caller) -> list[BudgetScope]:
+@functools.lru_cache(maxsize=65_536)
+def scopes_of(caller: Caller) -> tuple[BudgetScope, ...]:
+    """The caller's chain of scopes: global, tenant, and service and user if set."""
     scopes = [
         BudgetScope(ScopeKind.GLOBAL),
         BudgetScope(ScopeKind.TENANT, tenant_id=caller.tenant_id),
@@ -333,4 +616,4 @@ def _scopes_of(caller: Caller) -> list[BudgetScope]:
                 ScopeKind.USER, tenant_id=caller.tenant_id, user_id=caller.user_id
             )
         )
-    return scopes
+    return tuple(scopes)

@@ -110,12 +110,11 @@ class PricingTable(BaseModel):
             UnknownModelError: the model is not listed, or not yet priced at ``at``.
         """
         day = at.astimezone(UTC).date()
-        in_force = [
-            entry for entry in self.models.get(model, ()) if entry.effective_from <= day
-        ]
-        if not in_force:
-            raise UnknownModelError(model, at)
-        return in_force[-1]
+        # Entries are in ascending date order (validated): the last one started.
+        for entry in reversed(self.models.get(model, ())):
+            if entry.effective_from <= day:
+                return entry
+        raise UnknownModelError(model, at)
 
     def cost_micros(
         self, model: str, usage: TokenUsage, *, at: datetime, batch: bool

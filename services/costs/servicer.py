@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import grpc
@@ -13,8 +12,15 @@ from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.costs.v1 import costs_pb2 as costs_pb
 
 from services.core.errors import FieldViolation, InvalidArgumentError
-from services.costs.domain import BudgetDecision, Caller, CostLedger, UsageRecord
+from services.costs.domain import (
+    BudgetDecision,
+    BudgetRequest,
+    Caller,
+    CostLedger,
+    UsageRecord,
+)
 from services.costs.ports import (
+    Alert,
     Budget,
     BudgetPeriod,
     BudgetScope,
@@ -50,6 +56,7 @@ _PERIOD_VALUES = {period: value for value, period in _PERIODS.items()}
 _DECISIONS = {
     BudgetDecision.ALLOW: costs_pb.BUDGET_DECISION_ALLOW,
     BudgetDecision.DENY: costs_pb.BUDGET_DECISION_DENY,
+    BudgetDecision.DOWNGRADE: costs_pb.BUDGET_DECISION_DOWNGRADE,
 }
 
 
@@ -67,6 +74,7 @@ class CostsServicer:
             *_request_id_violations(request.request_id),
             *_required("model", request.model),
             *_usage_violations(request.usage),
+            *_length_violations("budget_reservation_id", request.budget_reservation_id),
         ]
         if request.cache_status not in _CACHE_STATUSES:
             violations.append(FieldViolation("cache_status", "unknown value"))
@@ -85,11 +93,8 @@ class CostsServicer:
             ),
             batch=request.batch,
             cache_status=_CACHE_STATUSES[request.cache_status],
-            occurred_at=(
-                request.occurred_at.ToDatetime(tzinfo=UTC)
-                if request.HasField("occurred_at")
-                else None
-            ),
+            occurred_at=_optional_time(request, "occurred_at"),
+            reservation_id=request.budget_reservation_id,
         )
         with _unknown_model_is_invalid("model"):
             result = await self._ledger.record(record)
@@ -98,12 +103,13 @@ class CostsServicer:
             saved_micros=result.saved_micros,
             currency_code=result.currency_code,
             duplicate=result.duplicate,
+            reservation_settled=result.reservation_settled,
         )
 
     async def CheckBudget(
         self, request: costs_pb.CheckBudgetRequest, context: Context
     ) -> costs_pb.CheckBudgetResponse:
-        """Check the worst-case cost against hard budgets; no reservation yet."""
+        """Reserve the worst-case cost against the caller's budgets, or refuse."""
         violations = [
             *_request_id_violations(request.request_id),
             *_required("model", request.model),
@@ -116,16 +122,25 @@ class CostsServicer:
             raise InvalidArgumentError(violations)
         with _unknown_model_is_invalid("model"):
             verdict = await self._ledger.check_budget(
-                _decode_caller(request.caller),
-                request.model,
-                request.input_tokens,
-                request.max_output_tokens,
+                BudgetRequest(
+                    request_id=request.request_id,
+                    caller=_decode_caller(request.caller),
+                    model=request.model,
+                    input_tokens=request.input_tokens,
+                    max_output_tokens=request.max_output_tokens,
+                    batch=request.batch,
+                )
             )
         response = costs_pb.CheckBudgetResponse(
             decision=_DECISIONS[verdict.decision],
+            reservation_id=verdict.reservation_id,
             worst_case_cost_micros=verdict.worst_case_cost_micros,
             remaining_micros=verdict.remaining_micros,
         )
+        if verdict.decision is BudgetDecision.DOWNGRADE:
+            response.downgrade_model = verdict.model
+        if verdict.reservation_expires_at is not None:
+            response.reservation_expires_at.FromDatetime(verdict.reservation_expires_at)
         if verdict.exceeded_budget is not None:
             response.exceeded_budget.CopyFrom(_encode_budget(verdict.exceeded_budget))
         if verdict.resets_at is not None:
@@ -151,16 +166,8 @@ class CostsServicer:
         self, request: costs_pb.GetReportRequest, context: Context
     ) -> costs_pb.GetReportResponse:
         """Total spend and savings over ``[start_time, end_time)``."""
-        start = (
-            request.start_time.ToDatetime(tzinfo=UTC)
-            if request.HasField("start_time")
-            else None
-        )
-        end = (
-            request.end_time.ToDatetime(tzinfo=UTC)
-            if request.HasField("end_time")
-            else None
-        )
+        start = _optional_time(request, "start_time")
+        end = _optional_time(request, "end_time")
         if start is not None and end is not None and end <= start:
             raise InvalidArgumentError(
                 [FieldViolation("end_time", "must be after start_time")]
@@ -185,20 +192,33 @@ class CostsServicer:
     async def ListAlerts(
         self, request: costs_pb.ListAlertsRequest, context: Context
     ) -> costs_pb.ListAlertsResponse:
-        """List fired alerts: none yet, budget thresholds do not fire alerts."""
-        return costs_pb.ListAlertsResponse()
+        """List fired alerts, oldest first, optionally of one tenant and since."""
+        alerts = await self._ledger.list_alerts(
+            request.tenant_id, _optional_time(request, "since")
+        )
+        return costs_pb.ListAlertsResponse(alerts=[_encode_alert(a) for a in alerts])
 
     async def WatchAlerts(
         self, request: costs_pb.WatchAlertsRequest, context: Context
     ) -> AsyncIterator[costs_pb.WatchAlertsResponse]:
-        """Stream alerts as they fire.
+        """Stream alerts as they fire, after those fired since ``since`` if set.
 
-        No alert fires yet, so the stream stays open and empty until the client
-        cancels it or the server stops.
+        The watch is subscribed before the stored alerts are read, so no alert
+        falls between the two; one present in both is sent once. The stream ends
+        when the client cancels it or the server stops.
         """
-        await asyncio.Event().wait()
-        return
-        yield  # makes this an async generator, the form streaming handlers take
+        with self._ledger.watch_alerts(request.tenant_id) as watch:
+            replayed: set[str] = set()
+            since = _optional_time(request, "since")
+            if since is not None:
+                for alert in await self._ledger.list_alerts(request.tenant_id, since):
+                    replayed.add(alert.alert_id)
+                    yield costs_pb.WatchAlertsResponse(alert=_encode_alert(alert))
+            while True:
+                alert = await watch.next()
+                if alert.alert_id in replayed:
+                    continue
+                yield costs_pb.WatchAlertsResponse(alert=_encode_alert(alert))
 
 
 @contextlib.contextmanager
@@ -212,13 +232,25 @@ def _unknown_model_is_invalid(field: str) -> Iterator[None]:
 def _request_id_violations(request_id: str) -> list[FieldViolation]:
     if not request_id:
         return [FieldViolation("request_id", "is required")]
-    if len(request_id) > _MAX_REQUEST_ID_LENGTH:
+    return _length_violations("request_id", request_id)
+
+
+def _length_violations(field: str, value: str) -> list[FieldViolation]:
+    if len(value) > _MAX_REQUEST_ID_LENGTH:
         return [
             FieldViolation(
-                "request_id", f"must be at most {_MAX_REQUEST_ID_LENGTH} characters"
+                field, f"must be at most {_MAX_REQUEST_ID_LENGTH} characters"
             )
         ]
     return []
+
+
+def _optional_time(message: Any, field: str) -> datetime | None:
+    # Any: every request message with an optional Timestamp field.
+    if not message.HasField(field):
+        return None
+    stamp: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    return stamp
 
 
 def _required(field: str, value: str) -> list[FieldViolation]:
@@ -317,6 +349,18 @@ def _encode_budget(budget: Budget) -> costs_pb.Budget:
         alert_thresholds_percent=budget.alert_thresholds_percent,
         downgrade_model=budget.downgrade_model,
     )
+
+
+def _encode_alert(alert: Alert) -> costs_pb.Alert:
+    encoded = costs_pb.Alert(
+        alert_id=alert.alert_id,
+        budget=_encode_budget(alert.budget),
+        threshold_percent=alert.threshold_percent,
+        spent_micros=alert.spent_micros,
+    )
+    encoded.period_start.FromDatetime(alert.period_start)
+    encoded.fired_at.FromDatetime(alert.fired_at)
+    return encoded
 
 
 def _encode_lines(lines: Sequence[ReportLine]) -> list[costs_pb.ReportLine]:

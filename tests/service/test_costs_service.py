@@ -335,14 +335,101 @@ async def test_unknown_downgrade_model_is_invalid(
     assert field == "budget.downgrade_model"
 
 
-async def test_no_alerts_yet(stub: costs_pb2_grpc.CostsServiceStub) -> None:
-    listed = await stub.ListAlerts(costs_pb.ListAlertsRequest())
+async def test_check_reserves_and_record_settles_over_grpc(
+    stub: costs_pb2_grpc.CostsServiceStub,
+) -> None:
+    await stub.SetBudget(costs_pb.SetBudgetRequest(budget=_tenant_budget(10_000)))
+    check = costs_pb.CheckBudgetRequest(
+        request_id="req-1",
+        caller=ACME,
+        model="gpt-4.1",
+        input_tokens=1000,
+        max_output_tokens=500,
+    )
+
+    reserved = await stub.CheckBudget(check)
+    check.request_id = "req-2"
+    denied = await stub.CheckBudget(check)  # 6000 held + 6000 > 10 000
+    record = _record("req-1", budget_reservation_id=reserved.reservation_id)
+    record.usage.output_tokens = 100
+    settled = await stub.Record(record)  # 2800
+    allowed = await stub.CheckBudget(check)
+
+    assert reserved.decision == costs_pb.BUDGET_DECISION_ALLOW
+    assert reserved.reservation_id
+    assert reserved.reservation_expires_at.ToDatetime(tzinfo=UTC) == START + (
+        timedelta(minutes=15)
+    )
+    assert denied.decision == costs_pb.BUDGET_DECISION_DENY
+    assert (settled.cost_micros, settled.reservation_settled) == (2800, True)
+    assert allowed.decision == costs_pb.BUDGET_DECISION_ALLOW
+    assert allowed.remaining_micros == 1200
+
+
+async def test_over_budget_downgrades_over_grpc(
+    stub: costs_pb2_grpc.CostsServiceStub,
+) -> None:
+    budget = _tenant_budget(2000)  # gpt-4.1 at the batch price: 3000
+    budget.downgrade_model = "gpt-4.1-nano"
+    await stub.SetBudget(costs_pb.SetBudgetRequest(budget=budget))
+
+    verdict = await stub.CheckBudget(
+        costs_pb.CheckBudgetRequest(
+            request_id="req-1",
+            caller=ACME,
+            model="gpt-4.1",
+            input_tokens=1000,
+            max_output_tokens=500,
+            batch=True,
+        )
+    )
+
+    assert verdict.decision == costs_pb.BUDGET_DECISION_DOWNGRADE
+    assert verdict.downgrade_model == "gpt-4.1-nano"
+    assert verdict.worst_case_cost_micros == 150  # (100 + 200) at the batch price
+    assert verdict.reservation_id
+    assert verdict.exceeded_budget.limit_micros == 2000
+
+
+async def test_alerts_are_listed_and_streamed_to_every_watcher(
+    stub: costs_pb2_grpc.CostsServiceStub,
+) -> None:
+    budget = _tenant_budget(10_000)
+    budget.hard = False
+    await stub.SetBudget(costs_pb.SetBudgetRequest(budget=budget))
+    await stub.Record(_record("r1"))  # 6000: 50%
+    watches = [
+        stub.WatchAlerts(costs_pb.WatchAlertsRequest(tenant_id="acme", since=START))
+        for _ in range(3)
+    ]
+    # The replayed 50% alert proves each watch is subscribed before what follows.
+    replayed = [(await watch.read()).alert for watch in watches]
+
+    await stub.Record(_record("r2", output_tokens=100))  # 8800: 75%
+    live = [(await watch.read()).alert for watch in watches]
+    for watch in watches:
+        watch.cancel()
+    listed = await stub.ListAlerts(costs_pb.ListAlertsRequest(tenant_id="acme"))
+    others = await stub.ListAlerts(costs_pb.ListAlertsRequest(tenant_id="globex"))
+
+    assert list(listed.alerts) == [replayed[0], live[0]]
+    assert replayed == [replayed[0]] * 3
+    assert live == [live[0]] * 3
+    assert (replayed[0].threshold_percent, replayed[0].spent_micros) == (50, 6000)
+    assert (live[0].threshold_percent, live[0].spent_micros) == (75, 8800)
+    assert replayed[0].budget.limit_micros == 10_000
+    assert replayed[0].period_start.ToDatetime(tzinfo=UTC) == START
+    assert list(others.alerts) == []
+
+
+async def test_a_watch_without_alerts_stays_open(
+    stub: costs_pb2_grpc.CostsServiceStub,
+) -> None:
     watch = stub.WatchAlerts(costs_pb.WatchAlertsRequest(), timeout=0.2)
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await watch.read()
 
-    assert list(listed.alerts) == []
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -8,15 +9,19 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.core.clock import FakeClock
-from services.costs.adapters.sqlite import MEMORY, SqliteLedgerStore
+from services.costs.adapters.sql import SqlLedgerStore
+from services.costs.adapters.sqlite import MEMORY, open_sqlite_store
 from services.costs.domain import (
     DEFAULT_ALERT_THRESHOLDS_PERCENT,
     BudgetDecision,
+    BudgetRequest,
+    BudgetVerdict,
     Caller,
     CostLedger,
     UsageRecord,
     divide_half_up,
     period_bounds,
+    thresholds_to_fire,
 )
 from services.costs.ports import (
     Budget,
@@ -34,9 +39,12 @@ LATER = START + timedelta(days=1)
 ACME = Caller(tenant_id="acme", service="chat", user_id="u1")
 
 
+TTL = timedelta(minutes=15)
+
+
 @pytest.fixture
-async def store() -> AsyncIterator[SqliteLedgerStore]:
-    store = await SqliteLedgerStore.open(MEMORY)
+async def store() -> AsyncIterator[SqlLedgerStore]:
+    store = await open_sqlite_store(MEMORY)
     yield store
     await store.close()
 
@@ -47,8 +55,26 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def ledger(store: SqliteLedgerStore, clock: FakeClock) -> CostLedger:
-    return CostLedger(store, load_pricing(), clock, ZoneInfo("UTC"))
+async def ledger(store: SqlLedgerStore, clock: FakeClock) -> AsyncIterator[CostLedger]:
+    ledger = CostLedger(
+        store, load_pricing(), clock, ZoneInfo("UTC"), reservation_ttl=TTL
+    )
+    yield ledger
+    await ledger.close()
+
+
+async def _check(
+    ledger: CostLedger,
+    input_tokens: int = 1000,
+    max_output_tokens: int = 500,
+    *,
+    model: str = "gpt-4.1",
+    caller: Caller = ACME,
+    request_id: str = "check",
+) -> BudgetVerdict:
+    return await ledger.check_budget(
+        BudgetRequest(request_id, caller, model, input_tokens, max_output_tokens)
+    )
 
 
 def _record(
@@ -63,6 +89,7 @@ def _record(
     batch: bool = False,
     cache_status: CacheStatus = CacheStatus.MISS,
     occurred_at: datetime | None = None,
+    reservation_id: str = "",
 ) -> UsageRecord:
     return UsageRecord(
         request_id=request_id,
@@ -74,6 +101,7 @@ def _record(
         batch=batch,
         cache_status=cache_status,
         occurred_at=occurred_at,
+        reservation_id=reservation_id,
     )
 
 
@@ -231,7 +259,7 @@ async def test_empty_report(ledger: CostLedger) -> None:
 
 
 async def test_report_days_are_in_the_ledger_zone(
-    store: SqliteLedgerStore, clock: FakeClock
+    store: SqlLedgerStore, clock: FakeClock
 ) -> None:
     ledger = CostLedger(store, load_pricing(), clock, ZoneInfo("America/New_York"))
     await ledger.record(_record("r1", occurred_at=START + timedelta(hours=3)))
@@ -282,6 +310,7 @@ def _budget(
     hard: bool = True,
     period: BudgetPeriod = BudgetPeriod.DAY,
     thresholds: tuple[int, ...] = (),
+    downgrade_model: str = "",
 ) -> Budget:
     scopes = {
         ScopeKind.GLOBAL: BudgetScope(ScopeKind.GLOBAL),
@@ -295,39 +324,101 @@ def _budget(
         limit_micros=limit_micros,
         hard=hard,
         alert_thresholds_percent=thresholds,
-        downgrade_model="",
+        downgrade_model=downgrade_model,
     )
 
 
-async def test_check_without_budgets_allows_with_the_worst_case(
+async def test_check_without_budgets_allows_and_reserves_nothing(
     ledger: CostLedger,
 ) -> None:
-    verdict = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)
+    verdict = await _check(ledger)
 
     assert verdict.decision is BudgetDecision.ALLOW
     assert verdict.worst_case_cost_micros == 6000
     assert verdict.remaining_micros == 0
+    assert verdict.reservation_id == ""
 
 
 @pytest.mark.parametrize(
     "kind", [ScopeKind.GLOBAL, ScopeKind.TENANT, ScopeKind.SERVICE, ScopeKind.USER]
 )
-async def test_hard_budget_of_any_caller_scope_denies_the_overflow(
-    ledger: CostLedger, kind: ScopeKind
+async def test_reservations_of_any_caller_scope_count_until_the_limit(
+    ledger: CostLedger, clock: FakeClock, kind: ScopeKind
 ) -> None:
     await ledger.set_budget(_budget(kind))
     await ledger.record(_record("spent"))  # 6000 of 10 000
 
-    within = await ledger.check_budget(ACME, "gpt-4.1", 500, 250)  # 3000
-    over = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)  # 6000
+    first = await _check(ledger, 500, 250)  # 3000: 9000 with the spend
+    second = await _check(ledger, 500, 250)  # 3000 more would be 12 000
+    small = await _check(ledger, 100, 100)  # 1000: exactly 10 000
 
-    assert within.decision is BudgetDecision.ALLOW
-    assert within.remaining_micros == 1000
-    assert over.decision is BudgetDecision.DENY
-    assert over.exceeded_budget is not None
-    assert over.exceeded_budget.scope.kind is kind
-    assert over.remaining_micros == 4000
-    assert over.resets_at == START + timedelta(days=1)
+    assert first.decision is BudgetDecision.ALLOW
+    assert first.reservation_id.startswith("rsv_")
+    assert first.reservation_expires_at == START + TTL
+    assert first.remaining_micros == 1000
+    assert second.decision is BudgetDecision.DENY
+    assert second.reservation_id == ""
+    assert second.exceeded_budget is not None
+    assert second.exceeded_budget.scope.kind is kind
+    assert second.remaining_micros == 1000
+    assert second.resets_at == START + timedelta(days=1)
+    assert (small.decision, small.remaining_micros) == (BudgetDecision.ALLOW, 0)
+
+
+async def test_record_settles_the_reservation_at_actual_cost(
+    ledger: CostLedger,
+) -> None:
+    await ledger.set_budget(_budget())
+    reserved = await _check(ledger, 1000, 500)  # 6000 reserved of 10 000
+    denied = await _check(ledger, 1000, 500)
+
+    result = await ledger.record(
+        _record("r1", output_tokens=100, reservation_id=reserved.reservation_id)
+    )  # actual 2800
+    replay = await ledger.record(
+        _record("r1", output_tokens=100, reservation_id=reserved.reservation_id)
+    )
+    after = await _check(ledger, 1000, 500)
+
+    assert denied.decision is BudgetDecision.DENY
+    assert (result.cost_micros, result.reservation_settled) == (2800, True)
+    assert (replay.duplicate, replay.reservation_settled) == (True, False)
+    assert after.decision is BudgetDecision.ALLOW  # 2800 + 6000 fit
+    assert after.remaining_micros == 1200
+
+
+async def test_unsettled_reservations_expire(
+    ledger: CostLedger, clock: FakeClock
+) -> None:
+    await ledger.set_budget(_budget())
+    reserved = await _check(ledger)
+    clock.advance(TTL.total_seconds() - 1)
+    still = await _check(ledger)
+    clock.advance(1)
+    expired = await _check(ledger)
+    late = await ledger.record(_record("r1", reservation_id=reserved.reservation_id))
+
+    assert still.decision is BudgetDecision.DENY
+    assert expired.decision is BudgetDecision.ALLOW
+    assert expired.remaining_micros == 4000  # only the new reservation counts
+    assert not late.reservation_settled
+
+
+async def test_over_budget_downgrades_to_a_cheaper_model_that_fits(
+    ledger: CostLedger,
+) -> None:
+    await ledger.set_budget(_budget(limit_micros=8000, downgrade_model="gpt-4.1-mini"))
+    await ledger.record(_record("spent"))  # 6000 of 8000
+
+    verdict = await _check(ledger)  # 6000 at gpt-4.1, 1200 at gpt-4.1-mini
+    too_big = await _check(ledger, 10_000, 5000)  # 12 000 at gpt-4.1-mini
+
+    assert verdict.decision is BudgetDecision.DOWNGRADE
+    assert verdict.model == "gpt-4.1-mini"
+    assert verdict.worst_case_cost_micros == 1200
+    assert verdict.reservation_id
+    assert verdict.remaining_micros == 800
+    assert too_big.decision is BudgetDecision.DENY
 
 
 async def test_soft_budget_and_other_scopes_do_not_deny(ledger: CostLedger) -> None:
@@ -340,10 +431,11 @@ async def test_soft_budget_and_other_scopes_do_not_deny(ledger: CostLedger) -> N
         )
     )
 
-    verdict = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)
+    verdict = await _check(ledger)
 
     assert verdict.decision is BudgetDecision.ALLOW
     assert verdict.remaining_micros == 0
+    assert verdict.reservation_id == ""  # no hard budget: nothing to hold
 
 
 async def test_spend_of_a_past_period_does_not_count(
@@ -353,10 +445,76 @@ async def test_spend_of_a_past_period_does_not_count(
     await ledger.record(_record("yesterday"))
     clock.advance(86_400)
 
-    verdict = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)
+    verdict = await _check(ledger)
 
     assert verdict.decision is BudgetDecision.ALLOW
     assert verdict.remaining_micros == 4000
+
+
+async def test_day_rolls_over_at_local_midnight(
+    store: SqlLedgerStore, clock: FakeClock
+) -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")  # UTC+9: START is 09:00 there
+    ledger = CostLedger(store, load_pricing(), clock, tokyo)
+    await ledger.set_budget(_budget())
+    clock.advance(14.5 * 3600)  # 23:30 in Tokyo
+    await ledger.record(_record("late"))
+
+    before = await _check(ledger)
+    clock.advance(1800)  # 00:00 in Tokyo, 15:00 UTC
+    after = await _check(ledger)
+    await ledger.close()
+
+    assert before.decision is BudgetDecision.DENY
+    assert before.resets_at == START + timedelta(hours=15)
+    assert after.decision is BudgetDecision.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("spent", "fired", "expected"),
+    [
+        (4999, frozenset(), []),
+        (5000, frozenset(), [50]),
+        (9000, frozenset({50}), [75, 90]),
+        (20_000, frozenset({50, 75, 90, 100}), []),
+    ],
+)
+def test_thresholds_fire_once_reached(
+    spent: int, fired: frozenset[int], expected: list[int]
+) -> None:
+    budget = _budget(thresholds=DEFAULT_ALERT_THRESHOLDS_PERCENT)
+
+    assert thresholds_to_fire(budget, spent, fired) == expected
+
+
+async def test_alerts_fire_once_per_threshold_and_period(
+    ledger: CostLedger, clock: FakeClock
+) -> None:
+    await ledger.set_budget(_budget(hard=False))  # 10 000 a day
+    with ledger.watch_alerts("acme") as watch, ledger.watch_alerts("globex") as other:
+        await ledger.record(_record("a", output_tokens=250))  # 4000: none
+        await ledger.record(_record("b", output_tokens=250))  # 8000: 50, 75
+        await ledger.record(_record("c", output_tokens=0))  # 10 000: 90, 100
+        await ledger.record(_record("d"))  # 16 000: nothing new
+        clock.advance(86_400)
+        await ledger.record(_record("e"))  # a new day: 50 again
+        live = [await watch.next() for _ in range(5)]
+        with pytest.raises(TimeoutError):  # nothing queued for another tenant
+            await asyncio.wait_for(other.next(), timeout=0)
+
+    listed = await ledger.list_alerts("", None)
+    assert [(a.threshold_percent, a.spent_micros) for a in listed] == [
+        (50, 8000),
+        (75, 8000),
+        (90, 10_000),
+        (100, 10_000),
+        (50, 6000),
+    ]
+    assert live == listed
+    assert listed[-1].period_start == START + timedelta(days=1)
+    assert listed[0].fired_at == START
+    assert await ledger.list_alerts("", START + timedelta(days=1)) == listed[-1:]
+    assert await ledger.list_alerts("globex", None) == []
 
 
 async def test_set_budget_replaces_and_reports_spend(ledger: CostLedger) -> None:
@@ -366,7 +524,7 @@ async def test_set_budget_replaces_and_reports_spend(ledger: CostLedger) -> None
     status = await ledger.set_budget(
         _budget(limit_micros=50_000, period=BudgetPeriod.DAY, thresholds=(90, 50, 90))
     )
-    verdict = await ledger.check_budget(ACME, "gpt-4.1", 1000, 500)
+    verdict = await _check(ledger)
 
     assert status.spent_micros == 6000
     assert status.budget.limit_micros == 50_000

@@ -69,16 +69,18 @@ class RecordRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., batch: _Optional[bool] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., budget_reservation_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requested_model: _Optional[str] = ...) -> None: ...
 
 class RecordResponse(_message.Message):
-    __slots__ = ("cost_micros", "saved_micros", "currency_code", "duplicate")
+    __slots__ = ("cost_micros", "saved_micros", "currency_code", "duplicate", "reservation_settled")
     COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_SETTLED_FIELD_NUMBER: _ClassVar[int]
     cost_micros: int
     saved_micros: int
     currency_code: str
     duplicate: bool
-    def __init__(self, cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., currency_code: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    reservation_settled: bool
+    def __init__(self, cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., currency_code: _Optional[str] = ..., duplicate: _Optional[bool] = ..., reservation_settled: _Optional[bool] = ...) -> None: ...
 
 class BudgetScope(_message.Message):
     __slots__ = ("kind", "tenant_id", "service", "user_id")
@@ -109,21 +111,23 @@ class Budget(_message.Message):
     def __init__(self, scope: _Optional[_Union[BudgetScope, _Mapping]] = ..., period: _Optional[_Union[BudgetPeriod, str]] = ..., limit_micros: _Optional[int] = ..., hard: _Optional[bool] = ..., alert_thresholds_percent: _Optional[_Iterable[int]] = ..., downgrade_model: _Optional[str] = ...) -> None: ...
 
 class CheckBudgetRequest(_message.Message):
-    __slots__ = ("request_id", "caller", "model", "input_tokens", "max_output_tokens")
+    __slots__ = ("request_id", "caller", "model", "input_tokens", "max_output_tokens", "batch")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     caller: _common_pb2.Caller
     model: str
     input_tokens: int
     max_output_tokens: int
-    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+    batch: bool
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class CheckBudgetResponse(_message.Message):
-    __slots__ = ("decision", "reservation_id", "worst_case_cost_micros", "exceeded_budget", "remaining_micros", "downgrade_model", "resets_at")
+    __slots__ = ("decision", "reservation_id", "worst_case_cost_micros", "exceeded_budget", "remaining_micros", "downgrade_model", "resets_at", "reservation_expires_at")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     WORST_CASE_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +135,7 @@ class CheckBudgetResponse(_message.Message):
     REMAINING_MICROS_FIELD_NUMBER: _ClassVar[int]
     DOWNGRADE_MODEL_FIELD_NUMBER: _ClassVar[int]
     RESETS_AT_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     decision: BudgetDecision
     reservation_id: str
     worst_case_cost_micros: int
@@ -138,7 +143,8 @@ class CheckBudgetResponse(_message.Message):
     remaining_micros: int
     downgrade_model: str
     resets_at: _timestamp_pb2.Timestamp
-    def __init__(self, decision: _Optional[_Union[BudgetDecision, str]] = ..., reservation_id: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., exceeded_budget: _Optional[_Union[Budget, _Mapping]] = ..., remaining_micros: _Optional[int] = ..., downgrade_model: _Optional[str] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    reservation_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, decision: _Optional[_Union[BudgetDecision, str]] = ..., reservation_id: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., exceeded_budget: _Optional[_Union[Budget, _Mapping]] = ..., remaining_micros: _Optional[int] = ..., downgrade_model: _Optional[str] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reservation_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SetBudgetRequest(_message.Message):
     __slots__ = ("budget",)
@@ -241,10 +247,12 @@ class ListAlertsResponse(_message.Message):
     def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
 
 class WatchAlertsRequest(_message.Message):
-    __slots__ = ("tenant_id",)
+    __slots__ = ("tenant_id", "since")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WatchAlertsResponse(_message.Message):
     __slots__ = ("alert",)
