@@ -9,12 +9,12 @@ from tollgate.costs.v1 import costs_pb2 as costs_pb
 from tollgate.costs.v1 import costs_pb2_grpc
 
 from services.core.clock import Clock, SystemClock
+from services.core.pricing import load_pricing
 from services.core.server import ServiceApp
 from services.costs.adapters.sql import SqlLedgerStore
 from services.costs.adapters.sqlite import open_sqlite_store
 from services.costs.config import CostsSettings
 from services.costs.domain import CostLedger
-from services.costs.pricing import load_pricing
 from services.costs.servicer import CostsServicer
 
 SERVICE_NAME = costs_pb.DESCRIPTOR.services_by_name["CostsService"].full_name

@@ -37,7 +37,8 @@ class CostsSettings(ServerSettings):
     )
     pricing_file: Path | None = Field(
         default=None,
-        description="YAML pricing table replacing the packaged default_pricing.yaml.",
+        description="YAML pricing table replacing the packaged "
+        "services/core/default_pricing.yaml.",
     )
     postgres_dsn: str | None = Field(
         default=None,

@@ -1,6 +1,6 @@
 """The cost ledger: booking usage, budgets and reports, in integer micro-dollars.
 
-Costs follow the one rule of :mod:`services.costs.pricing` (integers, one rounding,
+Costs follow the one rule of :mod:`services.core.pricing` (integers, one rounding,
 up). Savings are booked next to the cost, by kind:
 
 - a cache hit (EXACT or SEMANTIC) costs 0 and saves what the call would have cost;
@@ -34,6 +34,12 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from services.core.clock import Clock
+from services.core.pricing import (
+    PricingTable,
+    TokenUsage,
+    UnknownModelError,
+    compute_cost_micros,
+)
 from services.costs.alerts import AlertHub, AlertWatch
 from services.costs.batching import GroupCommit
 from services.costs.ports import (
@@ -52,12 +58,6 @@ from services.costs.ports import (
     ReportQuery,
     ReservationRequest,
     ScopeKind,
-)
-from services.costs.pricing import (
-    PricingTable,
-    TokenUsage,
-    UnknownModelError,
-    compute_cost_micros,
 )
 
 DEFAULT_ALERT_THRESHOLDS_PERCENT = (50, 75, 90, 100)

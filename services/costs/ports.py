@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from services.costs.pricing import TokenUsage
+from services.core.pricing import TokenUsage
 
 
 class CacheStatus(enum.Enum):

@@ -12,6 +12,7 @@ from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.costs.v1 import costs_pb2 as costs_pb
 
 from services.core.errors import FieldViolation, InvalidArgumentError
+from services.core.pricing import TokenUsage, UnknownModelError
 from services.costs.domain import (
     BudgetDecision,
     BudgetRequest,
@@ -28,7 +29,6 @@ from services.costs.ports import (
     ReportLine,
     ScopeKind,
 )
-from services.costs.pricing import TokenUsage, UnknownModelError
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 

@@ -28,6 +28,7 @@ from tollgate.costs.v1 import costs_pb2 as costs_pb
 from tollgate.costs.v1 import costs_pb2_grpc
 
 from services.core.clock import FakeClock
+from services.core.pricing import TokenUsage, load_pricing
 from services.costs.alerts import AlertWatch
 from services.costs.app import open_store
 from services.costs.config import CostsSettings
@@ -46,7 +47,6 @@ from services.costs.ports import (
     CacheStatus,
     ScopeKind,
 )
-from services.costs.pricing import TokenUsage, load_pricing
 from tests.backends import free_port
 
 pytestmark = pytest.mark.integration

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import structlog
 
 from services.core.errors import BackendUnavailableError
+from services.core.pricing import TokenUsage
 from services.costs.ports import (
     Alert,
     AlertRule,
@@ -52,7 +53,6 @@ from services.costs.ports import (
     ScopeKind,
     alert_id,
 )
-from services.costs.pricing import TokenUsage
 
 # Any: a DB-API connection, sqlite3.Connection or psycopg.Connection, whose
 # libraries type execute() differently.

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.core.clock import FakeClock
+from services.core.pricing import TokenUsage, UnknownModelError, load_pricing
 from services.costs.adapters.sql import SqlLedgerStore
 from services.costs.adapters.sqlite import MEMORY, open_sqlite_store
 from services.costs.domain import (
@@ -31,7 +32,6 @@ from services.costs.ports import (
     ReportLine,
     ScopeKind,
 )
-from services.costs.pricing import TokenUsage, UnknownModelError, load_pricing
 
 # FakeClock's default start.
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from services.costs.pricing import (
+from services.core.pricing import (
     PriceEntry,
     PricingTable,
     TokenUsage,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.core.errors import BackendUnavailableError
+from services.core.pricing import TokenUsage
 from services.costs.adapters.sql import MIGRATION_1, _book, _migrate
 from services.costs.adapters.sqlite import SQLITE, _connect, open_sqlite_store
 from services.costs.domain import thresholds_to_fire
@@ -18,7 +19,6 @@ from services.costs.ports import (
     ReportQuery,
     ScopeKind,
 )
-from services.costs.pricing import TokenUsage
 
 AT = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

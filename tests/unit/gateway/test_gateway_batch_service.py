@@ -26,7 +26,7 @@ from services.core.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-from services.costs.pricing import PricingTable, TokenUsage, load_pricing
+from services.core.pricing import PricingTable, TokenUsage, load_pricing
 from services.gateway.adapters.batch_store import SqliteBatchStore
 from services.gateway.batches import (
     TICKET_ITEM_ID,

@@ -149,7 +149,7 @@ def load_pricing(path: Path | None = None) -> PricingTable:
     """
     if path is None:
         text = (
-            importlib.resources.files("services.costs")
+            importlib.resources.files("services.core")
             .joinpath(_DEFAULT_PRICING_RESOURCE)
             .read_text(encoding="utf-8")
         )
