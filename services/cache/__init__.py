@@ -1,1 +1,1 @@
-"""The cache service: exact (and later semantic) answers without an upstream call."""
+"""The cache service: exact and verified semantic answers without an upstream call."""

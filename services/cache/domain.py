@@ -1,9 +1,12 @@
 """The response cache: canonical keys, store decisions, absolute TTL and statistics.
 
-Only the exact tier exists so far: a request's key is the SHA-256 of its canonical
-form, and an answer is served only to a byte-for-byte identical request of the same
-tenant. The semantic tier (a ``VectorIndex`` port with verification) will sit beside
-the exact store and be consulted after an exact miss.
+Two tiers. The exact tier serves an answer to a byte-for-byte identical canonical
+request of the same tenant. The semantic tier, consulted after an exact miss,
+embeds the user's text and searches a vector index under hard filters (tenant,
+model, instructions hash, parameters hash, embedding version, expiry); of the top
+candidates above the similarity threshold, the most similar one that passes the
+verification guard (:mod:`services.cache.verification`) is served. Only
+single-turn, tool-free requests at or below a configured temperature are eligible.
 """
 
 from __future__ import annotations
@@ -11,13 +14,18 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import structlog
 
+from services.cache.verification import CHECKS, verify
+from services.core.errors import BackendUnavailableError
+
 if TYPE_CHECKING:
-    from services.cache.ports import ExactStore
+    from services.cache.ports import Embedder, ExactStore, VectorIndex
     from services.core.clock import Clock
 
 _log = structlog.get_logger("tollgate.cache")
@@ -31,6 +39,9 @@ DEFAULT_TOP_P = 1.0
 # link in the LRU order. An estimate; what matters is that the bound is deterministic.
 ENTRY_OVERHEAD_BYTES = 256
 SEMANTIC_BACKEND_DISABLED = "disabled"
+# Vectors of recent texts, so that the Store after a Lookup miss does not embed the
+# same text again.
+_VECTOR_MEMO_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,17 +145,57 @@ class StoreResult:
         return self.outcome is StoreOutcome.STORED
 
 
+class LookupStatus(enum.Enum):
+    """Which tier answered, if any."""
+
+    MISS = "miss"
+    EXACT = "exact"
+    SEMANTIC = "semantic"
+
+
 @dataclass(frozen=True, slots=True)
 class LookupResult:
-    """A hit (``entry`` set) or a miss, with the request's key."""
+    """A hit (``entry`` set) or a miss, with the request's key.
+
+    Attributes:
+        key: the request's exact-tier key.
+        entry: the cached entry on a hit.
+        status: which tier answered.
+        similarity: cosine similarity of the served query to the request's; 1 for
+            an exact hit, 0 on a miss.
+        rejected_candidates: semantic candidates above the threshold that failed
+            verification.
+        embedding_seconds: time spent embedding the input (0 if not embedded).
+        search_seconds: time spent searching the vector index (0 if not searched).
+        age_seconds: how long ago the served entry was stored (0 on a miss).
+    """
 
     key: str
     entry: CacheEntry | None
+    status: LookupStatus = LookupStatus.MISS
+    similarity: float = 0.0
+    rejected_candidates: int = 0
+    embedding_seconds: float = 0.0
+    search_seconds: float = 0.0
+    age_seconds: float = 0.0
 
     @property
     def hit(self) -> bool:
         """Whether a cached answer was found."""
         return self.entry is not None
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidateResult:
+    """Entries removed from each tier."""
+
+    exact: int
+    semantic: int
+
+    @property
+    def total(self) -> int:
+        """Entries removed across both tiers."""
+        return self.exact + self.semantic
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +212,13 @@ class CacheStats:
     exact_backend: str
     semantic_entries: int = 0
     semantic_hits: int = 0
+    semantic_stores: int = 0
     verification_rejections: int = 0
+    rejections_by_check: dict[str, int] = field(default_factory=dict)
+    expired_removed: int = 0
+    semantic_errors: int = 0
     semantic_backend: str = SEMANTIC_BACKEND_DISABLED
+    embedding_version: str = ""
 
     @property
     def hit_rate(self) -> float:
@@ -170,6 +226,52 @@ class CacheStats:
         hits = self.exact_hits + self.semantic_hits
         lookups = hits + self.misses
         return hits / lookups if lookups else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticScope:
+    """The hard filters of the semantic tier: a candidate must equal all of them.
+
+    Attributes:
+        tenant_id: the tenant; tenants never share entries.
+        model: the model the request named.
+        instructions_hash: hex SHA-256 of the system prompt.
+        parameters_hash: hex SHA-256 of the sampling parameters and output format.
+        embedding_version: the embedder's version; vectors of different models are
+            never compared.
+    """
+
+    tenant_id: str
+    model: str
+    instructions_hash: str
+    parameters_hash: str
+    embedding_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticCandidate:
+    """A point returned by the vector index, with the query it was stored for."""
+
+    query: str
+    entry: CacheEntry
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticPolicy:
+    """What the semantic tier serves.
+
+    Attributes:
+        similarity_threshold: minimum cosine similarity of a candidate.
+        top_k: how many candidates above the threshold are verified.
+        max_temperature: requests above it are exact-tier only.
+        max_input_chars: longer inputs are exact-tier only.
+    """
+
+    similarity_threshold: float
+    top_k: int = 5
+    max_temperature: float = 1.0
+    max_input_chars: int = 1000
 
 
 def _canonical_float(value: float | None, default: float) -> str:
@@ -207,14 +309,105 @@ def exact_key(request: CacheableRequest) -> str:
     return hashlib.sha256(canonical_request(request)).hexdigest()
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def semantic_scope(request: CacheableRequest, embedding_version: str) -> SemanticScope:
+    """The hard filters of ``request`` for an embedder of ``embedding_version``.
+
+    The parameters hash covers everything but the input that shapes an answer of
+    an eligible request: temperature and top_p (OpenAI's defaults filled in), the
+    output token limit and the response format.
+    """
+    parameters = json.dumps(
+        {
+            "key_schema_version": KEY_SCHEMA_VERSION,
+            "temperature": _canonical_float(request.temperature, DEFAULT_TEMPERATURE),
+            "top_p": _canonical_float(request.top_p, DEFAULT_TOP_P),
+            "max_output_tokens": request.max_output_tokens,
+            "response_format_json": request.response_format_json,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return SemanticScope(
+        tenant_id=request.tenant_id,
+        model=request.model,
+        instructions_hash=_sha256(request.instructions),
+        parameters_hash=_sha256(parameters),
+        embedding_version=embedding_version,
+    )
+
+
+def semantic_ineligibility(
+    request: CacheableRequest, policy: SemanticPolicy
+) -> str | None:
+    """Why ``request`` may not use the semantic tier, or ``None`` if it may."""
+    if request.multi_turn:
+        return "multi_turn"
+    if request.tools_json:
+        return "tools"
+    temperature = (
+        DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
+    )
+    if temperature > policy.max_temperature:
+        return "temperature"
+    if not request.input.strip():
+        return "empty_input"
+    if len(request.input) > policy.max_input_chars:
+        return "long_input"
+    return None
+
+
+class SemanticTier:
+    """The embedder, the vector index and the policy, with a memo of vectors.
+
+    Args:
+        embedder: turns inputs into vectors.
+        index: stores and searches the vectors under hard filters.
+        policy: threshold, top-k and eligibility.
+    """
+
+    def __init__(
+        self, embedder: Embedder, index: VectorIndex, policy: SemanticPolicy
+    ) -> None:
+        self.embedder = embedder
+        self.index = index
+        self.policy = policy
+        self._memo: OrderedDict[str, Sequence[float]] = OrderedDict()
+
+    async def vector(self, text: str) -> Sequence[float]:
+        """The embedding of ``text``, from the memo when it was embedded lately."""
+        vector = self._memo.get(text)
+        if vector is not None:
+            self._memo.move_to_end(text)
+            return vector
+        (vector,) = await self.embedder.embed([text])
+        self._memo[text] = vector
+        if len(self._memo) > _VECTOR_MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return vector
+
+    def forget_vectors(self) -> None:
+        """Drop the remembered vectors, so that the next lookups embed again."""
+        self._memo.clear()
+
+    def scope(self, request: CacheableRequest) -> SemanticScope:
+        """The hard filters of ``request``."""
+        return semantic_scope(request, self.embedder.version)
+
+
 class ResponseCache:
-    """Looks up and stores answers in the exact tier and keeps the counters.
+    """Looks up and stores answers in both tiers and keeps the counters.
 
     Args:
         store: the exact tier's storage.
-        clock: wall time for ``created_at`` and expiry.
+        clock: wall time for ``created_at`` and expiry; monotonic time for the
+            embedding and search timings.
         default_ttl_seconds: lifetime of an entry stored without a TTL.
         max_ttl_seconds: the longest lifetime a caller may ask for.
+        semantic: the semantic tier, or ``None`` for the exact tier only.
     """
 
     def __init__(
@@ -224,31 +417,114 @@ class ResponseCache:
         *,
         default_ttl_seconds: float,
         max_ttl_seconds: float,
+        semantic: SemanticTier | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._default_ttl = default_ttl_seconds
         self._max_ttl = max_ttl_seconds
+        self._semantic = semantic
         self._exact_hits = 0
+        self._semantic_hits = 0
         self._misses = 0
         self._stores = 0
+        self._semantic_stores = 0
         self._evictions = 0
+        self._rejections = dict.fromkeys(CHECKS, 0)
+        self._expired_removed = 0
+        self._semantic_errors = 0
 
-    async def lookup(self, request: CacheableRequest) -> LookupResult:
-        """Find a live answer for ``request``; an expired entry is removed and missed.
+    @property
+    def exact_store(self) -> ExactStore:
+        """The exact tier's storage."""
+        return self._store
 
-        Hits do not extend an entry's lifetime: its TTL is absolute.
+    @property
+    def semantic(self) -> SemanticTier | None:
+        """The semantic tier, if configured."""
+        return self._semantic
+
+    async def lookup(
+        self, request: CacheableRequest, *, allow_semantic: bool = True
+    ) -> LookupResult:
+        """Find a live answer for ``request``: exact tier, then semantic tier.
+
+        An expired exact entry is removed and missed. Hits do not extend an
+        entry's lifetime: its TTL is absolute. The semantic tier is consulted only
+        when ``allow_semantic`` is set and the request is eligible; if it fails,
+        the lookup is a miss rather than an error.
         """
         key = exact_key(request)
+        now = self._clock.now()
         entry = await self._store.get(key)
-        if entry is not None and entry.expires_at <= self._clock.now():
+        if entry is not None and entry.expires_at <= now:
             await self._store.delete(key)
             entry = None
-        if entry is None:
-            self._misses += 1
-        else:
+        if entry is not None:
             self._exact_hits += 1
-        return LookupResult(key=key, entry=entry)
+            return LookupResult(
+                key=key,
+                entry=entry,
+                status=LookupStatus.EXACT,
+                similarity=1.0,
+                age_seconds=max(0.0, now - entry.created_at),
+            )
+        result = LookupResult(key=key, entry=None)
+        semantic = self._semantic
+        if (
+            allow_semantic
+            and semantic is not None
+            and semantic_ineligibility(request, semantic.policy) is None
+        ):
+            try:
+                result = await self._semantic_lookup(semantic, request, key, now)
+            except BackendUnavailableError as error:
+                self._semantic_errors += 1
+                _log.warning("cache_semantic_lookup_failed", reason=error.reason)
+        if result.hit:
+            self._semantic_hits += 1
+        else:
+            self._misses += 1
+        return result
+
+    async def _semantic_lookup(
+        self, semantic: SemanticTier, request: CacheableRequest, key: str, now: float
+    ) -> LookupResult:
+        started = self._clock.monotonic()
+        vector = await semantic.vector(request.input)
+        embedded = self._clock.monotonic()
+        candidates = await semantic.index.search(
+            vector,
+            semantic.scope(request),
+            now=now,
+            limit=semantic.policy.top_k,
+            min_similarity=semantic.policy.similarity_threshold,
+        )
+        searched = self._clock.monotonic()
+        rejected = 0
+        # The index returns the most similar first: the first verified one wins.
+        for candidate in sorted(candidates, key=lambda c: -c.similarity):
+            verdict = verify(request.input, candidate.query)
+            if verdict.ok:
+                return LookupResult(
+                    key=key,
+                    entry=candidate.entry,
+                    status=LookupStatus.SEMANTIC,
+                    similarity=min(1.0, candidate.similarity),
+                    rejected_candidates=rejected,
+                    embedding_seconds=embedded - started,
+                    search_seconds=searched - embedded,
+                    age_seconds=max(0.0, now - candidate.entry.created_at),
+                )
+            rejected += 1
+            self._rejections[verdict.failed_check] += 1
+        return LookupResult(
+            key=key,
+            entry=None,
+            rejected_candidates=rejected,
+            embedding_seconds=embedded - started,
+            search_seconds=searched - embedded,
+        )
 
     async def store(
         self,
@@ -262,29 +538,35 @@ class ResponseCache:
         """Cache ``answer`` for ``request`` unless it must not be served again.
 
         Incomplete or empty answers and answers with tool calls are refused, as is
-        an entry larger than the whole store. ``ttl_seconds`` (default: the
-        service's) is capped at the maximum TTL.
+        an entry larger than the whole exact store. ``ttl_seconds`` (default: the
+        service's) is capped at the maximum TTL. An eligible request is also
+        indexed in the semantic tier; a failure there is logged, and the exact
+        entry stays.
         """
         key = exact_key(request)
         outcome = self._refusal(
             answer, complete=complete, has_tool_calls=has_tool_calls
         )
+        entry: CacheEntry | None = None
         if outcome is None:
-            outcome = await self._put(key, request, answer, ttl_seconds)
+            entry = self._entry(key, request, answer, ttl_seconds)
+            outcome = await self._put(entry)
         if outcome is not StoreOutcome.STORED:
             _log.info("cache_store_refused", outcome=outcome.value)
+        elif entry is not None:
+            await self._index(request, entry)
         return StoreResult(outcome=outcome, key=key)
 
-    async def _put(
+    def _entry(
         self,
         key: str,
         request: CacheableRequest,
         answer: Answer,
         ttl_seconds: float | None,
-    ) -> StoreOutcome:
+    ) -> CacheEntry:
         now = self._clock.now()
         ttl = self._default_ttl if ttl_seconds is None else ttl_seconds
-        entry = CacheEntry(
+        return CacheEntry(
             key=key,
             tenant_id=request.tenant_id,
             request_model=request.model,
@@ -293,12 +575,29 @@ class ResponseCache:
             created_at=now,
             expires_at=now + min(ttl, self._max_ttl),
         )
+
+    async def _put(self, entry: CacheEntry) -> StoreOutcome:
         put = await self._store.put(entry)
         self._evictions += put.evicted
         if not put.stored:
             return StoreOutcome.REFUSED_TOO_LARGE
         self._stores += 1
         return StoreOutcome.STORED
+
+    async def _index(self, request: CacheableRequest, entry: CacheEntry) -> None:
+        semantic = self._semantic
+        if semantic is None or semantic_ineligibility(request, semantic.policy):
+            return
+        try:
+            vector = await semantic.vector(request.input)
+            await semantic.index.upsert(
+                semantic.scope(request), request.input, entry, vector
+            )
+        except BackendUnavailableError as error:
+            self._semantic_errors += 1
+            _log.warning("cache_semantic_store_failed", reason=error.reason)
+            return
+        self._semantic_stores += 1
 
     @staticmethod
     def _refusal(
@@ -313,30 +612,59 @@ class ResponseCache:
             return StoreOutcome.REFUSED_INCOMPLETE
         return None
 
-    async def invalidate_key(self, key: str) -> int:
-        """Remove the entry with ``key``; returns the number removed (0 or 1)."""
-        return self._invalidated("key", int(await self._store.delete(key)))
+    async def invalidate_key(self, key: str) -> InvalidateResult:
+        """Remove the entry with ``key`` from both tiers."""
+        exact = int(await self._store.delete(key))
+        semantic = int(await self._semantic.index.delete(key)) if self._semantic else 0
+        return self._invalidated("key", InvalidateResult(exact, semantic))
 
-    async def invalidate_tenant(self, tenant_id: str) -> int:
-        """Remove every entry of ``tenant_id``; returns the number removed."""
-        return self._invalidated("tenant", await self._store.delete_tenant(tenant_id))
+    async def invalidate_tenant(self, tenant_id: str) -> InvalidateResult:
+        """Remove every entry of ``tenant_id`` from both tiers."""
+        exact = await self._store.delete_tenant(tenant_id)
+        semantic = (
+            await self._semantic.index.delete_tenant(tenant_id) if self._semantic else 0
+        )
+        return self._invalidated("tenant", InvalidateResult(exact, semantic))
 
-    async def invalidate_model(self, model: str) -> int:
+    async def invalidate_model(self, model: str) -> InvalidateResult:
         """Remove every entry requested from or produced by ``model``."""
-        return self._invalidated("model", await self._store.delete_model(model))
+        exact = await self._store.delete_model(model)
+        semantic = (
+            await self._semantic.index.delete_model(model) if self._semantic else 0
+        )
+        return self._invalidated("model", InvalidateResult(exact, semantic))
 
-    async def invalidate_all(self) -> int:
-        """Remove every entry; returns the number removed."""
-        return self._invalidated("all", await self._store.clear())
+    async def invalidate_all(self) -> InvalidateResult:
+        """Remove every entry from both tiers."""
+        exact = await self._store.clear()
+        semantic = await self._semantic.index.clear() if self._semantic else 0
+        return self._invalidated("all", InvalidateResult(exact, semantic))
 
     @staticmethod
-    def _invalidated(scope: str, removed: int) -> int:
-        _log.info("cache_invalidated", scope=scope, removed_entries=removed)
+    def _invalidated(scope: str, result: InvalidateResult) -> InvalidateResult:
+        _log.info(
+            "cache_invalidated",
+            scope=scope,
+            exact_removed=result.exact,
+            semantic_removed=result.semantic,
+        )
+        return result
+
+    async def sweep(self) -> int:
+        """Remove expired entries from both tiers; returns how many went."""
+        now = self._clock.now()
+        removed = await self._store.delete_expired(now)
+        if self._semantic is not None:
+            removed += await self._semantic.index.delete_expired(now)
+        self._expired_removed += removed
+        if removed:
+            _log.info("cache_swept", removed_entries=removed)
         return removed
 
     async def stats(self) -> CacheStats:
-        """The counters since start and the exact tier's current size."""
+        """The counters since start and both tiers' current sizes."""
         usage = await self._store.usage()
+        semantic = self._semantic
         return CacheStats(
             exact_entries=usage.entries,
             exact_bytes=usage.bytes_used,
@@ -344,6 +672,17 @@ class ResponseCache:
             exact_hits=self._exact_hits,
             misses=self._misses,
             stores=self._stores,
-            evictions=self._evictions,
+            evictions=self._evictions + usage.backend_evictions,
             exact_backend=self._store.backend,
+            semantic_entries=await semantic.index.count() if semantic else 0,
+            semantic_hits=self._semantic_hits,
+            semantic_stores=self._semantic_stores,
+            verification_rejections=sum(self._rejections.values()),
+            rejections_by_check={k: v for k, v in self._rejections.items() if v},
+            expired_removed=self._expired_removed,
+            semantic_errors=self._semantic_errors,
+            semantic_backend=(
+                semantic.index.backend if semantic else SEMANTIC_BACKEND_DISABLED
+            ),
+            embedding_version=semantic.embedder.version if semantic else "",
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 import grpc
@@ -14,6 +14,8 @@ from services.cache.domain import (
     Answer,
     CacheableRequest,
     CacheEntry,
+    InvalidateResult,
+    LookupStatus,
     ResponseCache,
     StoreOutcome,
     Usage,
@@ -33,35 +35,52 @@ _STORE_OUTCOMES = {
 }
 
 
-class CacheServicer:
-    """Implements ``tollgate.cache.v1.CacheService`` over a :class:`ResponseCache`."""
+_LOOKUP_STATUSES = {
+    LookupStatus.MISS: common_pb.CACHE_STATUS_MISS,
+    LookupStatus.EXACT: common_pb.CACHE_STATUS_EXACT,
+    LookupStatus.SEMANTIC: common_pb.CACHE_STATUS_SEMANTIC,
+}
 
-    def __init__(self, cache: ResponseCache) -> None:
+
+class CacheServicer:
+    """Implements ``tollgate.cache.v1.CacheService`` over a :class:`ResponseCache`.
+
+    Args:
+        cache: the domain.
+        similarity_threshold: reported by GetStats.
+    """
+
+    def __init__(self, cache: ResponseCache, similarity_threshold: float = 0.0) -> None:
         self._cache = cache
+        self._similarity_threshold = similarity_threshold
 
     async def Lookup(
         self, request: cache_pb.LookupRequest, context: Context
     ) -> cache_pb.LookupResponse:
-        """Find a cached answer; a miss is ``hit=false``.
+        """Find a cached answer: exact tier, then (if allowed) semantic tier.
 
-        Only the exact tier exists, so ``allow_semantic`` changes nothing yet.
+        A miss is ``hit=false``; a semantic hit carries its similarity.
         """
         violations = _request_violations(request.request)
         if violations:
             raise InvalidArgumentError(violations)
         structlog.contextvars.bind_contextvars(tenant=request.request.tenant_id)
-        result = await self._cache.lookup(_decode_request(request.request))
-        if result.entry is None:
-            return cache_pb.LookupResponse(
-                hit=False, status=common_pb.CACHE_STATUS_MISS, key=result.key
-            )
-        return cache_pb.LookupResponse(
-            hit=True,
-            status=common_pb.CACHE_STATUS_EXACT,
-            similarity=1.0,
-            response=_encode_entry(result.entry),
-            key=result.key,
+        result = await self._cache.lookup(
+            _decode_request(request.request), allow_semantic=request.allow_semantic
         )
+        response = cache_pb.LookupResponse(
+            hit=result.hit,
+            status=_LOOKUP_STATUSES[result.status],
+            similarity=result.similarity,
+            key=result.key,
+            rejected_candidates=result.rejected_candidates,
+            embedding_latency_ms=result.embedding_seconds * 1000,
+            search_latency_ms=result.search_seconds * 1000,
+        )
+        if result.entry is not None:
+            response.response.CopyFrom(_encode_entry(result.entry))
+            response.age.FromTimedelta(timedelta(seconds=result.age_seconds))
+        return response
 
     async def Store(
         self, request: cache_pb.StoreRequest, context: Context
@@ -104,6 +123,7 @@ class CacheServicer:
             raise InvalidArgumentError(
                 [FieldViolation(target, "must not be empty (or false for all)")]
             )
+        removed: InvalidateResult
         if target == "key":
             removed = await self._cache.invalidate_key(request.key)
         elif target == "tenant_id":
@@ -112,7 +132,11 @@ class CacheServicer:
             removed = await self._cache.invalidate_model(request.model)
         else:
             removed = await self._cache.invalidate_all()
-        return cache_pb.InvalidateResponse(removed_entries=removed)
+        return cache_pb.InvalidateResponse(
+            removed_entries=removed.total,
+            exact_removed_entries=removed.exact,
+            semantic_removed_entries=removed.semantic,
+        )
 
     async def GetStats(
         self, request: cache_pb.GetStatsRequest, context: Context
@@ -133,6 +157,12 @@ class CacheServicer:
             hit_rate=stats.hit_rate,
             exact_backend=stats.exact_backend,
             semantic_backend=stats.semantic_backend,
+            semantic_stores=stats.semantic_stores,
+            verification_rejections_by_check=stats.rejections_by_check,
+            expired_removed=stats.expired_removed,
+            semantic_errors=stats.semantic_errors,
+            embedding_version=stats.embedding_version,
+            similarity_threshold=self._similarity_threshold,
         )
 
 

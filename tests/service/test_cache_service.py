@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -41,7 +42,13 @@ def clock() -> FakeClock:
 async def stub(
     serve_app: ServeApp, clock: FakeClock
 ) -> AsyncIterator[cache_pb2_grpc.CacheServiceStub]:
-    settings = CacheSettings(port=0, exact_max_bytes=4096, default_ttl_seconds=600)
+    # The exact tier alone; the semantic tier has its own tests.
+    settings = CacheSettings(
+        port=0,
+        exact_max_bytes=4096,
+        default_ttl_seconds=600,
+        semantic_backend="disabled",
+    )
     running = await serve_app(await build_app(settings, clock))
     async with grpc.aio.insecure_channel(running.address) as channel:
         yield cache_pb2_grpc.CacheServiceStub(channel)
@@ -116,7 +123,7 @@ async def test_store_then_lookup_hits_with_identical_usage(
     assert found.response.expires_at.ToSeconds() == created + 600
 
 
-async def test_semantic_lookups_are_served_by_the_exact_tier(
+async def test_semantic_lookups_of_an_identical_request_hit_the_exact_tier(
     stub: cache_pb2_grpc.CacheServiceStub,
 ) -> None:
     await stub.Store(_store_request())
@@ -277,9 +284,15 @@ async def test_stats_after_a_known_sequence(
     assert stats.exact_backend == "memory"
 
 
-async def test_health_reports_serving(serve_app: ServeApp) -> None:
-    running = await serve_app(await build_app(CacheSettings(port=0)))
-    assert running.health.components == {"exact_store": True}
+async def test_health_reports_serving(serve_app: ServeApp, tmp_path: Path) -> None:
+    running = await serve_app(
+        await build_app(CacheSettings(port=0, state_dir=tmp_path))
+    )
+    assert running.health.components == {
+        "exact_store": True,
+        "vector_index": True,
+        "embedder": True,
+    }
     async with grpc.aio.insecure_channel(running.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(

@@ -1,6 +1,6 @@
-"""The in-process exact store: an LRU bounded in bytes.
+"""In-process adapters: the exact LRU bounded in bytes, and a test vector index.
 
-Each entry is accounted at :attr:`CacheEntry.size_bytes`; a put evicts least
+Each exact entry is accounted at :attr:`CacheEntry.size_bytes`; a put evicts least
 recently used entries until the total fits the bound again. All methods run to
 completion without awaiting, so they are atomic on the event loop.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
-from services.cache.domain import CacheEntry
-from services.cache.ports import PutResult, StoreUsage
+from services.cache.domain import CacheEntry, SemanticCandidate, SemanticScope
+from services.cache.ports import PutResult, StoreUsage, Vector
 
 
 class MemoryExactStore:
@@ -64,6 +64,10 @@ class MemoryExactStore:
         """Remove every entry requested from or produced by ``model``."""
         return self._remove_where(lambda entry: entry.produced_by(model))
 
+    async def delete_expired(self, now: float) -> int:
+        """Remove every entry expired at ``now``."""
+        return self._remove_where(lambda entry: entry.expires_at <= now)
+
     async def clear(self) -> int:
         """Remove every entry."""
         removed = len(self._entries)
@@ -83,6 +87,9 @@ class MemoryExactStore:
         """Always true: the store is this process's memory."""
         return True
 
+    async def close(self) -> None:
+        """Nothing to release."""
+
     def _remove(self, key: str) -> bool:
         entry = self._entries.pop(key, None)
         if entry is None:
@@ -95,3 +102,86 @@ class MemoryExactStore:
         for key in keys:
             self._remove(key)
         return len(keys)
+
+
+class MemoryVectorIndex:
+    """A :class:`~services.cache.ports.VectorIndex` scanning a dict, for tests.
+
+    Exact cosine over every point of the scope: the fake of the domain and
+    servicer tests; fine for thousands of points, not for production sizes.
+    """
+
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self._points: dict[str, tuple[SemanticScope, str, CacheEntry, list[float]]] = {}
+
+    async def upsert(
+        self, scope: SemanticScope, query: str, entry: CacheEntry, vector: Vector
+    ) -> None:
+        """Insert or replace the point of ``entry.key``."""
+        self._points[entry.key] = (scope, query, entry, list(vector))
+
+    async def search(
+        self,
+        vector: Vector,
+        scope: SemanticScope,
+        *,
+        now: float,
+        limit: int,
+        min_similarity: float,
+    ) -> list[SemanticCandidate]:
+        """The most similar live points of ``scope``."""
+        found = [
+            SemanticCandidate(query=query, entry=entry, similarity=score)
+            for point_scope, query, entry, stored in self._points.values()
+            if point_scope == scope and entry.expires_at > now
+            for score in (_dot(vector, stored),)
+            if score >= min_similarity
+        ]
+        found.sort(key=lambda candidate: -candidate.similarity)
+        return found[:limit]
+
+    async def delete(self, key: str) -> bool:
+        """Remove the point of ``key``."""
+        return self._points.pop(key, None) is not None
+
+    async def delete_tenant(self, tenant_id: str) -> int:
+        """Remove every point of ``tenant_id``."""
+        return self._delete_where(lambda entry: entry.tenant_id == tenant_id)
+
+    async def delete_model(self, model: str) -> int:
+        """Remove every point requested from or produced by ``model``."""
+        return self._delete_where(lambda entry: entry.produced_by(model))
+
+    async def delete_expired(self, now: float) -> int:
+        """Remove every point expired at ``now``."""
+        return self._delete_where(lambda entry: entry.expires_at <= now)
+
+    async def clear(self) -> int:
+        """Remove every point."""
+        removed = len(self._points)
+        self._points.clear()
+        return removed
+
+    async def count(self) -> int:
+        """Points held."""
+        return len(self._points)
+
+    async def ping(self) -> bool:
+        """Always true."""
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def _delete_where(self, matches: Callable[[CacheEntry], bool]) -> int:
+        keys = [key for key, (_, _, entry, _) in self._points.items() if matches(entry)]
+        for key in keys:
+            del self._points[key]
+        return len(keys)
+
+
+def _dot(a: Vector, b: Vector) -> float:
+    # Both sides are unit vectors, so the dot product is the cosine.
+    return sum(x * y for x, y in zip(a, b, strict=True))

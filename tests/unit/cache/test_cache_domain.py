@@ -173,22 +173,22 @@ async def test_invalidate_by_key_tenant_model_and_all() -> None:
     ]
     for request in requests:
         await _store(cache, request)
-    assert await cache.invalidate_key(exact_key(requests[3])) == 1
-    assert await cache.invalidate_key(exact_key(requests[3])) == 0
-    assert await cache.invalidate_tenant("globex") == 2
+    assert (await cache.invalidate_key(exact_key(requests[3]))).total == 1
+    assert (await cache.invalidate_key(exact_key(requests[3]))).total == 0
+    assert (await cache.invalidate_tenant("globex")).total == 2
     assert not (await cache.lookup(requests[1])).hit
     assert (await cache.lookup(REQUEST)).hit
     await _store(cache, requests[2])
-    assert await cache.invalidate_model("gpt-4.1") == 1
+    assert (await cache.invalidate_model("gpt-4.1")).total == 1
     assert (await cache.lookup(REQUEST)).hit
-    assert await cache.invalidate_all() == 1
+    assert (await cache.invalidate_all()).total == 1
     assert (await cache.stats()).exact_entries == 0
 
 
 async def test_invalidate_by_model_matches_the_reported_model() -> None:
     cache = _cache(FakeClock())
     await _store(cache)
-    assert await cache.invalidate_model(ANSWER.model) == 1
+    assert (await cache.invalidate_model(ANSWER.model)).exact == 1
 
 
 async def test_stats_after_a_known_sequence() -> None:

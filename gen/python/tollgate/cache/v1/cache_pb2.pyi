@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tollgate.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -73,20 +74,26 @@ class LookupRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., request: _Optional[_Union[CacheableRequest, _Mapping]] = ..., allow_semantic: _Optional[bool] = ...) -> None: ...
 
 class LookupResponse(_message.Message):
-    __slots__ = ("hit", "status", "similarity", "response", "key", "rejected_candidates")
+    __slots__ = ("hit", "status", "similarity", "response", "key", "rejected_candidates", "age", "embedding_latency_ms", "search_latency_ms")
     HIT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     REJECTED_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    AGE_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     hit: bool
     status: _common_pb2.CacheStatus
     similarity: float
     response: CachedResponse
     key: str
     rejected_candidates: int
-    def __init__(self, hit: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., response: _Optional[_Union[CachedResponse, _Mapping]] = ..., key: _Optional[str] = ..., rejected_candidates: _Optional[int] = ...) -> None: ...
+    age: _duration_pb2.Duration
+    embedding_latency_ms: float
+    search_latency_ms: float
+    def __init__(self, hit: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., response: _Optional[_Union[CachedResponse, _Mapping]] = ..., key: _Optional[str] = ..., rejected_candidates: _Optional[int] = ..., age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., embedding_latency_ms: _Optional[float] = ..., search_latency_ms: _Optional[float] = ...) -> None: ...
 
 class StoreRequest(_message.Message):
     __slots__ = ("request_id", "request", "response", "ttl", "complete", "has_tool_calls")
@@ -127,17 +134,28 @@ class InvalidateRequest(_message.Message):
     def __init__(self, key: _Optional[str] = ..., tenant_id: _Optional[str] = ..., model: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
 
 class InvalidateResponse(_message.Message):
-    __slots__ = ("removed_entries",)
+    __slots__ = ("removed_entries", "exact_removed_entries", "semantic_removed_entries")
     REMOVED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    EXACT_REMOVED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_REMOVED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     removed_entries: int
-    def __init__(self, removed_entries: _Optional[int] = ...) -> None: ...
+    exact_removed_entries: int
+    semantic_removed_entries: int
+    def __init__(self, removed_entries: _Optional[int] = ..., exact_removed_entries: _Optional[int] = ..., semantic_removed_entries: _Optional[int] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("exact_entries", "exact_bytes", "exact_capacity_bytes", "semantic_entries", "exact_hits", "semantic_hits", "misses", "stores", "evictions", "verification_rejections", "hit_rate", "exact_backend", "semantic_backend")
+    __slots__ = ("exact_entries", "exact_bytes", "exact_capacity_bytes", "semantic_entries", "exact_hits", "semantic_hits", "misses", "stores", "evictions", "verification_rejections", "hit_rate", "exact_backend", "semantic_backend", "semantic_stores", "verification_rejections_by_check", "expired_removed", "semantic_errors", "embedding_version", "similarity_threshold")
+    class VerificationRejectionsByCheckEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     EXACT_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     EXACT_BYTES_FIELD_NUMBER: _ClassVar[int]
     EXACT_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +169,12 @@ class GetStatsResponse(_message.Message):
     HIT_RATE_FIELD_NUMBER: _ClassVar[int]
     EXACT_BACKEND_FIELD_NUMBER: _ClassVar[int]
     SEMANTIC_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_STORES_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_REJECTIONS_BY_CHECK_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     exact_entries: int
     exact_bytes: int
     exact_capacity_bytes: int
@@ -164,4 +188,10 @@ class GetStatsResponse(_message.Message):
     hit_rate: float
     exact_backend: str
     semantic_backend: str
-    def __init__(self, exact_entries: _Optional[int] = ..., exact_bytes: _Optional[int] = ..., exact_capacity_bytes: _Optional[int] = ..., semantic_entries: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., stores: _Optional[int] = ..., evictions: _Optional[int] = ..., verification_rejections: _Optional[int] = ..., hit_rate: _Optional[float] = ..., exact_backend: _Optional[str] = ..., semantic_backend: _Optional[str] = ...) -> None: ...
+    semantic_stores: int
+    verification_rejections_by_check: _containers.ScalarMap[str, int]
+    expired_removed: int
+    semantic_errors: int
+    embedding_version: str
+    similarity_threshold: float
+    def __init__(self, exact_entries: _Optional[int] = ..., exact_bytes: _Optional[int] = ..., exact_capacity_bytes: _Optional[int] = ..., semantic_entries: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., stores: _Optional[int] = ..., evictions: _Optional[int] = ..., verification_rejections: _Optional[int] = ..., hit_rate: _Optional[float] = ..., exact_backend: _Optional[str] = ..., semantic_backend: _Optional[str] = ..., semantic_stores: _Optional[int] = ..., verification_rejections_by_check: _Optional[_Mapping[str, int]] = ..., expired_removed: _Optional[int] = ..., semantic_errors: _Optional[int] = ..., embedding_version: _Optional[str] = ..., similarity_threshold: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,78 @@
+"""The payload of a semantic point, shared by the Qdrant Edge and server adapters.
+
+A point carries everything a hit needs (the answer, its usage and times) and the
+hard-filter fields, so the semantic tier answers without the exact tier: an entry
+evicted from the exact LRU can still be served by meaning until it expires.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services.cache.domain import Answer, CacheEntry, SemanticScope, Usage
+
+# Fields with a payload index: the hard filters, plus what invalidation matches.
+KEYWORD_FIELDS = (
+    "tenant_id",
+    "model",
+    "answer_model",
+    "instructions_hash",
+    "parameters_hash",
+    "embedding_version",
+)
+TENANT_FIELD = "tenant_id"
+EXPIRES_FIELD = "expires_at"
+
+
+def point_id(key: str) -> str:
+    """The point id of an exact key: its first 128 bits as a UUID."""
+    return str(uuid.UUID(hex=key[:32]))
+
+
+def scope_conditions(scope: SemanticScope) -> dict[str, str]:
+    """The keyword fields a candidate must equal."""
+    return {
+        "tenant_id": scope.tenant_id,
+        "model": scope.model,
+        "instructions_hash": scope.instructions_hash,
+        "parameters_hash": scope.parameters_hash,
+        "embedding_version": scope.embedding_version,
+    }
+
+
+def to_payload(scope: SemanticScope, query: str, entry: CacheEntry) -> dict[str, Any]:
+    """The payload of the point of ``entry``."""
+    usage = entry.answer.usage
+    return {
+        **scope_conditions(scope),
+        "answer_model": entry.answer.model,
+        "key": entry.key,
+        "query": query,
+        "output_text": entry.answer.output_text,
+        "input_tokens": usage.input_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "output_tokens": usage.output_tokens,
+        "created_at": entry.created_at,
+        EXPIRES_FIELD: entry.expires_at,
+    }
+
+
+def from_payload(payload: dict[str, Any]) -> tuple[str, CacheEntry]:
+    """The query and the entry a payload was made from."""
+    return str(payload["query"]), CacheEntry(
+        key=str(payload["key"]),
+        tenant_id=str(payload["tenant_id"]),
+        request_model=str(payload["model"]),
+        answer=Answer(
+            output_text=str(payload["output_text"]),
+            model=str(payload["answer_model"]),
+            usage=Usage(
+                input_tokens=int(payload["input_tokens"]),
+                cached_input_tokens=int(payload["cached_input_tokens"]),
+                output_tokens=int(payload["output_tokens"]),
+            ),
+        ),
+        created_at=float(payload["created_at"]),
+        expires_at=float(payload[EXPIRES_FIELD]),
+    )

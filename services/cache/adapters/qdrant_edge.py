@@ -1,0 +1,472 @@
+"""The embedded semantic index: Qdrant Edge (Qdrant's engine) in this process.
+
+Qdrant Edge allows one handle per storage directory, and its ``optimize`` (the HNSW
+build: seconds at 10k points, minutes at 100k) holds the GIL for its whole run, so
+it must never run in the serving process. Searches over unoptimized segments are
+exact scans and slow down as points accumulate (≈30 ms at 100k here). So this
+adapter rebuilds the index in a child process on a copy, and swaps:
+
+1. once ``optimize_after_points`` points were written, the live shard is flushed
+   and its directory copied to the next generation (``shard-000002``); from then on
+   every write is applied to the live shard and also recorded;
+2. a child process (``python -m services.cache.adapters.edge_optimize``, niced,
+   one indexing thread) opens the copy, optimizes it and closes it;
+3. the copy is loaded, the recorded writes are replayed on it, it becomes the live
+   shard and ``CURRENT`` names it; the old generation is closed and deleted.
+
+Every call on a shard runs in one worker thread, in order, so a search never meets
+a half-made swap, and a write is either in the copy or in the replay log.
+
+Storage: with a configured path the index persists across restarts (``CURRENT``
+names the live generation; only one process may open it). Without one, each process
+keeps a private directory under the state directory, removed on close; directories
+left by processes that died are removed at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+from qdrant_edge import (
+    CountRequest,
+    Distance,
+    EdgeConfig,
+    EdgeOptimizersConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    FieldCondition,
+    Filter,
+    HnswIndexConfig,
+    KeywordIndexParams,
+    MatchValue,
+    PayloadSchemaType,
+    Point,
+    Query,
+    QueryRequest,
+    RangeFloat,
+    UpdateOperation,
+)
+
+from services.cache.adapters.points import (
+    EXPIRES_FIELD,
+    KEYWORD_FIELDS,
+    TENANT_FIELD,
+    from_payload,
+    point_id,
+    scope_conditions,
+    to_payload,
+)
+from services.cache.domain import CacheEntry, SemanticCandidate, SemanticScope
+from services.cache.ports import Vector
+from services.core.errors import BackendUnavailableError
+
+if TYPE_CHECKING:
+    from qdrant_edge import ConditionType
+
+_log = structlog.get_logger("tollgate.cache.qdrant_edge")
+
+T = TypeVar("T")
+Operation = Callable[[], UpdateOperation]
+
+CURRENT_FILE = "CURRENT"
+EPHEMERAL_PREFIX = "semantic-"
+# Segments above this size (KB; a 384-d point is 1.5 KB) get an HNSW graph.
+_INDEXING_THRESHOLD_KB = 2000
+
+
+class IndexLockedError(RuntimeError):
+    """Another process holds the shard directory."""
+
+
+def shard_config(dimension: int) -> EdgeConfig:
+    """The configuration of a new shard of ``dimension``-d cosine vectors."""
+    return EdgeConfig(
+        vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine),
+        # One indexing thread: the child process that builds the graph must leave
+        # the other core to the service.
+        hnsw_config=HnswIndexConfig(
+            m=16, ef_construct=100, full_scan_threshold=10_000, max_indexing_threads=1
+        ),
+        optimizers=EdgeOptimizersConfig(indexing_threshold=_INDEXING_THRESHOLD_KB),
+        # Searches are small; a second search thread would compete with serving.
+        max_search_threads=1,
+    )
+
+
+def _create_shard(path: Path, dimension: int) -> EdgeShard:
+    shard = EdgeShard.create(str(path), shard_config(dimension))
+    shard.update(
+        UpdateOperation.create_field_index(
+            TENANT_FIELD, KeywordIndexParams(is_tenant=True)
+        )
+    )
+    for name in KEYWORD_FIELDS:
+        if name != TENANT_FIELD:
+            shard.update(
+                UpdateOperation.create_field_index(name, PayloadSchemaType.Keyword)
+            )
+    shard.update(
+        UpdateOperation.create_field_index(EXPIRES_FIELD, PayloadSchemaType.Float)
+    )
+    shard.flush()
+    return shard
+
+
+def _load_shard(path: Path) -> EdgeShard:
+    try:
+        return EdgeShard.load(str(path))
+    except Exception as error:  # qdrant_edge raises a bare Exception
+        if "WouldBlock" in str(error):
+            raise IndexLockedError(
+                f"the semantic index {path} is open in another process; give each "
+                "cache process its own path, or use a Qdrant server"
+            ) from error
+        raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_directories(state_dir: Path) -> int:
+    """Remove private index directories of processes that no longer run."""
+    removed = 0
+    if not state_dir.is_dir():
+        return removed
+    for child in state_dir.glob(f"{EPHEMERAL_PREFIX}*"):
+        pid_text = child.name.removeprefix(EPHEMERAL_PREFIX).split("-", 1)[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            shutil.rmtree(child, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _equal(**fields: str) -> list[ConditionType]:
+    return [
+        FieldCondition(key=name, match=MatchValue(value))
+        for name, value in fields.items()
+    ]
+
+
+class QdrantEdgeIndex:
+    """A :class:`~services.cache.ports.VectorIndex` on an in-process Edge shard.
+
+    Use :meth:`open`.
+    """
+
+    backend = "qdrant-edge"
+
+    def __init__(
+        self,
+        root: Path,
+        dimension: int,
+        *,
+        optimize_after_points: int,
+        ephemeral: bool,
+    ) -> None:
+        self._root = root
+        self._dimension = dimension
+        self._optimize_after = optimize_after_points
+        self._ephemeral = ephemeral
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="qdrant-edge")
+        self._shard: EdgeShard | None = None
+        self._generation = 0
+        self._written = 0
+        # Writes made while a copy is being optimized, to replay on the copy.
+        self._replay: list[Operation] | None = None
+        self._optimizer: asyncio.Task[bool] | None = None
+        self.optimizations = 0
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        dimension: int,
+        state_dir: Path,
+        path: Path | None = None,
+        optimize_after_points: int = 5000,
+    ) -> QdrantEdgeIndex:
+        """Open the persistent index at ``path``, or a private one in ``state_dir``.
+
+        Raises:
+            IndexLockedError: another process has ``path`` open.
+        """
+        if path is None:
+            name = f"{EPHEMERAL_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+            root, ephemeral = state_dir / name, True
+        else:
+            root, ephemeral = path, False
+        index = cls(
+            root,
+            dimension,
+            optimize_after_points=optimize_after_points,
+            ephemeral=ephemeral,
+        )
+        await asyncio.get_running_loop().run_in_executor(
+            index._executor, index._open_sync
+        )
+        return index
+
+    def _generation_path(self, generation: int) -> Path:
+        return self._root / f"shard-{generation:06d}"
+
+    def _open_sync(self) -> None:
+        if self._ephemeral:
+            remove_stale_directories(self._root.parent)
+        self._root.mkdir(parents=True, exist_ok=True)
+        current = self._root / CURRENT_FILE
+        if current.exists():
+            self._generation = int(current.read_text().strip())
+            self._shard = _load_shard(self._generation_path(self._generation))
+        else:
+            self._generation = 1
+            self._shard = _create_shard(
+                self._generation_path(self._generation), self._dimension
+            )
+            self._write_current()
+        # A crash during an optimization leaves a half-made next generation.
+        for child in self._root.glob("shard-*"):
+            if child != self._generation_path(self._generation):
+                shutil.rmtree(child, ignore_errors=True)
+
+    def _write_current(self) -> None:
+        temporary = self._root / f"{CURRENT_FILE}.tmp"
+        temporary.write_text(f"{self._generation}\n")
+        temporary.replace(self._root / CURRENT_FILE)
+
+    @property
+    def _live(self) -> EdgeShard:
+        if self._shard is None:
+            raise BackendUnavailableError("the semantic index is closed")
+        return self._shard
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, work)
+        except BackendUnavailableError:
+            raise
+        except Exception as error:  # qdrant_edge raises a bare Exception
+            raise BackendUnavailableError(
+                f"qdrant edge failed: {type(error).__name__}",
+                reason="SEMANTIC_INDEX_UNAVAILABLE",
+            ) from error
+
+    def _apply(self, operation: Operation) -> None:
+        self._live.update(operation())
+        if self._replay is not None:
+            self._replay.append(operation)
+
+    def _count(self, condition: Filter | None = None) -> int:
+        return int(self._live.count(CountRequest(exact=True, filter=condition)))
+
+    def _delete_counted(self, condition: Filter) -> int:
+        removed = self._count(condition)
+        if removed:
+            self._apply(lambda: UpdateOperation.delete_points_by_filter(condition))
+        return removed
+
+    async def upsert(
+        self, scope: SemanticScope, query: str, entry: CacheEntry, vector: Vector
+    ) -> None:
+        """Insert or replace the point of ``entry.key``; may start an optimization."""
+        payload = to_payload(scope, query, entry)
+        point = Point(point_id(entry.key), list(vector), payload)
+        await self._call(
+            lambda: self._apply(lambda: UpdateOperation.upsert_points([point]))
+        )
+        self._written += 1
+        if self._written >= self._optimize_after and not self.optimizing:
+            self._written = 0
+            self._optimizer = asyncio.create_task(self._optimize())
+
+    async def search(
+        self,
+        vector: Vector,
+        scope: SemanticScope,
+        *,
+        now: float,
+        limit: int,
+        min_similarity: float,
+    ) -> list[SemanticCandidate]:
+        """The most similar live points of ``scope``, under hard filters."""
+        condition = Filter(
+            must=[
+                *_equal(**scope_conditions(scope)),
+                FieldCondition(key=EXPIRES_FIELD, range=RangeFloat(gt=now)),
+            ]
+        )
+        request = QueryRequest(
+            limit=limit,
+            query=Query.Nearest(list(vector)),
+            filter=condition,
+            with_payload=True,
+            score_threshold=min_similarity,
+        )
+        points = await self._call(lambda: self._live.query(request))
+        candidates = []
+        for point in points:
+            query, entry = from_payload(dict(point.payload or {}))
+            candidates.append(
+                SemanticCandidate(query=query, entry=entry, similarity=point.score)
+            )
+        return candidates
+
+    async def delete(self, key: str) -> bool:
+        """Remove the point of ``key``."""
+        identifier = point_id(key)
+
+        def work() -> bool:
+            if not self._live.retrieve([identifier], False, False):
+                return False
+            self._apply(lambda: UpdateOperation.delete_points([identifier]))
+            return True
+
+        return await self._call(work)
+
+    async def delete_tenant(self, tenant_id: str) -> int:
+        """Remove every point of ``tenant_id``."""
+        return await self._call(
+            lambda: self._delete_counted(Filter(must=_equal(tenant_id=tenant_id)))
+        )
+
+    async def delete_model(self, model: str) -> int:
+        """Remove every point requested from or produced by ``model``."""
+        condition = Filter(
+            should=[
+                FieldCondition(key="model", match=MatchValue(model)),
+                FieldCondition(key="answer_model", match=MatchValue(model)),
+            ]
+        )
+        return await self._call(lambda: self._delete_counted(condition))
+
+    async def delete_expired(self, now: float) -> int:
+        """Remove every point whose ``expires_at`` is at or before ``now``."""
+        condition = Filter(
+            must=[FieldCondition(key=EXPIRES_FIELD, range=RangeFloat(lte=now))]
+        )
+        return await self._call(lambda: self._delete_counted(condition))
+
+    async def clear(self) -> int:
+        """Remove every point."""
+        return await self._call(lambda: self._delete_counted(Filter()))
+
+    async def count(self) -> int:
+        """Points in the live shard."""
+        return await self._call(self._count)
+
+    async def ping(self) -> bool:
+        """Whether the shard answers a count."""
+        try:
+            await self.count()
+        except BackendUnavailableError:
+            return False
+        return True
+
+    @property
+    def optimizing(self) -> bool:
+        """Whether an optimization is under way."""
+        return self._optimizer is not None and not self._optimizer.done()
+
+    async def optimize(self) -> bool:
+        """Optimize now, or wait for the optimization under way.
+
+        Returns whether a new generation was swapped in.
+        """
+        if not self.optimizing:
+            self._optimizer = asyncio.create_task(self._optimize())
+        assert self._optimizer is not None
+        return await self._optimizer
+
+    async def _optimize(self) -> bool:
+        target = await self._call(self._snapshot)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.cache.adapters.edge_optimize",
+                str(target),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                _, stderr = await process.communicate()
+            except asyncio.CancelledError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+                raise
+            if process.returncode != 0:
+                _log.error(
+                    "semantic_index_optimize_failed",
+                    returncode=process.returncode,
+                    stderr=stderr.decode(errors="replace")[-500:],
+                )
+                await self._call(lambda: self._abandon(target))
+                return False
+            await self._call(lambda: self._swap(target))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._call(lambda: self._abandon(target))
+            raise
+        self.optimizations += 1
+        _log.info("semantic_index_optimized", generation=self._generation)
+        return True
+
+    def _snapshot(self) -> Path:
+        self._live.flush()
+        target = self._generation_path(self._generation + 1)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(self._generation_path(self._generation), target)
+        self._replay = []
+        return target
+
+    def _abandon(self, target: Path) -> None:
+        self._replay = None
+        shutil.rmtree(target, ignore_errors=True)
+
+    def _swap(self, target: Path) -> None:
+        optimized = _load_shard(target)
+        for operation in self._replay or []:
+            optimized.update(operation())
+        old, old_path = self._live, self._generation_path(self._generation)
+        self._shard, self._replay = optimized, None
+        self._generation += 1
+        self._write_current()
+        old.close()
+        shutil.rmtree(old_path, ignore_errors=True)
+
+    async def close(self) -> None:
+        """Stop an optimization, then flush and close; a private index is deleted."""
+        if self._optimizer is not None and not self._optimizer.done():
+            self._optimizer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BackendUnavailableError):
+                await self._optimizer
+
+        def shut() -> None:
+            if self._shard is not None:
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
+            if self._ephemeral:
+                shutil.rmtree(self._root, ignore_errors=True)
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,283 @@
+"""The cache's real backends: Redis, a Qdrant server (local-mode stand-in), Qdrant
+Edge with its background optimization, and the OpenAI embeddings endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import openai
+import pytest
+import redis.asyncio as aioredis
+from qdrant_client import AsyncQdrantClient
+from tollgate.cache.v1 import cache_pb2 as cache_pb
+from tollgate.cache.v1 import cache_pb2_grpc
+from tollgate.common.v1 import common_pb2 as common_pb
+
+from services.cache.adapters.openai_embedder import OpenAIEmbedder
+from services.cache.adapters.qdrant_edge import IndexLockedError, QdrantEdgeIndex
+from services.cache.adapters.qdrant_server import QdrantServerIndex
+from services.cache.adapters.redis_store import RedisExactStore
+from services.cache.app import build_app
+from services.cache.config import CacheSettings
+from services.cache.domain import (
+    Answer,
+    CacheableRequest,
+    CacheEntry,
+    SemanticScope,
+    Usage,
+    exact_key,
+)
+from services.cache.ports import VectorIndex
+from services.core.errors import BackendUnavailableError
+from services.simulator.app import RunningSimulator, start_simulator
+from services.simulator.config import SimulatorSettings
+from tests.backends import RedisServer
+from tests.conftest import ServeApp
+from tests.grpc_helpers import error_details
+
+pytestmark = pytest.mark.integration
+
+SCOPE = SemanticScope("acme", "gpt-4.1-mini", "i" * 64, "p" * 64, "v1")
+
+
+def _entry(text: str, *, tenant: str = "acme", expires_at: float = 2e9) -> CacheEntry:
+    request = CacheableRequest(tenant_id=tenant, model="gpt-4.1-mini", input=text)
+    return CacheEntry(
+        key=exact_key(request),
+        tenant_id=tenant,
+        request_model="gpt-4.1-mini",
+        answer=Answer(f"answer to {text}", "gpt-4.1-mini-2025", Usage(5, 1, 2)),
+        created_at=1e9,
+        expires_at=expires_at,
+    )
+
+
+def _unit(*values: float) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in values))
+    return [v / norm for v in values] + [0.0] * (8 - len(values))
+
+
+# -- Redis
+
+
+@pytest.fixture
+async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisExactStore]:
+    store = RedisExactStore.from_url(redis_server.url, f"test:{secrets.token_hex(4)}:")
+    yield store
+    await store.clear()
+    await store.close()
+
+
+async def test_redis_round_trip_and_absolute_expiry(
+    redis_store: RedisExactStore, redis_server: RedisServer
+) -> None:
+    entry = _entry("q", expires_at=time.time() + 60)
+    assert (await redis_store.put(entry)).stored
+    assert await redis_store.get(entry.key) == entry
+    client = aioredis.Redis.from_url(redis_server.url)
+    ttl_ms = await client.pttl(f"{redis_store._prefix}e:{entry.key}")
+    await redis_store.get(entry.key)  # a hit does not renew
+    assert 0 < await client.pttl(f"{redis_store._prefix}e:{entry.key}") <= ttl_ms
+    await client.aclose()
+    usage = await redis_store.usage()
+    assert usage.entries == 1 and usage.bytes_used > 0
+
+
+async def test_redis_invalidation_by_key_tenant_model_and_all(
+    redis_store: RedisExactStore,
+) -> None:
+    entries = [_entry("a"), _entry("b"), _entry("c", tenant="globex")]
+    for entry in entries:
+        await redis_store.put(entry)
+    assert await redis_store.delete(entries[0].key)
+    assert not await redis_store.delete(entries[0].key)
+    assert await redis_store.delete_tenant("acme") == 1
+    assert await redis_store.delete_model("gpt-4.1-mini-2025") == 1  # reported model
+    await redis_store.put(entries[0])
+    assert await redis_store.clear() == 1
+    assert (await redis_store.usage()).entries == 0
+
+
+async def test_redis_outage_is_backend_unavailable(redis_server: RedisServer) -> None:
+    store = RedisExactStore.from_url(redis_server.url, "test:outage:")
+    redis_server.stop()
+    try:
+        with pytest.raises(BackendUnavailableError):
+            await store.get("k")
+        assert not await store.ping()
+    finally:
+        redis_server.start()
+        await store.close()
+
+
+# -- vector indexes, run against both adapters
+
+
+@pytest.fixture(params=["qdrant-edge", "qdrant"])
+async def index(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[VectorIndex]:
+    opened: VectorIndex
+    if request.param == "qdrant":
+        opened = await QdrantServerIndex.open(
+            AsyncQdrantClient(":memory:"), "cache", dimension=8
+        )
+    else:
+        opened = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path)
+    yield opened
+    await opened.close()
+
+
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
+async def test_hard_filters_expiry_and_deletes(index: VectorIndex) -> None:
+    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0))
+    await index.upsert(SCOPE, "q2", _entry("q2", expires_at=100.0), _unit(1, 0.1))
+    other = dataclasses.replace(SCOPE, tenant_id="globex")
+    await index.upsert(other, "q3", _entry("q3", tenant="globex"), _unit(1, 0))
+    found = await index.search(
+        _unit(1, 0), SCOPE, now=200.0, limit=5, min_similarity=0.5
+    )
+    assert [c.query for c in found] == ["q1"]  # q2 expired, q3 another tenant
+    assert found[0].entry == _entry("q1")
+    assert found[0].similarity == pytest.approx(1.0, abs=1e-5)
+    assert not await index.search(
+        _unit(0, 1), SCOPE, now=200.0, limit=5, min_similarity=0.5
+    )
+    assert await index.count() == 3
+    assert await index.delete_expired(200.0) == 1
+    assert await index.delete(_entry("q1").key)
+    assert await index.delete_tenant("globex") == 1
+    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0))
+    assert await index.delete_model("gpt-4.1-mini-2025") == 1
+    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0))
+    assert await index.clear() == 1
+    assert await index.count() == 0
+
+
+async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile(
+    tmp_path: Path,
+) -> None:
+    index = await QdrantEdgeIndex.open(
+        dimension=8, state_dir=tmp_path, optimize_after_points=1_000_000
+    )
+    try:
+        for n in range(300):
+            await index.upsert(SCOPE, f"q{n}", _entry(f"q{n}"), _unit(1, n / 300))
+        optimizing = asyncio.create_task(index.optimize())
+        await asyncio.sleep(0)  # the copy is taken; now write during the build
+        await index.upsert(SCOPE, "late", _entry("late"), _unit(0, 1))
+        assert await index.delete(_entry("q0").key)
+        assert await optimizing
+        assert index.optimizations == 1
+        assert await index.count() == 300
+        found = await index.search(
+            _unit(0, 1), SCOPE, now=0.0, limit=1, min_similarity=0.9
+        )
+        assert [c.query for c in found] == ["late"]
+    finally:
+        await index.close()
+    # The private directory is gone.
+    assert not await asyncio.to_thread(os.listdir, tmp_path)
+
+
+async def test_a_persistent_edge_index_survives_reopening_and_is_exclusive(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "semantic"
+    index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
+    await index.upsert(SCOPE, "q", _entry("q"), _unit(1, 0))
+    with pytest.raises(IndexLockedError):
+        await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
+    await index.close()
+    reopened = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
+    assert await reopened.count() == 1
+    await reopened.close()
+
+
+# -- OpenAI embeddings, against the simulator
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[RunningSimulator]:
+    async with await start_simulator(
+        SimulatorSettings(port=0, latency_ms=0)
+    ) as running:
+        yield running
+
+
+async def test_openai_embeddings_from_the_simulator(
+    simulator: RunningSimulator,
+) -> None:
+    client = openai.AsyncOpenAI(base_url=simulator.base_url, api_key="sk-test")
+    embedder = OpenAIEmbedder(client, "text-embedding-3-small", 64)
+    try:
+        first, second, again = await asyncio.gather(
+            embedder.embed(["hello"]),
+            embedder.embed(["world"]),
+            embedder.embed(["hello"]),
+        )
+        assert len(first[0]) == 64
+        assert sum(x * x for x in first[0]) == pytest.approx(1.0)
+        assert first == again and first != second
+        assert embedder.version == "openai:text-embedding-3-small:64"
+        assert await embedder.ping()
+    finally:
+        await embedder.close()
+
+
+async def test_openai_embedding_failure_is_backend_unavailable() -> None:
+    client = openai.AsyncOpenAI(
+        base_url="http://127.0.0.1:9/v1", api_key="sk-test", max_retries=0, timeout=1
+    )
+    embedder = OpenAIEmbedder(client, "text-embedding-3-small", 64)
+    with pytest.raises(BackendUnavailableError):
+        await embedder.embed(["hello"])
+    assert not await embedder.ping()
+    await embedder.close()
+
+
+# -- the service on Redis
+
+
+async def test_the_service_on_redis_serves_hits_and_is_unavailable_without_it(
+    serve_app: ServeApp, redis_server: RedisServer
+) -> None:
+    settings = CacheSettings(
+        port=0,
+        exact_backend="redis",
+        redis_url=redis_server.url,
+        redis_key_prefix=f"test:{secrets.token_hex(4)}:",
+        semantic_backend="disabled",
+    )
+    running = await serve_app(await build_app(settings))
+    request = cache_pb.CacheableRequest(tenant_id="acme", model="m", input="q")
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        stub = cache_pb2_grpc.CacheServiceStub(channel)
+        await stub.Store(
+            cache_pb.StoreRequest(
+                request=request,
+                response=cache_pb.CachedResponse(output_text="a"),
+                complete=True,
+            )
+        )
+        found = await stub.Lookup(cache_pb.LookupRequest(request=request))
+        assert (found.hit, found.status) == (True, common_pb.CACHE_STATUS_EXACT)
+        stats = await stub.GetStats(cache_pb.GetStatsRequest())
+        assert (stats.exact_backend, stats.exact_entries) == ("redis", 1)
+        redis_server.stop()
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.Lookup(cache_pb.LookupRequest(request=request))
+        finally:
+            redis_server.start()
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    info = error_details(raised.value)["google.rpc.ErrorInfo"]
+    assert (info.reason, info.domain) == ("EXACT_STORE_UNAVAILABLE", "cache.tollgate")

@@ -1,0 +1,109 @@
+"""The semantic tier over gRPC as `tollgate dev` runs it: MiniLM and Qdrant Edge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from tollgate.cache.v1 import cache_pb2 as cache_pb
+from tollgate.cache.v1 import cache_pb2_grpc
+from tollgate.common.v1 import common_pb2 as common_pb
+
+from services.cache.app import build_app
+from services.cache.config import CacheSettings
+from services.core.clock import FakeClock
+from tests.conftest import ServeApp
+
+
+def _request(text: str, tenant: str = "acme") -> cache_pb.CacheableRequest:
+    return cache_pb.CacheableRequest(
+        tenant_id=tenant, model="gpt-4.1-mini", input=text, temperature=0.0
+    )
+
+
+@pytest.fixture
+async def stub(
+    serve_app: ServeApp, tmp_path: Path
+) -> AsyncIterator[cache_pb2_grpc.CacheServiceStub]:
+    clock = FakeClock()
+    running = await serve_app(
+        await build_app(CacheSettings(port=0, state_dir=tmp_path), clock)
+    )
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        yield cache_pb2_grpc.CacheServiceStub(channel)
+
+
+async def _store(stub: cache_pb2_grpc.CacheServiceStub, text: str, tenant: str) -> None:
+    reply = await stub.Store(
+        cache_pb.StoreRequest(
+            request=_request(text, tenant),
+            response=cache_pb.CachedResponse(output_text=f"answer for {tenant}"),
+            complete=True,
+        )
+    )
+    assert reply.stored
+
+
+async def _lookup(
+    stub: cache_pb2_grpc.CacheServiceStub, text: str, tenant: str = "acme"
+) -> cache_pb.LookupResponse:
+    reply: cache_pb.LookupResponse = await stub.Lookup(
+        cache_pb.LookupRequest(request=_request(text, tenant), allow_semantic=True)
+    )
+    return reply
+
+
+async def test_a_paraphrase_is_a_semantic_hit_with_similarity_and_age(
+    stub: cache_pb2_grpc.CacheServiceStub,
+) -> None:
+    await _store(stub, "How do I reset my password?", "acme")
+    found = await _lookup(stub, "I forgot my password, how do I change it?")
+    assert (found.hit, found.status) == (True, common_pb.CACHE_STATUS_SEMANTIC)
+    assert 0.79 <= found.similarity < 1.0
+    assert found.response.output_text == "answer for acme"
+    assert found.age.ToTimedelta().total_seconds() == 0
+    stats = await stub.GetStats(cache_pb.GetStatsRequest())
+    assert (stats.semantic_hits, stats.semantic_entries) == (1, 1)
+    assert stats.semantic_backend == "qdrant-edge"
+    assert stats.embedding_version.startswith("all-MiniLM-L6-v2-int8@")
+
+
+async def test_a_near_miss_is_rejected_by_verification(
+    stub: cache_pb2_grpc.CacheServiceStub,
+) -> None:
+    await _store(stub, "What is the status of order #48213?", "acme")
+    found = await _lookup(stub, "What is the status of order #48231?")
+    assert (found.hit, found.status) == (False, common_pb.CACHE_STATUS_MISS)
+    assert found.rejected_candidates == 1
+    stats = await stub.GetStats(cache_pb.GetStatsRequest())
+    assert dict(stats.verification_rejections_by_check) == {"numbers": 1}
+
+
+async def test_identical_text_never_crosses_tenants_in_either_tier(
+    stub: cache_pb2_grpc.CacheServiceStub,
+) -> None:
+    text = "How do I reset my password?"
+    await _store(stub, text, "acme")
+    for query in (text, "I forgot my password, how do I change it?"):
+        found = await _lookup(stub, query, tenant="globex")
+        assert (found.hit, found.status) == (False, common_pb.CACHE_STATUS_MISS)
+    await _store(stub, text, "globex")
+    exact = await _lookup(stub, text, tenant="globex")
+    assert exact.response.output_text == "answer for globex"
+    semantic = await _lookup(stub, "I forgot my password, how do I change it?")
+    assert semantic.response.output_text == "answer for acme"
+
+
+async def test_invalidate_reports_both_tiers(
+    stub: cache_pb2_grpc.CacheServiceStub,
+) -> None:
+    await _store(stub, "How do I reset my password?", "acme")
+    reply = await stub.Invalidate(cache_pb.InvalidateRequest(tenant_id="acme"))
+    assert (
+        reply.removed_entries,
+        reply.exact_removed_entries,
+        reply.semantic_removed_entries,
+    ) == (2, 1, 1)
+    assert not (await _lookup(stub, "I forgot my password, how do I change it?")).hit
