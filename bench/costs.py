@@ -173,10 +173,10 @@ async def _in_process(
     """Durable records/s of the ledger itself, called directly."""
     from services.core.clock import SystemClock
     from services.core.logging import configure_logging
+    from services.core.pricing import load_pricing
     from services.costs.app import open_store
     from services.costs.config import CostsSettings
     from services.costs.domain import CostLedger
-    from services.costs.pricing import load_pricing
     from services.costs.servicer import CostsServicer
 
     configure_logging(log_level, service="costs")

@@ -1,4 +1,4 @@
-"""The ``tollgate`` command: dev, serve, ask, simulate."""
+"""The ``tollgate`` command: dev, serve, ask, simulate, certs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ import grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVE_TARGETS = ("gateway", "ratelimit", "cache", "router", "costs")
+from services.core.tls import ClientTls, TlsConfigError, sync_channel
+
+# "all": the five services in one process (services/allinone.py).
+SERVE_TARGETS = ("gateway", "ratelimit", "cache", "router", "costs", "all")
 PRIORITIES = ("critical", "realtime", "standard", "batch", "low")
 
 
@@ -63,16 +66,30 @@ def _dev(args: argparse.Namespace) -> int:
         api_key,
         openai_api_key=openai_settings.api_key,
         openai_base_url=openai_settings.base_url,
+        tls=args.tls,
     )
     gateway = suite.gateway_address
     print("\ntollgate is running:")
     for name, child in suite.processes.items():
         print(f"  {name:<10} 127.0.0.1:{child.port:<6} log: {child.log_path}")
     print(f"  upstream   {suite.upstream_base_url}")
+    print("\nmetrics (Prometheus):")
+    for name, port in suite.ports.items():
+        if name.endswith("_metrics"):
+            service = name.removesuffix("_metrics")
+            print(f"  {service:<10} http://127.0.0.1:{port}/metrics")
     print(f"\ndevelopment API key: {api_key}")
+    tls = suite.client_tls
+    if tls is not None:
+        print(f"\nmutual TLS everywhere; CA and certificates in {tls.ca_file.parent}")
+    grpcurl_tls = (
+        "-plaintext"
+        if tls is None
+        else f"-cacert {tls.ca_file} -cert {tls.cert_file} -key {tls.key_file}"
+    )
     print("\ntry it:")
     print(
-        f"  grpcurl -plaintext -H 'authorization: Bearer {api_key}' "
+        f"  grpcurl {grpcurl_tls} -H 'authorization: Bearer {api_key}' "
         f"""-d '{{"input": "What is a token bucket?"}}' """
         f"{gateway} tollgate.gateway.v1.GatewayService/CreateResponse"
     )
@@ -99,7 +116,11 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    module = importlib.import_module(f"services.{args.service}.__main__")
+    module = importlib.import_module(
+        "services.allinone"
+        if args.service == "all"
+        else f"services.{args.service}.__main__"
+    )
     forwarded = []
     if args.port is not None:
         forwarded += ["--port", str(args.port)]
@@ -113,6 +134,29 @@ def _simulate(args: argparse.Namespace) -> int:
 
     forwarded = [] if args.port is None else ["--port", str(args.port)]
     return simulator_main(forwarded)
+
+
+def _ask_tls(args: argparse.Namespace, state_dir: Path) -> ClientTls | None:
+    """TLS from --ca/--cert/--cert-key, else what `tollgate dev --tls` recorded."""
+    from services.devsuite import load_client_tls
+
+    if args.ca is None:
+        return load_client_tls(state_dir)
+    return ClientTls(args.ca, args.cert, args.cert_key, args.server_name)
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from services.devcerts import SERVICE_NAMES, make_dev_certs
+
+    out: Path = args.out or CliSettings().state_dir / "tls"
+    certs = make_dev_certs(
+        out, args.service or SERVICE_NAMES, extra_names=args.name or [], days=args.days
+    )
+    print(f"development CA and certificates written to {certs.directory}:")
+    for path in sorted(certs.directory.glob("*.pem")):
+        print(f"  {path.name}")
+    print("for development only: the CA key (ca-key.pem) is beside them")
+    return 0
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -137,7 +181,13 @@ def _ask(args: argparse.Namespace) -> int:
         priority=f"PRIORITY_{args.priority.upper()}",
         user_id=args.user or "",
     )
-    with grpc.insecure_channel(args.address or settings.gateway_address) as channel:
+    address = args.address or settings.gateway_address
+    try:
+        channel = sync_channel(address, _ask_tls(args, settings.state_dir))
+    except TlsConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         try:
             reply = stub.CreateResponse(
@@ -166,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="run everything on embedded defaults")
     dev.add_argument("--state-dir", type=Path, help="databases, logs and the dev key")
+    dev.add_argument(
+        "--tls",
+        action="store_true",
+        help="mutual TLS between every service and for clients, with development "
+        "certificates made in <state-dir>/tls",
+    )
     dev.set_defaults(func=_dev)
 
     serve = commands.add_parser("serve", help="run one service")
@@ -181,11 +237,43 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--user", help="the end user id")
     ask.add_argument("--key", help="API key (default: TOLLGATE_API_KEY or the dev key)")
     ask.add_argument("--address", help="gateway host:port")
+    ask.add_argument(
+        "--ca",
+        type=Path,
+        help="CA file to verify the gateway with; turns TLS on (default: what "
+        "`tollgate dev --tls` recorded, else plaintext)",
+    )
+    ask.add_argument("--cert", type=Path, help="client certificate for mutual TLS")
+    ask.add_argument("--cert-key", type=Path, help="private key of --cert")
+    ask.add_argument(
+        "--server-name", help="name to expect in the gateway's certificate"
+    )
     ask.set_defaults(func=_ask)
 
     simulate = commands.add_parser("simulate", help="run the OpenAI simulator")
     simulate.add_argument("--port", type=int)
     simulate.set_defaults(func=_simulate)
+
+    certs = commands.add_parser(
+        "certs", help="make a development CA and certificates for (mutual) TLS"
+    )
+    certs.add_argument(
+        "--out", type=Path, help="directory for the files (default: <state-dir>/tls)"
+    )
+    certs.add_argument(
+        "--service",
+        action="append",
+        help="a server certificate for this name (repeatable; default: the five "
+        "services)",
+    )
+    certs.add_argument(
+        "--name",
+        action="append",
+        help="an extra DNS name or IP address for every server certificate "
+        "(repeatable)",
+    )
+    certs.add_argument("--days", type=int, default=365, help="validity in days")
+    certs.set_defaults(func=_certs)
     return parser
 
 

@@ -21,6 +21,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.core.tls import ClientTls, sync_channel
 from services.gateway.auth import hash_key
 
 SERVICES = ("ratelimit", "cache", "router", "costs", "gateway")
@@ -31,8 +32,16 @@ DEFAULT_PORTS = {
     "router": 50054,
     "costs": 50055,
     "simulator": 8089,
+    # Prometheus endpoints (GET /metrics): each service's gRPC port plus 1000.
+    "gateway_metrics": 51051,
+    "ratelimit_metrics": 51052,
+    "cache_metrics": 51053,
+    "router_metrics": 51054,
+    "costs_metrics": 51055,
 }
 DEV_TENANT = "dev"
+# Where `tollgate dev --tls` records the client side of its TLS for `tollgate ask`.
+CLIENT_TLS_FILE = "client-tls.json"
 
 
 @dataclass
@@ -54,6 +63,8 @@ class Suite:
     ports: dict[str, int]
     upstream_base_url: str
     processes: dict[str, SuiteProcess] = field(default_factory=dict)
+    client_tls: ClientTls | None = None
+    """Mutual TLS of clients of the suite (CA and client certificate), when on."""
 
     @property
     def gateway_address(self) -> str:
@@ -104,6 +115,54 @@ def write_keys_file(state_dir: Path, api_key: str) -> Path:
     return path
 
 
+def save_client_tls(state_dir: Path, tls: ClientTls | None) -> None:
+    """Record (or, with None, forget) the client side of the suite's TLS."""
+    path = state_dir / CLIENT_TLS_FILE
+    if tls is None:
+        path.unlink(missing_ok=True)
+        return
+    files = {
+        "ca_file": tls.ca_file,
+        "cert_file": tls.cert_file,
+        "key_file": tls.key_file,
+    }
+    path.write_text(
+        json.dumps({k: str(v.resolve()) for k, v in files.items() if v}),
+        encoding="utf-8",
+    )
+
+
+def load_client_tls(state_dir: Path) -> ClientTls | None:
+    """The client TLS recorded by :func:`save_client_tls`, or None."""
+    path = state_dir / CLIENT_TLS_FILE
+    if not path.is_file():
+        return None
+    files = json.loads(path.read_text(encoding="utf-8"))
+    return ClientTls(
+        Path(files["ca_file"]),
+        Path(files["cert_file"]) if "cert_file" in files else None,
+        Path(files["key_file"]) if "key_file" in files else None,
+    )
+
+
+def _mtls_env(state_dir: Path) -> tuple[dict[str, str], ClientTls]:
+    """Make (or reuse) dev certificates: every server mutual TLS, every client too."""
+    from services.devcerts import ensure_dev_certs
+
+    certs = ensure_dev_certs(state_dir / "tls", SERVICES)
+    env: dict[str, str] = {}
+    for name in SERVICES:
+        prefix = f"TOLLGATE_{name.upper()}_TLS_"
+        env[f"{prefix}CERT_FILE"] = str(certs.cert_file(name))
+        env[f"{prefix}KEY_FILE"] = str(certs.key_file(name))
+        env[f"{prefix}CLIENT_CA_FILE"] = str(certs.ca_file)
+    # The gateway presents its own certificate to the services it calls.
+    env["TOLLGATE_GATEWAY_DOWNSTREAM_TLS_CA_FILE"] = str(certs.ca_file)
+    env["TOLLGATE_GATEWAY_DOWNSTREAM_TLS_CERT_FILE"] = str(certs.cert_file("gateway"))
+    env["TOLLGATE_GATEWAY_DOWNSTREAM_TLS_KEY_FILE"] = str(certs.key_file("gateway"))
+    return env, certs.client_tls()
+
+
 def _spawn(
     name: str, module: str, port: int, env: dict[str, str], state_dir: Path
 ) -> SuiteProcess:
@@ -130,14 +189,29 @@ def start_suite(
     openai_base_url: str | None = None,
     extra_env: dict[str, str] | None = None,
     base_env: dict[str, str] | None = None,
+    tls: bool = False,
+    all_in_one: bool = False,
 ) -> Suite:
-    """Start the simulator (without an OpenAI key) and the five services."""
+    """Start the simulator (without an OpenAI key) and the five services.
+
+    With ``all_in_one`` the five run in one process (``tollgate serve all``, child
+    "all"), each still on its own port, the gateway calling the others in-process.
+
+    With ``tls``, development certificates are made in ``state_dir/tls`` (see
+    :mod:`services.devcerts`) and every gRPC hop is mutual TLS: clients of the
+    gateway need ``suite.client_tls``, also recorded for ``tollgate ask``.
+    """
     ports = {**DEFAULT_PORTS, **(ports or {})}
     state_dir.mkdir(parents=True, exist_ok=True)
     keys_file = write_keys_file(state_dir, api_key)
     (state_dir / "dev-api-key").write_text(api_key, encoding="utf-8")
     os.chmod(state_dir / "dev-api-key", 0o600)
     env = {**(os.environ if base_env is None else base_env), **(extra_env or {})}
+    client_tls = None
+    if tls:
+        tls_env, client_tls = _mtls_env(state_dir)
+        env.update(tls_env)
+    save_client_tls(state_dir, client_tls)
     use_simulator = not openai_api_key
     upstream = (
         f"http://127.0.0.1:{ports['simulator']}/v1"
@@ -149,12 +223,19 @@ def start_suite(
         api_key=api_key,
         ports=ports,
         upstream_base_url=upstream,
+        client_tls=client_tls,
     )
     # The development key is also the admin key of every service in dev.
     admin_digests = json.dumps([hash_key(api_key)])
     env.update(
         {
             f"TOLLGATE_{name.upper()}_ADMIN_KEY_SHA256S": admin_digests
+            for name in SERVICES
+        }
+    )
+    env.update(
+        {
+            f"TOLLGATE_{name.upper()}_METRICS_PORT": str(ports[f"{name}_metrics"])
             for name in SERVICES
         }
     )
@@ -176,10 +257,17 @@ def start_suite(
             suite.processes["simulator"] = _spawn(
                 "simulator", "services.simulator", ports["simulator"], env, state_dir
             )
-        for name in SERVICES:
-            suite.processes[name] = _spawn(
-                name, f"services.{name}", ports[name], env, state_dir
+        if all_in_one:
+            env.update({f"TOLLGATE_{n.upper()}_PORT": str(ports[n]) for n in SERVICES})
+            # Ready once the gateway is: it starts after the other four.
+            suite.processes["all"] = _spawn(
+                "all", "services.allinone", ports["gateway"], env, state_dir
             )
+        else:
+            for name in SERVICES:
+                suite.processes[name] = _spawn(
+                    name, f"services.{name}", ports[name], env, state_dir
+                )
         wait_until_ready(suite)
     except BaseException:
         suite.stop()
@@ -187,9 +275,11 @@ def start_suite(
     return suite
 
 
-def service_ready(port: int, timeout: float = 1.0) -> bool:
+def service_ready(
+    port: int, timeout: float = 1.0, tls: ClientTls | None = None
+) -> bool:
     """Whether the gRPC service on ``port`` answers SERVING to a health check."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with sync_channel(f"127.0.0.1:{port}", tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
@@ -221,7 +311,7 @@ def wait_until_ready(suite: Suite, timeout: float = 60.0) -> None:
             ready = (
                 _simulator_ready(child.port)
                 if name == "simulator"
-                else service_ready(child.port)
+                else service_ready(child.port, tls=suite.client_tls)
             )
             if ready:
                 break

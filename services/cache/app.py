@@ -178,4 +178,6 @@ def serve_cache(cache: ResponseCache, settings: CacheSettings) -> ServiceApp:
         health_checks=health_checks,
         on_start=on_start,
         on_stop=on_stop,
+        # Dropping cached answers is an operator's act: admin key only.
+        admin_methods=frozenset({f"/{SERVICE_NAME}/Invalidate"}),
     )

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from services.core.logging import configure_logging
 from services.core.server import ServiceApp, serve_until_signal
 from services.core.settings import ServerSettings
 
 SettingsT = TypeVar("SettingsT", bound=ServerSettings)
+T = TypeVar("T")
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed, else on asyncio's own loop.
+
+    uvloop cuts the gateway's CPU per request (docs/performance.md), and gRPC's
+    asyncio API runs on it unchanged.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def run_service(
@@ -37,5 +51,5 @@ def run_service(
         app = await build(settings)
         await serve_until_signal(app, settings)
 
-    asyncio.run(main())
+    run_event_loop(main())
     return 0

@@ -22,7 +22,9 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
 
+from services.core import metrics, tracing
 from services.core.context import (
     REQUEST_ID_HEADER,
     metadata_value,
@@ -35,10 +37,12 @@ from services.core.errors import (
     TollgateError,
     UnauthenticatedError,
     UnimplementedError,
+    status_code,
     to_grpc_status,
 )
 from services.core.health import HealthTracker
 from services.core.settings import ServerSettings
+from services.core.tls import add_port
 from services.core.tokens import count_tokens
 
 _log = structlog.get_logger("tollgate.server")
@@ -101,8 +105,11 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         domain: str,
         admin_methods: frozenset[str],
         admin_digests: frozenset[str],
+        *,
+        service: str,
     ) -> None:
         self._domain = domain
+        self._service = service
         self._admin_methods = admin_methods
         self._admin_digests = admin_digests
 
@@ -146,12 +153,7 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
             await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
         return request_id
 
-    async def _fail(
-        self,
-        context: grpc.aio.ServicerContext[Any, Any],
-        error: Exception,
-        started: float,
-    ) -> None:
+    def _failure(self, error: Exception, started: float) -> TollgateError:
         if isinstance(error, NotImplementedError):
             error = UnimplementedError("this RPC is not implemented by this server")
         elif not isinstance(error, TollgateError):
@@ -164,7 +166,37 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
             reason=error.reason,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
         )
-        await context.abort_with_status(to_grpc_status(error, self._domain))
+        return error
+
+    @contextlib.asynccontextmanager
+    async def _serving(
+        self, context: grpc.aio.ServicerContext[Any, Any], method: str
+    ) -> AsyncIterator[None]:
+        """Around one RPC: log context, admin check, error mapping, metrics, span."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        with tracing.server_span(method, context.invocation_metadata()) as span:
+            await self._begin(context, method)
+            try:
+                if method in self._admin_methods:
+                    _check_admin(context, self._admin_digests)
+                yield
+                code = context.code() or grpc.StatusCode.OK
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as error:
+                failure = self._failure(error, started)
+                code = status_code(failure)
+                await context.abort_with_status(to_grpc_status(failure, self._domain))
+            except BaseException:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                metrics.observe_rpc(
+                    self._service, method, code, time.perf_counter() - started
+                )
+                tracing.end_rpc(span, code, server=True)
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str
@@ -172,16 +204,8 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Any:
-            started = time.perf_counter()
-            await self._begin(context, method)
-            try:
-                if method in self._admin_methods:
-                    _check_admin(context, self._admin_digests)
+            async with self._serving(context, method):
                 return await behavior(request, context)
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception as error:
-                await self._fail(context, error, started)
 
         return wrapped
 
@@ -191,17 +215,9 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            await self._begin(context, method)
-            try:
-                if method in self._admin_methods:
-                    _check_admin(context, self._admin_digests)
+            async with self._serving(context, method):
                 async for item in behavior(request, context):
                     yield item
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception as error:
-                await self._fail(context, error, started)
 
         return wrapped
 
@@ -214,6 +230,13 @@ class RunningServer:
     port: int
     health: HealthTracker
     app: ServiceApp
+    metrics: metrics.MetricsServer | None = None
+    tracer_provider: TracerProvider | None = None
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the Prometheus endpoint, None without one."""
+        return None if self.metrics is None else self.metrics.port
 
     @property
     def address(self) -> str:
@@ -228,6 +251,27 @@ class RunningServer:
         await self.server.stop(grace_seconds)
         if self.app.on_stop is not None:
             await self.app.on_stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
+        tracing.shutdown(self.tracer_provider)
+
+
+def server_interceptors(
+    app: ServiceApp, settings: ServerSettings
+) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors every RPC of ``app`` passes, over the network or in-process.
+
+    ``services.allinone`` runs in-process calls through the same list, so both
+    paths log, check admin keys and map errors alike.
+    """
+    return [
+        _ErrorAndContextInterceptor(
+            f"{app.name}.tollgate",
+            app.admin_methods,
+            frozenset(d.lower() for d in settings.admin_key_sha256s),
+            service=app.name,
+        )
+    ]
 
 
 async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServer:
@@ -235,14 +279,7 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
     # Load the tokenizer's vocabulary now, not on the first request (~0.4 s).
     count_tokens("")
     server = grpc.aio.server(
-        interceptors=[
-            _ErrorAndContextInterceptor(
-                f"{app.name}.tollgate",
-                app.admin_methods,
-                frozenset(d.lower() for d in settings.admin_key_sha256s),
-            )
-        ],
-        options=SERVER_OPTIONS,
+        interceptors=server_interceptors(app, settings), options=SERVER_OPTIONS
     )
     app.register(server)
     health = HealthTracker(app.service_names, settings.health_check_interval_seconds)
@@ -257,15 +294,35 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
         ],
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    port = add_port(server, f"{settings.host}:{settings.port}", settings)
     if port == 0:
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+    tracer_provider = tracing.configure_tracing(app.name, settings.otlp_endpoint)
+    metrics_server = None
+    if settings.metrics_port is not None:
+        metrics_server = await metrics.start_metrics_server(
+            settings.host, settings.metrics_port
+        )
     await server.start()
     await health.start()
     if app.on_start is not None:
         await app.on_start()
-    _log.info("server_started", host=settings.host, port=port, app=app.name)
-    return RunningServer(server=server, port=port, health=health, app=app)
+    _log.info(
+        "server_started",
+        host=settings.host,
+        port=port,
+        app=app.name,
+        metrics_port=metrics_server.port if metrics_server else None,
+        tracing=tracer_provider is not None,
+    )
+    return RunningServer(
+        server=server,
+        port=port,
+        health=health,
+        app=app,
+        metrics=metrics_server,
+        tracer_provider=tracer_provider,
+    )
 
 
 async def serve_until_signal(app: ServiceApp, settings: ServerSettings) -> None:

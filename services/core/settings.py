@@ -7,7 +7,10 @@ Each service has one frozen pydantic-settings class with env prefix
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,3 +49,41 @@ class ServerSettings(BaseSettings):
         gt=0,
         description="How often component health checks run.",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="HTTP port of the Prometheus endpoint (GET /metrics) on `host`; "
+        "0 picks a free port; unset: no endpoint. `tollgate dev` uses the gRPC port "
+        "plus 1000 (51051..51055).",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="OTLP/gRPC collector to export traces to (http:// plaintext, "
+        "https:// TLS), e.g. http://otel-collector:4317; unset: tracing off.",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain to serve TLS with; unset: plaintext. "
+        "Needs tls_key_file.",
+    )
+    tls_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key (unencrypted) of tls_cert_file.",
+    )
+    tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle of the clients; when set, every client must "
+        "present a certificate signed by it (mutual TLS). Needs tls_cert_file.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_files_go_together(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file are set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError(
+                "tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file"
+            )
+        return self

@@ -60,6 +60,8 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
         register=register,
         health_checks={"ledger": store.ping},
         on_stop=stop,
+        # Budgets are set by finance and platform owners: admin key only.
+        admin_methods=frozenset({f"/{SERVICE_NAME}/SetBudget"}),
     )
 
 

@@ -11,6 +11,7 @@ import grpc
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.costs.v1 import costs_pb2 as costs_pb
 
+from services.core import metrics
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.core.pricing import TokenUsage, UnknownModelError
 from services.costs.domain import (
@@ -98,6 +99,9 @@ class CostsServicer:
         )
         with _unknown_model_is_invalid("model"):
             result = await self._ledger.record(record)
+        if not result.duplicate:
+            metrics.COSTS_SPEND.labels(record.model).inc(result.cost_micros)
+            metrics.COSTS_SAVED.labels(record.model).inc(result.saved_micros)
         return costs_pb.RecordResponse(
             cost_micros=result.cost_micros,
             saved_micros=result.saved_micros,

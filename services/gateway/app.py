@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 
+import grpc
 import openai
 import structlog
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 
+from services.core import metrics
 from services.core.breaker import CircuitBreaker
 from services.core.clock import Clock, SystemClock
 from services.core.context import new_request_id
+from services.core.pricing import load_pricing
 from services.core.server import ServiceApp
 from services.core.tokens import count_tokens
 from services.gateway.adapters.batch_store import SqliteBatchStore
@@ -41,11 +45,21 @@ SERVICE_NAME = gateway_pb.DESCRIPTOR.services_by_name["GatewayService"].full_nam
 
 
 async def build_app(
-    settings: GatewaySettings, clock: Clock | None = None
+    settings: GatewaySettings,
+    clock: Clock | None = None,
+    channels: Mapping[str, grpc.aio.Channel] | None = None,
 ) -> ServiceApp:
-    """Build the gateway from its settings."""
+    """Build the gateway from its settings.
+
+    ``channels`` maps downstream names ("ratelimit", "cache", "router", "costs") to
+    channels used instead of dialling their addresses: ``tollgate serve all`` passes
+    in-process ones.
+    """
     clock = clock or SystemClock()
+    channels = channels or {}
     keys = ApiKeyStore.load(settings.keys_file)
+
+    downstream_tls = settings.downstream_tls()
 
     def downstream(
         name: str, address: str, renames: dict[str, str] | None = None
@@ -56,6 +70,8 @@ async def build_app(
             CircuitBreaker(name, settings.downstream_breaker, clock),
             settings.downstream_timeout_seconds,
             renames,
+            channels.get(name),
+            downstream_tls,
         )
 
     downstreams = [
@@ -123,6 +139,7 @@ async def build_app(
         outbox=outbox,
         tickets=batches,
         local_limiter=LocalLimiter(settings.local_limit_rpm_per_user, clock),
+        prices=load_pricing(settings.pricing_file),
         queue=AdmissionQueue(
             max_concurrency=settings.upstream_max_concurrency,
             max_depth=settings.queue_max_depth,
@@ -148,10 +165,12 @@ async def build_app(
                 _log.error("outbox_replay_failed", error_type=type(error).__name__)
 
     async def on_start() -> None:
+        metrics.on_scrape(orchestrator.export_metrics)
         background.append(asyncio.create_task(replay_forever()))
         background.append(asyncio.create_task(batches.run()))
 
     async def on_stop() -> None:
+        metrics.off_scrape(orchestrator.export_metrics)
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,10 +1,11 @@
 """Typed async clients of the four downstream services.
 
-Each wraps a generated stub with a deadline, ``x-request-id`` propagation and its own
-circuit breaker. Breakers count only UNAVAILABLE, DEADLINE_EXCEEDED and transport
-failures; every other failure still raises :class:`DependencyUnavailableError` so
-that the orchestrator applies that dependency's policy, except INVALID_ARGUMENT,
-which is the caller's fault and goes back to the caller with its field violations.
+Each wraps a generated stub with a deadline, ``x-request-id`` propagation, a trace
+span (its context in ``traceparent``) and its own circuit breaker. Breakers count
+only UNAVAILABLE, DEADLINE_EXCEEDED and transport failures; every other failure
+still raises :class:`DependencyUnavailableError` so that the orchestrator applies
+that dependency's policy, except INVALID_ARGUMENT, which is the caller's fault and
+goes back to the caller with its field violations.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from tollgate.ratelimit.v1 import ratelimit_pb2_grpc
 from tollgate.router.v1 import router_pb2 as router_pb
 from tollgate.router.v1 import router_pb2_grpc
 
+from services.core import tracing
 from services.core.breaker import CircuitBreaker
 from services.core.context import REQUEST_ID_HEADER, metadata_value
 from services.core.errors import FieldViolation, InvalidArgumentError
+from services.core.tls import ClientTls, aio_channel
 from services.gateway.domain import (
     BudgetVerdict,
     CachedAnswer,
@@ -150,7 +153,13 @@ def _field_violations(error: grpc.aio.AioRpcError) -> list[FieldViolation]:
 
 
 class DownstreamClient:
-    """A channel to one downstream service, guarded by its own breaker."""
+    """A channel to one downstream service, guarded by its own breaker.
+
+    ``channel`` replaces the network channel to ``address``: ``tollgate serve all``
+    passes an in-process one (``services.allinone``), so the same stubs, breaker and
+    deadline apply without a network hop.
+    Otherwise ``tls`` (when given) makes the channel to ``address`` TLS or mutual TLS.
+    """
 
     def __init__(
         self,
@@ -159,10 +168,12 @@ class DownstreamClient:
         breaker: CircuitBreaker,
         timeout_seconds: float,
         field_renames: dict[str, str] | None = None,
+        channel: grpc.aio.Channel | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         self.name = name
         self.breaker = breaker
-        self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.channel = channel or aio_channel(address, tls, options=CHANNEL_OPTIONS)
         self._timeout = timeout_seconds
         self._field_renames = field_renames or {}
 
@@ -178,11 +189,12 @@ class DownstreamClient:
                 self.name, f"{self.name} circuit open", self.breaker.retry_after()
             )
         try:
-            response = await method(
-                request,
-                timeout=self._timeout,
-                metadata=((REQUEST_ID_HEADER, request_id),),
-            )
+            with tracing.client_span(request) as trace_metadata:
+                response = await method(
+                    request,
+                    timeout=self._timeout,
+                    metadata=((REQUEST_ID_HEADER, request_id), *trace_metadata),
+                )
         except grpc.aio.AioRpcError as error:
             code = error.code()
             if code in _BREAKER_CODES:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.core.breaker import BreakerConfig
 from services.core.settings import ServerSettings
+from services.core.tls import ClientTls
 
 
 class GatewaySettings(ServerSettings):
@@ -54,6 +55,26 @@ class GatewaySettings(ServerSettings):
         default=0.5,
         gt=0,
         description="Deadline of each call to ratelimit, cache, router and costs.",
+    )
+    downstream_tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle the downstream services' certificates must chain "
+        "to; setting it makes the calls to ratelimit, cache, router and costs TLS. "
+        "Unset: plaintext.",
+    )
+    downstream_tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate the gateway presents to the downstream services "
+        "(mutual TLS). Needs downstream_tls_key_file and downstream_tls_ca_file.",
+    )
+    downstream_tls_key_file: Path | None = Field(
+        default=None,
+        description="PEM private key (unencrypted) of downstream_tls_cert_file.",
+    )
+    downstream_tls_server_name: str | None = Field(
+        default=None,
+        description="Name checked against every downstream certificate instead of "
+        "the host of its address, for addresses the certificates do not name.",
     )
     downstream_breaker: BreakerConfig = Field(
         default_factory=BreakerConfig,
@@ -116,6 +137,11 @@ class GatewaySettings(ServerSettings):
         description="Timeout of each Batch API call (upload, "
         "create, retrieve, download).",
     )
+    pricing_file: Path | None = Field(
+        default=None,
+        description="YAML pricing table for the cost estimate replied while the "
+        "ledger is unreachable; unset uses the packaged one. Keep it the ledger's.",
+    )
     outbox_path: Path = Field(
         default=Path(".tollgate/gateway-outbox.sqlite3"),
         description="SQLite file of usage records waiting for the ledger.",
@@ -123,3 +149,32 @@ class GatewaySettings(ServerSettings):
     outbox_replay_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often the outbox is replayed."
     )
+
+    @model_validator(mode="after")
+    def _downstream_tls_files_go_together(self) -> Self:
+        if (self.downstream_tls_cert_file is None) != (
+            self.downstream_tls_key_file is None
+        ):
+            raise ValueError(
+                "downstream_tls_cert_file and downstream_tls_key_file are set together"
+            )
+        if self.downstream_tls_ca_file is None and (
+            self.downstream_tls_cert_file is not None
+            or self.downstream_tls_server_name is not None
+        ):
+            raise ValueError(
+                "downstream TLS settings need downstream_tls_ca_file, which turns "
+                "TLS on"
+            )
+        return self
+
+    def downstream_tls(self) -> ClientTls | None:
+        """TLS of the channels to the downstream services, or None for plaintext."""
+        if self.downstream_tls_ca_file is None:
+            return None
+        return ClientTls(
+            self.downstream_tls_ca_file,
+            self.downstream_tls_cert_file,
+            self.downstream_tls_key_file,
+            self.downstream_tls_server_name,
+        )

@@ -23,10 +23,12 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from services.core import metrics
 from services.core.breaker import BreakerConfig, BreakerSnapshot, CircuitBreaker
 from services.core.clock import Clock
 from services.core.errors import (
@@ -35,6 +37,7 @@ from services.core.errors import (
     TollgateError,
     UnavailableError,
 )
+from services.core.pricing import PricingTable, TokenUsage, UnknownModelError
 from services.core.tokens import count_tokens, truncate_tokens
 from services.gateway.domain import (
     BudgetVerdict,
@@ -44,6 +47,7 @@ from services.gateway.domain import (
     DegradationLevel,
     Lane,
     Principal,
+    Priority,
     RateDecision,
     ResponseReply,
     ResponseRequest,
@@ -152,6 +156,7 @@ class Orchestrator:
         tickets: TicketPort,
         local_limiter: LocalLimiter,
         queue: AdmissionQueue,
+        prices: PricingTable,
         downstream_breakers: list[CircuitBreaker],
         config: FlowConfig,
         clock: Clock,
@@ -165,6 +170,7 @@ class Orchestrator:
         self._tickets = tickets
         self._local_limiter = local_limiter
         self.queue = queue
+        self._prices = prices
         self._downstream_breakers = downstream_breakers
         self._config = config
         self._clock = clock
@@ -677,12 +683,30 @@ class Orchestrator:
         except DependencyUnavailableError:
             await self._outbox.put(record)
             _log.warning("ledger_unavailable_outboxed")
+            return self._estimate_cost(record)
         except TollgateError as error:
             # The ledger refused the record (say, a model it has no price for): the
             # answer stands, and the record waits for an operator, not lost.
             await self._outbox.dead_letter(record, error.reason)
             _log.error("ledger_rejected_record_dead_lettered", reason=error.reason)
         return 0
+
+    def _estimate_cost(self, record: UsageRecord) -> int:
+        """What the ledger will book for ``record``: same prices, same rule."""
+        if record.cache_status in (CacheStatus.EXACT, CacheStatus.SEMANTIC):
+            return 0
+        usage = record.usage
+        try:
+            return self._prices.cost_micros(
+                record.model,
+                TokenUsage(
+                    usage.input_tokens, usage.cached_input_tokens, usage.output_tokens
+                ),
+                at=datetime.fromtimestamp(record.occurred_at, UTC),
+                batch=record.batch,
+            )
+        except UnknownModelError:
+            return 0
 
     async def _book_quietly(
         self, plan: _Plan, model: str, usage: Usage, budget: BudgetVerdict
@@ -834,6 +858,18 @@ class Orchestrator:
     async def outbox_depth(self) -> int:
         """Usage records waiting for the ledger."""
         return await self._outbox.depth()
+
+    def export_metrics(self) -> None:
+        """Set the breaker and queue gauges from the live state (at scrape time)."""
+        for snapshot in self.breakers():
+            metrics.BREAKER_STATE.labels(snapshot.name).set(
+                metrics.BREAKER_STATE_VALUES[snapshot.state.value]
+            )
+        for priority in Priority:
+            metrics.QUEUE_DEPTH.labels(priority.name.lower()).set(
+                self.queue.depth(priority)
+            )
+        metrics.QUEUE_IN_FLIGHT.set(self.queue.in_flight)
 
 
 def _upstream_unavailable() -> UnavailableError:

@@ -20,7 +20,9 @@ import statistics
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Literal
 
+from services.core import metrics
 from services.core.clock import Clock
 from services.core.errors import DeadlineExceededError, ResourceExhaustedError
 from services.gateway.domain import Priority
@@ -113,17 +115,16 @@ class AdmissionQueue:
         stats = self.stats[priority]
         now = self._clock.monotonic()
         if deadline is not None and deadline <= now:
-            stats.expired += 1
+            self._refused(priority, "expired")
             raise DeadlineExceededError(
                 "the deadline passed before the request was sent"
             )
         if lane.active < self._max_concurrency and lane.waiting == 0:
             lane.active += 1
-            stats.admitted += 1
-            stats.recent_waits.append(0.0)
+            self._admitted(priority, 0.0)
             return
         if lane.waiting >= self._max_depth:
-            stats.rejected += 1
+            self._refused(priority, "full")
             raise ResourceExhaustedError(
                 "the upstream queue is full; retry later",
                 reason="QUEUE_FULL",
@@ -147,13 +148,26 @@ class AdmissionQueue:
                 waiter.future.cancel()
                 self._forget(lane, waiter)
             if isinstance(error, TimeoutError):
-                stats.expired += 1
+                self._refused(priority, "expired")
                 raise DeadlineExceededError(
                     "the deadline passed while the request was queued; it was not sent"
                 ) from error
             raise
+        self._admitted(priority, self._clock.monotonic() - waiter.enqueued_at)
+
+    def _admitted(self, priority: Priority, waited: float) -> None:
+        stats = self.stats[priority]
         stats.admitted += 1
-        stats.recent_waits.append(self._clock.monotonic() - waiter.enqueued_at)
+        stats.recent_waits.append(waited)
+        metrics.QUEUE_WAIT.labels(priority.name.lower()).observe(waited)
+
+    def _refused(self, priority: Priority, reason: Literal["full", "expired"]) -> None:
+        stats = self.stats[priority]
+        if reason == "full":
+            stats.rejected += 1
+        else:
+            stats.expired += 1
+        metrics.QUEUE_REFUSALS.labels(priority.name.lower(), reason).inc()
 
     def _forget(self, lane: _ModelLane, waiter: _Waiter) -> None:
         fifo = lane.fifos[waiter.priority]

@@ -16,6 +16,7 @@ import httpx
 import openai
 import structlog
 
+from services.core import metrics, tracing
 from services.core.clock import Clock
 from services.core.errors import DeadlineExceededError, FailedPreconditionError
 from services.gateway.domain import UpstreamAnswer, Usage
@@ -40,6 +41,12 @@ def _retry_after(error: openai.APIStatusError) -> float:
         return max(0.0, float(value))
     except ValueError:
         return 0.0
+
+
+def _count_tokens(model: str, usage: Usage) -> None:
+    metrics.UPSTREAM_TOKENS.labels(model, "input").inc(usage.input_tokens)
+    metrics.UPSTREAM_TOKENS.labels(model, "cached_input").inc(usage.cached_input_tokens)
+    metrics.UPSTREAM_TOKENS.labels(model, "output").inc(usage.output_tokens)
 
 
 class OpenAIUpstream:
@@ -88,7 +95,9 @@ class OpenAIUpstream:
             )
             return self._answer(response)
 
-        return await self._with_retries(attempt, deadline)
+        answer = await self._with_retries(attempt, deadline, model)
+        _count_tokens(model, answer.usage)
+        return answer
 
     async def stream(
         self,
@@ -123,7 +132,7 @@ class OpenAIUpstream:
             )
             return opened
 
-        events = await self._with_retries(attempt, deadline)
+        events = await self._with_retries(attempt, deadline, model)
         delivered: list[str] = []
         try:
             async for event in events:
@@ -131,7 +140,9 @@ class OpenAIUpstream:
                     delivered.append(event.delta)
                     yield event.delta
                 elif event.type in ("response.completed", "response.incomplete"):
-                    yield self._answer(event.response)
+                    answer = self._answer(event.response)
+                    _count_tokens(model, answer.usage)
+                    yield answer
                     return
                 elif event.type in ("response.failed", "error"):
                     break
@@ -164,7 +175,7 @@ class OpenAIUpstream:
         return body
 
     async def _with_retries(
-        self, attempt: Callable[[float], Awaitable[T]], deadline: float
+        self, attempt: Callable[[float], Awaitable[T]], deadline: float, model: str
     ) -> T:
         tries = 0
         while True:
@@ -174,8 +185,9 @@ class OpenAIUpstream:
                     "deadline passed before the upstream answered"
                 )
             try:
-                return await attempt(remaining)
+                return await self._attempt(attempt, remaining, model, tries + 1)
             except openai.RateLimitError as error:
+                reason = "throttled"
                 wait = max(_retry_after(error), self._backoff(tries))
                 if (
                     tries >= self._max_retries
@@ -191,6 +203,7 @@ class OpenAIUpstream:
             except (openai.APIConnectionError, openai.APIStatusError) as error:
                 # Connection failures, timeouts and 5xx are transient; other 4xx mean
                 # the gateway is misconfigured (key, model), which is an outage too.
+                reason = "transient"
                 wait = self._backoff(tries)
                 transient = not isinstance(error, openai.APIStatusError) or (
                     error.status_code >= 500
@@ -204,8 +217,39 @@ class OpenAIUpstream:
                         "upstream", f"upstream failed: {type(error).__name__}"
                     ) from error
             _log.info("upstream_retry", attempt=tries + 1, wait_ms=round(wait * 1000))
+            metrics.UPSTREAM_RETRIES.labels(model, reason).inc()
             await self._sleep(wait)
             tries += 1
+
+    async def _attempt(
+        self,
+        attempt: Callable[[float], Awaitable[T]],
+        remaining: float,
+        model: str,
+        number: int,
+    ) -> T:
+        """One attempt in its own span, timed by outcome."""
+        started = self._clock.monotonic()
+        outcome = "error"
+        with tracing.span(
+            "upstream.attempt",
+            {"gen_ai.request.model": model, "tollgate.upstream.attempt": number},
+        ) as current:
+            try:
+                result = await attempt(remaining)
+                outcome = "ok"
+                return result
+            except openai.RateLimitError:
+                outcome = "throttled"
+                raise
+            except openai.BadRequestError:
+                outcome = "rejected"
+                raise
+            finally:
+                metrics.UPSTREAM_DURATION.labels(model, outcome).observe(
+                    self._clock.monotonic() - started
+                )
+                tracing.end_span(current, outcome)
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2**attempt))

@@ -15,6 +15,7 @@ from envoy.service.ratelimit.v3 import (
 from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
 from tollgate.ratelimit.v1 import ratelimit_pb2_grpc
 
+from services.core import metrics
 from services.core.clock import Clock, SystemClock
 from services.core.server import ServiceApp
 from services.ratelimit.adapters.memory import MemoryCounterStore
@@ -85,6 +86,9 @@ async def build_app(
     envoy_servicer = EnvoyRateLimitServicer(limiter)
     tasks: list[asyncio.Task[None]] = []
 
+    def report_degraded() -> None:
+        metrics.RATELIMIT_DEGRADED.set(limiter.degraded)
+
     def register(server: grpc.aio.Server) -> None:
         ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
         envoy_rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
@@ -92,6 +96,7 @@ async def build_app(
         )
 
     async def on_start() -> None:
+        metrics.on_scrape(report_degraded)
         if settings.limits_file is not None:
             watcher = LimitsWatcher(settings.limits_file, limiter.replace_limits)
             tasks.append(
@@ -101,6 +106,7 @@ async def build_app(
             )
 
     async def on_stop() -> None:
+        metrics.off_scrape(report_degraded)
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

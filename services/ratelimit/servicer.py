@@ -18,6 +18,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
 
+from services.core import metrics
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.ratelimit.domain import (
     BucketStatus,
@@ -68,6 +69,7 @@ class RateLimitServicer:
         result = await self._limiter.acquire(
             _decode_caller(request.caller), request.model, request.estimated_tokens
         )
+        _count_decision("acquire", result.allowed, result.denied_by)
         response = ratelimit_pb.AcquireResponse(
             decision=(
                 ratelimit_pb.DECISION_ALLOW
@@ -214,6 +216,11 @@ class EnvoyRateLimitServicer:
             for index, descriptor in enumerate(request.descriptors)
         ]
         result = await self._limiter.should_rate_limit(request.domain, descriptors)
+        _count_decision(
+            "envoy",
+            result.allowed,
+            next((d.limit for d in result.decisions if d.over_limit), None),
+        )
         return envoy_rls_pb.RateLimitResponse(
             overall_code=(
                 envoy_rls_pb.RateLimitResponse.OK
@@ -245,6 +252,15 @@ def _encode_envoy_status(decision: DescriptorDecision) -> Any:
     status.limit_remaining = min(decision.limit.remaining, _MAX_UINT32)
     status.duration_until_reset.CopyFrom(_duration(decision.duration_until_reset))
     return status
+
+
+def _count_decision(api: str, allowed: bool, denied_by: BucketStatus | None) -> None:
+    layer = metric = "none"
+    if not allowed and denied_by is not None:
+        layer, metric = denied_by.bucket.layer.value, denied_by.bucket.metric.value
+    metrics.RATELIMIT_DECISIONS.labels(
+        api, "allow" if allowed else "deny", layer, metric
+    ).inc()
 
 
 def _caller_violations(caller: common_pb.Caller) -> list[FieldViolation]:

@@ -14,6 +14,7 @@ from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.router.v1 import router_pb2 as router_pb
 from tollgate.router.v1 import router_pb2_grpc
 
+from services.core import metrics
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.router.domain import (
     DeploymentStatus,
@@ -88,6 +89,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     ) -> router_pb.RouteResponse:
         """Decide where one request goes and under which token budget."""
         decision = await self._router.route(_decode_route_request(request))
+        metrics.ROUTER_ROUTES.labels(
+            decision.tier, decision.complexity.value, decision.lane.value
+        ).inc()
+        metrics.ROUTER_DEGRADATION_LEVEL.set(decision.degradation_level)
         response = router_pb.RouteResponse(
             model=decision.model,
             deployment=decision.deployment,
@@ -175,6 +180,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         change = await self._router.set_degradation_level(
             level, request.reason, raise_only=request.raise_only
         )
+        metrics.ROUTER_DEGRADATION_LEVEL.set(change.level)
         return router_pb.SetDegradationLevelResponse(
             level=_WIRE_DEGRADATION_LEVELS[change.level],
             previous_level=_WIRE_DEGRADATION_LEVELS[change.previous_level],

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest
 from tollgate.cache.v1 import cache_pb2 as cache_pb
 from tollgate.cache.v1 import cache_pb2_grpc
@@ -15,6 +14,7 @@ from services.cache.app import build_app
 from services.cache.config import CacheSettings
 from services.core.clock import FakeClock
 from tests.conftest import ServeApp
+from tests.grpc_helpers import ADMIN_KEY_SHA256S, admin_channel
 
 
 def _request(text: str, tenant: str = "acme") -> cache_pb.CacheableRequest:
@@ -28,10 +28,11 @@ async def stub(
     serve_app: ServeApp, tmp_path: Path
 ) -> AsyncIterator[cache_pb2_grpc.CacheServiceStub]:
     clock = FakeClock()
-    running = await serve_app(
-        await build_app(CacheSettings(port=0, state_dir=tmp_path), clock)
+    settings = CacheSettings(
+        port=0, state_dir=tmp_path, admin_key_sha256s=ADMIN_KEY_SHA256S
     )
-    async with grpc.aio.insecure_channel(running.address) as channel:
+    running = await serve_app(await build_app(settings, clock), settings)
+    async with admin_channel(running.address) as channel:
         yield cache_pb2_grpc.CacheServiceStub(channel)
 
 

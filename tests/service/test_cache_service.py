@@ -17,6 +17,7 @@ from services.cache.app import build_app
 from services.cache.config import CacheSettings
 from services.core.clock import FakeClock
 from tests.conftest import ServeApp
+from tests.grpc_helpers import ADMIN_KEY_SHA256S, admin_channel
 
 REQUEST = cache_pb.CacheableRequest(
     tenant_id="acme",
@@ -48,9 +49,10 @@ async def stub(
         exact_max_bytes=4096,
         default_ttl_seconds=600,
         semantic_backend="disabled",
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
     )
-    running = await serve_app(await build_app(settings, clock))
-    async with grpc.aio.insecure_channel(running.address) as channel:
+    running = await serve_app(await build_app(settings, clock), settings)
+    async with admin_channel(running.address) as channel:
         yield cache_pb2_grpc.CacheServiceStub(channel)
 
 

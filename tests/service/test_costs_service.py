@@ -19,6 +19,7 @@ from services.core.clock import FakeClock
 from services.costs.app import SERVICE_NAME, build_app
 from services.costs.config import CostsSettings
 from tests.conftest import ServeApp
+from tests.grpc_helpers import ADMIN_KEY_SHA256S, admin_channel
 
 START = datetime(2026, 1, 1, tzinfo=UTC)  # FakeClock's default start
 ACME = common_pb.Caller(tenant_id="acme", service="chat", user_id="u1")
@@ -33,9 +34,12 @@ def clock() -> FakeClock:
 async def channel(
     serve_app: ServeApp, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[grpc.aio.Channel]:
-    settings = CostsSettings(database_path=tmp_path / "ledger" / "costs.sqlite3")
-    server = await serve_app(await build_app(settings, clock))
-    async with grpc.aio.insecure_channel(server.address) as channel:
+    settings = CostsSettings(
+        database_path=tmp_path / "ledger" / "costs.sqlite3",
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
+    )
+    server = await serve_app(await build_app(settings, clock), settings)
+    async with admin_channel(server.address) as channel:
         yield channel
 
 

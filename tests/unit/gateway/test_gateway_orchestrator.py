@@ -20,6 +20,7 @@ from services.core.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from services.core.pricing import load_pricing
 from services.core.tokens import count_tokens, truncate_tokens
 from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.domain import (
@@ -135,6 +136,7 @@ def _gateway(
         outbox=outbox,
         tickets=tickets,
         local_limiter=LocalLimiter(LOCAL_RPM, clock),
+        prices=load_pricing(),
         queue=AdmissionQueue(
             max_concurrency=max_concurrency,
             max_depth=max_queue_depth,
@@ -439,7 +441,9 @@ async def test_ledger_down_outboxes_the_record_and_replay_delivers_it(
     reply = await gw.ask("req-1")
 
     assert reply.output_text == "answer from gpt-4.1-mini"
-    assert reply.cost_micros == 0
+    # The reply states what the ledger will book: gpt-4.1-mini at $0.40 / $1.60
+    # per 1M tokens, 12 in and 30 out: ceil(52.8) micro-dollars.
+    assert reply.cost_micros == 53
     assert await gw.orchestrator.outbox_depth() == 1
     assert await gw.orchestrator.replay_outbox() == 0
     assert await gw.orchestrator.outbox_depth() == 1

@@ -1,0 +1,401 @@
+"""``tollgate serve all``: the five services in one process, the seed's monolith.
+
+Each service is built and served exactly as on its own (its contract, health and
+reflection on its own port, for outside callers), and the gateway reaches the
+other four in-process: its typed clients keep their stubs, breakers and deadlines,
+but their channel is an :class:`InProcessChannel` that hands the request message
+to the servicer through the same server interceptors, with no serialisation and
+no network hop. A servicer's error comes back as the ``AioRpcError`` a network
+call would raise (code, details, ``grpc-status-details-bin``), so the gateway's
+per-dependency policies stay the same.
+
+Run it with ``tollgate serve all [--host H] [--port N]`` (``--port``: the gateway;
+the others listen on their own settings' ports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import grpc
+import structlog
+
+from services.cache.app import build_app as build_cache
+from services.cache.config import CacheSettings
+from services.core.logging import configure_logging
+from services.core.runner import run_event_loop
+from services.core.server import (
+    RunningServer,
+    ServiceApp,
+    server_interceptors,
+    start_server,
+)
+from services.core.settings import ServerSettings
+from services.costs.app import build_app as build_costs
+from services.costs.config import CostsSettings
+from services.gateway.app import build_app as build_gateway
+from services.gateway.config import GatewaySettings
+from services.ratelimit.app import build_app as build_ratelimit
+from services.ratelimit.config import RateLimitSettings
+from services.router.app import build_app as build_router
+from services.router.config import RouterSettings
+
+_log = structlog.get_logger("tollgate.allinone")
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+@dataclass(frozen=True)
+class _CallDetails:
+    """What a server knows of a call before its handler (grpc.HandlerCallDetails)."""
+
+    method: str
+    invocation_metadata: Metadata
+
+
+class _InProcessContext:
+    """The part of ``grpc.aio.ServicerContext`` our servicers and interceptors use."""
+
+    def __init__(self, metadata: Metadata, deadline: float | None) -> None:
+        self._metadata = metadata
+        self._deadline = deadline
+        self._code: grpc.StatusCode | None = None
+        self._details = ""
+        self.initial_metadata: Metadata = ()
+        self.trailing_metadata: Metadata = ()
+
+    def invocation_metadata(self) -> Metadata:
+        """The caller's metadata."""
+        return self._metadata
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the caller's deadline, or None without one."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+    def code(self) -> grpc.StatusCode | None:
+        """The status code set so far (by ``set_code`` or an abort), or None."""
+        return self._code
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        """Set the status code of the call."""
+        self._code = code
+
+    def details(self) -> str:
+        """The status details set so far."""
+        return self._details
+
+    def set_details(self, details: str) -> None:
+        """Set the status details of the call."""
+        self._details = details
+
+    def peer(self) -> str:
+        """Who called: always this process."""
+        return "inprocess:"
+
+    async def send_initial_metadata(self, metadata: Sequence[Any]) -> None:
+        """Keep the initial metadata (there is no wire to send it on)."""
+        self.initial_metadata = tuple(metadata)
+
+    def set_trailing_metadata(self, metadata: Sequence[Any]) -> None:
+        """Keep the trailing metadata for the caller's error."""
+        self.trailing_metadata = tuple(metadata)
+
+    async def abort(
+        self,
+        code: grpc.StatusCode,
+        details: str = "",
+        trailing_metadata: Sequence[Any] = (),
+    ) -> None:
+        """End the call with ``code``, as ``grpc.aio`` does: by raising AbortError."""
+        self._code, self._details = code, details
+        if trailing_metadata:
+            self.trailing_metadata = tuple(trailing_metadata)
+        raise grpc.aio.AbortError()
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        """End the call with a ``grpc.Status`` (code, details, rich trailers)."""
+        await self.abort(status.code, status.details, status.trailing_metadata)
+
+
+Continuation = Callable[[Any], Awaitable[Any]]
+
+
+class _UnaryUnary:
+    """The multicallable a stub gets from ``channel.unary_unary(path, ...)``."""
+
+    def __init__(self, channel: InProcessChannel, method: str) -> None:
+        self._channel = channel
+        self._method = method
+
+    def __call__(
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, str | bytes]] | None = None,
+        **_options: Any,  # credentials, wait_for_ready, compression: moot here
+    ) -> Awaitable[Any]:
+        return self._channel.unary_unary_call(
+            self._method, request, timeout, tuple(metadata or ())
+        )
+
+
+class _Unimplemented:
+    """Streaming multicallables: the gateway's clients make unary calls only."""
+
+    def __init__(self, method: str) -> None:
+        self._method = method
+
+    def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            (),
+            (),
+            f"{self._method}: streaming calls are not served in-process",
+        )
+
+
+class InProcessChannel:
+    """A channel whose calls run a service's handlers in this process.
+
+    Stubs built on it call the handlers its ``register`` added, wrapped by the
+    same interceptors as the network server; each call runs in its own task, so
+    the servicer's context variables (request id, log context) stay its own, and
+    under the caller's deadline.
+    """
+
+    def __init__(
+        self,
+        handlers: Sequence[grpc.GenericRpcHandler],
+        interceptors: Sequence[grpc.aio.ServerInterceptor],
+    ) -> None:
+        self._handlers = tuple(handlers)
+        self._interceptors = tuple(interceptors)
+
+    def unary_unary(self, method: str, *_args: Any, **_kwargs: Any) -> _UnaryUnary:
+        """The multicallable of a unary RPC (serialisers are not needed)."""
+        return _UnaryUnary(self, method)
+
+    def unary_stream(self, method: str, *_args: Any, **_kwargs: Any) -> _Unimplemented:
+        """Server-streaming RPCs are not called in-process."""
+        return _Unimplemented(method)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def _lookup(self, details: _CallDetails) -> Any:
+        for handler in self._handlers:
+            found = handler.service(details)
+            if found is not None:
+                return found
+        return None
+
+    async def _intercepted(self, details: _CallDetails) -> Any:
+        # The same chain as grpc.aio's server: the first interceptor is outermost.
+        continuation: Continuation = self._lookup
+        for interceptor in reversed(self._interceptors):
+            continuation = _bind(interceptor, continuation)
+        return await continuation(details)
+
+    async def _serve(
+        self, method: str, request: Any, context: _InProcessContext
+    ) -> Any:
+        details = _CallDetails(method, context.invocation_metadata())
+        handler = await self._intercepted(details)
+        if handler is None or handler.unary_unary is None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served here"
+            )
+        return await handler.unary_unary(request, context)
+
+    async def unary_unary_call(
+        self,
+        method: str,
+        request: Any,
+        timeout_seconds: float | None,
+        metadata: Metadata,
+    ) -> Any:
+        """Run one unary call; failures raise ``AioRpcError`` like the network."""
+        deadline = (
+            None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        )
+        context = _InProcessContext(metadata, deadline)
+        task = asyncio.create_task(self._serve(method, request, context))
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                return await task
+        except TimeoutError:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, (), (), "Deadline Exceeded"
+            ) from None
+        except grpc.aio.AbortError:
+            raise grpc.aio.AioRpcError(
+                context.code() or grpc.StatusCode.UNKNOWN,
+                context.initial_metadata,
+                context.trailing_metadata,
+                context.details(),
+            ) from None
+
+
+def _bind(
+    interceptor: grpc.aio.ServerInterceptor, continuation: Continuation
+) -> Continuation:
+    async def intercepted(details: Any) -> Any:
+        return await interceptor.intercept_service(continuation, details)
+
+    return intercepted
+
+
+class _RecordingServer:
+    """Passes registrations on to the real server and keeps the generic handlers."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+        self.handlers: list[grpc.GenericRpcHandler] = []
+
+    def add_generic_rpc_handlers(
+        self, handlers: Sequence[grpc.GenericRpcHandler]
+    ) -> None:
+        self.handlers.extend(handlers)
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(
+        self, service: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(service, method_handlers)
+
+
+async def _serve_with_channel(
+    app: ServiceApp, settings: ServerSettings
+) -> tuple[RunningServer, InProcessChannel]:
+    """Serve ``app`` on its port; the channel reaches the same servicers in-process."""
+    recorded: list[grpc.GenericRpcHandler] = []
+
+    def register(server: grpc.aio.Server) -> None:
+        recorder = _RecordingServer(server)
+        app.register(recorder)
+        recorded.extend(recorder.handlers)
+
+    running = await start_server(replace(app, register=register), settings)
+    return running, InProcessChannel(recorded, server_interceptors(app, settings))
+
+
+@dataclass
+class AllInOne:
+    """The five running servers of one process; the gateway is ``servers[-1]``."""
+
+    servers: list[RunningServer]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Each service's port."""
+        return {running.app.name: running.port for running in self.servers}
+
+    async def stop(self, grace_seconds: float = 0.0) -> None:
+        """Drain the gateway first (it calls the others), then the rest together."""
+        *downstreams, gateway = self.servers
+        await gateway.stop(grace_seconds)
+        await asyncio.gather(*(running.stop(0.0) for running in downstreams))
+
+
+@dataclass(frozen=True)
+class AllInOneSettings:
+    """The five services' own settings, each read from its own environment prefix."""
+
+    ratelimit: RateLimitSettings
+    cache: CacheSettings
+    router: RouterSettings
+    costs: CostsSettings
+    gateway: GatewaySettings
+
+    @classmethod
+    def load(
+        cls, host: str | None = None, gateway_port: int | None = None
+    ) -> AllInOneSettings:
+        """Load every service's settings; ``host`` applies to all five."""
+        common: dict[str, Any] = {} if host is None else {"host": host}
+        ratelimit = RateLimitSettings(**common)
+        cache = CacheSettings(**common)
+        router = RouterSettings(**common)
+        costs = CostsSettings(**common)
+        if gateway_port is not None:
+            common["port"] = gateway_port
+        # The addresses are not dialled (the channels are in-process); they name
+        # the services' own listeners, and spare the operator four settings.
+        gateway = GatewaySettings(
+            **common,
+            ratelimit_address=f"{ratelimit.host}:{ratelimit.port}",
+            cache_address=f"{cache.host}:{cache.port}",
+            router_address=f"{router.host}:{router.port}",
+            costs_address=f"{costs.host}:{costs.port}",
+        )
+        return cls(ratelimit, cache, router, costs, gateway)
+
+
+async def start_all(settings: AllInOneSettings) -> AllInOne:
+    """Serve the four downstream services, then the gateway wired to them in-process."""
+    downstreams: list[tuple[ServerSettings, Callable[[Any], Awaitable[ServiceApp]]]] = [
+        (settings.ratelimit, build_ratelimit),
+        (settings.cache, build_cache),
+        (settings.router, build_router),
+        (settings.costs, build_costs),
+    ]
+    servers: list[RunningServer] = []
+    channels: dict[str, grpc.aio.Channel] = {}
+    try:
+        for service_settings, build in downstreams:
+            running, channel = await _serve_with_channel(
+                await build(service_settings), service_settings
+            )
+            servers.append(running)
+            channels[running.app.name] = channel
+        gateway = await build_gateway(settings.gateway, channels=channels)
+        servers.append(await start_server(gateway, settings.gateway))
+    except BaseException:
+        await asyncio.gather(
+            *(running.stop(0.0) for running in reversed(servers)),
+            return_exceptions=True,
+        )
+        raise
+    return AllInOne(servers)
+
+
+async def _serve_until_signal(settings: AllInOneSettings) -> None:
+    suite = await start_all(settings)
+    _log.info("allinone_started", ports=suite.ports)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    grace = settings.gateway.grace_seconds
+    _log.info("server_draining", grace_seconds=grace)
+    await suite.stop(grace)
+    _log.info("server_stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the five services in this process until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="tollgate serve all")
+    parser.add_argument(
+        "--port", type=int, help="the gateway's port (the others: their settings)"
+    )
+    parser.add_argument("--host", help="interface every service listens on")
+    args = parser.parse_args(argv)
+    settings = AllInOneSettings.load(args.host, args.port)
+    configure_logging(settings.gateway.log_level, service="all")
+    run_event_loop(_serve_until_signal(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""One trace per gateway request, across the five services run in-process.
+
+Every service runs on its own gRPC port in this process, so one in-memory exporter
+sees the spans of all of them, joined only through ``traceparent`` metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+import yaml
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
+from opentelemetry.trace import SpanKind, StatusCode
+from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
+from tollgate.gateway.v1 import gateway_pb2_grpc
+
+from services.cache.app import build_app as build_cache
+from services.cache.config import CacheSettings
+from services.core import tracing
+from services.costs.app import build_app as build_costs
+from services.costs.config import CostsSettings
+from services.gateway.app import build_app as build_gateway
+from services.gateway.auth import hash_key
+from services.gateway.config import GatewaySettings
+from services.ratelimit.app import build_app as build_ratelimit
+from services.ratelimit.config import RateLimitSettings
+from services.router.app import build_app as build_router
+from services.router.config import RouterSettings
+from services.simulator.app import RunningSimulator, start_simulator
+from services.simulator.config import SimulatorSettings
+from tests.conftest import ServeApp
+
+API_KEY = "tg-tracing-test-key"
+CREATE = "/tollgate.gateway.v1.GatewayService/CreateResponse"
+# The downstream calls every answered, uncached request makes.
+DOWNSTREAM_RPCS = {
+    "/tollgate.router.v1.RouterService/Route",
+    "/tollgate.ratelimit.v1.RateLimitService/Acquire",
+    "/tollgate.cache.v1.CacheService/Lookup",
+    "/tollgate.costs.v1.CostsService/CheckBudget",
+    "/tollgate.costs.v1.CostsService/Record",
+    "/tollgate.ratelimit.v1.RateLimitService/Reconcile",
+    "/tollgate.cache.v1.CacheService/Store",
+    "/tollgate.router.v1.RouterService/RecordOutcome",
+}
+
+KINDS = (SpanKind.CLIENT, SpanKind.SERVER)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    yield exporter
+    tracing.install(None)
+    provider.shutdown()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[RunningSimulator]:
+    async with await start_simulator(
+        SimulatorSettings(port=0, latency_ms=0)
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def gateway(
+    serve_app: ServeApp, sim: RunningSimulator, tmp_path: Path
+) -> AsyncIterator[gateway_pb2_grpc.GatewayServiceStub]:
+    ratelimit = await serve_app(await build_ratelimit(RateLimitSettings()))
+    cache = await serve_app(await build_cache(CacheSettings()))
+    router = await serve_app(await build_router(RouterSettings()))
+    costs = await serve_app(
+        await build_costs(CostsSettings(database_path=tmp_path / "costs.sqlite3"))
+    )
+    keys = tmp_path / "keys.yaml"
+    entry = {"sha256": hash_key(API_KEY), "tenant_id": "acme", "user_id": "alice"}
+    keys.write_text(yaml.safe_dump({"keys": [entry]}), "utf-8")
+    settings = GatewaySettings(
+        ratelimit_address=ratelimit.address,
+        cache_address=cache.address,
+        router_address=router.address,
+        costs_address=costs.address,
+        keys_file=keys,
+        openai_base_url=sim.base_url,
+        outbox_path=tmp_path / "outbox.sqlite3",
+        batch_store_path=tmp_path / "batches.sqlite3",
+        upstream_max_retries=2,
+    )
+    running = await serve_app(await build_gateway(settings))
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        yield gateway_pb2_grpc.GatewayServiceStub(channel)
+
+
+async def _spans_until(
+    spans: InMemorySpanExporter, expected: set[tuple[str, SpanKind]]
+) -> list[ReadableSpan]:
+    """The finished spans once every (name, kind) expected has ended, or after 10 s.
+
+    Some downstream calls (Reconcile, Store, RecordOutcome) run after the reply.
+    """
+    deadline = time.monotonic() + 10.0
+    while True:
+        finished = list(spans.get_finished_spans())
+        if expected <= {(s.name, s.kind) for s in finished}:
+            return finished
+        if time.monotonic() > deadline:
+            return finished
+        await asyncio.sleep(0.01)
+
+
+async def test_a_gateway_request_is_one_trace_across_every_service(
+    spans: InMemorySpanExporter,
+    gateway: gateway_pb2_grpc.GatewayServiceStub,
+    sim: RunningSimulator,
+) -> None:
+    async with (
+        aiohttp.ClientSession() as admin,
+        admin.post(
+            f"{sim.root_url}/_sim/faults", json={"kind": "unavailable", "count": 1}
+        ) as scheduled,
+    ):
+        assert scheduled.status == 200
+    spans.clear()
+
+    reply = await gateway.CreateResponse(
+        gateway_pb.CreateResponseRequest(input="What is a token bucket?"),
+        metadata=(("authorization", f"Bearer {API_KEY}"),),
+    )
+    finished = await _spans_until(
+        spans,
+        {(CREATE, SpanKind.SERVER)}
+        | {(rpc, kind) for rpc in DOWNSTREAM_RPCS for kind in KINDS},
+    )
+
+    assert reply.output_text
+    roots = [s for s in finished if s.name == CREATE]
+    assert len(roots) == 1
+    root = roots[0]
+    assert root.kind is SpanKind.SERVER
+    assert root.parent is None
+    trace_id = root.context.trace_id
+    assert {s.context.trace_id for s in finished} == {trace_id}
+
+    clients = {s.name: s for s in finished if s.kind is SpanKind.CLIENT}
+    servers = {s.name: s for s in finished if s.kind is SpanKind.SERVER}
+    assert set(clients) == DOWNSTREAM_RPCS
+    assert set(servers) == {CREATE, *DOWNSTREAM_RPCS}
+    for name in DOWNSTREAM_RPCS:
+        client, server = clients[name], servers[name]
+        assert client.parent is not None
+        assert client.parent.span_id == root.context.span_id, name
+        assert server.parent is not None
+        assert server.parent.span_id == client.context.span_id, name
+        assert client.status.status_code is StatusCode.UNSET, name
+
+    attempts = [s for s in finished if s.name == "upstream.attempt"]
+    assert len(attempts) == 2
+    for span in attempts:
+        assert span.parent is not None
+        assert span.parent.span_id == root.context.span_id
+    attributes = sorted(
+        (
+            s.attributes["tollgate.upstream.attempt"],
+            s.attributes["tollgate.outcome"],
+            s.attributes["gen_ai.request.model"],
+        )
+        for s in attempts
+        if s.attributes is not None
+    )
+    assert attributes == [(1, "error", reply.model), (2, "ok", reply.model)]
+
+
+async def test_every_request_gets_its_own_trace(
+    spans: InMemorySpanExporter, gateway: gateway_pb2_grpc.GatewayServiceStub
+) -> None:
+    for text in ("What is a token bucket?", "What is a leaky bucket?"):
+        await gateway.CreateResponse(
+            gateway_pb.CreateResponseRequest(input=text),
+            metadata=(("authorization", f"Bearer {API_KEY}"),),
+        )
+
+    roots = [s for s in spans.get_finished_spans() if s.name == CREATE]
+    assert len(roots) == 2
+    assert roots[0].context.trace_id != roots[1].context.trace_id
+    assert all(s.parent is None for s in roots)
