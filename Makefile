@@ -46,8 +46,8 @@ proto-check: proto
 	test -z "$$(git status --porcelain -- gen/)"
 
 lint: $(STAMP)
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+	$(BIN)/ruff check services tests bench examples/python
+	$(BIN)/ruff format --check services tests bench examples/python
 	$(BIN)/buf lint
 	$(BIN)/buf format -d --exit-code
 	$(MAKE) breaking
@@ -78,7 +78,7 @@ format: $(STAMP)
 	$(BIN)/buf format -w
 
 typecheck: $(STAMP)
-	$(BIN)/mypy services tests
+	$(BIN)/mypy services tests bench examples/python
 
 ## compose-check: validate docker-compose.yml without a Docker engine
 $(COMPOSE_VENV)/.installed:
