@@ -327,6 +327,7 @@ class CacheClient:
                 else CacheStatus.EXACT
             ),
             similarity=response.similarity,
+            age_seconds=response.age.ToNanoseconds() / 1e9,
         )
 
     async def store(

@@ -145,6 +145,7 @@ class CachedAnswer:
     usage: Usage
     status: CacheStatus
     similarity: float
+    age_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,7 @@ class ResponseReply:
     output_truncated: bool
     latency_seconds: float
     ticket_id: str = ""
+    cache_age_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,8 @@ class StreamStart:
     cache_status: CacheStatus
     degradation_level: DegradationLevel
     input_truncated: bool
+    similarity: float = 0.0
+    cache_age_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

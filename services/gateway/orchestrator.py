@@ -288,7 +288,11 @@ class Orchestrator:
         plan = await self._plan(principal, request, request_id, time_remaining)
         if plan.cached is not None:
             hit = plan.cached
-            yield self._start(plan, hit.model, hit.status, plan.route.degradation_level)
+            yield replace(
+                self._start(plan, hit.model, hit.status, plan.route.degradation_level),
+                similarity=hit.similarity,
+                cache_age_seconds=hit.age_seconds,
+            )
             yield StreamDelta(hit.output_text)
             self._settle(plan.decision, 0)
             await self._book(plan, hit.model, hit.usage, hit.status, "")
@@ -471,7 +475,7 @@ class Orchestrator:
     async def _serve_hit(self, plan: _Plan, hit: CachedAnswer) -> ResponseReply:
         self._settle(plan.decision, 0)
         await self._book(plan, hit.model, hit.usage, hit.status, "")
-        return self._reply(
+        reply = self._reply(
             plan,
             hit.output_text,
             hit.model,
@@ -479,6 +483,7 @@ class Orchestrator:
             hit.status,
             similarity=hit.similarity,
         )
+        return replace(reply, cache_age_seconds=hit.age_seconds)
 
     def _lane_text(self, plan: _Plan) -> str | None:
         """The answer of a lane that does not call the upstream, if this is one."""

@@ -139,8 +139,6 @@ def decode_request(
 
 def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
     """The CreateResponseResponse for a reply."""
-    latency = duration_pb2.Duration()
-    latency.FromNanoseconds(int(reply.latency_seconds * 1e9))
     return gateway_pb.CreateResponseResponse(
         output_text=reply.output_text,
         model=reply.model,
@@ -156,7 +154,8 @@ def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
         output_truncated=reply.output_truncated,
         currency_code=CURRENCY,
         ticket_id=reply.ticket_id,
-        latency=latency,
+        latency=_duration(reply.latency_seconds),
+        cache_age=_duration(reply.cache_age_seconds),
     )
 
 
@@ -171,6 +170,8 @@ def encode_stream_event(event: StreamEvent) -> gateway_pb.StreamResponseResponse
                 cache_status=CACHE_STATUS_TO_PROTO[event.cache_status],
                 degradation_level=DEGRADATION_TO_PROTO[event.degradation_level],
                 input_truncated=event.input_truncated,
+                similarity=event.similarity,
+                cache_age=_duration(event.cache_age_seconds),
             )
         )
     if isinstance(event, StreamDelta):
@@ -185,6 +186,14 @@ def encode_stream_event(event: StreamEvent) -> gateway_pb.StreamResponseResponse
             output_truncated=event.output_truncated,
         )
     )
+
+
+def _duration(seconds: float | None) -> duration_pb2.Duration | None:
+    if seconds is None:
+        return None
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
 
 
 def _usage(usage: Usage) -> common_pb.Usage:

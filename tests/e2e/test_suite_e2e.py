@@ -70,6 +70,8 @@ async def test_answer_with_usage_and_cost_then_exact_hit_without_upstream_call(
     assert second.usage == first.usage
     assert second.cost_micros == 0
     assert second.request_id != first.request_id
+    assert not first.HasField("cache_age")
+    assert 0 <= second.cache_age.ToTimedelta().total_seconds() < 30
 
 
 async def test_a_stable_long_prefix_hits_the_upstream_prompt_cache_at_the_cached_rate(

@@ -25,6 +25,7 @@ from services.core.tokens import count_tokens, truncate_tokens
 from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.domain import (
     BudgetVerdict,
+    CachedAnswer,
     CacheStatus,
     DegradationLevel,
     Lane,
@@ -289,6 +290,29 @@ async def test_cache_hit_skips_the_upstream_and_refunds_the_reservation(
     assert booked.cache_status is CacheStatus.EXACT
     assert booked.usage == UPSTREAM_USAGE
     assert len(gw.cache.stored) == 1
+
+
+async def test_a_semantic_hit_carries_its_similarity_and_age(gw: Gateway) -> None:
+    await gw.ask("req-1")
+    await gw.orchestrator.drain_background()
+    key, stored = gw.cache.stored[0]
+    gw.cache.entries[key] = CachedAnswer(
+        output_text=stored.output_text,
+        model=stored.model,
+        usage=stored.usage,
+        status=CacheStatus.SEMANTIC,
+        similarity=0.93,
+        age_seconds=42.5,
+    )
+
+    reply = await gw.ask("req-2")
+    events = await _stream(gw, "req-3")
+
+    assert (reply.cache_status, reply.similarity) == (CacheStatus.SEMANTIC, 0.93)
+    assert reply.cache_age_seconds == 42.5
+    start = events[0]
+    assert isinstance(start, StreamStart)
+    assert (start.similarity, start.cache_age_seconds) == (0.93, 42.5)
 
 
 async def test_cache_bypass_skips_lookup_and_store(gw: Gateway) -> None:

@@ -80,7 +80,7 @@ class CreateResponseRequest(_message.Message):
     def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ..., asynchronous: _Optional[bool] = ...) -> None: ...
 
 class CreateResponseResponse(_message.Message):
-    __slots__ = ("output_text", "model", "deployment", "cache_status", "similarity", "usage", "cost_micros", "request_id", "degradation_level", "input_truncated", "input_tokens_dropped", "output_truncated", "currency_code", "ticket_id", "latency")
+    __slots__ = ("output_text", "model", "deployment", "cache_status", "similarity", "usage", "cost_micros", "request_id", "degradation_level", "input_truncated", "input_tokens_dropped", "output_truncated", "currency_code", "ticket_id", "latency", "cache_age")
     OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class CreateResponseResponse(_message.Message):
     CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
+    CACHE_AGE_FIELD_NUMBER: _ClassVar[int]
     output_text: str
     model: str
     deployment: str
@@ -111,7 +112,8 @@ class CreateResponseResponse(_message.Message):
     currency_code: str
     ticket_id: str
     latency: _duration_pb2.Duration
-    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., input_tokens_dropped: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., currency_code: _Optional[str] = ..., ticket_id: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    cache_age: _duration_pb2.Duration
+    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., input_tokens_dropped: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., currency_code: _Optional[str] = ..., ticket_id: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class StreamResponseRequest(_message.Message):
     __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass")
@@ -145,20 +147,24 @@ class StreamResponseRequest(_message.Message):
     def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ...) -> None: ...
 
 class StreamStarted(_message.Message):
-    __slots__ = ("request_id", "model", "deployment", "cache_status", "degradation_level", "input_truncated")
+    __slots__ = ("request_id", "model", "deployment", "cache_status", "degradation_level", "input_truncated", "similarity", "cache_age")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     CACHE_STATUS_FIELD_NUMBER: _ClassVar[int]
     DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     INPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    CACHE_AGE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     deployment: str
     cache_status: _common_pb2.CacheStatus
     degradation_level: _common_pb2.DegradationLevel
     input_truncated: bool
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ...) -> None: ...
+    similarity: float
+    cache_age: _duration_pb2.Duration
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., similarity: _Optional[float] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)
