@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
-import psutil  # type: ignore[import-untyped]  # no stubs: types-psutil is not a dev dependency yet
+import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
