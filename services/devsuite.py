@@ -247,6 +247,9 @@ def start_suite(
             "TOLLGATE_GATEWAY_ROUTER_ADDRESS": f"127.0.0.1:{ports['router']}",
             "TOLLGATE_GATEWAY_COSTS_ADDRESS": f"127.0.0.1:{ports['costs']}",
             "TOLLGATE_GATEWAY_KEYS_FILE": str(keys_file),
+            # The development key is the router's admin key too, so the gateway can
+            # hold degradation levels while upstream circuits are open.
+            "TOLLGATE_GATEWAY_ROUTER_ADMIN_KEY": api_key,
             "TOLLGATE_GATEWAY_OUTBOX_PATH": str(state_dir / "gateway-outbox.sqlite3"),
             "TOLLGATE_GATEWAY_OPENAI_BASE_URL": upstream,
             "TOLLGATE_GATEWAY_OPENAI_API_KEY": openai_api_key or "sk-simulator",

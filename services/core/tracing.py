@@ -18,10 +18,9 @@ import grpc
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -72,9 +71,7 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"tollgate-{service}"})
     )
-    provider.add_span_processor(
-        BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint))
-    )
+    provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(otlp_endpoint)))
     install(provider)
     return provider
 
@@ -186,3 +183,14 @@ def client_span(request: Message) -> Iterator[tuple[tuple[str, str], ...]]:
             end_rpc(current, error.code(), server=False)
             raise
         end_rpc(current, grpc.StatusCode.OK, server=False)
+
+
+def _otlp_exporter(endpoint: str) -> SpanExporter:
+    # Imported only when tracing is on: the exporter needs opentelemetry-proto's
+    # generated modules, which xds-protos (Envoy's stubs) also ships, in an older
+    # version; the Makefile and the ratelimit image reinstall opentelemetry-proto last.
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter,
+    )
+
+    return OTLPSpanExporter(endpoint=endpoint)

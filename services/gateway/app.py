@@ -90,7 +90,12 @@ async def build_app(
         openai_client, max_retries=settings.upstream_max_retries, clock=clock
     )
     outbox = SqliteOutbox(settings.outbox_path)
-    router_client = RouterClient(router)
+    router_client = RouterClient(
+        router,
+        settings.router_admin_key.get_secret_value()
+        if settings.router_admin_key
+        else "",
+    )
     costs_client = CostsClient(costs)
 
     async def choose_batch_model(principal: Principal, item: BatchItemRequest) -> str:
@@ -151,6 +156,11 @@ async def build_app(
             ratelimit_fail_open=settings.ratelimit_failure_mode == "open",
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             upstream_breaker=settings.upstream_breaker,
+            auto_degradation_hold_seconds=(
+                settings.auto_degradation_hold_seconds
+                if settings.router_admin_key is not None
+                else 0.0
+            ),
         ),
         clock=clock,
     )

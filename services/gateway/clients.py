@@ -182,6 +182,7 @@ class DownstreamClient:
         method: Callable[..., Awaitable[ResponseT]],
         request: Any,
         request_id: str,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> ResponseT:
         """Call ``method`` under the breaker, deadline and request id."""
         if not self.breaker.allow():
@@ -193,7 +194,11 @@ class DownstreamClient:
                 response = await method(
                     request,
                     timeout=self._timeout,
-                    metadata=((REQUEST_ID_HEADER, request_id), *trace_metadata),
+                    metadata=(
+                        (REQUEST_ID_HEADER, request_id),
+                        *trace_metadata,
+                        *metadata,
+                    ),
                 )
         except grpc.aio.AioRpcError as error:
             code = error.code()
@@ -353,8 +358,12 @@ class CacheClient:
 class RouterClient:
     """The router service as a :class:`RouterPort`."""
 
-    def __init__(self, downstream: DownstreamClient) -> None:
+    def __init__(self, downstream: DownstreamClient, admin_key: str = "") -> None:
         self._downstream = downstream
+        # Holding a degradation level is an admin RPC of the router.
+        self._admin_metadata = (
+            (("authorization", f"Bearer {admin_key}"),) if admin_key else ()
+        )
         self._stub = router_pb2_grpc.RouterServiceStub(downstream.channel)
 
     async def route(
@@ -395,6 +404,18 @@ class RouterClient:
                 response.temperature if response.HasField("temperature") else None
             ),
             worst_case_cost_micros=response.worst_case_cost_micros,
+        )
+
+    async def hold_degradation(
+        self, level: DegradationLevel, hold_seconds: float, reason: str
+    ) -> None:
+        """Hold ``level`` on the router for ``hold_seconds`` (it then lapses)."""
+        request = router_pb.SetDegradationLevelRequest(
+            level=DEGRADATION_TO_PROTO[level], reason=reason
+        )
+        request.hold.FromNanoseconds(int(hold_seconds * 1e9))
+        await self._downstream.call(
+            self._stub.SetDegradationLevel, request, reason, self._admin_metadata
         )
 
     async def record_outcome(

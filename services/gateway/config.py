@@ -137,6 +137,19 @@ class GatewaySettings(ServerSettings):
         description="Timeout of each Batch API call (upload, "
         "create, retrieve, download).",
     )
+    router_admin_key: SecretStr | None = Field(
+        default=None,
+        description="Admin key of the router. With it the gateway holds a higher "
+        "degradation level on the router while upstream circuits are open (cheaper "
+        "model, then static answers), lapsing by itself on recovery. Never logged.",
+    )
+    auto_degradation_hold_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long each automatic degradation hold lasts; renewed while "
+        "the circuits stay open.",
+    )
     pricing_file: Path | None = Field(
         default=None,
         description="YAML pricing table for the cost estimate replied while the "

@@ -88,6 +88,8 @@ class FlowConfig:
     ratelimit_fail_open: bool
     upstream_timeout_seconds: float
     upstream_breaker: BreakerConfig
+    # Seconds an automatic degradation hold lasts on the router; 0 disables them.
+    auto_degradation_hold_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ class Orchestrator:
         self._backoff_factors: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._flights: SingleFlight[_Outcome] = SingleFlight()
+        self._holds: dict[DegradationLevel, float] = {}
         self.degradation_level = DegradationLevel.FULL_SERVICE
 
     # -- CreateResponse
@@ -595,8 +598,33 @@ class Orchestrator:
                 level = route.degradation_level
                 if model != route.model:
                     level = max(level, DegradationLevel.REDUCED_QUALITY)
+                    if not budget.downgrade_model:
+                        self._hold_degradation(DegradationLevel.REDUCED_QUALITY)
                 return model, level
+        self._hold_degradation(DegradationLevel.STATIC_FALLBACK)
         return None
+
+    def _hold_degradation(self, level: DegradationLevel) -> None:
+        """Hold ``level`` on the router while circuits stay open (seed section 6).
+
+        Every replica then routes at that level without first failing on the open
+        model; the hold lapses once nobody renews it, so recovery needs no operator.
+        Renewed at most every half hold, per level.
+        """
+        hold = self._config.auto_degradation_hold_seconds
+        now = self._clock.monotonic()
+        if hold <= 0 or now - self._holds.get(level, -hold) < hold / 2:
+            return
+        self._holds[level] = now
+        self._spawn(self._send_hold(level, hold))
+
+    async def _send_hold(self, level: DegradationLevel, hold: float) -> None:
+        try:
+            await self._router.hold_degradation(
+                level, hold, "gateway: upstream circuits open"
+            )
+        except DependencyUnavailableError:
+            _log.info("degradation_hold_skipped", level=level.name)
 
     def _static_outcome(self, plan: _Plan) -> _Outcome:
         text = plan.route.fallback_text or STATIC_ANSWERS[plan.request.request_type]

@@ -15,6 +15,7 @@ from services.gateway.domain import (
     BudgetVerdict,
     CachedAnswer,
     CacheKeyParts,
+    DegradationLevel,
     Principal,
     RateDecision,
     RecordResult,
@@ -97,6 +98,12 @@ class RouterPort(Protocol):
         self, deployment: str, model: str, latency_seconds: float, error: bool
     ) -> None:
         """Feed the deployment's latency and error metrics."""
+        ...
+
+    async def hold_degradation(
+        self, level: DegradationLevel, hold_seconds: float, reason: str
+    ) -> None:
+        """Raise the level for every replica for ``hold_seconds``; it then lapses."""
         ...
 
 

@@ -359,7 +359,7 @@ class Router:
             deployment.max_output_tokens or budget.max_output_tokens,
         )
 
-        level = state.level or DegradationLevel.FULL_SERVICE
+        level = self._level_in_force(state)
         fallback_text = ""
         if level is DegradationLevel.REDUCED_QUALITY:
             model = next(iter(table.cheaper_than(model)), model)
@@ -535,6 +535,37 @@ class Router:
             )
         return statuses
 
+    async def hold_degradation_level(
+        self, level: DegradationLevel, reason: str, hold_seconds: float
+    ) -> DegradationChange:
+        """Hold ``level`` on top of the operator's for ``hold_seconds``.
+
+        The gateway's automatic raise: it lapses by itself once the gateway stops
+        holding it (the upstream recovered), and never lowers an operator's level.
+        """
+        previous = self._level_in_force(await self._state())
+        now = self._clock.now()
+        await self._control.hold_degradation_level(
+            level, now=now, until=now + hold_seconds
+        )
+        state = await self._state()
+        current = self._level_in_force(state)
+        if current > previous:
+            _log.info(
+                "degradation_level_held",
+                level=current.name,
+                previous_level=previous.name,
+                reason=reason,
+                hold_seconds=hold_seconds,
+            )
+        # Applied: this hold is the one in force now (not kept out by a higher one,
+        # and not below the operator's level).
+        return DegradationChange(
+            level=current,
+            previous_level=previous,
+            applied=state.held_level is level and current is level,
+        )
+
     async def set_degradation_level(
         self, level: DegradationLevel, reason: str, *, raise_only: bool = False
     ) -> DegradationChange:
@@ -577,13 +608,20 @@ class Router:
             ),
             routed_cost_micros=counts.routed_cost_micros,
             premium_cost_micros=counts.premium_cost_micros,
-            degradation_level=state.level or DegradationLevel.FULL_SERVICE,
+            degradation_level=self._level_in_force(state),
         )
 
     async def routing_table_healthy(self) -> bool:
         """Whether the shared split, if any, is one this table can route with."""
         stored = (await self._control.state()).split
         return stored is None or _is_valid_split(self._table, stored)
+
+    def _level_in_force(self, state: ControlState) -> DegradationLevel:
+        """The operator's level, or a higher level held and not yet lapsed."""
+        level = state.level or DegradationLevel.FULL_SERVICE
+        if state.held_level is not None and state.held_until > self._clock.now():
+            return max(level, state.held_level)
+        return level
 
     async def _state(self) -> ControlState:
         # Routing goes on with the last known state while the shared store is

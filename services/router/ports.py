@@ -37,6 +37,10 @@ class ControlState:
     """Deployment name to traffic percent, or None when nobody set one."""
     rollbacks: Mapping[str, Rollback] = field(default_factory=dict)
     """Rolled-back canaries by name."""
+    held_level: DegradationLevel | None = None
+    """A level held on top of ``level`` (the gateway's automatic raise), if any."""
+    held_until: float = 0.0
+    """Wall time, seconds since the Unix epoch, when ``held_level`` lapses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,12 @@ class ControlStore(Protocol):
         self, level: DegradationLevel, *, raise_only: bool
     ) -> LevelChange:
         """Set the level in one step; with ``raise_only``, only if it is higher."""
+        ...
+
+    async def hold_degradation_level(
+        self, level: DegradationLevel, *, now: float, until: float
+    ) -> None:
+        """Hold ``level`` until ``until``; a higher hold still in force is kept."""
         ...
 
     async def set_traffic_split(

@@ -54,6 +54,10 @@ _REQUEST_TYPES: dict[common_pb.RequestType, RequestType] = {
     common_pb.REQUEST_TYPE_CLASSIFY: RequestType.CLASSIFY,
     common_pb.REQUEST_TYPE_GENERATE: RequestType.GENERATE,
 }
+
+# The longest a held (automatic) degradation level may last without renewal.
+MAX_HOLD_SECONDS = 3600
+
 _DEGRADATION_LEVELS: dict[common_pb.DegradationLevel, DegradationLevel] = {
     common_pb.DEGRADATION_LEVEL_FULL_SERVICE: DegradationLevel.FULL_SERVICE,
     common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY: DegradationLevel.REDUCED_QUALITY,
@@ -177,9 +181,24 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     )
                 ]
             )
-        change = await self._router.set_degradation_level(
-            level, request.reason, raise_only=request.raise_only
-        )
+        if request.HasField("hold"):
+            hold_seconds = request.hold.ToNanoseconds() / 1e9
+            if not 0 < hold_seconds <= MAX_HOLD_SECONDS:
+                raise InvalidArgumentError(
+                    [
+                        FieldViolation(
+                            "hold",
+                            f"must be more than 0 and at most {MAX_HOLD_SECONDS} s",
+                        )
+                    ]
+                )
+            change = await self._router.hold_degradation_level(
+                level, request.reason, hold_seconds
+            )
+        else:
+            change = await self._router.set_degradation_level(
+                level, request.reason, raise_only=request.raise_only
+            )
         metrics.ROUTER_DEGRADATION_LEVEL.set(change.level)
         return router_pb.SetDegradationLevelResponse(
             level=_WIRE_DEGRADATION_LEVELS[change.level],

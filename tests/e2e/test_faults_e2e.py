@@ -19,6 +19,8 @@ from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
 from tollgate.ratelimit.v1 import ratelimit_pb2_grpc
+from tollgate.router.v1 import router_pb2 as router_pb
+from tollgate.router.v1 import router_pb2_grpc
 
 from services.devsuite import Suite
 from tests.e2e.conftest import E2E_KEY, start_test_suite
@@ -32,6 +34,7 @@ FAULT_ENV = {
     "TOLLGATE_GATEWAY_UPSTREAM_BREAKER__FAILURE_THRESHOLD": "2",
     "TOLLGATE_GATEWAY_UPSTREAM_BREAKER__RECOVERY_TIMEOUT_SECONDS": "1",
     "TOLLGATE_GATEWAY_UPSTREAM_BREAKER__SUCCESS_THRESHOLD": "1",
+    "TOLLGATE_GATEWAY_AUTO_DEGRADATION_HOLD_SECONDS": "2",
     "TOLLGATE_GATEWAY_BATCH_POLL_INITIAL_SECONDS": "0.2",
     "TOLLGATE_GATEWAY_BATCH_POLL_MAX_SECONDS": "0.5",
     "TOLLGATE_GATEWAY_BATCH_TICK_SECONDS": "0.1",
@@ -137,8 +140,19 @@ async def test_500s_open_the_breaker_fallbacks_answer_and_probing_closes_it(
     fallback = await gateway.CreateResponse(ask("served anyway"), metadata=AUTH)
     assert fallback.model == "gpt-4.1-nano"
     assert fallback.degradation_level == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
+    # The gateway holds REDUCED_QUALITY on the router for everybody, for 2 s.
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{suite.ports['router']}"
+    ) as channel:
+        router = router_pb2_grpc.RouterServiceStub(channel)
+        for _ in range(40):
+            stats = await router.GetRoutingStats(router_pb.GetRoutingStatsRequest())
+            if stats.degradation_level != common_pb.DEGRADATION_LEVEL_FULL_SERVICE:
+                break
+            await asyncio.sleep(0.025)
+    assert stats.degradation_level == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
 
-    await asyncio.sleep(1.1)  # the recovery timeout: the next call probes
+    await asyncio.sleep(2.2)  # the hold lapsed and the breaker's recovery passed
     probe = await gateway.CreateResponse(ask("probe"), metadata=AUTH)
     assert probe.model == "gpt-4.1-mini"
     assert probe.degradation_level == common_pb.DEGRADATION_LEVEL_FULL_SERVICE

@@ -115,6 +115,42 @@ async def test_replicas_agree_on_the_degradation_level(
     assert [r.lane for r in routes] == [router_pb.LANE_STATIC] * 2
 
 
+async def test_a_held_level_is_shared_and_lapses_by_itself(
+    replicas: tuple[Stub, Stub], clean_redis: RedisServer
+) -> None:
+    first, second = replicas
+    request = router_pb.SetDegradationLevelRequest(
+        level=common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK, reason="upstream down"
+    )
+    request.hold.FromMilliseconds(300)
+
+    held = await first.SetDegradationLevel(request)
+    route = await second.Route(
+        router_pb.RouteRequest(caller=common_pb.Caller(tenant_id="a"))
+    )
+
+    assert held.applied
+    assert route.lane == router_pb.LANE_STATIC
+    client = aioredis.Redis.from_url(clean_redis.url)
+    try:
+        # The hold's key expires in Redis by itself: nobody has to lower it.
+        assert 0 < await client.pttl(f"{DEFAULT_PREFIX}held_level") <= 300
+    finally:
+        await client.aclose()
+
+
+async def test_a_hold_must_be_positive_and_at_most_an_hour(
+    replicas: tuple[Stub, Stub],
+) -> None:
+    request = router_pb.SetDegradationLevelRequest(
+        level=common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
+    )
+    request.hold.FromSeconds(7200)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await replicas[0].SetDegradationLevel(request)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_replicas_agree_on_the_split_and_the_cohorts(
     replicas: tuple[Stub, Stub],
 ) -> None:

@@ -30,14 +30,25 @@ class InMemoryControlStore:
         self._level: DegradationLevel | None = None
         self._split: dict[str, int] | None = None
         self._rollbacks: dict[str, Rollback] = {}
+        self._held: tuple[DegradationLevel, float] | None = None
 
     async def state(self) -> ControlState:
         """Everything at once."""
+        held_level, held_until = self._held or (None, 0.0)
         return ControlState(
             level=self._level,
             split=None if self._split is None else dict(self._split),
             rollbacks=dict(self._rollbacks),
+            held_level=held_level,
+            held_until=held_until,
         )
+
+    async def hold_degradation_level(
+        self, level: DegradationLevel, *, now: float, until: float
+    ) -> None:
+        """Hold ``level`` until ``until``; a higher hold still in force is kept."""
+        if self._held is None or self._held[1] <= now or level >= self._held[0]:
+            self._held = (level, until)
 
     async def change_degradation_level(
         self, level: DegradationLevel, *, raise_only: bool

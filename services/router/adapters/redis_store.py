@@ -56,6 +56,23 @@ return {tonumber(previous or -1), 1}
 
 # KEYS[1] split, KEYS[2] rollbacks. ARGV[1] canary, ARGV[2] baseline, ARGV[3] the
 # rollback as JSON, ARGV[4] the split to start from when none is stored.
+# A held level: kept when a higher one is still in force; the key also expires by
+# itself. KEYS: held; ARGV: level, now, until (wall seconds), ttl_ms.
+_HOLD_LEVEL = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local held = cjson.decode(current)
+  if tonumber(held.hold_until) > tonumber(ARGV[2])
+      and tonumber(held.level) > tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1],
+  cjson.encode({level = tonumber(ARGV[1]), hold_until = tonumber(ARGV[3])}),
+  'PX', ARGV[4])
+return 1
+"""
+
 _ROLL_BACK = """
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return 0
@@ -116,7 +133,9 @@ class RedisControlStore:
         self._level_key = f"{prefix}level"
         self._split_key = f"{prefix}split"
         self._rollbacks_key = f"{prefix}rollbacks"
+        self._held_key = f"{prefix}held_level"
         self._change_level = client.register_script(_CHANGE_LEVEL)
+        self._hold_level = client.register_script(_HOLD_LEVEL)
         self._roll_back = client.register_script(_ROLL_BACK)
 
     async def state(self) -> ControlState:
@@ -127,11 +146,17 @@ class RedisControlStore:
                 pipe.get(self._level_key)
                 pipe.get(self._split_key)
                 pipe.hgetall(self._rollbacks_key)
+                pipe.get(self._held_key)
                 result: list[Any] = await pipe.execute()
                 return result
 
-        level, split, rollbacks = await _guarded(read)
+        level, split, rollbacks, held = await _guarded(read)
+        held_fields = json.loads(held) if held is not None else None
         return ControlState(
+            held_level=None
+            if held_fields is None
+            else DegradationLevel(int(held_fields["level"])),
+            held_until=0.0 if held_fields is None else float(held_fields["hold_until"]),
             level=None if level is None else DegradationLevel(int(level)),
             split=None
             if split is None
@@ -158,6 +183,17 @@ class RedisControlStore:
         return LevelChange(
             previous=None if int(previous) < 0 else DegradationLevel(int(previous)),
             applied=bool(int(applied)),
+        )
+
+    async def hold_degradation_level(
+        self, level: DegradationLevel, *, now: float, until: float
+    ) -> None:
+        """Hold ``level`` until ``until`` atomically; a higher hold in force stays."""
+        ttl_ms = max(1, int((until - now) * 1000))
+        await _guarded(
+            lambda: self._hold_level(
+                keys=[self._held_key], args=[int(level), now, until, ttl_ms]
+            )
         )
 
     async def set_traffic_split(

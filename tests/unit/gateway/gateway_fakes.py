@@ -124,6 +124,7 @@ class FakeRouter:
         self.answer: Route | Exception = sync_route()
         self.calls: list[tuple[Principal, ResponseRequest, int]] = []
         self.outcomes: list[tuple[str, str, bool]] = []
+        self.holds: list[tuple[DegradationLevel, float]] = []
 
     async def route(
         self,
@@ -141,6 +142,11 @@ class FakeRouter:
         self, deployment: str, model: str, latency_seconds: float, error: bool
     ) -> None:
         self.outcomes.append((deployment, model, error))
+
+    async def hold_degradation(
+        self, level: DegradationLevel, hold_seconds: float, reason: str
+    ) -> None:
+        self.holds.append((level, hold_seconds))
 
 
 class FakeLedger:

@@ -60,6 +60,7 @@ from tests.unit.gateway.gateway_fakes import (
 PRINCIPAL = Principal(
     tenant_id="acme", service="chat", user_id="key-user", user_tier="paid"
 )
+HOLD_SECONDS = 30.0
 INPUT = "What is a token bucket?"
 INSTRUCTIONS = "Be brief."
 UPSTREAM_TIMEOUT = 30.0
@@ -149,6 +150,7 @@ def _gateway(
             ratelimit_fail_open=fail_open,
             upstream_timeout_seconds=UPSTREAM_TIMEOUT,
             upstream_breaker=UPSTREAM_BREAKER,
+            auto_degradation_hold_seconds=HOLD_SECONDS,
         ),
         clock=clock,
     )
@@ -524,6 +526,32 @@ async def test_a_ledger_rejection_does_not_fail_an_answered_request(
 
 
 # -- upstream
+
+
+async def test_open_circuits_hold_a_degradation_level_on_the_router(
+    gw: Gateway,
+) -> None:
+    gw.upstream.failures["gpt-4.1-mini"] = DependencyUnavailableError("upstream", "503")
+    for n in range(UPSTREAM_BREAKER.failure_threshold):
+        with pytest.raises(UnavailableError):
+            await gw.ask(f"req-{n}")
+    assert gw.router.holds == []
+
+    await gw.ask("req-fallback-1")
+    await gw.ask("req-fallback-2")  # within half a hold: not sent again
+    await gw.orchestrator.drain_background()
+    assert gw.router.holds == [(DegradationLevel.REDUCED_QUALITY, HOLD_SECONDS)]
+
+    gw.clock.advance(HOLD_SECONDS / 2)
+    gw.upstream.failures["gpt-4.1-nano"] = DependencyUnavailableError("upstream", "")
+    for n in range(UPSTREAM_BREAKER.failure_threshold):
+        with pytest.raises(UnavailableError):
+            await gw.ask(f"req-nano-{n}")
+    static = await gw.ask("req-static")
+    await gw.orchestrator.drain_background()
+
+    assert static.degradation_level is DegradationLevel.STATIC_FALLBACK
+    assert (DegradationLevel.STATIC_FALLBACK, HOLD_SECONDS) in gw.router.holds
 
 
 async def test_failing_model_opens_its_breaker_then_the_fallback_answers(

@@ -190,14 +190,16 @@ class GetDeploymentStatusResponse(_message.Message):
     def __init__(self, deployments: _Optional[_Iterable[_Union[DeploymentStatus, _Mapping]]] = ...) -> None: ...
 
 class SetDegradationLevelRequest(_message.Message):
-    __slots__ = ("level", "reason", "raise_only")
+    __slots__ = ("level", "reason", "raise_only", "hold")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RAISE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
     level: _common_pb2.DegradationLevel
     reason: str
     raise_only: bool
-    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., reason: _Optional[str] = ..., raise_only: _Optional[bool] = ...) -> None: ...
+    hold: _duration_pb2.Duration
+    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., reason: _Optional[str] = ..., raise_only: _Optional[bool] = ..., hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SetDegradationLevelResponse(_message.Message):
     __slots__ = ("level", "previous_level", "applied")
