@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -40,6 +41,10 @@ _LOOKUP_STATUSES = {
     LookupStatus.EXACT: common_pb.CACHE_STATUS_EXACT,
     LookupStatus.SEMANTIC: common_pb.CACHE_STATUS_SEMANTIC,
 }
+
+
+# An exact-tier key as Lookup and Store return it: a hex SHA-256.
+_EXACT_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 class CacheServicer:
@@ -122,6 +127,10 @@ class CacheServicer:
         if not getattr(request, target):
             raise InvalidArgumentError(
                 [FieldViolation(target, "must not be empty (or false for all)")]
+            )
+        if target == "key" and not _EXACT_KEY.fullmatch(request.key):
+            raise InvalidArgumentError(
+                [FieldViolation("key", "must be an exact-tier key: 64 hex characters")]
             )
         removed: InvalidateResult
         if target == "key":

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
@@ -32,7 +33,9 @@ from services.core.context import (
     set_request_id,
 )
 from services.core.errors import (
+    FieldViolation,
     InternalError,
+    InvalidArgumentError,
     PermissionDeniedError,
     TollgateError,
     UnauthenticatedError,
@@ -126,16 +129,20 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if method.startswith(("/grpc.health.", "/grpc.reflection.")):
             return handler
+        # Requests are decoded inside the wrapper, not by gRPC before it, so that an
+        # undecodable request (invalid UTF-8, a corrupt wire format) is answered
+        # INVALID_ARGUMENT like any bad input instead of gRPC's UNKNOWN.
+        decode = handler.request_deserializer
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.unary_unary, method, decode),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(handler.unary_stream, method, decode),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -199,27 +206,49 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
                 tracing.end_rpc(span, code, server=True)
 
     def _wrap_unary(
-        self, behavior: Callable[..., Awaitable[Any]], method: str
+        self,
+        behavior: Callable[..., Awaitable[Any]],
+        method: str,
+        decode: Callable[[bytes], Any] | None,
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapped(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Any:
             async with self._serving(context, method):
-                return await behavior(request, context)
+                return await behavior(_decoded(request, decode), context)
 
         return wrapped
 
     def _wrap_stream(
-        self, behavior: Callable[..., AsyncIterator[Any]], method: str
+        self,
+        behavior: Callable[..., AsyncIterator[Any]],
+        method: str,
+        decode: Callable[[bytes], Any] | None,
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapped(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             async with self._serving(context, method):
-                async for item in behavior(request, context):
+                async for item in behavior(_decoded(request, decode), context):
                     yield item
 
         return wrapped
+
+
+def _decoded(request: Any, decode: Callable[[bytes], Any] | None) -> Any:
+    """The request message; raw bytes from the wire are decoded here.
+
+    In-process calls (``tollgate serve all``) hand over the message itself.
+    """
+    if decode is None or not isinstance(request, bytes):
+        return request
+    try:
+        return decode(request)
+    except DecodeError as error:
+        raise InvalidArgumentError(
+            [FieldViolation("", "the request is not a valid protobuf message")],
+            reason="UNDECODABLE_REQUEST",
+        ) from error
 
 
 @dataclass

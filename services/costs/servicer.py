@@ -74,6 +74,7 @@ class CostsServicer:
         violations = [
             *_request_id_violations(request.request_id),
             *_required("model", request.model),
+            *_length_violations("model", request.model),
             *_usage_violations(request.usage),
             *_length_violations("budget_reservation_id", request.budget_reservation_id),
         ]
@@ -117,6 +118,7 @@ class CostsServicer:
         violations = [
             *_request_id_violations(request.request_id),
             *_required("model", request.model),
+            *_length_violations("model", request.model),
         ]
         if request.input_tokens < 0:
             violations.append(FieldViolation("input_tokens", "must be >= 0"))
@@ -230,7 +232,10 @@ def _unknown_model_is_invalid(field: str) -> Iterator[None]:
     try:
         yield
     except UnknownModelError as error:
-        raise InvalidArgumentError([FieldViolation(field, str(error))]) from error
+        # Never echo the caller's text back: a model name can be megabytes long.
+        raise InvalidArgumentError(
+            [FieldViolation(field, "no price is in force for this model")]
+        ) from error
 
 
 def _request_id_violations(request_id: str) -> list[FieldViolation]:
@@ -249,11 +254,26 @@ def _length_violations(field: str, value: str) -> list[FieldViolation]:
     return []
 
 
+# Times the ledger accepts: far enough either side of now for any real request, and
+# far from the edges of datetime, where calendar periods would overflow.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _optional_time(message: Any, field: str) -> datetime | None:
     # Any: every request message with an optional Timestamp field.
     if not message.HasField(field):
         return None
-    stamp: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    try:
+        stamp: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as error:
+        raise InvalidArgumentError(
+            [FieldViolation(field, "is not a valid timestamp")]
+        ) from error
+    if not _EARLIEST <= stamp < _LATEST:
+        raise InvalidArgumentError(
+            [FieldViolation(field, "must be between 1970 and 9000")]
+        )
     return stamp
 
 
