@@ -152,13 +152,58 @@ async def test_500s_open_the_breaker_fallbacks_answer_and_probing_closes_it(
             await asyncio.sleep(0.025)
     assert stats.degradation_level == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
 
-    await asyncio.sleep(2.2)  # the hold lapsed and the breaker's recovery passed
+    await _wait_for_level(suite, common_pb.DEGRADATION_LEVEL_FULL_SERVICE)
+    await asyncio.sleep(1.1)  # the breaker's recovery timeout: the next call probes
     probe = await gateway.CreateResponse(ask("probe"), metadata=AUTH)
     assert probe.model == "gpt-4.1-mini"
     assert probe.degradation_level == common_pb.DEGRADATION_LEVEL_FULL_SERVICE
     assert (await breaker_states(gateway))["upstream:gpt-4.1-mini"] == (
         gateway_pb.BREAKER_STATE_CLOSED
     )
+
+
+async def _wait_for_level(suite: Suite, level: int) -> None:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{suite.ports['router']}"
+    ) as channel:
+        router = router_pb2_grpc.RouterServiceStub(channel)
+        for _ in range(200):
+            stats = await router.GetRoutingStats(router_pb.GetRoutingStatsRequest())
+            if stats.degradation_level == level:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the router's level never became {level}")
+
+
+async def test_with_every_circuit_open_the_static_answer_is_served_at_once(
+    suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
+) -> None:
+    schedule_faults(suite, "server_error", 4)  # two for each model of the ladder
+    for n in range(4):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await gateway.CreateResponse(ask(f"failing {n}"), metadata=AUTH)
+    states = await breaker_states(gateway)
+    assert states["upstream:gpt-4.1-mini"] == gateway_pb.BREAKER_STATE_OPEN
+    assert states["upstream:gpt-4.1-nano"] == gateway_pb.BREAKER_STATE_OPEN
+
+    before = upstream_requests(suite)
+    replies = [
+        await gateway.CreateResponse(ask(f"while down {n}"), metadata=AUTH)
+        for n in range(5)
+    ]
+
+    assert upstream_requests(suite) == before, "fallbacks never wait on the upstream"
+    for reply in replies:
+        assert reply.degradation_level == common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK
+        assert reply.output_text  # the static answer of the request type
+        assert not reply.output_text.startswith("Simulated answer")
+    # The gateway's own measure of each reply (its `latency` field), not a client
+    # clock: the static answer is served in well under 50 ms.
+    latencies = sorted(r.latency.ToTimedelta().total_seconds() for r in replies)
+    assert latencies[len(latencies) // 2] < 0.050
+    # The holds lapse by themselves once nobody renews them; then the next call probes.
+    await _wait_for_level(suite, common_pb.DEGRADATION_LEVEL_FULL_SERVICE)
+    await asyncio.sleep(1.1)  # the breakers' recovery timeout
 
 
 async def test_a_slow_upstream_does_not_outlive_the_callers_deadline(
