@@ -12,6 +12,7 @@ from typing import Any, cast
 import aiohttp
 import grpc
 import pytest
+import structlog
 import yaml
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
@@ -485,3 +486,40 @@ async def test_an_unreachable_ledger_outboxes_the_usage_and_still_answers(
     numerator = usage.input_tokens * 400_000 + usage.output_tokens * 1_600_000
     assert response.cost_micros == -(-numerator // 1_000_000) > 0
     assert status.outbox_depth == 1
+
+
+async def test_prompts_answers_and_keys_never_reach_the_logs(
+    serve_app: ServeApp, downstreams: Downstreams, sim: RunningSimulator, tmp_path: Path
+) -> None:
+    secret_input = "my card number is 4111-1111-1111-1111 please help"
+    secret_instructions = "internal instructions: codename BLUEBIRD"
+    gateway = await _serve_gateway(serve_app, downstreams, sim, tmp_path)
+
+    with structlog.testing.capture_logs() as logs:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            reply = await stub.CreateResponse(
+                _request(input=secret_input, instructions=secret_instructions),
+                metadata=_auth(),
+            )
+            stream = stub.StreamResponse(
+                gateway_pb.StreamResponseRequest(input=secret_input),
+                metadata=_auth(),
+            )
+            async for _ in stream:
+                pass
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.CreateResponse(
+                    _request(input=secret_input), metadata=_auth("tg-wrong-secret")
+                )
+
+    logged = repr(logs)
+    assert logs, "the request was logged (events, ids, numbers)"
+    for secret in (
+        "4111-1111",
+        "BLUEBIRD",
+        reply.output_text[:40],
+        API_KEY,
+        "tg-wrong-secret",
+    ):
+        assert secret not in logged
