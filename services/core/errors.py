@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
+
+from services.core.prototime import duration
 
 RETRY_AFTER_TRAILER = "retry-after"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -180,12 +182,6 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(round(seconds * 1_000_000_000))
-    return duration
-
-
 def retry_after_seconds(seconds: float) -> int:
     """Whole seconds for a ``retry-after`` header: rounded up, at least 1."""
     return max(1, math.ceil(seconds))
@@ -204,7 +200,7 @@ def to_rpc_status(error: TollgateError, domain: str) -> status_pb2.Status:
     )
     if error.retry_after is not None:
         status.details.append(
-            _pack(error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after)))
+            _pack(error_details_pb2.RetryInfo(retry_delay=duration(error.retry_after)))
         )
     if isinstance(error, InvalidArgumentError):
         status.details.append(

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from tollgate.cache.v1 import cache_pb2 as cache_pb
 from tollgate.cache.v1 import cache_pb2_grpc
@@ -26,7 +25,7 @@ from tollgate.ratelimit.v1 import ratelimit_pb2_grpc
 from tollgate.router.v1 import router_pb2 as router_pb
 from tollgate.router.v1 import router_pb2_grpc
 
-from services.core import tracing
+from services.core import prototime, tracing
 from services.core.breaker import CircuitBreaker
 from services.core.context import REQUEST_ID_HEADER, metadata_value
 from services.core.errors import FieldViolation, InvalidArgumentError
@@ -413,7 +412,7 @@ class RouterClient:
         request = router_pb.SetDegradationLevelRequest(
             level=DEGRADATION_TO_PROTO[level], reason=reason
         )
-        request.hold.FromNanoseconds(int(hold_seconds * 1e9))
+        request.hold.CopyFrom(prototime.duration(hold_seconds))
         await self._downstream.call(
             self._stub.SetDegradationLevel, request, reason, self._admin_metadata
         )
@@ -425,7 +424,7 @@ class RouterClient:
         request = router_pb.RecordOutcomeRequest(
             deployment=deployment, model=model, error=error
         )
-        request.latency.FromNanoseconds(int(latency_seconds * 1e9))
+        request.latency.CopyFrom(prototime.duration(latency_seconds))
         await self._downstream.call(self._stub.RecordOutcome, request, deployment)
 
 
@@ -438,8 +437,6 @@ class CostsClient:
 
     async def record(self, record: UsageRecord) -> RecordResult:
         """Book one request's usage."""
-        occurred_at = timestamp_pb2.Timestamp()
-        occurred_at.FromNanoseconds(int(record.occurred_at * 1e9))
         response: costs_pb.RecordResponse = await self._downstream.call(
             self._stub.Record,
             costs_pb.RecordRequest(
@@ -450,7 +447,7 @@ class CostsClient:
                 usage=_usage_proto(record.usage),
                 batch=record.batch,
                 cache_status=CACHE_STATUS_TO_PROTO[record.cache_status],
-                occurred_at=occurred_at,
+                occurred_at=prototime.timestamp(record.occurred_at),
                 requested_model=record.requested_model,
                 budget_reservation_id=record.budget_reservation_id,
             ),

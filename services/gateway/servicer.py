@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 
+from services.core import prototime
 from services.core.breaker import BreakerState
 from services.core.context import current_request_id, metadata_value
 from services.core.errors import FieldViolation, InvalidArgumentError
@@ -189,11 +190,7 @@ def encode_stream_event(event: StreamEvent) -> gateway_pb.StreamResponseResponse
 
 
 def _duration(seconds: float | None) -> duration_pb2.Duration | None:
-    if seconds is None:
-        return None
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(round(seconds * 1e9))
-    return duration
+    return None if seconds is None else prototime.duration(seconds)
 
 
 def _usage(usage: Usage) -> common_pb.Usage:
@@ -316,7 +313,5 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 failure_count=snapshot.failure_count,
             )
             if snapshot.opened_at is not None:
-                opened = timestamp_pb2.Timestamp()
-                opened.FromNanoseconds(int(snapshot.opened_at * 1e9))
-                status.opened_at.CopyFrom(opened)
+                status.opened_at.CopyFrom(prototime.timestamp(snapshot.opened_at))
         return response

@@ -14,12 +14,13 @@ import structlog
 from envoy.service.ratelimit.v3 import (
     rls_pb2 as envoy_rls_pb,
 )
-from google.protobuf import duration_pb2, timestamp_pb2
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
 
 from services.core import metrics
 from services.core.errors import FieldViolation, InvalidArgumentError
+from services.core.prototime import duration as _duration
+from services.core.prototime import timestamp as _timestamp
 from services.ratelimit.domain import (
     BucketStatus,
     Caller,
@@ -297,15 +298,3 @@ def _encode_backoff(backoff: ModelBackoff) -> ratelimit_pb.ModelBackoff:
     if backoff.paused_until is not None:
         encoded.paused_until.CopyFrom(_timestamp(backoff.paused_until))
     return encoded
-
-
-def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    timestamp = timestamp_pb2.Timestamp()
-    timestamp.FromNanoseconds(round(seconds * 1e9))
-    return timestamp
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(round(seconds * 1e9))
-    return duration

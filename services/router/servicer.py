@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import grpc
-from google.protobuf import timestamp_pb2
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.router.v1 import router_pb2 as router_pb
 from tollgate.router.v1 import router_pb2_grpc
 
 from services.core import metrics
 from services.core.errors import FieldViolation, InvalidArgumentError
+from services.core.prototime import timestamp as _timestamp
 from services.router.domain import (
     DeploymentStatus,
     Router,
@@ -248,12 +248,6 @@ def _encode_status(status: DeploymentStatus) -> router_pb.DeploymentStatus:
         encoded.rollback_reason = status.rollback.reason
         encoded.rolled_back_at.CopyFrom(_timestamp(status.rollback.at))
     return encoded
-
-
-def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(round(seconds * 1e9))
-    return stamp
 
 
 def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
