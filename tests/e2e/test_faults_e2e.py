@@ -141,16 +141,7 @@ async def test_500s_open_the_breaker_fallbacks_answer_and_probing_closes_it(
     assert fallback.model == "gpt-4.1-nano"
     assert fallback.degradation_level == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
     # The gateway holds REDUCED_QUALITY on the router for everybody, for 2 s.
-    async with grpc.aio.insecure_channel(
-        f"127.0.0.1:{suite.ports['router']}"
-    ) as channel:
-        router = router_pb2_grpc.RouterServiceStub(channel)
-        for _ in range(40):
-            stats = await router.GetRoutingStats(router_pb.GetRoutingStatsRequest())
-            if stats.degradation_level != common_pb.DEGRADATION_LEVEL_FULL_SERVICE:
-                break
-            await asyncio.sleep(0.025)
-    assert stats.degradation_level == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
+    await _wait_for_level(suite, common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY)
 
     await _wait_for_level(suite, common_pb.DEGRADATION_LEVEL_FULL_SERVICE)
     await asyncio.sleep(1.1)  # the breaker's recovery timeout: the next call probes
