@@ -269,9 +269,16 @@ async def _wait_for_batch(
     raise AssertionError("the batch did not finish")
 
 
+# Price per 1M input and output tokens, micro-dollars (the default pricing table).
+PRICES = {"gpt-4.1-mini": (400_000, 1_600_000), "gpt-4.1-nano": (100_000, 400_000)}
+
+
 async def test_a_batch_completes_with_results_at_the_batch_price(
-    gateway: gateway_pb2_grpc.GatewayServiceStub,
+    suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
 ) -> None:
+    # Earlier faults leave short degradation holds that route to a cheaper model;
+    # start from full service so the batch is priced on the standard model.
+    await _wait_for_level(suite, common_pb.DEGRADATION_LEVEL_FULL_SERVICE)
     submitted = await gateway.SubmitBatch(
         gateway_pb.SubmitBatchRequest(
             items=[
@@ -293,20 +300,13 @@ async def test_a_batch_completes_with_results_at_the_batch_price(
     assert [r.custom_id for r in results] == ["item-0", "item-1", "item-2"]
     for result in results:
         assert result.output_text.startswith("Simulated answer")
-        full = -(
-            -(
-                result.usage.input_tokens * 400_000
-                + result.usage.output_tokens * 1_600_000
-            )
-            // 1_000_000
+        input_price, output_price = PRICES[result.model]
+        tokens_cost = (
+            result.usage.input_tokens * input_price
+            + result.usage.output_tokens * output_price
         )
-        half = -(
-            -(
-                result.usage.input_tokens * 400_000
-                + result.usage.output_tokens * 1_600_000
-            )
-            // 2_000_000
-        )
+        full = -(-tokens_cost // 1_000_000)
+        half = -(-tokens_cost // 2_000_000)
         assert result.cost_micros == half < full
 
 
