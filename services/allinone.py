@@ -4,7 +4,7 @@ Each service is built and served exactly as on its own (its contract, health and
 reflection on its own port, for outside callers), and the gateway reaches the
 other four in-process: its typed clients keep their stubs, breakers and deadlines,
 but their channel is an :class:`InProcessChannel` that hands the request message
-to the servicer through the same server interceptors, with no serialisation and
+to the servicer through the same RPC envelope, with no serialisation and
 no network hop. A servicer's error comes back as the ``AioRpcError`` a network
 call would raise (code, details, ``grpc-status-details-bin``), so the gateway's
 per-dependency policies stay the same.
@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import structlog
@@ -32,9 +32,9 @@ from services.cache.config import CacheSettings
 from services.core.logging import configure_logging
 from services.core.runner import run_event_loop
 from services.core.server import (
+    RpcEnvelope,
     RunningServer,
     ServiceApp,
-    server_interceptors,
     start_server,
 )
 from services.core.settings import ServerSettings
@@ -61,7 +61,7 @@ class _CallDetails:
 
 
 class _InProcessContext:
-    """The part of ``grpc.aio.ServicerContext`` our servicers and interceptors use."""
+    """The part of ``grpc.aio.ServicerContext`` our servicers and envelope use."""
 
     def __init__(self, metadata: Metadata, deadline: float | None) -> None:
         self._metadata = metadata
@@ -114,19 +114,16 @@ class _InProcessContext:
         code: grpc.StatusCode,
         details: str = "",
         trailing_metadata: Sequence[Any] = (),
-    ) -> None:
+    ) -> NoReturn:
         """End the call with ``code``, as ``grpc.aio`` does: by raising AbortError."""
         self._code, self._details = code, details
         if trailing_metadata:
             self.trailing_metadata = tuple(trailing_metadata)
         raise grpc.aio.AbortError()
 
-    async def abort_with_status(self, status: grpc.Status) -> None:
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
         """End the call with a ``grpc.Status`` (code, details, rich trailers)."""
         await self.abort(status.code, status.details, status.trailing_metadata)
-
-
-Continuation = Callable[[Any], Awaitable[Any]]
 
 
 class _UnaryUnary:
@@ -167,19 +164,14 @@ class _Unimplemented:
 class InProcessChannel:
     """A channel whose calls run a service's handlers in this process.
 
-    Stubs built on it call the handlers its ``register`` added, wrapped by the
-    same interceptors as the network server; each call runs in its own task, so
-    the servicer's context variables (request id, log context) stay its own, and
-    under the caller's deadline.
+    Stubs built on it call the handlers its ``register`` added, inside the same
+    RPC envelope as the network server; each call runs in its own task, so the
+    servicer's context variables (request id, log context) stay its own, and under
+    the caller's deadline.
     """
 
-    def __init__(
-        self,
-        handlers: Sequence[grpc.GenericRpcHandler],
-        interceptors: Sequence[grpc.aio.ServerInterceptor],
-    ) -> None:
+    def __init__(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._handlers = tuple(handlers)
-        self._interceptors = tuple(interceptors)
 
     def unary_unary(self, method: str, *_args: Any, **_kwargs: Any) -> _UnaryUnary:
         """The multicallable of a unary RPC (serialisers are not needed)."""
@@ -192,25 +184,17 @@ class InProcessChannel:
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def _lookup(self, details: _CallDetails) -> Any:
+    def _lookup(self, details: _CallDetails) -> grpc.RpcMethodHandler | None:
         for handler in self._handlers:
             found = handler.service(details)
             if found is not None:
                 return found
         return None
 
-    async def _intercepted(self, details: _CallDetails) -> Any:
-        # The same chain as grpc.aio's server: the first interceptor is outermost.
-        continuation: Continuation = self._lookup
-        for interceptor in reversed(self._interceptors):
-            continuation = _bind(interceptor, continuation)
-        return await continuation(details)
-
     async def _serve(
         self, method: str, request: Any, context: _InProcessContext
     ) -> Any:
-        details = _CallDetails(method, context.invocation_metadata())
-        handler = await self._intercepted(details)
+        handler = self._lookup(_CallDetails(method, context.invocation_metadata()))
         if handler is None or handler.unary_unary is None:
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f"{method} is not served here"
@@ -246,15 +230,6 @@ class InProcessChannel:
             ) from None
 
 
-def _bind(
-    interceptor: grpc.aio.ServerInterceptor, continuation: Continuation
-) -> Continuation:
-    async def intercepted(details: Any) -> Any:
-        return await interceptor.intercept_service(continuation, details)
-
-    return intercepted
-
-
 class _RecordingServer:
     """Passes registrations on to the real server and keeps the generic handlers."""
 
@@ -286,7 +261,8 @@ async def _serve_with_channel(
         recorded.extend(recorder.handlers)
 
     running = await start_server(replace(app, register=register), settings)
-    return running, InProcessChannel(recorded, server_interceptors(app, settings))
+    envelope = RpcEnvelope(app, settings)
+    return running, InProcessChannel([envelope.wrap_generic(h) for h in recorded])
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterable
 from contextvars import ContextVar
 
@@ -13,7 +13,7 @@ _request_id: ContextVar[str] = ContextVar("tollgate_request_id", default="")
 
 def new_request_id() -> str:
     """Make a fresh request id."""
-    return f"req_{uuid.uuid4().hex}"
+    return f"req_{os.urandom(16).hex()}"
 
 
 def current_request_id() -> str:

@@ -1,10 +1,11 @@
 """Domain errors and the one table that maps them to gRPC statuses.
 
 Domain code raises :class:`TollgateError` subclasses, which know nothing of gRPC.
-The server interceptor turns each into a ``google.rpc.Status`` with exactly one
-``ErrorInfo`` plus the details that apply (``RetryInfo``, ``QuotaFailure``,
-``BadRequest``), and a ``retry-after`` trailer in whole seconds when a retry time is
-known. Anything else becomes INTERNAL with a generic message; never UNKNOWN.
+The RPC envelope (services.core.server) turns each into a ``google.rpc.Status``
+with exactly one ``ErrorInfo`` plus the details that apply (``RetryInfo``,
+``QuotaFailure``, ``BadRequest``), and a ``retry-after`` trailer in whole seconds
+when a retry time is known. Anything else becomes INTERNAL with a generic message;
+never UNKNOWN.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every metric Tollgate exports is declared here, so names, labels and their meaning
 live in one place (documented in docs/observability.md) and a dashboard can be
-checked against them. Code records where the event happens: the server interceptor
+checked against them. Code records where the event happens: the RPC envelope
 counts RPCs, the ratelimit servicer its decisions, the gateway its queue and upstream
 calls. State that already lives in objects (breakers, queue depths) is read at scrape
 time by callbacks registered with :func:`on_scrape`, so it is never counted twice.
@@ -17,6 +17,7 @@ run on the same thread as the code that mutates what they read.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ _LATENCY_BUCKETS = (
     60.0,
 )
 
-# -- every service: the shared server interceptor
+# -- every service: the shared RPC envelope
 
 RPC_REQUESTS = Counter(
     "tollgate_rpc_requests_total",
@@ -205,8 +206,23 @@ def observe_rpc(
     service: str, method: str, code: grpc.StatusCode, seconds: float
 ) -> None:
     """Count one finished RPC and its duration."""
-    RPC_REQUESTS.labels(service, method, code.name).inc()
-    RPC_DURATION.labels(service, method, code.name).observe(seconds)
+    requests, duration = _rpc_series(service, method, code)
+    requests.inc()
+    duration.observe(seconds)
+
+
+@functools.cache
+def _rpc_series(
+    service: str, method: str, code: grpc.StatusCode
+) -> tuple[Counter, Histogram]:
+    """The labelled series of one (service, method, code), looked up once.
+
+    The key space is bounded: services and methods are fixed, codes are 17.
+    """
+    return (
+        RPC_REQUESTS.labels(service, method, code.name),
+        RPC_DURATION.labels(service, method, code.name),
+    )
 
 
 @dataclass

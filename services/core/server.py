@@ -1,9 +1,10 @@
 """The asyncio gRPC server every service runs on.
 
-One interceptor gives every RPC the same treatment: it binds ``request_id`` (from
+One envelope gives every RPC the same treatment: it binds ``request_id`` (from
 ``x-request-id`` or made) and ``rpc`` into the log context, echoes the request id in
-the initial metadata, maps :class:`TollgateError` through the error table, and turns
-any other exception into INTERNAL with a generic message, so no RPC ends UNKNOWN.
+the trailing metadata (and, for a stream, in its initial metadata too), maps
+:class:`TollgateError` through the error table, and turns any other exception into
+INTERNAL with a generic message, so no RPC ends UNKNOWN.
 Health (grpc.health.v1) and server reflection are always on.
 """
 
@@ -14,8 +15,8 @@ import contextlib
 import hashlib
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -102,33 +103,34 @@ def _check_admin(
         )
 
 
-class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(
-        self,
-        domain: str,
-        admin_methods: frozenset[str],
-        admin_digests: frozenset[str],
-        *,
-        service: str,
-    ) -> None:
-        self._domain = domain
-        self._service = service
-        self._admin_methods = admin_methods
-        self._admin_digests = admin_digests
+class RpcEnvelope:
+    """What every RPC of one service passes through, wrapped around each handler.
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
+    It binds the request id and method into the log context, checks admin keys,
+    maps errors through the error table, and counts and traces the RPC. Handlers are
+    wrapped once, when the service registers them (see :meth:`registrar`), rather
+    than by a per-call interceptor: gRPC's interceptor chain and a separate initial
+    metadata write cost more per RPC than the service's own work.
+    """
+
+    def __init__(self, app: ServiceApp, settings: ServerSettings) -> None:
+        self._domain = f"{app.name}.tollgate"
+        self._service = app.name
+        self._admin_methods = app.admin_methods
+        self._admin_digests = frozenset(d.lower() for d in settings.admin_key_sha256s)
+
+    def registrar(self, server: Any) -> _EnvelopingRegistrar:
+        """A stand-in for ``server`` that wraps what is registered on it."""
+        return _EnvelopingRegistrar(server, self)
+
+    def wrap_generic(self, handler: grpc.GenericRpcHandler) -> grpc.GenericRpcHandler:
+        """``handler`` with every method it serves wrapped in the envelope."""
+        return _EnvelopedGenericHandler(handler, self)
+
+    def wrap(
+        self, method: str, handler: grpc.RpcMethodHandler
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if method.startswith(("/grpc.health.", "/grpc.reflection.")):
-            return handler
+        """``handler`` of the full ``method`` path, inside the envelope."""
         # Requests are decoded inside the wrapper, not by gRPC before it, so that an
         # undecodable request (invalid UTF-8, a corrupt wire format) is answered
         # INVALID_ARGUMENT like any bad input instead of gRPC's UNKNOWN.
@@ -147,17 +149,14 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler
 
-    async def _begin(
-        self, context: grpc.aio.ServicerContext[Any, Any], method: str
-    ) -> str:
+    def _begin(self, context: grpc.aio.ServicerContext[Any, Any], method: str) -> str:
+        """Bind the RPC's request id (presented or made) and method; return the id."""
         structlog.contextvars.clear_contextvars()
         presented = metadata_value(context.invocation_metadata(), REQUEST_ID_HEADER)
         request_id = str(presented)[:128] if isinstance(presented, str) else ""
         request_id = request_id or new_request_id()
         set_request_id(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
-        with contextlib.suppress(Exception):
-            await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
         return request_id
 
     def _failure(self, error: Exception, started: float) -> TollgateError:
@@ -175,35 +174,21 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         )
         return error
 
-    @contextlib.asynccontextmanager
-    async def _serving(
-        self, context: grpc.aio.ServicerContext[Any, Any], method: str
-    ) -> AsyncIterator[None]:
-        """Around one RPC: log context, admin check, error mapping, metrics, span."""
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        with tracing.server_span(method, context.invocation_metadata()) as span:
-            await self._begin(context, method)
-            try:
-                if method in self._admin_methods:
-                    _check_admin(context, self._admin_digests)
-                yield
-                code = context.code() or grpc.StatusCode.OK
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as error:
-                failure = self._failure(error, started)
-                code = status_code(failure)
-                await context.abort_with_status(to_grpc_status(failure, self._domain))
-            except BaseException:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                metrics.observe_rpc(
-                    self._service, method, code, time.perf_counter() - started
-                )
-                tracing.end_rpc(span, code, server=True)
+    async def _abort(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        failure: TollgateError,
+        request_id: str,
+    ) -> None:
+        """End the RPC with ``failure``'s status (raises AbortError)."""
+        status = to_grpc_status(failure, self._domain)
+        echo = ((REQUEST_ID_HEADER, request_id),) if request_id else ()
+        await context.abort_with_status(
+            replace(status, trailing_metadata=(*status.trailing_metadata, *echo))
+        )
+
+    def _finish(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        metrics.observe_rpc(self._service, method, code, time.perf_counter() - started)
 
     def _wrap_unary(
         self,
@@ -214,8 +199,29 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> Any:
-            async with self._serving(context, method):
-                return await behavior(_decoded(request, decode), context)
+            started = time.perf_counter()
+            code = grpc.StatusCode.CANCELLED
+            request_id = ""
+            with tracing.server_span(method, context.invocation_metadata()) as span:
+                try:
+                    request_id = self._begin(context, method)
+                    # Echoed with the status: no write of its own.
+                    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
+                    if method in self._admin_methods:
+                        _check_admin(context, self._admin_digests)
+                    response = await behavior(_decoded(request, decode), context)
+                    code = context.code() or grpc.StatusCode.OK
+                    return response
+                except grpc.aio.AbortError:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                except Exception as error:
+                    failure = self._failure(error, started)
+                    code = status_code(failure)
+                    await self._abort(context, failure, request_id)
+                finally:
+                    self._finish(method, code, started)
+                    tracing.end_rpc(span, code, server=True)
 
         return wrapped
 
@@ -228,11 +234,84 @@ class _ErrorAndContextInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            async with self._serving(context, method):
-                async for item in behavior(_decoded(request, decode), context):
-                    yield item
+            started = time.perf_counter()
+            code = grpc.StatusCode.CANCELLED
+            request_id = ""
+            with tracing.server_span(method, context.invocation_metadata()) as span:
+                try:
+                    request_id = self._begin(context, method)
+                    # A stream's caller gets the id before the first event, too.
+                    echo = ((REQUEST_ID_HEADER, request_id),)
+                    with contextlib.suppress(Exception):
+                        await context.send_initial_metadata(echo)
+                    context.set_trailing_metadata(echo)
+                    if method in self._admin_methods:
+                        _check_admin(context, self._admin_digests)
+                    async for item in behavior(_decoded(request, decode), context):
+                        yield item
+                    code = context.code() or grpc.StatusCode.OK
+                except grpc.aio.AbortError:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                except Exception as error:
+                    failure = self._failure(error, started)
+                    code = status_code(failure)
+                    await self._abort(context, failure, request_id)
+                finally:
+                    self._finish(method, code, started)
+                    tracing.end_rpc(span, code, server=True)
 
         return wrapped
+
+
+class _EnvelopedGenericHandler(grpc.GenericRpcHandler):
+    """A generic handler whose method handlers are wrapped in the envelope."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, envelope: RpcEnvelope) -> None:
+        self._inner = inner
+        self._envelope = envelope
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = self._inner.service(handler_call_details)
+            if handler is None:
+                return None
+            # Only methods the inner handler serves are kept: the map is bounded.
+            wrapped = self._wrapped[method] = self._envelope.wrap(method, handler)
+        return wrapped
+
+
+class _EnvelopingRegistrar:
+    """Stands in for a server while a service registers its servicers on it."""
+
+    def __init__(self, server: Any, envelope: RpcEnvelope) -> None:
+        self._server = server
+        self._envelope = envelope
+
+    def add_generic_rpc_handlers(
+        self, handlers: Sequence[grpc.GenericRpcHandler]
+    ) -> None:
+        """Register ``handlers``, each wrapped in the envelope."""
+        self._server.add_generic_rpc_handlers(
+            tuple(self._envelope.wrap_generic(h) for h in handlers)
+        )
+
+    def add_registered_method_handlers(
+        self, service: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        """Register the handlers of ``service`` by name, each wrapped."""
+        self._server.add_registered_method_handlers(
+            service,
+            {
+                name: self._envelope.wrap(f"/{service}/{name}", handler)
+                for name, handler in method_handlers.items()
+            },
+        )
 
 
 def _decoded(request: Any, decode: Callable[[bytes], Any] | None) -> Any:
@@ -285,32 +364,12 @@ class RunningServer:
         tracing.shutdown(self.tracer_provider)
 
 
-def server_interceptors(
-    app: ServiceApp, settings: ServerSettings
-) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors every RPC of ``app`` passes, over the network or in-process.
-
-    ``services.allinone`` runs in-process calls through the same list, so both
-    paths log, check admin keys and map errors alike.
-    """
-    return [
-        _ErrorAndContextInterceptor(
-            f"{app.name}.tollgate",
-            app.admin_methods,
-            frozenset(d.lower() for d in settings.admin_key_sha256s),
-            service=app.name,
-        )
-    ]
-
-
 async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServer:
     """Start ``app`` on ``settings.host:settings.port`` (0 picks a free port)."""
     # Load the tokenizer's vocabulary now, not on the first request (~0.4 s).
     count_tokens("")
-    server = grpc.aio.server(
-        interceptors=server_interceptors(app, settings), options=SERVER_OPTIONS
-    )
-    app.register(server)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    app.register(RpcEnvelope(app, settings).registrar(server))
     health = HealthTracker(app.service_names, settings.health_check_interval_seconds)
     for component, check in app.health_checks.items():
         health.add_check(component, check)

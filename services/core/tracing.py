@@ -1,6 +1,6 @@
 """OpenTelemetry tracing: off unless an OTLP endpoint is configured.
 
-One trace per gateway request: the server interceptor continues the caller's trace
+One trace per gateway request: the RPC envelope continues the caller's trace
 from the W3C ``traceparent`` in gRPC metadata (or starts one) with a SERVER span per
 RPC; :func:`client_span` puts a CLIENT span around every downstream call and
 gives the metadata that carries its context; the gateway's upstream client

@@ -1,6 +1,6 @@
 """The in-process channel of `tollgate serve all`: what a network call would do.
 
-A call through it passes the server interceptors, gets the caller's metadata and
+A call through it passes the server's RPC envelope, gets the caller's metadata and
 deadline, fails with the AioRpcError the network would raise, and cannot disturb
 the caller's request id.
 """
@@ -17,7 +17,7 @@ from google.protobuf import wrappers_pb2
 from services.allinone import InProcessChannel
 from services.core.context import current_request_id, set_request_id
 from services.core.errors import FieldViolation, InvalidArgumentError
-from services.core.server import ServiceApp, server_interceptors
+from services.core.server import RpcEnvelope, ServiceApp
 from services.core.settings import ServerSettings
 from tests.grpc_helpers import error_details
 
@@ -49,7 +49,8 @@ def _channel() -> InProcessChannel:
         },
     )
     app = ServiceApp(name="echo", service_names=["test.Echo"], register=lambda _: None)
-    return InProcessChannel([handlers], server_interceptors(app, ServerSettings()))
+    envelope = RpcEnvelope(app, ServerSettings())
+    return InProcessChannel([envelope.wrap_generic(handlers)])
 
 
 async def test_the_callers_deadline_ends_the_call_with_deadline_exceeded() -> None:

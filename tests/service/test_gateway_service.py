@@ -176,10 +176,11 @@ async def test_create_response_answers_through_every_service(
         metadata=(*_auth(), ("x-request-id", "req-gateway-service-1")),
     )
 
-    initial = dict(await call.initial_metadata())
     response = await call
 
-    assert initial["x-request-id"] == "req-gateway-service-1"
+    assert dict(await call.trailing_metadata())["x-request-id"] == (
+        "req-gateway-service-1"
+    )
     assert response.request_id == "req-gateway-service-1"
     assert response.output_text.startswith("Simulated answer to")
     assert response.model == "gpt-4.1-mini"
@@ -200,11 +201,10 @@ async def test_a_request_id_is_made_when_none_is_sent(
 ) -> None:
     call = stub.CreateResponse(_request(), metadata=_auth())
 
-    initial = dict(await call.initial_metadata())
     response = await call
 
     assert response.request_id
-    assert initial["x-request-id"] == response.request_id
+    assert dict(await call.trailing_metadata())["x-request-id"] == response.request_id
 
 
 async def test_input_over_the_request_types_cap_is_truncated_by_tokens(

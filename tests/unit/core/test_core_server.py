@@ -2,7 +2,7 @@
 
 The toys implement one unary RPC (CacheService.GetStats) and one server-streaming RPC
 (CostsService.WatchAlerts) that answer or raise whatever the test sets, so the
-interceptor, health and reflection are checked without any real service.
+RPC envelope, health and reflection are checked without any real service.
 """
 
 from __future__ import annotations
@@ -246,9 +246,8 @@ async def test_the_presented_request_id_is_echoed_and_bound(toy: _Toy) -> None:
     call = toy.cache_stub.GetStats(
         cache_pb.GetStatsRequest(), metadata=(("x-request-id", "req_client_1"),)
     )
-    initial = dict(await call.initial_metadata())
     await call
-    assert initial["x-request-id"] == "req_client_1"
+    assert dict(await call.trailing_metadata())["x-request-id"] == "req_client_1"
     assert toy.cache.request_ids == ["req_client_1"]
 
 
@@ -256,8 +255,8 @@ async def test_a_request_id_is_generated_when_none_is_presented(toy: _Toy) -> No
     ids = []
     for _ in range(2):
         call = toy.cache_stub.GetStats(cache_pb.GetStatsRequest())
-        ids.append(dict(await call.initial_metadata())["x-request-id"])
         await call
+        ids.append(dict(await call.trailing_metadata())["x-request-id"])
     assert all(isinstance(i, str) and i.startswith("req_") for i in ids)
     assert ids[0] != ids[1]
     assert toy.cache.request_ids == ids
@@ -268,8 +267,8 @@ async def test_an_overlong_request_id_is_cut_to_128_characters(toy: _Toy) -> Non
     call = toy.cache_stub.GetStats(
         cache_pb.GetStatsRequest(), metadata=(("x-request-id", presented),)
     )
-    assert dict(await call.initial_metadata())["x-request-id"] == presented[:128]
     await call
+    assert dict(await call.trailing_metadata())["x-request-id"] == presented[:128]
 
 
 async def test_the_request_id_is_echoed_on_a_failing_call(toy: _Toy) -> None:
@@ -279,7 +278,7 @@ async def test_the_request_id_is_echoed_on_a_failing_call(toy: _Toy) -> None:
     )
     error = await _failed_call(call)
     assert error.code() is grpc.StatusCode.INTERNAL
-    assert dict(error.initial_metadata())["x-request-id"] == "req_failing"
+    assert trailers(error)["x-request-id"] == "req_failing"
 
 
 async def test_a_stream_yields_its_items_then_fails_with_the_mapped_status(
@@ -300,6 +299,7 @@ async def test_a_stream_yields_its_items_then_fails_with_the_mapped_status(
     assert trailers(error)["retry-after"] == "5"
     assert error_details(error)["google.rpc.ErrorInfo"].domain == "toy.tollgate"
     assert dict(await call.initial_metadata())["x-request-id"] == "req_stream"
+    assert trailers(error)["x-request-id"] == "req_stream"
 
 
 async def test_a_stream_that_crashes_ends_internal(toy: _Toy) -> None:

@@ -138,7 +138,7 @@ def test_an_upstream_attempt_span_holds_its_outcome(
     assert finished.status.status_code is StatusCode.ERROR
 
 
-async def test_the_server_interceptor_continues_the_callers_trace(
+async def test_the_rpc_envelope_continues_the_callers_trace(
     spans: InMemorySpanExporter, serve_app: ServeApp
 ) -> None:
     running = await serve_app(await build_ratelimit(RateLimitSettings()))
