@@ -12,7 +12,6 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-import httpx
 import openai
 import structlog
 
@@ -146,7 +145,7 @@ class OpenAIUpstream:
                     return
                 elif event.type in ("response.failed", "error"):
                     break
-        except (openai.APIError, httpx.HTTPError) as error:
+        except openai.APIError as error:  # the SDK wraps transport errors too
             raise UpstreamStreamBrokenError("".join(delivered)) from error
         finally:
             await events.close()
