@@ -1,12 +1,15 @@
 """Batching of embedding calls: concurrent requests share one model run.
 
 No timer: a batch is whatever queued while the previous one ran, so a lone request
-waits for nothing and a burst is embedded in a few runs instead of one per text.
+waits for nothing and a burst is embedded in a few runs instead of one per text. A
+caller that gave up while queued (its deadline passed, its RPC was cancelled) is
+dropped from the queue, so an overloaded cache does not keep embedding for nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 Vector = Sequence[float]
@@ -24,7 +27,7 @@ class MicroBatcher:
     def __init__(self, run: EmbedBatch, max_batch: int = 32) -> None:
         self._run = run
         self._max_batch = max_batch
-        self._pending: list[tuple[str, asyncio.Future[Vector]]] = []
+        self._pending: deque[tuple[str, asyncio.Future[Vector]]] = deque()
         self._worker: asyncio.Task[None] | None = None
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
@@ -38,8 +41,13 @@ class MicroBatcher:
 
     async def _drain(self) -> None:
         while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+            batch: list[tuple[str, asyncio.Future[Vector]]] = []
+            while self._pending and len(batch) < self._max_batch:
+                text, future = self._pending.popleft()
+                if not future.done():  # done while queued: its caller gave up
+                    batch.append((text, future))
+            if not batch:
+                continue
             try:
                 vectors = await self._run([text for text, _ in batch])
             except Exception as error:  # handed to every caller of the batch
