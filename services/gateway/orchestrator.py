@@ -105,6 +105,8 @@ class _Plan:
     input_text: str
     dropped_tokens: int
     instructions: str
+    prompt_tokens: int
+    """Tokens of ``instructions`` and ``input_text``, counted once."""
     temperature: float | None
     key: CacheKeyParts
     decision: RateDecision
@@ -375,8 +377,7 @@ class Orchestrator:
                     # Broken or abandoned mid-stream: book what was consumed, off
                     # the stream's task (a cancelled task must not await).
                     consumed = Usage(
-                        input_tokens=count_tokens(plan.instructions)
-                        + count_tokens(plan.input_text),
+                        input_tokens=plan.prompt_tokens,
                         output_tokens=count_tokens("".join(delivered)),
                     )
                     self._spawn(self._book_quietly(plan, model, consumed, budget))
@@ -443,7 +444,8 @@ class Orchestrator:
             temperature=temperature,
             max_output_tokens=route.max_output_tokens,
         )
-        estimated = count_tokens(instructions) + input_tokens + route.max_output_tokens
+        prompt_tokens = count_tokens(instructions) + input_tokens
+        estimated = prompt_tokens + route.max_output_tokens
         decision, (cached, cache_status) = await asyncio.gather(
             self._acquire(request_id, principal, route.model, estimated),
             self._lookup(request_id, key, request.cache_bypass),
@@ -468,6 +470,7 @@ class Orchestrator:
             input_text=input_text,
             dropped_tokens=dropped,
             instructions=instructions,
+            prompt_tokens=prompt_tokens,
             temperature=temperature,
             key=key,
             decision=decision,
@@ -560,7 +563,7 @@ class Orchestrator:
                 plan.request_id,
                 plan.principal,
                 plan.route.model,
-                count_tokens(plan.instructions) + count_tokens(plan.input_text),
+                plan.prompt_tokens,
                 plan.route.max_output_tokens,
             )
         except DependencyUnavailableError:
