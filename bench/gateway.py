@@ -126,6 +126,26 @@ class Footprint:
         }
         return cpu, self.rss()
 
+    async def settle(
+        self, idle_percent: float = 10.0, window_s: float = 0.5, limit_s: float = 30.0
+    ) -> float:
+        """Wait until every suite process is idle; returns the seconds waited.
+
+        Work left over from a scenario (a miss's cache write embeds its input after
+        the answer) must not be billed to the next one.
+        """
+        started = time.perf_counter()
+        suite = {n: p for n, p in self._processes.items() if n != "loadgen"}
+        while time.perf_counter() - started < limit_s:
+            before = {n: _cpu(p) for n, p in suite.items()}
+            await asyncio.sleep(window_s)
+            busiest = max(
+                100 * (_cpu(p) - before[n]) / window_s for n, p in suite.items()
+            )
+            if busiest < idle_percent:
+                break
+        return time.perf_counter() - started
+
     def rss(self) -> dict[str, float]:
         """Resident memory per process in MB."""
         return {
@@ -317,7 +337,8 @@ async def measure(
     call: Call,
     concurrency: int = 0,
 ) -> Scenario:
-    """Drive one scenario and summarise it."""
+    """Let the suite go idle, then drive one scenario and summarise it."""
+    await footprint.settle()
     footprint.begin()
     started = time.perf_counter()
     if scenario.mode == "max":
@@ -377,6 +398,7 @@ async def run_soak(
     drivers: Drivers, footprint: Footprint, seconds: float, rate: float
 ) -> list[dict[str, Any]]:
     """Drive the soak mix and sample every process's memory every few seconds."""
+    await footprint.settle()
     samples: list[dict[str, Any]] = []
     started = time.perf_counter()
     interval = max(1.0, seconds / 60)
