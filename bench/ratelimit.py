@@ -9,6 +9,9 @@ What it runs, all on loopback:
   flight) for a realistic request that touches six buckets (user, service and
   global layers, requests and tokens), next to a Health.Check on the same server
   (the gRPC floor: no limiter work);
+- the handler floor: a server whose Acquire returns a constant answer, once inside
+  our RPC envelope (``services.core.server``) and once on bare ``grpc.aio``, pinned
+  and driven the same way: what is left per decision for the limiter itself;
 - the Redis floor: the same Redis answering a no-op ``EVALSHA`` (``return 0``),
   and our Acquire script alone (the store called directly, no gRPC), so that our
   cost over the floor is a ratio;
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -46,6 +50,10 @@ from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
 from tollgate.ratelimit.v1 import ratelimit_pb2_grpc
 
+from services.core.logging import configure_logging
+from services.core.runner import run_event_loop
+from services.core.server import ServiceApp, start_server
+from services.core.settings import ServerSettings
 from services.ratelimit.adapters.redis_store import RedisCounterStore, connect
 from services.ratelimit.ports import SCALE, BucketDebit, BucketKey, Layer, Metric
 
@@ -144,6 +152,65 @@ def _services(
             process.wait(timeout=15)
 
 
+class _ConstantAcquire(ratelimit_pb2_grpc.RateLimitServiceServicer):
+    """Admits everything at once: no validation, no buckets, no store."""
+
+    async def Acquire(  # noqa: N802 - the RPC's name
+        self, request: ratelimit_pb.AcquireRequest, context: object
+    ) -> ratelimit_pb.AcquireResponse:
+        return ratelimit_pb.AcquireResponse(decision=ratelimit_pb.DECISION_ALLOW)
+
+
+def _serve_constant(port: int, enveloped: bool) -> None:
+    """Serve :class:`_ConstantAcquire` on CPU 0, in our envelope or on bare gRPC."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {0})
+    configure_logging("WARNING", service="ratelimit")
+
+    def register(server: grpc.aio.Server) -> None:
+        ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server(
+            _ConstantAcquire(), server
+        )
+
+    async def serve() -> None:
+        if enveloped:
+            app = ServiceApp(
+                name="ratelimit",
+                service_names=["tollgate.ratelimit.v1.RateLimitService"],
+                register=register,
+            )
+            running = await start_server(
+                app, ServerSettings(port=port, log_level="WARNING")
+            )
+            await running.server.wait_for_termination()
+        else:
+            server = grpc.aio.server()
+            register(server)
+            server.add_insecure_port(f"127.0.0.1:{port}")
+            await server.start()
+            await server.wait_for_termination()
+
+    run_event_loop(serve())
+
+
+async def _constant_floor(calls: int, enveloped: bool) -> dict[str, Any]:
+    """Acquire against :class:`_ConstantAcquire`, measured like the real service."""
+    port = _free_port()
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve_constant, args=(port, enveloped), daemon=True
+    )
+    server.start()
+    try:
+        address = f"127.0.0.1:{port}"
+        async with grpc.aio.insecure_channel(address) as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+        measured = await _grpc_acquire(address, calls, health_floor=False)
+        return {k: measured[k] for k in ("p50_us", "p99_us", "decisions_per_s")}
+    finally:
+        server.terminate()
+        server.join()
+
+
 async def _wait_serving(address: str) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -181,8 +248,11 @@ async def _time_sequential(
     return samples
 
 
-async def _grpc_acquire(address: str, calls: int) -> dict[str, Any]:
-    await _wait_serving(address)
+async def _grpc_acquire(
+    address: str, calls: int, *, health_floor: bool = True
+) -> dict[str, Any]:
+    if health_floor:
+        await _wait_serving(address)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
         allowed = 0
@@ -193,11 +263,13 @@ async def _grpc_acquire(address: str, calls: int) -> dict[str, Any]:
             allowed += response.decision == ratelimit_pb.DECISION_ALLOW
 
         latency = await _time_sequential(acquire, calls)
-        # The gRPC floor of the same server: a health check does no limiter work.
-        health = health_pb2_grpc.HealthStub(channel)
-        floor = await _time_sequential(
-            lambda _: health.Check(health_pb2.HealthCheckRequest()), calls
-        )
+        floor: list[float] = []
+        if health_floor:
+            # The gRPC floor of the same server: a health check does no limiter work.
+            health = health_pb2_grpc.HealthStub(channel)
+            floor = await _time_sequential(
+                lambda _: health.Check(health_pb2.HealthCheckRequest()), calls
+            )
         queue = iter(range(calls * 5))
 
         async def worker() -> None:
@@ -209,7 +281,7 @@ async def _grpc_acquire(address: str, calls: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     return {
         **_summary(latency),
-        "grpc_health_check_floor": _summary(floor),
+        **({"grpc_health_check_floor": _summary(floor)} if floor else {}),
         "decisions_per_s": round(calls * 5 / elapsed),
         "concurrency": CONCURRENCY,
         "all_allowed": allowed == calls * 6 + min(200, calls),
@@ -300,6 +372,10 @@ async def main(calls: int, rounds: int, redis_version: str) -> dict[str, Any]:
         ):
             with _services(1, throughput_limits, env, "0") as (address,):
                 backends[backend] = await _grpc_acquire(address, calls)
+        handler_floor = {
+            "in_envelope": await _constant_floor(calls, enveloped=True),
+            "bare_grpc": await _constant_floor(calls, enveloped=False),
+        }
         floor = await _redis_floor(url, calls)
         exactness = [await _exact_round(url, exact_limits) for _ in range(rounds)]
     floor_p50 = floor["noop_evalsha"]["p50_us"]
@@ -313,6 +389,7 @@ async def main(calls: int, rounds: int, redis_version: str) -> dict[str, Any]:
         "redis": redis_version,
         "sequential_calls": calls,
         "grpc_acquire": backends,
+        "constant_acquire_handler": handler_floor,
         "redis_floor": floor,
         "ratios_to_noop_evalsha_p50": {
             "acquire_script": round(floor["acquire_script"]["p50_us"] / floor_p50, 2),
