@@ -287,6 +287,23 @@ class Drivers:
             return await self.hit(i)
         return await self.bypass(i)
 
+    async def breakers_closed(self, limit_s: float = 40.0) -> float:
+        """Wait until no breaker of the gateway is open; returns the seconds waited.
+
+        An overload opens the cache's breaker for its recovery timeout (30 s by
+        default), and the next scenario would be served around the cache. A
+        half-open breaker is let through: the scenario's first calls close it.
+        """
+        started = time.perf_counter()
+        while time.perf_counter() - started < limit_s:
+            status = await self._stub.GetStatus(
+                gateway_pb.GetStatusRequest(), metadata=AUTH
+            )
+            if all(b.state != gateway_pb.BREAKER_STATE_OPEN for b in status.breakers):
+                break
+            await asyncio.sleep(0.5)
+        return time.perf_counter() - started
+
     async def close(self) -> None:
         """Close the channel and the HTTP client."""
         await self._channel.close()
@@ -333,12 +350,14 @@ def start(state_dir: Path, topology: str, latency_ms: float) -> Suite:
 
 async def measure(
     footprint: Footprint,
+    drivers: Drivers,
     scenario: Scenario,
     call: Call,
     concurrency: int = 0,
 ) -> Scenario:
     """Let the suite go idle, then drive one scenario and summarise it."""
     await footprint.settle()
+    await drivers.breakers_closed()
     footprint.begin()
     started = time.perf_counter()
     if scenario.mode == "max":
@@ -373,11 +392,11 @@ async def bench_topology(
                 ("gateway", "miss", drivers.miss),
             ):
                 scenario = Scenario(topology, target, mix, "rate", rate, duration)
-                scenarios.append(await measure(footprint, scenario, call))
+                scenarios.append(await measure(footprint, drivers, scenario, call))
         top = max(args.rates)
         for mix, call in (("bypass", drivers.bypass), ("hit", drivers.hit)):
             scenario = Scenario(topology, "gateway", mix, "rate", top, duration)
-            scenarios.append(await measure(footprint, scenario, call))
+            scenarios.append(await measure(footprint, drivers, scenario, call))
         for target, mix, call in (
             ("direct", "direct", drivers.direct),
             ("gateway", "miss", drivers.miss),
@@ -385,7 +404,9 @@ async def bench_topology(
             ("gateway", "hit", drivers.hit),
         ):
             scenario = Scenario(topology, target, mix, "max", 0.0, duration)
-            scenarios.append(await measure(footprint, scenario, call, args.concurrency))
+            scenarios.append(
+                await measure(footprint, drivers, scenario, call, args.concurrency)
+            )
         if topology == "processes" and args.soak > 0:
             soak = await run_soak(drivers, footprint, args.soak, args.soak_rate)
     finally:
