@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 import grpc
@@ -46,8 +48,20 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
         max_batch=settings.max_batch_size,
     )
     servicer = CostsServicer(ledger)
+    following: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        following.append(
+            asyncio.create_task(
+                ledger.follow_alerts(settings.alert_poll_interval_seconds)
+            )
+        )
 
     async def stop() -> None:
+        for task in following:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await ledger.close()
         await store.close()
 
@@ -59,6 +73,7 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
         service_names=[SERVICE_NAME],
         register=register,
         health_checks={"ledger": store.ping},
+        on_start=start,
         on_stop=stop,
         # Budgets are set by finance and platform owners: admin key only.
         admin_methods=frozenset({f"/{SERVICE_NAME}/SetBudget"}),

@@ -58,6 +58,12 @@ class CostsSettings(ServerSettings):
         description="How long a CheckBudget reservation counts against budgets "
         "when no Record settles it.",
     )
+    alert_poll_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each replica reads the alerts other replicas fired, "
+        "for its own WatchAlerts watchers.",
+    )
     max_batch_size: int = Field(
         default=512,
         ge=1,

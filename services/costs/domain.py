@@ -22,6 +22,7 @@ the spend crossing a threshold, once per budget, period and threshold.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import functools
@@ -34,6 +35,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from services.core.clock import Clock
+from services.core.errors import BackendUnavailableError
 from services.core.pricing import (
     PricingTable,
     TokenUsage,
@@ -65,6 +67,9 @@ DEFAULT_RESERVATION_TTL = timedelta(minutes=15)
 DEFAULT_MAX_BATCH = 512
 # Expired reservations no longer count; they are deleted at most this often.
 _PURGE_INTERVAL = timedelta(minutes=1)
+# How far back each poll for other replicas' alerts looks: commits that become
+# visible late, and replicas' clocks that disagree, within this are still caught.
+ALERT_FOLLOW_WINDOW = timedelta(minutes=1)
 _MAX_CACHED_DAYS = 64
 
 _log = structlog.get_logger("tollgate.costs")
@@ -221,6 +226,8 @@ class CostLedger:
             ReservationRequest[BudgetVerdict], BudgetVerdict
         ] = GroupCommit(store.reserve, max_batch)
         self._next_purge: datetime | None = None
+        # Alerts handed to this replica's watchers, by id, with when they fired.
+        self._delivered: dict[str, datetime] = {}
         # Budget periods of recent local days: every record needs those of its day.
         self._periods_by_day: dict[date, Mapping[BudgetPeriod, Period]] = {}
 
@@ -401,8 +408,47 @@ class CostLedger:
                 spent_micros=alert.spent_micros,
                 limit_micros=alert.budget.limit_micros,
             )
-        self._hub.publish(batch.alerts)
+        self._deliver(batch.alerts)
         return batch.bookings
+
+    async def follow_alerts(self, interval_seconds: float) -> None:
+        """Publish to this replica's watchers the alerts other replicas fire.
+
+        Replicas sharing a ledger (Postgres, or processes on one SQLite file) each
+        fire the alerts of the records they book; every ``interval_seconds`` this
+        reads the alerts of the last :data:`ALERT_FOLLOW_WINDOW` from the store and
+        publishes those not yet delivered here, so every watcher of every replica
+        sees every alert, once. Runs until cancelled; a failed read is logged and
+        retried at the next interval.
+        """
+        try:
+            known = await self._store.alerts("", self._now() - ALERT_FOLLOW_WINDOW)
+        except BackendUnavailableError:
+            known = []
+        # Fired before this replica followed: its watchers did not exist yet.
+        self._remember(known)
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                recent = await self._store.alerts("", self._now() - ALERT_FOLLOW_WINDOW)
+            except BackendUnavailableError as error:
+                _log.warning("alert_follow_failed", reason=error.reason)
+                continue
+            self._deliver(recent)
+
+    def _deliver(self, alerts: Sequence[Alert]) -> None:
+        """Publish the alerts not delivered here yet, and remember them."""
+        fresh = [alert for alert in alerts if alert.alert_id not in self._delivered]
+        self._remember(fresh)
+        self._hub.publish(fresh)
+
+    def _remember(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            self._delivered[alert.alert_id] = alert.fired_at
+        # Ids older than two windows can no longer come back from a poll.
+        horizon = self._now() - 2 * ALERT_FOLLOW_WINDOW
+        for stale in [i for i, at in self._delivered.items() if at < horizon]:
+            del self._delivered[stale]
 
     def _decide(
         self,

@@ -7,6 +7,7 @@ with settings); "two replicas" are two ledgers on two stores sharing one databas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import signal
@@ -284,36 +285,63 @@ async def test_concurrent_checks_cannot_overspend_the_chain_of_hard_budgets(
     assert after.remaining_micros == 26_000
 
 
-async def test_each_threshold_alert_fires_exactly_once_and_never_again(
+async def _collect(watch: AlertWatch, count: int) -> list[Alert]:
+    """The next ``count`` alerts of a watch, then whatever else arrives soon after."""
+    seen: list[Alert] = []
+    async with asyncio.timeout(10):
+        while len(seen) < count:
+            seen.append(await watch.next())
+    return seen + await _drain(watch)
+
+
+@contextlib.asynccontextmanager
+async def _following(*ledgers: CostLedger) -> AsyncIterator[None]:
+    """Each ledger follows the alerts the others fire, as the service does."""
+    tasks = [asyncio.create_task(ledger.follow_alerts(0.05)) for ledger in ledgers]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_each_threshold_alert_fires_once_and_reaches_every_watcher_once(
     open_ledger: OpenLedger, backend: Backend
 ) -> None:
     a, b = await open_ledger(), await open_ledger()
     await a.set_budget(_budget(TENANT, 100_000, hard=False))
-    with (
-        a.watch_alerts("") as wa1,
-        a.watch_alerts("acme") as wa2,
-        b.watch_alerts("") as wb,
-    ):
-        await asyncio.gather(
-            *(
-                (a if i % 3 else b).record(
-                    _record(f"r{i}", usage=output_tokens_usage(i))
+    async with _following(a, b):
+        with (
+            a.watch_alerts("") as wa1,
+            a.watch_alerts("acme") as wa2,
+            b.watch_alerts("") as wb,
+            b.watch_alerts("other-tenant") as elsewhere,
+        ):
+            await asyncio.gather(
+                *(
+                    (a if i % 3 else b).record(
+                        _record(f"r{i}", usage=output_tokens_usage(i))
+                    )
+                    for i in range(60)
                 )
-                for i in range(60)
             )
-        )
-        from_a, also_from_a, from_b = (
-            await _drain(wa1),
-            await _drain(wa2),
-            await _drain(wb),
-        )
+            from_a, also_from_a, from_b = (
+                await _collect(wa1, 4),
+                await _collect(wa2, 4),
+                await _collect(wb, 4),
+            )
+            assert await _drain(elsewhere) == []
 
     listed = await a.list_alerts("acme", None)
     assert sorted(alert.threshold_percent for alert in listed) == [50, 75, 90, 100]
-    assert from_a == also_from_a
-    assert sorted(from_a + from_b, key=lambda x: x.threshold_percent) == sorted(
-        listed, key=lambda x: x.threshold_percent
-    )
+
+    def by_threshold(alerts: list[Alert]) -> list[Alert]:
+        return sorted(alerts, key=lambda alert: alert.threshold_percent)
+
+    # Every watcher of both replicas got each alert once, wherever it fired.
+    assert by_threshold(from_a) == by_threshold(also_from_a) == by_threshold(listed)
+    assert by_threshold(from_b) == by_threshold(listed)
 
     # A restart fires nothing again in the same period.
     restarted = await open_ledger()

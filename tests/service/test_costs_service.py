@@ -426,6 +426,38 @@ async def test_alerts_are_listed_and_streamed_to_every_watcher(
     assert list(others.alerts) == []
 
 
+async def test_a_watcher_of_one_replica_gets_the_alerts_another_replica_fires(
+    serve_app: ServeApp, tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = CostsSettings(
+        database_path=tmp_path / "shared" / "costs.sqlite3",
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
+        alert_poll_interval_seconds=0.05,
+    )
+    booking = await serve_app(await build_app(settings, clock), settings)
+    watching = await serve_app(await build_app(settings, clock), settings)
+    async with (
+        admin_channel(booking.address) as to_booking,
+        admin_channel(watching.address) as to_watching,
+    ):
+        booker = costs_pb2_grpc.CostsServiceStub(to_booking)
+        watcher = costs_pb2_grpc.CostsServiceStub(to_watching)
+        budget = _tenant_budget(10_000)
+        budget.hard = False
+        await booker.SetBudget(costs_pb.SetBudgetRequest(budget=budget))
+        watch = watcher.WatchAlerts(costs_pb.WatchAlertsRequest(tenant_id="acme"))
+        # 50% fired by the watching replica itself: proves the watch is subscribed.
+        await watcher.Record(_record("r1"))  # 6000
+        own = (await asyncio.wait_for(watch.read(), timeout=5)).alert
+
+        await booker.Record(_record("r2", output_tokens=100))  # 8800: 75%
+        other = (await asyncio.wait_for(watch.read(), timeout=5)).alert
+        watch.cancel()
+
+    assert (own.threshold_percent, own.spent_micros) == (50, 6000)
+    assert (other.threshold_percent, other.spent_micros) == (75, 8800)
+
+
 async def test_a_watch_without_alerts_stays_open(
     stub: costs_pb2_grpc.CostsServiceStub,
 ) -> None:
