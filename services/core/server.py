@@ -340,6 +340,9 @@ class RunningServer:
     app: ServiceApp
     metrics: metrics.MetricsServer | None = None
     tracer_provider: TracerProvider | None = None
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
+    """The plaintext health-only port, when ``health_port`` is set."""
 
     @property
     def metrics_port(self) -> int | None:
@@ -357,6 +360,8 @@ class RunningServer:
         if grace_seconds > 0:
             await asyncio.sleep(min(grace_seconds, 1.0))
         await self.server.stop(grace_seconds)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         if self.app.on_stop is not None:
             await self.app.on_stop()
         if self.metrics is not None:
@@ -386,12 +391,17 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
     if port == 0:
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     tracer_provider = tracing.configure_tracing(app.name, settings.otlp_endpoint)
+    health_server, health_port = None, None
+    if settings.health_port is not None:
+        health_server, health_port = _health_only_server(health, settings)
     metrics_server = None
     if settings.metrics_port is not None:
         metrics_server = await metrics.start_metrics_server(
             settings.host, settings.metrics_port
         )
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     await health.start()
     if app.on_start is not None:
         await app.on_start()
@@ -401,6 +411,7 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
         port=port,
         app=app.name,
         metrics_port=metrics_server.port if metrics_server else None,
+        health_port=health_port,
         tracing=tracer_provider is not None,
     )
     return RunningServer(
@@ -410,7 +421,26 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
         app=app,
         metrics=metrics_server,
         tracer_provider=tracer_provider,
+        health_server=health_server,
+        health_port=health_port,
     )
+
+
+def _health_only_server(
+    health: HealthTracker, settings: ServerSettings
+) -> tuple[grpc.aio.Server, int]:
+    """A plaintext server of grpc.health.v1 alone, sharing ``health``'s status.
+
+    For probes that cannot present the certificates the main port asks for; it
+    answers nothing but the status, which the main port's health service shows too.
+    """
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    address = f"{settings.host}:{settings.health_port}"
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return server, port
 
 
 async def serve_until_signal(app: ServiceApp, settings: ServerSettings) -> None:

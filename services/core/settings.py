@@ -57,6 +57,14 @@ class ServerSettings(BaseSettings):
         "0 picks a free port; unset: no endpoint. `tollgate dev` uses the gRPC port "
         "plus 1000 (51051..51055).",
     )
+    health_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Plaintext port on `host` serving only grpc.health.v1, for "
+        "probes that cannot present TLS certificates (the kubelet's gRPC probe); "
+        "0 picks a free port; unset: health only on the main port.",
+    )
     otlp_endpoint: str | None = Field(
         default=None,
         pattern=r"^https?://",

@@ -128,6 +128,44 @@ async def test_mutual_tls_server_requires_a_client_certificate_from_its_ca(
     assert await _health(server.address, None) == grpc.StatusCode.UNAVAILABLE
 
 
+async def test_the_plaintext_health_port_answers_probes_and_nothing_else(
+    serve_app: ServeApp, certs: DevCerts
+) -> None:
+    ledger_up = True
+
+    async def ledger() -> bool:
+        return ledger_up
+
+    app = ServiceApp(
+        name="toy",
+        service_names=["tollgate.costs.v1.CostsService"],
+        register=lambda server: None,
+        health_checks={"ledger": ledger},
+    )
+    settings = ServerSettings(health_port=0, **_server_tls(certs, "costs", mutual=True))
+    server = await serve_app(app, settings)
+    assert server.health_port is not None
+    probe = f"127.0.0.1:{server.health_port}"
+
+    # The kubelet's probe: plaintext, no certificate.
+    assert await _health(probe, None) == SERVING
+    assert await _health(server.address, None) == grpc.StatusCode.UNAVAILABLE
+    # Health only: the service's RPCs are not on the plaintext port.
+    async with aio_channel(probe, None) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await channel.unary_unary("/tollgate.costs.v1.CostsService/GetReport")(
+                b"", timeout=5
+            )
+    assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    # The same status as the main port: a failing component shows on both.
+    ledger_up = False
+    await server.health.refresh()
+    assert await _health(probe, None) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert await _health(server.address, certs.client_tls()) == (
+        health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+
+
 async def test_server_name_override_is_what_the_certificate_is_checked_against(
     serve_app: ServeApp, certs: DevCerts
 ) -> None:
