@@ -24,6 +24,7 @@ import structlog
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from services.core import metrics, tracing
@@ -150,14 +151,25 @@ class RpcEnvelope:
         return handler
 
     def _begin(self, context: grpc.aio.ServicerContext[Any, Any], method: str) -> str:
-        """Bind the RPC's request id (presented or made) and method; return the id."""
+        """Bind the RPC's request id (presented or made) and method; return the id.
+
+        The id is echoed with the status, in the trailing metadata: no write of its
+        own.
+        """
         structlog.contextvars.clear_contextvars()
         presented = metadata_value(context.invocation_metadata(), REQUEST_ID_HEADER)
         request_id = str(presented)[:128] if isinstance(presented, str) else ""
         request_id = request_id or new_request_id()
         set_request_id(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+        context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
         return request_id
+
+    def _authorize(
+        self, context: grpc.aio.ServicerContext[Any, Any], method: str
+    ) -> None:
+        if method in self._admin_methods:
+            _check_admin(context, self._admin_digests)
 
     def _failure(self, error: Exception, started: float) -> TollgateError:
         if isinstance(error, NotImplementedError):
@@ -187,8 +199,11 @@ class RpcEnvelope:
             replace(status, trailing_metadata=(*status.trailing_metadata, *echo))
         )
 
-    def _finish(self, method: str, code: grpc.StatusCode, started: float) -> None:
+    def _finish(
+        self, method: str, code: grpc.StatusCode, started: float, span: trace.Span
+    ) -> None:
         metrics.observe_rpc(self._service, method, code, time.perf_counter() - started)
+        tracing.end_rpc(span, code, server=True)
 
     def _wrap_unary(
         self,
@@ -205,10 +220,7 @@ class RpcEnvelope:
             with tracing.server_span(method, context.invocation_metadata()) as span:
                 try:
                     request_id = self._begin(context, method)
-                    # Echoed with the status: no write of its own.
-                    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
-                    if method in self._admin_methods:
-                        _check_admin(context, self._admin_digests)
+                    self._authorize(context, method)
                     response = await behavior(_decoded(request, decode), context)
                     code = context.code() or grpc.StatusCode.OK
                     return response
@@ -220,8 +232,7 @@ class RpcEnvelope:
                     code = status_code(failure)
                     await self._abort(context, failure, request_id)
                 finally:
-                    self._finish(method, code, started)
-                    tracing.end_rpc(span, code, server=True)
+                    self._finish(method, code, started, span)
 
         return wrapped
 
@@ -241,12 +252,11 @@ class RpcEnvelope:
                 try:
                     request_id = self._begin(context, method)
                     # A stream's caller gets the id before the first event, too.
-                    echo = ((REQUEST_ID_HEADER, request_id),)
                     with contextlib.suppress(Exception):
-                        await context.send_initial_metadata(echo)
-                    context.set_trailing_metadata(echo)
-                    if method in self._admin_methods:
-                        _check_admin(context, self._admin_digests)
+                        await context.send_initial_metadata(
+                            ((REQUEST_ID_HEADER, request_id),)
+                        )
+                    self._authorize(context, method)
                     async for item in behavior(_decoded(request, decode), context):
                         yield item
                     code = context.code() or grpc.StatusCode.OK
@@ -258,8 +268,7 @@ class RpcEnvelope:
                     code = status_code(failure)
                     await self._abort(context, failure, request_id)
                 finally:
-                    self._finish(method, code, started)
-                    tracing.end_rpc(span, code, server=True)
+                    self._finish(method, code, started, span)
 
         return wrapped
 

@@ -421,20 +421,19 @@ class CostLedger:
         sees every alert, once. Runs until cancelled; a failed read is logged and
         retried at the next interval.
         """
-        try:
-            known = await self._store.alerts("", self._now() - ALERT_FOLLOW_WINDOW)
-        except BackendUnavailableError:
-            known = []
         # Fired before this replica followed: its watchers did not exist yet.
-        self._remember(known)
+        self._remember(await self._recent_alerts())
         while True:
             await asyncio.sleep(interval_seconds)
-            try:
-                recent = await self._store.alerts("", self._now() - ALERT_FOLLOW_WINDOW)
-            except BackendUnavailableError as error:
-                _log.warning("alert_follow_failed", reason=error.reason)
-                continue
-            self._deliver(recent)
+            self._deliver(await self._recent_alerts())
+
+    async def _recent_alerts(self) -> list[Alert]:
+        """The alerts of the follow window; none (logged) when the store fails."""
+        try:
+            return await self._store.alerts("", self._now() - ALERT_FOLLOW_WINDOW)
+        except BackendUnavailableError as error:
+            _log.warning("alert_follow_failed", reason=error.reason)
+            return []
 
     def _deliver(self, alerts: Sequence[Alert]) -> None:
         """Publish the alerts not delivered here yet, and remember them."""
