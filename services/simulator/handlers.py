@@ -18,13 +18,14 @@ from aiohttp import web
 from services.core.tokens import count_tokens_batch
 from services.simulator import payload, vectors
 from services.simulator.errors import ApiError, invalid_request
+from services.simulator.reply import argument_fragments, compose_answer
 from services.simulator.sse import DONE, encode_event, start_stream
 from services.simulator.state import SimulatorState
 from services.simulator.text import (
     Answer,
-    Message,
+    OutputFormat,
+    Prompt,
     count_input_tokens,
-    generate_answer,
     request_seed,
     split_deltas,
 )
@@ -33,6 +34,7 @@ MODELS: tuple[str, ...] = (
     "gpt-4.1",
     "gpt-4.1-mini",
     "gpt-4.1-nano",
+    "o4-mini",
     "text-embedding-3-small",
     "text-embedding-3-large",
 )
@@ -67,6 +69,7 @@ class PreparedResponse:
 
     body: payload.Body
     model: str
+    prompt: Prompt
     answer: Answer
     input_tokens: int
     cached_input_tokens: int
@@ -77,6 +80,8 @@ class PreparedResponse:
     stream: bool
     response_id: str
     item_id: str
+    call_item_ids: tuple[str, ...]
+    """The ids of the ``function_call`` items, one per tool call."""
     created_at: int
 
     @property
@@ -97,6 +102,24 @@ class PreparedResponse:
             "role": "assistant",
             "content": [self.part(self.answer.text)],
         }
+
+    def call_item(self, index: int, *, done: bool = True) -> dict[str, object]:
+        """The ``function_call`` output item of tool call ``index``."""
+        call = self.answer.tool_calls[index]
+        return {
+            "id": self.call_item_ids[index],
+            "type": "function_call",
+            "status": "completed" if done else "in_progress",
+            "call_id": call.call_id,
+            "name": call.name,
+            "arguments": call.arguments if done else "",
+        }
+
+    def done_items(self) -> list[object]:
+        """Every finished output item: the tool calls, or the message."""
+        if self.answer.tool_calls:
+            return [self.call_item(i) for i in range(len(self.answer.tool_calls))]
+        return [self.done_item()]
 
     def snapshot(
         self, status: str, output: list[object], *, final: bool
@@ -119,15 +142,27 @@ class PreparedResponse:
             "max_tool_calls": None,
             "model": self.model,
             "output": output,
-            "parallel_tool_calls": True,
+            "parallel_tool_calls": self.prompt.parallel_tool_calls,
             "previous_response_id": None,
-            "reasoning": {"effort": None, "summary": None},
+            "reasoning": {"effort": self.prompt.reasoning_effort, "summary": None},
             "service_tier": "default",
             "store": True,
             "temperature": 1.0 if self.temperature is None else self.temperature,
-            "text": {"format": {"type": "text"}, "verbosity": "medium"},
-            "tool_choice": "auto",
-            "tools": [],
+            "text": {
+                "format": _format_echo(self.prompt.output_format),
+                "verbosity": "medium",
+            },
+            "tool_choice": _tool_choice_echo(self.prompt),
+            "tools": [
+                {
+                    "type": "function",
+                    "name": tool.name,
+                    "description": tool.description or None,
+                    "parameters": tool.parameters,
+                    "strict": tool.strict,
+                }
+                for tool in self.prompt.tools
+            ],
             "top_p": 1.0 if self.top_p is None else self.top_p,
             "truncation": "disabled",
             "usage": (
@@ -135,6 +170,7 @@ class PreparedResponse:
                     self.input_tokens,
                     self.answer.output_tokens,
                     self.cached_input_tokens,
+                    self.answer.reasoning_tokens,
                 )
                 if final
                 else None
@@ -145,7 +181,7 @@ class PreparedResponse:
 
     def final(self) -> dict[str, object]:
         """The finished Response object, as a non-streamed answer returns it."""
-        return self.snapshot(self.final_status, [self.done_item()], final=True)
+        return self.snapshot(self.final_status, self.done_items(), final=True)
 
 
 def prepare_response(state: SimulatorState, body: payload.Body) -> PreparedResponse:
@@ -155,7 +191,8 @@ def prepare_response(state: SimulatorState, body: payload.Body) -> PreparedRespo
         ApiError: the body is invalid (400, with the offending ``param``).
     """
     model = payload.required_str(body, "model")
-    messages = payload.responses_messages(body)
+    prompt = payload.responses_prompt(body)
+    messages = list(prompt.messages)
     max_output_tokens = payload.optional_int(
         body, "max_output_tokens", minimum=1, maximum=_MAX_TOKENS_LIMIT
     )
@@ -163,11 +200,12 @@ def prepare_response(state: SimulatorState, body: payload.Body) -> PreparedRespo
     top_p = payload.optional_number(body, "top_p", minimum=0, maximum=1)
     metadata = payload.metadata(body) or {}
     stream = payload.optional_bool(body, "stream")
-    answer, input_tokens = _answer(state, model, messages, max_output_tokens)
+    answer, input_tokens = _answer(state, model, prompt, max_output_tokens)
     prompt_cache_key = payload.optional_str(body, "prompt_cache_key") or ""
     return PreparedResponse(
         body=body,
         model=model,
+        prompt=prompt,
         answer=answer,
         input_tokens=input_tokens,
         cached_input_tokens=state.prompt_cache.cached_tokens(
@@ -180,8 +218,46 @@ def prepare_response(state: SimulatorState, body: payload.Body) -> PreparedRespo
         stream=stream,
         response_id="resp_" + secrets.token_hex(24),
         item_id="msg_" + secrets.token_hex(24),
+        call_item_ids=tuple("fc_" + secrets.token_hex(24) for _ in answer.tool_calls),
         created_at=int(time.time()),
     )
+
+
+async def _stream_function_calls(
+    call: ApiCall, prepared: PreparedResponse, writer: _EventWriter
+) -> web.StreamResponse:
+    """Stream the ``function_call`` items: each added, its arguments, done."""
+    opening = writer.flush()
+    events: list[bytes] = []
+    for index, tool_call in enumerate(prepared.answer.tool_calls):
+        where = {"item_id": prepared.call_item_ids[index], "output_index": index}
+        events.append(
+            writer.encode(
+                "response.output_item.added",
+                output_index=index,
+                item=prepared.call_item(index, done=False),
+            )
+        )
+        events.extend(
+            writer.encode("response.function_call_arguments.delta", **where, delta=d)
+            for d in argument_fragments(tool_call.arguments)
+        )
+        events.append(
+            writer.encode(
+                "response.function_call_arguments.done",
+                **where,
+                arguments=tool_call.arguments,
+            )
+        )
+        events.append(
+            writer.encode(
+                "response.output_item.done",
+                output_index=index,
+                item=prepared.call_item(index),
+            )
+        )
+    writer.add(f"response.{prepared.final_status}", response=prepared.final())
+    return await _stream(call, opening, events, writer.flush())
 
 
 async def create_response(call: ApiCall) -> web.StreamResponse:
@@ -200,6 +276,8 @@ async def create_response(call: ApiCall) -> web.StreamResponse:
     started = prepared.snapshot("in_progress", [], final=False)
     writer.add("response.created", response=started)
     writer.add("response.in_progress", response=started)
+    if answer.tool_calls:
+        return await _stream_function_calls(call, prepared, writer)
     in_progress_item = {**done_item, "status": "in_progress", "content": []}
     writer.add("response.output_item.added", output_index=0, item=in_progress_item)
     where = {"item_id": prepared.item_id, "output_index": 0, "content_index": 0}
@@ -231,7 +309,9 @@ class PreparedChat:
 
     @property
     def finish_reason(self) -> str:
-        """``length`` for an answer cut by the token limit, else ``stop``."""
+        """``tool_calls``, ``length`` for an answer cut by the limit, else ``stop``."""
+        if self.answer.tool_calls:
+            return "tool_calls"
         return "length" if self.answer.truncated else "stop"
 
     def common(self) -> dict[str, object]:
@@ -246,7 +326,29 @@ class PreparedChat:
 
     def usage(self) -> dict[str, object]:
         """The completion's usage object."""
-        return _chat_usage(self.input_tokens, self.answer.output_tokens)
+        return _chat_usage(
+            self.input_tokens, self.answer.output_tokens, self.answer.reasoning_tokens
+        )
+
+    def message(self) -> dict[str, object]:
+        """The assistant message: text, or tool calls with null content."""
+        calls = self.answer.tool_calls
+        message: dict[str, object] = {
+            "role": "assistant",
+            "content": None if calls else self.answer.text,
+            "refusal": None,
+            "annotations": [],
+        }
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": c.call_id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in calls
+            ]
+        return message
 
     def final(self) -> dict[str, object]:
         """The non-streamed ChatCompletion object."""
@@ -256,12 +358,7 @@ class PreparedChat:
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": self.answer.text,
-                        "refusal": None,
-                        "annotations": [],
-                    },
+                    "message": self.message(),
                     "logprobs": None,
                     "finish_reason": self.finish_reason,
                 }
@@ -277,7 +374,7 @@ def prepare_chat_completion(state: SimulatorState, body: payload.Body) -> Prepar
         ApiError: the body is invalid (400, with the offending ``param``).
     """
     model = payload.required_str(body, "model")
-    messages = payload.chat_messages(body)
+    prompt = payload.chat_prompt(body)
     limits = [
         payload.optional_int(body, key, minimum=1, maximum=_MAX_TOKENS_LIMIT)
         for key in ("max_completion_tokens", "max_tokens")
@@ -290,7 +387,7 @@ def prepare_chat_completion(state: SimulatorState, body: payload.Body) -> Prepar
     stream = payload.optional_bool(body, "stream")
     options = payload.optional_object(body, "stream_options") or {}
     include_usage = payload.optional_bool(options, "include_usage")
-    answer, input_tokens = _answer(state, model, messages, max_tokens)
+    answer, input_tokens = _answer(state, model, prompt, max_tokens)
     return PreparedChat(
         model=model,
         answer=answer,
@@ -325,8 +422,13 @@ async def create_chat_completion(call: ApiCall) -> web.StreamResponse:
             data["usage"] = None
         return encode_event(data)
 
-    opening = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
-    deltas = [chunk({"content": d}, None) for d in split_deltas(prepared.answer.text)]
+    if prepared.answer.tool_calls:
+        opening, deltas = _tool_call_chunks(prepared, chunk)
+    else:
+        opening = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+        deltas = [
+            chunk({"content": d}, None) for d in split_deltas(prepared.answer.text)
+        ]
     closing = [chunk({}, prepared.finish_reason)]
     if prepared.include_usage:
         closing.append(
@@ -341,6 +443,36 @@ async def create_chat_completion(call: ApiCall) -> web.StreamResponse:
         )
     closing.append(DONE)
     return await _stream(call, opening, deltas, closing)
+
+
+def _tool_call_chunks(
+    prepared: PreparedChat, chunk: Callable[[Mapping[str, object], str | None], bytes]
+) -> tuple[list[bytes], list[bytes]]:
+    """The opening chunk and the deltas of streamed tool calls.
+
+    Each call's first chunk carries its id, type and name; the next ones carry
+    only its index and a fragment of its arguments.
+    """
+    chunks: list[bytes] = []
+    for index, tool_call in enumerate(prepared.answer.tool_calls):
+        head = {
+            "index": index,
+            "id": tool_call.call_id,
+            "type": "function",
+            "function": {"name": tool_call.name, "arguments": ""},
+        }
+        delta: dict[str, object] = {"tool_calls": [head]}
+        if index == 0:
+            delta = {"role": "assistant", "content": None, **delta, "refusal": None}
+        chunks.append(chunk(delta, None))
+        chunks.extend(
+            chunk(
+                {"tool_calls": [{"index": index, "function": {"arguments": part}}]},
+                None,
+            )
+            for part in argument_fragments(tool_call.arguments)
+        )
+    return chunks[:1], chunks[1:]
 
 
 async def create_embeddings(call: ApiCall) -> web.StreamResponse:
@@ -416,21 +548,51 @@ def _model(name: str) -> dict[str, object]:
 def _answer(
     state: SimulatorState,
     model: str,
-    messages: list[Message],
+    prompt: Prompt,
     max_tokens: int | None,
 ) -> tuple[Answer, int]:
     """The deterministic answer and the billed input tokens of a request."""
-    answer = generate_answer(
-        request_seed(model, messages),
-        messages,
+    seed = request_seed(
+        model,
+        prompt.messages,
+        tools=prompt.tools,
+        output_format=prompt.output_format,
+    )
+    answer = compose_answer(
+        seed,
+        prompt,
         max_natural_tokens=state.settings.default_max_output_tokens,
         max_output_tokens=max_tokens,
     )
-    return answer, count_input_tokens(messages)
+    input_tokens = count_input_tokens(
+        prompt.messages, prompt.tools, prompt.output_format
+    )
+    return answer, input_tokens
+
+
+def _format_echo(fmt: OutputFormat) -> dict[str, object]:
+    if fmt.kind != "json_schema":
+        return {"type": fmt.kind}
+    return {
+        "type": "json_schema",
+        "name": fmt.name,
+        "schema": fmt.schema,
+        "strict": fmt.strict,
+        "description": fmt.description,
+    }
+
+
+def _tool_choice_echo(prompt: Prompt) -> object:
+    if prompt.forced_tool is not None:
+        return {"type": "function", "name": prompt.forced_tool}
+    return prompt.tool_choice
 
 
 def _responses_usage(
-    input_tokens: int, output_tokens: int, cached_tokens: int = 0
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int = 0,
+    reasoning_tokens: int = 0,
 ) -> dict[str, object]:
     return {
         "input_tokens": input_tokens,
@@ -439,19 +601,21 @@ def _responses_usage(
             "cache_write_tokens": 0,
         },
         "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
         "total_tokens": input_tokens + output_tokens,
     }
 
 
-def _chat_usage(input_tokens: int, output_tokens: int) -> dict[str, object]:
+def _chat_usage(
+    input_tokens: int, output_tokens: int, reasoning_tokens: int = 0
+) -> dict[str, object]:
     return {
         "prompt_tokens": input_tokens,
         "completion_tokens": output_tokens,
         "total_tokens": input_tokens + output_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,

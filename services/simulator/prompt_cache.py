@@ -3,7 +3,8 @@
 OpenAI caches the longest previously seen prompt prefix of at least 1,024 tokens, in
 steps of 128 tokens, for requests routed together (``prompt_cache_key``), for a few
 minutes. The simulator models the stable prefix a gateway can control: the leading
-developer (instructions) message. A repeat within the retention window reports
+system (instructions) or developer message, counted as
+``message_tokens`` counts it. A repeat within the retention window reports
 those tokens as ``cached_tokens``.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 
 from services.core.clock import Clock
-from services.simulator.text import Message, count_input_tokens
+from services.simulator.text import Message, message_tokens
 
 MIN_CACHED_PREFIX_TOKENS = 1024
 CACHE_INCREMENT_TOKENS = 128
@@ -31,7 +32,7 @@ class PromptCache:
         """Tokens of this request's prefix already in the cache; remembers it."""
         if not messages or messages[0].role not in ("developer", "system"):
             return 0
-        prefix_tokens = count_input_tokens(messages[:1])
+        prefix_tokens = message_tokens(messages[0])
         if prefix_tokens < MIN_CACHED_PREFIX_TOKENS:
             return 0
         digest = hashlib.sha256(

@@ -25,7 +25,6 @@ from services.core.tokens import count_tokens
 from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.config import SimulatorSettings
 from services.simulator.faults import FaultKind
-from services.simulator.text import MESSAGE_OVERHEAD_TOKENS
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What does a gateway in front of an API do?"
@@ -65,8 +64,13 @@ async def http(sim: RunningSimulator) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def _overhead(messages: int) -> int:
-    return MESSAGE_OVERHEAD_TOKENS * messages
+def _input_tokens(*messages: tuple[str, str | list[str]]) -> int:
+    """The documented formula for text-only messages: 3, then 3 + role + parts."""
+    total = 3
+    for role, content in messages:
+        parts = [content] if isinstance(content, str) else content
+        total += 3 + count_tokens(role) + sum(count_tokens(p) for p in parts)
+    return total
 
 
 # --- Responses ---------------------------------------------------------------
@@ -92,7 +96,7 @@ async def test_responses_create_text_and_usage_are_exact(client: AsyncOpenAI) ->
     assert text.startswith('Simulated answer to "What does a gateway in"')
     usage = response.usage
     assert usage is not None
-    expected_input = count_tokens(INSTRUCTIONS) + count_tokens(QUESTION) + _overhead(2)
+    expected_input = _input_tokens(("system", INSTRUCTIONS), ("user", QUESTION))
     assert usage.input_tokens == expected_input
     assert usage.output_tokens == count_tokens(text)
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
@@ -128,8 +132,9 @@ async def test_responses_message_items_with_input_text_parts(
         ],
     )
     assert response.usage is not None
-    expected = count_tokens("Be terse.") + count_tokens("first part\nsecond part")
-    assert response.usage.input_tokens == expected + _overhead(2)
+    assert response.usage.input_tokens == _input_tokens(
+        ("developer", "Be terse."), ("user", ["first part", "second part"])
+    )
     assert response.output_text.startswith(
         'Simulated answer to "first part second part"'
     )
@@ -233,8 +238,8 @@ async def test_chat_completion_text_and_usage(client: AsyncOpenAI) -> None:
     content = choice.message.content
     assert content is not None
     assert completion.usage is not None
-    assert completion.usage.prompt_tokens == (
-        count_tokens(INSTRUCTIONS) + count_tokens(QUESTION) + _overhead(2)
+    assert completion.usage.prompt_tokens == _input_tokens(
+        ("system", INSTRUCTIONS), ("user", QUESTION)
     )
     assert completion.usage.completion_tokens == count_tokens(content)
     # The same conversation through the Responses API gets the same answer.

@@ -10,7 +10,7 @@ from openai import AsyncOpenAI
 from services.core.tokens import count_tokens
 from services.simulator.app import start_simulator
 from services.simulator.config import SimulatorSettings
-from services.simulator.text import MESSAGE_OVERHEAD_TOKENS
+from services.simulator.text import MESSAGE_TOKENS
 
 LONG_INSTRUCTIONS = "You are a careful support agent. " * 200  # > 1,024 tokens
 
@@ -39,7 +39,7 @@ async def _cached(client: AsyncOpenAI, instructions: str, key: str, text: str) -
 async def test_a_repeated_long_prefix_is_reported_cached_in_128_token_steps(
     client: AsyncOpenAI,
 ) -> None:
-    prefix = count_tokens(LONG_INSTRUCTIONS) + MESSAGE_OVERHEAD_TOKENS
+    prefix = MESSAGE_TOKENS + count_tokens("system") + count_tokens(LONG_INSTRUCTIONS)
     assert prefix >= 1024
 
     assert await _cached(client, LONG_INSTRUCTIONS, "tenant-a", "first") == 0

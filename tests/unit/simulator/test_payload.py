@@ -4,13 +4,13 @@ import pytest
 
 from services.simulator import payload
 from services.simulator.errors import ApiError
-from services.simulator.text import Message
+from services.simulator.text import Image, Message, ToolCall
 
 
 def test_responses_string_input_with_instructions() -> None:
     body = {"instructions": "Be brief.", "input": "Hi"}
     assert payload.responses_messages(body) == [
-        Message("developer", "Be brief."),
+        Message("system", "Be brief."),
         Message("user", "Hi"),
     ]
 
@@ -28,13 +28,15 @@ def test_responses_item_list_with_parts() -> None:
                     {"type": "input_text", "text": "b"},
                 ],
             },
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "c", "output": "42"},
         ]
     }
     assert payload.responses_messages(body) == [
         Message("system", "sys"),
-        Message("user", "a\nb"),
-        Message("tool", "42"),
+        Message("user", "a\nb", ("a", "b"), (Image("https://x/y.png"),)),
+        Message("assistant", "", tool_calls=(ToolCall("c", "f", "{}"),)),
+        Message("tool", "42", call_id="c"),
     ]
 
 
@@ -63,7 +65,7 @@ def test_chat_messages_with_text_parts_and_null_content() -> None:
         ]
     }
     assert payload.chat_messages(body) == [
-        Message("user", "hello"),
+        Message("user", "hello", ("hello",)),
         Message("assistant", ""),
     ]
 

@@ -4,8 +4,8 @@ import pytest
 
 from services.core.tokens import count_tokens
 from services.simulator.text import (
-    MESSAGE_OVERHEAD_TOKENS,
     MIN_NATURAL_TOKENS,
+    PRIMING_TOKENS,
     Message,
     count_input_tokens,
     generate_answer,
@@ -123,12 +123,18 @@ def test_deltas_keep_odd_whitespace() -> None:
     assert split_deltas("") == []
 
 
-def test_input_tokens_add_a_fixed_overhead_per_message() -> None:
+def test_input_tokens_prime_the_reply_and_frame_each_message() -> None:
     expected = (
-        count_tokens("Be brief.")
+        PRIMING_TOKENS
+        + 3
+        + count_tokens("developer")
+        + count_tokens("Be brief.")
+        + 3
+        + count_tokens("user")
         + count_tokens("What is a gateway?")
-        + 2 * MESSAGE_OVERHEAD_TOKENS
     )
     assert count_input_tokens(QUESTION) == expected
-    assert count_input_tokens([]) == 0
-    assert count_input_tokens([Message("user", "")]) == MESSAGE_OVERHEAD_TOKENS
+    assert count_input_tokens([]) == PRIMING_TOKENS
+    assert count_input_tokens([Message("user", "")]) == (
+        PRIMING_TOKENS + 3 + count_tokens("user")
+    )
