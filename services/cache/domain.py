@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from services.cache.verification import CHECKS, verify
+from services.core.conversation import FinishReason, ToolCall
 from services.core.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 _log = structlog.get_logger("tollgate.cache")
 
 # Bump when the canonical form changes, so old entries can never match new keys.
-KEY_SCHEMA_VERSION = 1
+# 2: the request model (context digest, exact-only reason) joined the key.
+KEY_SCHEMA_VERSION = 2
 # OpenAI's defaults for unset sampling parameters.
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
@@ -61,6 +63,8 @@ class CacheableRequest:
     tools_json: str = ""
     response_format_json: str = ""
     multi_turn: bool = False
+    context_digest: str = ""
+    exact_only_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class Usage:
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,8 @@ class Answer:
     output_text: str
     model: str
     usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +121,10 @@ class CacheEntry:
                 self.request_model,
                 self.answer.model,
                 self.answer.output_text,
+                *(
+                    call.id + call.name + call.arguments
+                    for call in self.answer.tool_calls
+                ),
             )
         )
         object.__setattr__(self, "size_bytes", size)
@@ -128,7 +139,6 @@ class StoreOutcome(enum.Enum):
 
     STORED = "stored"
     REFUSED_INCOMPLETE = "refused_incomplete"
-    REFUSED_TOOL_CALLS = "refused_tool_calls"
     REFUSED_TOO_LARGE = "refused_too_large"
 
 
@@ -138,6 +148,7 @@ class StoreResult:
 
     outcome: StoreOutcome
     key: str
+    semantic_indexed: bool = False
 
     @property
     def stored(self) -> bool:
@@ -298,6 +309,8 @@ def canonical_request(request: CacheableRequest) -> bytes:
         "tools_json": request.tools_json,
         "response_format_json": request.response_format_json,
         "multi_turn": request.multi_turn,
+        "context_digest": request.context_digest,
+        "exact_only_reason": request.exact_only_reason,
     }
     return json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
@@ -318,7 +331,8 @@ def semantic_scope(request: CacheableRequest, embedding_version: str) -> Semanti
 
     The parameters hash covers everything but the input that shapes an answer of
     an eligible request: temperature and top_p (OpenAI's defaults filled in), the
-    output token limit and the response format.
+    output token limit, the response format, the tools and the context digest (the
+    earlier turns), so a semantic hit never crosses conversations.
     """
     parameters = json.dumps(
         {
@@ -327,6 +341,8 @@ def semantic_scope(request: CacheableRequest, embedding_version: str) -> Semanti
             "top_p": _canonical_float(request.top_p, DEFAULT_TOP_P),
             "max_output_tokens": request.max_output_tokens,
             "response_format_json": request.response_format_json,
+            "tools_json": request.tools_json,
+            "context_digest": request.context_digest,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -343,11 +359,13 @@ def semantic_scope(request: CacheableRequest, embedding_version: str) -> Semanti
 def semantic_ineligibility(
     request: CacheableRequest, policy: SemanticPolicy
 ) -> str | None:
-    """Why ``request`` may not use the semantic tier, or ``None`` if it may."""
-    if request.multi_turn:
-        return "multi_turn"
-    if request.tools_json:
-        return "tools"
+    """Why ``request`` may not use the semantic tier, or ``None`` if it may.
+
+    Earlier turns and tools do not forbid it: they are part of the scope's hard
+    filter, so only entries of the same conversation and tools are compared.
+    """
+    if request.exact_only_reason:
+        return request.exact_only_reason
     temperature = (
         DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
     )
@@ -504,6 +522,8 @@ class ResponseCache:
         rejected = 0
         # The index returns the most similar first: the first verified one wins.
         for candidate in sorted(candidates, key=lambda c: -c.similarity):
+            if candidate.entry.answer.tool_calls:
+                continue  # never indexed; a tool call is served exactly or not at all
             verdict = verify(request.input, candidate.query)
             if verdict.ok:
                 return LookupResult(
@@ -537,13 +557,15 @@ class ResponseCache:
     ) -> StoreResult:
         """Cache ``answer`` for ``request`` unless it must not be served again.
 
-        Incomplete or empty answers and answers with tool calls are refused, as is
-        an entry larger than the whole exact store. ``ttl_seconds`` (default: the
-        service's) is capped at the maximum TTL. An eligible request is also
-        indexed in the semantic tier; a failure there is logged, and the exact
-        entry stays.
+        Incomplete or empty answers are refused, as is an entry larger than the
+        whole exact store. ``ttl_seconds`` (default: the service's) is capped at the
+        maximum TTL. An eligible request is also indexed in the semantic tier,
+        unless its answer calls tools: the arguments of a call answer the exact
+        words asked, so a paraphrase must not get them. A failure of the semantic
+        tier is logged, and the exact entry stays.
         """
         key = exact_key(request)
+        has_tool_calls = has_tool_calls or bool(answer.tool_calls)
         outcome = self._refusal(
             answer, complete=complete, has_tool_calls=has_tool_calls
         )
@@ -551,11 +573,12 @@ class ResponseCache:
         if outcome is None:
             entry = self._entry(key, request, answer, ttl_seconds)
             outcome = await self._put(entry)
+        indexed = False
         if outcome is not StoreOutcome.STORED:
             _log.info("cache_store_refused", outcome=outcome.value)
-        elif entry is not None:
-            await self._index(request, entry)
-        return StoreResult(outcome=outcome, key=key)
+        elif entry is not None and not has_tool_calls:
+            indexed = await self._index(request, entry)
+        return StoreResult(outcome=outcome, key=key, semantic_indexed=indexed)
 
     def _entry(
         self,
@@ -584,10 +607,10 @@ class ResponseCache:
         self._stores += 1
         return StoreOutcome.STORED
 
-    async def _index(self, request: CacheableRequest, entry: CacheEntry) -> None:
+    async def _index(self, request: CacheableRequest, entry: CacheEntry) -> bool:
         semantic = self._semantic
         if semantic is None or semantic_ineligibility(request, semantic.policy):
-            return
+            return False
         try:
             vector = await semantic.vector(request.input)
             await semantic.index.upsert(
@@ -596,19 +619,18 @@ class ResponseCache:
         except BackendUnavailableError as error:
             self._semantic_errors += 1
             _log.warning("cache_semantic_store_failed", reason=error.reason)
-            return
+            return False
         self._semantic_stores += 1
+        return True
 
     @staticmethod
     def _refusal(
         answer: Answer, *, complete: bool, has_tool_calls: bool
     ) -> StoreOutcome | None:
-        # Tool calls are checked before emptiness: a tool-call answer has no text.
         if not complete:
             return StoreOutcome.REFUSED_INCOMPLETE
-        if has_tool_calls:
-            return StoreOutcome.REFUSED_TOOL_CALLS
-        if not answer.output_text:
+        # A tool-call answer may have no text at all.
+        if not answer.output_text and not has_tool_calls:
             return StoreOutcome.REFUSED_INCOMPLETE
         return None
 

@@ -21,6 +21,12 @@ from services.cache.domain import (
     StoreOutcome,
     Usage,
 )
+from services.core.common_codec import (
+    finish_reason_from_proto,
+    finish_reason_proto,
+    tool_calls_from_proto,
+    tool_calls_proto,
+)
 from services.core.errors import FieldViolation, InvalidArgumentError
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -31,7 +37,6 @@ _TOP_P_RANGE = (0.0, 1.0)
 _STORE_OUTCOMES = {
     StoreOutcome.STORED: cache_pb.STORE_OUTCOME_STORED,
     StoreOutcome.REFUSED_INCOMPLETE: cache_pb.STORE_OUTCOME_REFUSED_INCOMPLETE,
-    StoreOutcome.REFUSED_TOOL_CALLS: cache_pb.STORE_OUTCOME_REFUSED_TOOL_CALLS,
     StoreOutcome.REFUSED_TOO_LARGE: cache_pb.STORE_OUTCOME_REFUSED_TOO_LARGE,
 }
 
@@ -113,6 +118,7 @@ class CacheServicer:
             stored=result.stored,
             outcome=_STORE_OUTCOMES[result.outcome],
             key=result.key,
+            semantic_indexed=result.semantic_indexed,
         )
 
     async def Invalidate(
@@ -209,6 +215,8 @@ def _decode_request(request: cache_pb.CacheableRequest) -> CacheableRequest:
         tools_json=request.tools_json,
         response_format_json=request.response_format_json,
         multi_turn=request.multi_turn,
+        context_digest=request.context_digest,
+        exact_only_reason=request.exact_only_reason,
     )
 
 
@@ -220,7 +228,10 @@ def _decode_answer(response: cache_pb.CachedResponse) -> Answer:
             input_tokens=response.usage.input_tokens,
             cached_input_tokens=response.usage.cached_input_tokens,
             output_tokens=response.usage.output_tokens,
+            reasoning_tokens=response.usage.reasoning_tokens,
         ),
+        tool_calls=tool_calls_from_proto(response.tool_calls),
+        finish_reason=finish_reason_from_proto(response.finish_reason),
     )
 
 
@@ -233,9 +244,12 @@ def _encode_entry(entry: CacheEntry) -> cache_pb.CachedResponse:
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,
             output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
         ),
         created_at=_timestamp(entry.created_at),
         expires_at=_timestamp(entry.expires_at),
+        tool_calls=tool_calls_proto(entry.answer.tool_calls),
+        finish_reason=finish_reason_proto(entry.answer.finish_reason),
     )
 
 

@@ -25,6 +25,10 @@ RETRY_AFTER_TRAILER = "retry-after"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
+MAX_REPORTED_VIOLATIONS = 20
+"""Field violations reported in one INVALID_ARGUMENT status, at most."""
+
+
 @dataclass(frozen=True, slots=True)
 class FieldViolation:
     """One invalid field: its path (``input``, ``metadata.key``) and what is wrong."""
@@ -73,8 +77,14 @@ class InvalidArgumentError(TollgateError):
         message: str | None = None,
         reason: str | None = None,
     ) -> None:
-        self.violations = list(violations)
+        # A hostile request can be wrong in thousands of places; the status must
+        # still fit in gRPC's 16 KiB of trailing metadata, so only the first few
+        # are reported, and the message says how many were left out.
+        self.violations = list(violations[:MAX_REPORTED_VIOLATIONS])
         summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        left_out = len(violations) - len(self.violations)
+        if left_out:
+            summary += f"; and {left_out} more"
         super().__init__(message or f"invalid request: {summary}", reason=reason)
 
 

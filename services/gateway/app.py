@@ -17,8 +17,8 @@ from services.core.breaker import CircuitBreaker
 from services.core.clock import Clock, SystemClock
 from services.core.context import new_request_id
 from services.core.pricing import load_pricing
+from services.core.prompt_tokens import count_prompt
 from services.core.server import ServiceApp
-from services.core.tokens import count_tokens
 from services.gateway.adapters.batch_store import SqliteBatchStore
 from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.auth import ApiKeyStore
@@ -103,8 +103,7 @@ async def build_app(
 
     async def choose_batch_model(principal: Principal, item: BatchItemRequest) -> str:
         request = ResponseRequest(
-            input=item.input,
-            instructions=item.instructions,
+            prompt=item.prompt,
             model=item.model,
             priority=Priority.BATCH,
             request_type=item.request_type,
@@ -116,7 +115,10 @@ async def build_app(
         )
         try:
             route = await router_client.route(
-                new_request_id(), principal, request, count_tokens(item.input)
+                new_request_id(),
+                principal,
+                request,
+                count_prompt(item.prompt).conversation,
             )
         except DependencyUnavailableError:
             route = local_route(

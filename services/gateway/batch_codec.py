@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 from google.protobuf import timestamp_pb2
-from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 
+from services.core.common_codec import finish_reason_proto, tool_calls_proto
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.gateway.batches import (
     BatchItemRequest,
@@ -19,7 +19,8 @@ from services.gateway.batches import (
     BatchView,
     ItemResult,
 )
-from services.gateway.clients import REQUEST_TYPE_FROM_PROTO
+from services.gateway.clients import REQUEST_TYPE_FROM_PROTO, usage_proto
+from services.gateway.prompt_codec import decode_prompt
 
 MAX_BATCH_ID_CHARS = 128
 
@@ -42,7 +43,8 @@ def decode_submit(
 ) -> tuple[list[BatchItemRequest], dict[str, str], str]:
     """The items, metadata and user id of a SubmitBatchRequest.
 
-    Only what protobuf alone can get wrong (an unknown enum value) is checked here;
+    Only what protobuf alone can get wrong (an unknown enum value, both ``input``
+    and ``messages``) is checked here;
     :meth:`~services.gateway.batches.BatchService.submit` validates the rest.
 
     Raises:
@@ -51,6 +53,8 @@ def decode_submit(
     items: list[BatchItemRequest] = []
     violations: list[FieldViolation] = []
     for index, item in enumerate(request.items):
+        prompt, problems = decode_prompt(item, prefix=f"items[{index}].")
+        violations.extend(problems)
         request_type = REQUEST_TYPE_FROM_PROTO.get(item.request_type)
         if request_type is None:
             violations.append(
@@ -63,12 +67,13 @@ def decode_submit(
         items.append(
             BatchItemRequest(
                 custom_id=item.custom_id,
-                input=item.input,
-                instructions=item.instructions,
+                prompt=prompt,
                 model=item.model.strip(),
                 request_type=request_type,
                 max_output_tokens=item.max_output_tokens,
                 temperature=item.temperature if item.HasField("temperature") else None,
+                top_p=item.top_p if item.HasField("top_p") else None,
+                safety_identifier=item.safety_identifier,
             )
         )
     if violations:
@@ -146,12 +151,10 @@ def encode_result(result: ItemResult) -> gateway_pb.ListBatchResultsResponse:
         custom_id=result.custom_id,
         output_text=result.output_text,
         model=result.model,
-        usage=common_pb.Usage(
-            input_tokens=result.usage.input_tokens,
-            cached_input_tokens=result.usage.cached_input_tokens,
-            output_tokens=result.usage.output_tokens,
-        ),
+        usage=usage_proto(result.usage),
         cost_micros=result.cost_micros,
+        tool_calls=tool_calls_proto(result.tool_calls),
+        finish_reason=finish_reason_proto(result.finish_reason),
     )
     if result.error is not None:
         message.error.CopyFrom(

@@ -47,6 +47,13 @@ import structlog
 from openai.types.responses import Response
 
 from services.core.clock import Clock
+from services.core.conversation import (
+    FinishReason,
+    Prompt,
+    ToolCall,
+    prompt_bytes,
+    validate_prompt,
+)
 from services.core.errors import (
     FailedPreconditionError,
     FieldViolation,
@@ -59,20 +66,21 @@ from services.gateway.domain import (
     RecordResult,
     RequestType,
     ResponseRequest,
+    UpstreamCall,
     Usage,
     UsageRecord,
 )
 from services.gateway.fallbacks import LOCAL_BUDGETS
 from services.gateway.ports import DependencyUnavailableError
+from services.gateway.responses_api import read_answer, request_body
 
 _log = structlog.get_logger("tollgate.gateway.batches")
 
 MAX_ITEMS = 50_000
 MAX_CUSTOM_ID_CHARS = 64
-MAX_INPUT_BYTES = 1024 * 1024
 MAX_INSTRUCTIONS_BYTES = 256 * 1024
 MAX_BATCH_BYTES = 150 * 1024 * 1024
-"""Input plus instructions of a whole batch: under OpenAI's 200 MB input file."""
+"""The prompts of a whole batch: under OpenAI's 200 MB input file."""
 MAX_MODEL_CHARS = 128
 MAX_OUTPUT_TOKENS_LIMIT = 128_000
 MAX_USER_ID_CHARS = 128
@@ -136,14 +144,15 @@ class BatchItemRequest:
     """One request of a batch, as submitted."""
 
     custom_id: str
-    input: str
-    instructions: str = ""
+    prompt: Prompt
     model: str = ""
     """Empty or ``auto`` lets the model chooser pick."""
     request_type: RequestType = RequestType.CHAT
     max_output_tokens: int = 0
     """0 uses the request type's budget; a larger value is capped by it."""
     temperature: float | None = None
+    top_p: float | None = None
+    safety_identifier: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +172,8 @@ class ItemOutcome:
     model: str = ""
     usage: Usage = field(default_factory=Usage)
     error: ItemError | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +187,8 @@ class ItemResult:
     cost_micros: int
     """At the batch price; 0 until the ledger booked it, and for a failed item."""
     error: ItemError | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,14 +444,9 @@ def validate_submission(
         elif item.custom_id in seen:
             bad(f"{path}.custom_id", "must be unique within the batch")
         seen.add(item.custom_id)
-        input_bytes = _utf8_len(item.input)
-        instructions_bytes = _utf8_len(item.instructions)
-        total_bytes += input_bytes + instructions_bytes
-        if not item.input.strip():
-            bad(f"{path}.input", "must not be empty")
-        elif input_bytes > MAX_INPUT_BYTES:
-            bad(f"{path}.input", f"must be at most {MAX_INPUT_BYTES} bytes")
-        if instructions_bytes > MAX_INSTRUCTIONS_BYTES:
+        total_bytes += prompt_bytes(item.prompt)
+        violations.extend(validate_prompt(item.prompt, prefix=f"{path}."))
+        if _utf8_len(item.prompt.instructions) > MAX_INSTRUCTIONS_BYTES:
             bad(
                 f"{path}.instructions",
                 f"must be at most {MAX_INSTRUCTIONS_BYTES} bytes",
@@ -455,10 +463,14 @@ def validate_submission(
             math.isfinite(temperature) and 0.0 <= temperature <= 2.0
         ):
             bad(f"{path}.temperature", "must be between 0 and 2")
+        if item.top_p is not None and not (
+            math.isfinite(item.top_p) and 0.0 <= item.top_p <= 1.0
+        ):
+            bad(f"{path}.top_p", "must be between 0 and 1")
     if total_bytes > MAX_BATCH_BYTES:
         bad(
             "items",
-            f"inputs and instructions must total at most {MAX_BATCH_BYTES} bytes",
+            f"the items' prompts must total at most {MAX_BATCH_BYTES} bytes",
         )
     if len(user_id) > MAX_USER_ID_CHARS:
         bad("user_id", f"must be at most {MAX_USER_ID_CHARS} characters")
@@ -474,13 +486,17 @@ def output_token_budget(item: BatchItemRequest) -> int:
 
 
 def jsonl_line(item: BatchItemRequest, model: str) -> str:
-    """The Batch API input line of one item (a ``/v1/responses`` request)."""
-    body: dict[str, object] = {"model": model, "input": item.input}
-    if item.instructions:
-        body["instructions"] = item.instructions
-    body["max_output_tokens"] = output_token_budget(item)
-    if item.temperature is not None:
-        body["temperature"] = item.temperature
+    """The Batch API input line of one item: the body the item would send alone."""
+    body = request_body(
+        UpstreamCall(
+            model=model,
+            prompt=item.prompt,
+            max_output_tokens=output_token_budget(item),
+            temperature=item.temperature,
+            top_p=item.top_p,
+            safety_identifier=item.safety_identifier,
+        )
+    )
     line = {
         "custom_id": item.custom_id,
         "method": "POST",
@@ -512,18 +528,14 @@ def parse_result_line(line: str) -> ItemOutcome | None:
             return ItemOutcome(
                 custom_id, error=ItemError("invalid_output", "unreadable answer")
             )
-        usage = parsed.usage
+        answer = read_answer(parsed)
         return ItemOutcome(
             custom_id,
-            output_text=parsed.output_text,
-            model=parsed.model,
-            usage=Usage(
-                input_tokens=usage.input_tokens if usage else 0,
-                cached_input_tokens=(
-                    usage.input_tokens_details.cached_tokens if usage else 0
-                ),
-                output_tokens=usage.output_tokens if usage else 0,
-            ),
+            output_text=answer.output_text,
+            model=answer.model,
+            usage=answer.usage,
+            tool_calls=answer.tool_calls,
+            finish_reason=answer.finish_reason,
         )
     if isinstance(error, dict):
         return ItemOutcome(custom_id, error=_item_error(error, "upstream_error"))
@@ -613,12 +625,13 @@ class BatchService:
         """
         item = BatchItemRequest(
             custom_id=TICKET_ITEM_ID,
-            input=request.input,
-            instructions=request.instructions,
+            prompt=request.prompt,
             model=request.model,
             request_type=request.request_type,
             max_output_tokens=request.max_output_tokens,
             temperature=request.temperature,
+            top_p=request.top_p,
+            safety_identifier=request.safety_identifier,
         )
         view = await self._accept(
             principal, [item], request.metadata, request.user_id, "ticket"

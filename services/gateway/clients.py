@@ -27,7 +27,14 @@ from tollgate.router.v1 import router_pb2_grpc
 
 from services.core import prototime, tracing
 from services.core.breaker import CircuitBreaker
+from services.core.common_codec import (
+    finish_reason_from_proto,
+    finish_reason_proto,
+    tool_calls_from_proto,
+    tool_calls_proto,
+)
 from services.core.context import REQUEST_ID_HEADER, metadata_value
+from services.core.conversation import FinishReason, Prompt, Role
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.core.tls import ClientTls, aio_channel
 from services.gateway.domain import (
@@ -129,12 +136,48 @@ def caller_proto(principal: Principal) -> common_pb.Caller:
     )
 
 
-def _usage_proto(usage: Usage) -> common_pb.Usage:
+def usage_proto(usage: Usage) -> common_pb.Usage:
+    """The common Usage message of a usage."""
     return common_pb.Usage(
         input_tokens=usage.input_tokens,
         cached_input_tokens=usage.cached_input_tokens,
         output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
     )
+
+
+def usage_from_proto(usage: common_pb.Usage) -> Usage:
+    """The usage of a common Usage message."""
+    return Usage(
+        usage.input_tokens,
+        usage.cached_input_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+    )
+
+
+def conversation_shape(prompt: Prompt) -> router_pb.ConversationShape | None:
+    """What the router weighs of a conversation; None for one plain message."""
+    last_user = prompt.last_user_index
+    shape = router_pb.ConversationShape(
+        messages=len(prompt.messages),
+        earlier_user_turns=sum(
+            1
+            for message in prompt.messages[: last_user or 0]
+            if message.role is Role.USER
+        ),
+        tools=len(prompt.tools),
+        json_schema=prompt.wants_json_schema,
+        images=sum(len(message.images) for message in prompt.messages),
+        tool_exchanges=sum(
+            len(message.tool_calls) + (message.role is Role.TOOL)
+            for message in prompt.messages
+        ),
+        reasoning=prompt.reasoning_effort is not None,
+    )
+    if shape == router_pb.ConversationShape(messages=1):
+        return None
+    return shape
 
 
 def _field_violations(error: grpc.aio.AioRpcError) -> list[FieldViolation]:
@@ -294,9 +337,16 @@ def _cacheable(key: CacheKeyParts) -> cache_pb.CacheableRequest:
         instructions=key.instructions,
         input=key.input,
         max_output_tokens=key.max_output_tokens,
+        tools_json=key.tools_json,
+        response_format_json=key.response_format_json,
+        multi_turn=key.multi_turn,
+        context_digest=key.context_digest,
+        exact_only_reason=key.exact_only_reason,
     )
     if key.temperature is not None:
         request.temperature = key.temperature
+    if key.top_p is not None:
+        request.top_p = key.top_p
     return request
 
 
@@ -318,13 +368,11 @@ class CacheClient:
         )
         if not response.hit:
             return None
-        usage = response.response.usage
+        cached = response.response
         return CachedAnswer(
-            output_text=response.response.output_text,
-            model=response.response.model,
-            usage=Usage(
-                usage.input_tokens, usage.cached_input_tokens, usage.output_tokens
-            ),
+            output_text=cached.output_text,
+            model=cached.model,
+            usage=usage_from_proto(cached.usage),
             status=(
                 CacheStatus.SEMANTIC
                 if response.status == common_pb.CACHE_STATUS_SEMANTIC
@@ -332,6 +380,9 @@ class CacheClient:
             ),
             similarity=response.similarity,
             age_seconds=response.age.ToNanoseconds() / 1e9,
+            tool_calls=tool_calls_from_proto(cached.tool_calls),
+            finish_reason=finish_reason_from_proto(cached.finish_reason)
+            or FinishReason.STOP,
         )
 
     async def store(
@@ -346,9 +397,12 @@ class CacheClient:
                 response=cache_pb.CachedResponse(
                     output_text=answer.output_text,
                     model=answer.model,
-                    usage=_usage_proto(answer.usage),
+                    usage=usage_proto(answer.usage),
+                    tool_calls=tool_calls_proto(answer.tool_calls),
+                    finish_reason=finish_reason_proto(answer.finish_reason),
                 ),
                 complete=not answer.truncated,
+                has_tool_calls=bool(answer.tool_calls),
             ),
             request_id,
         )
@@ -381,9 +435,10 @@ class RouterClient:
                 priority=PRIORITY_TO_PROTO[request.priority],
                 request_type=REQUEST_TYPE_TO_PROTO[request.request_type],
                 requested_model=request.model,
-                input=request.input,
+                input=request.prompt.last_user_text,
                 input_tokens=input_tokens,
                 max_output_tokens=request.max_output_tokens,
+                conversation=conversation_shape(request.prompt),
             ),
             request_id,
         )
@@ -444,7 +499,7 @@ class CostsClient:
                 caller=caller_proto(record.principal),
                 model=record.model,
                 deployment=record.deployment,
-                usage=_usage_proto(record.usage),
+                usage=usage_proto(record.usage),
                 batch=record.batch,
                 cache_status=CACHE_STATUS_TO_PROTO[record.cache_status],
                 occurred_at=prototime.timestamp(record.occurred_at),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from services.core.conversation import FinishReason, Prompt, ToolCall
+
 
 class Priority(enum.IntEnum):
     """Scheduling priority; lower value is served first."""
@@ -72,6 +74,8 @@ class Usage:
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
+    """Of the output tokens, those spent reasoning (billed as output)."""
 
     @property
     def total_tokens(self) -> int:
@@ -83,8 +87,7 @@ class Usage:
 class ResponseRequest:
     """A validated request for a model answer."""
 
-    input: str
-    instructions: str
+    prompt: Prompt
     model: str
     priority: Priority
     request_type: RequestType
@@ -94,6 +97,8 @@ class ResponseRequest:
     metadata: dict[str, str]
     cache_bypass: bool
     asynchronous: bool = False
+    top_p: float | None = None
+    safety_identifier: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +131,12 @@ class RateDecision:
 
 @dataclass(frozen=True, slots=True)
 class CacheKeyParts:
-    """The parts of a request that decide its cached answer."""
+    """The parts of a request that decide its cached answer.
+
+    ``input`` is the last user text; everything else the model reads is in the
+    instructions, the canonical tools and format, and the context digest
+    (:func:`services.core.conversation.cache_context`).
+    """
 
     tenant_id: str
     model: str
@@ -134,6 +144,12 @@ class CacheKeyParts:
     input: str
     temperature: float | None
     max_output_tokens: int
+    top_p: float | None = None
+    tools_json: str = ""
+    response_format_json: str = ""
+    context_digest: str = ""
+    multi_turn: bool = False
+    exact_only_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +162,21 @@ class CachedAnswer:
     status: CacheStatus
     similarity: float
     age_seconds: float = 0.0
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason = FinishReason.STOP
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """One call of the model: what it reads and the parameters it answers under."""
+
+    model: str
+    prompt: Prompt
+    max_output_tokens: int
+    temperature: float | None
+    top_p: float | None = None
+    safety_identifier: str = ""
+    prompt_cache_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +187,8 @@ class UpstreamAnswer:
     model: str
     usage: Usage
     truncated: bool
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason = FinishReason.STOP
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +245,8 @@ class ResponseReply:
     latency_seconds: float
     ticket_id: str = ""
     cache_age_seconds: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +261,7 @@ class StreamStart:
     input_truncated: bool
     similarity: float = 0.0
     cache_age_seconds: float | None = None
+    input_tokens_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +272,24 @@ class StreamDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call: the first carries its id and name."""
+
+    index: int
+    id: str
+    name: str
+    arguments_delta: str
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEnd:
     """Last event of a complete streamed answer."""
 
     usage: Usage
     cost_micros: int
     output_truncated: bool
+    finish_reason: FinishReason | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-StreamEvent = StreamStart | StreamDelta | StreamEnd
+StreamEvent = StreamStart | StreamDelta | ToolCallDelta | StreamEnd

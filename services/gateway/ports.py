@@ -21,7 +21,9 @@ from services.gateway.domain import (
     RecordResult,
     ResponseRequest,
     Route,
+    ToolCallDelta,
     UpstreamAnswer,
+    UpstreamCall,
     UsageRecord,
 )
 
@@ -130,31 +132,15 @@ class UpstreamPort(Protocol):
     """The model provider."""
 
     async def create(
-        self,
-        *,
-        model: str,
-        instructions: str,
-        input_text: str,
-        max_output_tokens: int,
-        temperature: float | None,
-        timeout_seconds: float,
-        prompt_cache_key: str,
+        self, call: UpstreamCall, timeout_seconds: float
     ) -> UpstreamAnswer:
         """Ask the model for an answer."""
         ...
 
     def stream(
-        self,
-        *,
-        model: str,
-        instructions: str,
-        input_text: str,
-        max_output_tokens: int,
-        temperature: float | None,
-        timeout_seconds: float,
-        prompt_cache_key: str,
-    ) -> AsyncIterator[str | UpstreamAnswer]:
-        """Stream the answer: text deltas, then the whole answer with its usage.
+        self, call: UpstreamCall, timeout_seconds: float
+    ) -> AsyncIterator[str | ToolCallDelta | UpstreamAnswer]:
+        """Stream the answer: text and tool-call deltas, then the whole answer.
 
         Raises :class:`UpstreamStreamBrokenError` when the stream breaks after text
         was delivered; failures before the first delta are retried like ``create``.

@@ -8,13 +8,14 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
-from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 
 from services.core import prototime
 from services.core.breaker import BreakerState
+from services.core.common_codec import finish_reason_proto, tool_calls_proto
 from services.core.context import current_request_id, metadata_value
+from services.core.conversation import validate_prompt
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.gateway.auth import ApiKeyStore
 from services.gateway.batch_codec import (
@@ -32,6 +33,7 @@ from services.gateway.clients import (
     PRIORITY_FROM_PROTO,
     PRIORITY_TO_PROTO,
     REQUEST_TYPE_FROM_PROTO,
+    usage_proto,
 )
 from services.gateway.domain import (
     Principal,
@@ -41,14 +43,14 @@ from services.gateway.domain import (
     StreamDelta,
     StreamEvent,
     StreamStart,
-    Usage,
+    ToolCallDelta,
 )
 from services.gateway.orchestrator import Orchestrator
+from services.gateway.prompt_codec import decode_prompt
 
 VERSION = "0.1.0"
 CURRENCY = "USD"
 
-MAX_INPUT_BYTES = 1024 * 1024
 MAX_INSTRUCTIONS_BYTES = 256 * 1024
 MAX_MODEL_CHARS = 128
 MAX_USER_ID_CHARS = 128
@@ -56,6 +58,7 @@ MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_BYTES = 64
 MAX_METADATA_VALUE_BYTES = 512
 MAX_OUTPUT_TOKENS_LIMIT = 128_000
+MAX_SAFETY_IDENTIFIER_CHARS = 64
 
 _BREAKER_STATES = {
     BreakerState.CLOSED: gateway_pb.BREAKER_STATE_CLOSED,
@@ -72,15 +75,13 @@ def decode_request(
     message: gateway_pb.CreateResponseRequest | gateway_pb.StreamResponseRequest,
 ) -> ResponseRequest:
     """Validate a CreateResponseRequest; every problem becomes a field violation."""
-    violations: list[FieldViolation] = []
+    prompt, violations = decode_prompt(message)
+    if not violations:
+        violations.extend(validate_prompt(prompt, input_shorthand=bool(message.input)))
 
     def bad(field: str, description: str) -> None:
         violations.append(FieldViolation(field, description))
 
-    if not message.input.strip():
-        bad("input", "must not be empty")
-    elif _utf8_len(message.input) > MAX_INPUT_BYTES:
-        bad("input", f"must be at most {MAX_INPUT_BYTES} bytes")
     if _utf8_len(message.instructions) > MAX_INSTRUCTIONS_BYTES:
         bad("instructions", f"must be at most {MAX_INSTRUCTIONS_BYTES} bytes")
     if len(message.model) > MAX_MODEL_CHARS:
@@ -89,6 +90,16 @@ def decode_request(
         bad("priority", f"unknown priority value {message.priority}")
     if message.request_type not in REQUEST_TYPE_FROM_PROTO:
         bad("request_type", f"unknown request type value {message.request_type}")
+    top_p: float | None = None
+    if message.HasField("top_p"):
+        top_p = message.top_p
+        if not (math.isfinite(top_p) and 0.0 <= top_p <= 1.0):
+            bad("top_p", "must be between 0 and 1")
+    if len(message.safety_identifier) > MAX_SAFETY_IDENTIFIER_CHARS:
+        bad(
+            "safety_identifier",
+            f"must be at most {MAX_SAFETY_IDENTIFIER_CHARS} characters",
+        )
     if message.max_output_tokens < 0:
         bad("max_output_tokens", "must not be negative")
     elif message.max_output_tokens > MAX_OUTPUT_TOKENS_LIMIT:
@@ -124,8 +135,7 @@ def decode_request(
     if violations:
         raise InvalidArgumentError(violations)
     return ResponseRequest(
-        input=message.input,
-        instructions=message.instructions,
+        prompt=prompt,
         model=message.model.strip(),
         priority=PRIORITY_FROM_PROTO[message.priority],
         request_type=REQUEST_TYPE_FROM_PROTO[message.request_type],
@@ -135,6 +145,8 @@ def decode_request(
         metadata=dict(message.metadata),
         cache_bypass=message.cache_bypass,
         asynchronous=asynchronous,
+        top_p=top_p,
+        safety_identifier=message.safety_identifier,
     )
 
 
@@ -146,7 +158,7 @@ def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
         deployment=reply.deployment,
         cache_status=CACHE_STATUS_TO_PROTO[reply.cache_status],
         similarity=reply.similarity,
-        usage=_usage(reply.usage),
+        usage=usage_proto(reply.usage),
         cost_micros=reply.cost_micros,
         request_id=reply.request_id,
         degradation_level=DEGRADATION_TO_PROTO[reply.degradation_level],
@@ -157,6 +169,8 @@ def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
         ticket_id=reply.ticket_id,
         latency=_duration(reply.latency_seconds),
         cache_age=_duration(reply.cache_age_seconds),
+        tool_calls=tool_calls_proto(reply.tool_calls),
+        finish_reason=finish_reason_proto(reply.finish_reason),
     )
 
 
@@ -173,32 +187,36 @@ def encode_stream_event(event: StreamEvent) -> gateway_pb.StreamResponseResponse
                 input_truncated=event.input_truncated,
                 similarity=event.similarity,
                 cache_age=_duration(event.cache_age_seconds),
+                input_tokens_dropped=event.input_tokens_dropped,
             )
         )
     if isinstance(event, StreamDelta):
         return gateway_pb.StreamResponseResponse(
             delta=gateway_pb.TextDelta(text=event.text)
         )
+    if isinstance(event, ToolCallDelta):
+        return gateway_pb.StreamResponseResponse(
+            tool_call_delta=gateway_pb.ToolCallDelta(
+                index=event.index,
+                id=event.id,
+                name=event.name,
+                arguments_delta=event.arguments_delta,
+            )
+        )
     return gateway_pb.StreamResponseResponse(
         completed=gateway_pb.StreamCompleted(
-            usage=_usage(event.usage),
+            usage=usage_proto(event.usage),
             cost_micros=event.cost_micros,
             currency_code=CURRENCY,
             output_truncated=event.output_truncated,
+            finish_reason=finish_reason_proto(event.finish_reason),
+            tool_calls=tool_calls_proto(event.tool_calls),
         )
     )
 
 
 def _duration(seconds: float | None) -> duration_pb2.Duration | None:
     return None if seconds is None else prototime.duration(seconds)
-
-
-def _usage(usage: Usage) -> common_pb.Usage:
-    return common_pb.Usage(
-        input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        output_tokens=usage.output_tokens,
-    )
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):

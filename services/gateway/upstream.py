@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import openai
 import structlog
@@ -18,12 +18,18 @@ import structlog
 from services.core import metrics, tracing
 from services.core.clock import Clock
 from services.core.errors import DeadlineExceededError, FailedPreconditionError
-from services.gateway.domain import UpstreamAnswer, Usage
+from services.gateway.domain import (
+    ToolCallDelta,
+    UpstreamAnswer,
+    UpstreamCall,
+    Usage,
+)
 from services.gateway.ports import (
     DependencyUnavailableError,
     UpstreamStreamBrokenError,
     UpstreamThrottledError,
 )
+from services.gateway.responses_api import read_answer, request_body
 
 _log = structlog.get_logger("tollgate.upstream")
 
@@ -67,50 +73,29 @@ class OpenAIUpstream:
         self._rng = rng or random.Random()
 
     async def create(
-        self,
-        *,
-        model: str,
-        instructions: str,
-        input_text: str,
-        max_output_tokens: int,
-        temperature: float | None,
-        timeout_seconds: float,
-        prompt_cache_key: str,
+        self, call: UpstreamCall, timeout_seconds: float
     ) -> UpstreamAnswer:
         """Ask the model, retrying transient failures within ``timeout_seconds``."""
         deadline = self._clock.monotonic() + timeout_seconds
+        body = request_body(call)
 
         async def attempt(remaining: float) -> UpstreamAnswer:
-            response = await self._client.responses.create(
-                **self._body(
-                    model,
-                    instructions,
-                    input_text,
-                    max_output_tokens,
-                    temperature,
-                    prompt_cache_key,
-                ),
-                timeout=remaining,
-            )
-            return self._answer(response)
+            response = await self._client.responses.create(**body, timeout=remaining)
+            return read_answer(response)
 
-        answer = await self._with_retries(attempt, deadline, model)
-        _count_tokens(model, answer.usage)
+        answer = await self._with_retries(attempt, deadline, call.model)
+        _count_tokens(call.model, answer.usage)
         return answer
 
     async def stream(
-        self,
-        *,
-        model: str,
-        instructions: str,
-        input_text: str,
-        max_output_tokens: int,
-        temperature: float | None,
-        timeout_seconds: float,
-        prompt_cache_key: str,
-    ) -> AsyncIterator[str | UpstreamAnswer]:
-        """Stream deltas, then the whole answer; retries only until the stream opens."""
+        self, call: UpstreamCall, timeout_seconds: float
+    ) -> AsyncIterator[str | ToolCallDelta | UpstreamAnswer]:
+        """Stream text and tool-call deltas, then the whole answer.
+
+        Retries only until the stream opens.
+        """
         deadline = self._clock.monotonic() + timeout_seconds
+        body = request_body(call)
 
         async def attempt(
             remaining: float,
@@ -118,29 +103,33 @@ class OpenAIUpstream:
             opened: openai.AsyncStream[
                 openai.types.responses.ResponseStreamEvent
             ] = await self._client.responses.create(
-                **self._body(
-                    model,
-                    instructions,
-                    input_text,
-                    max_output_tokens,
-                    temperature,
-                    prompt_cache_key,
-                ),
-                stream=True,
-                timeout=remaining,
+                **body, stream=True, timeout=remaining
             )
             return opened
 
-        events = await self._with_retries(attempt, deadline, model)
+        events = await self._with_retries(attempt, deadline, call.model)
         delivered: list[str] = []
+        # Tool calls are numbered in the order they open, whatever their output index.
+        call_index: dict[int, int] = {}
         try:
             async for event in events:
                 if event.type == "response.output_text.delta":
                     delivered.append(event.delta)
                     yield event.delta
+                elif (
+                    event.type == "response.output_item.added"
+                    and event.item.type == "function_call"
+                ):
+                    index = call_index.setdefault(event.output_index, len(call_index))
+                    yield ToolCallDelta(
+                        index, event.item.call_id, event.item.name, event.item.arguments
+                    )
+                elif event.type == "response.function_call_arguments.delta":
+                    index = call_index.setdefault(event.output_index, len(call_index))
+                    yield ToolCallDelta(index, "", "", event.delta)
                 elif event.type in ("response.completed", "response.incomplete"):
-                    answer = self._answer(event.response)
-                    _count_tokens(model, answer.usage)
+                    answer = read_answer(event.response)
+                    _count_tokens(call.model, answer.usage)
                     yield answer
                     return
                 elif event.type in ("response.failed", "error"):
@@ -150,28 +139,6 @@ class OpenAIUpstream:
         finally:
             await events.close()
         raise UpstreamStreamBrokenError("".join(delivered))
-
-    @staticmethod
-    def _body(
-        model: str,
-        instructions: str,
-        input_text: str,
-        max_output_tokens: int,
-        temperature: float | None,
-        prompt_cache_key: str,
-    ) -> dict[str, Any]:
-        # Stable instructions travel first and the dynamic input last, and the prompt
-        # cache key groups requests sharing a prefix, so OpenAI's prompt cache applies.
-        body: dict[str, Any] = {"model": model, "input": input_text}
-        if instructions:
-            body["instructions"] = instructions
-        if max_output_tokens:
-            body["max_output_tokens"] = max_output_tokens
-        if temperature is not None:
-            body["temperature"] = temperature
-        if prompt_cache_key:
-            body["prompt_cache_key"] = prompt_cache_key
-        return body
 
     async def _with_retries(
         self, attempt: Callable[[float], Awaitable[T]], deadline: float, model: str
@@ -253,22 +220,6 @@ class OpenAIUpstream:
     def _backoff(self, attempt: int) -> float:
         ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2**attempt))
         return self._rng.uniform(0, ceiling)
-
-    @staticmethod
-    def _answer(response: openai.types.responses.Response) -> UpstreamAnswer:
-        usage = response.usage
-        return UpstreamAnswer(
-            output_text=response.output_text,
-            model=response.model,
-            usage=Usage(
-                input_tokens=usage.input_tokens if usage else 0,
-                cached_input_tokens=(
-                    usage.input_tokens_details.cached_tokens if usage else 0
-                ),
-                output_tokens=usage.output_tokens if usage else 0,
-            ),
-            truncated=response.status == "incomplete",
-        )
 
     async def close(self) -> None:
         """Close the HTTP connections."""

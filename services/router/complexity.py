@@ -17,9 +17,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from services.core.tokens import count_tokens
 from services.router.enums import Complexity
+
+if TYPE_CHECKING:
+    from services.router.domain import ConversationShape
 
 MODEL_RESOURCE = "complexity_model.json"
 
@@ -229,3 +233,26 @@ def load_complexity_model() -> ComplexityModel:
         weights={name: float(weight) for name, weight in data["weights"].items()},
         thresholds=tuple(float(t) for t in data["thresholds"]),
     )
+
+
+# Conversations this long (earlier user turns) carry context a small model loses.
+LONG_CONVERSATION_TURNS = 4
+
+
+def conversation_floor(shape: ConversationShape) -> Complexity:
+    """The least complexity the conversation's shape alone implies.
+
+    The text classifier sees the last user turn only; what comes with it raises the
+    floor: tools to choose and call, a schema to satisfy, images to read, or a long
+    conversation make a request at least SIMPLE, so it never lands on the smallest
+    tier, which handles these worst.
+    """
+    if (
+        shape.tools
+        or shape.tool_exchanges
+        or shape.json_schema
+        or shape.images
+        or shape.earlier_user_turns >= LONG_CONVERSATION_TURNS
+    ):
+        return Complexity.SIMPLE
+    return Complexity.TRIVIAL

@@ -21,7 +21,11 @@ from services.core.errors import (
     FieldViolation,
     InvalidArgumentError,
 )
-from services.router.complexity import ComplexityModel
+from services.router.complexity import (
+    CLASSES,
+    ComplexityModel,
+    conversation_floor,
+)
 from services.router.enums import (
     Complexity,
     DegradationLevel,
@@ -52,6 +56,19 @@ _log = structlog.get_logger("tollgate.router")
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationShape:
+    """What the router weighs of a conversation beside its last user text."""
+
+    messages: int = 1
+    earlier_user_turns: int = 0
+    tools: int = 0
+    json_schema: bool = False
+    images: int = 0
+    tool_exchanges: int = 0
+    reasoning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RouteRequest:
     """One request to route."""
 
@@ -66,6 +83,7 @@ class RouteRequest:
     """Exact tokens of the input, before the request type's cap."""
     max_output_tokens: int
     """The caller's limit; 0 uses the request type's budget."""
+    conversation: ConversationShape = ConversationShape()
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +337,11 @@ class Router:
         complexity = Complexity.UNSPECIFIED
         models = {tier.model for tier in table.tiers.values()}
         if request.requested_model == AUTO_MODEL:
-            complexity = self._classifier.classify(request.input)
+            complexity = max(
+                self._classifier.classify(request.input),
+                conversation_floor(request.conversation),
+                key=CLASSES.index,
+            )
             tier_name = cheapest_capable_tier(table, complexity)
             reason = (
                 f"auto: {complexity.value} prompt → cheapest capable tier "

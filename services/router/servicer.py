@@ -17,6 +17,7 @@ from services.core import metrics
 from services.core.errors import FieldViolation, InvalidArgumentError
 from services.core.prototime import timestamp as _timestamp
 from services.router.domain import (
+    ConversationShape,
     DeploymentStatus,
     Router,
     RouteRequest,
@@ -279,4 +280,20 @@ def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
         input=request.input,
         input_tokens=request.input_tokens,
         max_output_tokens=request.max_output_tokens,
+        conversation=_conversation(request),
+    )
+
+
+def _conversation(request: router_pb.RouteRequest) -> ConversationShape:
+    if not request.HasField("conversation"):
+        return ConversationShape()
+    shape = request.conversation
+    return ConversationShape(
+        messages=shape.messages,
+        earlier_user_turns=shape.earlier_user_turns,
+        tools=shape.tools,
+        json_schema=shape.json_schema,
+        images=shape.images,
+        tool_exchanges=shape.tool_exchanges,
+        reasoning=shape.reasoning,
     )

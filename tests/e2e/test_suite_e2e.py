@@ -14,6 +14,8 @@ from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 
+from services.core.conversation import Prompt
+from services.core.prompt_tokens import count_prompt
 from services.core.tokens import count_tokens
 from services.devsuite import Suite
 from tests.e2e.conftest import E2E_KEY, start_test_suite
@@ -50,8 +52,8 @@ async def test_answer_with_usage_and_cost_then_exact_hit_without_upstream_call(
     assert first.output_text.startswith('Simulated answer to "How do token buckets')
     assert first.model == "gpt-4.1-mini"
     assert first.cache_status == common_pb.CACHE_STATUS_MISS
-    # The simulator counts the input exactly, plus a fixed 4 tokens per message.
-    assert first.usage.input_tokens == count_tokens(request.input) + 4
+    # The simulator bills what the gateway counted: o200k plus OpenAI's overheads.
+    assert first.usage.input_tokens == count_prompt(Prompt.of_text(request.input)).total
     assert first.usage.output_tokens == count_tokens(first.output_text)
     numerator = (
         first.usage.input_tokens * MINI_PRICES[0]

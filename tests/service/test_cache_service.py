@@ -173,10 +173,6 @@ async def test_ttl_expiry_over_grpc(
     [
         (_store_request(complete=False), cache_pb.STORE_OUTCOME_REFUSED_INCOMPLETE),
         (
-            _store_request(has_tool_calls=True),
-            cache_pb.STORE_OUTCOME_REFUSED_TOOL_CALLS,
-        ),
-        (
             _store_request(response=cache_pb.CachedResponse(model="m")),
             cache_pb.STORE_OUTCOME_REFUSED_INCOMPLETE,
         ),
@@ -195,6 +191,27 @@ async def test_refusals_are_answers_not_errors(
     assert (refused.stored, refused.outcome) == (False, outcome)
     assert len(refused.key) == 64
     assert not (await stub.Lookup(cache_pb.LookupRequest(request=REQUEST))).hit
+
+
+async def test_a_tool_call_answer_round_trips_through_the_exact_tier(
+    stub: cache_pb2_grpc.CacheServiceStub,
+) -> None:
+    call = common_pb.ToolCall(id="call_1", name="lookup", arguments='{"id":7}')
+    stored = await stub.Store(
+        _store_request(
+            response=cache_pb.CachedResponse(
+                model="gpt-4.1-mini",
+                tool_calls=[call],
+                finish_reason=common_pb.FINISH_REASON_TOOL_CALLS,
+            ),
+            has_tool_calls=True,
+        )
+    )
+    assert (stored.stored, stored.semantic_indexed) == (True, False)
+    hit = await stub.Lookup(cache_pb.LookupRequest(request=REQUEST))
+    assert hit.status == common_pb.CACHE_STATUS_EXACT
+    assert list(hit.response.tool_calls) == [call]
+    assert hit.response.finish_reason == common_pb.FINISH_REASON_TOOL_CALLS
 
 
 async def test_invalid_lookup_names_each_field(

@@ -20,6 +20,8 @@ from tollgate.gateway.v1 import gateway_pb2_grpc
 
 from services.cache.app import build_app as build_cache
 from services.cache.config import CacheSettings
+from services.core.conversation import Prompt
+from services.core.prompt_tokens import count_prompt
 from services.core.server import RunningServer
 from services.core.tokens import count_tokens, truncate_tokens
 from services.costs.app import build_app as build_costs
@@ -212,7 +214,9 @@ async def test_input_over_the_request_types_cap_is_truncated_by_tokens(
 ) -> None:
     text = " ".join(f"label{n}" for n in range(800))
     cap = 500  # the classify budget of the default routing table
-    kept = truncate_tokens(text, cap).text
+    # The cap bounds the conversation, the message's own overhead included.
+    overhead = count_prompt(Prompt.of_text("")).conversation
+    kept = truncate_tokens(text, cap - overhead).text
 
     response = await stub.CreateResponse(
         _request(input=text, request_type=common_pb.REQUEST_TYPE_CLASSIFY),

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from services.cache.domain import Answer, CacheEntry, Usage
 from services.cache.ports import PutResult, StoreUsage
+from services.core.conversation import FinishReason, ToolCall
 from services.core.errors import BackendUnavailableError
 
 T = TypeVar("T")
@@ -74,7 +75,14 @@ def _encode(entry: CacheEntry) -> str:
                 usage.input_tokens,
                 usage.cached_input_tokens,
                 usage.output_tokens,
+                usage.reasoning_tokens,
             ],
+            "tool_calls": [
+                [call.id, call.name, call.arguments] for call in entry.answer.tool_calls
+            ],
+            "finish_reason": (
+                entry.answer.finish_reason.value if entry.answer.finish_reason else None
+            ),
             "created_at": entry.created_at,
             "expires_at": entry.expires_at,
         },
@@ -85,7 +93,9 @@ def _encode(entry: CacheEntry) -> str:
 
 def _decode(raw: bytes | str) -> CacheEntry:
     data: dict[str, Any] = json.loads(raw)
-    input_tokens, cached_input_tokens, output_tokens = data["usage"]
+    # Entries written before reasoning tokens and tool calls were kept lack them.
+    input_tokens, cached_input_tokens, output_tokens, *reasoning = data["usage"]
+    finish = data.get("finish_reason")
     return CacheEntry(
         key=data["key"],
         tenant_id=data["tenant_id"],
@@ -93,7 +103,11 @@ def _decode(raw: bytes | str) -> CacheEntry:
         answer=Answer(
             output_text=data["output_text"],
             model=data["answer_model"],
-            usage=Usage(input_tokens, cached_input_tokens, output_tokens),
+            usage=Usage(
+                input_tokens, cached_input_tokens, output_tokens, sum(reasoning)
+            ),
+            tool_calls=tuple(ToolCall(*call) for call in data.get("tool_calls", ())),
+            finish_reason=None if finish is None else FinishReason(finish),
         ),
         created_at=data["created_at"],
         expires_at=data["expires_at"],

@@ -19,6 +19,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
+from services.core.conversation import (
+    FinishReason,
+    Prompt,
+    ToolCall,
+    prompt_from_json,
+    prompt_to_json,
+)
 from services.core.errors import BackendUnavailableError
 from services.gateway.batches import (
     BatchCounts,
@@ -70,11 +77,17 @@ _SCHEMA = (
         error_message TEXT,
         booked INTEGER NOT NULL DEFAULT 0,
         cost_micros INTEGER NOT NULL DEFAULT 0,
+        answer_json TEXT NOT NULL DEFAULT '{}',
         PRIMARY KEY (batch_id, custom_id),
         UNIQUE (batch_id, position)
     )
     """,
 )
+
+# Columns added after the first release, for stores created before them.
+_ADDED_COLUMNS = {
+    "batch_items": (("answer_json", "TEXT NOT NULL DEFAULT '{}'"),),
+}
 
 _PENDING, _SUCCEEDED, _FAILED = "pending", "succeeded", "failed"
 
@@ -83,15 +96,60 @@ Row = tuple[object, ...]
 
 
 def _request_json(item: BatchItemRequest) -> str:
-    data = asdict(item)
-    data["request_type"] = item.request_type.value
+    data = {
+        "custom_id": item.custom_id,
+        "prompt": prompt_to_json(item.prompt),
+        "model": item.model,
+        "request_type": item.request_type.value,
+        "max_output_tokens": item.max_output_tokens,
+        "temperature": item.temperature,
+        "top_p": item.top_p,
+        "safety_identifier": item.safety_identifier,
+    }
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def _request(raw: str) -> BatchItemRequest:
     data = json.loads(raw)
-    data["request_type"] = RequestType(data["request_type"])
-    return BatchItemRequest(**data)
+    if "prompt" in data:
+        prompt = prompt_from_json(data["prompt"])
+    else:  # stored before conversations: one input and instructions
+        prompt = Prompt.of_text(data["input"], data.get("instructions", ""))
+    return BatchItemRequest(
+        custom_id=data["custom_id"],
+        prompt=prompt,
+        model=data["model"],
+        request_type=RequestType(data["request_type"]),
+        max_output_tokens=data["max_output_tokens"],
+        temperature=data["temperature"],
+        top_p=data.get("top_p"),
+        safety_identifier=data.get("safety_identifier", ""),
+    )
+
+
+def _answer_json(outcome: ItemOutcome) -> str:
+    return json.dumps(
+        {
+            "tool_calls": [
+                [call.id, call.name, call.arguments] for call in outcome.tool_calls
+            ],
+            "finish_reason": (
+                None if outcome.finish_reason is None else outcome.finish_reason.value
+            ),
+            "reasoning_tokens": outcome.usage.reasoning_tokens,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _answer(raw: object) -> tuple[tuple[ToolCall, ...], FinishReason | None, int]:
+    data = json.loads(str(raw or "{}"))
+    finish = data.get("finish_reason")
+    return (
+        tuple(ToolCall(*call) for call in data.get("tool_calls", ())),
+        None if finish is None else FinishReason(finish),
+        int(data.get("reasoning_tokens", 0)),
+    )
 
 
 def _record(row: Row) -> BatchRecord:
@@ -145,6 +203,15 @@ class SqliteBatchStore:
         self._db.execute("PRAGMA synchronous=FULL")
         for statement in _SCHEMA:
             self._db.execute(statement)
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {
+                row[1] for row in self._db.execute(f"PRAGMA table_info({table})")
+            }
+            for name, definition in columns:
+                if name not in present:
+                    self._db.execute(
+                        f"ALTER TABLE {table} ADD COLUMN {name} {definition}"
+                    )
         self._db.commit()
 
     def _transact(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -287,6 +354,7 @@ class SqliteBatchStore:
                 outcome.usage.output_tokens,
                 outcome.error.code if outcome.error else None,
                 outcome.error.message if outcome.error else None,
+                _answer_json(outcome),
                 batch_id,
                 outcome.custom_id,
                 _PENDING,
@@ -299,7 +367,7 @@ class SqliteBatchStore:
             db.executemany(
                 "UPDATE batch_items SET state = ?, output_text = ?, answer_model = ?, "
                 "input_tokens = ?, cached_input_tokens = ?, output_tokens = ?, "
-                "error_code = ?, error_message = ? "
+                "error_code = ?, error_message = ?, answer_json = ? "
                 "WHERE batch_id = ? AND custom_id = ? AND state = ?",
                 params,
             )
@@ -333,7 +401,7 @@ class SqliteBatchStore:
         """Answered items not booked yet, in submission order."""
         rows = await self._rows(
             "SELECT custom_id, requested_model, answer_model, model, input_tokens, "
-            "cached_input_tokens, output_tokens FROM batch_items "
+            "cached_input_tokens, output_tokens, answer_json FROM batch_items "
             "WHERE batch_id = ? AND state = ? AND booked = 0 ORDER BY position LIMIT ?",
             (batch_id, _SUCCEEDED, limit),
         )
@@ -342,7 +410,9 @@ class SqliteBatchStore:
                 custom_id=str(row[0]),
                 requested_model=str(row[1]),
                 model=str(row[2] or row[3]),
-                usage=Usage(_int(row[4]), _int(row[5]), _int(row[6])),
+                usage=Usage(
+                    _int(row[4]), _int(row[5]), _int(row[6]), _answer(row[7])[2]
+                ),
             )
             for row in rows
         ]
@@ -364,7 +434,7 @@ class SqliteBatchStore:
         rows = await self._rows(
             "SELECT position, custom_id, output_text, answer_model, model, "
             "input_tokens, cached_input_tokens, output_tokens, cost_micros, "
-            "error_code, error_message FROM batch_items "
+            "error_code, error_message, answer_json FROM batch_items "
             "WHERE batch_id = ? AND state != ? AND position > ? "
             "ORDER BY position LIMIT ?",
             (batch_id, _PENDING, after, limit),
@@ -383,8 +453,10 @@ class SqliteBatchStore:
                 cost,
                 code,
                 message,
+                answer,
             ) = row
             error = None if code is None else ItemError(str(code), str(message or ""))
+            tool_calls, finish, reasoning = _answer(answer)
             results.append(
                 (
                     _int(position),
@@ -392,9 +464,13 @@ class SqliteBatchStore:
                         custom_id=str(custom_id),
                         output_text=str(text),
                         model=str(answered or sent),
-                        usage=Usage(_int(tokens_in), _int(cached), _int(tokens_out)),
+                        usage=Usage(
+                            _int(tokens_in), _int(cached), _int(tokens_out), reasoning
+                        ),
                         cost_micros=_int(cost),
                         error=error,
+                        tool_calls=tool_calls,
+                        finish_reason=finish,
                     ),
                 )
             )

@@ -14,6 +14,7 @@ from services.cache.domain import (
     exact_key,
 )
 from services.core.clock import FakeClock
+from services.core.conversation import FinishReason, ToolCall
 
 REQUEST = CacheableRequest(
     tenant_id="acme", model="gpt-4.1-mini", input="What is 2 + 2?", temperature=0.0
@@ -121,8 +122,6 @@ async def test_requested_ttl_is_used_and_capped() -> None:
     ("complete", "has_tool_calls", "text", "outcome"),
     [
         (False, False, "4", StoreOutcome.REFUSED_INCOMPLETE),
-        (True, True, "", StoreOutcome.REFUSED_TOOL_CALLS),
-        (True, True, "4", StoreOutcome.REFUSED_TOOL_CALLS),
         (False, True, "", StoreOutcome.REFUSED_INCOMPLETE),
         (True, False, "", StoreOutcome.REFUSED_INCOMPLETE),
     ],
@@ -141,6 +140,23 @@ async def test_refusals_store_nothing(
     assert result.key == exact_key(REQUEST)
     assert not (await cache.lookup(REQUEST)).hit
     assert (await cache.stats()).stores == 0
+
+
+async def test_a_tool_call_answer_is_cached_for_the_exact_tier_only() -> None:
+    cache = _cache(FakeClock())
+    call = ToolCall("call_1", "get_weather", '{"city":"Paris"}')
+    answer = dataclasses.replace(
+        ANSWER,
+        output_text="",
+        tool_calls=(call,),
+        finish_reason=FinishReason.TOOL_CALLS,
+    )
+    result = await cache.store(REQUEST, answer, complete=True, has_tool_calls=True)
+    assert (result.outcome, result.semantic_indexed) == (StoreOutcome.STORED, False)
+    hit = await cache.lookup(REQUEST)
+    assert hit.entry is not None
+    assert hit.entry.answer.tool_calls == (call,)
+    assert hit.entry.answer.finish_reason is FinishReason.TOOL_CALLS
 
 
 async def test_an_entry_larger_than_the_bound_is_refused() -> None:

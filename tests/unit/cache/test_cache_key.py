@@ -85,6 +85,8 @@ def test_non_ascii_text_is_hashed_as_utf8() -> None:
         ("tools_json", '[{"type":"function","name":"f"}]'),
         ("response_format_json", '{"type":"json_object"}'),
         ("multi_turn", True),
+        ("context_digest", "ab" * 32),
+        ("exact_only_reason", "images"),
     ],
 )
 def test_every_field_changes_the_key(field: str, value: Any) -> None:

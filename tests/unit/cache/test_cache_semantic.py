@@ -127,8 +127,8 @@ async def test_the_best_verified_candidate_of_the_top_k_wins() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"multi_turn": True}, "multi_turn"),
-        ({"tools_json": '[{"type":"function"}]'}, "tools"),
+        ({"exact_only_reason": "images"}, "images"),
+        ({"exact_only_reason": "tool_result"}, "tool_result"),
         ({"temperature": 0.9}, "temperature"),
         ({"temperature": None}, "temperature"),  # unset is OpenAI's 1.0
         ({"input": "x" * 1001}, "long_input"),
@@ -157,6 +157,8 @@ async def test_ineligible_requests_use_the_exact_tier_only(
         {"temperature": 0.5},
         {"max_output_tokens": 99},
         {"response_format_json": '{"type":"json_object"}'},
+        {"tools_json": '[[["f","",{},false]],null,null]'},
+        {"context_digest": "ab" * 32},
     ],
 )
 async def test_hard_filters_keep_scopes_apart(change: dict[str, object]) -> None:
@@ -204,14 +206,27 @@ async def test_invalidation_reaches_both_tiers() -> None:
     assert not (await cache.lookup(PARAPHRASE)).hit
 
 
-async def test_refused_answers_are_not_indexed() -> None:
+async def test_refused_and_tool_call_answers_are_not_indexed() -> None:
     cache = _cache(FakeClock())
-    for complete, tools in ((False, False), (True, True)):
-        result = await cache.store(
-            CACHED, ANSWER, complete=complete, has_tool_calls=tools
-        )
-        assert not result.stored
+    refused = await cache.store(CACHED, ANSWER, complete=False, has_tool_calls=False)
+    assert not refused.stored
+    tool_call = await cache.store(CACHED, ANSWER, complete=True, has_tool_calls=True)
+    assert (tool_call.stored, tool_call.semantic_indexed) == (True, False)
     assert (await cache.stats()).semantic_entries == 0
+    assert not (await cache.lookup(PARAPHRASE)).hit
+
+
+async def test_a_conversation_is_compared_only_with_the_same_earlier_turns() -> None:
+    cache = _cache(FakeClock())
+    earlier = dataclasses.replace(CACHED, multi_turn=True, context_digest="a" * 64)
+    result = await cache.store(earlier, ANSWER, complete=True, has_tool_calls=False)
+    assert result.semantic_indexed
+    same_turns = dataclasses.replace(
+        PARAPHRASE, multi_turn=True, context_digest="a" * 64
+    )
+    other_turns = dataclasses.replace(same_turns, context_digest="b" * 64)
+    assert (await cache.lookup(same_turns)).status is LookupStatus.SEMANTIC
+    assert not (await cache.lookup(other_turns)).hit
 
 
 async def test_a_failing_semantic_tier_degrades_to_a_miss() -> None:

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.core.conversation import FinishReason, Prompt, ToolCall
+from services.gateway.batches import BatchItemRequest
 from services.gateway.domain import (
     BudgetVerdict,
     CachedAnswer,
@@ -20,7 +22,9 @@ from services.gateway.domain import (
     RecordResult,
     ResponseRequest,
     Route,
+    ToolCallDelta,
     UpstreamAnswer,
+    UpstreamCall,
     Usage,
     UsageRecord,
 )
@@ -191,16 +195,46 @@ class FakeLedger:
 
 
 @dataclass(frozen=True)
-class UpstreamCall:
-    """One call to the upstream."""
+class SentCall:
+    """One call to the upstream, with the time it was given."""
 
-    model: str
-    instructions: str
-    input_text: str
-    max_output_tokens: int
-    temperature: float | None
+    call: UpstreamCall
     timeout_seconds: float
-    prompt_cache_key: str
+
+    @property
+    def model(self) -> str:
+        """The model asked."""
+        return self.call.model
+
+    @property
+    def prompt(self) -> Prompt:
+        """What the model was sent."""
+        return self.call.prompt
+
+    @property
+    def instructions(self) -> str:
+        """The instructions sent."""
+        return self.call.prompt.instructions
+
+    @property
+    def input_text(self) -> str:
+        """The last user text sent."""
+        return self.call.prompt.last_user_text
+
+    @property
+    def max_output_tokens(self) -> int:
+        """The output token limit sent."""
+        return self.call.max_output_tokens
+
+    @property
+    def temperature(self) -> float | None:
+        """The temperature sent."""
+        return self.call.temperature
+
+    @property
+    def prompt_cache_key(self) -> str:
+        """The prompt cache key sent."""
+        return self.call.prompt_cache_key
 
 
 @dataclass
@@ -208,76 +242,60 @@ class FakeUpstream:
     """Answers ``answer from <model>``, or raises the error set for that model.
 
     A set ``gate`` holds every call until it opens; ``stream_breaks_after`` cuts
-    streams after that many deltas.
+    streams after that many deltas; set ``tool_calls`` make every answer call them.
     """
 
     failures: dict[str, Exception] = field(default_factory=dict)
     truncated: bool = False
     gate: asyncio.Event | None = None
     stream_breaks_after: int | None = None
-    calls: list[UpstreamCall] = field(default_factory=list)
+    tool_calls: tuple[ToolCall, ...] = ()
+    calls: list[SentCall] = field(default_factory=list)
 
     async def create(
-        self,
-        *,
-        model: str,
-        instructions: str,
-        input_text: str,
-        max_output_tokens: int,
-        temperature: float | None,
-        timeout_seconds: float,
-        prompt_cache_key: str,
+        self, call: UpstreamCall, timeout_seconds: float
     ) -> UpstreamAnswer:
-        self.calls.append(
-            UpstreamCall(
-                model,
-                instructions,
-                input_text,
-                max_output_tokens,
-                temperature,
-                timeout_seconds,
-                prompt_cache_key,
-            )
-        )
+        self.calls.append(SentCall(call, timeout_seconds))
         if self.gate is not None:
             await self.gate.wait()
-        failure = self.failures.get(model)
+        failure = self.failures.get(call.model)
         if failure is not None:
             raise failure
+        if self.tool_calls:
+            return UpstreamAnswer(
+                output_text="",
+                model=call.model,
+                usage=UPSTREAM_USAGE,
+                truncated=False,
+                tool_calls=self.tool_calls,
+                finish_reason=FinishReason.TOOL_CALLS,
+            )
         return UpstreamAnswer(
-            output_text=f"answer from {model}",
-            model=model,
+            output_text=f"answer from {call.model}",
+            model=call.model,
             usage=UPSTREAM_USAGE,
             truncated=self.truncated,
+            finish_reason=FinishReason.LENGTH if self.truncated else FinishReason.STOP,
         )
 
     async def stream(
-        self,
-        *,
-        model: str,
-        instructions: str,
-        input_text: str,
-        max_output_tokens: int,
-        temperature: float | None,
-        timeout_seconds: float,
-        prompt_cache_key: str,
-    ) -> AsyncIterator[str | UpstreamAnswer]:
-        answer = await self.create(
-            model=model,
-            instructions=instructions,
-            input_text=input_text,
-            max_output_tokens=max_output_tokens,
-            temperature=temperature,
-            timeout_seconds=timeout_seconds,
-            prompt_cache_key=prompt_cache_key,
-        )
+        self, call: UpstreamCall, timeout_seconds: float
+    ) -> AsyncIterator[str | ToolCallDelta | UpstreamAnswer]:
+        answer = await self.create(call, timeout_seconds)
         delivered = ""
-        for n, word in enumerate(answer.output_text.split(" ")):
+        for n, word in enumerate(
+            answer.output_text.split(" ") if answer.output_text else []
+        ):
             if n == self.stream_breaks_after:
                 raise UpstreamStreamBrokenError(delivered)
             delta = word if n == 0 else f" {word}"
             delivered += delta
             yield delta
+        for index, tool_call in enumerate(answer.tool_calls):
+            middle = len(tool_call.arguments) // 2
+            yield ToolCallDelta(index, tool_call.id, tool_call.name, "")
+            yield ToolCallDelta(index, "", "", tool_call.arguments[:middle])
+            yield ToolCallDelta(index, "", "", tool_call.arguments[middle:])
         yield answer
 
     @property
@@ -297,3 +315,10 @@ class FakeTickets:
     ) -> str:
         self.accepted.append((principal, request))
         return f"ticket-{len(self.accepted)}"
+
+
+def text_item(
+    custom_id: str, text: str, instructions: str = "", **fields: Any
+) -> BatchItemRequest:
+    """A batch item whose prompt is one user message."""
+    return BatchItemRequest(custom_id, Prompt.of_text(text, instructions), **fields)

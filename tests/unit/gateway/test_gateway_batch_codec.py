@@ -19,13 +19,13 @@ from services.gateway.batch_codec import (
     encode_submit,
 )
 from services.gateway.batches import (
-    BatchItemRequest,
     BatchStatus,
     BatchView,
     ItemError,
     ItemResult,
 )
 from services.gateway.domain import RequestType, Usage
+from tests.unit.gateway.gateway_fakes import text_item
 
 VIEW = BatchView(
     batch_id="batch_1",
@@ -59,10 +59,16 @@ def test_decode_submit_keeps_every_field() -> None:
     )
     items, metadata, user_id = decode_submit(request)
     assert items == [
-        BatchItemRequest(
-            "a", "hello", "brief", "gpt-4.1", RequestType.CLASSIFY, 20, 0.0
+        text_item(
+            "a",
+            "hello",
+            "brief",
+            model="gpt-4.1",
+            request_type=RequestType.CLASSIFY,
+            max_output_tokens=20,
+            temperature=0.0,
         ),
-        BatchItemRequest("b", "again"),
+        text_item("b", "again"),
     ]
     assert (metadata, user_id) == ({"job": "x"}, "carol")
 
@@ -74,7 +80,10 @@ def test_an_unknown_request_type_is_a_field_violation() -> None:
         decode_submit(
             gateway_pb.SubmitBatchRequest(items=[gateway_pb.BatchItem(), item])
         )
-    assert [v.field for v in caught.value.violations] == ["items[1].request_type"]
+    assert [v.field for v in caught.value.violations] == [
+        "items[0].input",
+        "items[1].request_type",
+    ]
 
 
 @pytest.mark.parametrize("batch_id", ["", "   ", "b" * 129])

@@ -21,6 +21,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from services.core.clock import FakeClock
+from services.core.conversation import Prompt
 from services.core.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -52,6 +53,7 @@ from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.batches import line_fails
 from services.simulator.config import SimulatorSettings
 from services.simulator.faults import FaultKind
+from tests.unit.gateway.gateway_fakes import text_item
 
 SPAN = 10.0  # the simulator's batch_completion_seconds
 ALICE = Principal("acme", "reports", "alice", "paid")
@@ -195,10 +197,7 @@ def lane(
 
 def _items(count: int, **fields: Any) -> list[BatchItemRequest]:
     return [
-        BatchItemRequest(
-            custom_id=f"item-{i}", input=f"Describe product {i}.", **fields
-        )
-        for i in range(count)
+        text_item(f"item-{i}", f"Describe product {i}.", **fields) for i in range(count)
     ]
 
 
@@ -223,8 +222,8 @@ async def test_a_batch_completes_with_results_by_custom_id_at_the_batch_price(
     lane: Lane,
 ) -> None:
     items = [
-        BatchItemRequest("auto-1", "Summarize the quarterly report.", model="auto"),
-        BatchItemRequest(
+        text_item("auto-1", "Summarize the quarterly report.", model="auto"),
+        text_item(
             "nano-1",
             "Classify this ticket.",
             instructions="One word.",
@@ -232,7 +231,7 @@ async def test_a_batch_completes_with_results_by_custom_id_at_the_batch_price(
             request_type=RequestType.CLASSIFY,
             temperature=0.0,
         ),
-        BatchItemRequest("auto-2", "Write a product blurb.", max_output_tokens=12),
+        text_item("auto-2", "Write a product blurb.", max_output_tokens=12),
     ]
     view = await lane.service.submit(ALICE, items, {"job": "blurbs"})
     assert view.batch_id.startswith("batch_")
@@ -552,8 +551,7 @@ async def test_a_maintenance_ticket_is_answered_later(
     lane: Lane, client: AsyncOpenAI
 ) -> None:
     request = ResponseRequest(
-        input="Is the service back?",
-        instructions="Answer briefly.",
+        prompt=Prompt.of_text("Is the service back?", "Answer briefly."),
         model="",
         priority=Priority.STANDARD,
         request_type=RequestType.CHAT,
@@ -572,9 +570,7 @@ async def test_a_maintenance_ticket_is_answered_later(
     assert (await lane.drive(ALICE, ticket))[-1] is BatchStatus.COMPLETED
     (result,) = await lane.results(ALICE, ticket)
     assert result.custom_id == TICKET_ITEM_ID
-    item = BatchItemRequest(
-        TICKET_ITEM_ID, request.input, request.instructions, max_output_tokens=40
-    )
+    item = BatchItemRequest(TICKET_ITEM_ID, request.prompt, max_output_tokens=40)
     text, _, _ = await _direct_answer(client, item, "gpt-4.1-mini")
     assert result.output_text == text
 
@@ -597,9 +593,9 @@ async def test_auto_items_go_to_the_chosen_model(
         choose_model=choose,
     )
     items = [
-        BatchItemRequest("deep", "Analyze this.", request_type=RequestType.ANALYZE),
-        BatchItemRequest("light", "Say hi.", model="auto"),
-        BatchItemRequest("fixed", "Say hello.", model="gpt-4.1-mini"),
+        text_item("deep", "Analyze this.", request_type=RequestType.ANALYZE),
+        text_item("light", "Say hi.", model="auto"),
+        text_item("fixed", "Say hello.", model="gpt-4.1-mini"),
     ]
     view = await service.submit(ALICE, items, {})
     await service.poll_once()
@@ -619,16 +615,16 @@ async def test_auto_items_go_to_the_chosen_model(
         ([], {}, "", ["items"]),
         (
             [
-                BatchItemRequest("", "x"),
-                BatchItemRequest("a" * 65, "x"),
-                BatchItemRequest("dup", "x"),
-                BatchItemRequest("dup", "x"),
-                BatchItemRequest("blank", "   "),
-                BatchItemRequest("huge", "x" * (1024 * 1024 + 1)),
-                BatchItemRequest("t", "x", temperature=2.5),
-                BatchItemRequest("nan", "x", temperature=float("nan")),
-                BatchItemRequest("tokens", "x", max_output_tokens=-1),
-                BatchItemRequest("m", "x", model="m" * 129),
+                text_item("", "x"),
+                text_item("a" * 65, "x"),
+                text_item("dup", "x"),
+                text_item("dup", "x"),
+                text_item("blank", "   "),
+                text_item("huge", "x" * (1024 * 1024 + 1)),
+                text_item("t", "x", temperature=2.5),
+                text_item("nan", "x", temperature=float("nan")),
+                text_item("tokens", "x", max_output_tokens=-1),
+                text_item("m", "x", model="m" * 129),
             ],
             {"": "empty key"},
             "u" * 129,
@@ -636,8 +632,8 @@ async def test_auto_items_go_to_the_chosen_model(
                 "items[0].custom_id",
                 "items[1].custom_id",
                 "items[3].custom_id",
-                "items[4].input",
-                "items[5].input",
+                "items[4].messages[0].content",
+                "items[5].messages[0].content[0].text",
                 "items[6].temperature",
                 "items[7].temperature",
                 "items[8].max_output_tokens",

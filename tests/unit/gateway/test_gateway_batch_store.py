@@ -12,7 +12,6 @@ from services.core.errors import BackendUnavailableError
 from services.gateway.adapters.batch_store import SqliteBatchStore
 from services.gateway.batches import (
     BatchCounts,
-    BatchItemRequest,
     BatchRecord,
     BatchStatus,
     ItemError,
@@ -21,12 +20,21 @@ from services.gateway.batches import (
     UpstreamJob,
 )
 from services.gateway.domain import Principal, RequestType, Usage
+from tests.unit.gateway.gateway_fakes import text_item
 
 ALICE = Principal("acme", "reports", "alice", "paid")
 ITEMS = [
-    BatchItemRequest("a", "first", "be brief", "auto", RequestType.SUMMARIZE, 50, 0.2),
-    BatchItemRequest("b", "second", model="gpt-4.1-nano"),
-    BatchItemRequest("c", "third"),
+    text_item(
+        "a",
+        "first",
+        "be brief",
+        model="auto",
+        request_type=RequestType.SUMMARIZE,
+        max_output_tokens=50,
+        temperature=0.2,
+    ),
+    text_item("b", "second", model="gpt-4.1-nano"),
+    text_item("c", "third"),
 ]
 
 
@@ -169,7 +177,7 @@ async def test_booking_marks_cost_and_leaves_failed_items_out(
 
 
 async def test_results_page_by_position(store: SqliteBatchStore) -> None:
-    items = [BatchItemRequest(f"i{n}", "x") for n in range(5)]
+    items = [text_item(f"i{n}", "x") for n in range(5)]
     await store.create(_record(), items)
     await store.record_outcomes(
         "batch_1",

@@ -13,6 +13,7 @@ import pytest
 
 from services.core.breaker import BreakerConfig, BreakerState
 from services.core.clock import FakeClock
+from services.core.conversation import FinishReason, Prompt
 from services.core.errors import (
     FieldViolation,
     InvalidArgumentError,
@@ -21,6 +22,7 @@ from services.core.errors import (
     UnavailableError,
 )
 from services.core.pricing import load_pricing
+from services.core.prompt_tokens import count_prompt
 from services.core.tokens import count_tokens, truncate_tokens
 from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.domain import (
@@ -73,8 +75,7 @@ UPSTREAM_BREAKER = BreakerConfig(
     success_threshold=1,
 )
 BASE_REQUEST = ResponseRequest(
-    input=INPUT,
-    instructions=INSTRUCTIONS,
+    prompt=Prompt.of_text(INPUT, INSTRUCTIONS),
     model="auto",
     priority=Priority.STANDARD,
     request_type=RequestType.CHAT,
@@ -86,8 +87,13 @@ BASE_REQUEST = ResponseRequest(
 )
 
 
-def _request(**overrides: Any) -> ResponseRequest:
-    return dataclasses.replace(BASE_REQUEST, **overrides)
+def _request(
+    *, input: str = INPUT, instructions: str = INSTRUCTIONS, **overrides: Any
+) -> ResponseRequest:
+    """The base request with other fields; ``input`` is its one user message."""
+    return dataclasses.replace(
+        BASE_REQUEST, prompt=Prompt.of_text(input, instructions), **overrides
+    )
 
 
 @dataclass
@@ -194,6 +200,7 @@ async def test_answers_from_the_upstream_and_settles_every_account(
         input_tokens_dropped=0,
         output_truncated=False,
         latency_seconds=0.0,
+        finish_reason=FinishReason.STOP,
     )
     [call] = gw.upstream.calls
     assert (call.model, call.instructions, call.input_text) == (
@@ -206,7 +213,7 @@ async def test_answers_from_the_upstream_and_settles_every_account(
     assert call.timeout_seconds == 5.0
     [acquired] = gw.limiter.acquired
     assert acquired.model == "gpt-4.1-mini"
-    assert acquired.tokens == count_tokens(INSTRUCTIONS) + count_tokens(INPUT) + 500
+    assert acquired.tokens == count_prompt(BASE_REQUEST.prompt).total + 500
     assert gw.limiter.reconciled == [("res-req-1", UPSTREAM_USAGE.total_tokens)]
     [(key, stored)] = gw.cache.stored
     assert (key.tenant_id, key.model, key.input) == ("acme", "gpt-4.1-mini", INPUT)
@@ -224,7 +231,7 @@ async def test_answers_from_the_upstream_and_settles_every_account(
     )
     assert await gw.outbox.depth() == 0
     assert gw.ledger.budget_checks == [
-        ("gpt-4.1-mini", count_tokens(INSTRUCTIONS) + count_tokens(INPUT), 500)
+        ("gpt-4.1-mini", count_prompt(BASE_REQUEST.prompt).total, 500)
     ]
     assert gw.router.outcomes == [("stable", "gpt-4.1-mini", False)]
 
@@ -764,8 +771,9 @@ async def test_identical_requests_in_flight_share_one_upstream_call(
     gw: Gateway,
 ) -> None:
     gw.upstream.gate = asyncio.Event()
-    first = asyncio.create_task(gw.ask("req-1"))
-    second = asyncio.create_task(gw.ask("req-2"))
+    deterministic = _request(temperature=0.0)
+    first = asyncio.create_task(gw.ask("req-1", deterministic))
+    second = asyncio.create_task(gw.ask("req-2", deterministic))
     await _spin()
 
     gw.upstream.gate.set()
@@ -832,21 +840,28 @@ async def test_input_over_the_cap_is_truncated_by_tokens(gw: Gateway) -> None:
     text = " ".join(f"word{n}" for n in range(300))
     cap = 50
     gw.router.answer = sync_route(input_token_cap=cap)
-    kept = truncate_tokens(text, cap).text
+    request = _request(input=text)
+    # The cap bounds the conversation, its per-message overhead included.
+    overhead = count_prompt(Prompt.of_text("")).conversation
+    kept = truncate_tokens(text, cap - overhead).text
 
-    reply = await gw.ask(request=_request(input=text))
+    reply = await gw.ask(request=request)
 
+    [call] = gw.upstream.calls
+    assert call.input_text == kept
+    assert count_prompt(call.prompt).conversation == cap
     assert reply.input_truncated is True
-    assert reply.input_tokens_dropped == count_tokens(text) - count_tokens(kept)
-    assert reply.input_tokens_dropped > 0
-    assert gw.upstream.calls[0].input_text == kept
-    assert gw.limiter.acquired[0].tokens == (
-        count_tokens(INSTRUCTIONS) + count_tokens(kept) + 500
+    assert reply.input_tokens_dropped == (
+        count_prompt(request.prompt).total - count_prompt(call.prompt).total
     )
+    assert reply.input_tokens_dropped == count_tokens(text) - count_tokens(kept)
+    assert gw.limiter.acquired[0].tokens == count_prompt(call.prompt).total + 500
 
 
 async def test_input_within_the_cap_is_untouched(gw: Gateway) -> None:
-    gw.router.answer = sync_route(input_token_cap=count_tokens(INPUT))
+    gw.router.answer = sync_route(
+        input_token_cap=count_prompt(BASE_REQUEST.prompt).conversation
+    )
 
     reply = await gw.ask()
 
@@ -910,7 +925,7 @@ async def test_maintenance_accepts_the_request_and_answers_with_a_ticket(
     assert gw.upstream.calls == []
     principal, accepted = gw.tickets.accepted[0]
     assert principal == PRINCIPAL
-    assert accepted.input == BASE_REQUEST.input
+    assert accepted.prompt == BASE_REQUEST.prompt
     assert accepted.model == "gpt-4.1-mini"  # the routed model, not "auto"
     assert gw.limiter.reconciled == [("res-req-1", 0)]
 
@@ -969,7 +984,9 @@ async def test_a_stream_starts_delivers_deltas_and_ends_with_usage_and_cost(
     )
     assert _text(events) == "answer from gpt-4.1-mini"
     assert len(events) == 5
-    assert events[-1] == StreamEnd(UPSTREAM_USAGE, 1234, output_truncated=False)
+    assert events[-1] == StreamEnd(
+        UPSTREAM_USAGE, 1234, output_truncated=False, finish_reason=FinishReason.STOP
+    )
     assert gw.limiter.reconciled == [("res-req-1", UPSTREAM_USAGE.total_tokens)]
     assert len(gw.cache.stored) == 1
     assert gw.ledger.booked["req-1"].usage == UPSTREAM_USAGE
@@ -985,7 +1002,9 @@ async def test_a_streamed_cache_hit_is_one_delta_at_no_cost(gw: Gateway) -> None
     assert events[0].cache_status is CacheStatus.EXACT
     assert events[1:] == [
         StreamDelta("answer from gpt-4.1-mini"),
-        StreamEnd(UPSTREAM_USAGE, 0, output_truncated=False),
+        StreamEnd(
+            UPSTREAM_USAGE, 0, output_truncated=False, finish_reason=FinishReason.STOP
+        ),
     ]
     assert gw.upstream.models == ["gpt-4.1-mini"]
 
@@ -1008,7 +1027,7 @@ async def test_a_broken_stream_fails_after_its_deltas_and_books_what_was_consume
     assert _text(events) == "answer from"
     assert not any(isinstance(e, StreamEnd) for e in events)
     partial = Usage(
-        input_tokens=count_tokens(INSTRUCTIONS) + count_tokens(INPUT),
+        input_tokens=count_prompt(BASE_REQUEST.prompt).total,
         output_tokens=count_tokens("answer from"),
     )
     assert gw.ledger.booked["req-1"].usage == partial

@@ -11,9 +11,10 @@ import openai
 import pytest
 
 from services.core.clock import FakeClock
+from services.core.conversation import Prompt
 from services.core.errors import DeadlineExceededError, FailedPreconditionError
 from services.core.tokens import count_tokens
-from services.gateway.domain import UpstreamAnswer
+from services.gateway.domain import ToolCallDelta, UpstreamAnswer, UpstreamCall
 from services.gateway.ports import (
     DependencyUnavailableError,
     UpstreamStreamBrokenError,
@@ -109,13 +110,13 @@ async def _ask(
     timeout_seconds: float = 30.0,
 ) -> UpstreamAnswer:
     return await upstream.create(
-        model=MODEL,
-        instructions="Answer in one short paragraph.",
-        input_text=QUESTION,
-        max_output_tokens=max_output_tokens,
-        temperature=temperature,
-        timeout_seconds=timeout_seconds,
-        prompt_cache_key="",
+        UpstreamCall(
+            model=MODEL,
+            prompt=Prompt.of_text(QUESTION, "Answer in one short paragraph."),
+            max_output_tokens=max_output_tokens,
+            temperature=temperature,
+        ),
+        timeout_seconds,
     )
 
 
@@ -300,19 +301,19 @@ async def test_a_hanging_upstream_times_out_within_the_deadline(
     assert isinstance(raised.value.__cause__, openai.APITimeoutError)
 
 
-async def _stream(upstream: OpenAIUpstream) -> list[str | UpstreamAnswer]:
-    return [
-        event
-        async for event in upstream.stream(
-            model=MODEL,
-            instructions="",
-            input_text=QUESTION,
-            max_output_tokens=0,
-            temperature=None,
-            timeout_seconds=30.0,
-            prompt_cache_key="tenant-prefix",
-        )
-    ]
+QUESTION_CALL = UpstreamCall(
+    model=MODEL,
+    prompt=Prompt.of_text(QUESTION),
+    max_output_tokens=0,
+    temperature=None,
+    prompt_cache_key="tenant-prefix",
+)
+
+
+async def _stream(
+    upstream: OpenAIUpstream,
+) -> list[str | ToolCallDelta | UpstreamAnswer]:
+    return [event async for event in upstream.stream(QUESTION_CALL, 30.0)]
 
 
 async def test_a_stream_yields_deltas_then_the_whole_answer(
@@ -349,15 +350,7 @@ async def test_a_broken_stream_raises_with_the_text_delivered_so_far(
     delivered: list[str] = []
 
     with pytest.raises(UpstreamStreamBrokenError) as raised:
-        async for event in upstream.stream(
-            model=MODEL,
-            instructions="",
-            input_text=QUESTION,
-            max_output_tokens=0,
-            temperature=None,
-            timeout_seconds=30.0,
-            prompt_cache_key="",
-        ):
+        async for event in upstream.stream(QUESTION_CALL, 30.0):
             assert isinstance(event, str)
             delivered.append(event)
 

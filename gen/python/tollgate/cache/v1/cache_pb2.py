@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tollgate.common.v1 import common_pb2 as tollgate_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtollgate/cache/v1/cache.proto\x12\x11tollgate.cache.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftollgate/common/v1/common.proto\"\x82\x02\n\x10\x43\x61\x63heableRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12\r\n\x05input\x18\x04 \x01(\t\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x11max_output_tokens\x18\x07 \x01(\x03\x12\x12\n\ntools_json\x18\x08 \x01(\t\x12\x1c\n\x14response_format_json\x18\t \x01(\t\x12\x12\n\nmulti_turn\x18\n \x01(\x08\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\xbe\x01\n\x0e\x43\x61\x63hedResponse\x12\x13\n\x0boutput_text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x05usage\x18\x03 \x01(\x0b\x32\x19.tollgate.common.v1.Usage\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\rLookupRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07request\x18\x02 \x01(\x0b\x32#.tollgate.cache.v1.CacheableRequest\x12\x16\n\x0e\x61llow_semantic\x18\x03 \x01(\x08\"\xa2\x02\n\x0eLookupResponse\x12\x0b\n\x03hit\x18\x01 \x01(\x08\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.tollgate.common.v1.CacheStatus\x12\x12\n\nsimilarity\x18\x03 \x01(\x01\x12\x33\n\x08response\x18\x04 \x01(\x0b\x32!.tollgate.cache.v1.CachedResponse\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x1b\n\x13rejected_candidates\x18\x06 \x01(\x05\x12&\n\x03\x61ge\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14\x65mbedding_latency_ms\x18\x08 \x01(\x01\x12\x19\n\x11search_latency_ms\x18\t \x01(\x01\"\xdf\x01\n\x0cStoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07request\x18\x02 \x01(\x0b\x32#.tollgate.cache.v1.CacheableRequest\x12\x33\n\x08response\x18\x03 \x01(\x0b\x32!.tollgate.cache.v1.CachedResponse\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x16\n\x0ehas_tool_calls\x18\x06 \x01(\x08\"^\n\rStoreResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x30\n\x07outcome\x18\x02 \x01(\x0e\x32\x1f.tollgate.cache.v1.StoreOutcome\x12\x0b\n\x03key\x18\x03 \x01(\t\"a\n\x11InvalidateRequest\x12\r\n\x03key\x18\x01 \x01(\tH\x00\x12\x13\n\ttenant_id\x18\x02 \x01(\tH\x00\x12\x0f\n\x05model\x18\x03 \x01(\tH\x00\x12\r\n\x03\x61ll\x18\x04 \x01(\x08H\x00\x42\x08\n\x06target\"n\n\x12InvalidateResponse\x12\x17\n\x0fremoved_entries\x18\x01 \x01(\x03\x12\x1d\n\x15\x65xact_removed_entries\x18\x02 \x01(\x03\x12 \n\x18semantic_removed_entries\x18\x03 \x01(\x03\"\x11\n\x0fGetStatsRequest\"\xf4\x04\n\x10GetStatsResponse\x12\x15\n\rexact_entries\x18\x01 \x01(\x03\x12\x13\n\x0b\x65xact_bytes\x18\x02 \x01(\x03\x12\x1c\n\x14\x65xact_capacity_bytes\x18\x03 \x01(\x03\x12\x18\n\x10semantic_entries\x18\x04 \x01(\x03\x12\x12\n\nexact_hits\x18\x05 \x01(\x03\x12\x15\n\rsemantic_hits\x18\x06 \x01(\x03\x12\x0e\n\x06misses\x18\x07 \x01(\x03\x12\x0e\n\x06stores\x18\x08 \x01(\x03\x12\x11\n\tevictions\x18\t \x01(\x03\x12\x1f\n\x17verification_rejections\x18\n \x01(\x03\x12\x10\n\x08hit_rate\x18\x0b \x01(\x01\x12\x15\n\rexact_backend\x18\x0c \x01(\t\x12\x18\n\x10semantic_backend\x18\r \x01(\t\x12\x17\n\x0fsemantic_stores\x18\x0e \x01(\x03\x12p\n verification_rejections_by_check\x18\x0f \x03(\x0b\x32\x46.tollgate.cache.v1.GetStatsResponse.VerificationRejectionsByCheckEntry\x12\x17\n\x0f\x65xpired_removed\x18\x10 \x01(\x03\x12\x17\n\x0fsemantic_errors\x18\x11 \x01(\x03\x12\x19\n\x11\x65mbedding_version\x18\x12 \x01(\t\x12\x1c\n\x14similarity_threshold\x18\x13 \x01(\x01\x1a\x44\n\"VerificationRejectionsByCheckEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*\xb8\x01\n\x0cStoreOutcome\x12\x1d\n\x19STORE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14STORE_OUTCOME_STORED\x10\x01\x12$\n STORE_OUTCOME_REFUSED_INCOMPLETE\x10\x02\x12$\n STORE_OUTCOME_REFUSED_TOOL_CALLS\x10\x03\x12#\n\x1fSTORE_OUTCOME_REFUSED_TOO_LARGE\x10\x04\x32\xd9\x02\n\x0c\x43\x61\x63heService\x12M\n\x06Lookup\x12 .tollgate.cache.v1.LookupRequest\x1a!.tollgate.cache.v1.LookupResponse\x12J\n\x05Store\x12\x1f.tollgate.cache.v1.StoreRequest\x1a .tollgate.cache.v1.StoreResponse\x12Y\n\nInvalidate\x12$.tollgate.cache.v1.InvalidateRequest\x1a%.tollgate.cache.v1.InvalidateResponse\x12S\n\x08GetStats\x12\".tollgate.cache.v1.GetStatsRequest\x1a#.tollgate.cache.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtollgate/cache/v1/cache.proto\x12\x11tollgate.cache.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftollgate/common/v1/common.proto\"\xb5\x02\n\x10\x43\x61\x63heableRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0cinstructions\x18\x03 \x01(\t\x12\r\n\x05input\x18\x04 \x01(\t\x12\x18\n\x0btemperature\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x11max_output_tokens\x18\x07 \x01(\x03\x12\x12\n\ntools_json\x18\x08 \x01(\t\x12\x1c\n\x14response_format_json\x18\t \x01(\t\x12\x12\n\nmulti_turn\x18\n \x01(\x08\x12\x16\n\x0e\x63ontext_digest\x18\x0b \x01(\t\x12\x19\n\x11\x65xact_only_reason\x18\x0c \x01(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\xa9\x02\n\x0e\x43\x61\x63hedResponse\x12\x13\n\x0boutput_text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x05usage\x18\x03 \x01(\x0b\x32\x19.tollgate.common.v1.Usage\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\ntool_calls\x18\x06 \x03(\x0b\x32\x1c.tollgate.common.v1.ToolCall\x12\x37\n\rfinish_reason\x18\x07 \x01(\x0e\x32 .tollgate.common.v1.FinishReason\"q\n\rLookupRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07request\x18\x02 \x01(\x0b\x32#.tollgate.cache.v1.CacheableRequest\x12\x16\n\x0e\x61llow_semantic\x18\x03 \x01(\x08\"\xa2\x02\n\x0eLookupResponse\x12\x0b\n\x03hit\x18\x01 \x01(\x08\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.tollgate.common.v1.CacheStatus\x12\x12\n\nsimilarity\x18\x03 \x01(\x01\x12\x33\n\x08response\x18\x04 \x01(\x0b\x32!.tollgate.cache.v1.CachedResponse\x12\x0b\n\x03key\x18\x05 \x01(\t\x12\x1b\n\x13rejected_candidates\x18\x06 \x01(\x05\x12&\n\x03\x61ge\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14\x65mbedding_latency_ms\x18\x08 \x01(\x01\x12\x19\n\x11search_latency_ms\x18\t \x01(\x01\"\xdf\x01\n\x0cStoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07request\x18\x02 \x01(\x0b\x32#.tollgate.cache.v1.CacheableRequest\x12\x33\n\x08response\x18\x03 \x01(\x0b\x32!.tollgate.cache.v1.CachedResponse\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x16\n\x0ehas_tool_calls\x18\x06 \x01(\x08\"x\n\rStoreResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x30\n\x07outcome\x18\x02 \x01(\x0e\x32\x1f.tollgate.cache.v1.StoreOutcome\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x18\n\x10semantic_indexed\x18\x04 \x01(\x08\"a\n\x11InvalidateRequest\x12\r\n\x03key\x18\x01 \x01(\tH\x00\x12\x13\n\ttenant_id\x18\x02 \x01(\tH\x00\x12\x0f\n\x05model\x18\x03 \x01(\tH\x00\x12\r\n\x03\x61ll\x18\x04 \x01(\x08H\x00\x42\x08\n\x06target\"n\n\x12InvalidateResponse\x12\x17\n\x0fremoved_entries\x18\x01 \x01(\x03\x12\x1d\n\x15\x65xact_removed_entries\x18\x02 \x01(\x03\x12 \n\x18semantic_removed_entries\x18\x03 \x01(\x03\"\x11\n\x0fGetStatsRequest\"\xf4\x04\n\x10GetStatsResponse\x12\x15\n\rexact_entries\x18\x01 \x01(\x03\x12\x13\n\x0b\x65xact_bytes\x18\x02 \x01(\x03\x12\x1c\n\x14\x65xact_capacity_bytes\x18\x03 \x01(\x03\x12\x18\n\x10semantic_entries\x18\x04 \x01(\x03\x12\x12\n\nexact_hits\x18\x05 \x01(\x03\x12\x15\n\rsemantic_hits\x18\x06 \x01(\x03\x12\x0e\n\x06misses\x18\x07 \x01(\x03\x12\x0e\n\x06stores\x18\x08 \x01(\x03\x12\x11\n\tevictions\x18\t \x01(\x03\x12\x1f\n\x17verification_rejections\x18\n \x01(\x03\x12\x10\n\x08hit_rate\x18\x0b \x01(\x01\x12\x15\n\rexact_backend\x18\x0c \x01(\t\x12\x18\n\x10semantic_backend\x18\r \x01(\t\x12\x17\n\x0fsemantic_stores\x18\x0e \x01(\x03\x12p\n verification_rejections_by_check\x18\x0f \x03(\x0b\x32\x46.tollgate.cache.v1.GetStatsResponse.VerificationRejectionsByCheckEntry\x12\x17\n\x0f\x65xpired_removed\x18\x10 \x01(\x03\x12\x17\n\x0fsemantic_errors\x18\x11 \x01(\x03\x12\x19\n\x11\x65mbedding_version\x18\x12 \x01(\t\x12\x1c\n\x14similarity_threshold\x18\x13 \x01(\x01\x1a\x44\n\"VerificationRejectionsByCheckEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*\xb8\x01\n\x0cStoreOutcome\x12\x1d\n\x19STORE_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14STORE_OUTCOME_STORED\x10\x01\x12$\n STORE_OUTCOME_REFUSED_INCOMPLETE\x10\x02\x12$\n STORE_OUTCOME_REFUSED_TOOL_CALLS\x10\x03\x12#\n\x1fSTORE_OUTCOME_REFUSED_TOO_LARGE\x10\x04\x32\xd9\x02\n\x0c\x43\x61\x63heService\x12M\n\x06Lookup\x12 .tollgate.cache.v1.LookupRequest\x1a!.tollgate.cache.v1.LookupResponse\x12J\n\x05Store\x12\x1f.tollgate.cache.v1.StoreRequest\x1a .tollgate.cache.v1.StoreResponse\x12Y\n\nInvalidate\x12$.tollgate.cache.v1.InvalidateRequest\x1a%.tollgate.cache.v1.InvalidateResponse\x12S\n\x08GetStats\x12\".tollgate.cache.v1.GetStatsRequest\x1a#.tollgate.cache.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,30 +36,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETSTATSRESPONSE_VERIFICATIONREJECTIONSBYCHECKENTRY']._loaded_options = None
   _globals['_GETSTATSRESPONSE_VERIFICATIONREJECTIONSBYCHECKENTRY']._serialized_options = b'8\001'
-  _globals['_STOREOUTCOME']._serialized_start=2196
-  _globals['_STOREOUTCOME']._serialized_end=2380
+  _globals['_STOREOUTCOME']._serialized_start=2380
+  _globals['_STOREOUTCOME']._serialized_end=2564
   _globals['_CACHEABLEREQUEST']._serialized_start=151
-  _globals['_CACHEABLEREQUEST']._serialized_end=409
-  _globals['_CACHEDRESPONSE']._serialized_start=412
-  _globals['_CACHEDRESPONSE']._serialized_end=602
-  _globals['_LOOKUPREQUEST']._serialized_start=604
-  _globals['_LOOKUPREQUEST']._serialized_end=717
-  _globals['_LOOKUPRESPONSE']._serialized_start=720
-  _globals['_LOOKUPRESPONSE']._serialized_end=1010
-  _globals['_STOREREQUEST']._serialized_start=1013
-  _globals['_STOREREQUEST']._serialized_end=1236
-  _globals['_STORERESPONSE']._serialized_start=1238
-  _globals['_STORERESPONSE']._serialized_end=1332
-  _globals['_INVALIDATEREQUEST']._serialized_start=1334
-  _globals['_INVALIDATEREQUEST']._serialized_end=1431
-  _globals['_INVALIDATERESPONSE']._serialized_start=1433
-  _globals['_INVALIDATERESPONSE']._serialized_end=1543
-  _globals['_GETSTATSREQUEST']._serialized_start=1545
-  _globals['_GETSTATSREQUEST']._serialized_end=1562
-  _globals['_GETSTATSRESPONSE']._serialized_start=1565
-  _globals['_GETSTATSRESPONSE']._serialized_end=2193
-  _globals['_GETSTATSRESPONSE_VERIFICATIONREJECTIONSBYCHECKENTRY']._serialized_start=2125
-  _globals['_GETSTATSRESPONSE_VERIFICATIONREJECTIONSBYCHECKENTRY']._serialized_end=2193
-  _globals['_CACHESERVICE']._serialized_start=2383
-  _globals['_CACHESERVICE']._serialized_end=2728
+  _globals['_CACHEABLEREQUEST']._serialized_end=460
+  _globals['_CACHEDRESPONSE']._serialized_start=463
+  _globals['_CACHEDRESPONSE']._serialized_end=760
+  _globals['_LOOKUPREQUEST']._serialized_start=762
+  _globals['_LOOKUPREQUEST']._serialized_end=875
+  _globals['_LOOKUPRESPONSE']._serialized_start=878
+  _globals['_LOOKUPRESPONSE']._serialized_end=1168
+  _globals['_STOREREQUEST']._serialized_start=1171
+  _globals['_STOREREQUEST']._serialized_end=1394
+  _globals['_STORERESPONSE']._serialized_start=1396
+  _globals['_STORERESPONSE']._serialized_end=1516
+  _globals['_INVALIDATEREQUEST']._serialized_start=1518
+  _globals['_INVALIDATEREQUEST']._serialized_end=1615
+  _globals['_INVALIDATERESPONSE']._serialized_start=1617
+  _globals['_INVALIDATERESPONSE']._serialized_end=1727
+  _globals['_GETSTATSREQUEST']._serialized_start=1729
+  _globals['_GETSTATSREQUEST']._serialized_end=1746
+  _globals['_GETSTATSRESPONSE']._serialized_start=1749
+  _globals['_GETSTATSRESPONSE']._serialized_end=2377
+  _globals['_GETSTATSRESPONSE_VERIFICATIONREJECTIONSBYCHECKENTRY']._serialized_start=2309
+  _globals['_GETSTATSRESPONSE_VERIFICATIONREJECTIONSBYCHECKENTRY']._serialized_end=2377
+  _globals['_CACHESERVICE']._serialized_start=2567
+  _globals['_CACHESERVICE']._serialized_end=2912
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -26,7 +26,7 @@ STORE_OUTCOME_REFUSED_TOOL_CALLS: StoreOutcome
 STORE_OUTCOME_REFUSED_TOO_LARGE: StoreOutcome
 
 class CacheableRequest(_message.Message):
-    __slots__ = ("tenant_id", "model", "instructions", "input", "temperature", "top_p", "max_output_tokens", "tools_json", "response_format_json", "multi_turn")
+    __slots__ = ("tenant_id", "model", "instructions", "input", "temperature", "top_p", "max_output_tokens", "tools_json", "response_format_json", "multi_turn", "context_digest", "exact_only_reason")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,8 @@ class CacheableRequest(_message.Message):
     TOOLS_JSON_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FORMAT_JSON_FIELD_NUMBER: _ClassVar[int]
     MULTI_TURN_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    EXACT_ONLY_REASON_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     model: str
     instructions: str
@@ -47,21 +49,27 @@ class CacheableRequest(_message.Message):
     tools_json: str
     response_format_json: str
     multi_turn: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., input: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tools_json: _Optional[str] = ..., response_format_json: _Optional[str] = ..., multi_turn: _Optional[bool] = ...) -> None: ...
+    context_digest: str
+    exact_only_reason: str
+    def __init__(self, tenant_id: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., input: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tools_json: _Optional[str] = ..., response_format_json: _Optional[str] = ..., multi_turn: _Optional[bool] = ..., context_digest: _Optional[str] = ..., exact_only_reason: _Optional[str] = ...) -> None: ...
 
 class CachedResponse(_message.Message):
-    __slots__ = ("output_text", "model", "usage", "created_at", "expires_at")
+    __slots__ = ("output_text", "model", "usage", "created_at", "expires_at", "tool_calls", "finish_reason")
     OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     output_text: str
     model: str
     usage: _common_pb2.Usage
     created_at: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    finish_reason: _common_pb2.FinishReason
+    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
     __slots__ = ("request_id", "request", "allow_semantic")
@@ -112,14 +120,16 @@ class StoreRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., request: _Optional[_Union[CacheableRequest, _Mapping]] = ..., response: _Optional[_Union[CachedResponse, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., complete: _Optional[bool] = ..., has_tool_calls: _Optional[bool] = ...) -> None: ...
 
 class StoreResponse(_message.Message):
-    __slots__ = ("stored", "outcome", "key")
+    __slots__ = ("stored", "outcome", "key", "semantic_indexed")
     STORED_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_INDEXED_FIELD_NUMBER: _ClassVar[int]
     stored: bool
     outcome: StoreOutcome
     key: str
-    def __init__(self, stored: _Optional[bool] = ..., outcome: _Optional[_Union[StoreOutcome, str]] = ..., key: _Optional[str] = ...) -> None: ...
+    semantic_indexed: bool
+    def __init__(self, stored: _Optional[bool] = ..., outcome: _Optional[_Union[StoreOutcome, str]] = ..., key: _Optional[str] = ..., semantic_indexed: _Optional[bool] = ...) -> None: ...
 
 class InvalidateRequest(_message.Message):
     __slots__ = ("key", "tenant_id", "model", "all")

@@ -22,25 +22,56 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftollgate/common/v1/common.proto\x12\x12tollgate.common.v1\"P\n\x06\x43\x61ller\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x11\n\tuser_tier\x18\x04 \x01(\t\"Q\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03*\x8f\x01\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11PRIORITY_CRITICAL\x10\x01\x12\x15\n\x11PRIORITY_REALTIME\x10\x02\x12\x15\n\x11PRIORITY_STANDARD\x10\x03\x12\x12\n\x0ePRIORITY_BATCH\x10\x04\x12\x10\n\x0cPRIORITY_LOW\x10\x05*\xae\x01\n\x0bRequestType\x12\x1c\n\x18REQUEST_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11REQUEST_TYPE_CHAT\x10\x01\x12\x1a\n\x16REQUEST_TYPE_SUMMARIZE\x10\x02\x12\x18\n\x14REQUEST_TYPE_ANALYZE\x10\x03\x12\x19\n\x15REQUEST_TYPE_CLASSIFY\x10\x04\x12\x19\n\x15REQUEST_TYPE_GENERATE\x10\x05*\x8f\x01\n\x0b\x43\x61\x63heStatus\x12\x1c\n\x18\x43\x41\x43HE_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41\x43HE_STATUS_MISS\x10\x01\x12\x16\n\x12\x43\x41\x43HE_STATUS_EXACT\x10\x02\x12\x19\n\x15\x43\x41\x43HE_STATUS_SEMANTIC\x10\x03\x12\x18\n\x14\x43\x41\x43HE_STATUS_SKIPPED\x10\x04*\xed\x01\n\x10\x44\x65gradationLevel\x12!\n\x1d\x44\x45GRADATION_LEVEL_UNSPECIFIED\x10\x00\x12\"\n\x1e\x44\x45GRADATION_LEVEL_FULL_SERVICE\x10\x01\x12%\n!DEGRADATION_LEVEL_REDUCED_QUALITY\x10\x02\x12!\n\x1d\x44\x45GRADATION_LEVEL_CACHED_ONLY\x10\x03\x12%\n!DEGRADATION_LEVEL_STATIC_FALLBACK\x10\x04\x12!\n\x1d\x44\x45GRADATION_LEVEL_MAINTENANCE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftollgate/common/v1/common.proto\x12\x12tollgate.common.v1\x1a\x1cgoogle/protobuf/struct.proto\"P\n\x06\x43\x61ller\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x11\n\tuser_tier\x18\x04 \x01(\t\"k\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x04 \x01(\x03\"o\n\nImageInput\x12\x0b\n\x03url\x18\x01 \x01(\t\x12/\n\x06\x64\x65tail\x18\x02 \x01(\x0e\x32\x1f.tollgate.common.v1.ImageDetail\x12\x10\n\x08width_px\x18\x03 \x01(\x05\x12\x11\n\theight_px\x18\x04 \x01(\x05\"V\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12/\n\x05image\x18\x02 \x01(\x0b\x32\x1e.tollgate.common.v1.ImageInputH\x00\x42\x06\n\x04part\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"\xab\x01\n\x07Message\x12&\n\x04role\x18\x01 \x01(\x0e\x32\x18.tollgate.common.v1.Role\x12\x30\n\x07\x63ontent\x18\x02 \x03(\x0b\x32\x1f.tollgate.common.v1.ContentPart\x12\x30\n\ntool_calls\x18\x03 \x03(\x0b\x32\x1c.tollgate.common.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\"f\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06strict\x18\x04 \x01(\x08\"^\n\nToolChoice\x12\x32\n\x04mode\x18\x01 \x01(\x0e\x32\".tollgate.common.v1.ToolChoiceModeH\x00\x12\x12\n\x08\x66unction\x18\x02 \x01(\tH\x00\x42\x08\n\x06\x63hoice\"\x0c\n\nTextFormat\"\x12\n\x10JsonObjectFormat\"n\n\x10JsonSchemaFormat\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06schema\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06strict\x18\x03 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\xc4\x01\n\x0eResponseFormat\x12.\n\x04text\x18\x01 \x01(\x0b\x32\x1e.tollgate.common.v1.TextFormatH\x00\x12;\n\x0bjson_object\x18\x02 \x01(\x0b\x32$.tollgate.common.v1.JsonObjectFormatH\x00\x12;\n\x0bjson_schema\x18\x03 \x01(\x0b\x32$.tollgate.common.v1.JsonSchemaFormatH\x00\x42\x08\n\x06\x66ormat*\x8f\x01\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11PRIORITY_CRITICAL\x10\x01\x12\x15\n\x11PRIORITY_REALTIME\x10\x02\x12\x15\n\x11PRIORITY_STANDARD\x10\x03\x12\x12\n\x0ePRIORITY_BATCH\x10\x04\x12\x10\n\x0cPRIORITY_LOW\x10\x05*\xae\x01\n\x0bRequestType\x12\x1c\n\x18REQUEST_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11REQUEST_TYPE_CHAT\x10\x01\x12\x1a\n\x16REQUEST_TYPE_SUMMARIZE\x10\x02\x12\x18\n\x14REQUEST_TYPE_ANALYZE\x10\x03\x12\x19\n\x15REQUEST_TYPE_CLASSIFY\x10\x04\x12\x19\n\x15REQUEST_TYPE_GENERATE\x10\x05*\x8f\x01\n\x0b\x43\x61\x63heStatus\x12\x1c\n\x18\x43\x41\x43HE_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43\x41\x43HE_STATUS_MISS\x10\x01\x12\x16\n\x12\x43\x41\x43HE_STATUS_EXACT\x10\x02\x12\x19\n\x15\x43\x41\x43HE_STATUS_SEMANTIC\x10\x03\x12\x18\n\x14\x43\x41\x43HE_STATUS_SKIPPED\x10\x04*\xed\x01\n\x10\x44\x65gradationLevel\x12!\n\x1d\x44\x45GRADATION_LEVEL_UNSPECIFIED\x10\x00\x12\"\n\x1e\x44\x45GRADATION_LEVEL_FULL_SERVICE\x10\x01\x12%\n!DEGRADATION_LEVEL_REDUCED_QUALITY\x10\x02\x12!\n\x1d\x44\x45GRADATION_LEVEL_CACHED_ONLY\x10\x03\x12%\n!DEGRADATION_LEVEL_STATIC_FALLBACK\x10\x04\x12!\n\x1d\x44\x45GRADATION_LEVEL_MAINTENANCE\x10\x05*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\x12\n\x0eROLE_DEVELOPER\x10\x02\x12\r\n\tROLE_USER\x10\x03\x12\x12\n\x0eROLE_ASSISTANT\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*o\n\x0bImageDetail\x12\x1c\n\x18IMAGE_DETAIL_UNSPECIFIED\x10\x00\x12\x15\n\x11IMAGE_DETAIL_AUTO\x10\x01\x12\x14\n\x10IMAGE_DETAIL_LOW\x10\x02\x12\x15\n\x11IMAGE_DETAIL_HIGH\x10\x03*\x87\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03*\xa3\x01\n\x0fReasoningEffort\x12 \n\x1cREASONING_EFFORT_UNSPECIFIED\x10\x00\x12\x1c\n\x18REASONING_EFFORT_MINIMAL\x10\x01\x12\x18\n\x14REASONING_EFFORT_LOW\x10\x02\x12\x1b\n\x17REASONING_EFFORT_MEDIUM\x10\x03\x12\x19\n\x15REASONING_EFFORT_HIGH\x10\x04*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tollgate.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRIORITY']._serialized_start=221
-  _globals['_PRIORITY']._serialized_end=364
-  _globals['_REQUESTTYPE']._serialized_start=367
-  _globals['_REQUESTTYPE']._serialized_end=541
-  _globals['_CACHESTATUS']._serialized_start=544
-  _globals['_CACHESTATUS']._serialized_end=687
-  _globals['_DEGRADATIONLEVEL']._serialized_start=690
-  _globals['_DEGRADATIONLEVEL']._serialized_end=927
-  _globals['_CALLER']._serialized_start=55
-  _globals['_CALLER']._serialized_end=135
-  _globals['_USAGE']._serialized_start=137
-  _globals['_USAGE']._serialized_end=218
+  _globals['_PRIORITY']._serialized_start=1254
+  _globals['_PRIORITY']._serialized_end=1397
+  _globals['_REQUESTTYPE']._serialized_start=1400
+  _globals['_REQUESTTYPE']._serialized_end=1574
+  _globals['_CACHESTATUS']._serialized_start=1577
+  _globals['_CACHESTATUS']._serialized_end=1720
+  _globals['_DEGRADATIONLEVEL']._serialized_start=1723
+  _globals['_DEGRADATIONLEVEL']._serialized_end=1960
+  _globals['_ROLE']._serialized_start=1962
+  _globals['_ROLE']._serialized_end=2077
+  _globals['_IMAGEDETAIL']._serialized_start=2079
+  _globals['_IMAGEDETAIL']._serialized_end=2190
+  _globals['_TOOLCHOICEMODE']._serialized_start=2193
+  _globals['_TOOLCHOICEMODE']._serialized_end=2328
+  _globals['_REASONINGEFFORT']._serialized_start=2331
+  _globals['_REASONINGEFFORT']._serialized_end=2494
+  _globals['_FINISHREASON']._serialized_start=2497
+  _globals['_FINISHREASON']._serialized_end=2656
+  _globals['_CALLER']._serialized_start=85
+  _globals['_CALLER']._serialized_end=165
+  _globals['_USAGE']._serialized_start=167
+  _globals['_USAGE']._serialized_end=274
+  _globals['_IMAGEINPUT']._serialized_start=276
+  _globals['_IMAGEINPUT']._serialized_end=387
+  _globals['_CONTENTPART']._serialized_start=389
+  _globals['_CONTENTPART']._serialized_end=475
+  _globals['_TOOLCALL']._serialized_start=477
+  _globals['_TOOLCALL']._serialized_end=532
+  _globals['_MESSAGE']._serialized_start=535
+  _globals['_MESSAGE']._serialized_end=706
+  _globals['_TOOL']._serialized_start=708
+  _globals['_TOOL']._serialized_end=810
+  _globals['_TOOLCHOICE']._serialized_start=812
+  _globals['_TOOLCHOICE']._serialized_end=906
+  _globals['_TEXTFORMAT']._serialized_start=908
+  _globals['_TEXTFORMAT']._serialized_end=920
+  _globals['_JSONOBJECTFORMAT']._serialized_start=922
+  _globals['_JSONOBJECTFORMAT']._serialized_end=940
+  _globals['_JSONSCHEMAFORMAT']._serialized_start=942
+  _globals['_JSONSCHEMAFORMAT']._serialized_end=1052
+  _globals['_RESPONSEFORMAT']._serialized_start=1055
+  _globals['_RESPONSEFORMAT']._serialized_end=1251
 # @@protoc_insertion_point(module_scope)

@@ -47,7 +47,7 @@ BREAKER_STATE_OPEN: BreakerState
 BREAKER_STATE_HALF_OPEN: BreakerState
 
 class CreateResponseRequest(_message.Message):
-    __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass", "asynchronous")
+    __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass", "asynchronous", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "top_p", "reasoning_effort", "safety_identifier")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,14 @@ class CreateResponseRequest(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CACHE_BYPASS_FIELD_NUMBER: _ClassVar[int]
     ASYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
+    SAFETY_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     input: str
     instructions: str
     model: str
@@ -77,10 +85,18 @@ class CreateResponseRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     cache_bypass: bool
     asynchronous: bool
-    def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ..., asynchronous: _Optional[bool] = ...) -> None: ...
+    messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]
+    tools: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]
+    tool_choice: _common_pb2.ToolChoice
+    parallel_tool_calls: bool
+    response_format: _common_pb2.ResponseFormat
+    top_p: float
+    reasoning_effort: _common_pb2.ReasoningEffort
+    safety_identifier: str
+    def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ..., asynchronous: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[_common_pb2.ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[_common_pb2.ResponseFormat, _Mapping]] = ..., top_p: _Optional[float] = ..., reasoning_effort: _Optional[_Union[_common_pb2.ReasoningEffort, str]] = ..., safety_identifier: _Optional[str] = ...) -> None: ...
 
 class CreateResponseResponse(_message.Message):
-    __slots__ = ("output_text", "model", "deployment", "cache_status", "similarity", "usage", "cost_micros", "request_id", "degradation_level", "input_truncated", "input_tokens_dropped", "output_truncated", "currency_code", "ticket_id", "latency", "cache_age")
+    __slots__ = ("output_text", "model", "deployment", "cache_status", "similarity", "usage", "cost_micros", "request_id", "degradation_level", "input_truncated", "input_tokens_dropped", "output_truncated", "currency_code", "ticket_id", "latency", "cache_age", "tool_calls", "finish_reason")
     OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +113,8 @@ class CreateResponseResponse(_message.Message):
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     CACHE_AGE_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     output_text: str
     model: str
     deployment: str
@@ -113,10 +131,12 @@ class CreateResponseResponse(_message.Message):
     ticket_id: str
     latency: _duration_pb2.Duration
     cache_age: _duration_pb2.Duration
-    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., input_tokens_dropped: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., currency_code: _Optional[str] = ..., ticket_id: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    finish_reason: _common_pb2.FinishReason
+    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., input_tokens_dropped: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., currency_code: _Optional[str] = ..., ticket_id: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ...) -> None: ...
 
 class StreamResponseRequest(_message.Message):
-    __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass")
+    __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "top_p", "reasoning_effort", "safety_identifier")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +154,14 @@ class StreamResponseRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CACHE_BYPASS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
+    SAFETY_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     input: str
     instructions: str
     model: str
@@ -144,10 +172,18 @@ class StreamResponseRequest(_message.Message):
     user_id: str
     metadata: _containers.ScalarMap[str, str]
     cache_bypass: bool
-    def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ...) -> None: ...
+    messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]
+    tools: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]
+    tool_choice: _common_pb2.ToolChoice
+    parallel_tool_calls: bool
+    response_format: _common_pb2.ResponseFormat
+    top_p: float
+    reasoning_effort: _common_pb2.ReasoningEffort
+    safety_identifier: str
+    def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[_common_pb2.ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[_common_pb2.ResponseFormat, _Mapping]] = ..., top_p: _Optional[float] = ..., reasoning_effort: _Optional[_Union[_common_pb2.ReasoningEffort, str]] = ..., safety_identifier: _Optional[str] = ...) -> None: ...
 
 class StreamStarted(_message.Message):
-    __slots__ = ("request_id", "model", "deployment", "cache_status", "degradation_level", "input_truncated", "similarity", "cache_age")
+    __slots__ = ("request_id", "model", "deployment", "cache_status", "degradation_level", "input_truncated", "similarity", "cache_age", "input_tokens_dropped")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +192,7 @@ class StreamStarted(_message.Message):
     INPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     CACHE_AGE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     deployment: str
@@ -164,7 +201,8 @@ class StreamStarted(_message.Message):
     input_truncated: bool
     similarity: float
     cache_age: _duration_pb2.Duration
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., similarity: _Optional[float] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    input_tokens_dropped: int
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., similarity: _Optional[float] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens_dropped: _Optional[int] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)
@@ -172,30 +210,48 @@ class TextDelta(_message.Message):
     text: str
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
+class ToolCallDelta(_message.Message):
+    __slots__ = ("index", "id", "name", "arguments_delta")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_DELTA_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    id: str
+    name: str
+    arguments_delta: str
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., arguments_delta: _Optional[str] = ...) -> None: ...
+
 class StreamCompleted(_message.Message):
-    __slots__ = ("usage", "cost_micros", "currency_code", "output_truncated")
+    __slots__ = ("usage", "cost_micros", "currency_code", "output_truncated", "finish_reason", "tool_calls")
     USAGE_FIELD_NUMBER: _ClassVar[int]
     COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     usage: _common_pb2.Usage
     cost_micros: int
     currency_code: str
     output_truncated: bool
-    def __init__(self, usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., currency_code: _Optional[str] = ..., output_truncated: _Optional[bool] = ...) -> None: ...
+    finish_reason: _common_pb2.FinishReason
+    tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    def __init__(self, usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., currency_code: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ...) -> None: ...
 
 class StreamResponseResponse(_message.Message):
-    __slots__ = ("started", "delta", "completed")
+    __slots__ = ("started", "delta", "completed", "tool_call_delta")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_DELTA_FIELD_NUMBER: _ClassVar[int]
     started: StreamStarted
     delta: TextDelta
     completed: StreamCompleted
-    def __init__(self, started: _Optional[_Union[StreamStarted, _Mapping]] = ..., delta: _Optional[_Union[TextDelta, _Mapping]] = ..., completed: _Optional[_Union[StreamCompleted, _Mapping]] = ...) -> None: ...
+    tool_call_delta: ToolCallDelta
+    def __init__(self, started: _Optional[_Union[StreamStarted, _Mapping]] = ..., delta: _Optional[_Union[TextDelta, _Mapping]] = ..., completed: _Optional[_Union[StreamCompleted, _Mapping]] = ..., tool_call_delta: _Optional[_Union[ToolCallDelta, _Mapping]] = ...) -> None: ...
 
 class BatchItem(_message.Message):
-    __slots__ = ("custom_id", "input", "instructions", "model", "request_type", "max_output_tokens", "temperature")
+    __slots__ = ("custom_id", "input", "instructions", "model", "request_type", "max_output_tokens", "temperature", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "top_p", "reasoning_effort", "safety_identifier")
     CUSTOM_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +259,14 @@ class BatchItem(_message.Message):
     REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
+    SAFETY_IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
     custom_id: str
     input: str
     instructions: str
@@ -210,7 +274,15 @@ class BatchItem(_message.Message):
     request_type: _common_pb2.RequestType
     max_output_tokens: int
     temperature: float
-    def __init__(self, custom_id: _Optional[str] = ..., input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ...) -> None: ...
+    messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Message]
+    tools: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]
+    tool_choice: _common_pb2.ToolChoice
+    parallel_tool_calls: bool
+    response_format: _common_pb2.ResponseFormat
+    top_p: float
+    reasoning_effort: _common_pb2.ReasoningEffort
+    safety_identifier: str
+    def __init__(self, custom_id: _Optional[str] = ..., input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[_common_pb2.ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[_common_pb2.ResponseFormat, _Mapping]] = ..., top_p: _Optional[float] = ..., reasoning_effort: _Optional[_Union[_common_pb2.ReasoningEffort, str]] = ..., safety_identifier: _Optional[str] = ...) -> None: ...
 
 class SubmitBatchRequest(_message.Message):
     __slots__ = ("items", "metadata", "user_id")
@@ -291,20 +363,24 @@ class BatchItemError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ListBatchResultsResponse(_message.Message):
-    __slots__ = ("custom_id", "output_text", "model", "usage", "cost_micros", "error")
+    __slots__ = ("custom_id", "output_text", "model", "usage", "cost_micros", "error", "tool_calls", "finish_reason")
     CUSTOM_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     custom_id: str
     output_text: str
     model: str
     usage: _common_pb2.Usage
     cost_micros: int
     error: BatchItemError
-    def __init__(self, custom_id: _Optional[str] = ..., output_text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., error: _Optional[_Union[BatchItemError, _Mapping]] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
+    finish_reason: _common_pb2.FinishReason
+    def __init__(self, custom_id: _Optional[str] = ..., output_text: _Optional[str] = ..., model: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., error: _Optional[_Union[BatchItemError, _Mapping]] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ...) -> None: ...
 
 class CancelBatchRequest(_message.Message):
     __slots__ = ("batch_id",)

@@ -50,7 +50,7 @@ DEPLOYMENT_STATE_ACTIVE: DeploymentState
 DEPLOYMENT_STATE_ROLLED_BACK: DeploymentState
 
 class RouteRequest(_message.Message):
-    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens")
+    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens", "conversation")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class RouteRequest(_message.Message):
     INPUT_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     caller: _common_pb2.Caller
     priority: _common_pb2.Priority
@@ -67,7 +68,26 @@ class RouteRequest(_message.Message):
     input: str
     input_tokens: int
     max_output_tokens: int
-    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+    conversation: ConversationShape
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., conversation: _Optional[_Union[ConversationShape, _Mapping]] = ...) -> None: ...
+
+class ConversationShape(_message.Message):
+    __slots__ = ("messages", "earlier_user_turns", "tools", "json_schema", "images", "tool_exchanges", "reasoning")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    EARLIER_USER_TURNS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    TOOL_EXCHANGES_FIELD_NUMBER: _ClassVar[int]
+    REASONING_FIELD_NUMBER: _ClassVar[int]
+    messages: int
+    earlier_user_turns: int
+    tools: int
+    json_schema: bool
+    images: int
+    tool_exchanges: int
+    reasoning: bool
+    def __init__(self, messages: _Optional[int] = ..., earlier_user_turns: _Optional[int] = ..., tools: _Optional[int] = ..., json_schema: _Optional[bool] = ..., images: _Optional[int] = ..., tool_exchanges: _Optional[int] = ..., reasoning: _Optional[bool] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
     __slots__ = ("model", "deployment", "deployment_version", "lane", "complexity", "tier", "reason", "max_output_tokens", "input_token_cap", "deployment_instructions", "temperature", "degradation_level", "fallback_models", "fallback_text", "worst_case_cost_micros", "truncated_input_tokens")

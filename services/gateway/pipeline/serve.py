@@ -1,0 +1,271 @@
+"""Serving a planned, admitted request: the ladder of models towards the upstream.
+
+The first model of the ladder (the routed one, then its cheaper fallbacks, or the
+budget's downgrade alone) whose breaker lets a call through is asked, through the
+priority queue; when every breaker is open, the request type's static answer. An
+open breaker holds the degradation level on the router, so every replica routes at
+that level without first failing on the open model. Identical deterministic
+requests in flight share one upstream call (``singleflight.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import structlog
+
+from services.core.breaker import BreakerConfig, BreakerSnapshot, CircuitBreaker
+from services.core.clock import Clock
+from services.core.conversation import FinishReason
+from services.core.errors import ResourceExhaustedError, UnavailableError
+from services.gateway.domain import (
+    BudgetVerdict,
+    DegradationLevel,
+    Route,
+    ToolCallDelta,
+    UpstreamAnswer,
+    Usage,
+)
+from services.gateway.fallbacks import STATIC_ANSWERS
+from services.gateway.pipeline.plan import Plan
+from services.gateway.pipeline.settle import Settlement
+from services.gateway.ports import (
+    DependencyUnavailableError,
+    RouterPort,
+    UpstreamPort,
+    UpstreamThrottledError,
+)
+from services.gateway.queue import AdmissionQueue
+from services.gateway.singleflight import SingleFlight
+
+_log = structlog.get_logger("tollgate.gateway")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the ladder produced: an upstream answer or a static answer."""
+
+    answer: UpstreamAnswer
+    model: str
+    level: DegradationLevel
+    from_upstream: bool
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The model the ladder chose, its breaker, and the level it serves at."""
+
+    model: str
+    level: DegradationLevel
+    breaker: CircuitBreaker
+
+
+def upstream_unavailable() -> UnavailableError:
+    """The error of an upstream that failed every attempt."""
+    return UnavailableError(
+        "the upstream is unavailable", reason="UPSTREAM_UNAVAILABLE", retry_after=1.0
+    )
+
+
+class Ladder:
+    """The upstream side: breakers per model, degradation holds, the queue."""
+
+    def __init__(
+        self,
+        *,
+        upstream: UpstreamPort,
+        router: RouterPort,
+        queue: AdmissionQueue,
+        settlement: Settlement,
+        breaker_config: BreakerConfig,
+        auto_degradation_hold_seconds: float,
+        clock: Clock,
+    ) -> None:
+        self._upstream = upstream
+        self._router = router
+        self.queue = queue
+        self._settlement = settlement
+        self._breaker_config = breaker_config
+        self._hold_seconds = auto_degradation_hold_seconds
+        self._clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._holds: dict[DegradationLevel, float] = {}
+        self._flights: SingleFlight[Outcome] = SingleFlight()
+
+    # -- one answer
+
+    async def answer(self, plan: Plan, budget: BudgetVerdict) -> tuple[Outcome, bool]:
+        """The outcome for ``plan``, and whether it was shared with another caller."""
+        if not plan.shares_flight:
+            return await self._answer_alone(plan, budget), False
+        return await self._flights.do(
+            plan.flight_key, lambda: self._answer_alone(plan, budget)
+        )
+
+    async def _answer_alone(self, plan: Plan, budget: BudgetVerdict) -> Outcome:
+        choice = self.choose(plan, budget)
+        if choice is None:
+            _log.warning("upstream_circuits_open_static_fallback")
+            return self.static_outcome(plan)
+        started = self._clock.monotonic()
+        call = replace(plan.call, model=choice.model)
+        try:
+            async with self.queue.slot(
+                choice.model, plan.request.priority, plan.deadline
+            ):
+                answer = await self._upstream.create(
+                    call, max(0.0, plan.deadline - self._clock.monotonic())
+                )
+        except BaseException as error:
+            mapped = self.failed(plan, choice, started, error, opened=False)
+            if mapped is error:
+                raise
+            raise mapped from error
+        self.succeeded(plan, choice, started)
+        return Outcome(answer, choice.model, choice.level, from_upstream=True)
+
+    # -- the stream
+
+    async def stream(
+        self, plan: Plan, choice: Choice
+    ) -> AsyncIterator[str | ToolCallDelta | UpstreamAnswer]:
+        """The upstream stream of ``plan`` on the chosen model, through the queue."""
+        call = replace(plan.call, model=choice.model)
+        async with self.queue.slot(choice.model, plan.request.priority, plan.deadline):
+            async for event in self._upstream.stream(
+                call, max(0.0, plan.deadline - self._clock.monotonic())
+            ):
+                yield event
+
+    # -- the ladder's bookkeeping
+
+    def choose(self, plan: Plan, budget: BudgetVerdict) -> Choice | None:
+        """The first model of the ladder whose breaker lets a call through.
+
+        A budget downgrade replaces the ladder with its one model. ``allow()`` counts
+        half-open probes, so only the model actually used is asked.
+        """
+        route = plan.route
+        if budget.downgrade_model:
+            ladder: tuple[str, ...] = (budget.downgrade_model,)
+        else:
+            ladder = (route.model, *route.fallback_models)
+        for model in ladder:
+            breaker = self.breaker(model)
+            if breaker.allow():
+                level = route.degradation_level
+                if model != route.model:
+                    level = max(level, DegradationLevel.REDUCED_QUALITY)
+                    if not budget.downgrade_model:
+                        self._hold(DegradationLevel.REDUCED_QUALITY)
+                return Choice(model, level, breaker)
+        self._hold(DegradationLevel.STATIC_FALLBACK)
+        return None
+
+    def succeeded(self, plan: Plan, choice: Choice, started: float) -> None:
+        """Record a call that answered."""
+        choice.breaker.record_success()
+        self._report_outcome(plan.route, choice.model, started, error=False)
+        self._settlement.report_success(choice.model)
+
+    def failed(
+        self,
+        plan: Plan,
+        choice: Choice,
+        started: float,
+        error: BaseException,
+        *,
+        opened: bool,
+    ) -> BaseException:
+        """Record a failed call; returns the error to raise to the caller.
+
+        A throttled upstream answered (not an outage) and feeds the limiter's
+        backoff; an unavailable one counts against its breaker; anything refused
+        before the upstream (queue full, deadline, a bad request) teaches nothing
+        about its health.
+        """
+        if isinstance(error, UpstreamThrottledError):
+            choice.breaker.record_success()
+            self._settlement.report_throttle(choice.model, error.retry_after)
+            return ResourceExhaustedError(
+                "the upstream is rate limiting; retry later",
+                reason="UPSTREAM_RATE_LIMITED",
+                retry_after=max(error.retry_after, 1.0),
+            )
+        if isinstance(error, DependencyUnavailableError):
+            choice.breaker.record_failure()
+            self._report_outcome(plan.route, choice.model, started, error=True)
+            return upstream_unavailable()
+        if not opened:
+            choice.breaker.release()
+        return error
+
+    def static_outcome(self, plan: Plan) -> Outcome:
+        """The request type's static answer, at level STATIC_FALLBACK at least."""
+        text = plan.route.fallback_text or STATIC_ANSWERS[plan.request.request_type]
+        return Outcome(
+            UpstreamAnswer(
+                text,
+                plan.route.model,
+                Usage(),
+                truncated=False,
+                finish_reason=FinishReason.STOP,
+            ),
+            plan.route.model,
+            max(plan.route.degradation_level, DegradationLevel.STATIC_FALLBACK),
+            from_upstream=False,
+        )
+
+    def _hold(self, level: DegradationLevel) -> None:
+        """Hold ``level`` on the router while circuits stay open (seed section 6).
+
+        The hold lapses once nobody renews it, so recovery needs no operator.
+        Renewed at most every half hold, per level.
+        """
+        hold = self._hold_seconds
+        now = self._clock.monotonic()
+        if hold <= 0 or now - self._holds.get(level, -hold) < hold / 2:
+            return
+        self._holds[level] = now
+        self._settlement.spawn(self._send_hold(level, hold))
+
+    async def _send_hold(self, level: DegradationLevel, hold: float) -> None:
+        try:
+            await self._router.hold_degradation(
+                level, hold, "gateway: upstream circuits open"
+            )
+        except DependencyUnavailableError:
+            _log.info("degradation_hold_skipped", level=level.name)
+
+    def _report_outcome(
+        self, route: Route, model: str, started: float, *, error: bool
+    ) -> None:
+        self._settlement.spawn(
+            self._send_outcome(
+                route.deployment, model, self._clock.monotonic() - started, error
+            )
+        )
+
+    async def _send_outcome(
+        self, deployment: str, model: str, latency: float, error: bool
+    ) -> None:
+        try:
+            await self._router.record_outcome(deployment, model, latency, error)
+        except DependencyUnavailableError:
+            _log.info("outcome_report_skipped")
+
+    # -- breakers
+
+    def breaker(self, model: str) -> CircuitBreaker:
+        """The breaker of ``model``'s upstream, made on first use."""
+        breaker = self._breakers.get(model)
+        if breaker is None:
+            breaker = self._breakers[model] = CircuitBreaker(
+                f"upstream:{model}", self._breaker_config, self._clock
+            )
+        return breaker
+
+    def snapshots(self) -> list[BreakerSnapshot]:
+        """Every upstream breaker's state."""
+        return [breaker.snapshot() for breaker in self._breakers.values()]
