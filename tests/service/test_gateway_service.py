@@ -302,7 +302,105 @@ INVALID_REQUESTS: list[tuple[str, Callable[[], gateway_pb.CreateResponseRequest]
     ("metadata['']", lambda: _request(metadata={"": "v"})),
     ("metadata['team']", lambda: _request(metadata={"team": "v" * 513})),
     ("user_id", lambda: _request(user_id="u" * 129)),
+    ("top_p", lambda: _request(top_p=1.5)),
+    ("safety_identifier", lambda: _request(safety_identifier="s" * 65)),
+    # The conversation: each problem is named by its exact path.
+    ("input", lambda: _request(messages=[_user("hi")])),
+    ("messages[1].role", lambda: _conversation(_user("a"), common_pb.Message())),
+    (
+        "messages[1].role",
+        lambda: _conversation(
+            _user("a"), common_pb.Message(role=cast(common_pb.Role, 9))
+        ),
+    ),
+    (
+        "messages[1].tool_call_id",
+        lambda: _conversation(
+            _user("a"),
+            common_pb.Message(
+                role=common_pb.ROLE_TOOL,
+                tool_call_id="call_none",
+                content=[common_pb.ContentPart(text="42")],
+            ),
+        ),
+    ),
+    (
+        "messages[3].tool_call_id",
+        lambda: _conversation(
+            _user("a"),
+            _assistant_calls("call_1"),
+            _tool_result("call_1"),
+            _tool_result("call_1"),
+        ),
+    ),
+    (
+        "messages[0].content[0]",
+        lambda: _conversation(_user_parts(common_pb.ContentPart())),
+    ),
+    (
+        "messages[0].content[1].image.url",
+        lambda: _conversation(
+            _user_parts(
+                common_pb.ContentPart(text="what is this?"),
+                common_pb.ContentPart(
+                    image=common_pb.ImageInput(url="ftp://example.com/x.png")
+                ),
+            )
+        ),
+    ),
+    ("tools[0].name", lambda: _request(tools=[common_pb.Tool(name="get weather")])),
+    ("tools[0].name", lambda: _request(tools=[common_pb.Tool(name="x" * 65)])),
+    (
+        "tools",
+        lambda: _request(tools=[common_pb.Tool(name=f"t{n}") for n in range(129)]),
+    ),
+    (
+        "tool_choice.function",
+        lambda: _request(
+            tools=[common_pb.Tool(name="lookup")],
+            tool_choice=common_pb.ToolChoice(function="other"),
+        ),
+    ),
+    (
+        "response_format.json_schema.schema",
+        lambda: _request(
+            response_format=common_pb.ResponseFormat(
+                json_schema=common_pb.JsonSchemaFormat(name="answer")
+            )
+        ),
+    ),
+    (
+        "messages[0].content[0].text",
+        lambda: _conversation(_user("x" * (1024 * 1024 + 1))),
+    ),
 ]
+
+
+def _user(text: str) -> common_pb.Message:
+    return _user_parts(common_pb.ContentPart(text=text))
+
+
+def _user_parts(*parts: common_pb.ContentPart) -> common_pb.Message:
+    return common_pb.Message(role=common_pb.ROLE_USER, content=parts)
+
+
+def _assistant_calls(call_id: str) -> common_pb.Message:
+    return common_pb.Message(
+        role=common_pb.ROLE_ASSISTANT,
+        tool_calls=[common_pb.ToolCall(id=call_id, name="lookup", arguments="{}")],
+    )
+
+
+def _tool_result(call_id: str) -> common_pb.Message:
+    return common_pb.Message(
+        role=common_pb.ROLE_TOOL,
+        tool_call_id=call_id,
+        content=[common_pb.ContentPart(text="42")],
+    )
+
+
+def _conversation(*messages: common_pb.Message) -> gateway_pb.CreateResponseRequest:
+    return gateway_pb.CreateResponseRequest(messages=messages)
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
-import struct
-import zlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema
 import openai
 import pytest
 import tiktoken
@@ -26,6 +23,7 @@ from services.core.tokens import count_tokens
 from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.config import SimulatorSettings
 from services.simulator.faults import FaultKind
+from tests.images import png_data_url
 
 VOCABULARY = Path(__file__).parents[1] / "data" / "o200k_base.tiktoken.gz"
 
@@ -130,24 +128,6 @@ async def client(sim: RunningSimulator) -> AsyncIterator[AsyncOpenAI]:
         base_url=sim.base_url, api_key="sk-sim", max_retries=0
     ) as sdk:
         yield sdk
-
-
-def _png(width: int, height: int) -> str:
-    """A real PNG data URL of ``width`` x ``height`` (all black)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    rows = (b"\x00" * (1 + 3 * width)) * height
-    image = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows, 9))
-        + chunk(b"IEND", b"")
-    )
-    return "data:image/png;base64," + base64.b64encode(image).decode()
 
 
 def _function_calls(calls: Sequence[object]) -> list[tuple[str, str, str]]:
@@ -445,7 +425,7 @@ async def test_json_object(client: AsyncOpenAI) -> None:
 
 
 async def test_png_image_tokens_follow_the_tile_formula(client: AsyncOpenAI) -> None:
-    url = _png(1500, 300)  # 1500x300: 3 x 1 tiles, 85 + 3 * 170 = 595 tokens
+    url = png_data_url(1500, 300)  # 1500x300: 3 x 1 tiles, 85 + 3 * 170 = 595 tokens
     response = await client.responses.create(
         model="gpt-4.1",
         input=[

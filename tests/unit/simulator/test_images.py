@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import struct
-import zlib
 
 import pytest
 
@@ -14,27 +12,7 @@ from services.core.images import (
     image_tokens,
     image_url_tokens,
 )
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
-def png(width: int, height: int) -> bytes:
-    """A real (all black, RGB) PNG of ``width`` x ``height``."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    rows = (b"\x00" + b"\x00" * 3 * width) * height
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(rows, 9))
-        + _chunk(b"IEND", b"")
-    )
-
-
-def data_url(data: bytes, media_type: str = "image/png") -> str:
-    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+from tests.images import data_url, png
 
 
 def _jpeg(width: int, height: int, *, padding: int = 0) -> bytes:
