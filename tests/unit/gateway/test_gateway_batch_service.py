@@ -16,12 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import jsonschema
 import openai
 import pytest
 from openai import AsyncOpenAI
 
 from services.core.clock import FakeClock
-from services.core.conversation import Prompt
+from services.core.conversation import (
+    FinishReason,
+    FormatKind,
+    Message,
+    Prompt,
+    ResponseFormat,
+    Role,
+    Tool,
+)
 from services.core.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -545,6 +554,65 @@ async def test_the_user_id_of_a_submission_is_booked(lane: Lane) -> None:
     await lane.drive(ALICE, view.batch_id)
     (record, _) = lane.ledger.booked[f"{view.batch_id}:item-0"]
     assert record.principal == replace(ALICE, user_id="carol")
+
+
+async def test_a_batch_item_with_tools_and_a_schema_answers_as_it_would_alone(
+    lane: Lane,
+) -> None:
+    weather = Tool(
+        "get_weather",
+        "The forecast for a city.",
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        strict=True,
+    )
+    schema = {
+        "type": "object",
+        "properties": {"sentiment": {"enum": ["positive", "negative"]}},
+        "required": ["sentiment"],
+        "additionalProperties": False,
+    }
+    items = [
+        BatchItemRequest(
+            "tool",
+            Prompt(
+                messages=(Message(Role.USER, ("Call get_weather for Oslo.",)),),
+                tools=(weather,),
+            ),
+            model="gpt-4.1-mini",
+        ),
+        BatchItemRequest(
+            "schema",
+            Prompt(
+                messages=(Message(Role.USER, ("Great service, thanks!",)),),
+                response_format=ResponseFormat(
+                    FormatKind.JSON_SCHEMA, "sentiment", schema, strict=True
+                ),
+            ),
+            model="gpt-4.1-mini",
+        ),
+    ]
+    view = await lane.service.submit(ALICE, items, {})
+    assert (await lane.drive(ALICE, view.batch_id))[-1] is BatchStatus.COMPLETED
+
+    results = {r.custom_id: r for r in await lane.results(ALICE, view.batch_id)}
+    [call] = results["tool"].tool_calls
+    assert call.name == "get_weather"
+    assert results["tool"].finish_reason is FinishReason.TOOL_CALLS
+    jsonschema.validate(json.loads(call.arguments), weather.parameters)
+    jsonschema.validate(json.loads(results["schema"].output_text), schema)
+    assert results["schema"].finish_reason is FinishReason.STOP
+    for item in items:
+        alone = await lane.client.responses.create(
+            **json.loads(jsonl_line(item, "gpt-4.1-mini"))["body"]
+        )
+        assert alone.usage is not None
+        assert results[item.custom_id].usage.input_tokens == alone.usage.input_tokens
+        assert results[item.custom_id].output_text == alone.output_text
 
 
 async def test_a_maintenance_ticket_is_answered_later(

@@ -13,7 +13,14 @@ import pytest
 
 from services.core.breaker import BreakerConfig, BreakerState
 from services.core.clock import FakeClock
-from services.core.conversation import FinishReason, Prompt
+from services.core.conversation import (
+    FinishReason,
+    Message,
+    Prompt,
+    Role,
+    Tool,
+    ToolCall,
+)
 from services.core.errors import (
     FieldViolation,
     InvalidArgumentError,
@@ -41,6 +48,7 @@ from services.gateway.domain import (
     StreamEnd,
     StreamEvent,
     StreamStart,
+    ToolCallDelta,
     Usage,
     UsageRecord,
 )
@@ -1073,3 +1081,85 @@ async def test_a_stream_that_never_opened_books_nothing(gw: Gateway) -> None:
     await gw.orchestrator.drain_background()
 
     assert "req-1" not in gw.ledger.booked
+
+
+# -- conversations and tools
+
+WEATHER = Tool("get_weather", "The forecast.", {"type": "object"})
+CALL = ToolCall("call_1", "get_weather", '{"city": "Oslo"}')
+
+
+async def test_requests_that_are_not_deterministic_never_share_a_call(
+    gw: Gateway,
+) -> None:
+    gw.upstream.gate = asyncio.Event()
+    for temperature in (None, 0.7):
+        sampled = _request(temperature=temperature)
+        first = asyncio.create_task(gw.ask("req-1", sampled))
+        second = asyncio.create_task(gw.ask("req-2", sampled))
+        await _spin()
+        gw.upstream.gate.set()
+        replies = await asyncio.gather(first, second)
+        gw.upstream.gate.clear()
+        assert [reply.cache_status for reply in replies] == [CacheStatus.MISS] * 2
+    assert len(gw.upstream.calls) == 4
+
+
+async def test_a_tool_call_answer_is_returned_and_cached(gw: Gateway) -> None:
+    gw.upstream.tool_calls = (CALL,)
+    asked = Prompt(messages=(Message(Role.USER, ("Weather?",)),), tools=(WEATHER,))
+    request = replace(BASE_REQUEST, prompt=asked)
+
+    reply = await gw.ask(request=request)
+    await gw.orchestrator.drain_background()
+
+    assert reply.tool_calls == (CALL,)
+    assert reply.finish_reason is FinishReason.TOOL_CALLS
+    [(key, stored)] = gw.cache.stored
+    assert stored.tool_calls == (CALL,)
+    assert key.tools_json  # the tools are part of the key
+    [call] = gw.upstream.calls
+    assert call.prompt.tools == (WEATHER,)
+
+
+async def test_a_streamed_tool_call_is_delivered_in_pieces_then_whole(
+    gw: Gateway,
+) -> None:
+    gw.upstream.tool_calls = (CALL,)
+
+    events = await _stream(gw)
+
+    pieces = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert pieces[0] == ToolCallDelta(0, CALL.id, CALL.name, "")
+    assert "".join(p.arguments_delta for p in pieces) == CALL.arguments
+    end = events[-1]
+    assert isinstance(end, StreamEnd)
+    assert (end.finish_reason, end.tool_calls) == (FinishReason.TOOL_CALLS, (CALL,))
+
+
+async def test_an_over_long_conversation_loses_its_oldest_turns_whole(
+    gw: Gateway,
+) -> None:
+    old = " ".join(f"old{n}" for n in range(200))
+    conversation = (
+        Message(Role.USER, (old,)),
+        Message(Role.ASSISTANT, ("An answer to the old question.",)),
+        Message(Role.USER, ("Weather in Oslo?",)),
+        Message(Role.ASSISTANT, tool_calls=(CALL,)),
+        Message(Role.TOOL, ("12 C, rain",), tool_call_id=CALL.id),
+        Message(Role.USER, ("And tomorrow?",)),
+    )
+    request = replace(
+        BASE_REQUEST, prompt=Prompt(messages=conversation, tools=(WEATHER,))
+    )
+    full = count_prompt(request.prompt)
+    # Room for everything but the first question and its answer.
+    cap = full.conversation - full.messages[0] - full.messages[1]
+    gw.router.answer = sync_route(input_token_cap=cap)
+
+    reply = await gw.ask(request=request)
+
+    [call] = gw.upstream.calls
+    assert call.prompt.messages == conversation[2:]
+    assert reply.input_tokens_dropped == full.messages[0] + full.messages[1]
+    assert reply.input_truncated is True
