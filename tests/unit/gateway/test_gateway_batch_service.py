@@ -559,17 +559,13 @@ async def test_the_user_id_of_a_submission_is_booked(lane: Lane) -> None:
 async def test_a_batch_item_with_tools_and_a_schema_answers_as_it_would_alone(
     lane: Lane,
 ) -> None:
-    weather = Tool(
-        "get_weather",
-        "The forecast for a city.",
-        {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-        strict=True,
-    )
+    parameters = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    weather = Tool("get_weather", "The forecast for a city.", parameters, strict=True)
     schema = {
         "type": "object",
         "properties": {"sentiment": {"enum": ["positive", "negative"]}},
@@ -603,7 +599,7 @@ async def test_a_batch_item_with_tools_and_a_schema_answers_as_it_would_alone(
     [call] = results["tool"].tool_calls
     assert call.name == "get_weather"
     assert results["tool"].finish_reason is FinishReason.TOOL_CALLS
-    jsonschema.validate(json.loads(call.arguments), weather.parameters)
+    jsonschema.validate(json.loads(call.arguments), parameters)
     jsonschema.validate(json.loads(results["schema"].output_text), schema)
     assert results["schema"].finish_reason is FinishReason.STOP
     for item in items:
