@@ -28,8 +28,9 @@ async def get_faults(request: web.Request) -> web.StreamResponse:
 async def schedule_faults(request: web.Request) -> web.StreamResponse:
     """``POST /_sim/faults``: make the next ``count`` API requests fail.
 
-    Body: ``{"kind": "...", "count": N, "retry_after_seconds": s}``; ``count``
-    defaults to 1 and ``retry_after_seconds`` to the configured value.
+    Body: ``{"kind": "...", "count": N, "retry_after_seconds": s, "model": m}``;
+    ``count`` defaults to 1, ``retry_after_seconds`` to the configured value, and
+    without ``model`` any request suffers the faults, else only requests for ``m``.
     """
     state = request.app[STATE]
     try:
@@ -43,9 +44,10 @@ async def schedule_faults(request: web.Request) -> web.StreamResponse:
         retry_after = payload.optional_int(
             body, "retry_after_seconds", minimum=0, maximum=86_400
         )
+        model = payload.optional_str(body, "model")
     except ApiError as err:
         return error_response(err)
-    state.faults.schedule(kind, 1 if count is None else count, retry_after)
+    state.faults.schedule(kind, 1 if count is None else count, retry_after, model)
     return web.json_response({"pending": state.faults.pending})
 
 

@@ -210,7 +210,11 @@ def _api(route: _Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             if request.method == "POST" and route.json_body:
                 call.body = await payload.read_json(request)
             fault_body = call.body if route.body_faults else {}
-            fault = state.faults.pick(_requested_fault(request, fault_body))
+            model = call.body.get("model")
+            fault = state.faults.pick(
+                _requested_fault(request, fault_body),
+                model if isinstance(model, str) else None,
+            )
             streaming = route.streams and call.body.get("stream") is True
             response = await _apply_fault(call, fault, streaming=streaming)
             if response is None:

@@ -62,6 +62,8 @@ class Fault:
 class _Scheduled:
     kind: FaultKind
     retry_after_seconds: int | None
+    model: str | None
+    """Only a request for this model suffers it; None: any request."""
 
 
 class FaultPlan:
@@ -89,11 +91,19 @@ class FaultPlan:
         return len(self._scheduled)
 
     def schedule(
-        self, kind: FaultKind, count: int, retry_after_seconds: int | None = None
+        self,
+        kind: FaultKind,
+        count: int,
+        retry_after_seconds: int | None = None,
+        model: str | None = None,
     ) -> None:
-        """Make the next ``count`` API requests (after any already scheduled) fail."""
+        """Make the next ``count`` API requests (after any already scheduled) fail.
+
+        With ``model``, only requests for that model consume these faults, so a test
+        can fail one model of a fallback ladder and let the next one answer.
+        """
         for _ in range(count):
-            self._scheduled.append(_Scheduled(kind, retry_after_seconds))
+            self._scheduled.append(_Scheduled(kind, retry_after_seconds, model))
 
     def clear(self) -> None:
         """Drop every scheduled fault."""
@@ -104,16 +114,22 @@ class FaultPlan:
         self.clear()
         self._rng = random.Random(self._seed)
 
-    def pick(self, requested: FaultKind | None) -> Fault | None:
+    def pick(
+        self, requested: FaultKind | None, model: str | None = None
+    ) -> Fault | None:
         """Return the fault for one API request, consuming a scheduled one if used.
 
         Args:
             requested: a fault the request asked for itself, which wins.
+            model: the model the request names, if any.
         """
         if requested is not None:
             return Fault(requested, self._retry_after_seconds)
-        if self._scheduled:
-            scheduled = self._scheduled.popleft()
+        scheduled = next(
+            (s for s in self._scheduled if s.model is None or s.model == model), None
+        )
+        if scheduled is not None:
+            self._scheduled.remove(scheduled)
             retry_after = scheduled.retry_after_seconds
             return Fault(
                 scheduled.kind,

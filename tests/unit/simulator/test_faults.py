@@ -80,3 +80,14 @@ def test_parse_fault_kind_is_lenient_on_case_and_spaces(name: str) -> None:
 def test_parse_fault_kind_rejects_unknown_names() -> None:
     with pytest.raises(UnknownFaultError, match="broken_stream"):
         parse_fault_kind("explode")
+
+
+def test_a_fault_for_one_model_waits_for_a_request_for_that_model() -> None:
+    plan = _plan()
+    plan.schedule(FaultKind.SERVER_ERROR, 1, model="gpt-4.1-mini")
+    assert plan.pick(None, "gpt-4.1-nano") is None
+    assert plan.pending == 1
+    fault = plan.pick(None, "gpt-4.1-mini")
+    assert fault is not None
+    assert fault.kind is FaultKind.SERVER_ERROR
+    assert plan.pending == 0
