@@ -14,7 +14,14 @@ from tollgate.cache.v1 import cache_pb2_grpc
 
 from services.cache.adapters.memory import MemoryExactStore
 from services.cache.config import CacheSettings
-from services.cache.domain import ResponseCache, SemanticPolicy, SemanticTier
+from services.cache.domain import (
+    PolicyRule,
+    ResponseCache,
+    SemanticControl,
+    SemanticMode,
+    SemanticPolicy,
+    SemanticTier,
+)
 from services.cache.ports import Embedder, ExactStore, VectorIndex
 from services.cache.servicer import CacheServicer
 from services.core.clock import Clock, SystemClock
@@ -106,6 +113,23 @@ async def build_semantic_tier(settings: CacheSettings) -> SemanticTier | None:
     return SemanticTier(embedder, index, policy)
 
 
+def semantic_control(settings: CacheSettings) -> SemanticControl:
+    """The default mode and threshold and the per-route rules the settings name."""
+    return SemanticControl(
+        SemanticMode(settings.semantic_mode),
+        settings.similarity_threshold,
+        [
+            PolicyRule(
+                tenant_id=rule.tenant_id,
+                request_type=rule.request_type,
+                mode=SemanticMode(rule.mode) if rule.mode else None,
+                similarity_threshold=rule.similarity_threshold,
+            )
+            for rule in settings.semantic_rules
+        ],
+    )
+
+
 async def build_cache(
     settings: CacheSettings, clock: Clock | None = None
 ) -> ResponseCache:
@@ -121,6 +145,8 @@ async def build_cache(
         default_ttl_seconds=settings.default_ttl_seconds,
         max_ttl_seconds=settings.max_ttl_seconds,
         semantic=await build_semantic_tier(settings),
+        control=semantic_control(settings),
+        agreement_similarity=settings.shadow_agreement_similarity,
     )
 
 
@@ -178,6 +204,13 @@ def serve_cache(cache: ResponseCache, settings: CacheSettings) -> ServiceApp:
         health_checks=health_checks,
         on_start=on_start,
         on_stop=on_stop,
-        # Dropping cached answers is an operator's act: admin key only.
-        admin_methods=frozenset({f"/{SERVICE_NAME}/Invalidate"}),
+        # Dropping cached answers and changing what the semantic tier serves are
+        # an operator's acts, and the rules name tenants: admin key only.
+        admin_methods=frozenset(
+            {
+                f"/{SERVICE_NAME}/Invalidate",
+                f"/{SERVICE_NAME}/SetSemanticPolicy",
+                f"/{SERVICE_NAME}/GetSemanticPolicy",
+            }
+        ),
     )

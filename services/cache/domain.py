@@ -6,7 +6,18 @@ embeds the user's text and searches a vector index under hard filters (tenant,
 model, instructions hash, parameters hash, embedding version, expiry); of the top
 candidates above the similarity threshold, the most similar one that passes the
 verification guard (:mod:`services.cache.verification`) is served. Only
-single-turn, tool-free requests at or below a configured temperature are eligible.
+requests at or below a configured temperature, without images or tool results, are
+eligible.
+
+Each route (a tenant, a request type or both) runs the semantic tier in one of
+three modes (:class:`SemanticMode`): off, shadow or serve, with its own threshold
+(:class:`SemanticControl`). In shadow mode a verified candidate is counted and
+logged without text, the lookup answers a miss, and when the fresh answer is then
+offered to :meth:`ResponseCache.store` it is compared with the answer the candidate
+would have served: they agree when their texts are equal once whitespace and case
+are normalised, or when the cosine similarity of their embeddings reaches
+``agreement_similarity``. The agreement rate is an operator's evidence, from their
+own traffic, for turning serving on.
 """
 
 from __future__ import annotations
@@ -14,14 +25,15 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import structlog
 
-from services.cache.verification import CHECKS, verify
+from services.cache.verification import CHECKS, Verdict, verify
 from services.core.conversation import FinishReason, ToolCall
 from services.core.errors import BackendUnavailableError
 
@@ -44,6 +56,12 @@ SEMANTIC_BACKEND_DISABLED = "disabled"
 # Vectors of recent texts, so that the Store after a Lookup miss does not embed the
 # same text again.
 _VECTOR_MEMO_SIZE = 1024
+# Shadow hits awaiting the Store of their request, by exact key: bounded, so that
+# requests whose answer is never offered (errors, streams cut) cannot pile up.
+_SHADOW_PENDING_SIZE = 4096
+# Default bound of the cosine similarity of two answers' embeddings above which a
+# shadow hit agrees with the fresh answer.
+DEFAULT_AGREEMENT_SIMILARITY = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +83,7 @@ class CacheableRequest:
     multi_turn: bool = False
     context_digest: str = ""
     exact_only_reason: str = ""
+    request_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +198,11 @@ class LookupResult:
         embedding_seconds: time spent embedding the input (0 if not embedded).
         search_seconds: time spent searching the vector index (0 if not searched).
         age_seconds: how long ago the served entry was stored (0 on a miss).
+        accepted_check: the verification check that accepted a semantic (or
+            shadow) hit; empty otherwise.
+        shadow_hit: a verified candidate was found but not served: the route
+            runs the semantic tier in shadow mode.
+        mode: the semantic mode the request's route resolved to.
     """
 
     key: str
@@ -189,6 +213,9 @@ class LookupResult:
     embedding_seconds: float = 0.0
     search_seconds: float = 0.0
     age_seconds: float = 0.0
+    accepted_check: str = ""
+    shadow_hit: bool = False
+    mode: SemanticMode | None = None
 
     @property
     def hit(self) -> bool:
@@ -230,6 +257,10 @@ class CacheStats:
     semantic_errors: int = 0
     semantic_backend: str = SEMANTIC_BACKEND_DISABLED
     embedding_version: str = ""
+    semantic_hits_by_check: dict[str, int] = field(default_factory=dict)
+    shadow_hits: int = 0
+    shadow_comparisons: int = 0
+    shadow_agreements: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -237,6 +268,122 @@ class CacheStats:
         hits = self.exact_hits + self.semantic_hits
         lookups = hits + self.misses
         return hits / lookups if lookups else 0.0
+
+    @property
+    def shadow_agreement_rate(self) -> float:
+        """Agreeing comparisons divided by comparisons; 0 before the first."""
+        if not self.shadow_comparisons:
+            return 0.0
+        return self.shadow_agreements / self.shadow_comparisons
+
+
+class SemanticMode(enum.Enum):
+    """What the semantic tier does for a route."""
+
+    OFF = "off"
+    SHADOW = "shadow"
+    SERVE = "serve"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One rule of the semantic policy.
+
+    Attributes:
+        tenant_id: the tenant it applies to; empty for every tenant.
+        request_type: the request type it applies to ("chat", "summarize", ...);
+            empty for every type.
+        mode: the mode, or ``None`` to inherit it.
+        similarity_threshold: the threshold, or ``None`` to inherit it.
+    """
+
+    tenant_id: str = ""
+    request_type: str = ""
+    mode: SemanticMode | None = None
+    similarity_threshold: float | None = None
+
+    @property
+    def route(self) -> tuple[str, str]:
+        """The tenant and request type the rule applies to."""
+        return (self.tenant_id, self.request_type)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePolicy:
+    """The mode and threshold a request's route resolves to."""
+
+    mode: SemanticMode
+    similarity_threshold: float
+
+
+class SemanticControl:
+    """The semantic tier's default and its per-tenant, per-request-type rules.
+
+    The most specific rule that sets a field wins: tenant and request type, then
+    tenant, then request type, then the default. Rules change at run time (the
+    admin RPC) and take effect on the next lookup.
+
+    Args:
+        default_mode: the mode of a route without rules.
+        default_threshold: the threshold of a route without rules.
+        rules: the configured rules.
+    """
+
+    def __init__(
+        self,
+        default_mode: SemanticMode,
+        default_threshold: float,
+        rules: Sequence[PolicyRule] = (),
+    ) -> None:
+        self.default_mode = default_mode
+        self.default_threshold = default_threshold
+        self._rules: dict[tuple[str, str], PolicyRule] = {}
+        for rule in rules:
+            self.set_rule(rule)
+
+    def set_rule(self, rule: PolicyRule) -> None:
+        """Set ``rule``, replacing the rule of the same route.
+
+        Raises:
+            ValueError: the rule sets nothing, or its threshold is not in (0, 1].
+        """
+        if rule.mode is None and rule.similarity_threshold is None:
+            raise ValueError("a rule must set a mode or a similarity threshold")
+        threshold = rule.similarity_threshold
+        if threshold is not None and not 0 < threshold <= 1:
+            raise ValueError("similarity_threshold must be in (0, 1]")
+        self._rules[rule.route] = rule
+
+    def clear_rule(self, tenant_id: str, request_type: str) -> bool:
+        """Remove the rule of a route; whether there was one."""
+        return self._rules.pop((tenant_id, request_type), None) is not None
+
+    def rules(self) -> list[PolicyRule]:
+        """Every rule in force, sorted by tenant and request type."""
+        return [self._rules[route] for route in sorted(self._rules)]
+
+    def resolve(self, tenant_id: str, request_type: str) -> RoutePolicy:
+        """The mode and threshold of a tenant's request of ``request_type``."""
+        mode: SemanticMode | None = None
+        threshold: float | None = None
+        for route in (
+            (tenant_id, request_type),
+            (tenant_id, ""),
+            ("", request_type),
+            ("", ""),
+        ):
+            rule = self._rules.get(route)
+            if rule is None:
+                continue
+            mode = mode or rule.mode
+            if threshold is None:
+                threshold = rule.similarity_threshold
+        return RoutePolicy(
+            mode=mode or self.default_mode,
+            similarity_threshold=(
+                self.default_threshold if threshold is None else threshold
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +573,11 @@ class ResponseCache:
         default_ttl_seconds: lifetime of an entry stored without a TTL.
         max_ttl_seconds: the longest lifetime a caller may ask for.
         semantic: the semantic tier, or ``None`` for the exact tier only.
+        control: the per-route modes and thresholds; without it every route
+            serves at the semantic policy's threshold.
+        verifier: the verification guard; a bench passes an older one to compare.
+        agreement_similarity: in shadow mode, the cosine similarity of two
+            answers' embeddings from which they agree.
     """
 
     def __init__(
@@ -436,12 +588,26 @@ class ResponseCache:
         default_ttl_seconds: float,
         max_ttl_seconds: float,
         semantic: SemanticTier | None = None,
+        control: SemanticControl | None = None,
+        verifier: Callable[[str, str], Verdict] = verify,
+        agreement_similarity: float = DEFAULT_AGREEMENT_SIMILARITY,
     ) -> None:
         self._store = store
         self._clock = clock
         self._default_ttl = default_ttl_seconds
         self._max_ttl = max_ttl_seconds
         self._semantic = semantic
+        self._control = control or SemanticControl(
+            SemanticMode.SERVE,
+            semantic.policy.similarity_threshold if semantic else 1.0,
+        )
+        self._verify = verifier
+        self._agreement_similarity = agreement_similarity
+        self._hits_by_check: dict[str, int] = {}
+        self._shadow_pending: OrderedDict[str, str] = OrderedDict()
+        self._shadow_hits = 0
+        self._shadow_comparisons = 0
+        self._shadow_agreements = 0
         self._exact_hits = 0
         self._semantic_hits = 0
         self._misses = 0
@@ -461,6 +627,11 @@ class ResponseCache:
     def semantic(self) -> SemanticTier | None:
         """The semantic tier, if configured."""
         return self._semantic
+
+    @property
+    def control(self) -> SemanticControl:
+        """The per-route modes and thresholds of the semantic tier."""
+        return self._control
 
     async def lookup(
         self, request: CacheableRequest, *, allow_semantic: bool = True
@@ -487,26 +658,57 @@ class ResponseCache:
                 similarity=1.0,
                 age_seconds=max(0.0, now - entry.created_at),
             )
-        result = LookupResult(key=key, entry=None)
+        route = self._control.resolve(request.tenant_id, request.request_type)
+        result = LookupResult(key=key, entry=None, mode=route.mode)
         semantic = self._semantic
         if (
             allow_semantic
             and semantic is not None
+            and route.mode is not SemanticMode.OFF
             and semantic_ineligibility(request, semantic.policy) is None
         ):
             try:
-                result = await self._semantic_lookup(semantic, request, key, now)
+                result = await self._semantic_lookup(semantic, request, key, now, route)
             except BackendUnavailableError as error:
                 self._semantic_errors += 1
                 _log.warning("cache_semantic_lookup_failed", reason=error.reason)
+        if result.hit and route.mode is SemanticMode.SHADOW:
+            result = self._shadowed(request, result)
         if result.hit:
             self._semantic_hits += 1
+            check = result.accepted_check
+            self._hits_by_check[check] = self._hits_by_check.get(check, 0) + 1
         else:
             self._misses += 1
         return result
 
+    def _shadowed(self, request: CacheableRequest, found: LookupResult) -> LookupResult:
+        # Counted and remembered for the comparison at Store, logged without text,
+        # and answered as a miss.
+        assert found.entry is not None
+        self._shadow_hits += 1
+        self._shadow_pending[found.key] = found.entry.answer.output_text
+        self._shadow_pending.move_to_end(found.key)
+        if len(self._shadow_pending) > _SHADOW_PENDING_SIZE:
+            self._shadow_pending.popitem(last=False)
+        _log.info(
+            "cache_semantic_shadow_hit",
+            request_type=request.request_type,
+            similarity=round(found.similarity, 4),
+            accepted_check=found.accepted_check,
+            entry_age_seconds=round(found.age_seconds),
+        )
+        return replace(
+            found, entry=None, status=LookupStatus.MISS, shadow_hit=True, age_seconds=0
+        )
+
     async def _semantic_lookup(
-        self, semantic: SemanticTier, request: CacheableRequest, key: str, now: float
+        self,
+        semantic: SemanticTier,
+        request: CacheableRequest,
+        key: str,
+        now: float,
+        route: RoutePolicy,
     ) -> LookupResult:
         started = self._clock.monotonic()
         vector = await semantic.vector(request.input)
@@ -516,7 +718,7 @@ class ResponseCache:
             semantic.scope(request),
             now=now,
             limit=semantic.policy.top_k,
-            min_similarity=semantic.policy.similarity_threshold,
+            min_similarity=route.similarity_threshold,
         )
         searched = self._clock.monotonic()
         rejected = 0
@@ -524,7 +726,7 @@ class ResponseCache:
         for candidate in sorted(candidates, key=lambda c: -c.similarity):
             if candidate.entry.answer.tool_calls:
                 continue  # never indexed; a tool call is served exactly or not at all
-            verdict = verify(request.input, candidate.query)
+            verdict = self._verify(request.input, candidate.query)
             if verdict.ok:
                 return LookupResult(
                     key=key,
@@ -535,15 +737,19 @@ class ResponseCache:
                     embedding_seconds=embedded - started,
                     search_seconds=searched - embedded,
                     age_seconds=max(0.0, now - candidate.entry.created_at),
+                    accepted_check=verdict.accepted_by or "passed",
+                    mode=route.mode,
                 )
             rejected += 1
-            self._rejections[verdict.failed_check] += 1
+            check = verdict.failed_check
+            self._rejections[check] = self._rejections.get(check, 0) + 1
         return LookupResult(
             key=key,
             entry=None,
             rejected_candidates=rejected,
             embedding_seconds=embedded - started,
             search_seconds=searched - embedded,
+            mode=route.mode,
         )
 
     async def store(
@@ -565,6 +771,9 @@ class ResponseCache:
         tier is logged, and the exact entry stays.
         """
         key = exact_key(request)
+        shadow_answer = self._shadow_pending.pop(key, None)
+        if shadow_answer is not None and complete and answer.output_text:
+            await self._compare(shadow_answer, answer.output_text)
         has_tool_calls = has_tool_calls or bool(answer.tool_calls)
         outcome = self._refusal(
             answer, complete=complete, has_tool_calls=has_tool_calls
@@ -579,6 +788,29 @@ class ResponseCache:
         elif entry is not None and not has_tool_calls:
             indexed = await self._index(request, entry)
         return StoreResult(outcome=outcome, key=key, semantic_indexed=indexed)
+
+    async def _compare(self, shadow_answer: str, fresh_answer: str) -> None:
+        similarity = 1.0
+        if _plain(shadow_answer) != _plain(fresh_answer):
+            similarity = 0.0
+            semantic = self._semantic
+            if semantic is not None:
+                try:
+                    first, second = await semantic.embedder.embed(
+                        [shadow_answer, fresh_answer]
+                    )
+                    similarity = _cosine(first, second)
+                except BackendUnavailableError as error:
+                    _log.warning("cache_shadow_compare_failed", reason=error.reason)
+                    return
+        agreed = similarity >= self._agreement_similarity
+        self._shadow_comparisons += 1
+        self._shadow_agreements += agreed
+        _log.info(
+            "cache_semantic_shadow_compared",
+            agreed=agreed,
+            answer_similarity=round(similarity, 4),
+        )
 
     def _entry(
         self,
@@ -707,4 +939,18 @@ class ResponseCache:
                 semantic.index.backend if semantic else SEMANTIC_BACKEND_DISABLED
             ),
             embedding_version=semantic.embedder.version if semantic else "",
+            semantic_hits_by_check=dict(self._hits_by_check),
+            shadow_hits=self._shadow_hits,
+            shadow_comparisons=self._shadow_comparisons,
+            shadow_agreements=self._shadow_agreements,
         )
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _cosine(first: Sequence[float], second: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(first, second, strict=True))
+    norms = math.sqrt(sum(x * x for x in first)) * math.sqrt(sum(y * y for y in second))
+    return dot / norms if norms else 0.0

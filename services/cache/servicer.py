@@ -17,10 +17,13 @@ from services.cache.domain import (
     CacheEntry,
     InvalidateResult,
     LookupStatus,
+    PolicyRule,
     ResponseCache,
+    SemanticMode,
     StoreOutcome,
     Usage,
 )
+from services.core import metrics
 from services.core.common_codec import (
     finish_reason_from_proto,
     finish_reason_proto,
@@ -30,6 +33,8 @@ from services.core.common_codec import (
 from services.core.errors import FieldViolation, InvalidArgumentError
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+_log = structlog.get_logger("tollgate.cache")
 
 _TEMPERATURE_RANGE = (0.0, 2.0)
 _TOP_P_RANGE = (0.0, 1.0)
@@ -47,6 +52,22 @@ _LOOKUP_STATUSES = {
     LookupStatus.SEMANTIC: common_pb.CACHE_STATUS_SEMANTIC,
 }
 
+
+_SEMANTIC_MODES = {
+    SemanticMode.OFF: cache_pb.SEMANTIC_MODE_OFF,
+    SemanticMode.SHADOW: cache_pb.SEMANTIC_MODE_SHADOW,
+    SemanticMode.SERVE: cache_pb.SEMANTIC_MODE_SERVE,
+}
+_MODES_FROM_PROTO = {value: mode for mode, value in _SEMANTIC_MODES.items()}
+_REQUEST_TYPES = {
+    common_pb.REQUEST_TYPE_UNSPECIFIED: "",
+    common_pb.REQUEST_TYPE_CHAT: "chat",
+    common_pb.REQUEST_TYPE_SUMMARIZE: "summarize",
+    common_pb.REQUEST_TYPE_ANALYZE: "analyze",
+    common_pb.REQUEST_TYPE_CLASSIFY: "classify",
+    common_pb.REQUEST_TYPE_GENERATE: "generate",
+}
+_REQUEST_TYPES_TO_PROTO = {name: value for value, name in _REQUEST_TYPES.items()}
 
 # An exact-tier key as Lookup and Store return it: a hex SHA-256.
 _EXACT_KEY = re.compile(r"[0-9a-f]{64}")
@@ -86,7 +107,16 @@ class CacheServicer:
             rejected_candidates=result.rejected_candidates,
             embedding_latency_ms=result.embedding_seconds * 1000,
             search_latency_ms=result.search_seconds * 1000,
+            accepted_check=result.accepted_check,
+            shadow_hit=result.shadow_hit,
         )
+        if result.mode is not None:
+            response.semantic_mode = _SEMANTIC_MODES[result.mode]
+        if result.accepted_check:
+            mode = "shadow" if result.shadow_hit else "serve"
+            metrics.CACHE_SEMANTIC_HITS.labels(
+                check=result.accepted_check, mode=mode
+            ).inc()
         if result.entry is not None:
             response.response.CopyFrom(_encode_entry(result.entry))
             response.age.FromTimedelta(timedelta(seconds=result.age_seconds))
@@ -177,8 +207,87 @@ class CacheServicer:
             expired_removed=stats.expired_removed,
             semantic_errors=stats.semantic_errors,
             embedding_version=stats.embedding_version,
-            similarity_threshold=self._similarity_threshold,
+            similarity_threshold=(
+                self._similarity_threshold or self._cache.control.default_threshold
+            ),
+            semantic_hits_by_check=stats.semantic_hits_by_check,
+            shadow_hits=stats.shadow_hits,
+            shadow_comparisons=stats.shadow_comparisons,
+            shadow_agreements=stats.shadow_agreements,
+            shadow_agreement_rate=stats.shadow_agreement_rate,
+            default_semantic_mode=_SEMANTIC_MODES[self._cache.control.default_mode],
         )
+
+    async def SetSemanticPolicy(
+        self, request: cache_pb.SetSemanticPolicyRequest, context: Context
+    ) -> cache_pb.SetSemanticPolicyResponse:
+        """Set or clear the semantic rule of a tenant, a request type or both."""
+        rule = _decode_rule(request.rule)
+        control = self._cache.control
+        if request.clear:
+            control.clear_rule(rule.tenant_id, rule.request_type)
+            event = "cache_semantic_rule_cleared"
+        else:
+            try:
+                control.set_rule(rule)
+            except ValueError as error:
+                raise InvalidArgumentError(
+                    [FieldViolation("rule", str(error))]
+                ) from error
+            event = "cache_semantic_rule_set"
+        _log.info(
+            event,
+            rule_tenant=rule.tenant_id,
+            request_type=rule.request_type,
+            mode=rule.mode.value if rule.mode else "",
+            similarity_threshold=rule.similarity_threshold,
+        )
+        return cache_pb.SetSemanticPolicyResponse(
+            rules=[_encode_rule(r) for r in control.rules()]
+        )
+
+    async def GetSemanticPolicy(
+        self, request: cache_pb.GetSemanticPolicyRequest, context: Context
+    ) -> cache_pb.GetSemanticPolicyResponse:
+        """Report the default, the rules and what one route resolves to."""
+        control = self._cache.control
+        route = control.resolve(
+            request.tenant_id, _REQUEST_TYPES.get(request.request_type, "")
+        )
+        return cache_pb.GetSemanticPolicyResponse(
+            default_mode=_SEMANTIC_MODES[control.default_mode],
+            default_similarity_threshold=control.default_threshold,
+            rules=[_encode_rule(r) for r in control.rules()],
+            effective_mode=_SEMANTIC_MODES[route.mode],
+            effective_similarity_threshold=route.similarity_threshold,
+        )
+
+
+def _decode_rule(rule: cache_pb.SemanticPolicyRule) -> PolicyRule:
+    if rule.request_type not in _REQUEST_TYPES:
+        raise InvalidArgumentError(
+            [FieldViolation("rule.request_type", "is not a known request type")]
+        )
+    return PolicyRule(
+        tenant_id=rule.tenant_id,
+        request_type=_REQUEST_TYPES[rule.request_type],
+        mode=_MODES_FROM_PROTO.get(rule.mode),
+        similarity_threshold=(
+            rule.similarity_threshold if rule.HasField("similarity_threshold") else None
+        ),
+    )
+
+
+def _encode_rule(rule: PolicyRule) -> cache_pb.SemanticPolicyRule:
+    encoded = cache_pb.SemanticPolicyRule(
+        tenant_id=rule.tenant_id,
+        request_type=_REQUEST_TYPES_TO_PROTO[rule.request_type],
+    )
+    if rule.mode is not None:
+        encoded.mode = _SEMANTIC_MODES[rule.mode]
+    if rule.similarity_threshold is not None:
+        encoded.similarity_threshold = rule.similarity_threshold
+    return encoded
 
 
 def _request_violations(request: cache_pb.CacheableRequest) -> list[FieldViolation]:
@@ -217,6 +326,7 @@ def _decode_request(request: cache_pb.CacheableRequest) -> CacheableRequest:
         multi_turn=request.multi_turn,
         context_digest=request.context_digest,
         exact_only_reason=request.exact_only_reason,
+        request_type=_REQUEST_TYPES.get(request.request_type, ""),
     )
 
 

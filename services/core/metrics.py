@@ -88,6 +88,14 @@ CACHE_LOOKUPS = Counter(
     ["tier", "result"],
     registry=REGISTRY,
 )
+CACHE_SEMANTIC_HITS = Counter(
+    "tollgate_cache_semantic_hits_total",
+    "Verified semantic candidates by the check that accepted them (normalized, "
+    "inflection, typo, abbreviation) and mode: serve (served) or shadow (counted, "
+    "not served).",
+    ["check", "mode"],
+    registry=REGISTRY,
+)
 
 # -- router
 

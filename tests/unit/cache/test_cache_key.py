@@ -94,10 +94,21 @@ def test_every_field_changes_the_key(field: str, value: Any) -> None:
     assert exact_key(changed) != exact_key(BASE)
 
 
+# Fields that select a policy but do not shape the answer: not part of the key.
+_NOT_IN_KEY = {"request_type"}
+
+
 def test_every_request_field_is_covered_by_the_sensitivity_test() -> None:
     document = json.loads(canonical_request(BASE))
-    fields = {f.name for f in dataclasses.fields(CacheableRequest)}
+    fields = {f.name for f in dataclasses.fields(CacheableRequest)} - _NOT_IN_KEY
     assert set(document) == fields | {"key_schema_version"}
+
+
+def test_the_request_type_selects_a_policy_and_leaves_the_key_alone() -> None:
+    # What a request type changes in the answer (its token budget) is in the key
+    # already, through max_output_tokens.
+    typed = dataclasses.replace(BASE, request_type="summarize")
+    assert exact_key(typed) == exact_key(BASE)
 
 
 def test_a_field_boundary_cannot_be_forged() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cache.verification import CHECKS, verify
+from services.cache.verification import ACCEPTING_CHECKS, CHECKS, verify
 
 
 @pytest.mark.parametrize(
@@ -10,14 +10,16 @@ from services.cache.verification import CHECKS, verify
     [
         ("How do I reset my password?", "¿Cómo restablezco mi contraseña?", "language"),
         ("Status of order #48213?", "Status of order #48231?", "numbers"),
+        ("Round to 2 decimal places", "Round to three decimal places", "numbers"),
+        (
+            "What does error 0x80070005 mean?",
+            "What does error 0x80070002 mean?",
+            "alignment",
+        ),
         ('Find "timeout" in the log', 'Find "fatal" in the log', "quoted"),
         ("What does os.path.join do?", "What does os.path.split do?", "code"),
+        ("What does $@ mean in bash?", "What does $# mean in bash?", "code"),
         ("Which plans include SSO?", "Which plans don't include SSO?", "negation"),
-        ("How do I enable dark mode?", "How do I disable dark mode?", "antonyms"),
-        ("Is this a valid email?", "Is this an invalid email?", "antonyms"),
-        ("Capital of France?", "Capital of Germany?", "entities"),
-        ("Weather tomorrow in Paris?", "Weather today in Paris?", "time"),
-        ("Sales last week?", "Sales last month?", "time"),
         ("Convert Celsius to Fahrenheit.", "Convert Fahrenheit to Celsius.", "order"),
         (
             "Transfer 5 from savings to checking",
@@ -27,31 +29,97 @@ from services.cache.verification import CHECKS, verify
         ("Is tea healthier than coffee?", "Is coffee healthier than tea?", "order"),
         ("Does the dog chase the cat?", "Does the cat chase the dog?", "order"),
         ("Did Alice pay Bob?", "Did Bob pay Alice?", "order"),
+        ("What's 100 US dollars in euros?", "What's 100 euros in US dollars?", "order"),
+        ("Make class A inherit from B", "Make class B inherit from A", "order"),
+        # No list names these: an unexplained word is enough.
+        ("How do I enable dark mode?", "How do I disable dark mode?", "alignment"),
+        ("Is this a valid email?", "Is this an invalid email?", "alignment"),
+        ("Capital of France?", "Capital of Germany?", "alignment"),
+        ("Weather tomorrow in Paris?", "Weather today in Paris?", "alignment"),
+        ("Sales last week?", "Sales last month?", "alignment"),
+        ("Get the first 3 rows", "Get the last 3 rows", "alignment"),
+        ("Restart one pod", "Restart all pods", "alignment"),
+        ("Keep the last 5 images", "Delete the last 5 images", "alignment"),
+        ("Set a limit of 512 MB", "Set a limit of 512 MiB", "code"),
+        (
+            "How do I sort a list in Python?",
+            "How do I sort a tuple in Python?",
+            "alignment",
+        ),
+        ("Use WHERE to filter in SQL", "Use HAVING to filter in SQL", "alignment"),
+        ("How do I install numpy?", "how do i uninstal numpy", "alignment"),
+        ("How do I reset my password?", "how do i rest my password", "alignment"),
+        (
+            "Do I need a visa for Austria?",
+            "do i need a visa for australia",
+            "alignment",
+        ),
+        ("How do I request PTO?", "How do I request an LOA?", "alignment"),
+        ("How do I parse JSON in JS?", "How do I parse JSONL in JS?", "alignment"),
     ],
 )
 def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -> None:
     verdict = verify(query, cached)
     assert not verdict.ok
     assert verdict.failed_check == check
+    assert verdict.accepted_by == ""
     assert check in CHECKS
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "accepted_by"),
+    [
+        (
+            "Which plans don't include SSO?",
+            "Which plans do not include SSO?",
+            "normalized",
+        ),
+        (
+            "How do I reset my password?",
+            "hey, how can I reset my password please?",
+            "normalized",
+        ),
+        ("Status of order #48213?", "status of order #48213", "normalized"),
+        ("How do I close my account?", "Closing my account: how?", "inflection"),
+        ("How do I configure the proxy?", "configuring the proxy", "inflection"),
+        ("How do I install numpy with pip?", "how to instal numpy with pip", "typo"),
+        ("How do I transfer money?", "how do i tranfer money", "typo"),
+        (
+            "How do I configure a k8s ingress?",
+            "How do I configure a Kubernetes ingress?",
+            "abbreviation",
+        ),
+        ("How do I request PTO?", "How do I request paid time off?", "abbreviation"),
+        (
+            "Where is the config of the repo?",
+            "Where is the configuration of the repository?",
+            "abbreviation",
+        ),
+        ("What is fifteen percent of 240?", "What is 15 percent of 240?", "normalized"),
+    ],
+)
+def test_explained_differences_pass(cached: str, query: str, accepted_by: str) -> None:
+    verdict = verify(query, cached)
+    assert verdict.ok, verdict
+    assert verdict.accepted_by == accepted_by
+    assert accepted_by in ACCEPTING_CHECKS
 
 
 @pytest.mark.parametrize(
     ("cached", "query"),
     [
+        # Paraphrases the guard cannot explain: rejected, a lost hit but no
+        # wrong answer. Kept here so that a change that serves them is noticed.
         ("How do I reset my password?", "I forgot my password, how do I change it?"),
-        ("Status of order #48213?", "Can you check on order #48213?"),
-        ("Python: how do I reverse a list?", "How can I reverse a list in Python?"),
-        ("Convert Celsius to Fahrenheit.", "How do I get Fahrenheit from Celsius?"),
         ("Does the warranty cover it?", "Is it covered by the warranty?"),
-        ("What is fifteen percent of 240?", "How much is 15 percent of 240?"),
-        ("Should I water succulents every day?", "Do succulents need daily watering?"),
-        ("Which plans don't include SSO?", "Which plans do not include SSO?"),
+        ("Python: how do I reverse a list?", "How can I reverse a list in Python?"),
     ],
 )
-def test_paraphrases_pass(cached: str, query: str) -> None:
-    assert verify(query, cached).ok
+def test_unexplained_paraphrases_are_rejected(cached: str, query: str) -> None:
+    assert not verify(query, cached).ok
 
 
 def test_identical_text_passes() -> None:
-    assert verify("anything at all: 42", "anything at all: 42").ok
+    verdict = verify("anything at all: 42", "anything at all: 42")
+    assert verdict.ok
+    assert verdict.accepted_by == "identical"

@@ -12,6 +12,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SemanticMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEMANTIC_MODE_UNSPECIFIED: _ClassVar[SemanticMode]
+    SEMANTIC_MODE_OFF: _ClassVar[SemanticMode]
+    SEMANTIC_MODE_SHADOW: _ClassVar[SemanticMode]
+    SEMANTIC_MODE_SERVE: _ClassVar[SemanticMode]
+
 class StoreOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STORE_OUTCOME_UNSPECIFIED: _ClassVar[StoreOutcome]
@@ -19,14 +26,66 @@ class StoreOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STORE_OUTCOME_REFUSED_INCOMPLETE: _ClassVar[StoreOutcome]
     STORE_OUTCOME_REFUSED_TOOL_CALLS: _ClassVar[StoreOutcome]
     STORE_OUTCOME_REFUSED_TOO_LARGE: _ClassVar[StoreOutcome]
+SEMANTIC_MODE_UNSPECIFIED: SemanticMode
+SEMANTIC_MODE_OFF: SemanticMode
+SEMANTIC_MODE_SHADOW: SemanticMode
+SEMANTIC_MODE_SERVE: SemanticMode
 STORE_OUTCOME_UNSPECIFIED: StoreOutcome
 STORE_OUTCOME_STORED: StoreOutcome
 STORE_OUTCOME_REFUSED_INCOMPLETE: StoreOutcome
 STORE_OUTCOME_REFUSED_TOOL_CALLS: StoreOutcome
 STORE_OUTCOME_REFUSED_TOO_LARGE: StoreOutcome
 
+class SemanticPolicyRule(_message.Message):
+    __slots__ = ("tenant_id", "request_type", "mode", "similarity_threshold")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    request_type: _common_pb2.RequestType
+    mode: SemanticMode
+    similarity_threshold: float
+    def __init__(self, tenant_id: _Optional[str] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., mode: _Optional[_Union[SemanticMode, str]] = ..., similarity_threshold: _Optional[float] = ...) -> None: ...
+
+class SetSemanticPolicyRequest(_message.Message):
+    __slots__ = ("rule", "clear")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    rule: SemanticPolicyRule
+    clear: bool
+    def __init__(self, rule: _Optional[_Union[SemanticPolicyRule, _Mapping]] = ..., clear: _Optional[bool] = ...) -> None: ...
+
+class SetSemanticPolicyResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[SemanticPolicyRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[SemanticPolicyRule, _Mapping]]] = ...) -> None: ...
+
+class GetSemanticPolicyRequest(_message.Message):
+    __slots__ = ("tenant_id", "request_type")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    request_type: _common_pb2.RequestType
+    def __init__(self, tenant_id: _Optional[str] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ...) -> None: ...
+
+class GetSemanticPolicyResponse(_message.Message):
+    __slots__ = ("default_mode", "default_similarity_threshold", "rules", "effective_mode", "effective_similarity_threshold")
+    DEFAULT_MODE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_MODE_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    default_mode: SemanticMode
+    default_similarity_threshold: float
+    rules: _containers.RepeatedCompositeFieldContainer[SemanticPolicyRule]
+    effective_mode: SemanticMode
+    effective_similarity_threshold: float
+    def __init__(self, default_mode: _Optional[_Union[SemanticMode, str]] = ..., default_similarity_threshold: _Optional[float] = ..., rules: _Optional[_Iterable[_Union[SemanticPolicyRule, _Mapping]]] = ..., effective_mode: _Optional[_Union[SemanticMode, str]] = ..., effective_similarity_threshold: _Optional[float] = ...) -> None: ...
+
 class CacheableRequest(_message.Message):
-    __slots__ = ("tenant_id", "model", "instructions", "input", "temperature", "top_p", "max_output_tokens", "tools_json", "response_format_json", "multi_turn", "context_digest", "exact_only_reason")
+    __slots__ = ("tenant_id", "model", "instructions", "input", "temperature", "top_p", "max_output_tokens", "tools_json", "response_format_json", "multi_turn", "context_digest", "exact_only_reason", "request_type")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +98,7 @@ class CacheableRequest(_message.Message):
     MULTI_TURN_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     EXACT_ONLY_REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_TYPE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     model: str
     instructions: str
@@ -51,7 +111,8 @@ class CacheableRequest(_message.Message):
     multi_turn: bool
     context_digest: str
     exact_only_reason: str
-    def __init__(self, tenant_id: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., input: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tools_json: _Optional[str] = ..., response_format_json: _Optional[str] = ..., multi_turn: _Optional[bool] = ..., context_digest: _Optional[str] = ..., exact_only_reason: _Optional[str] = ...) -> None: ...
+    request_type: _common_pb2.RequestType
+    def __init__(self, tenant_id: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., input: _Optional[str] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tools_json: _Optional[str] = ..., response_format_json: _Optional[str] = ..., multi_turn: _Optional[bool] = ..., context_digest: _Optional[str] = ..., exact_only_reason: _Optional[str] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ...) -> None: ...
 
 class CachedResponse(_message.Message):
     __slots__ = ("output_text", "model", "usage", "created_at", "expires_at", "tool_calls", "finish_reason")
@@ -82,7 +143,7 @@ class LookupRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., request: _Optional[_Union[CacheableRequest, _Mapping]] = ..., allow_semantic: _Optional[bool] = ...) -> None: ...
 
 class LookupResponse(_message.Message):
-    __slots__ = ("hit", "status", "similarity", "response", "key", "rejected_candidates", "age", "embedding_latency_ms", "search_latency_ms")
+    __slots__ = ("hit", "status", "similarity", "response", "key", "rejected_candidates", "age", "embedding_latency_ms", "search_latency_ms", "accepted_check", "shadow_hit", "semantic_mode")
     HIT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +153,9 @@ class LookupResponse(_message.Message):
     AGE_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_CHECK_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_HIT_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_MODE_FIELD_NUMBER: _ClassVar[int]
     hit: bool
     status: _common_pb2.CacheStatus
     similarity: float
@@ -101,7 +165,10 @@ class LookupResponse(_message.Message):
     age: _duration_pb2.Duration
     embedding_latency_ms: float
     search_latency_ms: float
-    def __init__(self, hit: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., response: _Optional[_Union[CachedResponse, _Mapping]] = ..., key: _Optional[str] = ..., rejected_candidates: _Optional[int] = ..., age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., embedding_latency_ms: _Optional[float] = ..., search_latency_ms: _Optional[float] = ...) -> None: ...
+    accepted_check: str
+    shadow_hit: bool
+    semantic_mode: SemanticMode
+    def __init__(self, hit: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., response: _Optional[_Union[CachedResponse, _Mapping]] = ..., key: _Optional[str] = ..., rejected_candidates: _Optional[int] = ..., age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., embedding_latency_ms: _Optional[float] = ..., search_latency_ms: _Optional[float] = ..., accepted_check: _Optional[str] = ..., shadow_hit: _Optional[bool] = ..., semantic_mode: _Optional[_Union[SemanticMode, str]] = ...) -> None: ...
 
 class StoreRequest(_message.Message):
     __slots__ = ("request_id", "request", "response", "ttl", "complete", "has_tool_calls")
@@ -158,8 +225,15 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("exact_entries", "exact_bytes", "exact_capacity_bytes", "semantic_entries", "exact_hits", "semantic_hits", "misses", "stores", "evictions", "verification_rejections", "hit_rate", "exact_backend", "semantic_backend", "semantic_stores", "verification_rejections_by_check", "expired_removed", "semantic_errors", "embedding_version", "similarity_threshold")
+    __slots__ = ("exact_entries", "exact_bytes", "exact_capacity_bytes", "semantic_entries", "exact_hits", "semantic_hits", "misses", "stores", "evictions", "verification_rejections", "hit_rate", "exact_backend", "semantic_backend", "semantic_stores", "verification_rejections_by_check", "expired_removed", "semantic_errors", "embedding_version", "similarity_threshold", "semantic_hits_by_check", "shadow_hits", "shadow_comparisons", "shadow_agreements", "shadow_agreement_rate", "default_semantic_mode")
     class VerificationRejectionsByCheckEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class SemanticHitsByCheckEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +259,12 @@ class GetStatsResponse(_message.Message):
     SEMANTIC_ERRORS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_HITS_BY_CHECK_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_HITS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_COMPARISONS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_AGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_AGREEMENT_RATE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_SEMANTIC_MODE_FIELD_NUMBER: _ClassVar[int]
     exact_entries: int
     exact_bytes: int
     exact_capacity_bytes: int
@@ -204,4 +284,10 @@ class GetStatsResponse(_message.Message):
     semantic_errors: int
     embedding_version: str
     similarity_threshold: float
-    def __init__(self, exact_entries: _Optional[int] = ..., exact_bytes: _Optional[int] = ..., exact_capacity_bytes: _Optional[int] = ..., semantic_entries: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., stores: _Optional[int] = ..., evictions: _Optional[int] = ..., verification_rejections: _Optional[int] = ..., hit_rate: _Optional[float] = ..., exact_backend: _Optional[str] = ..., semantic_backend: _Optional[str] = ..., semantic_stores: _Optional[int] = ..., verification_rejections_by_check: _Optional[_Mapping[str, int]] = ..., expired_removed: _Optional[int] = ..., semantic_errors: _Optional[int] = ..., embedding_version: _Optional[str] = ..., similarity_threshold: _Optional[float] = ...) -> None: ...
+    semantic_hits_by_check: _containers.ScalarMap[str, int]
+    shadow_hits: int
+    shadow_comparisons: int
+    shadow_agreements: int
+    shadow_agreement_rate: float
+    default_semantic_mode: SemanticMode
+    def __init__(self, exact_entries: _Optional[int] = ..., exact_bytes: _Optional[int] = ..., exact_capacity_bytes: _Optional[int] = ..., semantic_entries: _Optional[int] = ..., exact_hits: _Optional[int] = ..., semantic_hits: _Optional[int] = ..., misses: _Optional[int] = ..., stores: _Optional[int] = ..., evictions: _Optional[int] = ..., verification_rejections: _Optional[int] = ..., hit_rate: _Optional[float] = ..., exact_backend: _Optional[str] = ..., semantic_backend: _Optional[str] = ..., semantic_stores: _Optional[int] = ..., verification_rejections_by_check: _Optional[_Mapping[str, int]] = ..., expired_removed: _Optional[int] = ..., semantic_errors: _Optional[int] = ..., embedding_version: _Optional[str] = ..., similarity_threshold: _Optional[float] = ..., semantic_hits_by_check: _Optional[_Mapping[str, int]] = ..., shadow_hits: _Optional[int] = ..., shadow_comparisons: _Optional[int] = ..., shadow_agreements: _Optional[int] = ..., shadow_agreement_rate: _Optional[float] = ..., default_semantic_mode: _Optional[_Union[SemanticMode, str]] = ...) -> None: ...

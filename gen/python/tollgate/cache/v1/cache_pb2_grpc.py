@@ -57,6 +57,16 @@ class CacheServiceStub:
                 request_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetStatsResponse.FromString,
                 _registered_method=True)
+        self.SetSemanticPolicy = channel.unary_unary(
+                '/tollgate.cache.v1.CacheService/SetSemanticPolicy',
+                request_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.SetSemanticPolicyRequest.SerializeToString,
+                response_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.SetSemanticPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetSemanticPolicy = channel.unary_unary(
+                '/tollgate.cache.v1.CacheService/GetSemanticPolicy',
+                request_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyRequest.SerializeToString,
+                response_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -95,6 +105,24 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSemanticPolicy(self, request, context):
+        """SetSemanticPolicy sets or clears the semantic tier's mode and threshold for a
+        tenant, a request type or both, in force at once for this process (until it
+        restarts: the configuration's rules are the durable form). Admin key only.
+        INVALID_ARGUMENT for a threshold outside (0, 1] or a rule that sets nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSemanticPolicy(self, request, context):
+        """GetSemanticPolicy reports the default, the rules in force and the policy a
+        tenant and request type resolve to. Admin key only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +145,16 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetStatsRequest.FromString,
                     response_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'SetSemanticPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSemanticPolicy,
+                    request_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.SetSemanticPolicyRequest.FromString,
+                    response_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.SetSemanticPolicyResponse.SerializeToString,
+            ),
+            'GetSemanticPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSemanticPolicy,
+                    request_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyRequest.FromString,
+                    response_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +268,60 @@ class CacheService:
             '/tollgate.cache.v1.CacheService/GetStats',
             tollgate_dot_cache_dot_v1_dot_cache__pb2.GetStatsRequest.SerializeToString,
             tollgate_dot_cache_dot_v1_dot_cache__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSemanticPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.cache.v1.CacheService/SetSemanticPolicy',
+            tollgate_dot_cache_dot_v1_dot_cache__pb2.SetSemanticPolicyRequest.SerializeToString,
+            tollgate_dot_cache_dot_v1_dot_cache__pb2.SetSemanticPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSemanticPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.cache.v1.CacheService/GetSemanticPolicy',
+            tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyRequest.SerializeToString,
+            tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
