@@ -1,75 +1,73 @@
-"""Measure the router's complexity classifier against the seed's keyword heuristic.
+"""Measure the router's complexity classifier beside the shipped one and the seed's.
 
-The labelled set is ``bench/data/router_complexity.jsonl``: prompts written for this
-benchmark, each labelled trivial, simple, moderate or complex and assigned to the
-``dev`` or ``test`` split by a hash of its id. The classifier's weights are fitted on
-``dev`` only (``--calibrate`` refits them and rewrites
-``services/router/complexity_model.json``); ``test`` is held out and is the number
-to quote.
+Three classifiers, each given what the router is given (the last user text and the
+conversation's shape):
 
-For both classifiers and both splits the report gives accuracy, the confusion
-matrix, how many prompts went to a tier less capable than their label needs
-(under-routed: the quality risk) or more capable (over-routed: wasted money), and
-the worst-case cost of routing them with the built-in routing table against always
-using the premium model (each prompt's exact input tokens plus the chat budget of
-output tokens, at list price, as ``Route`` computes it).
+- ``new``: the softmax model of ``services/router/complexity_model.json`` over the
+  MiniLM embedding, measurements and keywords, at its default ``quality_bias``,
+  with the conversation floor (``services/router/complexity.py``);
+- ``shipped``: the keyword model that shipped before it, run from verbatim copies
+  of ``git show HEAD:services/router/complexity.py`` and ``complexity_model.json``
+  taken before the change (``bench/router_baseline/``), with its own floor;
+- ``seed``: the seed article's keyword rules.
 
-Run from the repository root: ``python bench/router_quality.py [--calibrate]``.
-Prints the report and writes ``bench/results/router_quality.json`` and ``.md``.
+Figures: exact accuracy, right tier (the tier of the built-in routing table the
+label needs: trivial → economy gpt-4.1-nano, simple and moderate → standard
+gpt-4.1-mini, complex → premium gpt-4.1), the share of complex prompts routed below
+premium, the share of trivial prompts routed to premium, each with its 95% Wilson
+interval, and the worst-case cost against always using premium.
+
+Run from the repository root:
+
+- ``python bench/router_quality.py``: the development sets (the dev split of the
+  training files and the earlier 240 prompts) → ``bench/results/router_quality.*``;
+- ``python bench/router_quality.py --blind FILE``: one blind set, evaluated once
+  → ``bench/results/router_quality_blind.*`` with the file's sha256;
+- ``python bench/router_quality.py --latency``: time per classification on top of
+  the embedding, and of the embedding → ``bench/results/router_latency.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import platform
+import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from router_baseline import complexity_v1
+from router_train import (
+    DATA,
+    OLD_DEV_FILE,
+    RESULTS,
+    ROOT,
+    TIER_OF,
+    TRAIN_FILES,
+    Example,
+    is_dev,
+    load,
+    routing_figures,
+)
 
 from services.core.tokens import count_tokens
 from services.router.complexity import (
     CLASSES,
-    MODEL_RESOURCE,
-    ComplexityModel,
-    extract_features,
+    ConversationFeatures,
+    choose_complexity,
+    conversation_floor,
     load_complexity_model,
 )
-from services.router.domain import cheapest_capable_tier, worst_case_cost_micros
+from services.router.domain import ConversationShape, worst_case_cost_micros
 from services.router.enums import Complexity, RequestType
-from services.router.table import RoutingTable, load_routing_table
+from services.router.table import load_routing_table
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "bench" / "data" / "router_complexity.jsonl"
-RESULTS = ROOT / "bench" / "results"
-SPLITS = ("dev", "test")
-# L2 penalty of the calibration, on standardised features.
-L2 = 0.3
-RANK = {c: i for i, c in enumerate(CLASSES)}
-
-
-@dataclass(frozen=True)
-class Example:
-    """One labelled prompt."""
-
-    id: str
-    split: str
-    label: Complexity
-    prompt: str
-
-
-def load_examples() -> list[Example]:
-    """The labelled set."""
-    examples = []
-    for line in DATA.read_text("utf-8").splitlines():
-        row = json.loads(line)
-        examples.append(
-            Example(row["id"], row["split"], Complexity(row["label"]), row["prompt"])
-        )
-    return examples
+BASELINE = ROOT / "bench" / "router_baseline"
+Classify = Callable[[Sequence[Example], np.ndarray], list[Complexity]]
 
 
 def seed_heuristic(prompt: str) -> Complexity:
@@ -99,166 +97,281 @@ def seed_heuristic(prompt: str) -> Complexity:
     return Complexity.SIMPLE
 
 
-def calibrate(examples: Sequence[Example]) -> ComplexityModel:
-    """Fit weights and thresholds on ``examples`` (the dev split).
-
-    An all-threshold ordinal logistic regression: for each threshold k, a logistic
-    loss on "harder than class k", sharing one weight vector, with an L2 penalty on
-    standardised features; plain gradient descent, deterministic.
-    """
-    vectors = [extract_features(e.prompt).vector() for e in examples]
-    names = list(vectors[0])
-    raw = np.array([[vector[name] for name in names] for vector in vectors])
-    mean, std = raw.mean(axis=0), raw.std(axis=0)
-    std[std == 0] = 1.0
-    x = (raw - mean) / std
-    labels = np.array([RANK[e.label] for e in examples])
-    # targets[i, k] = +1 when example i is harder than class k, else -1.
-    targets = np.where(labels[:, None] > np.arange(3)[None, :], 1.0, -1.0)
-    weights = np.zeros(x.shape[1])
-    thresholds = np.array([-1.0, 0.0, 1.0])
-    rate = 0.1
-    for _ in range(20_000):
-        margins = targets * (x @ weights)[:, None] - targets * thresholds[None, :]
-        slope = -targets / (1.0 + np.exp(margins))  # d loss / d (score - threshold)
-        grad_w = x.T @ slope.sum(axis=1) / len(x) + L2 * weights
-        grad_t = -slope.sum(axis=0) / len(x)
-        weights -= rate * grad_w
-        thresholds -= rate * grad_t
-        thresholds.sort()
-    # Fold the standardisation back in, so the service scores raw features.
-    raw_weights = weights / std
-    raw_thresholds = thresholds + float(raw_weights @ mean)
-    return ComplexityModel(
-        weights={
-            name: round(float(w), 6) for name, w in zip(names, raw_weights, strict=True)
-        },
-        thresholds=tuple(round(float(t), 6) for t in raw_thresholds),
+def _shape(conversation: ConversationFeatures) -> ConversationShape:
+    return ConversationShape(
+        messages=conversation.messages,
+        earlier_user_turns=conversation.earlier_user_turns,
     )
 
 
-def evaluate(
-    examples: Sequence[Example],
-    classify: Callable[[str], Complexity],
-    table: RoutingTable,
+def new_classifier() -> Classify:
+    """The model in the repository, at its default bias, with the floor."""
+    model = load_complexity_model()
+
+    def classify(examples: Sequence[Example], vectors: np.ndarray) -> list[Complexity]:
+        result = []
+        for example, vector in zip(examples, vectors, strict=True):
+            p = model.probabilities(example.prompt, example.conversation, vector)
+            level = choose_complexity(list(p), model.default_quality_bias, TIER_OF)
+            floor = conversation_floor(_shape(example.conversation))
+            result.append(max(level, floor, key=CLASSES.index))
+        return result
+
+    return classify
+
+
+def shipped_classifier() -> Classify:
+    """The keyword model shipped before this change, with its own floor."""
+    data = json.loads((BASELINE / "complexity_model_v1.json").read_text("utf-8"))
+    model = complexity_v1.ComplexityModel(
+        weights={k: float(v) for k, v in data["weights"].items()},
+        thresholds=tuple(float(t) for t in data["thresholds"]),
+    )
+
+    def classify(examples: Sequence[Example], vectors: np.ndarray) -> list[Complexity]:
+        return [
+            max(
+                model.classify(e.prompt),
+                complexity_v1.conversation_floor(_shape(e.conversation)),
+                key=CLASSES.index,
+            )
+            for e in examples
+        ]
+
+    return classify
+
+
+def seed_classifier(
+    examples: Sequence[Example], vectors: np.ndarray
+) -> list[Complexity]:
+    """The seed heuristic over the last user text."""
+    return [seed_heuristic(e.prompt) for e in examples]
+
+
+def cost_figures(
+    examples: Sequence[Example], predicted: Sequence[Complexity]
 ) -> dict[str, object]:
-    """Accuracy, confusion, routing errors and cost of ``classify`` on a split."""
+    """Worst-case cost of the routing against always premium and the oracle."""
+    table = load_routing_table(None)
     budget = table.request_types[RequestType.CHAT].max_output_tokens
     premium = table.tiers[table.premium_tier_name()]
-    confusion = [[0] * len(CLASSES) for _ in CLASSES]
-    correct = under = over = 0
-    routed = oracle = always_premium = 0
-    for example in examples:
-        predicted = classify(example.prompt)
-        confusion[RANK[example.label]][RANK[predicted]] += 1
-        correct += predicted is example.label
+    routed = oracle = always = 0
+    for example, level in zip(examples, predicted, strict=True):
         tokens = count_tokens(example.prompt)
-        chosen = cheapest_capable_tier(table, predicted)
-        needed = cheapest_capable_tier(table, example.label)
-        order = table.fallback_order
-        chosen_rank = order.index(table.tiers[chosen].model)
-        needed_rank = order.index(table.tiers[needed].model)
-        under += chosen_rank > needed_rank
-        over += chosen_rank < needed_rank
-        routed += worst_case_cost_micros(table.tiers[chosen], tokens, budget)
-        oracle += worst_case_cost_micros(table.tiers[needed], tokens, budget)
-        always_premium += worst_case_cost_micros(premium, tokens, budget)
+        routed += worst_case_cost_micros(table.tiers[TIER_OF[level]], tokens, budget)
+        oracle += worst_case_cost_micros(
+            table.tiers[TIER_OF[example.label]], tokens, budget
+        )
+        always += worst_case_cost_micros(premium, tokens, budget)
     return {
-        "prompts": len(examples),
-        "accuracy": round(correct / len(examples), 4),
-        "confusion": {
-            "rows_are_labels_columns_are_predictions": [c.value for c in CLASSES],
-            "matrix": confusion,
-        },
-        "under_routed": under,
-        "over_routed": over,
         "routed_cost_micros": routed,
         "oracle_cost_micros": oracle,
-        "premium_cost_micros": always_premium,
-        "saved_vs_premium_percent": round(100 * (1 - routed / always_premium), 1),
+        "premium_cost_micros": always,
+        "saved_vs_premium_percent": round(100 * (1 - routed / always), 1),
     }
 
 
-def _markdown(report: dict[str, object]) -> str:
-    lines = [
-        "# Router complexity classifier vs the seed heuristic",
-        "",
-        "Generated by `python bench/router_quality.py`; do not edit by hand.",
-        f"Labelled set: `{report['data']}` ({report['prompts']} prompts, "
-        "weights fitted on `dev`, `test` held out).",
-        "Costs: worst case per prompt (exact input tokens + the chat budget of "
-        "output tokens at list price), summed.",
-        "",
-        "| split | classifier | accuracy | under-routed | over-routed | "
-        "cost (µ$) | always premium (µ$) | saved | oracle cost (µ$) |",
-        "|---|---|---|---|---|---|---|---|---|",
+def evaluate(examples: Sequence[Example], vectors: np.ndarray) -> dict[str, object]:
+    """The figures of the three classifiers on ``examples``."""
+    labels = [e.label for e in examples]
+    results: dict[str, object] = {}
+    for name, classify in (
+        ("new", new_classifier()),
+        ("shipped", shipped_classifier()),
+        ("seed", seed_classifier),
+    ):
+        predicted = classify(examples, vectors)
+        figures = routing_figures(labels, predicted)
+        figures.update(cost_figures(examples, predicted))
+        results[name] = figures
+    return results
+
+
+def embed(examples: Sequence[Example]) -> np.ndarray:
+    """The MiniLM vectors of the prompts (what the router computes)."""
+    from services.cache.adapters.onnx_embedder import OnnxEmbedder
+
+    embedder = OnnxEmbedder.load()
+    vectors: list[Sequence[float]] = []
+    prompts = [e.prompt for e in examples]
+    for start in range(0, len(prompts), 32):
+        vectors += embedder.encode(prompts[start : start + 32])
+    return np.asarray(vectors, dtype=np.float64)
+
+
+def _cell(figure: object) -> str:
+    assert isinstance(figure, dict)
+    low, high = figure["wilson95"]
+    return (
+        f"{figure['rate']:.1%} ({figure['count']}/{figure['of']}) "
+        f"[{low:.1%}, {high:.1%}]"
+    )
+
+
+def markdown(title: str, notes: Sequence[str], sets: dict[str, object]) -> str:
+    """The report's text."""
+    lines = [f"# {title}", "", *notes, ""]
+    lines += [
+        "| set | classifier | exact | right tier | complex under-routed | "
+        "trivial → premium | saved vs premium |",
+        "|---|---|---|---|---|---|---|",
     ]
-    results = report["results"]
-    assert isinstance(results, dict)
-    for split in SPLITS:
-        for name in ("seed_heuristic", "router_classifier"):
-            r = results[split][name]
+    for set_name, results in sets.items():
+        assert isinstance(results, dict)
+        for name, r in results.items():
             lines.append(
-                f"| {split} | {name} | {r['accuracy']:.1%} | {r['under_routed']} | "
-                f"{r['over_routed']} | {r['routed_cost_micros']:,} | "
-                f"{r['premium_cost_micros']:,} | {r['saved_vs_premium_percent']}% | "
-                f"{r['oracle_cost_micros']:,} |"
+                f"| {set_name} | {name} | {_cell(r['exact_accuracy'])} | "
+                f"{_cell(r['right_tier'])} | {_cell(r['complex_under_routed'])} | "
+                f"{_cell(r['trivial_to_premium'])} | "
+                f"{r['saved_vs_premium_percent']}% |"
             )
-    for split in SPLITS:
-        for name in ("seed_heuristic", "router_classifier"):
-            r = results[split][name]
+    for set_name, results in sets.items():
+        assert isinstance(results, dict)
+        for name, r in results.items():
             lines += [
                 "",
-                f"## Confusion, {split}, {name} (rows: label, columns: predicted)",
+                f"## Confusion, {set_name}, {name} (rows: label, columns: predicted)",
                 "",
                 "| label | " + " | ".join(c.value for c in CLASSES) + " |",
                 "|---|" + "---|" * len(CLASSES),
             ]
-            for cls, row in zip(CLASSES, r["confusion"]["matrix"], strict=True):
+            matrix = r["confusion_rows_label_columns_predicted"]
+            for cls, row in zip(CLASSES, matrix, strict=True):
                 lines.append(f"| {cls.value} | " + " | ".join(map(str, row)) + " |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Optionally calibrate, then evaluate both classifiers and write the report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--calibrate",
-        action="store_true",
-        help="refit the classifier on the dev split and rewrite its model file",
-    )
-    args = parser.parse_args(argv)
-    examples = load_examples()
-    if args.calibrate:
-        model = calibrate([e for e in examples if e.split == "dev"])
-        target = Path(str(resources.files("services.router") / MODEL_RESOURCE))
-        target.write_text(model.to_json() + "\n", "utf-8")
-        print(f"calibrated on dev, wrote {target.relative_to(ROOT)}")
-    model = load_complexity_model()
-    table = load_routing_table(None)
-    results = {
-        split: {
-            "seed_heuristic": evaluate(
-                [e for e in examples if e.split == split], seed_heuristic, table
-            ),
-            "router_classifier": evaluate(
-                [e for e in examples if e.split == split], model.classify, table
-            ),
-        }
-        for split in SPLITS
+def development() -> int:
+    """The three classifiers on the development sets."""
+    train: list[Example] = []
+    for name in TRAIN_FILES:
+        train += load(DATA / name, name)
+    dev = [e for e in train if is_dev(e.id)]
+    old = load(DATA / OLD_DEV_FILE, OLD_DEV_FILE)
+    sets: dict[str, object] = {
+        "dev split": evaluate(dev, embed(dev)),
+        "earlier 240": evaluate(old, embed(old)),
     }
-    report: dict[str, object] = {
-        "data": str(DATA.relative_to(ROOT)),
+    notes = [
+        "Generated by `python bench/router_quality.py`; do not edit by hand.",
+        "DEVELOPMENT figures: the new model's design was chosen on these sets and "
+        "its shipped weights were refitted on them (see `router_dev.md` for "
+        "figures from a fit that held them out). The shipped keyword model's "
+        "lexicon was written with the earlier 240 in view.",
+        "Cells: share (count/of) [95% Wilson interval].",
+    ]
+    report = {"sets": sets, "model": load_complexity_model().version}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "router_quality.json").write_text(json.dumps(report, indent=1) + "\n")
+    text = markdown("Router complexity: development figures", notes, sets)
+    (RESULTS / "router_quality.md").write_text(text)
+    print(text)
+    return 0
+
+
+def blind(path: Path) -> int:
+    """The three classifiers on a blind set, once."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    examples = load(path, path.name)
+    model = load_complexity_model()
+    sets: dict[str, object] = {"blind": evaluate(examples, embed(examples))}
+    notes = [
+        "Generated by `python bench/router_quality.py --blind "
+        f"{path.relative_to(ROOT)}`; do not edit by hand.",
+        f"Blind set: `{path.relative_to(ROOT)}`, {len(examples)} prompts, "
+        f"sha256 `{digest}`, written by a helper who saw neither the training "
+        "data nor the classifier, and read once, after the model file was final.",
+        f"New model: `{model.version}` at quality_bias "
+        f"{model.default_quality_bias}. Goals (issue 18): right tier ≥ 85%, "
+        "complex under-routed ≤ 5%, trivial → premium ≤ 5%.",
+        "Cells: share (count/of) [95% Wilson interval].",
+    ]
+    report = {
+        "blind_file": str(path.relative_to(ROOT)),
+        "sha256": digest,
         "prompts": len(examples),
-        "model": json.loads(model.to_json()),
-        "results": results,
+        "model": model.version,
+        "quality_bias": model.default_quality_bias,
+        "sets": sets,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "router_quality.json").write_text(json.dumps(report, indent=2) + "\n")
-    markdown = _markdown(report)
-    (RESULTS / "router_quality.md").write_text(markdown)
-    print(markdown)
+    (RESULTS / "router_quality_blind.json").write_text(
+        json.dumps(report, indent=1) + "\n"
+    )
+    text = markdown("Router complexity: blind set", notes, sets)
+    (RESULTS / "router_quality_blind.md").write_text(text)
+    print(text)
     return 0
+
+
+def latency() -> int:
+    """Time per classification on top of the embedding, and of the embedding."""
+    from services.cache.adapters.onnx_embedder import OnnxEmbedder
+
+    train: list[Example] = []
+    for name in TRAIN_FILES:
+        train += load(DATA / name, name)
+    dev = [e for e in train if is_dev(e.id)]
+    model = load_complexity_model()
+    embedder = OnnxEmbedder.load()
+    vectors = [embedder.encode([e.prompt])[0] for e in dev[:100]]
+    classify_us: list[float] = []
+    measure_us: list[float] = []
+    for _ in range(5):
+        for example, vector in zip(dev, vectors * 5, strict=False):
+            start = time.perf_counter()
+            p = model.probabilities(example.prompt, example.conversation, vector)
+            choose_complexity(list(p), model.default_quality_bias, TIER_OF)
+            classify_us.append((time.perf_counter() - start) * 1e6)
+    from services.router.complexity import measure
+
+    for example in dev:
+        start = time.perf_counter()
+        measure(example.prompt, example.conversation)
+        measure_us.append((time.perf_counter() - start) * 1e6)
+    embed_ms: list[float] = []
+    for example in dev[:200]:
+        start = time.perf_counter()
+        embedder.encode([example.prompt])
+        embed_ms.append((time.perf_counter() - start) * 1e3)
+
+    def summary(samples: list[float]) -> dict[str, float]:
+        ordered = sorted(samples)
+        return {
+            "p50": round(statistics.median(ordered), 1),
+            "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 1),
+            "mean": round(statistics.fmean(ordered), 1),
+        }
+
+    report = {
+        "what": "one classification on top of the embedding (measurements, "
+        "keywords, exact tokens, the softmax and the decision), on the dev "
+        "split's prompts, one thread",
+        "classification_us": summary(classify_us),
+        "measurements_only_us": summary(measure_us),
+        "embedding_ms": summary(embed_ms),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "python": platform.python_version(),
+        "samples": len(classify_us),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "router_latency.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Development figures, a blind evaluation, or the latency."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--blind", type=Path, help="a frozen blind set, read once")
+    group.add_argument("--latency", action="store_true", help="time a classification")
+    args = parser.parse_args(argv)
+    if args.blind is not None:
+        return blind(args.blind.resolve())
+    if args.latency:
+        return latency()
+    return development()
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ from tollgate.router.v1 import router_pb2_grpc
 
 from services.core.clock import Clock, SystemClock
 from services.core.server import ServiceApp
+from services.router.adapters.embedder import LazyOnnxEmbedder
 from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
 from services.router.complexity import load_complexity_model
 from services.router.config import RouterSettings
-from services.router.domain import Router
+from services.router.domain import Classifier, Router
 from services.router.ports import ControlStore, MetricsStore
 from services.router.servicer import SERVICE_NAME, RouterServicer
 from services.router.table import TableWatcher, load_routing_table
@@ -25,6 +26,8 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
     Raises:
         RoutingTableError: the routing table cannot be read or is invalid, so the
             service refuses to start rather than misroute.
+        OSError: a configured complexity model file cannot be read.
+        ValueError: a complexity model file is not a valid model.
     """
     holder: list[Router] = []
     watcher = (
@@ -51,8 +54,23 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
         close_redis = client.aclose
     else:
         control, metrics = InMemoryControlStore(), InMemoryMetricsStore()
+    embedder = LazyOnnxEmbedder() if settings.embed_inputs else None
+    classifier = Classifier(
+        load_complexity_model(settings.complexity_model_file),
+        embedder,
+        settings.quality_bias,
+    )
+    shadow = (
+        Classifier(
+            load_complexity_model(settings.shadow_complexity_model_file),
+            embedder,
+            settings.shadow_quality_bias,
+        )
+        if settings.shadow_complexity_model_file is not None
+        else None
+    )
     router = Router(
-        table, control, metrics, load_complexity_model(), clock or SystemClock()
+        table, control, metrics, classifier, clock or SystemClock(), shadow=shadow
     )
     holder.append(router)
     servicer = RouterServicer(router)
@@ -73,6 +91,8 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
             watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch_task
+        if embedder is not None:
+            await embedder.close()
         if close_redis is not None:
             await close_redis()
 

@@ -1,12 +1,28 @@
-"""Prompt complexity: trivial, simple, moderate or complex, from cheap text features.
+"""Prompt complexity: a calibrated probability for trivial, simple, moderate, complex.
 
-No model is called. :func:`extract_features` measures a prompt (exact o200k tokens,
-questions, enumerated parts, code, maths, verbs of analysis, lookup phrasing, stated
-constraints); a :class:`ComplexityModel` turns the features into one score with a
-linear model and cuts it into the four classes with three ordered thresholds (an
-ordinal, cumulative-link model). The weights ship in ``complexity_model.json`` and
-are fitted on the dev split of ``bench/data/router_complexity.jsonl`` by
-``bench/router_quality.py --calibrate``; the held-out split measures them.
+The classifier is a multinomial logistic regression over three kinds of input:
+
+- the all-MiniLM-L6-v2 sentence embedding of the last user text (the vector the
+  cache's semantic tier computes; the router embeds the text itself when nobody
+  did), which carries what the prompt asks for in any of the training languages;
+- cheap text measurements: exact o200k tokens, lines, list items, questions,
+  code blocks and code punctuation, digits, pasted material, non-ASCII letters
+  and tokens per word (language and jargon), and the keyword counts of the first
+  classifier (:mod:`services.router.keywords`), which still add a few points on
+  data their author never saw;
+- the conversation's shape: earlier user turns, messages, tools, a JSON schema,
+  images, tool exchanges, a reasoning effort.
+
+Its output is a probability per level (:meth:`ComplexityModel.probabilities`), not a
+class: :func:`choose_complexity` turns them into a decision with one setting,
+``quality_bias``, that tilts the odds towards harder levels (more quality, more
+cost) or easier ones. The weights ship in ``complexity_model.json``, fitted by
+``bench/router_train.py``; a second head over the measurements alone classifies
+when no embedding can be had (the embedder failed or is not installed).
+
+Nothing here downloads anything or calls a model: a classification is one small
+matrix product (well under 0.2 ms, ``bench/results/router_latency.json``) on top of
+the embedding.
 """
 
 from __future__ import annotations
@@ -17,15 +33,21 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from services.core.tokens import count_tokens
 from services.router.enums import Complexity
+from services.router.keywords import KEYWORD_NAMES, keyword_vector
 
 if TYPE_CHECKING:
     from services.router.domain import ConversationShape
 
 MODEL_RESOURCE = "complexity_model.json"
+MODEL_FORMAT = "tollgate-complexity-softmax/1"
 
 CLASSES: tuple[Complexity, ...] = (
     Complexity.TRIVIAL,
@@ -35,224 +57,305 @@ CLASSES: tuple[Complexity, ...] = (
 )
 """The classes in increasing order of difficulty."""
 
-# Verbs and phrases that ask for reasoning over several steps or trade-offs.
-_ANALYSIS = re.compile(
-    r"\b(analy[sz]e|analysis|evaluate|assess|critique|design|architect\w*|"
-    r"trade-?offs?|prove|proof|derive|diagnose|debug|root cause|refactor|"
-    r"implement|optimi[sz]e|strategy|justify|recommend\w*|estimate|"
-    r"threat model|complexity|guarantee|scal(e|ing|able)|migrat\w+|"
-    r"fault-tolerant|concurren\w+|race condition|deadlock|consisten\w+|"
-    r"why does|why is|what is going wrong|failure modes?)\b",
-    re.IGNORECASE,
-)
-# Verbs that ask for a structured answer of some length.
-_STRUCTURE = re.compile(
-    r"\b(explain|summari[sz]e|summary|compare|describe|outline|list|steps?|"
-    r"step-by-step|guide|plan|checklist|agenda|itinerary|recipe|example|"
-    r"pros and cons|differences?|organi[sz]e|tests?|"
-    r"draft|create|action items|bullet points?|paragraphs?|"
-    r"list (?:\d+|the|some|all|of)|how does|how do \w+ work|what are the)\b",
-    re.IGNORECASE,
-)
-# Vocabulary of specialist depth: systems, security, statistics, finance, law.
-_EXPERT = re.compile(
-    r"\b(distributed|consensus|cluster|replicat\w+|partition\w*|throughput|"
-    r"latency|p9\d|bottleneck|concurren\w+|thread-safe|multi-region|"
-    r"exactly-once|idempoten\w+|encrypt\w*|security|exploit\w*|vulnerab\w+|"
-    r"compliance|regulat\w+|gdpr|ccpa|legal|ethical|statistic\w*|"
-    r"sample size|significan\w+|assumptions?|sensitiv\w+|roi|lifetime value|"
-    r"churn|cohort|financial|speculative|infinitely|irrational|theorem|"
-    r"undefined behaviou?r|memory leak|leaks?|garbage|heap|deadlocks?)\b",
-    re.IGNORECASE,
-)
-# Classification of a given text: a label, however long the text.
-_LABEL_TASK = re.compile(
-    r"\b(classify|label|tag|sentiment|is this (?:email |message |review )?spam|"
-    r"positive or negative|which language|one category)\b",
-    re.IGNORECASE,
-)
-# Quoted material the prompt works on (a passage to summarise or rewrite).
-_QUOTED = re.compile(r"\"[^\"]{20,}\"|“[^”]{20,}”")
-# Short tasks that need little reasoning: rewording, tiny creative pieces.
-_LIGHT_TASK = re.compile(
-    r"\b(haiku|limerick|tagline|slogan|tweet|title|name for|synonyms?|"
-    r"paraphrase|rephrase|fix the grammar|correct the spelling|shorten|"
-    r"make this|turn this into|polite|thank-you|birthday|quote|one-line|"
-    r"one sentence|briefly|in simple terms|keep it short|short)\b",
-    re.IGNORECASE,
-)
-# Questions that look something up.
-_LOOKUP = re.compile(
-    r"^\s*(what(?:'s| is| are| does| year| time| color| language)|who(?:'s| is| was|"
-    r" wrote| painted| discovered| invented)?|when(?: was| did)?|where(?: is)?|"
-    r"which|define|how many|how much|is|are|does|name|spell|translate|round|"
-    r"convert|classify|label|tag|give me a synonym)\b",
-    re.IGNORECASE,
-)
-_SMALL_TALK = re.compile(
-    r"^\s*(hi|hello|hey|thanks?|thank you|ok|okay|good (morning|evening|night))\b",
-    re.IGNORECASE,
-)
-# Source code or machine output pasted into the prompt.
-_CODE = re.compile(
-    r"(```|\bdef \w+\(|\bclass \w+|\breturn\b|=>|\{|\}|;\s|\bimport \w+|"
-    r"Traceback|Exception|error:|\w+\(\w*\)|\bSELECT\b|\[\[|\w+\.\w+\()",
-)
-# A request to write a program, query or configuration.
-_CODE_REQUEST = re.compile(
-    r"\b(code|function|script|program|query|class|module|service|algorithm|"
-    r"regex|regular expression|sql|python|java|javascript|typescript|go|rust|"
-    r"c\+\+|bash|terraform|asyncio|api)\b",
-    re.IGNORECASE,
-)
-_MATH = re.compile(
-    r"(\bprove\b|\bderive\b|\bsolve\b|\bsqrt\b|\bintegral\b|\bconverge\w*|"
-    r"\bprobabilit\w+|\bexpected (number|value)\b|\bregression\b|"
-    r"\d+\s*[-+*/^=]\s*\d+|\bO\(|\birrational\b|\bequation\b)",
-    re.IGNORECASE,
-)
-# Stated constraints and scale: quantities with units, "with", "including", ...
-_CONSTRAINT = re.compile(
-    r"(\b\d[\d,.]*\s*(k|m|tb|gb|mb|ms|%|x|/day|/s|per second|requests?|users?|"
-    r"transactions?|engineers?)\b|\$\d|\bwith(out)?\b|\bincluding\b|\bcovering\b|"
-    r"\bconsidering\b|\bgiven\b|\bmust\b|\bwhile\b|\bwithout\b|\bhandle\b)",
-    re.IGNORECASE,
-)
-# Joints between demands: "..., and explain", "then", ";", ":".
-_CLAUSE = re.compile(r",\s*(?:and|then)\b|\bthen\b|;|:\s")
+FloatArray = npt.NDArray[np.float64]
+
 _LIST_ITEM = re.compile(r"(?m)^\s*(?:[-*•]|\d+[.)])\s+")
-_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+_CODE_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+_QUOTED = re.compile(r"\"[^\"]{20,}\"|“[^”]{20,}”|«[^»]{20,}»")
+_CODE_PUNCTUATION = re.compile(r"[{}();=<>\[\]_/\\|$#]")
+_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True, slots=True)
-class PromptFeatures:
-    """Measurements of one prompt, the inputs of the complexity score."""
+class ConversationFeatures:
+    """The part of :class:`ConversationShape` the classifier weighs."""
 
-    tokens: int
-    """Exact o200k_base tokens of the instruction (outside quoted material)."""
-    quoted_tokens: int
-    """Exact o200k_base tokens of quoted material."""
-    sentences: int
-    questions: int
-    list_items: int
-    analysis_terms: int
-    structure_terms: int
-    light_task_terms: int
-    expert_terms: int
-    label_task: bool
-    clauses: int
-    lookup: bool
-    small_talk: bool
-    code_pasted: int
-    code_requested: bool
-    math_terms: int
-    constraints: int
+    messages: int = 1
+    earlier_user_turns: int = 0
+    tools: int = 0
+    json_schema: bool = False
+    images: int = 0
+    tool_exchanges: int = 0
+    reasoning: bool = False
 
-    def vector(self) -> dict[str, float]:
-        """The named numeric features the linear score weighs."""
-        short = self.tokens <= 16
+    @classmethod
+    def of(cls, shape: ConversationShape) -> ConversationFeatures:
+        """The features of a routed request's conversation."""
+        return cls(
+            messages=shape.messages,
+            earlier_user_turns=shape.earlier_user_turns,
+            tools=shape.tools,
+            json_schema=shape.json_schema,
+            images=shape.images,
+            tool_exchanges=shape.tool_exchanges,
+            reasoning=shape.reasoning,
+        )
+
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_tokens",
+    "log_lines",
+    "list_items",
+    "questions",
+    "code_block",
+    "code_punctuation",
+    "digits",
+    "pasted_fraction",
+    "non_ascii",
+    "tokens_per_word",
+    "log_earlier_user_turns",
+    "log_messages",
+    "tools",
+    "json_schema",
+    "images",
+    "tool_exchanges",
+    "reasoning",
+    *(f"keyword_{name}" for name in KEYWORD_NAMES),
+)
+"""The measurements, in the order of the model file's feature weights."""
+
+
+def measure(prompt: str, conversation: ConversationFeatures) -> FloatArray:
+    """The measurements of ``prompt`` and its conversation, in ``FEATURE_NAMES`` order.
+
+    Linear in the prompt's length; the keyword part is described in
+    :mod:`services.router.keywords`.
+    """
+    tokens = count_tokens(prompt)
+    chars = max(1, len(prompt))
+    words = max(1, len(prompt.split()))
+    lines = sum(1 for line in prompt.splitlines() if line.strip())
+    pasted = sum(len(m) for m in _CODE_FENCE.findall(prompt))
+    pasted += sum(len(m) for m in _QUOTED.findall(_CODE_FENCE.sub("", prompt)))
+    non_space = max(1, len(prompt) - len(_SPACE.findall(prompt)))
+    return np.array(
+        [
+            math.log2(1 + tokens),
+            math.log2(1 + lines),
+            min(len(_LIST_ITEM.findall(prompt)), 8),
+            min(prompt.count("?"), 4),
+            float("```" in prompt),
+            min(len(_CODE_PUNCTUATION.findall(prompt)) / non_space, 0.5),
+            min(sum(c.isdigit() for c in prompt) / non_space, 0.5),
+            min(pasted / chars, 1.0),
+            sum(not c.isascii() and c.isalpha() for c in prompt) / non_space,
+            min(tokens / words, 4.0),
+            math.log2(1 + conversation.earlier_user_turns),
+            math.log2(max(1, conversation.messages)),
+            math.log2(1 + conversation.tools),
+            float(conversation.json_schema),
+            math.log2(1 + conversation.images),
+            math.log2(1 + conversation.tool_exchanges),
+            float(conversation.reasoning),
+            *keyword_vector(prompt, tokens),
+        ],
+        dtype=np.float64,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """One softmax layer: ``softmax((x - mean) / std @ weights + bias) / T``."""
+
+    mean: FloatArray
+    scale: FloatArray
+    """One over the standard deviation of each input on the training set."""
+    weights: FloatArray
+    """Inputs by classes."""
+    bias: FloatArray
+    temperature: float
+
+    def probabilities(self, inputs: FloatArray) -> FloatArray:
+        """The calibrated probability of each class, in ``CLASSES`` order."""
+        logits = (((inputs - self.mean) * self.scale) @ self.weights + self.bias) / (
+            self.temperature
+        )
+        logits -= logits.max()
+        exp = np.exp(logits)
+        result: FloatArray = exp / exp.sum()
+        return result
+
+    def to_dict(self) -> dict[str, object]:
+        """The head as JSON-ready lists (six decimals)."""
         return {
-            "log_tokens": math.log2(1 + self.tokens),
-            "log_quoted_tokens": math.log2(1 + self.quoted_tokens),
-            "parts": float(
-                min(self.questions + self.list_items + self.sentences - 1, 8)
-            ),
-            "clauses": float(min(self.clauses, 6)),
-            "expert": float(min(self.expert_terms, 4)),
-            "label_task": float(self.label_task),
-            "analysis": float(min(self.analysis_terms, 4)),
-            "structure": float(min(self.structure_terms, 4)),
-            "light_task": float(min(self.light_task_terms, 2)),
-            "short_lookup": float(self.lookup and short),
-            "small_talk": float(self.small_talk and short),
-            "code_pasted": float(min(self.code_pasted, 4)),
-            "code_requested": float(self.code_requested),
-            "math": float(min(self.math_terms, 3)),
-            "constraints": float(min(self.constraints, 6)),
+            "mean": _rounded(self.mean),
+            "scale": _rounded(self.scale),
+            "weights": [_rounded(row) for row in self.weights],
+            "bias": _rounded(self.bias),
+            "temperature": round(self.temperature, 6),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], inputs: int) -> Head:
+        """A head from its JSON form.
 
-def extract_features(prompt: str) -> PromptFeatures:
-    """Measure ``prompt``: linear in its length, no model calls."""
-    quoted = _QUOTED.findall(prompt)
-    instruction = _QUOTED.sub('""', prompt)
-    return PromptFeatures(
-        tokens=count_tokens(instruction),
-        quoted_tokens=sum(count_tokens(q) for q in quoted),
-        sentences=max(1, len(_SENTENCE_END.findall(instruction))),
-        questions=prompt.count("?"),
-        list_items=len(_LIST_ITEM.findall(prompt)),
-        analysis_terms=len(_ANALYSIS.findall(prompt)),
-        structure_terms=len(_STRUCTURE.findall(prompt)),
-        light_task_terms=len(_LIGHT_TASK.findall(prompt)),
-        expert_terms=len(_EXPERT.findall(prompt)),
-        label_task=_LABEL_TASK.search(instruction) is not None,
-        clauses=len(_CLAUSE.findall(instruction)),
-        lookup=_LOOKUP.search(prompt) is not None,
-        small_talk=_SMALL_TALK.search(prompt) is not None,
-        code_pasted=len(_CODE.findall(prompt)),
-        code_requested=_CODE_REQUEST.search(prompt) is not None,
-        math_terms=len(_MATH.findall(prompt)),
-        constraints=len(_CONSTRAINT.findall(prompt)),
-    )
+        Raises:
+            ValueError: the arrays do not have ``inputs`` rows and 4 classes.
+        """
+        head = cls(
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            scale=np.asarray(data["scale"], dtype=np.float64),
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            bias=np.asarray(data["bias"], dtype=np.float64),
+            temperature=float(str(data["temperature"])),
+        )
+        expected = {
+            "mean": (inputs,),
+            "scale": (inputs,),
+            "weights": (inputs, len(CLASSES)),
+            "bias": (len(CLASSES),),
+        }
+        for name, shape in expected.items():
+            actual = getattr(head, name).shape
+            if actual != shape:
+                raise ValueError(f"{name} has shape {actual}, expected {shape}")
+        if head.temperature <= 0:
+            raise ValueError("temperature must be positive")
+        return head
+
+
+def _rounded(values: FloatArray) -> list[float]:
+    return [round(float(v), 6) for v in values]
 
 
 @dataclass(frozen=True, slots=True)
 class ComplexityModel:
-    """A linear score cut into the four classes by three ordered thresholds."""
+    """Two calibrated softmax heads: embedding + measurements, or measurements only."""
 
-    weights: Mapping[str, float]
-    thresholds: Sequence[float]
-    """Score above which a prompt is at least simple, moderate, complex."""
+    version: str
+    """A name for logs and shadow comparisons (the file's ``version``)."""
+    embedding_version: str
+    """The embedder whose vectors ``full`` was fitted on."""
+    embedding_dimension: int
+    full: Head
+    """Over the embedding followed by the measurements."""
+    text_only: Head
+    """Over the measurements alone: the fallback when there is no embedding."""
+    default_quality_bias: float
+    """The bias the fit was tuned for (what ``quality_bias`` 0 means is below)."""
 
-    def score(self, features: PromptFeatures) -> float:
-        """The prompt's complexity score (higher is harder)."""
-        return sum(
-            self.weights.get(name, 0.0) * value
-            for name, value in features.vector().items()
-        )
+    def probabilities(
+        self,
+        prompt: str,
+        conversation: ConversationFeatures,
+        embedding: Sequence[float] | FloatArray | None,
+    ) -> FloatArray:
+        """P(trivial), P(simple), P(moderate), P(complex) of one request.
 
-    def classify(self, prompt: str) -> Complexity:
-        """The complexity class of ``prompt``."""
-        score = self.score(extract_features(prompt))
-        return CLASSES[sum(score > threshold for threshold in self.thresholds)]
+        ``embedding`` is the prompt's unit vector from the embedder this model was
+        fitted with; None (or a vector of another size) uses the text-only head.
+        """
+        features = measure(prompt, conversation)
+        if embedding is None or len(embedding) != self.embedding_dimension:
+            return self.text_only.probabilities(features)
+        inputs = np.concatenate([np.asarray(embedding, dtype=np.float64), features])
+        return self.full.probabilities(inputs)
 
     def to_json(self) -> str:
         """The model file's text."""
         return json.dumps(
-            {"weights": dict(self.weights), "thresholds": list(self.thresholds)},
-            indent=2,
+            {
+                "format": MODEL_FORMAT,
+                "version": self.version,
+                "classes": [c.value for c in CLASSES],
+                "features": list(FEATURE_NAMES),
+                "embedding_version": self.embedding_version,
+                "embedding_dimension": self.embedding_dimension,
+                "default_quality_bias": self.default_quality_bias,
+                "full": self.full.to_dict(),
+                "text_only": self.text_only.to_dict(),
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ComplexityModel:
+        """Parse and check a model file.
+
+        Raises:
+            ValueError: the file is of another format, weighs other features, or
+                its arrays have the wrong shapes.
+        """
+        data = json.loads(text)
+        if data.get("format") != MODEL_FORMAT:
+            raise ValueError(f"not a {MODEL_FORMAT} model file")
+        if tuple(data["features"]) != FEATURE_NAMES:
+            raise ValueError("the model weighs other features than this build")
+        if tuple(data["classes"]) != tuple(c.value for c in CLASSES):
+            raise ValueError("the model has other classes than this build")
+        dimension = int(data["embedding_dimension"])
+        return cls(
+            version=str(data["version"]),
+            embedding_version=str(data["embedding_version"]),
+            embedding_dimension=dimension,
+            full=Head.from_dict(data["full"], dimension + len(FEATURE_NAMES)),
+            text_only=Head.from_dict(data["text_only"], len(FEATURE_NAMES)),
+            default_quality_bias=float(data["default_quality_bias"]),
         )
 
 
-def load_complexity_model() -> ComplexityModel:
-    """The calibrated model that ships with the router."""
-    text = (resources.files("services.router") / MODEL_RESOURCE).read_text("utf-8")
-    data = json.loads(text)
-    return ComplexityModel(
-        weights={name: float(weight) for name, weight in data["weights"].items()},
-        thresholds=tuple(float(t) for t in data["thresholds"]),
+def load_complexity_model(path: Path | None = None) -> ComplexityModel:
+    """The model in ``path``, or the one that ships with the router.
+
+    Raises:
+        OSError: ``path`` cannot be read.
+        ValueError: the file is not a valid model
+            (see :meth:`ComplexityModel.from_json`).
+    """
+    if path is None:
+        text = (resources.files("services.router") / MODEL_RESOURCE).read_text("utf-8")
+    else:
+        text = path.read_text("utf-8")
+    return ComplexityModel.from_json(text)
+
+
+def premium_threshold(quality_bias: float) -> float:
+    """The probability of needing the most capable tier above which it is used."""
+    return 1.0 / (1.0 + math.exp(quality_bias))
+
+
+def choose_complexity(
+    probabilities: Sequence[float],
+    quality_bias: float,
+    tier_of: Mapping[Complexity, str],
+) -> Complexity:
+    """The level to route as, from the probabilities and one cost/quality setting.
+
+    Levels are pooled by the tier that serves them (``tier_of``, from the routing
+    table: simple and moderate share the standard tier in the built-in table).
+    The most capable tier, the one serving COMPLEX, is chosen as soon as the
+    pooled probability of needing it reaches ``1 / (1 + exp(quality_bias))``:
+    0.5 at bias 0 (the likelier side wins), 0.18 at 1.5, 0.05 at 3. Sending a
+    prompt that needs the capable model to a smaller one is the expensive
+    mistake, so that is the one the setting trades against cost. Otherwise the
+    cheaper tier with the largest pooled probability wins. The answer is the
+    most probable level of the chosen tier.
+    """
+    by_level = dict(zip(CLASSES, probabilities, strict=True))
+    pooled: dict[str, float] = {}
+    for level, p in by_level.items():
+        pooled[tier_of[level]] = pooled.get(tier_of[level], 0.0) + p
+    top = tier_of[Complexity.COMPLEX]
+    if pooled[top] >= premium_threshold(quality_bias) or len(pooled) == 1:
+        tier = top
+    else:
+        tier = max((t for t in pooled if t != top), key=lambda t: pooled[t])
+    return max(
+        (lvl for lvl in CLASSES if tier_of[lvl] == tier), key=by_level.__getitem__
     )
-
-
-# Conversations this long (earlier user turns) carry context a small model loses.
-LONG_CONVERSATION_TURNS = 4
 
 
 def conversation_floor(shape: ConversationShape) -> Complexity:
     """The least complexity the conversation's shape alone implies.
 
-    The text classifier sees the last user turn only; what comes with it raises the
-    floor: tools to choose and call, a schema to satisfy, images to read, or a long
-    conversation make a request at least SIMPLE, so it never lands on the smallest
-    tier, which handles these worst.
+    The training prompts are text conversations: none offers tools, asks for a
+    JSON schema or carries images, so the model cannot have learnt what these
+    cost. A rule stands in for them: tools to choose and call, a schema to
+    satisfy, images to read, or tool results to use make a request at least
+    SIMPLE, so it never lands on the smallest tier, which handles these worst.
+    (A long text conversation is no longer a floor: the model weighs earlier
+    turns itself, and "thanks, that fixed it" after ten turns is still trivial.)
     """
-    if (
-        shape.tools
-        or shape.tool_exchanges
-        or shape.json_schema
-        or shape.images
-        or shape.earlier_user_turns >= LONG_CONVERSATION_TURNS
-    ):
+    if shape.tools or shape.tool_exchanges or shape.json_schema or shape.images:
         return Complexity.SIMPLE
     return Complexity.TRIVIAL

@@ -46,3 +46,37 @@ class RouterSettings(ServerSettings):
         "traffic split, rollbacks, outcomes, routing counts), for example "
         "redis://redis:6379/0; unset keeps that state in this process.",
     )
+    complexity_model_file: Path | None = Field(
+        default=None,
+        description="Complexity model for model 'auto' (a file written by "
+        "bench/router_train.py); unset uses the shipped "
+        "services/router/complexity_model.json.",
+    )
+    quality_bias: float | None = Field(
+        default=None,
+        ge=-5.0,
+        le=5.0,
+        description="Cost against quality for model 'auto', in one number: the "
+        "capable (premium) tier is used once the probability that a prompt needs "
+        "it reaches 1 / (1 + exp(quality_bias)). Higher sends more prompts to the "
+        "capable model (fewer under-served, more cost); unset uses the model's "
+        "tuned default (see docs/router-complexity.md).",
+    )
+    embed_inputs: bool = Field(
+        default=True,
+        description="Embed the input with the local all-MiniLM-L6-v2 model when "
+        "the caller sent no vector (loaded on the first 'auto' request). False "
+        "classifies with the text-only head, which is less accurate.",
+    )
+    shadow_complexity_model_file: Path | None = Field(
+        default=None,
+        description="Shadow mode: a second complexity model that classifies every "
+        "'auto' request beside the one in force; its choice is logged "
+        "(route_shadow) and counted per tenant in GetRoutingStats, never served.",
+    )
+    shadow_quality_bias: float | None = Field(
+        default=None,
+        ge=-5.0,
+        le=5.0,
+        description="quality_bias of the shadow model; unset uses its default.",
+    )

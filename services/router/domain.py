@@ -24,6 +24,8 @@ from services.core.errors import (
 from services.router.complexity import (
     CLASSES,
     ComplexityModel,
+    ConversationFeatures,
+    choose_complexity,
     conversation_floor,
 )
 from services.router.enums import (
@@ -31,14 +33,19 @@ from services.router.enums import (
     DegradationLevel,
     Lane,
     Priority,
+    QualitySignal,
     RequestType,
+    ShadowVerdict,
 )
 from services.router.ports import (
     ControlState,
     ControlStore,
+    Embedder,
     MetricsStore,
     Outcome,
     Rollback,
+    TenantCounts,
+    TenantRoute,
 )
 from services.router.table import CanaryGuard, RoutingTable, Tier
 
@@ -84,6 +91,12 @@ class RouteRequest:
     max_output_tokens: int
     """The caller's limit; 0 uses the request type's budget."""
     conversation: ConversationShape = ConversationShape()
+    request_id: str = ""
+    """The gateway's request id, under which quality signals arrive later."""
+    input_embedding: tuple[float, ...] = ()
+    """The input's vector when the caller (the cache) already computed it."""
+    embedding_version: str = ""
+    """The embedder that computed ``input_embedding``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +184,74 @@ class RoutingStats:
     routed_cost_micros: int
     premium_cost_micros: int
     degradation_level: DegradationLevel
+    tenants: tuple[tuple[str, TenantCounts], ...] = ()
+    """Per tenant (by id): its ``auto`` decisions by level, downgrades, signals."""
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The classifier's answer for one request."""
+
+    complexity: Complexity
+    probabilities: tuple[float, ...]
+    """P(trivial), P(simple), P(moderate), P(complex)."""
+    embedded: bool
+    """False when no embedding could be had and the text-only head answered."""
+
+
+class Classifier:
+    """A complexity model, the embedder it needs, and the cost/quality setting."""
+
+    def __init__(
+        self,
+        model: ComplexityModel,
+        embedder: Embedder | None,
+        quality_bias: float | None = None,
+    ) -> None:
+        self.model = model
+        self._embedder = embedder
+        self.quality_bias = (
+            model.default_quality_bias if quality_bias is None else quality_bias
+        )
+
+    async def vector(self, request: RouteRequest) -> tuple[float, ...] | None:
+        """The input's embedding: the caller's when it matches, else our own.
+
+        None when the embedder is absent or failing: the text-only head then
+        classifies, so ``auto`` keeps working without the embedding model.
+        """
+        if (
+            request.input_embedding
+            and request.embedding_version == self.model.embedding_version
+            and len(request.input_embedding) == self.model.embedding_dimension
+        ):
+            return request.input_embedding
+        if self._embedder is None:
+            return None
+        try:
+            (vector,) = await self._embedder.embed([request.input])
+        except BackendUnavailableError as error:
+            _log.warning("complexity_embedding_unavailable", error=str(error))
+            return None
+        return tuple(vector)
+
+    def classify(
+        self,
+        request: RouteRequest,
+        vector: tuple[float, ...] | None,
+        tier_of: Mapping[Complexity, str],
+    ) -> Classification:
+        """The level to route ``request`` as (before the conversation floor)."""
+        probabilities = self.model.probabilities(
+            request.input, ConversationFeatures.of(request.conversation), vector
+        )
+        return Classification(
+            complexity=choose_complexity(
+                [float(p) for p in probabilities], self.quality_bias, tier_of
+            ),
+            probabilities=tuple(round(float(p), 4) for p in probabilities),
+            embedded=vector is not None,
+        )
 
 
 def cohort_bucket(tenant_id: str, user_id: str) -> int:
@@ -304,13 +385,25 @@ class Router:
         table: RoutingTable,
         control: ControlStore,
         metrics: MetricsStore,
-        classifier: ComplexityModel,
+        classifier: ComplexityModel | Classifier,
         clock: Clock,
+        *,
+        shadow: Classifier | None = None,
     ) -> None:
+        """Route with ``table``; ``shadow`` runs beside ``classifier``, logged only.
+
+        A bare :class:`ComplexityModel` classifies with its text-only head and its
+        default ``quality_bias`` (no embedder).
+        """
         self._table = table
         self._control = control
         self._metrics = metrics
-        self._classifier = classifier
+        self._classifier = (
+            classifier
+            if isinstance(classifier, Classifier)
+            else Classifier(classifier, embedder=None)
+        )
+        self._shadow = shadow
         self._clock = clock
         # The last state read, served while the control store is unreachable.
         self._last_state = ControlState(level=None, split=None)
@@ -336,13 +429,10 @@ class Router:
         lane = priority_route.lane
         complexity = Complexity.UNSPECIFIED
         models = {tier.model for tier in table.tiers.values()}
+        auto_route: TenantRoute | None = None
         if request.requested_model == AUTO_MODEL:
-            complexity = max(
-                self._classifier.classify(request.input),
-                conversation_floor(request.conversation),
-                key=CLASSES.index,
-            )
-            tier_name = cheapest_capable_tier(table, complexity)
+            complexity, auto_route = await self._classify(table, request)
+            tier_name = auto_route.tier
             reason = (
                 f"auto: {complexity.value} prompt → cheapest capable tier "
                 f"{tier_name} {table.tiers[tier_name].model}"
@@ -413,6 +503,8 @@ class Router:
                 table.tiers[table.premium_tier_name()], billed_input, max_output_tokens
             )
         await self._record_route(tier_name, complexity, cost, premium_cost)
+        if auto_route is not None:
+            await self._record_tenant_route(auto_route)
         return RouteDecision(
             model=model,
             tier=tier_name,
@@ -431,6 +523,75 @@ class Router:
             fallback_text=fallback_text,
             worst_case_cost_micros=cost,
         )
+
+    async def _classify(
+        self, table: RoutingTable, request: RouteRequest
+    ) -> tuple[Complexity, TenantRoute]:
+        tier_of = {level: cheapest_capable_tier(table, level) for level in CLASSES}
+        floor = conversation_floor(request.conversation)
+        vector = await self._classifier.vector(request)
+        served = self._classifier.classify(request, vector, tier_of)
+        complexity = max(served.complexity, floor, key=CLASSES.index)
+        tier = tier_of[complexity]
+        verdict: ShadowVerdict | None = None
+        if self._shadow is not None:
+            shadow_vector = (
+                vector
+                if self._shadow.model.embedding_version
+                == self._classifier.model.embedding_version
+                else await self._shadow.vector(request)
+            )
+            shadow = self._shadow.classify(request, shadow_vector, tier_of)
+            shadow_complexity = max(shadow.complexity, floor, key=CLASSES.index)
+            shadow_tier = tier_of[shadow_complexity]
+            verdict = _verdict(table, served=tier, shadow=shadow_tier)
+            _log.info(
+                "route_shadow",
+                tenant=request.tenant_id,
+                request_id=request.request_id,
+                served_model=self._classifier.model.version,
+                served_complexity=complexity.value,
+                served_tier=tier,
+                served_probabilities=served.probabilities,
+                shadow_model=self._shadow.model.version,
+                shadow_complexity=shadow_complexity.value,
+                shadow_tier=shadow_tier,
+                shadow_probabilities=shadow.probabilities,
+                verdict=verdict.value,
+            )
+        route = TenantRoute(
+            request_id=request.request_id,
+            tenant_id=request.tenant_id,
+            complexity=complexity,
+            tier=tier,
+            downgraded=tier != table.premium_tier_name(),
+            shadow=verdict,
+        )
+        return complexity, route
+
+    async def record_quality(
+        self, request_id: str, signal: QualitySignal
+    ) -> TenantRoute | None:
+        """Count a quality signal against the ``auto`` decision of ``request_id``.
+
+        Returns the decision, or None when the router does not know it (not routed
+        with ``auto``, forgotten, or this signal already counted).
+
+        Raises:
+            BackendUnavailableError: the metrics store is unreachable.
+        """
+        route = await self._metrics.record_quality(request_id, signal)
+        if route is not None:
+            _log.info(
+                "quality_signal_recorded",
+                tenant=route.tenant_id,
+                request_id=request_id,
+                signal=signal.value,
+                complexity=route.complexity.value,
+                tier=route.tier,
+                downgraded=route.downgraded,
+            )
+        return route
 
     async def record_outcome(self, deployment: str, outcome: Outcome) -> OutcomeResult:
         """Count one upstream call served by ``deployment``; guard its canary.
@@ -619,6 +780,7 @@ class Router:
     async def routing_stats(self) -> RoutingStats:
         """Decisions by tier (table order) and complexity, with worst-case costs."""
         counts = await self._metrics.routing_counts()
+        tenants = await self._metrics.tenant_counts()
         state = await self._state()
         return RoutingStats(
             by_tier=tuple(
@@ -631,6 +793,7 @@ class Router:
             routed_cost_micros=counts.routed_cost_micros,
             premium_cost_micros=counts.premium_cost_micros,
             degradation_level=self._level_in_force(state),
+            tenants=tuple(sorted(tenants.items())),
         )
 
     async def routing_table_healthy(self) -> bool:
@@ -654,6 +817,12 @@ class Router:
             _log.warning("control_store_unavailable_using_last_state", error=str(error))
         return self._last_state
 
+    async def _record_tenant_route(self, route: TenantRoute) -> None:
+        try:
+            await self._metrics.record_tenant_route(route)
+        except BackendUnavailableError as error:
+            _log.warning("tenant_route_not_recorded", error=str(error))
+
     async def _record_route(
         self, tier: str, complexity: Complexity, cost: int, premium_cost: int
     ) -> None:
@@ -662,3 +831,13 @@ class Router:
             await self._metrics.record_route(tier, complexity, cost, premium_cost)
         except BackendUnavailableError as error:
             _log.warning("routing_stats_not_recorded", error=str(error))
+
+
+def _verdict(table: RoutingTable, *, served: str, shadow: str) -> ShadowVerdict:
+    """Whether the shadow's tier is the served one, more capable, or cheaper."""
+    order = table.fallback_order  # most capable first
+    served_rank = order.index(table.tiers[served].model)
+    shadow_rank = order.index(table.tiers[shadow].model)
+    if shadow_rank == served_rank:
+        return ShadowVerdict.SAME
+    return ShadowVerdict.HIGHER if shadow_rank < served_rank else ShadowVerdict.LOWER

@@ -57,3 +57,22 @@ class DegradationLevel(enum.IntEnum):
     CACHED_ONLY = 2
     STATIC_FALLBACK = 3
     MAINTENANCE = 4
+
+
+class QualitySignal(enum.StrEnum):
+    """What a user or an application said of one answer, after the fact."""
+
+    THUMBS_UP = "thumbs_up"
+    THUMBS_DOWN = "thumbs_down"
+    ESCALATED = "escalated"
+    """The application retried on a more capable model or handed over to a human."""
+
+
+class ShadowVerdict(enum.StrEnum):
+    """How the shadow classifier's tier compares with the tier served."""
+
+    SAME = "same"
+    HIGHER = "higher"
+    """The shadow would have used a more capable (dearer) tier."""
+    LOWER = "lower"
+    """The shadow would have used a cheaper tier."""

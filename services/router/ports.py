@@ -8,11 +8,16 @@ adapter fits without changing the domain; adapters raise
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.router.enums import Complexity, DegradationLevel
+from services.router.enums import (
+    Complexity,
+    DegradationLevel,
+    QualitySignal,
+    ShadowVerdict,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,40 @@ class RoutingCounts:
     premium_cost_micros: int
 
 
+@dataclass(frozen=True, slots=True)
+class TenantRoute:
+    """One ``auto`` decision, kept so that a later quality signal can find it."""
+
+    request_id: str
+    tenant_id: str
+    complexity: Complexity
+    tier: str
+    downgraded: bool
+    """Served by a tier cheaper than the most capable one."""
+    shadow: ShadowVerdict | None = None
+    """The shadow classifier's verdict, when shadow mode is on."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantCounts:
+    """One tenant's ``auto`` decisions and the quality signals they drew."""
+
+    by_complexity: Mapping[Complexity, int]
+    downgraded: int
+    """Decisions served by a tier cheaper than the most capable one."""
+    signals: Mapping[QualitySignal, int]
+    """Quality signals on any of the tenant's decisions."""
+    downgraded_signals: Mapping[QualitySignal, int]
+    """Quality signals on its downgraded decisions."""
+    shadow: Mapping[ShadowVerdict, int]
+    """Shadow verdicts, when shadow mode was on."""
+
+    @property
+    def requests(self) -> int:
+        """Decisions counted."""
+        return sum(self.by_complexity.values())
+
+
 class ControlStore(Protocol):
     """The degradation level, the traffic split and the canary rollbacks."""
 
@@ -146,4 +185,38 @@ class MetricsStore(Protocol):
 
     async def routing_counts(self) -> RoutingCounts:
         """The decisions counted so far."""
+        ...
+
+    async def record_tenant_route(self, route: TenantRoute) -> None:
+        """Count one ``auto`` decision for its tenant; keep it for its signals.
+
+        Decisions are kept for a bounded time (or number): a signal about one
+        forgotten since is not counted.
+        """
+        ...
+
+    async def record_quality(
+        self, request_id: str, signal: QualitySignal
+    ) -> TenantRoute | None:
+        """Count ``signal`` against the decision of ``request_id``.
+
+        Returns the decision, or None when it is unknown (never routed with
+        ``auto``, or forgotten) or already carries this signal (counted once).
+        """
+        ...
+
+    async def tenant_counts(self) -> Mapping[str, TenantCounts]:
+        """Every tenant's counts, by tenant id."""
+        ...
+
+
+class Embedder(Protocol):
+    """Turns texts into unit vectors (all-MiniLM-L6-v2 for the shipped model)."""
+
+    async def embed(self, texts: Sequence[str]) -> Sequence[Sequence[float]]:
+        """One vector per text.
+
+        Raises:
+            BackendUnavailableError: the model cannot be loaded or run.
+        """
         ...

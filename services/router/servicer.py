@@ -28,9 +28,11 @@ from services.router.enums import (
     DegradationLevel,
     Lane,
     Priority,
+    QualitySignal,
     RequestType,
+    ShadowVerdict,
 )
-from services.router.ports import Outcome
+from services.router.ports import Outcome, TenantCounts
 
 SERVICE_NAME = router_pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 
@@ -74,6 +76,13 @@ _WIRE_LANES: dict[Lane, router_pb.Lane] = {
     Lane.STATIC: router_pb.LANE_STATIC,
     Lane.QUEUE: router_pb.LANE_QUEUE,
 }
+_QUALITY_SIGNALS: dict[router_pb.QualitySignal, QualitySignal] = {
+    router_pb.QUALITY_SIGNAL_THUMBS_UP: QualitySignal.THUMBS_UP,
+    router_pb.QUALITY_SIGNAL_THUMBS_DOWN: QualitySignal.THUMBS_DOWN,
+    router_pb.QUALITY_SIGNAL_ESCALATED: QualitySignal.ESCALATED,
+}
+# Longer vectors than any embedding model's are refused before any work.
+MAX_EMBEDDING_DIMENSION = 4096
 _WIRE_COMPLEXITIES: dict[Complexity, router_pb.Complexity] = {
     Complexity.UNSPECIFIED: router_pb.COMPLEXITY_UNSPECIFIED,
     Complexity.TRIVIAL: router_pb.COMPLEXITY_TRIVIAL,
@@ -122,27 +131,42 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     async def RecordOutcome(
         self, request: router_pb.RecordOutcomeRequest, context: _Context
     ) -> router_pb.RecordOutcomeResponse:
-        """Count one routed call's latency and error."""
+        """Count one routed call's latency and error, and/or a quality signal."""
         violations: list[FieldViolation] = []
-        if not request.deployment:
-            violations.append(FieldViolation("deployment", "required"))
+        signal: QualitySignal | None = None
+        if request.quality != router_pb.QUALITY_SIGNAL_UNSPECIFIED:
+            signal = _QUALITY_SIGNALS.get(request.quality)
+            if signal is None:
+                violations.append(FieldViolation("quality", "unknown quality signal"))
+            if not request.request_id:
+                violations.append(
+                    FieldViolation("request_id", "required with a quality signal")
+                )
+        elif not request.deployment:
+            violations.append(
+                FieldViolation("deployment", "required (or request_id and quality)")
+            )
         latency = request.latency
         if latency.seconds < 0 or latency.nanos < 0:
             violations.append(FieldViolation("latency", "must not be negative"))
         if violations:
             raise InvalidArgumentError(violations)
-        result = await self._router.record_outcome(
-            request.deployment,
-            Outcome(
-                latency_ms=latency.seconds * 1000 + latency.nanos / 1_000_000,
-                error=request.error,
-            ),
-        )
-        if result.rollback is None:
-            return router_pb.RecordOutcomeResponse(rolled_back=False)
-        return router_pb.RecordOutcomeResponse(
-            rolled_back=True, rollback_reason=result.rollback.reason
-        )
+        response = router_pb.RecordOutcomeResponse(rolled_back=False)
+        if request.deployment:
+            result = await self._router.record_outcome(
+                request.deployment,
+                Outcome(
+                    latency_ms=latency.seconds * 1000 + latency.nanos / 1_000_000,
+                    error=request.error,
+                ),
+            )
+            if result.rollback is not None:
+                response.rolled_back = True
+                response.rollback_reason = result.rollback.reason
+        if signal is not None:
+            route = await self._router.record_quality(request.request_id, signal)
+            response.quality_recorded = route is not None
+        return response
 
     async def SetTrafficSplit(
         self, request: router_pb.SetTrafficSplitRequest, context: _Context
@@ -212,7 +236,13 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     ) -> router_pb.GetRoutingStatsResponse:
         """Report routing decisions by tier and complexity, and their costs."""
         stats = await self._router.routing_stats()
+        tenants = [
+            _encode_tenant(tenant_id, counts)
+            for tenant_id, counts in stats.tenants
+            if not request.tenant_id or tenant_id == request.tenant_id
+        ]
         return router_pb.GetRoutingStatsResponse(
+            tenants=tenants,
             by_tier=[
                 router_pb.RoutingCount(label=tier, requests=count)
                 for tier, count in stats.by_tier
@@ -226,6 +256,49 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             savings_micros=stats.premium_cost_micros - stats.routed_cost_micros,
             degradation_level=_WIRE_DEGRADATION_LEVELS[stats.degradation_level],
         )
+
+
+def _encode_tenant(
+    tenant_id: str, counts: TenantCounts
+) -> router_pb.TenantRoutingStats:
+    requests = counts.requests
+    complaints = sum(
+        counts.downgraded_signals.get(signal, 0)
+        for signal in (QualitySignal.THUMBS_DOWN, QualitySignal.ESCALATED)
+    )
+    return router_pb.TenantRoutingStats(
+        tenant_id=tenant_id,
+        requests=requests,
+        by_complexity=[
+            router_pb.RoutingCount(
+                label=level.value, requests=counts.by_complexity.get(level, 0)
+            )
+            for level in Complexity
+            if level is not Complexity.UNSPECIFIED
+        ],
+        downgraded_requests=counts.downgraded,
+        downgrade_rate=counts.downgraded / requests if requests else 0.0,
+        signals=[
+            router_pb.RoutingCount(
+                label=signal.value, requests=counts.signals.get(signal, 0)
+            )
+            for signal in QualitySignal
+        ],
+        downgraded_signals=[
+            router_pb.RoutingCount(
+                label=signal.value, requests=counts.downgraded_signals.get(signal, 0)
+            )
+            for signal in QualitySignal
+        ],
+        downgraded_complaint_rate=(
+            complaints / counts.downgraded if counts.downgraded else 0.0
+        ),
+        shadow_verdicts=[
+            router_pb.RoutingCount(label=verdict.value, requests=count)
+            for verdict in ShadowVerdict
+            if (count := counts.shadow.get(verdict, 0))
+        ],
+    )
 
 
 def _encode_status(status: DeploymentStatus) -> router_pb.DeploymentStatus:
@@ -269,9 +342,18 @@ def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
             violations.append(
                 FieldViolation(name, f"must be between 0 and {MAX_TOKENS}")
             )
+    if len(request.input_embeddings) > MAX_EMBEDDING_DIMENSION:
+        violations.append(
+            FieldViolation(
+                "input_embeddings", f"at most {MAX_EMBEDDING_DIMENSION} values"
+            )
+        )
     if violations or priority is None or request_type is None:
         raise InvalidArgumentError(violations)
     return RouteRequest(
+        request_id=request.request_id,
+        input_embedding=tuple(request.input_embeddings),
+        embedding_version=request.embedding_version,
         tenant_id=request.caller.tenant_id,
         user_id=request.caller.user_id,
         priority=priority,

@@ -270,3 +270,40 @@ async def test_while_redis_is_down_routing_goes_on_and_changes_are_refused(
     details = error_details(error.value)
     assert details["google.rpc.ErrorInfo"].reason == "BACKEND_UNAVAILABLE"
     assert "google.rpc.RetryInfo" in details
+
+
+async def test_a_quality_signal_reaches_the_decision_made_by_another_replica(
+    replicas: tuple[Stub, Stub],
+) -> None:
+    first, second = replicas
+    await first.Route(
+        router_pb.RouteRequest(
+            request_id="req_shared",
+            caller=common_pb.Caller(tenant_id="a"),
+            requested_model="auto",
+            input="What is 2+2?",
+            input_tokens=7,
+        )
+    )
+
+    counted = await second.RecordOutcome(
+        router_pb.RecordOutcomeRequest(
+            request_id="req_shared", quality=router_pb.QUALITY_SIGNAL_ESCALATED
+        )
+    )
+    again = await first.RecordOutcome(
+        router_pb.RecordOutcomeRequest(
+            request_id="req_shared", quality=router_pb.QUALITY_SIGNAL_ESCALATED
+        )
+    )
+    stats = await first.GetRoutingStats(router_pb.GetRoutingStatsRequest())
+
+    assert (counted.quality_recorded, again.quality_recorded) == (True, False)
+    (tenant,) = stats.tenants
+    assert (tenant.tenant_id, tenant.requests, tenant.downgraded_requests) == (
+        "a",
+        1,
+        1,
+    )
+    assert {c.label: c.requests for c in tenant.downgraded_signals}["escalated"] == 1
+    assert {c.label: c.requests for c in tenant.by_complexity}["trivial"] == 1

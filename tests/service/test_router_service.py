@@ -504,3 +504,78 @@ async def test_cohorts_are_sticky_across_a_restart(
 
     assert seen[0] == seen[1]
     assert set(seen[0]) == {"blue", "green"}
+
+
+async def test_a_quality_signal_is_counted_per_tenant(
+    stub: router_pb2_grpc.RouterServiceStub,
+) -> None:
+    await stub.Route(
+        router_pb.RouteRequest(
+            request_id="req_q1",
+            caller=CALLER,
+            requested_model="auto",
+            input="What is the capital of Peru?",
+            input_tokens=8,
+        )
+    )
+
+    recorded = await stub.RecordOutcome(
+        router_pb.RecordOutcomeRequest(
+            request_id="req_q1", quality=router_pb.QUALITY_SIGNAL_THUMBS_DOWN
+        )
+    )
+    repeated = await stub.RecordOutcome(
+        router_pb.RecordOutcomeRequest(
+            request_id="req_q1", quality=router_pb.QUALITY_SIGNAL_THUMBS_DOWN
+        )
+    )
+    unknown = await stub.RecordOutcome(
+        router_pb.RecordOutcomeRequest(
+            request_id="req_none", quality=router_pb.QUALITY_SIGNAL_ESCALATED
+        )
+    )
+
+    assert (recorded.quality_recorded, repeated.quality_recorded) == (True, False)
+    assert not unknown.quality_recorded
+    stats = await stub.GetRoutingStats(
+        router_pb.GetRoutingStatsRequest(tenant_id="acme")
+    )
+    (tenant,) = stats.tenants
+    assert (tenant.tenant_id, tenant.requests) == ("acme", 1)
+    assert tenant.downgraded_requests == 1
+    assert tenant.downgrade_rate == 1.0
+    signals = {c.label: c.requests for c in tenant.downgraded_signals}
+    assert signals["thumbs_down"] == 1
+    assert tenant.downgraded_complaint_rate == 1.0
+    other = await stub.GetRoutingStats(
+        router_pb.GetRoutingStatsRequest(tenant_id="globex")
+    )
+    assert list(other.tenants) == []
+
+
+async def test_record_outcome_needs_a_deployment_or_a_request_id_with_a_signal(
+    stub: router_pb2_grpc.RouterServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        await stub.RecordOutcome(router_pb.RecordOutcomeRequest())
+    with pytest.raises(grpc.aio.AioRpcError) as no_id:
+        await stub.RecordOutcome(
+            router_pb.RecordOutcomeRequest(quality=router_pb.QUALITY_SIGNAL_THUMBS_UP)
+        )
+
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(_violations(empty.value)) == {"deployment"}
+    assert set(_violations(no_id.value)) == {"request_id"}
+
+
+async def test_a_vector_sent_by_the_caller_is_checked_for_size(
+    stub: router_pb2_grpc.RouterServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await stub.Route(
+            router_pb.RouteRequest(
+                caller=CALLER, requested_model="auto", input_embeddings=[0.0] * 5000
+            )
+        )
+
+    assert set(_violations(error.value)) == {"input_embeddings"}

@@ -5,11 +5,16 @@ Each method runs without awaiting, so on the event loop it is atomic.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from services.router.enums import Complexity, DegradationLevel
+from services.router.enums import (
+    Complexity,
+    DegradationLevel,
+    QualitySignal,
+    ShadowVerdict,
+)
 from services.router.ports import (
     ControlState,
     DeploymentMetrics,
@@ -17,10 +22,15 @@ from services.router.ports import (
     Outcome,
     Rollback,
     RoutingCounts,
+    TenantCounts,
+    TenantRoute,
 )
 
 DEFAULT_OUTCOME_WINDOW = 1000
 """Error rates and latency percentiles cover this many of the latest outcomes."""
+
+DEFAULT_REMEMBERED_ROUTES = 100_000
+"""``auto`` decisions kept for quality signals; the oldest are forgotten first."""
 
 
 class InMemoryControlStore:
@@ -91,11 +101,29 @@ class _Outcomes:
     recent: deque[Outcome] = field(default_factory=deque)
 
 
+@dataclass
+class _Tenant:
+    by_complexity: Counter[Complexity] = field(default_factory=Counter)
+    downgraded: int = 0
+    signals: Counter[QualitySignal] = field(default_factory=Counter)
+    downgraded_signals: Counter[QualitySignal] = field(default_factory=Counter)
+    shadow: Counter[ShadowVerdict] = field(default_factory=Counter)
+
+
 class InMemoryMetricsStore:
     """Outcomes and routing counts of this process only, in bounded memory."""
 
-    def __init__(self, outcome_window: int = DEFAULT_OUTCOME_WINDOW) -> None:
+    def __init__(
+        self,
+        outcome_window: int = DEFAULT_OUTCOME_WINDOW,
+        remembered_routes: int = DEFAULT_REMEMBERED_ROUTES,
+    ) -> None:
         self._outcome_window = outcome_window
+        self._remembered_routes = remembered_routes
+        self._routes: OrderedDict[str, tuple[TenantRoute, set[QualitySignal]]] = (
+            OrderedDict()
+        )
+        self._tenants: dict[str, _Tenant] = {}
         self._outcomes: dict[str, _Outcomes] = {}
         self._by_tier: Counter[str] = Counter()
         self._by_complexity: Counter[Complexity] = Counter()
@@ -148,3 +176,44 @@ class InMemoryMetricsStore:
             routed_cost_micros=self._routed_cost_micros,
             premium_cost_micros=self._premium_cost_micros,
         )
+
+    async def record_tenant_route(self, route: TenantRoute) -> None:
+        """Count one ``auto`` decision; remember it, forgetting the oldest."""
+        tenant = self._tenants.setdefault(route.tenant_id, _Tenant())
+        tenant.by_complexity[route.complexity] += 1
+        tenant.downgraded += route.downgraded
+        if route.shadow is not None:
+            tenant.shadow[route.shadow] += 1
+        if route.request_id:
+            self._routes[route.request_id] = (route, set())
+            self._routes.move_to_end(route.request_id)
+            while len(self._routes) > self._remembered_routes:
+                self._routes.popitem(last=False)
+
+    async def record_quality(
+        self, request_id: str, signal: QualitySignal
+    ) -> TenantRoute | None:
+        """Count ``signal`` once against a remembered decision."""
+        remembered = self._routes.get(request_id)
+        if remembered is None or signal in remembered[1]:
+            return None
+        route, seen = remembered
+        seen.add(signal)
+        tenant = self._tenants.setdefault(route.tenant_id, _Tenant())
+        tenant.signals[signal] += 1
+        if route.downgraded:
+            tenant.downgraded_signals[signal] += 1
+        return route
+
+    async def tenant_counts(self) -> Mapping[str, TenantCounts]:
+        """Every tenant's counts."""
+        return {
+            name: TenantCounts(
+                by_complexity=dict(t.by_complexity),
+                downgraded=t.downgraded,
+                signals=dict(t.signals),
+                downgraded_signals=dict(t.downgraded_signals),
+                shadow=dict(t.shadow),
+            )
+            for name, t in self._tenants.items()
+        }

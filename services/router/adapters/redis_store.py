@@ -11,6 +11,13 @@ Keys live under one prefix (``tollgate:router:`` by default):
 | ``totals:<deployment>`` | hash | ``requests`` and ``errors`` |
 | ``routes:tier`` / ``routes:complexity`` | hash | decisions per label |
 | ``routes:cost`` | hash | ``routed`` and ``premium`` micro-dollars |
+| ``tenants`` | set | tenants with ``auto`` decisions |
+| ``tenant:<tenant>`` | hash | counts (see below) |
+| ``request:<id>`` | string | one ``auto`` decision as JSON, for 7 days |
+| ``signal:<id>:<signal>`` | string | marks a signal counted, for 7 days |
+
+A tenant's hash counts ``complexity:<level>``, ``downgraded``, ``signal:<signal>``,
+``downgraded_signal:<signal>`` and ``shadow:<verdict>``.
 
 Changes that read and write (a raise-only level, a rollback) are Lua scripts, so
 two replicas cannot interleave them; reads of the control state are one pipeline.
@@ -28,7 +35,12 @@ from redis.exceptions import RedisError
 
 from services.core.errors import BackendUnavailableError
 from services.router.adapters.memory import DEFAULT_OUTCOME_WINDOW
-from services.router.enums import Complexity, DegradationLevel
+from services.router.enums import (
+    Complexity,
+    DegradationLevel,
+    QualitySignal,
+    ShadowVerdict,
+)
 from services.router.ports import (
     ControlState,
     DeploymentMetrics,
@@ -36,9 +48,13 @@ from services.router.ports import (
     Outcome,
     Rollback,
     RoutingCounts,
+    TenantCounts,
+    TenantRoute,
 )
 
 DEFAULT_PREFIX = "tollgate:router:"
+ROUTE_MEMORY_SECONDS = 7 * 24 * 3600
+"""How long an ``auto`` decision waits for its quality signals."""
 
 _T = TypeVar("_T")
 
@@ -327,6 +343,111 @@ class RedisMetricsStore:
             routed_cost_micros=int(cost.get("routed", 0)),
             premium_cost_micros=int(cost.get("premium", 0)),
         )
+
+    async def record_tenant_route(self, route: TenantRoute) -> None:
+        """Count one ``auto`` decision for its tenant; keep it for 7 days."""
+        tenant_key = f"{self._prefix}tenant:{route.tenant_id}"
+        entry = json.dumps(
+            {
+                "tenant_id": route.tenant_id,
+                "complexity": route.complexity.value,
+                "tier": route.tier,
+                "downgraded": route.downgraded,
+                "shadow": route.shadow.value if route.shadow else None,
+            }
+        )
+
+        async def write() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.sadd(f"{self._prefix}tenants", route.tenant_id)
+                pipe.hincrby(tenant_key, f"complexity:{route.complexity.value}", 1)
+                pipe.hincrby(tenant_key, "downgraded", int(route.downgraded))
+                if route.shadow is not None:
+                    pipe.hincrby(tenant_key, f"shadow:{route.shadow.value}", 1)
+                if route.request_id:
+                    pipe.set(
+                        f"{self._prefix}request:{route.request_id}",
+                        entry,
+                        ex=ROUTE_MEMORY_SECONDS,
+                    )
+                await pipe.execute()
+
+        await _guarded(write)
+
+    async def record_quality(
+        self, request_id: str, signal: QualitySignal
+    ) -> TenantRoute | None:
+        """Count ``signal`` once (SET NX) against a remembered decision."""
+
+        async def count() -> TenantRoute | None:
+            raw = await self._client.get(f"{self._prefix}request:{request_id}")
+            if raw is None:
+                return None
+            first = await self._client.set(
+                f"{self._prefix}signal:{request_id}:{signal.value}",
+                "1",
+                nx=True,
+                ex=ROUTE_MEMORY_SECONDS,
+            )
+            if not first:
+                return None
+            data = json.loads(raw)
+            route = TenantRoute(
+                request_id=request_id,
+                tenant_id=str(data["tenant_id"]),
+                complexity=Complexity(data["complexity"]),
+                tier=str(data["tier"]),
+                downgraded=bool(data["downgraded"]),
+                shadow=ShadowVerdict(data["shadow"]) if data["shadow"] else None,
+            )
+            tenant_key = f"{self._prefix}tenant:{route.tenant_id}"
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hincrby(tenant_key, f"signal:{signal.value}", 1)
+                if route.downgraded:
+                    pipe.hincrby(tenant_key, f"downgraded_signal:{signal.value}", 1)
+                await pipe.execute()
+            return route
+
+        return await _guarded(count)
+
+    async def tenant_counts(self) -> Mapping[str, TenantCounts]:
+        """Every tenant's counts, by every replica."""
+
+        async def read() -> dict[str, dict[str, str]]:
+            members = await self._client.smembers(f"{self._prefix}tenants")
+            tenants = sorted(str(member) for member in members)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for tenant in tenants:
+                    pipe.hgetall(f"{self._prefix}tenant:{tenant}")
+                rows: list[dict[str, str]] = await pipe.execute()
+            return dict(zip(tenants, rows, strict=True))
+
+        result: dict[str, TenantCounts] = {}
+        for tenant, row in (await _guarded(read)).items():
+            counts = {str(k): int(v) for k, v in row.items()}
+
+            def prefixed(
+                prefix: str, counts: dict[str, int] = counts
+            ) -> dict[str, int]:
+                return {
+                    k.removeprefix(prefix): v
+                    for k, v in counts.items()
+                    if k.startswith(prefix)
+                }
+
+            result[str(tenant)] = TenantCounts(
+                by_complexity={
+                    Complexity(k): v for k, v in prefixed("complexity:").items()
+                },
+                downgraded=counts.get("downgraded", 0),
+                signals={QualitySignal(k): v for k, v in prefixed("signal:").items()},
+                downgraded_signals={
+                    QualitySignal(k): v
+                    for k, v in prefixed("downgraded_signal:").items()
+                },
+                shadow={ShadowVerdict(k): v for k, v in prefixed("shadow:").items()},
+            )
+        return result
 
     def _outcomes_key(self, deployment: str) -> str:
         return f"{self._prefix}outcomes:{deployment}"

@@ -27,51 +27,55 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tollgate.common.v1 import common_pb2 as tollgate_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftollgate/router/v1/router.proto\x12\x12tollgate.router.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftollgate/common/v1/common.proto\"\xcb\x02\n\x0cRouteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12.\n\x08priority\x18\x03 \x01(\x0e\x32\x1c.tollgate.common.v1.Priority\x12\x35\n\x0crequest_type\x18\x04 \x01(\x0e\x32\x1f.tollgate.common.v1.RequestType\x12\x17\n\x0frequested_model\x18\x05 \x01(\t\x12\r\n\x05input\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x08 \x01(\x03\x12;\n\x0c\x63onversation\x18\t \x01(\x0b\x32%.tollgate.router.v1.ConversationShape\"\xa0\x01\n\x11\x43onversationShape\x12\x10\n\x08messages\x18\x01 \x01(\x05\x12\x1a\n\x12\x65\x61rlier_user_turns\x18\x02 \x01(\x05\x12\r\n\x05tools\x18\x03 \x01(\x05\x12\x13\n\x0bjson_schema\x18\x04 \x01(\x08\x12\x0e\n\x06images\x18\x05 \x01(\x05\x12\x16\n\x0etool_exchanges\x18\x06 \x01(\x05\x12\x11\n\treasoning\x18\x07 \x01(\x08\"\xf8\x03\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x1a\n\x12\x64\x65ployment_version\x18\x03 \x01(\t\x12&\n\x04lane\x18\x04 \x01(\x0e\x32\x18.tollgate.router.v1.Lane\x12\x32\n\ncomplexity\x18\x05 \x01(\x0e\x32\x1e.tollgate.router.v1.Complexity\x12\x0c\n\x04tier\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x19\n\x11max_output_tokens\x18\x08 \x01(\x03\x12\x17\n\x0finput_token_cap\x18\t \x01(\x03\x12\x1f\n\x17\x64\x65ployment_instructions\x18\n \x01(\t\x12\x18\n\x0btemperature\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12?\n\x11\x64\x65gradation_level\x18\x0c \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12\x17\n\x0f\x66\x61llback_models\x18\r \x03(\t\x12\x15\n\rfallback_text\x18\x0e \x01(\t\x12\x1e\n\x16worst_case_cost_micros\x18\x0f \x01(\x03\x12\x1e\n\x16truncated_input_tokens\x18\x10 \x01(\x03\x42\x0e\n\x0c_temperature\"t\n\x14RecordOutcomeRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x65rror\x18\x04 \x01(\x08\"E\n\x15RecordOutcomeResponse\x12\x13\n\x0brolled_back\x18\x01 \x01(\x08\x12\x17\n\x0frollback_reason\x18\x02 \x01(\t\"8\n\x11TrafficAllocation\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\r\"T\n\x16SetTrafficSplitRequest\x12:\n\x0b\x61llocations\x18\x01 \x03(\x0b\x32%.tollgate.router.v1.TrafficAllocation\"U\n\x17SetTrafficSplitResponse\x12:\n\x0b\x61llocations\x18\x01 \x03(\x0b\x32%.tollgate.router.v1.TrafficAllocation\"\x1c\n\x1aGetDeploymentStatusRequest\"\x8d\x03\n\x10\x44\x65ploymentStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x17\n\x0ftraffic_percent\x18\x04 \x01(\r\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x06 \x01(\x03\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12\x16\n\x0ep50_latency_ms\x18\x08 \x01(\x01\x12\x16\n\x0ep95_latency_ms\x18\t \x01(\x01\x12\x32\n\x05state\x18\n \x01(\x0e\x32#.tollgate.router.v1.DeploymentState\x12\x17\n\x0frollback_reason\x18\x0b \x01(\t\x12\x32\n\x0erolled_back_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fwindow_requests\x18\r \x01(\x03\x12\x15\n\rwindow_errors\x18\x0e \x01(\x03\x12\x1b\n\x13\x62\x61seline_deployment\x18\x0f \x01(\t\"X\n\x1bGetDeploymentStatusResponse\x12\x39\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32$.tollgate.router.v1.DeploymentStatus\"\x9e\x01\n\x1aSetDegradationLevelRequest\x12\x33\n\x05level\x18\x01 \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nraise_only\x18\x03 \x01(\x08\x12\'\n\x04hold\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa1\x01\n\x1bSetDegradationLevelResponse\x12\x33\n\x05level\x18\x01 \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12<\n\x0eprevious_level\x18\x02 \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"\x18\n\x16GetRoutingStatsRequest\"/\n\x0cRoutingCount\x12\r\n\x05label\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\"\x97\x02\n\x17GetRoutingStatsResponse\x12\x31\n\x07\x62y_tier\x18\x01 \x03(\x0b\x32 .tollgate.router.v1.RoutingCount\x12\x37\n\rby_complexity\x18\x02 \x03(\x0b\x32 .tollgate.router.v1.RoutingCount\x12\x1a\n\x12routed_cost_micros\x18\x03 \x01(\x03\x12\x1b\n\x13premium_cost_micros\x18\x04 \x01(\x03\x12?\n\x11\x64\x65gradation_level\x18\x05 \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12\x16\n\x0esavings_micros\x18\x06 \x01(\x03*\x88\x01\n\nComplexity\x12\x1a\n\x16\x43OMPLEXITY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMPLEXITY_TRIVIAL\x10\x01\x12\x15\n\x11\x43OMPLEXITY_SIMPLE\x10\x02\x12\x17\n\x13\x43OMPLEXITY_MODERATE\x10\x03\x12\x16\n\x12\x43OMPLEXITY_COMPLEX\x10\x04*q\n\x04Lane\x12\x14\n\x10LANE_UNSPECIFIED\x10\x00\x12\r\n\tLANE_SYNC\x10\x01\x12\x0e\n\nLANE_BATCH\x10\x02\x12\x13\n\x0fLANE_CACHE_ONLY\x10\x03\x12\x0f\n\x0bLANE_STATIC\x10\x04\x12\x0e\n\nLANE_QUEUE\x10\x05*r\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_ACTIVE\x10\x01\x12 \n\x1c\x44\x45PLOYMENT_STATE_ROLLED_BACK\x10\x02\x32\x8b\x05\n\rRouterService\x12L\n\x05Route\x12 .tollgate.router.v1.RouteRequest\x1a!.tollgate.router.v1.RouteResponse\x12\x64\n\rRecordOutcome\x12(.tollgate.router.v1.RecordOutcomeRequest\x1a).tollgate.router.v1.RecordOutcomeResponse\x12j\n\x0fSetTrafficSplit\x12*.tollgate.router.v1.SetTrafficSplitRequest\x1a+.tollgate.router.v1.SetTrafficSplitResponse\x12v\n\x13GetDeploymentStatus\x12..tollgate.router.v1.GetDeploymentStatusRequest\x1a/.tollgate.router.v1.GetDeploymentStatusResponse\x12v\n\x13SetDegradationLevel\x12..tollgate.router.v1.SetDegradationLevelRequest\x1a/.tollgate.router.v1.SetDegradationLevelResponse\x12j\n\x0fGetRoutingStats\x12*.tollgate.router.v1.GetRoutingStatsRequest\x1a+.tollgate.router.v1.GetRoutingStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftollgate/router/v1/router.proto\x12\x12tollgate.router.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftollgate/common/v1/common.proto\"\x80\x03\n\x0cRouteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12.\n\x08priority\x18\x03 \x01(\x0e\x32\x1c.tollgate.common.v1.Priority\x12\x35\n\x0crequest_type\x18\x04 \x01(\x0e\x32\x1f.tollgate.common.v1.RequestType\x12\x17\n\x0frequested_model\x18\x05 \x01(\t\x12\r\n\x05input\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x08 \x01(\x03\x12;\n\x0c\x63onversation\x18\t \x01(\x0b\x32%.tollgate.router.v1.ConversationShape\x12\x18\n\x10input_embeddings\x18\n \x03(\x02\x12\x19\n\x11\x65mbedding_version\x18\x0b \x01(\t\"\xa0\x01\n\x11\x43onversationShape\x12\x10\n\x08messages\x18\x01 \x01(\x05\x12\x1a\n\x12\x65\x61rlier_user_turns\x18\x02 \x01(\x05\x12\r\n\x05tools\x18\x03 \x01(\x05\x12\x13\n\x0bjson_schema\x18\x04 \x01(\x08\x12\x0e\n\x06images\x18\x05 \x01(\x05\x12\x16\n\x0etool_exchanges\x18\x06 \x01(\x05\x12\x11\n\treasoning\x18\x07 \x01(\x08\"\xf8\x03\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x1a\n\x12\x64\x65ployment_version\x18\x03 \x01(\t\x12&\n\x04lane\x18\x04 \x01(\x0e\x32\x18.tollgate.router.v1.Lane\x12\x32\n\ncomplexity\x18\x05 \x01(\x0e\x32\x1e.tollgate.router.v1.Complexity\x12\x0c\n\x04tier\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x19\n\x11max_output_tokens\x18\x08 \x01(\x03\x12\x17\n\x0finput_token_cap\x18\t \x01(\x03\x12\x1f\n\x17\x64\x65ployment_instructions\x18\n \x01(\t\x12\x18\n\x0btemperature\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12?\n\x11\x64\x65gradation_level\x18\x0c \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12\x17\n\x0f\x66\x61llback_models\x18\r \x03(\t\x12\x15\n\rfallback_text\x18\x0e \x01(\t\x12\x1e\n\x16worst_case_cost_micros\x18\x0f \x01(\x03\x12\x1e\n\x16truncated_input_tokens\x18\x10 \x01(\x03\x42\x0e\n\x0c_temperature\"\xbc\x01\n\x14RecordOutcomeRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x07latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x65rror\x18\x04 \x01(\x08\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x32\n\x07quality\x18\x06 \x01(\x0e\x32!.tollgate.router.v1.QualitySignal\"_\n\x15RecordOutcomeResponse\x12\x13\n\x0brolled_back\x18\x01 \x01(\x08\x12\x17\n\x0frollback_reason\x18\x02 \x01(\t\x12\x18\n\x10quality_recorded\x18\x03 \x01(\x08\"8\n\x11TrafficAllocation\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\r\"T\n\x16SetTrafficSplitRequest\x12:\n\x0b\x61llocations\x18\x01 \x03(\x0b\x32%.tollgate.router.v1.TrafficAllocation\"U\n\x17SetTrafficSplitResponse\x12:\n\x0b\x61llocations\x18\x01 \x03(\x0b\x32%.tollgate.router.v1.TrafficAllocation\"\x1c\n\x1aGetDeploymentStatusRequest\"\x8d\x03\n\x10\x44\x65ploymentStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x17\n\x0ftraffic_percent\x18\x04 \x01(\r\x12\x10\n\x08requests\x18\x05 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x06 \x01(\x03\x12\x12\n\nerror_rate\x18\x07 \x01(\x01\x12\x16\n\x0ep50_latency_ms\x18\x08 \x01(\x01\x12\x16\n\x0ep95_latency_ms\x18\t \x01(\x01\x12\x32\n\x05state\x18\n \x01(\x0e\x32#.tollgate.router.v1.DeploymentState\x12\x17\n\x0frollback_reason\x18\x0b \x01(\t\x12\x32\n\x0erolled_back_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fwindow_requests\x18\r \x01(\x03\x12\x15\n\rwindow_errors\x18\x0e \x01(\x03\x12\x1b\n\x13\x62\x61seline_deployment\x18\x0f \x01(\t\"X\n\x1bGetDeploymentStatusResponse\x12\x39\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32$.tollgate.router.v1.DeploymentStatus\"\x9e\x01\n\x1aSetDegradationLevelRequest\x12\x33\n\x05level\x18\x01 \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nraise_only\x18\x03 \x01(\x08\x12\'\n\x04hold\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa1\x01\n\x1bSetDegradationLevelResponse\x12\x33\n\x05level\x18\x01 \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12<\n\x0eprevious_level\x18\x02 \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"+\n\x16GetRoutingStatsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"/\n\x0cRoutingCount\x12\r\n\x05label\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\"\xd0\x02\n\x17GetRoutingStatsResponse\x12\x31\n\x07\x62y_tier\x18\x01 \x03(\x0b\x32 .tollgate.router.v1.RoutingCount\x12\x37\n\rby_complexity\x18\x02 \x03(\x0b\x32 .tollgate.router.v1.RoutingCount\x12\x1a\n\x12routed_cost_micros\x18\x03 \x01(\x03\x12\x1b\n\x13premium_cost_micros\x18\x04 \x01(\x03\x12?\n\x11\x64\x65gradation_level\x18\x05 \x01(\x0e\x32$.tollgate.common.v1.DegradationLevel\x12\x16\n\x0esavings_micros\x18\x06 \x01(\x03\x12\x37\n\x07tenants\x18\x07 \x03(\x0b\x32&.tollgate.router.v1.TenantRoutingStats\"\xf6\x02\n\x12TenantRoutingStats\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x37\n\rby_complexity\x18\x03 \x03(\x0b\x32 .tollgate.router.v1.RoutingCount\x12\x1b\n\x13\x64owngraded_requests\x18\x04 \x01(\x03\x12\x16\n\x0e\x64owngrade_rate\x18\x05 \x01(\x01\x12\x31\n\x07signals\x18\x06 \x03(\x0b\x32 .tollgate.router.v1.RoutingCount\x12<\n\x12\x64owngraded_signals\x18\x07 \x03(\x0b\x32 .tollgate.router.v1.RoutingCount\x12!\n\x19\x64owngraded_complaint_rate\x18\x08 \x01(\x01\x12\x39\n\x0fshadow_verdicts\x18\t \x03(\x0b\x32 .tollgate.router.v1.RoutingCount*\x88\x01\n\nComplexity\x12\x1a\n\x16\x43OMPLEXITY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMPLEXITY_TRIVIAL\x10\x01\x12\x15\n\x11\x43OMPLEXITY_SIMPLE\x10\x02\x12\x17\n\x13\x43OMPLEXITY_MODERATE\x10\x03\x12\x16\n\x12\x43OMPLEXITY_COMPLEX\x10\x04*q\n\x04Lane\x12\x14\n\x10LANE_UNSPECIFIED\x10\x00\x12\r\n\tLANE_SYNC\x10\x01\x12\x0e\n\nLANE_BATCH\x10\x02\x12\x13\n\x0fLANE_CACHE_ONLY\x10\x03\x12\x0f\n\x0bLANE_STATIC\x10\x04\x12\x0e\n\nLANE_QUEUE\x10\x05*\x8b\x01\n\rQualitySignal\x12\x1e\n\x1aQUALITY_SIGNAL_UNSPECIFIED\x10\x00\x12\x1c\n\x18QUALITY_SIGNAL_THUMBS_UP\x10\x01\x12\x1e\n\x1aQUALITY_SIGNAL_THUMBS_DOWN\x10\x02\x12\x1c\n\x18QUALITY_SIGNAL_ESCALATED\x10\x03*r\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_ACTIVE\x10\x01\x12 \n\x1c\x44\x45PLOYMENT_STATE_ROLLED_BACK\x10\x02\x32\x8b\x05\n\rRouterService\x12L\n\x05Route\x12 .tollgate.router.v1.RouteRequest\x1a!.tollgate.router.v1.RouteResponse\x12\x64\n\rRecordOutcome\x12(.tollgate.router.v1.RecordOutcomeRequest\x1a).tollgate.router.v1.RecordOutcomeResponse\x12j\n\x0fSetTrafficSplit\x12*.tollgate.router.v1.SetTrafficSplitRequest\x1a+.tollgate.router.v1.SetTrafficSplitResponse\x12v\n\x13GetDeploymentStatus\x12..tollgate.router.v1.GetDeploymentStatusRequest\x1a/.tollgate.router.v1.GetDeploymentStatusResponse\x12v\n\x13SetDegradationLevel\x12..tollgate.router.v1.SetDegradationLevelRequest\x1a/.tollgate.router.v1.SetDegradationLevelResponse\x12j\n\x0fGetRoutingStats\x12*.tollgate.router.v1.GetRoutingStatsRequest\x1a+.tollgate.router.v1.GetRoutingStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tollgate.router.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COMPLEXITY']._serialized_start=2780
-  _globals['_COMPLEXITY']._serialized_end=2916
-  _globals['_LANE']._serialized_start=2918
-  _globals['_LANE']._serialized_end=3031
-  _globals['_DEPLOYMENTSTATE']._serialized_start=3033
-  _globals['_DEPLOYMENTSTATE']._serialized_end=3147
+  _globals['_COMPLEXITY']._serialized_start=3385
+  _globals['_COMPLEXITY']._serialized_end=3521
+  _globals['_LANE']._serialized_start=3523
+  _globals['_LANE']._serialized_end=3636
+  _globals['_QUALITYSIGNAL']._serialized_start=3639
+  _globals['_QUALITYSIGNAL']._serialized_end=3778
+  _globals['_DEPLOYMENTSTATE']._serialized_start=3780
+  _globals['_DEPLOYMENTSTATE']._serialized_end=3894
   _globals['_ROUTEREQUEST']._serialized_start=154
-  _globals['_ROUTEREQUEST']._serialized_end=485
-  _globals['_CONVERSATIONSHAPE']._serialized_start=488
-  _globals['_CONVERSATIONSHAPE']._serialized_end=648
-  _globals['_ROUTERESPONSE']._serialized_start=651
-  _globals['_ROUTERESPONSE']._serialized_end=1155
-  _globals['_RECORDOUTCOMEREQUEST']._serialized_start=1157
-  _globals['_RECORDOUTCOMEREQUEST']._serialized_end=1273
-  _globals['_RECORDOUTCOMERESPONSE']._serialized_start=1275
-  _globals['_RECORDOUTCOMERESPONSE']._serialized_end=1344
-  _globals['_TRAFFICALLOCATION']._serialized_start=1346
-  _globals['_TRAFFICALLOCATION']._serialized_end=1402
-  _globals['_SETTRAFFICSPLITREQUEST']._serialized_start=1404
-  _globals['_SETTRAFFICSPLITREQUEST']._serialized_end=1488
-  _globals['_SETTRAFFICSPLITRESPONSE']._serialized_start=1490
-  _globals['_SETTRAFFICSPLITRESPONSE']._serialized_end=1575
-  _globals['_GETDEPLOYMENTSTATUSREQUEST']._serialized_start=1577
-  _globals['_GETDEPLOYMENTSTATUSREQUEST']._serialized_end=1605
-  _globals['_DEPLOYMENTSTATUS']._serialized_start=1608
-  _globals['_DEPLOYMENTSTATUS']._serialized_end=2005
-  _globals['_GETDEPLOYMENTSTATUSRESPONSE']._serialized_start=2007
-  _globals['_GETDEPLOYMENTSTATUSRESPONSE']._serialized_end=2095
-  _globals['_SETDEGRADATIONLEVELREQUEST']._serialized_start=2098
-  _globals['_SETDEGRADATIONLEVELREQUEST']._serialized_end=2256
-  _globals['_SETDEGRADATIONLEVELRESPONSE']._serialized_start=2259
-  _globals['_SETDEGRADATIONLEVELRESPONSE']._serialized_end=2420
-  _globals['_GETROUTINGSTATSREQUEST']._serialized_start=2422
-  _globals['_GETROUTINGSTATSREQUEST']._serialized_end=2446
-  _globals['_ROUTINGCOUNT']._serialized_start=2448
-  _globals['_ROUTINGCOUNT']._serialized_end=2495
-  _globals['_GETROUTINGSTATSRESPONSE']._serialized_start=2498
-  _globals['_GETROUTINGSTATSRESPONSE']._serialized_end=2777
-  _globals['_ROUTERSERVICE']._serialized_start=3150
-  _globals['_ROUTERSERVICE']._serialized_end=3801
+  _globals['_ROUTEREQUEST']._serialized_end=538
+  _globals['_CONVERSATIONSHAPE']._serialized_start=541
+  _globals['_CONVERSATIONSHAPE']._serialized_end=701
+  _globals['_ROUTERESPONSE']._serialized_start=704
+  _globals['_ROUTERESPONSE']._serialized_end=1208
+  _globals['_RECORDOUTCOMEREQUEST']._serialized_start=1211
+  _globals['_RECORDOUTCOMEREQUEST']._serialized_end=1399
+  _globals['_RECORDOUTCOMERESPONSE']._serialized_start=1401
+  _globals['_RECORDOUTCOMERESPONSE']._serialized_end=1496
+  _globals['_TRAFFICALLOCATION']._serialized_start=1498
+  _globals['_TRAFFICALLOCATION']._serialized_end=1554
+  _globals['_SETTRAFFICSPLITREQUEST']._serialized_start=1556
+  _globals['_SETTRAFFICSPLITREQUEST']._serialized_end=1640
+  _globals['_SETTRAFFICSPLITRESPONSE']._serialized_start=1642
+  _globals['_SETTRAFFICSPLITRESPONSE']._serialized_end=1727
+  _globals['_GETDEPLOYMENTSTATUSREQUEST']._serialized_start=1729
+  _globals['_GETDEPLOYMENTSTATUSREQUEST']._serialized_end=1757
+  _globals['_DEPLOYMENTSTATUS']._serialized_start=1760
+  _globals['_DEPLOYMENTSTATUS']._serialized_end=2157
+  _globals['_GETDEPLOYMENTSTATUSRESPONSE']._serialized_start=2159
+  _globals['_GETDEPLOYMENTSTATUSRESPONSE']._serialized_end=2247
+  _globals['_SETDEGRADATIONLEVELREQUEST']._serialized_start=2250
+  _globals['_SETDEGRADATIONLEVELREQUEST']._serialized_end=2408
+  _globals['_SETDEGRADATIONLEVELRESPONSE']._serialized_start=2411
+  _globals['_SETDEGRADATIONLEVELRESPONSE']._serialized_end=2572
+  _globals['_GETROUTINGSTATSREQUEST']._serialized_start=2574
+  _globals['_GETROUTINGSTATSREQUEST']._serialized_end=2617
+  _globals['_ROUTINGCOUNT']._serialized_start=2619
+  _globals['_ROUTINGCOUNT']._serialized_end=2666
+  _globals['_GETROUTINGSTATSRESPONSE']._serialized_start=2669
+  _globals['_GETROUTINGSTATSRESPONSE']._serialized_end=3005
+  _globals['_TENANTROUTINGSTATS']._serialized_start=3008
+  _globals['_TENANTROUTINGSTATS']._serialized_end=3382
+  _globals['_ROUTERSERVICE']._serialized_start=3897
+  _globals['_ROUTERSERVICE']._serialized_end=4548
 # @@protoc_insertion_point(module_scope)

@@ -29,6 +29,13 @@ class Lane(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LANE_STATIC: _ClassVar[Lane]
     LANE_QUEUE: _ClassVar[Lane]
 
+class QualitySignal(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUALITY_SIGNAL_UNSPECIFIED: _ClassVar[QualitySignal]
+    QUALITY_SIGNAL_THUMBS_UP: _ClassVar[QualitySignal]
+    QUALITY_SIGNAL_THUMBS_DOWN: _ClassVar[QualitySignal]
+    QUALITY_SIGNAL_ESCALATED: _ClassVar[QualitySignal]
+
 class DeploymentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DEPLOYMENT_STATE_UNSPECIFIED: _ClassVar[DeploymentState]
@@ -45,12 +52,16 @@ LANE_BATCH: Lane
 LANE_CACHE_ONLY: Lane
 LANE_STATIC: Lane
 LANE_QUEUE: Lane
+QUALITY_SIGNAL_UNSPECIFIED: QualitySignal
+QUALITY_SIGNAL_THUMBS_UP: QualitySignal
+QUALITY_SIGNAL_THUMBS_DOWN: QualitySignal
+QUALITY_SIGNAL_ESCALATED: QualitySignal
 DEPLOYMENT_STATE_UNSPECIFIED: DeploymentState
 DEPLOYMENT_STATE_ACTIVE: DeploymentState
 DEPLOYMENT_STATE_ROLLED_BACK: DeploymentState
 
 class RouteRequest(_message.Message):
-    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens", "conversation")
+    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens", "conversation", "input_embeddings", "embedding_version")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +71,8 @@ class RouteRequest(_message.Message):
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     caller: _common_pb2.Caller
     priority: _common_pb2.Priority
@@ -69,7 +82,9 @@ class RouteRequest(_message.Message):
     input_tokens: int
     max_output_tokens: int
     conversation: ConversationShape
-    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., conversation: _Optional[_Union[ConversationShape, _Mapping]] = ...) -> None: ...
+    input_embeddings: _containers.RepeatedScalarFieldContainer[float]
+    embedding_version: str
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., conversation: _Optional[_Union[ConversationShape, _Mapping]] = ..., input_embeddings: _Optional[_Iterable[float]] = ..., embedding_version: _Optional[str] = ...) -> None: ...
 
 class ConversationShape(_message.Message):
     __slots__ = ("messages", "earlier_user_turns", "tools", "json_schema", "images", "tool_exchanges", "reasoning")
@@ -126,24 +141,30 @@ class RouteResponse(_message.Message):
     def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., deployment_version: _Optional[str] = ..., lane: _Optional[_Union[Lane, str]] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., tier: _Optional[str] = ..., reason: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., input_token_cap: _Optional[int] = ..., deployment_instructions: _Optional[str] = ..., temperature: _Optional[float] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., fallback_text: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., truncated_input_tokens: _Optional[int] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
-    __slots__ = ("deployment", "model", "latency", "error")
+    __slots__ = ("deployment", "model", "latency", "error", "request_id", "quality")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     model: str
     latency: _duration_pb2.Duration
     error: bool
-    def __init__(self, deployment: _Optional[str] = ..., model: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    quality: QualitySignal
+    def __init__(self, deployment: _Optional[str] = ..., model: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[bool] = ..., request_id: _Optional[str] = ..., quality: _Optional[_Union[QualitySignal, str]] = ...) -> None: ...
 
 class RecordOutcomeResponse(_message.Message):
-    __slots__ = ("rolled_back", "rollback_reason")
+    __slots__ = ("rolled_back", "rollback_reason", "quality_recorded")
     ROLLED_BACK_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_RECORDED_FIELD_NUMBER: _ClassVar[int]
     rolled_back: bool
     rollback_reason: str
-    def __init__(self, rolled_back: _Optional[bool] = ..., rollback_reason: _Optional[str] = ...) -> None: ...
+    quality_recorded: bool
+    def __init__(self, rolled_back: _Optional[bool] = ..., rollback_reason: _Optional[str] = ..., quality_recorded: _Optional[bool] = ...) -> None: ...
 
 class TrafficAllocation(_message.Message):
     __slots__ = ("deployment", "percent")
@@ -232,8 +253,10 @@ class SetDegradationLevelResponse(_message.Message):
     def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., previous_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., applied: _Optional[bool] = ...) -> None: ...
 
 class GetRoutingStatsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
 
 class RoutingCount(_message.Message):
     __slots__ = ("label", "requests")
@@ -244,17 +267,41 @@ class RoutingCount(_message.Message):
     def __init__(self, label: _Optional[str] = ..., requests: _Optional[int] = ...) -> None: ...
 
 class GetRoutingStatsResponse(_message.Message):
-    __slots__ = ("by_tier", "by_complexity", "routed_cost_micros", "premium_cost_micros", "degradation_level", "savings_micros")
+    __slots__ = ("by_tier", "by_complexity", "routed_cost_micros", "premium_cost_micros", "degradation_level", "savings_micros", "tenants")
     BY_TIER_FIELD_NUMBER: _ClassVar[int]
     BY_COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
     ROUTED_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     PREMIUM_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     SAVINGS_MICROS_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
     by_tier: _containers.RepeatedCompositeFieldContainer[RoutingCount]
     by_complexity: _containers.RepeatedCompositeFieldContainer[RoutingCount]
     routed_cost_micros: int
     premium_cost_micros: int
     degradation_level: _common_pb2.DegradationLevel
     savings_micros: int
-    def __init__(self, by_tier: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., by_complexity: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., routed_cost_micros: _Optional[int] = ..., premium_cost_micros: _Optional[int] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., savings_micros: _Optional[int] = ...) -> None: ...
+    tenants: _containers.RepeatedCompositeFieldContainer[TenantRoutingStats]
+    def __init__(self, by_tier: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., by_complexity: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., routed_cost_micros: _Optional[int] = ..., premium_cost_micros: _Optional[int] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., savings_micros: _Optional[int] = ..., tenants: _Optional[_Iterable[_Union[TenantRoutingStats, _Mapping]]] = ...) -> None: ...
+
+class TenantRoutingStats(_message.Message):
+    __slots__ = ("tenant_id", "requests", "by_complexity", "downgraded_requests", "downgrade_rate", "signals", "downgraded_signals", "downgraded_complaint_rate", "shadow_verdicts")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    BY_COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    DOWNGRADED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    DOWNGRADE_RATE_FIELD_NUMBER: _ClassVar[int]
+    SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    DOWNGRADED_SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    DOWNGRADED_COMPLAINT_RATE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    requests: int
+    by_complexity: _containers.RepeatedCompositeFieldContainer[RoutingCount]
+    downgraded_requests: int
+    downgrade_rate: float
+    signals: _containers.RepeatedCompositeFieldContainer[RoutingCount]
+    downgraded_signals: _containers.RepeatedCompositeFieldContainer[RoutingCount]
+    downgraded_complaint_rate: float
+    shadow_verdicts: _containers.RepeatedCompositeFieldContainer[RoutingCount]
+    def __init__(self, tenant_id: _Optional[str] = ..., requests: _Optional[int] = ..., by_complexity: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., downgraded_requests: _Optional[int] = ..., downgrade_rate: _Optional[float] = ..., signals: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., downgraded_signals: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., downgraded_complaint_rate: _Optional[float] = ..., shadow_verdicts: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ...) -> None: ...

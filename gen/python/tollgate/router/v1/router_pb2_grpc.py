@@ -83,8 +83,9 @@ class RouterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordOutcome(self, request, context):
-        """RecordOutcome feeds per-deployment latency and error metrics; a canary that
-        breaks its guard is rolled back.
+        """RecordOutcome feeds per-deployment latency and error metrics (a canary that
+        breaks its guard is rolled back), and accepts a quality signal about one
+        routed request (thumbs up or down, an escalation) by its request id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,8 +114,9 @@ class RouterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRoutingStats(self, request, context):
-        """GetRoutingStats reports the distribution by tier and complexity and the savings
-        against always using the premium model.
+        """GetRoutingStats reports the distribution by tier and complexity, the savings
+        against always using the premium model, and per tenant the mix of "auto"
+        decisions by level, the downgrade rate, quality signals and shadow verdicts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,1 @@
+"""The router classifier as shipped before the learned model: the blind baseline."""
