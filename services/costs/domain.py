@@ -337,6 +337,26 @@ class CostLedger:
         )
         return verdict
 
+    @property
+    def currency_code(self) -> str:
+        """The currency of every amount (ISO 4217)."""
+        return self._pricing.currency_code
+
+    async def release(self, reservation_id: str) -> bool:
+        """Release a reservation whose request booked nothing; books nothing.
+
+        For a request that ended without using a model (a static answer, an
+        upstream failure): its worst case stops counting now, not at expiry.
+        Returns whether the reservation was live (not unknown, settled or expired).
+        """
+        released = await self._store.release(reservation_id, self._now())
+        _log.info(
+            "budget_reservation_released",
+            reservation_id=reservation_id,
+            released=released,
+        )
+        return released
+
     async def set_budget(self, budget: Budget) -> BudgetStatus:
         """Create or replace a budget; empty thresholds get the defaults.
 

@@ -313,6 +313,13 @@ class LedgerStore(Protocol):
         """Delete reservations expired at ``now``; returns how many."""
         ...
 
+    async def release(self, reservation_id: str, now: datetime) -> bool:
+        """Delete one reservation unexpired at ``now``, booking nothing.
+
+        Returns whether it was live (not unknown, settled or expired).
+        """
+        ...
+
     async def summarize(self, query: ReportQuery) -> LedgerSummary:
         """Aggregate the entries that ``query`` selects."""
         ...

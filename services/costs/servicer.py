@@ -71,6 +71,8 @@ class CostsServicer:
         self, request: costs_pb.RecordRequest, context: Context
     ) -> costs_pb.RecordResponse:
         """Book one request's usage; a replayed request id books nothing."""
+        if request.release_only:
+            return await self._release(request)
         violations = [
             *_request_id_violations(request.request_id),
             *_required("model", request.model),
@@ -109,6 +111,22 @@ class CostsServicer:
             currency_code=result.currency_code,
             duplicate=result.duplicate,
             reservation_settled=result.reservation_settled,
+        )
+
+    async def _release(
+        self, request: costs_pb.RecordRequest
+    ) -> costs_pb.RecordResponse:
+        """Release a reservation whose request booked nothing (``release_only``)."""
+        violations = [
+            *_request_id_violations(request.request_id),
+            *_required("budget_reservation_id", request.budget_reservation_id),
+            *_length_violations("budget_reservation_id", request.budget_reservation_id),
+        ]
+        if violations:
+            raise InvalidArgumentError(violations)
+        released = await self._ledger.release(request.budget_reservation_id)
+        return costs_pb.RecordResponse(
+            currency_code=self._ledger.currency_code, reservation_settled=released
         )
 
     async def CheckBudget(

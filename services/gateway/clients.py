@@ -342,6 +342,7 @@ def _cacheable(key: CacheKeyParts) -> cache_pb.CacheableRequest:
         multi_turn=key.multi_turn,
         context_digest=key.context_digest,
         exact_only_reason=key.exact_only_reason,
+        request_type=REQUEST_TYPE_TO_PROTO[key.request_type],
     )
     if key.temperature is not None:
         request.temperature = key.temperature
@@ -383,6 +384,7 @@ class CacheClient:
             tool_calls=tool_calls_from_proto(cached.tool_calls),
             finish_reason=finish_reason_from_proto(cached.finish_reason)
             or FinishReason.STOP,
+            semantic_check=response.accepted_check,
         )
 
     async def store(
@@ -510,6 +512,18 @@ class CostsClient:
         )
         return RecordResult(
             cost_micros=response.cost_micros, duplicate=response.duplicate
+        )
+
+    async def release_budget(self, request_id: str, reservation_id: str) -> None:
+        """Release a budget reservation of a request that books nothing."""
+        await self._downstream.call(
+            self._stub.Record,
+            costs_pb.RecordRequest(
+                request_id=request_id,
+                budget_reservation_id=reservation_id,
+                release_only=True,
+            ),
+            request_id,
         )
 
     async def check_budget(

@@ -150,6 +150,8 @@ class CacheKeyParts:
     context_digest: str = ""
     multi_turn: bool = False
     exact_only_reason: str = ""
+    request_type: RequestType = RequestType.CHAT
+    """Not part of the key: it selects the cache's per-route semantic policy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,8 @@ class CachedAnswer:
     age_seconds: float = 0.0
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: FinishReason = FinishReason.STOP
+    semantic_check: str = ""
+    """On a semantic hit: the verification check that accepted it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +251,7 @@ class ResponseReply:
     cache_age_seconds: float | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: FinishReason | None = None
+    semantic_check: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +267,7 @@ class StreamStart:
     similarity: float = 0.0
     cache_age_seconds: float | None = None
     input_tokens_dropped: int = 0
+    semantic_check: str = ""
 
 
 @dataclass(frozen=True, slots=True)

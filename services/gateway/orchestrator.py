@@ -9,7 +9,13 @@
 |            | are skipped (allowed) while the ledger cannot answer                   |
 | upstream   | retries within the deadline, then the per-model breaker; an open       |
 |            | breaker moves down the ladder: the next cheaper model with a closed    |
-|            | breaker, then the static answer of the request type                    |
+|            | breaker, then the static answer of the request type; a call that fails |
+|            | or is throttled fails over to the next such model within the deadline  |
+|            | (a stream only before its first event)                                 |
+
+A request that books nothing after its budget check (a static answer, an upstream
+failure or throttle, a full queue, a spent deadline, a stream that never opened)
+releases its budget reservation at once instead of holding it until it expires.
 
 The stages live in ``pipeline/``: ``plan`` counts, routes, fits and keys the
 request; ``admit`` runs the limits, the cache lookup and the budget; ``serve`` the
@@ -165,6 +171,7 @@ class Orchestrator:
             return replace(
                 self._reply(plan, answer, hit.status, similarity=hit.similarity),
                 cache_age_seconds=hit.age_seconds,
+                semantic_check=hit.semantic_check,
             )
         if request.asynchronous or plan.route.lane is Lane.QUEUE:
             # Answered later by ticket: through the Batch API, durably queued.
@@ -186,10 +193,12 @@ class Orchestrator:
             outcome, shared = await self._ladder.answer(plan, budget)
         except BaseException:
             settlement.settle(plan.decision, 0)
+            settlement.release_budget(plan, budget.reservation_id)
             raise
         answer = outcome.answer
         if not outcome.from_upstream:
             settlement.settle(plan.decision, 0)
+            settlement.release_budget(plan, budget.reservation_id)
             return self._reply(
                 plan,
                 replace(answer, model=plan.route.model),
@@ -240,6 +249,7 @@ class Orchestrator:
                 self._start(plan, hit.model, hit.status, plan.route.degradation_level),
                 similarity=hit.similarity,
                 cache_age_seconds=hit.age_seconds,
+                semantic_check=hit.semantic_check,
             )
             for replayed in _replay(hit.output_text, hit.tool_calls):
                 yield replayed
@@ -260,26 +270,28 @@ class Orchestrator:
             return
 
         budget = await self._admission.check_budget(plan)
-        choice = self._ladder.choose(plan, budget)
-        if choice is None:
+        try:
+            opened = await self._ladder.open_stream(plan, budget)
+        except BaseException:
+            # Nothing was delivered, so nothing is booked.
+            settlement.settle(plan.decision, 0)
+            settlement.release_budget(plan, budget.reservation_id)
+            raise
+        if opened is None:
             outcome = self._ladder.static_outcome(plan)
             settlement.settle(plan.decision, 0)
+            settlement.release_budget(plan, budget.reservation_id)
             async for static in self._static_stream(
                 plan, outcome.answer.output_text, outcome.level
             ):
                 yield static
             return
+        choice, started = opened.choice, opened.started
         delivered: list[str] = []
-        opened = False
         answer: UpstreamAnswer | None = None
-        started = self._clock.monotonic()
         try:
-            async for event in self._ladder.stream(plan, choice):
-                if not opened:
-                    opened = True
-                    yield self._start(
-                        plan, choice.model, plan.cache_status, choice.level
-                    )
+            yield self._start(plan, choice.model, plan.cache_status, choice.level)
+            async for event in opened.events:
                 if isinstance(event, str):
                     delivered.append(event)
                     yield StreamDelta(event)
@@ -300,23 +312,21 @@ class Orchestrator:
                 },
             ) from error
         except BaseException as error:
-            mapped = self._ladder.failed(plan, choice, started, error, opened=opened)
+            mapped = self._ladder.failed(plan, choice, started, error, opened=True)
             if mapped is error:
                 raise
             raise mapped from error
         finally:
             if answer is None:
-                consumed = Usage()
-                if opened:
-                    # Broken or abandoned mid-stream: book what was consumed, off
-                    # the stream's task (a cancelled task must not await).
-                    consumed = Usage(
-                        input_tokens=plan.prompt_tokens,
-                        output_tokens=count_tokens("".join(delivered)),
-                    )
-                    settlement.book_in_background(
-                        plan, choice.model, consumed, budget.reservation_id
-                    )
+                # Broken or abandoned mid-stream: book what was consumed, off the
+                # stream's task (a cancelled task must not await).
+                consumed = Usage(
+                    input_tokens=plan.prompt_tokens,
+                    output_tokens=count_tokens("".join(delivered)),
+                )
+                settlement.book_in_background(
+                    plan, choice.model, consumed, budget.reservation_id
+                )
                 settlement.settle(plan.decision, consumed.total_tokens)
         if answer is None:
             # The upstream iterator ended without its final event.

@@ -127,6 +127,10 @@ class LedgerPort(Protocol):
         """Reserve the worst-case cost against every budget of the principal."""
         ...
 
+    async def release_budget(self, request_id: str, reservation_id: str) -> None:
+        """Release a budget reservation of a request that books nothing."""
+        ...
+
 
 class UpstreamPort(Protocol):
     """The model provider."""

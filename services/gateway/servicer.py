@@ -171,6 +171,7 @@ def encode_reply(reply: ResponseReply) -> gateway_pb.CreateResponseResponse:
         cache_age=_duration(reply.cache_age_seconds),
         tool_calls=tool_calls_proto(reply.tool_calls),
         finish_reason=finish_reason_proto(reply.finish_reason),
+        semantic_check=reply.semantic_check,
     )
 
 
@@ -188,6 +189,7 @@ def encode_stream_event(event: StreamEvent) -> gateway_pb.StreamResponseResponse
                 similarity=event.similarity,
                 cache_age=_duration(event.cache_age_seconds),
                 input_tokens_dropped=event.input_tokens_dropped,
+                semantic_check=event.semantic_check,
             )
         )
     if isinstance(event, StreamDelta):

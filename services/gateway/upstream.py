@@ -8,8 +8,11 @@ honoured when it fits in the time left.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC
 from typing import TypeVar
 
 import openai
@@ -40,12 +43,37 @@ Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
 
-def _retry_after(error: openai.APIStatusError) -> float:
-    value = error.response.headers.get("retry-after", "")
+def _retry_after(error: openai.APIStatusError, now: float) -> float:
+    """Seconds the upstream asked us to wait; 0 when it did not say or said nonsense.
+
+    ``retry-after-ms`` (OpenAI's, fractional milliseconds) wins over ``retry-after``,
+    which is either seconds (RFC 9110 says whole; fractions are taken as sent) or
+    an HTTP date, read against the wall clock ``now``.
+    """
+    headers = error.response.headers
+    milliseconds = _seconds(headers.get("retry-after-ms", ""))
+    if milliseconds is not None:
+        return milliseconds / 1000
+    value = headers.get("retry-after", "").strip()
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
-        return max(0.0, float(value))
-    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return 0.0
+    if when.tzinfo is None:  # "-0000": RFC 5322's unknown zone, which HTTP means as GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def _seconds(value: str) -> float | None:
+    """A finite, non-negative number of ``value``, or None."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _count_tokens(model: str, usage: Usage) -> None:
@@ -154,13 +182,14 @@ class OpenAIUpstream:
                 return await self._attempt(attempt, remaining, model, tries + 1)
             except openai.RateLimitError as error:
                 reason = "throttled"
-                wait = max(_retry_after(error), self._backoff(tries))
+                asked = _retry_after(error, self._clock.now())
+                wait = max(asked, self._backoff(tries))
                 if (
                     tries >= self._max_retries
                     or wait >= deadline - self._clock.monotonic()
                 ):
                     raise UpstreamThrottledError(
-                        "upstream", "upstream rate limited", _retry_after(error)
+                        "upstream", "upstream rate limited", asked
                     ) from error
             except openai.BadRequestError as error:
                 raise FailedPreconditionError(

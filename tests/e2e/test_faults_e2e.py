@@ -54,12 +54,18 @@ def _sim(suite: Suite, path: str, body: dict[str, object] | None = None) -> obje
         return json.load(response)
 
 
-def schedule_faults(suite: Suite, kind: str, count: int, retry_after: int = 1) -> None:
-    _sim(
-        suite,
-        "/_sim/faults",
-        {"kind": kind, "count": count, "retry_after_seconds": retry_after},
-    )
+def schedule_faults(
+    suite: Suite, kind: str, count: int, retry_after: int = 1, model: str = ""
+) -> None:
+    """Fail the next ``count`` upstream calls (only those for ``model``, if given)."""
+    body: dict[str, object] = {
+        "kind": kind,
+        "count": count,
+        "retry_after_seconds": retry_after,
+    }
+    if model:
+        body["model"] = model
+    _sim(suite, "/_sim/faults", body)
 
 
 def upstream_requests(suite: Suite) -> int:
@@ -95,7 +101,8 @@ async def breaker_states(
 async def test_a_429_storm_is_refused_with_retry_after_and_reported_to_ratelimit(
     suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
 ) -> None:
-    schedule_faults(suite, "rate_limit", 1, retry_after=3)
+    # Every model of the ladder (gpt-4.1-mini, then gpt-4.1-nano) is throttled.
+    schedule_faults(suite, "rate_limit", 2, retry_after=3)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await gateway.CreateResponse(ask("storm 1"), metadata=AUTH, timeout=30)
     error = raised.value
@@ -121,18 +128,31 @@ async def test_a_429_storm_is_refused_with_retry_after_and_reported_to_ratelimit
     assert status.backoffs[0].HasField("paused_until")
 
 
-async def test_500s_open_the_breaker_fallbacks_answer_and_probing_closes_it(
+async def test_a_429_on_one_model_is_answered_by_the_next_cheaper_one(
     suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
 ) -> None:
     await asyncio.sleep(3.1)  # let the previous test's Retry-After pause pass
-    schedule_faults(suite, "server_error", 2)
+    await _wait_for_level(suite, common_pb.DEGRADATION_LEVEL_FULL_SERVICE)
+    schedule_faults(suite, "rate_limit", 1, retry_after=1, model="gpt-4.1-mini")
+
+    reply = await gateway.CreateResponse(ask("throttled once"), metadata=AUTH)
+
+    assert reply.model == "gpt-4.1-nano"
+    assert reply.degradation_level == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
+    assert reply.output_text.startswith("Simulated answer")
+    await asyncio.sleep(1.1)  # the Retry-After pause of gpt-4.1-mini
+
+
+async def test_500s_open_the_breaker_fallbacks_answer_and_probing_closes_it(
+    suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
+) -> None:
+    schedule_faults(suite, "server_error", 2, model="gpt-4.1-mini")
     for n in range(2):
-        with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await gateway.CreateResponse(ask(f"five hundred {n}"), metadata=AUTH)
-        assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert error_details(raised.value)["google.rpc.ErrorInfo"].reason == (
-            "UPSTREAM_UNAVAILABLE"
+        # Each failure of gpt-4.1-mini fails over, within the deadline, to nano.
+        failed_over = await gateway.CreateResponse(
+            ask(f"five hundred {n}"), metadata=AUTH
         )
+        assert failed_over.model == "gpt-4.1-nano"
     assert (await breaker_states(gateway))["upstream:gpt-4.1-mini"] == (
         gateway_pb.BREAKER_STATE_OPEN
     )
@@ -169,10 +189,15 @@ async def _wait_for_level(suite: Suite, level: int) -> None:
 async def test_with_every_circuit_open_the_static_answer_is_served_at_once(
     suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
 ) -> None:
-    schedule_faults(suite, "server_error", 4)  # two for each model of the ladder
-    for n in range(4):
-        with pytest.raises(grpc.aio.AioRpcError):
+    # Each request fails on both models of the ladder: two requests open both breakers.
+    schedule_faults(suite, "server_error", 4)
+    for n in range(2):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
             await gateway.CreateResponse(ask(f"failing {n}"), metadata=AUTH)
+        assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert error_details(raised.value)["google.rpc.ErrorInfo"].reason == (
+            "UPSTREAM_UNAVAILABLE"
+        )
     states = await breaker_states(gateway)
     assert states["upstream:gpt-4.1-mini"] == gateway_pb.BREAKER_STATE_OPEN
     assert states["upstream:gpt-4.1-nano"] == gateway_pb.BREAKER_STATE_OPEN
@@ -200,7 +225,7 @@ async def test_with_every_circuit_open_the_static_answer_is_served_at_once(
 async def test_a_slow_upstream_does_not_outlive_the_callers_deadline(
     suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
 ) -> None:
-    schedule_faults(suite, "hang", 1)
+    schedule_faults(suite, "hang", 2)  # the fallback model hangs too
     started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await gateway.CreateResponse(ask("slow"), metadata=AUTH, timeout=1.5)

@@ -107,6 +107,7 @@ async def _serve_gateway(
     **overrides: Any,
 ) -> RunningServer:
     settings = GatewaySettings(
+        http_port=None,  # the HTTP door has its own tests
         port=0,
         ratelimit_address=downstreams.ratelimit,
         cache_address=downstreams.cache,
@@ -544,7 +545,9 @@ async def test_get_status_lists_the_breakers(
 async def test_a_failing_upstream_is_unavailable_with_retry_info(
     stub: gateway_pb2_grpc.GatewayServiceStub, admin: aiohttp.ClientSession
 ) -> None:
-    body = {"kind": "unavailable", "count": UPSTREAM_MAX_RETRIES + 1}
+    # Every attempt on every model of the ladder (gpt-4.1-mini, then gpt-4.1-nano).
+    attempts = 2 * (UPSTREAM_MAX_RETRIES + 1)
+    body = {"kind": "unavailable", "count": attempts}
     async with admin.post("/_sim/faults", json=body) as scheduled:
         assert scheduled.status == 200
 
@@ -557,10 +560,28 @@ async def test_a_failing_upstream_is_unavailable_with_retry_info(
     assert details["google.rpc.ErrorInfo"].reason == "UPSTREAM_UNAVAILABLE"
     assert details["google.rpc.RetryInfo"].retry_delay.seconds >= 1
     assert trailers(error)["retry-after"] == "1"
-    assert (await _sim_stats(admin))["requests"] == UPSTREAM_MAX_RETRIES + 1
+    assert (await _sim_stats(admin))["requests"] == attempts
     status = await stub.GetStatus(gateway_pb.GetStatusRequest(), metadata=_auth())
     failures = {b.name: b.failure_count for b in status.breakers}
-    assert failures["upstream:gpt-4.1-mini"] == 1
+    assert failures["upstream:gpt-4.1-mini"] == failures["upstream:gpt-4.1-nano"] == 1
+
+
+async def test_a_failing_model_fails_over_to_the_next_within_the_deadline(
+    stub: gateway_pb2_grpc.GatewayServiceStub, admin: aiohttp.ClientSession
+) -> None:
+    body = {
+        "kind": "unavailable",
+        "count": UPSTREAM_MAX_RETRIES + 1,
+        "model": "gpt-4.1-mini",
+    }
+    async with admin.post("/_sim/faults", json=body) as scheduled:
+        assert scheduled.status == 200
+
+    reply = await stub.CreateResponse(_request(), metadata=_auth(), timeout=30)
+
+    assert reply.model == "gpt-4.1-nano"
+    assert reply.degradation_level == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
+    assert (await _sim_stats(admin))["requests"] == UPSTREAM_MAX_RETRIES + 2
 
 
 def _unused_address() -> str:

@@ -334,6 +334,10 @@ class SqlLedgerStore:
         """Delete reservations expired at ``now``."""
         return await self._run(_purge_expired, now)
 
+    async def release(self, reservation_id: str, now: datetime) -> bool:
+        """Delete one live reservation, booking nothing; see the port."""
+        return await self._run(_release, reservation_id, now)
+
     async def summarize(self, query: ReportQuery) -> LedgerSummary:
         """Aggregate the selected entries with SQL, on one snapshot."""
         return await self._run(_summarize, query)
@@ -621,6 +625,13 @@ def _purge_expired(connection: Connection, dialect: Dialect, now: datetime) -> i
         (_to_micros(now),),
     ).rowcount
     return purged
+
+
+def _release(
+    connection: Connection, dialect: Dialect, reservation_id: str, now: datetime
+) -> bool:
+    # Autocommit, like the purge: one short statement, holding no budget lock.
+    return _settle(connection, dialect, reservation_id, now)
 
 
 def _budgets_of_tenants(

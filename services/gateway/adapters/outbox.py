@@ -43,17 +43,16 @@ def _encode(record: UsageRecord) -> str:
 
 
 def _decode(raw: str) -> UsageRecord:
+    # Every stored field goes back in by name, so a field added to the record is
+    # replayed too; one missing from an older file takes its default.
     data = json.loads(raw)
     return UsageRecord(
-        request_id=data["request_id"],
-        principal=Principal(**data["principal"]),
-        model=data["model"],
-        requested_model=data["requested_model"],
-        deployment=data["deployment"],
-        usage=Usage(**data["usage"]),
-        cache_status=CacheStatus(data["cache_status"]),
-        occurred_at=data["occurred_at"],
-        batch=data["batch"],
+        **{
+            **data,
+            "principal": Principal(**data["principal"]),
+            "usage": Usage(**data["usage"]),
+            "cache_status": CacheStatus(data["cache_status"]),
+        }
     )
 
 

@@ -34,8 +34,8 @@ _log = structlog.get_logger("tollgate.gateway")
 
 
 def digest(*parts: object) -> str:
-    """Hex SHA-256 of ``parts`` as JSON."""
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    """Hex SHA-256 of ``parts`` as JSON (enums by their string form)."""
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
 _ADMITTED = RateDecision(allowed=True)
@@ -137,6 +137,7 @@ class Planner:
             context_digest=context.context_digest,
             multi_turn=context.multi_turn,
             exact_only_reason=context.exact_only_reason,
+            request_type=request.request_type,
         )
         call = UpstreamCall(
             model=route.model,

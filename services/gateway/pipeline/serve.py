@@ -6,11 +6,19 @@ priority queue; when every breaker is open, the request type's static answer. An
 open breaker holds the degradation level on the router, so every replica routes at
 that level without first failing on the open model. Identical deterministic
 requests in flight share one upstream call (``singleflight.py``).
+
+A call that fails upstream (unavailable after the upstream client's retries, or
+throttled with a 429) fails over to the next model of the ladder whose breaker lets
+a call through, while the request's deadline has time left; a stream fails over
+only before its first event, so nothing delivered is ever repeated. A failover
+past a failing or throttled model holds no degradation level: only an open
+breaker says the model is out for everyone. Refusals of the request itself (a
+full queue, a spent deadline, a bad request) never fail over.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, replace
 
 import structlog
@@ -34,6 +42,7 @@ from services.gateway.ports import (
     DependencyUnavailableError,
     RouterPort,
     UpstreamPort,
+    UpstreamStreamBrokenError,
     UpstreamThrottledError,
 )
 from services.gateway.queue import AdmissionQueue
@@ -59,6 +68,18 @@ class Choice:
     model: str
     level: DegradationLevel
     breaker: CircuitBreaker
+
+
+@dataclass(frozen=True)
+class OpenedStream:
+    """A stream that delivered its first event, on the model that delivered it.
+
+    ``events`` yields that first event again, then the rest.
+    """
+
+    choice: Choice
+    started: float
+    events: AsyncIterator[str | ToolCallDelta | UpstreamAnswer]
 
 
 def upstream_unavailable() -> UnavailableError:
@@ -108,24 +129,63 @@ class Ladder:
         if choice is None:
             _log.warning("upstream_circuits_open_static_fallback")
             return self.static_outcome(plan)
-        started = self._clock.monotonic()
-        call = replace(plan.call, model=choice.model)
-        try:
-            async with self.queue.slot(
-                choice.model, plan.request.priority, plan.deadline
-            ):
-                answer = await self._upstream.create(
-                    call, max(0.0, plan.deadline - self._clock.monotonic())
-                )
-        except BaseException as error:
-            mapped = self.failed(plan, choice, started, error, opened=False)
-            if mapped is error:
-                raise
-            raise mapped from error
-        self.succeeded(plan, choice, started)
-        return Outcome(answer, choice.model, choice.level, from_upstream=True)
+        tried: list[str] = []
+        while True:
+            started = self._clock.monotonic()
+            call = replace(plan.call, model=choice.model)
+            try:
+                async with self.queue.slot(
+                    choice.model, plan.request.priority, plan.deadline
+                ):
+                    answer = await self._upstream.create(
+                        call, max(0.0, plan.deadline - self._clock.monotonic())
+                    )
+            except BaseException as error:
+                mapped = self.failed(plan, choice, started, error, opened=False)
+                following = self._fail_over(plan, budget, choice, error, tried)
+                if following is not None:
+                    choice = following
+                    continue
+                if mapped is error:
+                    raise
+                raise mapped from error
+            self.succeeded(plan, choice, started)
+            return Outcome(answer, choice.model, choice.level, from_upstream=True)
 
     # -- the stream
+
+    async def open_stream(
+        self, plan: Plan, budget: BudgetVerdict
+    ) -> OpenedStream | None:
+        """Open ``plan``'s stream on the ladder; None when every breaker is open.
+
+        Fails over like :meth:`answer` until a model delivers its first event; a
+        stream that ends before any event is a broken upstream. From then on, the
+        caller records the outcome with :meth:`succeeded` or :meth:`failed`.
+        """
+        choice = self.choose(plan, budget)
+        if choice is None:
+            _log.warning("upstream_circuits_open_static_fallback")
+            return None
+        tried: list[str] = []
+        while True:
+            started = self._clock.monotonic()
+            events = self.stream(plan, choice)
+            try:
+                first = await anext(events)
+            except BaseException as raised:
+                error: BaseException = raised
+                if isinstance(raised, StopAsyncIteration):
+                    error = UpstreamStreamBrokenError("")
+                mapped = self.failed(plan, choice, started, error, opened=False)
+                following = self._fail_over(plan, budget, choice, error, tried)
+                if following is not None:
+                    choice = following
+                    continue
+                if mapped is raised:
+                    raise
+                raise mapped from error
+            return OpenedStream(choice, started, _starting_with(first, events))
 
     async def stream(
         self, plan: Plan, choice: Choice
@@ -138,29 +198,70 @@ class Ladder:
             ):
                 yield event
 
+    def _fail_over(
+        self,
+        plan: Plan,
+        budget: BudgetVerdict,
+        failed: Choice,
+        error: BaseException,
+        tried: list[str],
+    ) -> Choice | None:
+        """The next model to ask after ``failed`` failed with ``error``, if any.
+
+        Only an upstream that failed or throttled is passed over, and only while
+        the deadline has time left; every model already tried stays out.
+        """
+        tried.append(failed.model)
+        if not isinstance(error, DependencyUnavailableError):
+            return None
+        if plan.deadline - self._clock.monotonic() <= 0:
+            return None
+        following = self.choose(plan, budget, exclude=tried)
+        if following is not None:
+            _log.warning(
+                "upstream_failover",
+                failed_model=failed.model,
+                model=following.model,
+                cause=(
+                    "throttled"
+                    if isinstance(error, UpstreamThrottledError)
+                    else "unavailable"
+                ),
+            )
+        return following
+
     # -- the ladder's bookkeeping
 
-    def choose(self, plan: Plan, budget: BudgetVerdict) -> Choice | None:
-        """The first model of the ladder whose breaker lets a call through.
+    def choose(
+        self, plan: Plan, budget: BudgetVerdict, exclude: Collection[str] = ()
+    ) -> Choice | None:
+        """The first model of the ladder, but ``exclude``, whose breaker allows a call.
 
         A budget downgrade replaces the ladder with its one model. ``allow()`` counts
-        half-open probes, so only the model actually used is asked.
+        half-open probes, so only the model actually used is asked. Passing over an
+        open breaker holds a degradation level; passing over a model this request
+        already tried (``exclude``) does not.
         """
         route = plan.route
         if budget.downgrade_model:
             ladder: tuple[str, ...] = (budget.downgrade_model,)
         else:
             ladder = (route.model, *route.fallback_models)
+        circuit_open = False
         for model in ladder:
+            if model in exclude:
+                continue
             breaker = self.breaker(model)
             if breaker.allow():
                 level = route.degradation_level
                 if model != route.model:
                     level = max(level, DegradationLevel.REDUCED_QUALITY)
-                    if not budget.downgrade_model:
+                    if circuit_open and not budget.downgrade_model:
                         self._hold(DegradationLevel.REDUCED_QUALITY)
                 return Choice(model, level, breaker)
-        self._hold(DegradationLevel.STATIC_FALLBACK)
+            circuit_open = True
+        if not exclude:
+            self._hold(DegradationLevel.STATIC_FALLBACK)
         return None
 
     def succeeded(self, plan: Plan, choice: Choice, started: float) -> None:
@@ -269,3 +370,12 @@ class Ladder:
     def snapshots(self) -> list[BreakerSnapshot]:
         """Every upstream breaker's state."""
         return [breaker.snapshot() for breaker in self._breakers.values()]
+
+
+async def _starting_with(
+    first: str | ToolCallDelta | UpstreamAnswer,
+    rest: AsyncIterator[str | ToolCallDelta | UpstreamAnswer],
+) -> AsyncIterator[str | ToolCallDelta | UpstreamAnswer]:
+    yield first
+    async for event in rest:
+        yield event

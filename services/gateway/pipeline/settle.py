@@ -101,6 +101,23 @@ class Settlement:
         except DependencyUnavailableError:
             _log.info("success_report_skipped")
 
+    # -- budget reservations
+
+    def release_budget(self, plan: Plan, reservation_id: str) -> None:
+        """Release the budget reservation of a request that books nothing.
+
+        In the background: it may run on a cancelled task. A ledger that cannot
+        answer leaves the reservation to expire, which bounds the harm.
+        """
+        if reservation_id:
+            self.spawn(self._release_budget(plan.request_id, reservation_id))
+
+    async def _release_budget(self, request_id: str, reservation_id: str) -> None:
+        try:
+            await self._ledger.release_budget(request_id, reservation_id)
+        except (DependencyUnavailableError, TollgateError):
+            _log.info("budget_release_skipped")
+
     # -- the cache write
 
     def store_if_cacheable(

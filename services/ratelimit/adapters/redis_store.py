@@ -19,6 +19,14 @@ in scaled units, ``t`` Redis time in ms), expiring once it has surely refilled;
 ``backoff`` one hash of model to ``factor:paused_until_ms``; ``rsv:<id>`` a
 reservation (list: estimated tokens, then key, capacity, rate, backoff model of
 each tokens bucket), expiring with the reservation TTL.
+
+Acquire is idempotent by reservation id. The client retries a call once after a
+connection error (a pooled socket may predate a Redis restart), and the lost reply
+may belong to a script that ran: the replay finds the reservation the first run
+recorded and returns its decision (admitted, with the levels as they now stand)
+without debiting again. A first run that denied recorded nothing and debited
+nothing, so its replay simply decides afresh; no reply of it was ever seen.
+Acquires without a reservation (Envoy's descriptors) have no id to key on.
 """
 
 from __future__ import annotations
@@ -90,12 +98,24 @@ _ACQUIRE = (
     + """
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
+local base = 2 + m
+-- A replay of an applied acquire (the client retried a call whose reply it lost)
+-- finds its reservation and answers the same decision without debiting again.
+if #KEYS == n + 2 and redis.call('EXISTS', KEYS[n + 2]) == 1 then
+  local result = {1, 0}
+  for i = 1, n do
+    local a = base + (i - 1) * 5
+    local rate = rate_of(tonumber(ARGV[a + 2]), ARGV[a + 4])
+    result[#result + 1] = level_of(KEYS[1 + i], tonumber(ARGV[a + 1]), rate)
+    result[#result + 1] = rate
+  end
+  return result
+end
 local paused = 0
 for i = 1, m do
   local _, paused_until = backoff(ARGV[2 + i])
   paused = math.max(paused, paused_until - now)
 end
-local base = 2 + m
 local levels, rates = {}, {}
 local applied = paused == 0
 for i = 1, n do
@@ -224,7 +244,8 @@ def connect(
 
     Timeouts are tens of milliseconds: a decision that waits longer for Redis is
     better made by the fallback. Timeouts are not retried; a connection error is,
-    once (a pooled socket may predate a Redis restart).
+    once (a pooled socket may predate a Redis restart); the acquire script is
+    idempotent by reservation id, so the retry of a call that did run is harmless.
     """
     client: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
         url,

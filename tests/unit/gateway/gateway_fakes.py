@@ -165,6 +165,8 @@ class FakeLedger:
         self.budget_checks: list[tuple[str, int, int]] = []
         self.booked: dict[str, UsageRecord] = {}
         self.calls: list[str] = []
+        # Budget reservations released without a booking, in order.
+        self.released: list[str] = []
 
     async def record(self, record: UsageRecord) -> RecordResult:
         if self.unavailable:
@@ -192,6 +194,11 @@ class FakeLedger:
         if self.verdict is None:
             return BudgetVerdict(allowed=True, reservation_id=f"budget-{request_id}")
         return self.verdict
+
+    async def release_budget(self, request_id: str, reservation_id: str) -> None:
+        if self.unavailable:
+            raise DependencyUnavailableError("costs", "costs down")
+        self.released.append(reservation_id)
 
 
 @dataclass(frozen=True)

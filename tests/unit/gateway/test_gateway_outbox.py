@@ -111,3 +111,49 @@ async def test_records_survive_reopening_the_file(path: Path) -> None:
         assert [r.request_id for _, r in await reopened.pending(10)][-1] == "req-3"
     finally:
         reopened.close()
+
+
+def _every_field_set() -> UsageRecord:
+    """A record in which no field, nested ones included, keeps its default."""
+    record = UsageRecord(
+        request_id="req-full",
+        principal=Principal("acme", "chat", "alice", "paid"),
+        model="gpt-4.1-mini",
+        requested_model="gpt-4.1",
+        deployment="canary",
+        usage=Usage(
+            input_tokens=120,
+            cached_input_tokens=20,
+            output_tokens=45,
+            reasoning_tokens=7,
+        ),
+        cache_status=CacheStatus.SEMANTIC,
+        occurred_at=1_767_225_600.125,
+        batch=True,
+        budget_reservation_id="rsv_0123",
+    )
+    for value in (record, record.usage, record.principal):
+        for item in dataclasses.fields(value):
+            default = item.default
+            assert getattr(value, item.name) not in ("", 0, None, False, default), (
+                f"{type(value).__name__}.{item.name} is left at its default"
+            )
+    return record
+
+
+async def test_every_field_survives_the_round_trip(path: Path) -> None:
+    record = _every_field_set()
+    box = SqliteOutbox(path)
+    await box.put(record)
+    await box.dead_letter(record, "UNKNOWN_MODEL")
+    box.close()
+
+    reopened = SqliteOutbox(path)
+    try:
+        [(_, pending)] = await reopened.pending(10)
+        [(dead, _)] = await reopened.dead_letters()
+    finally:
+        reopened.close()
+
+    assert pending == record
+    assert dead == record

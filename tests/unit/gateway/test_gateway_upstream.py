@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import httpx2
 import openai
 import pytest
 
@@ -356,3 +358,72 @@ async def test_a_broken_stream_raises_with_the_text_delivered_so_far(
 
     assert delivered
     assert raised.value.partial_text == "".join(delivered)
+
+
+# -- Retry-After in every form the upstream may send it
+
+WALL = 1_767_225_600.0
+
+
+class NoJitter(random.Random):
+    """Full jitter that always draws 0, so only Retry-After sets the wait."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+def _throttling_client(headers: dict[str, str]) -> openai.AsyncOpenAI:
+    """An SDK whose every request is answered 429 with ``headers``."""
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            429,
+            headers=headers,
+            json={"error": {"message": "slow down", "type": "rate_limit_error"}},
+        )
+
+    return openai.AsyncOpenAI(
+        base_url="http://upstream.invalid/v1",
+        api_key="sk-test",
+        max_retries=0,
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(answer)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # OpenAI's millisecond header, fractional, wins over the seconds one.
+        ({"retry-after-ms": "1500.5", "retry-after": "9"}, 1.5005),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after": "3"}, 3.0),
+        # An HTTP date, 7 seconds after the fake clock's wall time.
+        ({"retry-after": email.utils.formatdate(WALL + 7, usegmt=True)}, 7.0),
+        # A date in the past, or nonsense, asks for no wait.
+        ({"retry-after": email.utils.formatdate(WALL - 60, usegmt=True)}, 0.0),
+        ({"retry-after": "soon"}, 0.0),
+        ({"retry-after-ms": "nan", "retry-after": "2"}, 2.0),
+    ],
+)
+async def test_a_429s_retry_after_is_read_in_every_form(
+    headers: dict[str, str], expected: float
+) -> None:
+    async with _throttling_client(headers) as client:
+        # No retry left: the throttle carries what the upstream asked for.
+        clock = FakeClock(WALL)
+        once = OpenAIUpstream(
+            client, max_retries=0, clock=clock, sleep=RecordingSleep(clock)
+        )
+        with pytest.raises(UpstreamThrottledError) as raised:
+            await _ask(once)
+        assert raised.value.retry_after == pytest.approx(expected)
+
+        # One retry: it waits what was asked (the backoff draws 0 here).
+        clock = FakeClock(WALL)
+        sleep = RecordingSleep(clock)
+        twice = OpenAIUpstream(
+            client, max_retries=1, clock=clock, sleep=sleep, rng=NoJitter()
+        )
+        with pytest.raises(UpstreamThrottledError):
+            await _ask(twice)
+        assert sleep.waits == [pytest.approx(expected)]

@@ -45,7 +45,7 @@ BUDGET_DECISION_DENY: BudgetDecision
 BUDGET_DECISION_DOWNGRADE: BudgetDecision
 
 class RecordRequest(_message.Message):
-    __slots__ = ("request_id", "caller", "model", "deployment", "usage", "batch", "cache_status", "budget_reservation_id", "occurred_at", "requested_model")
+    __slots__ = ("request_id", "caller", "model", "deployment", "usage", "batch", "cache_status", "budget_reservation_id", "occurred_at", "requested_model", "release_only")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class RecordRequest(_message.Message):
     BUDGET_RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_ONLY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     caller: _common_pb2.Caller
     model: str
@@ -66,7 +67,8 @@ class RecordRequest(_message.Message):
     budget_reservation_id: str
     occurred_at: _timestamp_pb2.Timestamp
     requested_model: str
-    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., batch: _Optional[bool] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., budget_reservation_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requested_model: _Optional[str] = ...) -> None: ...
+    release_only: bool
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., batch: _Optional[bool] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., budget_reservation_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requested_model: _Optional[str] = ..., release_only: _Optional[bool] = ...) -> None: ...
 
 class RecordResponse(_message.Message):
     __slots__ = ("cost_micros", "saved_micros", "currency_code", "duplicate", "reservation_settled")

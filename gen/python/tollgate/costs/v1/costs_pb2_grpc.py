@@ -77,7 +77,8 @@ class CostsServiceServicer:
 
     def Record(self, request, context):
         """Record books one request's usage. Idempotent on request id: a replay returns the
-        original result and books nothing.
+        original result and books nothing. With `release_only` it books nothing and only
+        releases a budget reservation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

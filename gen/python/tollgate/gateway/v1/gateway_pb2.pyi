@@ -96,7 +96,7 @@ class CreateResponseRequest(_message.Message):
     def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ..., asynchronous: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[_common_pb2.ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[_common_pb2.ResponseFormat, _Mapping]] = ..., top_p: _Optional[float] = ..., reasoning_effort: _Optional[_Union[_common_pb2.ReasoningEffort, str]] = ..., safety_identifier: _Optional[str] = ...) -> None: ...
 
 class CreateResponseResponse(_message.Message):
-    __slots__ = ("output_text", "model", "deployment", "cache_status", "similarity", "usage", "cost_micros", "request_id", "degradation_level", "input_truncated", "input_tokens_dropped", "output_truncated", "currency_code", "ticket_id", "latency", "cache_age", "tool_calls", "finish_reason")
+    __slots__ = ("output_text", "model", "deployment", "cache_status", "similarity", "usage", "cost_micros", "request_id", "degradation_level", "input_truncated", "input_tokens_dropped", "output_truncated", "currency_code", "ticket_id", "latency", "cache_age", "tool_calls", "finish_reason", "semantic_check")
     OUTPUT_TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class CreateResponseResponse(_message.Message):
     CACHE_AGE_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_CHECK_FIELD_NUMBER: _ClassVar[int]
     output_text: str
     model: str
     deployment: str
@@ -133,7 +134,8 @@ class CreateResponseResponse(_message.Message):
     cache_age: _duration_pb2.Duration
     tool_calls: _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCall]
     finish_reason: _common_pb2.FinishReason
-    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., input_tokens_dropped: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., currency_code: _Optional[str] = ..., ticket_id: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ...) -> None: ...
+    semantic_check: str
+    def __init__(self, output_text: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., cost_micros: _Optional[int] = ..., request_id: _Optional[str] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., input_tokens_dropped: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., currency_code: _Optional[str] = ..., ticket_id: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., finish_reason: _Optional[_Union[_common_pb2.FinishReason, str]] = ..., semantic_check: _Optional[str] = ...) -> None: ...
 
 class StreamResponseRequest(_message.Message):
     __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "top_p", "reasoning_effort", "safety_identifier")
@@ -183,7 +185,7 @@ class StreamResponseRequest(_message.Message):
     def __init__(self, input: _Optional[str] = ..., instructions: _Optional[str] = ..., model: _Optional[str] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., max_output_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., user_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache_bypass: _Optional[bool] = ..., messages: _Optional[_Iterable[_Union[_common_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[_common_pb2.ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[_common_pb2.ResponseFormat, _Mapping]] = ..., top_p: _Optional[float] = ..., reasoning_effort: _Optional[_Union[_common_pb2.ReasoningEffort, str]] = ..., safety_identifier: _Optional[str] = ...) -> None: ...
 
 class StreamStarted(_message.Message):
-    __slots__ = ("request_id", "model", "deployment", "cache_status", "degradation_level", "input_truncated", "similarity", "cache_age", "input_tokens_dropped")
+    __slots__ = ("request_id", "model", "deployment", "cache_status", "degradation_level", "input_truncated", "similarity", "cache_age", "input_tokens_dropped", "semantic_check")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +195,7 @@ class StreamStarted(_message.Message):
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     CACHE_AGE_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_CHECK_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     deployment: str
@@ -202,7 +205,8 @@ class StreamStarted(_message.Message):
     similarity: float
     cache_age: _duration_pb2.Duration
     input_tokens_dropped: int
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., similarity: _Optional[float] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens_dropped: _Optional[int] = ...) -> None: ...
+    semantic_check: str
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., cache_status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., input_truncated: _Optional[bool] = ..., similarity: _Optional[float] = ..., cache_age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens_dropped: _Optional[int] = ..., semantic_check: _Optional[str] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)
