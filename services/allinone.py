@@ -273,8 +273,12 @@ class AllInOne:
 
     @property
     def ports(self) -> dict[str, int]:
-        """Each service's port."""
-        return {running.app.name: running.port for running in self.servers}
+        """Each service's port, and the gateway's HTTP door as ``gateway_http``."""
+        ports = {running.app.name: running.port for running in self.servers}
+        http_port = getattr(self.servers[-1].app, "http_port", None)
+        if http_port:
+            ports["gateway_http"] = http_port
+        return ports
 
     async def stop(self, grace_seconds: float = 0.0) -> None:
         """Drain the gateway first (it calls the others), then the rest together."""

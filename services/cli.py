@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import re
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.tls import ClientTls, TlsConfigError, sync_channel
+
+if TYPE_CHECKING:
+    from tollgate.common.v1 import common_pb2 as common_pb
+    from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 
 # "all": the five services in one process (services/allinone.py).
 SERVE_TARGETS = ("gateway", "ratelimit", "cache", "router", "costs", "all")
@@ -73,6 +81,7 @@ def _dev(args: argparse.Namespace) -> int:
     for name, child in suite.processes.items():
         print(f"  {name:<10} 127.0.0.1:{child.port:<6} log: {child.log_path}")
     print(f"  upstream   {suite.upstream_base_url}")
+    print(f"  http door  {suite.http_base_url}  (OpenAI SDKs: base_url)")
     print("\nmetrics (Prometheus):")
     for name, port in suite.ports.items():
         if name.endswith("_metrics"):
@@ -94,6 +103,11 @@ def _dev(args: argparse.Namespace) -> int:
         f"{gateway} tollgate.gateway.v1.GatewayService/CreateResponse"
     )
     print('  tollgate ask "What is a token bucket?"')
+    print(
+        f"  curl {suite.http_base_url}/chat/completions -H 'authorization: Bearer "
+        f"""{api_key}' -H 'content-type: application/json' -d '{{"model": "auto", """
+        """"messages": [{"role": "user", "content": "What is a token bucket?"}]}'"""
+    )
     print("\nCtrl-C stops everything.", flush=True)
 
     stop = threading.Event()
@@ -159,8 +173,213 @@ def _certs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(args: argparse.Namespace) -> int:
+class AskInputError(Exception):
+    """A problem with the ``ask`` arguments, found before any call is made."""
+
+
+def schema_name(path: Path) -> str:
+    """The json_schema name of a schema file: its stem, as ``^[A-Za-z0-9_-]{1,64}$``."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem)[:64]
+    # A stem of punctuation only ("..json") would name the schema "_".
+    return name if re.search(r"[A-Za-z0-9]", name) else "schema"
+
+
+def _load_json_schema(path: Path) -> dict[str, Any]:
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AskInputError(f"--json-schema: cannot read {path}: {error}") from error
+    except ValueError as error:
+        raise AskInputError(f"--json-schema: {path} is not JSON: {error}") from error
+    if not isinstance(schema, dict):
+        raise AskInputError(f"--json-schema: {path} must hold a JSON object schema")
+    return schema
+
+
+def _response_format(schema_file: Path | None) -> common_pb.ResponseFormat | None:
+    from google.protobuf import struct_pb2
     from tollgate.common.v1 import common_pb2 as common_pb
+
+    if schema_file is None:
+        return None
+    schema = struct_pb2.Struct()
+    schema.update(_load_json_schema(schema_file))
+    return common_pb.ResponseFormat(
+        json_schema=common_pb.JsonSchemaFormat(
+            name=schema_name(schema_file), schema=schema, strict=True
+        )
+    )
+
+
+def build_ask_request(
+    args: argparse.Namespace,
+) -> gateway_pb.CreateResponseRequest | gateway_pb.StreamResponseRequest:
+    """The request ``tollgate ask`` sends: a StreamResponseRequest with ``--stream``.
+
+    Raises:
+        AskInputError: ``--json-schema`` names no readable JSON object schema.
+    """
+    from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
+
+    kind = (
+        gateway_pb.StreamResponseRequest
+        if args.stream
+        else gateway_pb.CreateResponseRequest
+    )
+    return kind(
+        input=args.text,
+        instructions=args.instructions or "",
+        model=args.model or "",
+        priority=f"PRIORITY_{args.priority.upper()}",
+        user_id=args.user or "",
+        response_format=_response_format(args.json_schema),
+    )
+
+
+def _summary(
+    model: str,
+    deployment: str,
+    cache_status: int,
+    usage: common_pb.Usage,
+    cost_micros: int,
+    request_id: str,
+) -> str:
+    from tollgate.common.v1 import common_pb2 as common_pb
+
+    cache = common_pb.CacheStatus.Name(cache_status).removeprefix("CACHE_STATUS_")
+    return (
+        f"model={model} deployment={deployment} cache={cache.lower()} "
+        f"tokens in={usage.input_tokens} out={usage.output_tokens} "
+        f"cost=${cost_micros / 1_000_000:.6f} ({cost_micros} micros) "
+        f"request_id={request_id}"
+    )
+
+
+def _tool_call_head(index: int, name: str, call_id: str) -> str:
+    return f"[tool call {index}: {name} {call_id}] "
+
+
+def _pretty_json(text: str) -> str | None:
+    """``text`` pretty-printed when it is JSON, else None."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return None
+
+
+def print_reply(
+    reply: gateway_pb.CreateResponseResponse, out: TextIO, *, json_answer: bool
+) -> int:
+    """Print a CreateResponse answer, its tool calls and the summary line.
+
+    Returns:
+        The exit status: 1 when a JSON answer was asked for and the text is not JSON.
+    """
+    status = 0
+    text = reply.output_text
+    if json_answer and text:
+        pretty = _pretty_json(text)
+        if pretty is None:
+            print("error: the answer is not JSON", file=sys.stderr)
+            status = 1
+        else:
+            text = pretty
+    if text or not reply.tool_calls:
+        print(text, file=out)
+    for index, call in enumerate(reply.tool_calls):
+        print(_tool_call_head(index, call.name, call.id) + call.arguments, file=out)
+    print(
+        "\n"
+        + _summary(
+            reply.model,
+            reply.deployment,
+            reply.cache_status,
+            reply.usage,
+            reply.cost_micros,
+            reply.request_id,
+        ),
+        file=out,
+    )
+    return status
+
+
+def print_stream(
+    events: Iterable[gateway_pb.StreamResponseResponse],
+    out: TextIO,
+    *,
+    json_answer: bool,
+) -> int:
+    """Print a stream as it arrives: text deltas, tool-call pieces, then the summary.
+
+    A tool call starts on a line of its own (index, name, id) and its argument
+    pieces are appended as they come.
+
+    Returns:
+        The exit status: 1 when the stream ended without a completion event, or a
+        JSON answer was asked for and the text is not JSON.
+    """
+    started: gateway_pb.StreamStarted | None = None
+    completed: gateway_pb.StreamCompleted | None = None
+    text: list[str] = []
+    at_line_start = True
+    open_call: int | None = None
+
+    def write(piece: str) -> None:
+        nonlocal at_line_start
+        if piece:
+            out.write(piece)
+            out.flush()
+            at_line_start = piece.endswith("\n")
+
+    for event in events:
+        kind = event.WhichOneof("event")
+        if kind == "started":
+            started = event.started
+        elif kind == "delta":
+            if open_call is not None:
+                write("\n")
+                open_call = None
+            text.append(event.delta.text)
+            write(event.delta.text)
+        elif kind == "tool_call_delta":
+            piece = event.tool_call_delta
+            if piece.index != open_call:
+                if not at_line_start:
+                    write("\n")
+                write(_tool_call_head(piece.index, piece.name, piece.id))
+                open_call = piece.index
+            write(piece.arguments_delta)
+        elif kind == "completed":
+            completed = event.completed
+    if not at_line_start:
+        write("\n")
+    if completed is None:
+        print("error: the stream ended without a completion event", file=sys.stderr)
+        return 1
+    if started is None:
+        from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
+
+        started = gateway_pb.StreamStarted()
+    print(
+        "\n"
+        + _summary(
+            started.model,
+            started.deployment,
+            started.cache_status,
+            completed.usage,
+            completed.cost_micros,
+            started.request_id,
+        ),
+        file=out,
+    )
+    answer = "".join(text)
+    if json_answer and answer and _pretty_json(answer) is None:
+        print("error: the answer is not JSON", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
     from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
     from tollgate.gateway.v1 import gateway_pb2_grpc
 
@@ -175,36 +394,33 @@ def _ask(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    request = gateway_pb.CreateResponseRequest(
-        input=args.text,
-        model=args.model or "",
-        priority=f"PRIORITY_{args.priority.upper()}",
-        user_id=args.user or "",
-    )
+    try:
+        request = build_ask_request(args)
+    except AskInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     address = args.address or settings.gateway_address
     try:
         channel = sync_channel(address, _ask_tls(args, settings.state_dir))
     except TlsConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    metadata = (("authorization", f"Bearer {key}"),)
+    json_answer = args.json_schema is not None
     with channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         try:
-            reply = stub.CreateResponse(
-                request, metadata=(("authorization", f"Bearer {key}"),), timeout=60
-            )
+            if isinstance(request, gateway_pb.StreamResponseRequest):
+                events = stub.StreamResponse(request, metadata=metadata, timeout=60)
+                status = print_stream(events, sys.stdout, json_answer=json_answer)
+            else:
+                reply = stub.CreateResponse(request, metadata=metadata, timeout=60)
+                status = print_reply(reply, sys.stdout, json_answer=json_answer)
         except grpc.RpcError as error:
+            sys.stdout.flush()
             print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
-    cache = common_pb.CacheStatus.Name(reply.cache_status).removeprefix("CACHE_STATUS_")
-    print(reply.output_text)
-    print(
-        f"\nmodel={reply.model} deployment={reply.deployment} cache={cache.lower()} "
-        f"tokens in={reply.usage.input_tokens} out={reply.usage.output_tokens} "
-        f"cost=${reply.cost_micros / 1_000_000:.6f} ({reply.cost_micros} micros) "
-        f"request_id={reply.request_id}"
-    )
-    return 0
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +448,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", help="send one request to the gateway")
     ask.add_argument("text")
+    ask.add_argument("--instructions", help="the system prompt, sent before the text")
+    ask.add_argument(
+        "--json-schema",
+        type=Path,
+        metavar="FILE",
+        help="a JSON Schema file the answer must match (structured output, strict; "
+        "the schema is named after the file); the JSON answer is pretty-printed",
+    )
+    ask.add_argument(
+        "--stream",
+        action="store_true",
+        help="use StreamResponse: print the answer as it arrives",
+    )
     ask.add_argument("--priority", choices=PRIORITIES, default="standard")
     ask.add_argument("--model", help="a model name, or auto (default)")
     ask.add_argument("--user", help="the end user id")

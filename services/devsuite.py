@@ -27,6 +27,8 @@ from services.gateway.auth import hash_key
 SERVICES = ("ratelimit", "cache", "router", "costs", "gateway")
 DEFAULT_PORTS = {
     "gateway": 50051,
+    # The gateway's OpenAI-compatible HTTP door (base_url http://127.0.0.1:8080/v1).
+    "gateway_http": 8080,
     "ratelimit": 50052,
     "cache": 50053,
     "router": 50054,
@@ -70,6 +72,12 @@ class Suite:
     def gateway_address(self) -> str:
         """Where the gateway listens."""
         return f"127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def http_base_url(self) -> str:
+        """The ``base_url`` of the gateway's OpenAI-compatible HTTP door."""
+        scheme = "http" if self.client_tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.ports['gateway_http']}/v1"
 
     def stop_service(self, name: str, sig: int = signal.SIGTERM) -> None:
         """Stop one child (SIGTERM drains gracefully; SIGKILL does not)."""
@@ -251,6 +259,8 @@ def start_suite(
             # hold degradation levels while upstream circuits are open.
             "TOLLGATE_GATEWAY_ROUTER_ADMIN_KEY": api_key,
             "TOLLGATE_GATEWAY_OUTBOX_PATH": str(state_dir / "gateway-outbox.sqlite3"),
+            "TOLLGATE_GATEWAY_HTTP_PORT": str(ports["gateway_http"]),
+            "TOLLGATE_GATEWAY_HTTP_FILES_DIR": str(state_dir / "gateway-files"),
             "TOLLGATE_GATEWAY_OPENAI_BASE_URL": upstream,
             "TOLLGATE_GATEWAY_OPENAI_API_KEY": openai_api_key or "sk-simulator",
         }

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import grpc
 import openai
@@ -33,6 +35,9 @@ from services.gateway.clients import (
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import Principal, Priority, ResponseRequest
 from services.gateway.fallbacks import LocalLimiter, local_route
+from services.gateway.http.batches import FilesAndBatches
+from services.gateway.http.embeddings import Embeddings
+from services.gateway.http.server import HttpDoor
 from services.gateway.orchestrator import FlowConfig, Orchestrator
 from services.gateway.ports import DependencyUnavailableError
 from services.gateway.queue import AdmissionQueue
@@ -44,11 +49,35 @@ _log = structlog.get_logger("tollgate.gateway")
 SERVICE_NAME = gateway_pb.DESCRIPTOR.services_by_name["GatewayService"].full_name
 
 
+@dataclass
+class GatewayApp(ServiceApp):
+    """The gateway's ServiceApp, with its OpenAI-compatible HTTP door (if on)."""
+
+    http_door: HttpDoor | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP door's bound port once started; None without a door."""
+        return None if self.http_door is None else self.http_door.port
+
+
+def http_ssl_context(settings: GatewaySettings) -> ssl.SSLContext | None:
+    """The HTTP door's TLS: the same certificate (and client CA) as the gRPC port."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    if settings.tls_client_ca_file is not None:
+        context.load_verify_locations(settings.tls_client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 async def build_app(
     settings: GatewaySettings,
     clock: Clock | None = None,
     channels: Mapping[str, grpc.aio.Channel] | None = None,
-) -> ServiceApp:
+) -> GatewayApp:
     """Build the gateway from its settings.
 
     ``channels`` maps downstream names ("ratelimit", "cache", "router", "costs") to
@@ -140,16 +169,19 @@ async def build_app(
         ),
         choose_model=choose_batch_model,
     )
+    ratelimit_client = RateLimitClient(ratelimit)
+    local_limiter = LocalLimiter(settings.local_limit_rpm_per_user, clock)
+    pricing = load_pricing(settings.pricing_file)
     orchestrator = Orchestrator(
-        ratelimit=RateLimitClient(ratelimit),
+        ratelimit=ratelimit_client,
         cache=CacheClient(cache),
         router=router_client,
         ledger=costs_client,
         upstream=upstream,
         outbox=outbox,
         tickets=batches,
-        local_limiter=LocalLimiter(settings.local_limit_rpm_per_user, clock),
-        prices=load_pricing(settings.pricing_file),
+        local_limiter=local_limiter,
+        prices=pricing,
         queue=AdmissionQueue(
             max_concurrency=settings.upstream_max_concurrency,
             max_depth=settings.queue_max_depth,
@@ -169,6 +201,26 @@ async def build_app(
         ),
         clock=clock,
     )
+    door: HttpDoor | None = None
+    if settings.http_port is not None:
+        door = HttpDoor(
+            keys=keys,
+            orchestrator=orchestrator,
+            models=sorted(pricing.models),
+            extensions=[
+                FilesAndBatches(batches, settings.http_files_dir),
+                Embeddings(
+                    client=openai_client,
+                    ratelimit=ratelimit_client,
+                    ledger=costs_client,
+                    outbox=outbox,
+                    local_limiter=local_limiter,
+                    ratelimit_fail_open=settings.ratelimit_failure_mode == "open",
+                    clock=clock,
+                    timeout_seconds=settings.upstream_timeout_seconds,
+                ),
+            ],
+        )
     background: list[asyncio.Task[None]] = []
 
     async def replay_forever() -> None:
@@ -183,8 +235,17 @@ async def build_app(
         metrics.on_scrape(orchestrator.export_metrics)
         background.append(asyncio.create_task(replay_forever()))
         background.append(asyncio.create_task(batches.run()))
+        if door is not None and settings.http_port is not None:
+            await door.start(
+                settings.host, settings.http_port, http_ssl_context(settings)
+            )
 
     async def on_stop() -> None:
+        if door is not None:
+            await door.stop()
+        await stop_rest()
+
+    async def stop_rest() -> None:
         metrics.off_scrape(orchestrator.export_metrics)
         for task in background:
             task.cancel()
@@ -206,11 +267,12 @@ async def build_app(
             GatewayServicer(keys, orchestrator, batches), server
         )
 
-    return ServiceApp(
+    return GatewayApp(
         name="gateway",
         service_names=[SERVICE_NAME],
         register=register,
         health_checks={"outbox": outbox_healthy},
         on_start=on_start,
         on_stop=on_stop,
+        http_door=door,
     )

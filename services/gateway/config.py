@@ -24,6 +24,19 @@ class GatewaySettings(ServerSettings):
     )
 
     port: int = Field(default=50051, ge=0, le=65535, description="gRPC port.")
+    http_port: int | None = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Port of the OpenAI-compatible HTTP door (/v1/chat/completions, "
+        "/v1/responses, ...) on `host`, served with the same TLS settings as the "
+        "gRPC port; 0 picks a free port; unset (null): no HTTP door.",
+    )
+    http_files_dir: Path = Field(
+        default=Path(".tollgate/gateway-files"),
+        description="Directory of the files uploaded through the HTTP door "
+        "(POST /v1/files, purpose 'batch') until their batch is created.",
+    )
     ratelimit_address: str = Field(description="host:port of the ratelimit service.")
     cache_address: str = Field(description="host:port of the cache service.")
     router_address: str = Field(description="host:port of the router service.")

@@ -90,6 +90,7 @@ async def gateway(
     entry = {"sha256": hash_key(API_KEY), "tenant_id": "acme", "user_id": "alice"}
     keys.write_text(yaml.safe_dump({"keys": [entry]}), "utf-8")
     settings = GatewaySettings(
+        http_port=None,  # the HTTP door has its own tests
         ratelimit_address=ratelimit.address,
         cache_address=cache.address,
         router_address=router.address,

@@ -182,6 +182,7 @@ class Fleet:
         self.simulator = await start_simulator(SimulatorSettings(port=0, latency_ms=0))
         return await build_gateway(
             GatewaySettings(
+                http_port=None,  # the HTTP door has its own tests
                 port=0,
                 ratelimit_address=(await self._server("ratelimit")).address,
                 cache_address=(await self._server("cache")).address,

@@ -250,6 +250,7 @@ async def test_gateway_breaker_gauges_flip_when_downstreams_fail(
     # Nothing listens on the downstream addresses: every call fails UNAVAILABLE and
     # the gateway answers on its fallbacks (local route and limiter, no cache, outbox).
     settings = GatewaySettings(
+        http_port=None,  # the HTTP door has its own tests
         ratelimit_address=_unused_address(),
         cache_address=_unused_address(),
         router_address=_unused_address(),
@@ -309,6 +310,7 @@ async def test_upstream_retries_and_failed_attempts_are_counted(
     entry = {"sha256": hash_key(API_KEY), "tenant_id": TENANT}
     keys.write_text(yaml.safe_dump({"keys": [entry]}), "utf-8")
     settings = GatewaySettings(
+        http_port=None,  # the HTTP door has its own tests
         ratelimit_address=_unused_address(),
         cache_address=_unused_address(),
         router_address=_unused_address(),

@@ -221,6 +221,7 @@ async def _gateway(
         encoding="utf-8",
     )
     settings = GatewaySettings(
+        http_port=None,  # the HTTP door has its own tests
         ratelimit_address=downstreams["ratelimit"].address,
         cache_address=downstreams["cache"].address,
         router_address=downstreams["router"].address,
