@@ -64,6 +64,8 @@ class TollgateClient {
 
   /**
    * One answer (CreateResponseRequest fields in snake_case, e.g. { input: 'hi' }).
+   * google.protobuf.Struct fields (tool parameters, json_schema.schema) go in their
+   * protobuf form: see toStruct() in tools.js.
    * Rejects with a grpc ServiceError (`code`, `details`, `metadata`) on failure.
    */
   createResponse(request, { timeoutMs = 30000, requestId } = {}) {
@@ -79,8 +81,8 @@ class TollgateClient {
 
   /**
    * A streamed answer: an async iterator of StreamResponseResponse events, each with
-   * `event` naming the one field set ('started', 'delta' or 'completed'). A broken
-   * stream throws from the loop.
+   * `event` naming the one field set ('started', 'delta', 'tool_call_delta' or
+   * 'completed'). A broken stream throws from the loop.
    */
   streamResponse(request, { timeoutMs = 60000, requestId } = {}) {
     return this.stub.StreamResponse(request, this.metadata(requestId), {

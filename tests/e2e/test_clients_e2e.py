@@ -1,13 +1,17 @@
 """The example clients (examples/node, examples/python) against a running suite.
 
 The Node.js client loads protos/ at run time with @grpc/proto-loader; its own tests
-(`node --test` in examples/node) run here with the suite's address and key. The Python
-example uses the generated stubs and waits out RetryInfo on RESOURCE_EXHAUSTED.
+(`node --test test/client.test.js` in examples/node) run here with the suite's address
+and key. The Python example uses the generated stubs and waits out RetryInfo on
+RESOURCE_EXHAUSTED. Both tools examples (a tool-calling loop, then a json_schema
+answer) run as scripts, and so does `tollgate ask` with --stream and --json-schema.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import os
 import re
 import shutil
@@ -15,8 +19,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
+import jsonschema
 import pytest
 import yaml
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
@@ -30,6 +36,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "examples" / "node"
 ASK_PY = ROOT / "examples" / "python" / "ask.py"
+TOOLS_PY = ROOT / "examples" / "python" / "tools.py"
 # An end user with a limit of its own: 12 RPM refills one request every 5 seconds.
 THROTTLED_USER = "throttled-user"
 THROTTLED_RPM = 12
@@ -114,8 +121,9 @@ def tap_counts(output: str) -> dict[str, int]:
 
 
 def test_node_client_calls_create_and_stream_response(node: str, suite: Suite) -> None:
+    # Only the gRPC client's file: test/http.test.js needs the HTTP door's settings.
     result = subprocess.run(
-        [node, "--test"],
+        [node, "--test", "test/client.test.js"],
         cwd=NODE_DIR,
         env=client_env(suite),
         capture_output=True,
@@ -127,7 +135,7 @@ def test_node_client_calls_create_and_stream_response(node: str, suite: Suite) -
     counts = tap_counts(result.stdout)
     assert counts["fail"] == 0, output
     assert counts["skipped"] == 0, output
-    assert counts["pass"] == counts["tests"] == 5, output
+    assert counts["pass"] == counts["tests"] == 8, output
 
 
 def run_ask(suite: Suite, *args: str) -> subprocess.CompletedProcess[str]:
@@ -195,3 +203,157 @@ def test_python_example_gives_up_or_waits_out_retry_info(suite: Suite) -> None:
     assert waited.returncode == 0, waited.stderr
     assert re.search(r"retrying in \d+\.\d s", waited.stderr), waited.stderr
     assert waited.stdout.startswith('Simulated answer to "Am I limited')
+
+
+STRUCTURED_HEADER = "\n== structured output (json_schema trip_plan) ==\n"
+
+
+def check_tools_output(
+    stdout: str, weather_parameters: dict[str, Any], trip_schema: dict[str, Any]
+) -> None:
+    """The tool was called with valid arguments, the answer quotes its result, and
+    the structured answer validates."""
+    tool_part, structured = stdout.split(STRUCTURED_HEADER)
+    call = re.search(r"^model calls get_weather \((\S+)\) with (.+)$", tool_part, re.M)
+    assert call is not None, stdout
+    jsonschema.validate(json.loads(call[2]), weather_parameters)
+    result = re.search(r"^tool get_weather returns (.+)$", tool_part, re.M)
+    assert result is not None, stdout
+    assert "temperature" in json.loads(result[1]), result[1]
+    answer = re.search(r"^answer \(FINISH_REASON_STOP\): (.+)$", tool_part, re.M)
+    assert answer is not None, stdout
+    assert f'The get_weather tool returned "{result[1]}"' in answer[1]
+    jsonschema.validate(json.loads(structured), trip_schema)
+
+
+def test_python_tools_example_runs_the_tool_loop_and_a_json_schema(
+    suite: Suite,
+) -> None:
+    spec = importlib.util.spec_from_file_location("tools_example", TOOLS_PY)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    result = subprocess.run(
+        [sys.executable, str(TOOLS_PY), "--city", "Lisbon"],
+        env=client_env(suite),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(
+        "== tool calling ==\nuser: Use get_weather: what is it like in Lisbon?\n"
+    )
+    check_tools_output(result.stdout, example.WEATHER_PARAMETERS, example.TRIP_SCHEMA)
+
+
+def test_node_tools_example_runs_the_tool_loop_and_a_json_schema(
+    node: str, suite: Suite
+) -> None:
+    schemas = json.loads(
+        subprocess.run(
+            [
+                node,
+                "-e",
+                "const t = require('./tools'); console.log(JSON.stringify("
+                "{ weather: t.WEATHER_PARAMETERS, trip: t.TRIP_SCHEMA }))",
+            ],
+            cwd=NODE_DIR,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
+
+    result = subprocess.run(
+        [node, "tools.js", "--city", "Seoul"],
+        cwd=NODE_DIR,
+        env=client_env(suite),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    check_tools_output(result.stdout, schemas["weather"], schemas["trip"])
+
+
+CLI_SUMMARY = re.compile(
+    r"model=\S+ deployment=\S+ cache=miss tokens in=[1-9]\d* out=[1-9]\d* "
+    r"cost=\$\d+\.\d{6} \([1-9]\d* micros\) request_id=req_\w+"
+)
+TRIP_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "destination": {"type": "string"},
+        "nights": {"type": "integer", "minimum": 1, "maximum": 30},
+        "packing_list": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    },
+    "required": ["destination", "nights", "packing_list"],
+    "additionalProperties": False,
+}
+
+
+def run_cli(
+    suite: Suite, state_dir: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    # A state dir of its own: no dev key or recorded TLS from the working copy.
+    env = {**client_env(suite), "TOLLGATE_STATE_DIR": str(state_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "ask", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_cli_ask_streams_the_answer_then_the_summary(
+    suite: Suite, tmp_path: Path
+) -> None:
+    result = run_cli(
+        suite,
+        tmp_path,
+        "--stream",
+        "--instructions",
+        "Answer in one line.",
+        "Stream me an answer from the CLI",
+    )
+
+    assert result.returncode == 0, result.stderr
+    answer, summary = result.stdout.split("\n\n")
+    assert answer.startswith('Simulated answer to "Stream me an answer')
+    assert CLI_SUMMARY.fullmatch(summary.rstrip("\n")), summary
+
+
+def test_cli_ask_json_schema_prints_valid_pretty_json(
+    suite: Suite, tmp_path: Path
+) -> None:
+    schema_file = tmp_path / "trip plan.json"
+    schema_file.write_text(json.dumps(TRIP_SCHEMA), encoding="utf-8")
+
+    plain = run_cli(
+        suite, tmp_path, "--json-schema", str(schema_file), "Plan a trip to Oslo"
+    )
+    streamed = run_cli(
+        suite,
+        tmp_path,
+        "--stream",
+        "--json-schema",
+        str(schema_file),
+        "Plan a trip to Lima",
+    )
+
+    assert plain.returncode == 0, plain.stderr
+    answer, summary = plain.stdout.split("\n\n")
+    assert answer.startswith("{\n  ")  # pretty-printed
+    jsonschema.validate(json.loads(answer), TRIP_SCHEMA)
+    assert CLI_SUMMARY.fullmatch(summary.rstrip("\n")), summary
+    assert streamed.returncode == 0, streamed.stderr
+    answer, summary = streamed.stdout.split("\n\n")
+    jsonschema.validate(json.loads(answer), TRIP_SCHEMA)
+    assert CLI_SUMMARY.fullmatch(summary.rstrip("\n")), summary

@@ -6,7 +6,15 @@
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { after, before, describe, it } = require('node:test');
-const { TollgateClient, grpc } = require('../client');
+const { TollgateClient, grpc, loadGatewayPackage } = require('../client');
+const {
+  TRIP_SCHEMA,
+  WEATHER_PARAMETERS,
+  getWeather,
+  structuredOutput,
+  toStruct,
+  toolLoop,
+} = require('../tools');
 
 const address = process.env.TOLLGATE_GATEWAY_ADDRESS || '127.0.0.1:50051';
 const apiKey = process.env.TOLLGATE_API_KEY;
@@ -88,5 +96,69 @@ describe('Tollgate gateway from Node.js', { skip }, () => {
       }
     };
     await assert.rejects(consume(), { code: grpc.status.INVALID_ARGUMENT });
+  });
+});
+
+describe('tools.js toStruct', () => {
+  it('survives the wire: a JSON Schema comes back from CreateResponseRequest bytes', () => {
+    // No server: encode and decode with the service's own serializers. A Struct in the
+    // wrong form (plain object, snake_case Value fields) would come back empty.
+    const { requestSerialize, requestDeserialize } =
+      loadGatewayPackage().GatewayService.service.CreateResponse;
+    const schema = { ...TRIP_SCHEMA, examples: [null, { nights: 2.5, ok: true }] };
+    const decoded = requestDeserialize(
+      requestSerialize({ input: 'x', tools: [{ name: 't', parameters: toStruct(schema) }] }),
+    );
+    const fromValue = (value) => {
+      switch (value.kind) {
+        case 'nullValue':
+          return null;
+        case 'listValue':
+          return value.listValue.values.map(fromValue);
+        case 'structValue':
+          return fromStruct(value.structValue);
+        default:
+          return value[value.kind];
+      }
+    };
+    const fromStruct = (struct) =>
+      Object.fromEntries(Object.entries(struct.fields).map(([k, v]) => [k, fromValue(v)]));
+    assert.deepEqual(fromStruct(decoded.tools[0].parameters), schema);
+  });
+});
+
+describe('Tollgate tools and structured output from Node.js', { skip }, () => {
+  let client;
+  before(() => {
+    client = new TollgateClient({ address, apiKey });
+  });
+  after(() => client.close());
+
+  it('a tool-calling loop runs get_weather and the answer quotes its result', async () => {
+    const { first, results, final } = await toolLoop(client, fresh('Paris'));
+    assert.equal(first.finish_reason, 'FINISH_REASON_TOOL_CALLS');
+    assert.equal(results.length, 1);
+    const [{ call, result }] = results;
+    assert.equal(call.name, 'get_weather');
+    assert.match(call.id, /.+/);
+    // Strict: exactly the schema's properties, each of its type.
+    const args = JSON.parse(call.arguments);
+    assert.deepEqual(Object.keys(args).sort(), [...WEATHER_PARAMETERS.required].sort());
+    assert.equal(typeof args.city, 'string');
+    assert.ok(WEATHER_PARAMETERS.properties.unit.enum.includes(args.unit));
+    assert.equal(result, getWeather(args));
+    assert.equal(final.finish_reason, 'FINISH_REASON_STOP');
+    assert.equal(final.tool_calls.length, 0);
+    assert.ok(final.output_text.includes(result), final.output_text);
+  });
+
+  it('a json_schema answer is JSON with the schema\'s fields', async () => {
+    const { reply, plan } = await structuredOutput(client, fresh('Oslo'));
+    assert.equal(reply.finish_reason, 'FINISH_REASON_STOP');
+    assert.deepEqual(Object.keys(plan).sort(), [...TRIP_SCHEMA.required].sort());
+    assert.equal(typeof plan.destination, 'string');
+    assert.ok(Number.isInteger(plan.nights) && plan.nights >= 1 && plan.nights <= 30);
+    assert.ok(plan.packing_list.length >= 1);
+    assert.ok(plan.packing_list.every((item) => typeof item === 'string'));
   });
 });
