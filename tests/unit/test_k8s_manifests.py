@@ -210,10 +210,10 @@ def test_probes_and_scrapes_ask_the_ports_the_service_listens_on(name: str) -> N
     env = env_values(container)
     port = int(env[f"TOLLGATE_{name.upper()}_PORT"])
     metrics_port = int(env[f"TOLLGATE_{name.upper()}_METRICS_PORT"])
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
-        "grpc": port,
-        "metrics": metrics_port,
-    }
+    expected = {"grpc": port, "metrics": metrics_port}
+    if name == "gateway":  # and its OpenAI-compatible HTTP door
+        expected["http"] = int(env["TOLLGATE_GATEWAY_HTTP_PORT"])
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == expected
     annotations = workload(name)["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(metrics_port)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
