@@ -10,7 +10,7 @@ goes back to the caller with its field violations.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import grpc
@@ -47,6 +47,7 @@ from services.gateway.domain import (
     Principal,
     Priority,
     RateDecision,
+    RateHeadroom,
     RecordResult,
     RequestType,
     ResponseRequest,
@@ -124,6 +125,39 @@ _METRIC_NAMES = {
     ratelimit_pb.LIMIT_METRIC_REQUESTS: "requests per minute",
     ratelimit_pb.LIMIT_METRIC_TOKENS: "tokens per minute",
 }
+
+
+_HEADROOM_METRICS = {
+    ratelimit_pb.LIMIT_METRIC_REQUESTS: "requests",
+    ratelimit_pb.LIMIT_METRIC_TOKENS: "tokens",
+}
+
+
+def _headroom(
+    buckets: Iterable[ratelimit_pb.BucketStatus],
+) -> tuple[RateHeadroom, ...]:
+    """Per metric, the bucket with the least left: the one a caller runs into first."""
+    tightest: dict[str, ratelimit_pb.BucketStatus] = {}
+    for bucket in buckets:
+        metric = _HEADROOM_METRICS.get(bucket.metric)
+        if metric is None:
+            continue
+        held = tightest.get(metric)
+        if held is None or bucket.remaining < held.remaining:
+            tightest[metric] = bucket
+    headroom = []
+    for metric, bucket in sorted(tightest.items()):
+        rate_per_second = bucket.effective_limit_per_minute / 60
+        missing = max(0, bucket.capacity - bucket.remaining)
+        headroom.append(
+            RateHeadroom(
+                metric=metric,
+                limit_per_minute=bucket.effective_limit_per_minute,
+                remaining=max(0, bucket.remaining),
+                reset_seconds=missing / rate_per_second if rate_per_second else 0.0,
+            )
+        )
+    return tuple(headroom)
 
 
 def caller_proto(principal: Principal) -> common_pb.Caller:
@@ -289,8 +323,11 @@ class RateLimitClient:
             ),
             request_id,
         )
+        headroom = _headroom(response.buckets)
         if response.decision == ratelimit_pb.DECISION_ALLOW:
-            return RateDecision(allowed=True, reservation_id=response.reservation_id)
+            return RateDecision(
+                allowed=True, reservation_id=response.reservation_id, headroom=headroom
+            )
         denied = response.denied_by
         layer = _LAYER_NAMES.get(denied.layer, "unknown")
         return RateDecision(
@@ -301,6 +338,7 @@ class RateLimitClient:
                 f"{layer} limit of {denied.limit_per_minute} "
                 f"{_METRIC_NAMES.get(denied.metric, 'units per minute')} exceeded"
             ),
+            headroom=headroom,
         )
 
     async def reconcile(self, reservation_id: str, actual_tokens: int) -> None:

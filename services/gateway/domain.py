@@ -119,14 +119,32 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class RateHeadroom:
+    """What is left of the tightest limit of one metric after a decision.
+
+    Attributes:
+        metric: ``requests`` or ``tokens``.
+        limit_per_minute: that bucket's effective rate.
+        remaining: units it can admit now.
+        reset_seconds: until it is full again, at its rate.
+    """
+
+    metric: str
+    limit_per_minute: int
+    remaining: int
+    reset_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class RateDecision:
-    """The limiter's answer."""
+    """The limiter's answer, with the headroom left per metric."""
 
     allowed: bool
     reservation_id: str = ""
     retry_after_seconds: float = 0.0
     denied_subject: str = ""
     denied_description: str = ""
+    headroom: tuple[RateHeadroom, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +270,9 @@ class ResponseReply:
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: FinishReason | None = None
     semantic_check: str = ""
+    rate_headroom: tuple[RateHeadroom, ...] = ()
+    """The limits' headroom after this request was admitted (OpenAI's
+    x-ratelimit-* headers); empty when the local fallback limiter decided."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +289,7 @@ class StreamStart:
     cache_age_seconds: float | None = None
     input_tokens_dropped: int = 0
     semantic_check: str = ""
+    rate_headroom: tuple[RateHeadroom, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -398,6 +398,7 @@ class Orchestrator:
             degradation_level=level,
             input_truncated=plan.dropped_tokens > 0,
             input_tokens_dropped=plan.dropped_tokens,
+            rate_headroom=plan.decision.headroom,
         )
 
     def _reply(
@@ -426,6 +427,7 @@ class Orchestrator:
             latency_seconds=self._clock.monotonic() - plan.started,
             tool_calls=answer.tool_calls,
             finish_reason=answer.finish_reason,
+            rate_headroom=plan.decision.headroom,
         )
 
     # -- background work and status

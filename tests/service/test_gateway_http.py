@@ -85,8 +85,8 @@ async def door(serve_app: ServeApp, tmp_path: Path) -> AsyncIterator[Door]:
                 {
                     "tiers": {
                         "free": {"rpm": 20},
-                        "paid": {"rpm": 1000},
-                        "burst": {"rpm": 60},
+                        "paid": {"rpm": 1000, "tpm": 1_000_000},
+                        "burst": {"rpm": 60, "tpm": 1_000_000},
                     }
                 }
             ),
@@ -178,6 +178,11 @@ async def test_chat_completion_answers_with_tollgate_headers(door: Door) -> None
     assert headers["x-tollgate-model"] == completion.model
     assert headers["x-tollgate-deployment"] == "stable"
     assert headers["x-tollgate-degradation-level"] == "0"
+    # The limiter's headroom after this request, as OpenAI reports its own.
+    for metric in ("requests", "tokens"):
+        limit = int(headers[f"x-ratelimit-limit-{metric}"])
+        assert 0 <= int(headers[f"x-ratelimit-remaining-{metric}"]) < limit
+        assert headers[f"x-ratelimit-reset-{metric}"].endswith(("ms", "s"))
 
 
 async def test_the_same_request_again_is_an_exact_cache_hit(door: Door) -> None:
@@ -540,6 +545,7 @@ async def test_rate_limit_errors_advertise_when_to_retry(door: Door) -> None:
     assert int(headers["retry-after"]) >= 1
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-ratelimit-limit-requests"] == "60"
+    assert int(headers["x-ratelimit-limit-tokens"]) > 0
     assert denied.code == "rate_limit_exceeded"
     # The SDK's own retry waits the advertised time, then succeeds.
     async with door.client(key=BURST_KEY, max_retries=3) as client:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.core.errors import (
@@ -28,6 +28,7 @@ from services.core.errors import (
     UnavailableError,
     UnimplementedError,
 )
+from services.gateway.domain import RateHeadroom
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,27 +108,47 @@ def retry_headers(seconds: float) -> dict[str, str]:
     }
 
 
-def rate_limit_headers(error: ResourceExhaustedError) -> dict[str, str]:
-    """The ``x-ratelimit-*`` headers a denial lets us state truthfully.
+def reset_duration(seconds: float) -> str:
+    """A reset time the way OpenAI writes it: ``120ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{text}" if minutes else text
 
-    The limiter reports which limit denied the request (``user limit of 100
-    requests per minute exceeded``) and when to retry: that limit's size, 0
-    remaining and its reset time. The other metric's numbers are not known here.
-    """
+
+def headroom_headers(headroom: Iterable[RateHeadroom]) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-limit/remaining/reset-{requests,tokens}`` headers."""
     headers: dict[str, str] = {}
-    for violation in error.violations:
-        match = _METRIC.search(violation.description)
-        if match is None:
-            continue
-        limit, metric = match.groups()
-        headers[f"x-ratelimit-limit-{metric}"] = limit
-        headers[f"x-ratelimit-remaining-{metric}"] = "0"
-        if error.retry_after is not None:
-            headers[f"x-ratelimit-reset-{metric}"] = (
-                f"{max(error.retry_after, 0.001):.3f}s"
-            )
-        break
+    for item in headroom:
+        headers[f"x-ratelimit-limit-{item.metric}"] = str(item.limit_per_minute)
+        headers[f"x-ratelimit-remaining-{item.metric}"] = str(item.remaining)
+        headers[f"x-ratelimit-reset-{item.metric}"] = reset_duration(item.reset_seconds)
     return headers
+
+
+def rate_limit_headers(error: ResourceExhaustedError) -> dict[str, str]:
+    """The ``x-ratelimit-*`` headers of a denial, from the limiter's own numbers.
+
+    The gateway puts each metric's headroom in the error's metadata
+    (``limitRequests``, ``remainingRequests``, ``resetRequestsMs``, and the same
+    for tokens); a budget or queue refusal has none.
+    """
+    headroom = []
+    for metric in ("requests", "tokens"):
+        name = metric.capitalize()
+        limit = error.metadata.get(f"limit{name}")
+        if limit is None:
+            continue
+        headroom.append(
+            RateHeadroom(
+                metric,
+                int(limit),
+                int(error.metadata.get(f"remaining{name}", "0")),
+                int(error.metadata.get(f"reset{name}Ms", "0")) / 1000,
+            )
+        )
+    return headroom_headers(headroom)
 
 
 def openai_error(error: TollgateError, param: str | None = None) -> HttpError:

@@ -53,6 +53,7 @@ from services.gateway.http.decode import (
 from services.gateway.http.errors import (
     DoorError,
     HttpError,
+    headroom_headers,
     internal_error,
     invalid,
     not_found,
@@ -405,6 +406,7 @@ def reply_headers(reply: ResponseReply, request_id: str) -> dict[str, str]:
         "x-tollgate-deployment": reply.deployment,
         "x-tollgate-degradation-level": str(int(reply.degradation_level)),
         **_semantic_check(reply.semantic_check),
+        **headroom_headers(reply.rate_headroom),
     }
 
 
@@ -427,6 +429,7 @@ def stream_headers(first: StreamEvent | None, request_id: str) -> dict[str, str]
                 "x-tollgate-deployment": first.deployment,
                 "x-tollgate-degradation-level": str(int(first.degradation_level)),
                 **_semantic_check(first.semantic_check),
+                **headroom_headers(first.rate_headroom),
             }
         )
     return headers

@@ -27,6 +27,7 @@ from services.gateway.domain import (
     CacheStatus,
     Principal,
     RateDecision,
+    RateHeadroom,
 )
 from services.gateway.fallbacks import LocalLimiter
 from services.gateway.pipeline.plan import Plan
@@ -39,6 +40,17 @@ from services.gateway.ports import (
 )
 
 _log = structlog.get_logger("tollgate.gateway")
+
+
+def headroom_metadata(headroom: tuple[RateHeadroom, ...]) -> dict[str, str]:
+    """The limits' headroom as ErrorInfo metadata (``limitRequests``, ...)."""
+    metadata: dict[str, str] = {}
+    for item in headroom:
+        metric = item.metric.capitalize()
+        metadata[f"limit{metric}"] = str(item.limit_per_minute)
+        metadata[f"remaining{metric}"] = str(item.remaining)
+        metadata[f"reset{metric}Ms"] = str(round(item.reset_seconds * 1000))
+    return metadata
 
 
 class Admission:
@@ -82,6 +94,7 @@ class Admission:
                 violations=[
                     QuotaViolation(decision.denied_subject, decision.denied_description)
                 ],
+                metadata=headroom_metadata(decision.headroom),
             )
         return replace(
             plan, decision=decision, cached=cached, cache_status=cache_status
