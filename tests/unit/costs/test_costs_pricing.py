@@ -44,6 +44,8 @@ def test_default_table_has_the_published_prices() -> None:
         "gpt-4.1": (2_000_000, 500_000, 8_000_000),
         "gpt-4.1-mini": (400_000, 100_000, 1_600_000),
         "gpt-4.1-nano": (100_000, 25_000, 400_000),
+        "text-embedding-3-small": (20_000, 20_000, 0),
+        "text-embedding-3-large": (130_000, 130_000, 0),
     }
 
 
