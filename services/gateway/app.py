@@ -211,11 +211,10 @@ async def build_app(
                 FilesAndBatches(batches, settings.http_files_dir),
                 Embeddings(
                     client=openai_client,
+                    admission=orchestrator.admission,
                     ratelimit=ratelimit_client,
                     ledger=costs_client,
                     outbox=outbox,
-                    local_limiter=local_limiter,
-                    ratelimit_fail_open=settings.ratelimit_failure_mode == "open",
                     clock=clock,
                     timeout_seconds=settings.upstream_timeout_seconds,
                 ),

@@ -133,6 +133,11 @@ class Orchestrator:
         self.queue = queue
         self.degradation_level = DegradationLevel.FULL_SERVICE
 
+    @property
+    def admission(self) -> Admission:
+        """The limits and budget stage, for lanes beside the response pipeline."""
+        return self._admission
+
     async def _plan(
         self,
         principal: Principal,

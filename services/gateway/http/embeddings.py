@@ -31,8 +31,8 @@ from services.core.errors import (
 )
 from services.core.tokens import count_tokens
 from services.gateway.domain import CacheStatus, Principal, Usage, UsageRecord
-from services.gateway.fallbacks import LocalLimiter
 from services.gateway.http.server import Call, Extension, HttpDoor, read_json
+from services.gateway.pipeline.admit import Admission
 from services.gateway.ports import (
     DependencyUnavailableError,
     LedgerPort,
@@ -54,11 +54,10 @@ class Embeddings(Extension):
         self,
         *,
         client: openai.AsyncOpenAI,
+        admission: Admission,
         ratelimit: RateLimiterPort,
         ledger: LedgerPort,
         outbox: OutboxPort,
-        local_limiter: LocalLimiter,
-        ratelimit_fail_open: bool,
         clock: Clock,
         timeout_seconds: float,
     ) -> None:
@@ -66,8 +65,7 @@ class Embeddings(Extension):
         self._ratelimit = ratelimit
         self._ledger = ledger
         self._outbox = outbox
-        self._local_limiter = local_limiter
-        self._fail_open = ratelimit_fail_open
+        self._admission = admission
         self._clock = clock
         self._timeout = timeout_seconds
         self._cache: OrderedDict[str, tuple[list[list[float]], int]] = OrderedDict()
@@ -152,30 +150,9 @@ class Embeddings(Extension):
         )
 
     async def _acquire(self, call: Call, model: str, tokens: int) -> str:
-        principal = call.principal
-        try:
-            decision = await self._ratelimit.acquire(
-                call.request_id, principal, model, tokens
-            )
-        except DependencyUnavailableError as error:
-            if not self._fail_open:
-                raise UnavailableError(
-                    "rate limiter unavailable",
-                    reason="RATELIMIT_UNAVAILABLE",
-                    retry_after=max(error.retry_after, 1.0),
-                ) from error
-            decision = self._local_limiter.acquire(
-                f"{principal.tenant_id}:{principal.user_id or principal.service}"
-            )
-        if not decision.allowed:
-            raise ResourceExhaustedError(
-                f"rate limit exceeded: {decision.denied_description}",
-                reason="RATE_LIMITED",
-                retry_after=decision.retry_after_seconds,
-                violations=[
-                    QuotaViolation(decision.denied_subject, decision.denied_description)
-                ],
-            )
+        decision = await self._admission.acquire(
+            call.request_id, call.principal, model, tokens
+        )
         return decision.reservation_id
 
     async def _reconcile(self, reservation: str, tokens: int) -> None:

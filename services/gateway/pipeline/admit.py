@@ -83,9 +83,24 @@ class Admission:
         """
         estimated = plan.prompt_tokens + plan.route.max_output_tokens
         decision, (cached, cache_status) = await asyncio.gather(
-            self._acquire(plan.request_id, plan.principal, plan.route.model, estimated),
+            self.acquire(plan.request_id, plan.principal, plan.route.model, estimated),
             self._lookup(plan.request_id, plan.key, plan.request.cache_bypass),
         )
+        return replace(
+            plan, decision=decision, cached=cached, cache_status=cache_status
+        )
+
+    async def acquire(
+        self, request_id: str, principal: Principal, model: str, tokens: int
+    ) -> RateDecision:
+        """Admit ``tokens`` for ``principal`` on ``model``, by the limiter's policy.
+
+        Raises:
+            ResourceExhaustedError: the limiter denied the request (RATE_LIMITED),
+                with each metric's headroom in its metadata.
+            UnavailableError: the limiter is unreachable and the policy is closed.
+        """
+        decision = await self._decide(request_id, principal, model, tokens)
         if not decision.allowed:
             raise ResourceExhaustedError(
                 f"rate limit exceeded: {decision.denied_description}",
@@ -96,11 +111,9 @@ class Admission:
                 ],
                 metadata=headroom_metadata(decision.headroom),
             )
-        return replace(
-            plan, decision=decision, cached=cached, cache_status=cache_status
-        )
+        return decision
 
-    async def _acquire(
+    async def _decide(
         self, request_id: str, principal: Principal, model: str, tokens: int
     ) -> RateDecision:
         try:
