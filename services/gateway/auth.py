@@ -8,6 +8,7 @@ The keys file is YAML::
         service: chat
         user_id: ""        # optional: the key's own end user
         user_tier: paid    # optional: default "free"
+        models: [auto, gpt-4.1-mini]   # optional: the models it may name; default any
 
 The plaintext key never touches disk or logs; lookups compare digests.
 """
@@ -34,6 +35,12 @@ class ApiKeyEntry(BaseModel):
     service: str = Field(default="default", min_length=1, max_length=128)
     user_id: str = Field(default="", max_length=128)
     user_tier: str = Field(default="free", min_length=1, max_length=64)
+    models: tuple[str, ...] = Field(
+        default=(),
+        description="The models this key may name ('auto' for the router's "
+        "choice); empty: any model. Others are refused with PERMISSION_DENIED "
+        "(HTTP 403).",
+    )
 
 
 class KeysFile(BaseModel):
@@ -59,6 +66,7 @@ class ApiKeyStore:
                 service=entry.service,
                 user_id=entry.user_id,
                 user_tier=entry.user_tier,
+                allowed_models=entry.models,
             )
             for entry in entries
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from services.core.conversation import FinishReason, Prompt, ToolCall
 
@@ -59,12 +60,28 @@ class Lane(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who an API key stands for."""
+    """Who an API key stands for, and the models it may use (empty: any)."""
 
     tenant_id: str
     service: str
     user_id: str
     user_tier: str
+    allowed_models: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Principal:
+        """The principal a JSON object (``dataclasses.asdict``) was made from."""
+        return cls(
+            tenant_id=data["tenant_id"],
+            service=data["service"],
+            user_id=data["user_id"],
+            user_tier=data["user_tier"],
+            allowed_models=tuple(data.get("allowed_models", ())),
+        )
+
+    def may_use(self, model: str) -> bool:
+        """Whether the key may name ``model`` (``auto`` for the router's choice)."""
+        return not self.allowed_models or model in self.allowed_models
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from tests.conftest import ServeApp
 
 API_KEY = "tg-http-test-key"
 BURST_KEY = "tg-http-burst-key"
+NANO_KEY = "tg-http-nano-only-key"
 QUESTION = "What does a gateway in front of an API do?"
 WEATHER_TOOL: Any = {
     "type": "function",
@@ -116,6 +117,13 @@ async def door(serve_app: ServeApp, tmp_path: Path) -> AsyncIterator[Door]:
                 "tenant_id": "acme",
                 "user_id": "bob",
                 "user_tier": "burst",
+            },
+            {
+                "sha256": hash_key(NANO_KEY),
+                "tenant_id": "acme",
+                "user_id": "carol",
+                "user_tier": "paid",
+                "models": ["gpt-4.1-nano"],
             },
         ]
         keys.write_text(yaml.safe_dump({"keys": entries}), encoding="utf-8")
@@ -373,6 +381,26 @@ async def test_models_lists_auto_and_the_priced_models(door: Door) -> None:
         models = [model.id async for model in client.models.list()]
     assert models[0] == "auto"
     assert "gpt-4.1-mini" in models
+
+
+async def test_a_model_the_key_may_not_use_is_forbidden(door: Door) -> None:
+    async with door.client(key=NANO_KEY, max_retries=0) as client:
+        listed = [model.id async for model in client.models.list()]
+        allowed = await client.chat.completions.create(
+            model="gpt-4.1-nano", messages=[{"role": "user", "content": QUESTION}]
+        )
+        with pytest.raises(openai.PermissionDeniedError) as forbidden:
+            await client.chat.completions.create(
+                model="gpt-4.1", messages=[{"role": "user", "content": QUESTION}]
+            )
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": QUESTION}]
+            )
+    assert listed == ["gpt-4.1-nano"]
+    assert allowed.model == "gpt-4.1-nano"
+    assert forbidden.value.status_code == 403
+    assert forbidden.value.code == "model_not_allowed"
 
 
 async def test_embeddings_answer_and_repeat_from_the_cache(door: Door) -> None:

@@ -168,7 +168,7 @@ def _record(row: Row) -> BatchRecord:
     ) = row
     return BatchRecord(
         batch_id=str(batch_id),
-        principal=Principal(**json.loads(str(principal))),
+        principal=Principal.from_json(json.loads(str(principal))),
         status=BatchStatus(status),
         metadata=json.loads(str(metadata)),
         created_at=float(str(created_at)),

@@ -49,7 +49,7 @@ def _decode(raw: str) -> UsageRecord:
     return UsageRecord(
         **{
             **data,
-            "principal": Principal(**data["principal"]),
+            "principal": Principal.from_json(data["principal"]),
             "usage": Usage(**data["usage"]),
             "cache_status": CacheStatus(data["cache_status"]),
         }

@@ -60,6 +60,7 @@ from services.gateway.http.errors import (
     openai_error,
 )
 from services.gateway.orchestrator import Orchestrator
+from services.gateway.pipeline.plan import AUTO_MODEL
 
 _log = structlog.get_logger("tollgate.gateway.http")
 
@@ -70,7 +71,6 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-AUTO_MODEL = "auto"
 
 Handler = Callable[[web.Request, "Call"], Awaitable[web.StreamResponse]]
 
@@ -229,13 +229,14 @@ class HttpDoor:
     async def _list_models(
         self, request: web.Request, call: Call
     ) -> web.StreamResponse:
+        allowed = [name for name in self._models if call.principal.may_use(name)]
         return web.json_response(
-            {"object": "list", "data": [_model(name) for name in self._models]}
+            {"object": "list", "data": [_model(name) for name in allowed]}
         )
 
     async def _get_model(self, request: web.Request, call: Call) -> web.StreamResponse:
         name = request.match_info["model"]
-        if name not in self._models:
+        if name not in self._models or not call.principal.may_use(name):
             raise DoorError(
                 HttpError(
                     404,

@@ -16,6 +16,7 @@ import structlog
 
 from services.core.clock import Clock
 from services.core.conversation import cache_context
+from services.core.errors import PermissionDeniedError
 from services.core.prompt_tokens import count_prompt, fit_conversation
 from services.gateway.domain import (
     CachedAnswer,
@@ -31,6 +32,9 @@ from services.gateway.fallbacks import local_route
 from services.gateway.ports import DependencyUnavailableError, RouterPort
 
 _log = structlog.get_logger("tollgate.gateway")
+
+AUTO_MODEL = "auto"
+"""The model name that lets the router choose (as does an empty one)."""
 
 
 def digest(*parts: object) -> str:
@@ -105,6 +109,13 @@ class Planner:
             budget = min(budget, time_remaining)
         if request.user_id:
             principal = replace(principal, user_id=request.user_id)
+        asked = request.model or AUTO_MODEL
+        if not principal.may_use(asked):
+            raise PermissionDeniedError(
+                f"this API key may not use the model {asked[:128]!r}",
+                reason="MODEL_NOT_ALLOWED",
+                metadata={"model": asked[:128]},
+            )
 
         counted = count_prompt(request.prompt)
         route = await self._route(request_id, principal, request, counted.conversation)

@@ -24,6 +24,7 @@ from services.core.conversation import (
 from services.core.errors import (
     FieldViolation,
     InvalidArgumentError,
+    PermissionDeniedError,
     QuotaViolation,
     ResourceExhaustedError,
     UnavailableError,
@@ -1165,3 +1166,23 @@ async def test_an_over_long_conversation_loses_its_oldest_turns_whole(
     assert call.prompt.messages == conversation[2:]
     assert reply.input_tokens_dropped == full.messages[0] + full.messages[1]
     assert reply.input_truncated is True
+
+
+async def test_a_model_the_key_may_not_use_is_refused_before_anything_is_spent(
+    gw: Gateway,
+) -> None:
+    nano_only = replace(PRINCIPAL, allowed_models=("gpt-4.1-nano",))
+    for model in ("gpt-4.1", "auto", ""):
+        with pytest.raises(PermissionDeniedError) as refused:
+            await gw.orchestrator.create_response(
+                nano_only, _request(model=model), "req-1", None
+            )
+        assert refused.value.reason == "MODEL_NOT_ALLOWED"
+    assert gw.limiter.acquired == []
+    assert gw.upstream.calls == []
+
+    gw.router.answer = sync_route(model="gpt-4.1-nano")
+    reply = await gw.orchestrator.create_response(
+        nano_only, _request(model="gpt-4.1-nano"), "req-2", None
+    )
+    assert reply.model == "gpt-4.1-nano"
