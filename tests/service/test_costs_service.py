@@ -107,6 +107,22 @@ async def test_record_books_the_cost(stub: costs_pb2_grpc.CostsServiceStub) -> N
     assert not response.duplicate
 
 
+async def test_cached_input_and_reasoning_tokens_are_priced_once_at_their_rates(
+    stub: costs_pb2_grpc.CostsServiceStub,
+) -> None:
+    # gpt-4.1: input 2.00, cached input 0.50, output 8.00 dollars per 1M tokens.
+    # 400 of the 1,000 input tokens came from the prompt cache; 300 of the 500
+    # output tokens were reasoning, which OpenAI counts inside the output tokens.
+    request = _record("req-reasoning", cached_input_tokens=400)
+    request.usage.reasoning_tokens = 300
+
+    response = await stub.Record(request)
+
+    # 600 x 2.00 + 400 x 0.50 + 500 x 8.00 per 1M tokens, in micro-dollars: the
+    # reasoning tokens are billed as output, once.
+    assert response.cost_micros == 1200 + 200 + 4000
+
+
 async def test_replay_returns_the_same_booking_marked_duplicate(
     stub: costs_pb2_grpc.CostsServiceStub,
 ) -> None:
