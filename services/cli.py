@@ -108,6 +108,12 @@ def _dev(args: argparse.Namespace) -> int:
         f"""{api_key}' -H 'content-type: application/json' -d '{{"model": "auto", """
         """"messages": [{"role": "user", "content": "What is a token bucket?"}]}'"""
     )
+    print(
+        "\nsemantic cache: shadow mode (candidates are looked up and measured, never "
+        "served) until its blind figures meet the goal of docs/cache.md; to serve "
+        "them, start with TOLLGATE_CACHE_SEMANTIC_MODE=serve, or turn it on per "
+        "tenant with the cache's SetSemanticPolicy admin RPC."
+    )
     print("\nCtrl-C stops everything.", flush=True)
 
     stop = threading.Event()
