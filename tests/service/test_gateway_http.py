@@ -19,6 +19,9 @@ import openai
 import pydantic
 import pytest
 import yaml
+from google.protobuf import timestamp_pb2
+from tollgate.costs.v1 import costs_pb2 as costs_pb
+from tollgate.costs.v1 import costs_pb2_grpc
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 
@@ -60,11 +63,14 @@ WEATHER_TOOL: Any = {
 class Door:
     """A running gateway: its gRPC address and its HTTP base URL."""
 
-    def __init__(self, running: RunningServer, sim: RunningSimulator) -> None:
+    def __init__(
+        self, running: RunningServer, sim: RunningSimulator, costs_address: str
+    ) -> None:
         app = running.app
         assert isinstance(app, GatewayApp)
         assert app.http_port
         self.grpc_address = running.address
+        self.costs_address = costs_address
         self.base_url = f"http://127.0.0.1:{app.http_port}/v1"
         self.sim = sim
 
@@ -76,9 +82,18 @@ class Door:
 
 
 @pytest.fixture
-async def door(serve_app: ServeApp, tmp_path: Path) -> AsyncIterator[Door]:
+async def door(
+    serve_app: ServeApp, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Door]:
+    """The door over a simulator streaming at ``request.param`` ms per token (0)."""
+    per_token_ms = float(getattr(request, "param", 0.0))
     async with await start_simulator(
-        SimulatorSettings(port=0, latency_ms=0, batch_completion_seconds=0.2)
+        SimulatorSettings(
+            port=0,
+            latency_ms=0,
+            per_token_latency_ms=per_token_ms,
+            batch_completion_seconds=0.2,
+        )
     ) as sim:
         limits = tmp_path / "limits.yaml"
         limits.write_text(
@@ -145,7 +160,7 @@ async def door(serve_app: ServeApp, tmp_path: Path) -> AsyncIterator[Door]:
             upstream_max_retries=0,
         )
         running = await serve_app(await build_gateway(settings))
-        yield Door(running, sim)
+        yield Door(running, sim, costs.address)
 
 
 async def _fault(door: Door, kind: str, count: int = 1) -> None:
@@ -594,6 +609,61 @@ async def test_rate_limit_errors_advertise_when_to_retry(door: Door) -> None:
 
 
 # -- streams that break, clients that leave
+
+
+@pytest.mark.parametrize("door", [50.0], indirect=True)
+async def test_a_client_that_leaves_frees_the_upstream_and_pays_for_what_it_read(
+    door: Door,
+) -> None:
+    body = {
+        "model": "gpt-4.1-mini",
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "stream": True,
+        "max_tokens": 400,
+    }
+    headers = {
+        "authorization": f"Bearer {API_KEY}",
+        "x-request-id": "req-leaves",
+        "x-tollgate-cache": "bypass",
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{door.base_url}/chat/completions", json=body, headers=headers
+        ) as answer,
+    ):
+        assert answer.status == 200
+        first = await answer.content.readline()
+        assert first.startswith(b"data: ")
+    # The connection is closed after one chunk: at 50 ms a token, the rest of the
+    # answer (at least 20 tokens) would take a second or more.
+
+    async with grpc.aio.insecure_channel(door.grpc_address) as channel:
+        gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
+        for _ in range(10):  # half a second
+            status = await gateway.GetStatus(
+                gateway_pb.GetStatusRequest(),
+                metadata=(("authorization", f"Bearer {API_KEY}"),),
+            )
+            if status.in_flight == 0:
+                break
+            await asyncio.sleep(0.05)
+    assert status.in_flight == 0, "the upstream call outlived its client"
+
+    # The ledger (fresh for this test) holds this one request once it is booked.
+    report = costs_pb.GetReportResponse()
+    async with grpc.aio.insecure_channel(door.costs_address) as channel:
+        ledger = costs_pb2_grpc.CostsServiceStub(channel)
+        ahead = timestamp_pb2.Timestamp(seconds=int(time.time()) + 86_400)
+        for _ in range(100):
+            report = await ledger.GetReport(costs_pb.GetReportRequest(end_time=ahead))
+            if report.total_requests:
+                break
+            await asyncio.sleep(0.05)
+    assert report.total_requests == 1, "what was consumed was not booked"
+    # A partial answer: the prompt and a few output tokens (gpt-4.1-mini: 0.40 and
+    # 1.60 dollars per 1M), far from a whole answer.
+    assert 0 < report.total_cost_micros <= (100 * 400_000 + 10 * 1_600_000) // 10**6
 
 
 async def test_a_broken_upstream_stream_ends_with_an_error_event(door: Door) -> None:
