@@ -10,14 +10,19 @@ the same rule independently and the tests hold the two together:
 | every request (the reply's priming) | 3 |
 | each message (instructions count as a system message) | 3 + role + texts + images |
 | each tool call on an assistant turn | 3 + name + arguments |
+| an assistant turn with text and tool calls | 3 + role more (the calls' own turn) |
 | tools, when any are given | 12, then per tool 7 + name + description + parameters |
 | a json_schema response format | 8 + name + schema |
 | a json_object response format | 3 |
 
-JSON (parameters, schemas) is counted in canonical form. Images count by OpenAI's
-tile formula (:mod:`services.core.images`); an https image whose size the caller
-did not give is an estimate, reconciled later from the upstream's usage like every
-reservation.
+Texts are counted as the Responses API body carries them
+(:mod:`services.gateway.responses_api`): an assistant turn's text and a tool result
+as one string, their parts joined by newlines; an assistant turn with both text and
+tool calls as a message item followed by ``function_call`` items, which the
+upstream reads as a second assistant turn. JSON (parameters, schemas) is counted in
+canonical form. Images count by OpenAI's tile formula (:mod:`services.core.images`);
+an https image whose size the caller did not give is an estimate, reconciled later
+from the upstream's usage like every reservation.
 """
 
 from __future__ import annotations
@@ -81,6 +86,18 @@ def image_part_tokens(part: ImagePart) -> tuple[int, bool]:
     return image_tokens(size[0], size[1], part.detail.value), True
 
 
+def _sent_texts(message: Message) -> list[str]:
+    """``message``'s texts as the request body carries them (see the module doc)."""
+    if message.role in (Role.ASSISTANT, Role.TOOL):
+        return [message.text]
+    return [part for part in message.content if isinstance(part, str)]
+
+
+def _calls_apart(message: Message) -> bool:
+    """Whether ``message``'s tool calls travel as a turn of their own."""
+    return message.role is Role.ASSISTANT and bool(message.text and message.tool_calls)
+
+
 def count_prompt(prompt: Prompt) -> PromptTokens:
     """Count ``prompt``'s input tokens, every text in one batch."""
     texts: list[str] = []
@@ -88,7 +105,9 @@ def count_prompt(prompt: Prompt) -> PromptTokens:
         texts += [Role.SYSTEM.value, prompt.instructions]
     for message in prompt.messages:
         texts.append(message.role.value)
-        texts += [part for part in message.content if isinstance(part, str)]
+        texts += _sent_texts(message)
+        if _calls_apart(message):
+            texts.append(message.role.value)
         for call in message.tool_calls:
             texts += [call.name, call.arguments]
     for tool in prompt.tools:
@@ -105,13 +124,13 @@ def count_prompt(prompt: Prompt) -> PromptTokens:
     estimated = 0
     for message in prompt.messages:
         tokens = MESSAGE_TOKENS + next(counts)
-        for part in message.content:
-            if isinstance(part, str):
-                tokens += next(counts)
-            else:
-                image, exact = image_part_tokens(part)
-                tokens += image
-                estimated += not exact
+        tokens += sum(next(counts) for _ in _sent_texts(message))
+        for part in message.images:
+            image, exact = image_part_tokens(part)
+            tokens += image
+            estimated += not exact
+        if _calls_apart(message):
+            tokens += MESSAGE_TOKENS + next(counts)
         for _ in message.tool_calls:
             tokens += TOOL_CALL_TOKENS + next(counts) + next(counts)
         per_message.append(tokens)
@@ -141,30 +160,27 @@ def _drop_units(messages: tuple[Message, ...], pinned_from: int) -> list[list[in
 
     System and developer messages stay. An assistant turn with tool calls and the
     tool messages answering it form one group: a tool call never loses its result,
-    and a result never loses its call.
+    and a result never loses its call. The results need not follow the call at
+    once (a user turn may come between them, as validation allows).
     """
     groups: list[list[int]] = []
-    index = 0
-    while index < pinned_from:
+    grouped: set[int] = set()
+    for index in range(pinned_from):
         message = messages[index]
-        if message.role in (Role.SYSTEM, Role.DEVELOPER):
-            index += 1
+        if index in grouped or message.role in (Role.SYSTEM, Role.DEVELOPER):
             continue
         group = [index]
         if message.tool_calls:
             calls = {call.id for call in message.tool_calls}
-            following = index + 1
-            while (
-                following < len(messages)
-                and messages[following].role is Role.TOOL
-                and messages[following].tool_call_id in calls
-            ):
-                group.append(following)
-                following += 1
-            if following > pinned_from:
+            for later in range(index + 1, len(messages)):
+                answered = messages[later].tool_call_id
+                if messages[later].role is Role.TOOL and answered in calls:
+                    calls.discard(answered)  # an id may be reused once answered
+                    group.append(later)
+            if group[-1] >= pinned_from:
                 break  # the group reaches into what must stay
+        grouped.update(group)
         groups.append(group)
-        index = group[-1] + 1
     return groups
 
 
