@@ -81,23 +81,25 @@ def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def baseline_verifier() -> Callable[[str, str], Verdict]:
-    """The guard of :data:`BASELINE_COMMIT`, adapted to today's verdicts."""
+def baseline_verifier(commit: str = BASELINE_COMMIT) -> Callable[[str, str], Verdict]:
+    """The guard of ``commit``, adapted to today's verdicts."""
     source = subprocess.run(
-        ["git", "show", f"{BASELINE_COMMIT}:services/cache/verification.py"],
+        ["git", "show", f"{commit}:services/cache/verification.py"],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     module = types.ModuleType("baseline_verification")
+    # Its vendored data files are read relative to the module, as in the tree.
+    module.__file__ = str(ROOT / "services" / "cache" / "verification.py")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source, "baseline_verification.py", "exec"), module.__dict__)
 
     def check(query: str, cached: str) -> Verdict:
         verdict = module.verify(query, cached)
         if verdict.ok:
-            return Verdict(accepted_by="passed")
+            return Verdict(accepted_by=getattr(verdict, "accepted_by", "") or "passed")
         return Verdict(failed_check=verdict.failed_check)
 
     return check
@@ -220,6 +222,7 @@ def markdown(report: dict[str, Any]) -> str:
         "looked up. Hit: a paraphrase served. False hit: a near-miss served. 95% "
         "Wilson intervals.",
         "",
+        f"Baseline: the guard of commit `{report['baseline_commit']}`. "
         f"Goals: false hits ≤ {_pct(GOAL_FALSE_HIT)} with an upper 95% bound ≤ "
         f"{_pct(GOAL_FALSE_HIT_UPPER)}, paraphrase hits ≥ {_pct(GOAL_HIT)}.",
         "",
@@ -261,14 +264,18 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 async def evaluate(
-    data: Path, raw: bytes, guards: list[str], thresholds: dict[str, float]
+    data: Path,
+    raw: bytes,
+    guards: list[str],
+    thresholds: dict[str, float],
+    baseline_commit: str = BASELINE_COMMIT,
 ) -> dict[str, Any]:
     """Run every guard over the pairs of ``data`` (its bytes: ``raw``)."""
     pairs = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
     embedder = OnnxEmbedder.load()
     verifiers: dict[str, Callable[[str, str], Verdict]] = {"current": verify}
     if "baseline" in guards:
-        verifiers["baseline"] = baseline_verifier()
+        verifiers["baseline"] = baseline_verifier(baseline_commit)
     report: dict[str, Any] = {
         "data": str(data.relative_to(ROOT)),
         "sha256": hashlib.sha256(raw).hexdigest(),
@@ -276,7 +283,7 @@ async def evaluate(
         "paraphrases": sum(p["label"] == "paraphrase" for p in pairs),
         "near_misses": sum(p["label"] == "near_miss" for p in pairs),
         "embedding_version": OnnxEmbedder.version,
-        "baseline_commit": BASELINE_COMMIT,
+        "baseline_commit": baseline_commit,
         "guards": {},
     }
     try:
@@ -317,12 +324,25 @@ def main() -> int:
     )
     parser.add_argument("--threshold", type=float, default=CALIBRATED_THRESHOLD)
     parser.add_argument("--baseline-threshold", type=float, default=BASELINE_THRESHOLD)
+    parser.add_argument(
+        "--baseline-commit",
+        default=BASELINE_COMMIT,
+        help="the commit whose guard runs as the baseline (default: the guard "
+        "before issue 14); a git revision such as HEAD",
+    )
     parser.add_argument("--blind", action="store_true", help="the blind set's one run")
     args = parser.parse_args()
     guards = ["baseline", "current"] if args.guard == "both" else [args.guard]
     thresholds = {"current": args.threshold, "baseline": args.baseline_threshold}
     data = args.data.resolve()
-    report = asyncio.run(evaluate(data, data.read_bytes(), guards, thresholds))
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", args.baseline_commit],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    report = asyncio.run(evaluate(data, data.read_bytes(), guards, thresholds, commit))
     report["blind"] = args.blind
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"cache_quality_{data.stem.removeprefix('cache_')}"

@@ -91,8 +91,8 @@ CACHE_LOOKUPS = Counter(
 CACHE_SEMANTIC_HITS = Counter(
     "tollgate_cache_semantic_hits_total",
     "Verified semantic candidates by the check that accepted them (normalized, "
-    "inflection, typo, abbreviation) and mode: serve (served) or shadow (counted, "
-    "not served).",
+    "rephrased, inflection, spelling, typo, synonym, abbreviation, reorder, "
+    "context) and mode: serve (served) or shadow (counted, not served).",
     ["check", "mode"],
     registry=REGISTRY,
 )

@@ -123,3 +123,84 @@ def test_identical_text_passes() -> None:
     verdict = verify("anything at all: 42", "anything at all: 42")
     assert verdict.ok
     assert verdict.accepted_by == "identical"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # Modal verbs are content: a change of modality is a different question.
+        (
+            "Can I pay my taxes in installments?",
+            "Do I have to pay my taxes in installments?",
+        ),
+        (
+            "Must I declare a major before my second year?",
+            "Can I declare a major before my second year?",
+        ),
+        ("Do I need a prescription for this?", "Can I get a prescription for this?"),
+        ("Should I use a VPN at work?", "May I use a VPN at work?"),
+        ("Is the field optional?", "Is the field mandatory?"),
+        (
+            "Kann ich die Rechnung online bezahlen?",
+            "Muss ich die Rechnung online bezahlen?",
+        ),
+        ("Puis-je annuler ma commande ?", "Dois-je annuler ma commande ?"),
+        ("¿Puedo pagar con tarjeta?", "¿Debo pagar con tarjeta?"),
+        ("Posso pagare con la carta?", "Devo pagare con la carta?"),
+        # Conditions and comparisons are content too.
+        ("Can I get a refund?", "Can I get a refund if the box is opened?"),
+        ("Is Python good for data analysis?", "Is Python better for data analysis?"),
+        # A reorder whose moved words lose or gain their preposition swaps roles.
+        ("Did Alice send money to Bob?", "Did Bob send money to Alice?"),
+    ],
+)
+def test_modality_conditions_and_roles_reject(cached: str, query: str) -> None:
+    assert not verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "accepted_by"),
+    [
+        ("Do I have to sign the contract?", "Must I sign the contract?", "normalized"),
+        (
+            "Can the manager see messages?",
+            "Is the manager able to see messages?",
+            "normalized",
+        ),
+        (
+            "How do I reset my password?",
+            "I was wondering, could you tell me how to reset my password?",
+            "rephrased",
+        ),
+        (
+            "How do I change the colour of a button?",
+            "How do I change the color of a button?",
+            "spelling",
+        ),
+        ("How do I delete a Git branch?", "How do I remove a Git branch?", "synonym"),
+        ("How do I enable dark mode?", "How can I turn on dark mode?", "normalized"),
+        (
+            "In Python, how do I sort a list of dictionaries by a key?",
+            "How do I sort, by a key, a list of dictionaries in Python?",
+            "reorder",
+        ),
+        (
+            "¿Cómo puedo consultar mi vida laboral?",
+            "Hola, estoy preparando la documentación para pedir una hipoteca y el "
+            "banco me pide varias cosas. ¿Cómo puedo consultar mi vida laboral?",
+            "context",
+        ),
+    ],
+)
+def test_new_explanations_pass(cached: str, query: str, accepted_by: str) -> None:
+    verdict = verify(query, cached)
+    assert verdict.ok, verdict
+    assert verdict.accepted_by == accepted_by
+
+
+def test_a_scene_with_a_number_or_a_name_is_not_context() -> None:
+    cached = "How do I report an injury at work?"
+    assert not verify(
+        "I'm 34 and hurt my wrist. How do I report an injury at work?", cached
+    ).ok
+    assert not verify("I started Monday. How do I report an injury at work?", cached).ok
