@@ -109,5 +109,14 @@ check: lint typecheck proto-check compose-check k8s-check test
 bench: $(STAMP)
 	$(BIN)/python bench/gateway.py $(BENCH_ARGS)
 
+## bench-peers: Tollgate (both doors, both topologies, cache bypassed and on) next to
+## LiteLLM's proxy (1 and 2 workers) against one simulator at 0 ms, in one run (~8 min).
+## LiteLLM is installed, pinned, into its own virtual environment so its pins never
+## touch the project's. See docs/performance.md.
+LITELLM_VENV := .venv-litellm
+.PHONY: bench-peers
+bench-peers: $(STAMP)
+	$(BIN)/python bench/peers.py --litellm-venv $(LITELLM_VENV) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(COMPOSE_VENV) .mypy_cache .ruff_cache .pytest_cache
