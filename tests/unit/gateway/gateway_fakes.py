@@ -8,7 +8,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.core.breaker import BreakerConfig
+from services.core.clock import FakeClock
 from services.core.conversation import FinishReason, Prompt, ToolCall
+from services.core.pricing import load_pricing
+from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.batches import BatchItemRequest
 from services.gateway.domain import (
     BudgetVerdict,
@@ -28,10 +32,13 @@ from services.gateway.domain import (
     Usage,
     UsageRecord,
 )
+from services.gateway.fallbacks import LocalLimiter
+from services.gateway.orchestrator import FlowConfig, Orchestrator
 from services.gateway.ports import (
     DependencyUnavailableError,
     UpstreamStreamBrokenError,
 )
+from services.gateway.queue import AdmissionQueue
 
 UPSTREAM_USAGE = Usage(input_tokens=12, cached_input_tokens=0, output_tokens=30)
 
@@ -329,3 +336,57 @@ def text_item(
 ) -> BatchItemRequest:
     """A batch item whose prompt is one user message."""
     return BatchItemRequest(custom_id, Prompt.of_text(text, instructions), **fields)
+
+
+# Two failures open a breaker for 30 s; one successful probe closes it again.
+TEST_BREAKER = BreakerConfig(
+    failure_threshold=2,
+    recovery_timeout_seconds=30.0,
+    half_open_max_calls=1,
+    success_threshold=1,
+)
+TEST_TIMEOUT_SECONDS = 30.0
+TEST_HOLD_SECONDS = 30.0
+
+
+def fake_orchestrator(
+    outbox: SqliteOutbox,
+    *,
+    clock: FakeClock,
+    limiter: FakeRateLimiter,
+    cache: FakeCache,
+    router: FakeRouter,
+    ledger: FakeLedger,
+    upstream: FakeUpstream,
+    tickets: FakeTickets,
+    fail_open: bool = True,
+    local_rpm: int = 2,
+    max_concurrency: int = 4,
+    max_queue_depth: int = 8,
+) -> Orchestrator:
+    """An orchestrator over the fakes, with a real outbox and the test's knobs."""
+    return Orchestrator(
+        ratelimit=limiter,
+        cache=cache,
+        router=router,
+        ledger=ledger,
+        upstream=upstream,
+        outbox=outbox,
+        tickets=tickets,
+        local_limiter=LocalLimiter(local_rpm, clock),
+        prices=load_pricing(),
+        queue=AdmissionQueue(
+            max_concurrency=max_concurrency,
+            max_depth=max_queue_depth,
+            aging_seconds=5.0,
+            clock=clock,
+        ),
+        downstream_breakers=[],
+        config=FlowConfig(
+            ratelimit_fail_open=fail_open,
+            upstream_timeout_seconds=TEST_TIMEOUT_SECONDS,
+            upstream_breaker=TEST_BREAKER,
+            auto_degradation_hold_seconds=TEST_HOLD_SECONDS,
+        ),
+        clock=clock,
+    )

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from services.core.breaker import BreakerConfig, BreakerState
+from services.core.breaker import BreakerState
 from services.core.clock import FakeClock
 from services.core.conversation import (
     FinishReason,
@@ -29,7 +29,6 @@ from services.core.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from services.core.pricing import load_pricing
 from services.core.prompt_tokens import count_prompt
 from services.core.tokens import count_tokens, truncate_tokens
 from services.gateway.adapters.outbox import SqliteOutbox
@@ -53,11 +52,13 @@ from services.gateway.domain import (
     Usage,
     UsageRecord,
 )
-from services.gateway.fallbacks import STATIC_ANSWERS, LocalLimiter
-from services.gateway.orchestrator import FlowConfig, Orchestrator
+from services.gateway.fallbacks import STATIC_ANSWERS
+from services.gateway.orchestrator import Orchestrator
 from services.gateway.ports import DependencyUnavailableError, UpstreamThrottledError
-from services.gateway.queue import AdmissionQueue
 from tests.unit.gateway.gateway_fakes import (
+    TEST_BREAKER,
+    TEST_HOLD_SECONDS,
+    TEST_TIMEOUT_SECONDS,
     UPSTREAM_USAGE,
     FakeCache,
     FakeLedger,
@@ -65,24 +66,20 @@ from tests.unit.gateway.gateway_fakes import (
     FakeRouter,
     FakeTickets,
     FakeUpstream,
+    fake_orchestrator,
     sync_route,
 )
 
 PRINCIPAL = Principal(
     tenant_id="acme", service="chat", user_id="key-user", user_tier="paid"
 )
-HOLD_SECONDS = 30.0
+HOLD_SECONDS = TEST_HOLD_SECONDS
 INPUT = "What is a token bucket?"
 INSTRUCTIONS = "Be brief."
-UPSTREAM_TIMEOUT = 30.0
+UPSTREAM_TIMEOUT = TEST_TIMEOUT_SECONDS
 LOCAL_RPM = 2
 # Two failures open a breaker for 30 s; one successful probe closes it again.
-UPSTREAM_BREAKER = BreakerConfig(
-    failure_threshold=2,
-    recovery_timeout_seconds=30.0,
-    half_open_max_calls=1,
-    success_threshold=1,
-)
+UPSTREAM_BREAKER = TEST_BREAKER
 BASE_REQUEST = ResponseRequest(
     prompt=Prompt.of_text(INPUT, INSTRUCTIONS),
     model="auto",
@@ -144,30 +141,19 @@ def _gateway(
     clock = FakeClock()
     limiter, cache, router = FakeRateLimiter(), FakeCache(), FakeRouter()
     ledger, upstream, tickets = FakeLedger(), FakeUpstream(), FakeTickets()
-    orchestrator = Orchestrator(
-        ratelimit=limiter,
+    orchestrator = fake_orchestrator(
+        outbox,
+        clock=clock,
+        limiter=limiter,
         cache=cache,
         router=router,
         ledger=ledger,
         upstream=upstream,
-        outbox=outbox,
         tickets=tickets,
-        local_limiter=LocalLimiter(LOCAL_RPM, clock),
-        prices=load_pricing(),
-        queue=AdmissionQueue(
-            max_concurrency=max_concurrency,
-            max_depth=max_queue_depth,
-            aging_seconds=5.0,
-            clock=clock,
-        ),
-        downstream_breakers=[],
-        config=FlowConfig(
-            ratelimit_fail_open=fail_open,
-            upstream_timeout_seconds=UPSTREAM_TIMEOUT,
-            upstream_breaker=UPSTREAM_BREAKER,
-            auto_degradation_hold_seconds=HOLD_SECONDS,
-        ),
-        clock=clock,
+        fail_open=fail_open,
+        local_rpm=LOCAL_RPM,
+        max_concurrency=max_concurrency,
+        max_queue_depth=max_queue_depth,
     )
     return Gateway(
         orchestrator, clock, limiter, cache, router, ledger, upstream, outbox, tickets

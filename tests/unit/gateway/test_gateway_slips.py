@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.breaker import BreakerConfig, BreakerState
+from services.core.breaker import BreakerState
 from services.core.clock import FakeClock
 from services.core.conversation import Prompt
 from services.core.errors import (
@@ -17,7 +17,6 @@ from services.core.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from services.core.pricing import load_pricing
 from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.domain import (
     BudgetVerdict,
@@ -34,11 +33,12 @@ from services.gateway.domain import (
     UpstreamAnswer,
     UpstreamCall,
 )
-from services.gateway.fallbacks import STATIC_ANSWERS, LocalLimiter
-from services.gateway.orchestrator import FlowConfig, Orchestrator
+from services.gateway.fallbacks import STATIC_ANSWERS
+from services.gateway.orchestrator import Orchestrator
 from services.gateway.ports import DependencyUnavailableError, UpstreamThrottledError
-from services.gateway.queue import AdmissionQueue
 from tests.unit.gateway.gateway_fakes import (
+    TEST_BREAKER,
+    TEST_HOLD_SECONDS,
     FakeCache,
     FakeLedger,
     FakeRateLimiter,
@@ -46,6 +46,7 @@ from tests.unit.gateway.gateway_fakes import (
     FakeTickets,
     FakeUpstream,
     SentCall,
+    fake_orchestrator,
     sync_route,
 )
 
@@ -61,14 +62,8 @@ REQUEST = ResponseRequest(
     metadata={},
     cache_bypass=False,
 )
-UPSTREAM_TIMEOUT = 30.0
-HOLD_SECONDS = 30.0
-BREAKER = BreakerConfig(
-    failure_threshold=2,
-    recovery_timeout_seconds=30.0,
-    half_open_max_calls=1,
-    success_threshold=1,
-)
+HOLD_SECONDS = TEST_HOLD_SECONDS
+BREAKER = TEST_BREAKER
 MINI, NANO, OTHER = "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o-mini"
 DOWN = DependencyUnavailableError("upstream", "503 after every retry")
 
@@ -153,30 +148,17 @@ def _gateway(
         FakeRouter(),
         FakeLedger(),
     )
-    orchestrator = Orchestrator(
-        ratelimit=limiter,
+    orchestrator = fake_orchestrator(
+        outbox,
+        clock=clock,
+        limiter=limiter,
         cache=cache,
         router=router,
         ledger=ledger,
         upstream=upstream,
-        outbox=outbox,
         tickets=FakeTickets(),
-        local_limiter=LocalLimiter(2, clock),
-        prices=load_pricing(),
-        queue=AdmissionQueue(
-            max_concurrency=max_concurrency,
-            max_depth=max_queue_depth,
-            aging_seconds=5.0,
-            clock=clock,
-        ),
-        downstream_breakers=[],
-        config=FlowConfig(
-            ratelimit_fail_open=True,
-            upstream_timeout_seconds=UPSTREAM_TIMEOUT,
-            upstream_breaker=BREAKER,
-            auto_degradation_hold_seconds=HOLD_SECONDS,
-        ),
-        clock=clock,
+        max_concurrency=max_concurrency,
+        max_queue_depth=max_queue_depth,
     )
     return Gateway(orchestrator, clock, limiter, cache, router, ledger, upstream)
 
