@@ -5,20 +5,58 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTOS := $(sort $(shell find protos -name "*.proto"))
 COMPOSE_VENV := .venv-compose
+# Every extra: the dev venv and the lock hold all of them.
+EXTRAS := dev,bench,ratelimit,cache,router,costs,tls
+LOCK_VENV := .venv-lock
 
-.PHONY: install dev test test-integration test-e2e test-clients proto proto-check lint breaking format typecheck compose-check k8s-check check bench clean
+.PHONY: install lock lock-check dev test test-integration test-e2e test-clients proto proto-check lint breaking format typecheck compose-check k8s-check check bench clean
 
-$(STAMP): pyproject.toml
+## install: .venv with every extra, at the versions pinned in constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,ratelimit,cache,router,costs]'
-	# xds-protos (Envoy's stubs) ships an old copy of opentelemetry-proto's modules;
-	# whichever installs last wins. Reinstall opentelemetry-proto last, always.
-	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps \
-	  "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	# A venv made before Envoy's contract was vendored (protos/envoy) still holds
+	# xds-protos, whose envoy package shadows gen/python's. Uninstalling it also deletes
+	# the copies of googleapis-common-protos' and opentelemetry-proto's modules it
+	# shipped over theirs, so those two are reinstalled after it.
+	if $(BIN)/python -m pip show --quiet xds-protos 2>/dev/null; then \
+	  $(BIN)/python -m pip uninstall --quiet --yes xds-protos && \
+	  $(BIN)/python -m pip install --quiet --force-reinstall --no-deps \
+	    -c constraints.txt googleapis-common-protos opentelemetry-proto; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## lock: re-resolve every dependency of every extra (the newest pyproject.toml allows)
+## in a scratch venv and pin the result in constraints.txt, which `make install`, the
+## images (services/*/Dockerfile) and CI install with. Python 3.11, as in the images:
+## markers make pins per-version. See docs/development.md.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -c 'import sys; assert sys.version_info[:2] == (3, 11), \
+	  "make lock needs Python 3.11, the images'"'"' Python: make lock PYTHON=python3.11"'
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	{ printf '%s\n' \
+	  '# Every distribution Tollgate installs with all its extras, pinned. Written by' \
+	  '# `make lock` (Python 3.11); do not edit by hand: change pyproject.toml, then run' \
+	  '# `make lock`. `make install`, services/*/Dockerfile and CI install with' \
+	  '# `pip install -c constraints.txt`; `make lock-check` checks it against' \
+	  '# pyproject.toml. See docs/development.md.'; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude pip --exclude-editable; \
+	  } > constraints.txt.new
+	# Unchanged pins keep the file's date, so .venv is not reinstalled for nothing.
+	cmp -s constraints.txt.new constraints.txt && rm constraints.txt.new \
+	  || mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
+
+## lock-check: constraints.txt pins exactly what pyproject.toml pulls in, within its
+## ranges, the venv holds those versions, and every install uses the file.
+lock-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit/test_constraints.py
 
 ## dev: run the whole suite on embedded defaults (simulator, five services)
 dev: $(STAMP)
@@ -38,12 +76,14 @@ test-e2e: $(STAMP)
 test-clients: $(STAMP)
 	TOLLGATE_REQUIRE_INTEGRATION=1 $(BIN)/python -m pytest -q tests/e2e/test_clients_e2e.py
 
+## proto: the Python stubs of protos/ (Tollgate's contracts and the vendored Envoy
+## rate-limit contract, protos/envoy/README.md) into gen/python/{tollgate,envoy}.
 proto: $(STAMP)
-	rm -rf gen/python/tollgate
+	rm -rf gen/python/tollgate gen/python/envoy
 	mkdir -p gen/python
 	$(BIN)/python -m grpc_tools.protoc -Iprotos \
 	  --python_out=gen/python --pyi_out=gen/python --grpc_python_out=gen/python $(PROTOS)
-	find gen/python/tollgate -type d -exec touch {}/__init__.py \;
+	find gen/python/tollgate gen/python/envoy -type d -exec touch {}/__init__.py \;
 
 proto-check: proto
 	git diff --exit-code -- gen/
@@ -102,7 +142,7 @@ K8S_MANIFESTS := $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8
 k8s-check: $(STAMP)
 	$(BIN)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) $(K8S_MANIFESTS)
 
-check: lint typecheck proto-check compose-check k8s-check test
+check: lock-check lint typecheck proto-check compose-check k8s-check test
 
 ## bench: the gateway's added latency, throughput and soak, both topologies (~5 min;
 ## BENCH_ARGS='--soak 600' for the 10-minute soak). See docs/performance.md.
@@ -119,4 +159,4 @@ bench-peers: $(STAMP)
 	$(BIN)/python bench/peers.py --litellm-venv $(LITELLM_VENV) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(COMPOSE_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(COMPOSE_VENV) $(LOCK_VENV) .mypy_cache .ruff_cache .pytest_cache
