@@ -29,6 +29,7 @@ import structlog
 
 from services.cache.app import build_app as build_cache
 from services.cache.config import CacheSettings
+from services.core import metrics
 from services.core.logging import configure_logging
 from services.core.runner import run_event_loop
 from services.core.server import (
@@ -261,7 +262,8 @@ async def _serve_with_channel(
         recorded.extend(recorder.handlers)
 
     running = await start_server(replace(app, register=register), settings)
-    envelope = RpcEnvelope(app, settings)
+    # The gateway calling through this channel is this process: no identity to prove.
+    envelope = RpcEnvelope(app, settings, in_process=True)
     return running, InProcessChannel([envelope.wrap_generic(h) for h in recorded])
 
 
@@ -351,6 +353,7 @@ async def start_all(settings: AllInOneSettings) -> AllInOne:
 
 async def _serve_until_signal(settings: AllInOneSettings) -> None:
     suite = await start_all(settings)
+    metrics.set_build_info("all")  # one process serves the five
     _log.info("allinone_started", ports=suite.ports)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ import grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services import cli_keys, cli_ops
 from services.core.tls import ClientTls, TlsConfigError, sync_channel
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ class CliSettings(BaseSettings):
         default=Path(".tollgate"),
         description="Where `tollgate dev` keeps databases, logs and the dev key.",
     )
+    dev_ports: dict[str, int] = Field(
+        default_factory=dict,
+        description="Ports `tollgate dev` uses instead of its defaults, as JSON, "
+        'for example {"gateway": 60051, "gateway_http": 9080}.',
+    )
 
 
 class OpenAISettings(BaseSettings):
@@ -62,35 +68,101 @@ class OpenAISettings(BaseSettings):
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from services.devsuite import make_dev_key, start_suite
+    from services.devsuite import (
+        DEFAULT_PORTS,
+        SCALE_PORTS,
+        PortBusyError,
+        ScaleBackendError,
+        ScaleBackends,
+        Supervisor,
+        make_dev_key,
+        start_suite,
+    )
 
     settings = CliSettings()
     openai_settings = OpenAISettings()
     state_dir: Path = args.state_dir or settings.state_dir
     api_key = make_dev_key(settings.dev_api_key)
-    print("starting tollgate (simulator and five services)...", flush=True)
-    suite = start_suite(
-        state_dir,
-        api_key,
-        openai_api_key=openai_settings.api_key,
-        openai_base_url=openai_settings.base_url,
-        tls=args.tls,
+    unknown = sorted(set(settings.dev_ports) - {*DEFAULT_PORTS, *SCALE_PORTS})
+    if unknown:
+        known = ", ".join([*DEFAULT_PORTS, *SCALE_PORTS])
+        print(
+            f"tollgate dev: TOLLGATE_DEV_PORTS names {', '.join(unknown)}; "
+            f"known: {known}",
+            file=sys.stderr,
+        )
+        return 2
+    scale = ScaleBackends(args.redis_url, args.postgres_dsn) if args.scale else None
+    parts = (
+        "simulator, two gateways, two ratelimit and two costs replicas, router, cache"
+        if scale
+        else "simulator and five services"
     )
+    print(f"starting tollgate ({parts})...", flush=True)
+    try:
+        suite = start_suite(
+            state_dir,
+            api_key,
+            ports=settings.dev_ports,
+            openai_api_key=openai_settings.api_key,
+            openai_base_url=openai_settings.base_url,
+            tls=args.tls,
+            scale=scale,
+        )
+    except PortBusyError as error:
+        print(
+            f"tollgate dev: {error}; stop what holds it, or move it with "
+            f"""TOLLGATE_DEV_PORTS='{{"{error.name}": <port>}}'""",
+            file=sys.stderr,
+        )
+        return 1
+    except ModuleNotFoundError as error:
+        print(
+            f"tollgate dev: {error.name} is not installed; --scale needs redis and "
+            "psycopg: pip install 'tollgate[ratelimit,costs]'",
+            file=sys.stderr,
+        )
+        return 1
+    except (ScaleBackendError, RuntimeError, TimeoutError) as error:
+        print(f"tollgate dev: {error}", file=sys.stderr)
+        return 1
     gateway = suite.gateway_address
     print("\ntollgate is running:")
     for name, child in suite.processes.items():
-        print(f"  {name:<10} 127.0.0.1:{child.port:<6} log: {child.log_path}")
-    print(f"  upstream   {suite.upstream_base_url}")
-    print(f"  http door  {suite.http_base_url}  (OpenAI SDKs: base_url)")
+        print(
+            f"  {name:<11} 127.0.0.1:{child.port:<6} pid {child.process.pid:<7} "
+            f"log: {child.log_path}"
+        )
+    print(f"  upstream    {suite.upstream_base_url}")
+    for name in suite.processes:
+        if name.startswith("gateway"):
+            print(
+                f"  http door   {suite.http_url(name)}  ({name}; OpenAI SDKs: base_url)"
+            )
     print("\nmetrics (Prometheus):")
     for name, port in suite.ports.items():
-        if name.endswith("_metrics"):
-            service = name.removesuffix("_metrics")
-            print(f"  {service:<10} http://127.0.0.1:{port}/metrics")
+        service = name.removesuffix("_metrics")
+        if name.endswith("_metrics") and service in suite.processes:
+            print(f"  {service:<11} http://127.0.0.1:{port}/metrics")
+    if suite.scale is not None:
+        print(
+            f"\nshared state of this run (dropped when it stops): Redis "
+            f"{suite.scale.redis_url}, Postgres schema {suite.scale.postgres_schema}"
+        )
+        print(
+            "gateways reach both replicas of ratelimit and costs (round robin, a "
+            "replica that is down is skipped)"
+        )
     print(f"\ndevelopment API key: {api_key}")
     tls = suite.client_tls
     if tls is not None:
         print(f"\nmutual TLS everywhere; CA and certificates in {tls.ca_file.parent}")
+    if tls is None and scale is None:
+        print(
+            "\nratelimit, cache, router and costs are open to any caller on "
+            "loopback: no service identity is checked (--tls admits only the "
+            "gateway; docs/tls.md, 'Service identity')"
+        )
     grpcurl_tls = (
         "-plaintext"
         if tls is None
@@ -103,8 +175,14 @@ def _dev(args: argparse.Namespace) -> int:
         f"{gateway} tollgate.gateway.v1.GatewayService/CreateResponse"
     )
     print('  tollgate ask "What is a token bucket?"')
+    curl_tls = (
+        ""
+        if tls is None
+        else f"--cacert {tls.ca_file} --cert {tls.cert_file} --key {tls.key_file} "
+    )
     print(
-        f"  curl {suite.http_base_url}/chat/completions -H 'authorization: Bearer "
+        f"  curl {curl_tls}{suite.http_base_url}/chat/completions "
+        "-H 'authorization: Bearer "
         f"""{api_key}' -H 'content-type: application/json' -d '{{"model": "auto", """
         """"messages": [{"role": "user", "content": "What is a token bucket?"}]}'"""
     )
@@ -114,21 +192,21 @@ def _dev(args: argparse.Namespace) -> int:
         "them, start with TOLLGATE_CACHE_SEMANTIC_MODE=serve, or turn it on per "
         "tenant with the cache's SetSemanticPolicy admin RPC."
     )
-    print("\nCtrl-C stops everything.", flush=True)
+    print(
+        "\nA service that dies is restarted (after 1 s, doubling up to 30 s while it "
+        "keeps dying). Ctrl-C stops everything.",
+        flush=True,
+    )
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    supervisor = Supervisor(
+        suite, lambda line: print(line, file=sys.stderr, flush=True)
+    )
     try:
         while not stop.wait(0.5):
-            for name, child in suite.processes.items():
-                if child.process.poll() is not None:
-                    print(
-                        f"{name} exited with {child.process.returncode}; "
-                        f"see {child.log_path}",
-                        file=sys.stderr,
-                    )
-                    stop.set()
+            supervisor.tick()
     finally:
         print("stopping...", flush=True)
         suite.stop()
@@ -444,6 +522,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="mutual TLS between every service and for clients, with development "
         "certificates made in <state-dir>/tls",
     )
+    dev.add_argument(
+        "--scale",
+        action="store_true",
+        help="the scaled-out shape: two gateways (50051, 50151), two ratelimit "
+        "(50052, 50152) and two costs replicas (50055, 50155), a router and a cache, "
+        "mutual TLS, state in a fresh Redis database and Postgres schema",
+    )
+    dev.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379",
+        help="with --scale: the Redis server; its highest-numbered empty database "
+        "is used, and emptied on exit (default: %(default)s)",
+    )
+    dev.add_argument(
+        "--postgres-dsn",
+        default="",
+        help="with --scale: the Postgres database (libpq string or URL); a fresh "
+        "schema is made in it, and dropped on exit (default: libpq's defaults)",
+    )
     dev.set_defaults(func=_dev)
 
     serve = commands.add_parser("serve", help="run one service")
@@ -509,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs.add_argument("--days", type=int, default=365, help="validity in days")
     certs.set_defaults(func=_certs)
+    cli_keys.register(commands)
+    cli_ops.register(parser, commands)
     return parser
 
 

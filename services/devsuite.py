@@ -2,6 +2,11 @@
 
 Used by the CLI and by the end-to-end tests, so the tests start the suite exactly
 the way a user does.
+
+``scale`` (``tollgate dev --scale``) starts the scaled-out shape instead: two
+gateways, two ratelimit and two costs replicas, one router and one cache, with
+their shared state in one Redis database and one Postgres schema claimed for the
+run (:class:`ScaleState`), and mutual TLS on every hop.
 """
 
 from __future__ import annotations
@@ -10,10 +15,13 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +29,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.core.clock import Clock, SystemClock
 from services.core.tls import ClientTls, sync_channel
 from services.gateway.auth import hash_key
 
@@ -41,19 +50,193 @@ DEFAULT_PORTS = {
     "router_metrics": 51054,
     "costs_metrics": 51055,
 }
+# `tollgate dev --scale`: the second replica of each scaled service, 100 above the
+# first (HTTP door and metrics too).
+REPLICATED = ("ratelimit", "costs", "gateway")
+SCALE_PORTS = {
+    "gateway-2": 50151,
+    "gateway-2_http": 8180,
+    "ratelimit-2": 50152,
+    "costs-2": 50155,
+    "gateway-2_metrics": 51151,
+    "ratelimit-2_metrics": 51152,
+    "costs-2_metrics": 51155,
+}
 DEV_TENANT = "dev"
 # Where `tollgate dev --tls` records the client side of its TLS for `tollgate ask`.
 CLIENT_TLS_FILE = "client-tls.json"
+# The Redis key that marks a database as claimed by one `tollgate dev --scale` run.
+REDIS_CLAIM_KEY = "tollgate:dev-scale:claim"
+
+# A child that dies is restarted after 1 s, then 2, 4, ... up to 30 s while it keeps
+# dying; one that stayed up a minute starts again from 1 s.
+RESTART_INITIAL_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+RESTART_RESET_AFTER_SECONDS = 60.0
+
+
+class PortBusyError(Exception):
+    """A port the suite needs is taken (or given to two parts at once)."""
+
+    def __init__(self, name: str, port: int, other: str | None = None) -> None:
+        self.name = name
+        self.port = port
+        held_by = f"also given to {other}" if other else "already in use"
+        super().__init__(f"port {port} ({name}) is {held_by}")
+
+
+class ScaleBackendError(Exception):
+    """Redis or Postgres of ``--scale`` cannot be reached or claimed."""
 
 
 @dataclass
 class SuiteProcess:
-    """One child process of the suite."""
+    """One child process of the suite, and how to start it again."""
 
     name: str
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScaleBackends:
+    """Where ``--scale`` keeps shared state: a Redis server and a Postgres database.
+
+    Attributes:
+        redis_url: ``redis://host:port``; a database in the path is used only if it
+            is empty, otherwise the highest-numbered empty one is claimed.
+        postgres_dsn: libpq connection string or URL ("" means libpq's defaults:
+            the PG* variables, the local socket, a database named after the user).
+    """
+
+    redis_url: str = "redis://127.0.0.1:6379"
+    postgres_dsn: str = ""
+
+
+@dataclass(frozen=True)
+class ScaleState:
+    """The Redis database and Postgres schema one scaled run claimed for itself."""
+
+    redis_url: str
+    """The Redis URL with the claimed database (``redis://host:port/<db>``)."""
+    redis_claim: str
+    """The value of :data:`REDIS_CLAIM_KEY` proving the database is this run's."""
+    postgres_dsn: str
+    """The Postgres DSN as given."""
+    postgres_schema: str
+    """The schema made for this run."""
+
+    @property
+    def schema_dsn(self) -> str:
+        """``postgres_dsn`` with ``search_path`` set to the run's schema."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        options = conninfo_to_dict(self.postgres_dsn).get("options") or ""
+        search_path = f"-c search_path={self.postgres_schema}"
+        return make_conninfo(
+            self.postgres_dsn, options=f"{options} {search_path}".strip()
+        )
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def _claim_redis_db(url: str, run_id: str) -> str:
+    """Claim an empty Redis database: the URL's own, else the highest free one."""
+    import redis
+
+    path = urllib.parse.urlsplit(url).path.strip("/")
+    candidates = [int(path)] if path else list(range(15, 0, -1))
+    for db in candidates:
+        candidate = _with_redis_db(url, db)
+        try:
+            with redis.Redis.from_url(candidate, socket_timeout=3) as client:
+                if client.dbsize() != 0:
+                    continue
+                # SET NX: of two runs looking at once, only one claims it.
+                if client.set(REDIS_CLAIM_KEY, run_id, nx=True):
+                    return candidate
+        except redis.ResponseError:
+            continue  # beyond the server's number of databases
+        except redis.RedisError as error:
+            raise ScaleBackendError(
+                f"Redis at {url} cannot be reached ({error}); start it or pass "
+                "--redis-url"
+            ) from error
+    which = (
+        f"database {candidates[0]} is not empty"
+        if path
+        else "no database in 1..15 is empty"
+    )
+    raise ScaleBackendError(f"Redis at {url}: {which}; nothing was touched")
+
+
+def _release_redis_db(url: str, claim: str) -> None:
+    """Empty the claimed database, if it is still this run's."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_timeout=3) as client:
+            if client.get(REDIS_CLAIM_KEY) == claim.encode():
+                client.flushdb()
+    except redis.RedisError as error:
+        print(f"could not empty Redis {url}: {error}", file=sys.stderr)
+
+
+def claim_scale_state(backends: ScaleBackends) -> ScaleState:
+    """Claim an empty Redis database and make a fresh Postgres schema for one run.
+
+    Raises:
+        ScaleBackendError: Redis or Postgres cannot be reached, or Redis has no
+            empty database.
+    """
+    import psycopg
+    from psycopg import sql
+
+    run_id = f"{time.strftime('%Y%m%d%H%M%S')}_{secrets.token_hex(3)}"
+    redis_url = _claim_redis_db(backends.redis_url, run_id)
+    schema = f"tollgate_dev_{run_id}"
+    try:
+        with psycopg.connect(
+            backends.postgres_dsn, autocommit=True, connect_timeout=5
+        ) as connection:
+            connection.execute(
+                sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema))
+            )
+    except psycopg.Error as error:
+        _release_redis_db(redis_url, run_id)
+        shown = backends.postgres_dsn or "(libpq defaults)"
+        raise ScaleBackendError(
+            f"Postgres {shown}: cannot make a schema ({' '.join(str(error).split())}); "
+            "start it or pass --postgres-dsn"
+        ) from error
+    return ScaleState(redis_url, run_id, backends.postgres_dsn, schema)
+
+
+def release_scale_state(state: ScaleState) -> None:
+    """Drop the run's schema and empty its Redis database."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(
+            state.postgres_dsn, autocommit=True, connect_timeout=5
+        ) as connection:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(state.postgres_schema)
+                )
+            )
+    except psycopg.Error as error:
+        print(
+            f"could not drop schema {state.postgres_schema}: {error}", file=sys.stderr
+        )
+    _release_redis_db(state.redis_url, state.redis_claim)
 
 
 @dataclass
@@ -67,17 +250,23 @@ class Suite:
     processes: dict[str, SuiteProcess] = field(default_factory=dict)
     client_tls: ClientTls | None = None
     """Mutual TLS of clients of the suite (CA and client certificate), when on."""
+    scale: ScaleState | None = None
+    """The shared state of ``--scale``, dropped by :meth:`stop`; None otherwise."""
 
     @property
     def gateway_address(self) -> str:
-        """Where the gateway listens."""
+        """Where the (first) gateway listens."""
         return f"127.0.0.1:{self.ports['gateway']}"
 
     @property
     def http_base_url(self) -> str:
         """The ``base_url`` of the gateway's OpenAI-compatible HTTP door."""
+        return self.http_url("gateway")
+
+    def http_url(self, gateway: str) -> str:
+        """The ``base_url`` of the HTTP door of ``gateway`` ("gateway-2", ...)."""
         scheme = "http" if self.client_tls is None else "https"
-        return f"{scheme}://127.0.0.1:{self.ports['gateway_http']}/v1"
+        return f"{scheme}://127.0.0.1:{self.ports[f'{gateway}_http']}/v1"
 
     def stop_service(self, name: str, sig: int = signal.SIGTERM) -> None:
         """Stop one child (SIGTERM drains gracefully; SIGKILL does not)."""
@@ -90,8 +279,17 @@ class Suite:
                 child.process.kill()
                 child.process.wait()
 
+    def restart(self, name: str) -> SuiteProcess:
+        """Start a child that exited again: same command, environment, port, log."""
+        old = self.processes[name]
+        if old.process.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        child = _launch(old.name, old.port, old.args, old.env, old.log_path)
+        self.processes[name] = child
+        return child
+
     def stop(self) -> None:
-        """Stop every child: SIGTERM, then SIGKILL after 15 seconds."""
+        """Stop every child (SIGTERM, SIGKILL after 15 s); drop ``--scale`` state."""
         for child in self.processes.values():
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
@@ -102,6 +300,9 @@ class Suite:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+        if self.scale is not None:
+            release_scale_state(self.scale)
+            self.scale = None
 
 
 def make_dev_key(configured: str | None) -> str:
@@ -171,21 +372,134 @@ def _mtls_env(state_dir: Path) -> tuple[dict[str, str], ClientTls]:
     return env, certs.client_tls()
 
 
-def _spawn(
-    name: str, module: str, port: int, env: dict[str, str], state_dir: Path
+def _service_identity_env() -> dict[str, str]:
+    """Settings of the per-RPC service identity checks (issue #15, point 6).
+
+    SERVICE IDENTITY: the scaled suite runs with mutual TLS (every hop presents a
+    certificate of the dev CA). The allow-list / service-token settings of the
+    internal services, once they exist, are returned here, so that ``--scale``
+    turns them on for every replica.
+    """
+    return {}
+
+
+def _scaled_env(scale: ScaleState, ports: dict[str, int]) -> dict[str, str]:
+    """Shared state on Redis and Postgres; gateways balancing over the replicas."""
+
+    def replicas(service: str) -> str:
+        # gRPC's own multi-address target, balanced by the client's round_robin
+        # policy; a replica that is down is skipped.
+        both = ",".join(f"127.0.0.1:{ports[n]}" for n in (service, f"{service}-2"))
+        return f"ipv4:{both}"
+
+    return {
+        "TOLLGATE_RATELIMIT_REDIS_URL": scale.redis_url,
+        "TOLLGATE_RATELIMIT_REPLICAS": "2",
+        "TOLLGATE_ROUTER_REDIS_URL": scale.redis_url,
+        "TOLLGATE_CACHE_EXACT_BACKEND": "redis",
+        "TOLLGATE_CACHE_REDIS_URL": scale.redis_url,
+        "TOLLGATE_COSTS_POSTGRES_DSN": scale.schema_dsn,
+        "TOLLGATE_GATEWAY_POSTGRES_DSN": scale.postgres_dsn,
+        "TOLLGATE_GATEWAY_POSTGRES_SCHEMA": scale.postgres_schema,
+        "TOLLGATE_GATEWAY_RATELIMIT_ADDRESS": replicas("ratelimit"),
+        "TOLLGATE_GATEWAY_COSTS_ADDRESS": replicas("costs"),
+        # A multi-address target names no host: check every downstream certificate
+        # for "localhost", which each dev certificate carries.
+        "TOLLGATE_GATEWAY_DOWNSTREAM_TLS_SERVER_NAME": "localhost",
+        **_service_identity_env(),
+    }
+
+
+def _children(scale: bool) -> list[tuple[str, str]]:
+    """(child name, service) in start order; the gateways last."""
+    children = []
+    for service in SERVICES:
+        children.append((service, service))
+        if scale and service in REPLICATED:
+            children.append((f"{service}-2", service))
+    return children
+
+
+def _child_env(
+    name: str,
+    service: str,
+    ports: dict[str, int],
+    state_dir: Path,
+    env: dict[str, str],
+    scale: bool,
+) -> dict[str, str]:
+    """What differs between replicas of one service: ports and local files.
+
+    The gateways' batch and key stores go in ``state_dir`` unless ``env`` already
+    places them (they are unused when the gateway's Postgres is set).
+    """
+    prefix = f"TOLLGATE_{service.upper()}_"
+    child = {f"{prefix}METRICS_PORT": str(ports[f"{name}_metrics"])}
+    if service == "gateway":
+        child[f"{prefix}HTTP_PORT"] = str(ports[f"{name}_http"])
+        child[f"{prefix}OUTBOX_PATH"] = str(state_dir / f"{name}-outbox.sqlite3")
+        child[f"{prefix}HTTP_FILES_DIR"] = str(state_dir / f"{name}-files")
+        stores = {
+            f"{prefix}BATCH_STORE_PATH": state_dir / f"{name}-batches.sqlite3",
+            # Shared by the gateways of one machine.
+            f"{prefix}KEY_STORE_PATH": state_dir / "gateway-keys.sqlite3",
+        }
+        child.update({k: str(v) for k, v in stores.items() if k not in env})
+    if scale and service == "cache":
+        child[f"{prefix}STATE_DIR"] = str(state_dir / "cache")
+    return child
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        # TIME_WAIT leftovers of a previous run do not count; a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(ports: dict[str, int]) -> None:
+    """Refuse before starting anything when a port is taken or given twice.
+
+    Every gRPC server binds with SO_REUSEPORT, so a second suite on the same ports
+    would otherwise start and silently share them with the first.
+
+    Raises:
+        PortBusyError: naming the first such port.
+    """
+    owners: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in owners:
+            raise PortBusyError(name, port, owners[port])
+        owners[port] = name
+    for name, port in ports.items():
+        if _port_taken(port):
+            raise PortBusyError(name, port)
+
+
+def _launch(
+    name: str, port: int, args: list[str], env: dict[str, str], log_path: Path
 ) -> SuiteProcess:
-    log_dir = state_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", str(port)],
+            args,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    return SuiteProcess(name=name, port=port, process=process, log_path=log_path)
+    return SuiteProcess(name, port, process, log_path, args, env)
+
+
+def _spawn(
+    name: str, module: str, port: int, env: dict[str, str], state_dir: Path
+) -> SuiteProcess:
+    args = [sys.executable, "-m", module, "--port", str(port)]
+    return _launch(name, port, args, env, state_dir / "logs" / f"{name}.log")
 
 
 def start_suite(
@@ -199,6 +513,7 @@ def start_suite(
     base_env: dict[str, str] | None = None,
     tls: bool = False,
     all_in_one: bool = False,
+    scale: ScaleBackends | None = None,
 ) -> Suite:
     """Start the simulator (without an OpenAI key) and the five services.
 
@@ -208,19 +523,40 @@ def start_suite(
     With ``tls``, development certificates are made in ``state_dir/tls`` (see
     :mod:`services.devcerts`) and every gRPC hop is mutual TLS: clients of the
     gateway need ``suite.client_tls``, also recorded for ``tollgate ask``.
+
+    With ``scale``, the scaled topology (module docstring), always with mutual TLS;
+    its Redis database and Postgres schema are claimed here and dropped by
+    :meth:`Suite.stop`.
+
+    Raises:
+        PortBusyError: a port is taken; nothing was started.
+        ScaleBackendError: Redis or Postgres of ``scale`` cannot be used.
+        RuntimeError: a child exited before it was ready (its log is quoted).
+        TimeoutError: a child was not ready within a minute.
     """
-    ports = {**DEFAULT_PORTS, **(ports or {})}
+    if scale is not None and all_in_one:
+        raise ValueError("scale and all_in_one exclude each other")
+    ports = {**DEFAULT_PORTS, **(SCALE_PORTS if scale else {}), **(ports or {})}
+    use_simulator = not openai_api_key
+    children = [("all", "all")] if all_in_one else _children(scale is not None)
+    needed = ["simulator"] if use_simulator else []
+    for name, _ in children:
+        if name == "all":
+            needed += [p for p in DEFAULT_PORTS if p != "simulator"]
+        else:
+            needed += [name, f"{name}_metrics"]
+            needed += [f"{name}_http"] if name.startswith("gateway") else []
+    check_ports({name: ports[name] for name in needed})
     state_dir.mkdir(parents=True, exist_ok=True)
     keys_file = write_keys_file(state_dir, api_key)
     (state_dir / "dev-api-key").write_text(api_key, encoding="utf-8")
     os.chmod(state_dir / "dev-api-key", 0o600)
     env = {**(os.environ if base_env is None else base_env), **(extra_env or {})}
     client_tls = None
-    if tls:
+    if tls or scale is not None:
         tls_env, client_tls = _mtls_env(state_dir)
         env.update(tls_env)
     save_client_tls(state_dir, client_tls)
-    use_simulator = not openai_api_key
     upstream = (
         f"http://127.0.0.1:{ports['simulator']}/v1"
         if use_simulator
@@ -243,43 +579,49 @@ def start_suite(
     )
     env.update(
         {
-            f"TOLLGATE_{name.upper()}_METRICS_PORT": str(ports[f"{name}_metrics"])
-            for name in SERVICES
-        }
-    )
-    env.update(
-        {
             "TOLLGATE_COSTS_DATABASE_PATH": str(state_dir / "costs.sqlite3"),
             "TOLLGATE_GATEWAY_RATELIMIT_ADDRESS": f"127.0.0.1:{ports['ratelimit']}",
             "TOLLGATE_GATEWAY_CACHE_ADDRESS": f"127.0.0.1:{ports['cache']}",
             "TOLLGATE_GATEWAY_ROUTER_ADDRESS": f"127.0.0.1:{ports['router']}",
             "TOLLGATE_GATEWAY_COSTS_ADDRESS": f"127.0.0.1:{ports['costs']}",
             "TOLLGATE_GATEWAY_KEYS_FILE": str(keys_file),
+            # Keys made with `tollgate keys create`, shared by every gateway replica
+            # (in Postgres instead under --scale); the dev key sets their budgets.
+            "TOLLGATE_GATEWAY_KEY_STORE_PATH": str(state_dir / "gateway-keys.sqlite3"),
+            "TOLLGATE_GATEWAY_COSTS_ADMIN_KEY": api_key,
             # The development key is the router's admin key too, so the gateway can
             # hold degradation levels while upstream circuits are open.
             "TOLLGATE_GATEWAY_ROUTER_ADMIN_KEY": api_key,
-            "TOLLGATE_GATEWAY_OUTBOX_PATH": str(state_dir / "gateway-outbox.sqlite3"),
-            "TOLLGATE_GATEWAY_HTTP_PORT": str(ports["gateway_http"]),
-            "TOLLGATE_GATEWAY_HTTP_FILES_DIR": str(state_dir / "gateway-files"),
             "TOLLGATE_GATEWAY_OPENAI_BASE_URL": upstream,
             "TOLLGATE_GATEWAY_OPENAI_API_KEY": openai_api_key or "sk-simulator",
         }
     )
     try:
+        if scale is not None:
+            suite.scale = claim_scale_state(scale)
+            env.update(_scaled_env(suite.scale, ports))
         if use_simulator:
             suite.processes["simulator"] = _spawn(
                 "simulator", "services.simulator", ports["simulator"], env, state_dir
             )
         if all_in_one:
             env.update({f"TOLLGATE_{n.upper()}_PORT": str(ports[n]) for n in SERVICES})
+            for n in SERVICES:
+                env.update(_child_env(n, n, ports, state_dir, env, scale=False))
             # Ready once the gateway is: it starts after the other four.
             suite.processes["all"] = _spawn(
                 "all", "services.allinone", ports["gateway"], env, state_dir
             )
         else:
-            for name in SERVICES:
+            for name, service in children:
+                child_env = {
+                    **env,
+                    **_child_env(
+                        name, service, ports, state_dir, env, scale is not None
+                    ),
+                }
                 suite.processes[name] = _spawn(
-                    name, f"services.{name}", ports[name], env, state_dir
+                    name, f"services.{service}", ports[name], child_env, state_dir
                 )
         wait_until_ready(suite)
     except BaseException:
@@ -331,3 +673,70 @@ def wait_until_ready(suite: Suite, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name} not ready; see {child.log_path}")
             time.sleep(0.1)
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before restarting a child that died ``failures`` times in a row."""
+    exponent = max(0, failures - 1)
+    return min(RESTART_MAX_SECONDS, RESTART_INITIAL_SECONDS * 2.0**exponent)
+
+
+def describe_exit(returncode: int) -> str:
+    """How a child ended: "signal SIGKILL" or "exit code 1"."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+class Supervisor:
+    """Restarts the children of a suite that die, with backoff, saying so.
+
+    Call :meth:`tick` every half second or so: it notices children that exited,
+    schedules their restart after :func:`restart_delay`, and restarts those due.
+    A child that stayed up :data:`RESTART_RESET_AFTER_SECONDS` counts as healthy
+    again. It never blocks: a restarted child is not waited for.
+    """
+
+    def __init__(
+        self,
+        suite: Suite,
+        say: Callable[[str], None],
+        clock: Clock | None = None,
+    ) -> None:
+        self._suite = suite
+        self._say = say
+        self._clock = clock or SystemClock()
+        now = self._clock.monotonic()
+        self._started = dict.fromkeys(suite.processes, now)
+        self._failures = dict.fromkeys(suite.processes, 0)
+        self._due: dict[str, float] = {}
+
+    def tick(self) -> None:
+        """Handle every exited child once: schedule it, or restart it if due."""
+        now = self._clock.monotonic()
+        for name, child in list(self._suite.processes.items()):
+            if name in self._due:
+                if now >= self._due[name]:
+                    del self._due[name]
+                    restarted = self._suite.restart(name)
+                    self._started[name] = now
+                    self._say(
+                        f"{name} restarted (pid {restarted.process.pid}, "
+                        f"restart {self._failures[name]})"
+                    )
+                continue
+            returncode = child.process.poll()
+            if returncode is None:
+                continue
+            if now - self._started.get(name, now) >= RESTART_RESET_AFTER_SECONDS:
+                self._failures[name] = 0
+            self._failures[name] = self._failures.get(name, 0) + 1
+            delay = restart_delay(self._failures[name])
+            self._due[name] = now + delay
+            self._say(
+                f"{name} exited with {describe_exit(returncode)}; restarting in "
+                f"{delay:g}s (see {child.log_path})"
+            )

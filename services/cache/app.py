@@ -204,6 +204,10 @@ def serve_cache(cache: ResponseCache, settings: CacheSettings) -> ServiceApp:
         health_checks=health_checks,
         on_start=on_start,
         on_stop=on_stop,
+        # Every other RPC is the gateway's: its callers prove a service identity.
+        identity=settings.identity_policy(),
+        # Statistics an operator may read with an admin key too.
+        operator_methods=frozenset({f"/{SERVICE_NAME}/GetStats"}),
         # Dropping cached answers and changing what the semantic tier serves are
         # an operator's acts, and the rules name tenants: admin key only.
         admin_methods=frozenset(

@@ -8,7 +8,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.core.settings import ServerSettings
+from services.core.settings import InternalServerSettings
 
 DEFAULT_PORT = 50053
 # Chosen on the development sets (bench/data/cache_pairs.jsonl and
@@ -51,7 +51,7 @@ class SemanticRouteRule(BaseModel):
         return self
 
 
-class CacheSettings(ServerSettings):
+class CacheSettings(InternalServerSettings):
     """Configuration of the cache service.
 
     Every field can be set from the environment with the prefix ``TOLLGATE_CACHE_``

@@ -1,7 +1,9 @@
 """structlog JSON logging.
 
 Events are fixed snake_case names with data in fields. Prompts, completions and API
-keys are never logged: callers pass numbers and ids only.
+keys are never logged: callers pass numbers and ids only. A line written while a
+trace span is current carries the span's ``trace_id`` (32 hex digits) and
+``span_id`` (16), the ids a tracing backend shows, so logs and traces join.
 """
 
 from __future__ import annotations
@@ -10,6 +12,23 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
+
+
+def add_trace_context(
+    _logger: object, _name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Add the current span's ``trace_id`` and ``span_id``, when there is one.
+
+    The span is read from OpenTelemetry's context (a context variable), so the ids
+    are those of the RPC or call the line was written in; without tracing there is
+    no span and nothing is added.
+    """
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event["trace_id"] = format(context.trace_id, "032x")
+        event["span_id"] = format(context.span_id, "016x")
+    return event
 
 
 def configure_logging(level: str = "INFO", service: str = "") -> None:
@@ -28,6 +47,7 @@ def configure_logging(level: str = "INFO", service: str = "") -> None:
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         add_service,
+        add_trace_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

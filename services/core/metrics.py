@@ -6,6 +6,8 @@ checked against them. Code records where the event happens: the RPC envelope
 counts RPCs, the ratelimit servicer its decisions, the gateway its queue and upstream
 calls. State that already lives in objects (breakers, queue depths) is read at scrape
 time by callbacks registered with :func:`on_scrape`, so it is never counted twice.
+Every process also exports prometheus_client's standard process (CPU, memory, file
+descriptors), Python and garbage-collector series, and ``tollgate_build_info``.
 
 Labels are bounded: methods, status codes, layers, tiers, priorities and models of
 the configuration. Tenant, user, key or request ids are never labels.
@@ -18,16 +20,33 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 REGISTRY = CollectorRegistry()
 """The process's one registry; nothing registers in prometheus_client's default."""
+
+# The series prometheus_client's default registry would carry, which operators'
+# dashboards and alerts expect of any Python process: process_cpu_seconds_total,
+# process_resident_memory_bytes, process_open_fds... (Linux), python_info and
+# python_gc_*. The collectors read /proc and the interpreter at scrape time only.
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    REGISTRY.register(_collector)
 
 # Latency buckets from 1 ms (in-process decisions) to a minute (long completions).
 _LATENCY_BUCKETS = (
@@ -48,7 +67,15 @@ _LATENCY_BUCKETS = (
     60.0,
 )
 
-# -- every service: the shared RPC envelope
+# -- every service: what runs, and the shared RPC envelope
+
+BUILD_INFO = Gauge(
+    "tollgate_build_info",
+    "Always 1, one series per process: the service it serves ('all' for tollgate "
+    "serve all), Tollgate's version and the Python version it runs on.",
+    ["service", "version", "python_version"],
+    registry=REGISTRY,
+)
 
 RPC_REQUESTS = Counter(
     "tollgate_rpc_requests_total",
@@ -201,6 +228,25 @@ def off_scrape(callback: ScrapeCallback) -> None:
     """Stop running ``callback`` (a service stopping); unknown callbacks are ignored."""
     with contextlib.suppress(ValueError):
         _scrape_callbacks.remove(callback)
+
+
+@functools.cache
+def tollgate_version() -> str:
+    """The installed distribution's version ("unknown" outside an installation)."""
+    try:
+        return importlib.metadata.version("tollgate")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def set_build_info(service: str) -> None:
+    """Say which service this process serves; the last call wins.
+
+    One series per process, so that ``* on (job, instance) group_left (service)
+    tollgate_build_info`` names the service of any process series.
+    """
+    BUILD_INFO.clear()
+    BUILD_INFO.labels(service, tollgate_version(), platform.python_version()).set(1)
 
 
 def render() -> bytes:

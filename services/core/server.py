@@ -5,7 +5,9 @@ One envelope gives every RPC the same treatment: it binds ``request_id`` (from
 the trailing metadata (and, for a stream, in its initial metadata too), maps
 :class:`TollgateError` through the error table, and turns any other exception into
 INTERNAL with a generic message, so no RPC ends UNKNOWN.
-Health (grpc.health.v1) and server reflection are always on.
+Health (grpc.health.v1) and server reflection are always on, and open to every
+caller; admin RPCs need an admin key, and an internal service's other RPCs a service
+identity (services.core.identity).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.core import metrics, tracing
+from services.core import access_log, metrics, tracing
 from services.core.context import (
     REQUEST_ID_HEADER,
     metadata_value,
@@ -46,6 +48,7 @@ from services.core.errors import (
     to_grpc_status,
 )
 from services.core.health import HealthTracker
+from services.core.identity import ServiceIdentityPolicy
 from services.core.settings import ServerSettings
 from services.core.tls import add_port
 from services.core.tokens import count_tokens
@@ -75,6 +78,14 @@ class ServiceApp:
         on_stop: runs after the server stops (close stores, flush outboxes).
         admin_methods: full method paths ("/pkg.Service/Method") that need an admin
             key in ``authorization: Bearer <key>`` metadata.
+        identity: who may call the other RPCs (an internal service's data RPCs:
+            services.core.identity); None for a front door (the gateway), whose
+            callers authenticate with API keys. Health and reflection never check.
+        operator_methods: read-only status RPCs among those that an operator may
+            also call with an admin key instead of a service identity (``tollgate
+            status`` reading the router's level).
+        access_log: write one ``access`` line per RPC (a front door: the gateway);
+            its handlers fill in :func:`services.core.access_log.current`.
     """
 
     name: str
@@ -86,6 +97,21 @@ class ServiceApp:
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None]] | None = None
     admin_methods: frozenset[str] = frozenset()
+    access_log: bool = False
+    identity: ServiceIdentityPolicy | None = None
+    operator_methods: frozenset[str] = frozenset()
+
+
+def _has_admin_key(
+    context: grpc.aio.ServicerContext[Any, Any], admin_digests: frozenset[str]
+) -> bool:
+    presented = metadata_value(context.invocation_metadata(), "authorization")
+    scheme, _, key = str(presented).partition(" ")
+    return (
+        scheme.lower() == "bearer"
+        and bool(key.strip())
+        and hashlib.sha256(key.strip().encode()).hexdigest() in admin_digests
+    )
 
 
 def _check_admin(
@@ -107,18 +133,26 @@ def _check_admin(
 class RpcEnvelope:
     """What every RPC of one service passes through, wrapped around each handler.
 
-    It binds the request id and method into the log context, checks admin keys,
-    maps errors through the error table, and counts and traces the RPC. Handlers are
-    wrapped once, when the service registers them (see :meth:`registrar`), rather
-    than by a per-call interceptor: gRPC's interceptor chain and a separate initial
-    metadata write cost more per RPC than the service's own work.
+    It binds the request id and method into the log context, checks admin keys and
+    service identities, maps errors through the error table, and counts and traces
+    the RPC. Handlers are wrapped once, when the service registers them (see
+    :meth:`registrar`), rather than by a per-call interceptor: gRPC's interceptor
+    chain and a separate initial metadata write cost more per RPC than the service's
+    own work.
     """
 
-    def __init__(self, app: ServiceApp, settings: ServerSettings) -> None:
+    def __init__(
+        self, app: ServiceApp, settings: ServerSettings, *, in_process: bool = False
+    ) -> None:
         self._domain = f"{app.name}.tollgate"
         self._service = app.name
         self._admin_methods = app.admin_methods
         self._admin_digests = frozenset(d.lower() for d in settings.admin_key_sha256s)
+        self._access_log = app.access_log
+        # In-process calls (``tollgate serve all``) come from the gateway in this
+        # very process: there is no peer to identify.
+        self._identity = None if in_process else app.identity
+        self._operator_methods = app.operator_methods
 
     def registrar(self, server: Any) -> _EnvelopingRegistrar:
         """A stand-in for ``server`` that wraps what is registered on it."""
@@ -162,6 +196,8 @@ class RpcEnvelope:
         request_id = request_id or new_request_id()
         set_request_id(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+        if self._access_log:
+            access_log.open_record()
         context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
         return request_id
 
@@ -169,7 +205,18 @@ class RpcEnvelope:
         self, context: grpc.aio.ServicerContext[Any, Any], method: str
     ) -> None:
         if method in self._admin_methods:
+            # An operator's act: the admin key is the credential, so `tollgate`
+            # commands run from an operator's machine need no service identity.
             _check_admin(context, self._admin_digests)
+        elif self._identity is not None:
+            if method in self._operator_methods and _has_admin_key(
+                context, self._admin_digests
+            ):
+                structlog.contextvars.bind_contextvars(caller="admin")
+                return
+            caller = self._identity.check(context, method)
+            if caller is not None:
+                structlog.contextvars.bind_contextvars(caller=caller)
 
     def _failure(self, error: Exception, started: float) -> TollgateError:
         if isinstance(error, NotImplementedError):
@@ -179,11 +226,15 @@ class RpcEnvelope:
                 "rpc_internal_error", error_type=type(error).__name__, exc_info=error
             )
             error = InternalError("internal error")
-        _log.info(
-            "rpc_failed",
-            reason=error.reason,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        record = access_log.current() if self._access_log else None
+        if record is not None:
+            record.reason = error.reason  # on the access line, not a line of its own
+        else:
+            _log.info(
+                "rpc_failed",
+                reason=error.reason,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
         return error
 
     async def _abort(
@@ -202,7 +253,13 @@ class RpcEnvelope:
     def _finish(
         self, method: str, code: grpc.StatusCode, started: float, span: trace.Span
     ) -> None:
-        metrics.observe_rpc(self._service, method, code, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.observe_rpc(self._service, method, code, elapsed)
+        if self._access_log:
+            # Still inside the RPC's span: the line carries its trace and span ids.
+            record = access_log.current()
+            if record is not None:
+                access_log.write(record, elapsed * 1000, code=code.name)
         tracing.end_rpc(span, code, server=True)
 
     def _wrap_unary(
@@ -384,6 +441,8 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
     count_tokens("")
     server = grpc.aio.server(options=SERVER_OPTIONS)
     app.register(RpcEnvelope(app, settings).registrar(server))
+    if app.identity is not None:
+        app.identity.log_start(app.name, settings.host)
     health = HealthTracker(app.service_names, settings.health_check_interval_seconds)
     for component, check in app.health_checks.items():
         health.add_check(component, check)
@@ -400,6 +459,7 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
     if port == 0:
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     tracer_provider = tracing.configure_tracing(app.name, settings.otlp_endpoint)
+    metrics.set_build_info(app.name)
     health_server, health_port = None, None
     if settings.health_port is not None:
         health_server, health_port = _health_only_server(health, settings)

@@ -7,11 +7,23 @@ Each service has one frozen pydantic-settings class with env prefix
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.clock import Clock
+from services.core.identity import (
+    DEFAULT_ALLOWED_CLIENTS,
+    ServiceIdentityPolicy,
+    read_token_secret,
+    valid_identity_name,
+)
+
+# An RPC's method name (Acquire) or its full path (/pkg.Service/Acquire).
+_RPC = re.compile(r"^(/[A-Za-z_][\w.]*/)?[A-Za-z_]\w*$")
 
 
 class ServerSettings(BaseSettings):
@@ -95,3 +107,87 @@ class ServerSettings(BaseSettings):
                 "tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file"
             )
         return self
+
+
+class InternalServerSettings(ServerSettings):
+    """A service only the gateway calls: ratelimit, cache, router and costs.
+
+    Its data RPCs require a service identity (services.core.identity) whenever a
+    client CA (mutual TLS) or a service token secret is configured.
+    """
+
+    allowed_clients: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_CLIENTS),
+        min_length=1,
+        description="Service identities allowed to call this service's data RPCs "
+        "(JSON list): a name in the client certificate (common name or subject "
+        "alternative name) under mutual TLS, or the name in a service token; `*` "
+        "admits any proven identity. Checked whenever tls_client_ca_file or a "
+        "service token secret is set. Health, reflection and the admin RPCs (admin "
+        "key) are not data RPCs.",
+    )
+    allowed_clients_by_rpc: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per RPC, the identities allowed instead of allowed_clients "
+        "(JSON object; keys are method names such as `ShouldRateLimit` or full "
+        'paths), e.g. `{"ShouldRateLimit": ["envoy"]}` for an Envoy that may ask '
+        "ShouldRateLimit and nothing else.",
+    )
+    service_token_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret (at least 32 bytes) the service tokens of callers are "
+        "checked with (HMAC-SHA256, header x-tollgate-service-token), shared with "
+        "the gateway's service_token_secret; setting it makes identity required. "
+        "For where TLS ends before the service. Never logged.",
+    )
+    service_token_secret_file: Path | None = Field(
+        default=None,
+        description="File holding service_token_secret instead (surrounding "
+        "whitespace ignored), e.g. a mounted Secret; not both.",
+    )
+
+    @model_validator(mode="after")
+    def _identity_settings_are_sound(self) -> Self:
+        names = [
+            *self.allowed_clients,
+            *(name for names in self.allowed_clients_by_rpc.values() for name in names),
+        ]
+        for name in names:
+            if not valid_identity_name(name):
+                raise ValueError(
+                    f"allowed client {name!r} is not an identity name (printable "
+                    "ASCII, no spaces)"
+                )
+        for rpc, allowed in self.allowed_clients_by_rpc.items():
+            if not _RPC.match(rpc):
+                raise ValueError(
+                    f"allowed_clients_by_rpc key {rpc!r} is not an RPC name "
+                    "(Acquire) or full path (/pkg.Service/Acquire)"
+                )
+            if not allowed:
+                raise ValueError(f"allowed_clients_by_rpc[{rpc!r}] is empty")
+        if (
+            self.service_token_secret is not None
+            and self.service_token_secret_file is not None
+        ):
+            raise ValueError(
+                "service_token_secret and service_token_secret_file are exclusive"
+            )
+        return self
+
+    def identity_policy(self, clock: Clock | None = None) -> ServiceIdentityPolicy:
+        """The service identity policy these settings describe.
+
+        Raises:
+            ServiceIdentityConfigError: the token secret is too short, or its file
+                cannot be read.
+        """
+        return ServiceIdentityPolicy.build(
+            mutual_tls=self.tls_client_ca_file is not None,
+            token_secret=read_token_secret(
+                self.service_token_secret, self.service_token_secret_file
+            ),
+            allowed_clients=self.allowed_clients,
+            allowed_by_rpc=self.allowed_clients_by_rpc,
+            clock=clock,
+        )

@@ -2,10 +2,13 @@
 
 One trace per gateway request: the RPC envelope continues the caller's trace
 from the W3C ``traceparent`` in gRPC metadata (or starts one) with a SERVER span per
-RPC; :func:`client_span` puts a CLIENT span around every downstream call and
-gives the metadata that carries its context; the gateway's upstream client
-adds a span per attempt. While tracing is off every entry point returns at once:
-no propagation, no spans, no exporter.
+RPC, and the HTTP door does the same from its headers (:func:`http_server_span`);
+:func:`client_span` puts a CLIENT span around every downstream call and gives the
+metadata that carries its context; the gateway's upstream client puts a CLIENT span
+with OpenTelemetry's GenAI attributes around each model call
+(:func:`start_client_span`) and an INTERNAL span around each attempt of it. While
+tracing is off every entry point returns at once: no propagation, no spans, no
+exporter.
 """
 
 from __future__ import annotations
@@ -111,6 +114,61 @@ def end_span(current: trace.Span, outcome: str) -> None:
         current.set_status(Status(StatusCode.ERROR, outcome))
 
 
+def start_client_span(
+    name: str, attributes: Mapping[str, AttributeValue]
+) -> trace.Span:
+    """A CLIENT span, child of the current span, that is not made current.
+
+    For a call that outlives one block (a stream read by its caller): run the parts
+    that should nest under it in :func:`use`, and end it with :func:`finish_span`.
+    """
+    if _provider is None:
+        return trace.INVALID_SPAN
+    return _tracer.start_span(
+        name,
+        kind=trace.SpanKind.CLIENT,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+@contextlib.contextmanager
+def use(current: trace.Span) -> Iterator[None]:
+    """Make ``current`` the current span for a block; leave it open on success.
+
+    An exception ends it as an error typed by the exception's class name (never its
+    message, which may quote upstream text), then propagates.
+    """
+    if not current.is_recording():
+        yield
+        return
+    try:
+        with trace.use_span(
+            current,
+            end_on_exit=False,
+            record_exception=False,
+            set_status_on_exception=False,
+        ):
+            yield
+    except BaseException as error:
+        finish_span(current, type(error).__name__)
+        raise
+
+
+def finish_span(current: trace.Span, error_type: str = "") -> None:
+    """End ``current``: ok, or an error of ``error_type`` (``error.type``).
+
+    Ending a span that has ended already does nothing.
+    """
+    if not current.is_recording():
+        return
+    if error_type:
+        current.set_attribute("error.type", error_type)
+        current.set_status(Status(StatusCode.ERROR, error_type))
+    current.end()
+
+
 def _rpc_attributes(method: str) -> dict[str, AttributeValue]:
     service, _, name = method.lstrip("/").partition("/")
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
@@ -144,6 +202,42 @@ def end_rpc(current: trace.Span, code: grpc.StatusCode, *, server: bool) -> None
     current.set_attribute("rpc.grpc.status_code", code.value[0])
     if code is not grpc.StatusCode.OK and (not server or code in _SERVER_ERROR_CODES):
         current.set_status(Status(StatusCode.ERROR, code.name))
+
+
+@contextlib.contextmanager
+def http_server_span(
+    method: str, route: str, headers: Mapping[str, str]
+) -> Iterator[trace.Span]:
+    """The SERVER span of one HTTP request, continuing the trace in ``headers``.
+
+    ``route`` is the matched route's template (``/v1/batches/{batch_id}``), "" when
+    none matched; the span is named ``<METHOD> <route>`` as OpenTelemetry's HTTP
+    conventions ask, so ids in paths never make names unbounded.
+    """
+    if _provider is None:
+        yield trace.INVALID_SPAN
+        return
+    attributes: dict[str, AttributeValue] = {"http.request.method": method}
+    if route:
+        attributes["http.route"] = route
+    with _tracer.start_as_current_span(
+        f"{method} {route}" if route else method,
+        context=_PROPAGATOR.extract(headers),
+        kind=trace.SpanKind.SERVER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
+        yield current
+
+
+def end_http(current: trace.Span, status: int) -> None:
+    """Mark the HTTP server span with its response status; 5xx is an error."""
+    if not current.is_recording():
+        return
+    current.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        current.set_status(Status(StatusCode.ERROR, str(status)))
 
 
 @functools.cache
@@ -186,9 +280,8 @@ def client_span(request: Message) -> Iterator[tuple[tuple[str, str], ...]]:
 
 
 def _otlp_exporter(endpoint: str) -> SpanExporter:
-    # Imported only when tracing is on: the exporter needs opentelemetry-proto's
-    # generated modules, which xds-protos (Envoy's stubs) also ships, in an older
-    # version; the Makefile and the ratelimit image reinstall opentelemetry-proto last.
+    # Imported only when tracing is on: the exporter and its opentelemetry-proto
+    # generated modules are not needed otherwise.
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
         OTLPSpanExporter,
     )

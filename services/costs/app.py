@@ -1,4 +1,8 @@
-"""Wiring of the costs service: settings → pricing and ledger store → servicer."""
+"""Wiring of the costs service: settings → pricing and ledger store → servicer.
+
+Two background tasks per replica: following the alerts other replicas fire (for
+WatchAlerts), and the webhook dispatcher delivering queued alerts.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,16 @@ from services.core.pricing import load_pricing
 from services.core.server import ServiceApp
 from services.costs.adapters.sql import SqlLedgerStore
 from services.costs.adapters.sqlite import open_sqlite_store
+from services.costs.adapters.webhook_http import AiohttpWebhookSender
 from services.costs.config import CostsSettings
 from services.costs.domain import CostLedger
 from services.costs.servicer import CostsServicer
+from services.costs.webhooks import (
+    PayloadFormat,
+    RetryPolicy,
+    WebhookDispatcher,
+    WebhookEndpoint,
+)
 
 SERVICE_NAME = costs_pb.DESCRIPTOR.services_by_name["CostsService"].full_name
 
@@ -38,22 +49,39 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
         BackendUnavailableError: the database cannot be opened or migrated.
     """
     pricing = load_pricing(settings.pricing_file)
+    clock = clock or SystemClock()
+    identity = settings.identity_policy(clock)
     store = await open_store(settings)
+    sender = AiohttpWebhookSender(settings.alert_webhook_timeout_seconds)
+    webhooks = WebhookDispatcher(
+        store,
+        sender,
+        clock,
+        webhook_endpoints(settings),
+        pricing.currency_code,
+        policy=retry_policy(settings),
+    )
     ledger = CostLedger(
         store,
         pricing,
-        clock or SystemClock(),
+        clock,
         settings.timezone,
         reservation_ttl=timedelta(seconds=settings.reservation_ttl_seconds),
         max_batch=settings.max_batch_size,
+        router=webhooks,
     )
-    servicer = CostsServicer(ledger)
+    servicer = CostsServicer(ledger, webhooks)
     following: list[asyncio.Task[None]] = []
 
     async def start() -> None:
         following.append(
             asyncio.create_task(
                 ledger.follow_alerts(settings.alert_poll_interval_seconds)
+            )
+        )
+        following.append(
+            asyncio.create_task(
+                webhooks.run(settings.alert_webhook_poll_interval_seconds)
             )
         )
 
@@ -63,6 +91,7 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await ledger.close()
+        await sender.close()
         await store.close()
 
     def register(server: grpc.aio.Server) -> None:
@@ -75,6 +104,8 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
         health_checks={"ledger": store.ping},
         on_start=start,
         on_stop=stop,
+        # Every other RPC is the gateway's: its callers prove a service identity.
+        identity=identity,
         # Budgets are set by finance and platform owners: admin key only.
         admin_methods=frozenset({f"/{SERVICE_NAME}/SetBudget"}),
     )
@@ -95,3 +126,36 @@ async def open_store(settings: CostsSettings) -> SqlLedgerStore:
             settings.postgres_dsn, settings.postgres_pool_size
         )
     return await open_sqlite_store(settings.database_path)
+
+
+def webhook_endpoints(settings: CostsSettings) -> list[WebhookEndpoint]:
+    """The alert webhook endpoints of the settings, with their secrets."""
+    endpoints = []
+    for endpoint in settings.alert_webhooks:
+        secret = settings.webhook_secret(endpoint.name)
+        endpoints.append(
+            WebhookEndpoint(
+                name=endpoint.name,
+                url=endpoint.url,
+                secret=secret.get_secret_value().encode() if secret else b"",
+                format=PayloadFormat(endpoint.format),
+                tenant_ids=frozenset(endpoint.tenant_ids),
+                min_threshold_percent=endpoint.min_threshold_percent,
+            )
+        )
+    return endpoints
+
+
+def retry_policy(settings: CostsSettings) -> RetryPolicy:
+    """When deliveries are retried and given up, from the settings."""
+    timeout = timedelta(seconds=settings.alert_webhook_timeout_seconds)
+    return RetryPolicy(
+        max_attempts=settings.alert_webhook_max_attempts,
+        max_age=timedelta(seconds=settings.alert_webhook_max_age_seconds),
+        initial_backoff=timedelta(
+            seconds=settings.alert_webhook_initial_backoff_seconds
+        ),
+        max_backoff=timedelta(seconds=settings.alert_webhook_max_backoff_seconds),
+        # Past the request timeout, with a minute for replicas' clocks to disagree.
+        lease=timeout + timedelta(minutes=1),
+    )

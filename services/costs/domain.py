@@ -17,7 +17,8 @@ the same store transaction that reads every budget of the caller's chain of scop
 so N concurrent checks can never together pass a hard budget. Record settles the
 reservation (its spend replaces it, at actual cost); a reservation that no Record
 settles stops counting when it expires. Alerts fire in the transaction that books
-the spend crossing a threshold, once per budget, period and threshold.
+the spend crossing a threshold, once per budget, period and threshold; the same
+transaction queues each for the webhook endpoints that want it (``webhooks.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from services.costs.alerts import AlertHub, AlertWatch
 from services.costs.batching import GroupCommit
 from services.costs.ports import (
     Alert,
+    AlertDeliveryRouter,
     Booking,
     Budget,
     BudgetPeriod,
@@ -60,6 +62,7 @@ from services.costs.ports import (
     ReportQuery,
     ReservationRequest,
     ScopeKind,
+    no_routes,
 )
 
 DEFAULT_ALERT_THRESHOLDS_PERCENT = (50, 75, 90, 100)
@@ -77,11 +80,12 @@ _log = structlog.get_logger("tollgate.costs")
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who a request was made for."""
+    """Who a request was made for, and the public id of the key it came with."""
 
     tenant_id: str
     service: str
     user_id: str
+    api_key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +121,18 @@ class RecordResult:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """Spend and savings over a range, with the average rounded half up."""
+    """Spend and savings over a range, with the average rounded half up.
+
+    Attributes:
+        start: the start of the range reported (None: from the beginning).
+        end: the end of the range reported, exclusive.
+    """
 
     summary: LedgerSummary
     average_cost_micros: int
     currency_code: str
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +223,7 @@ class CostLedger:
         reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL,
         max_batch: int = DEFAULT_MAX_BATCH,
         hub: AlertHub | None = None,
+        router: AlertDeliveryRouter | None = None,
     ) -> None:
         self._store = store
         self._pricing = pricing
@@ -219,6 +231,9 @@ class CostLedger:
         self._zone = zone
         self._reservation_ttl = reservation_ttl
         self._hub = hub or AlertHub()
+        # Webhook delivery: which endpoints each new alert is queued for (in the
+        # booking transaction), and whom to wake once it is committed.
+        self._router = router
         self._bookings: GroupCommit[PendingEntry, Booking] = GroupCommit(
             self._book, max_batch
         )
@@ -260,6 +275,7 @@ class CostLedger:
             currency_code=self._pricing.currency_code,
             occurred_at=occurred_at,
             day=self._local_day(occurred_at),
+            api_key_id=record.caller.api_key_id,
         )
         booking = await self._bookings.submit(
             PendingEntry(
@@ -317,6 +333,7 @@ class CostLedger:
                 tenant_id=request.caller.tenant_id,
                 service=request.caller.service,
                 user_id=request.caller.user_id,
+                api_key_id=request.caller.api_key_id,
                 model=request.model,
                 scopes=scopes_of(request.caller),
                 periods=self._periods(now),
@@ -385,19 +402,52 @@ class CostLedger:
         return BudgetStatus(budget=in_force, spent_micros=spent)
 
     async def report(
-        self, tenant_id: str, start: datetime | None, end: datetime | None
+        self,
+        tenant_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        api_key_id: str = "",
+        current_period: BudgetPeriod | None = None,
     ) -> Report:
         """Spend and savings with ``start <= occurred_at < end`` (``end`` None: now).
 
-        ``tenant_id`` empty reports every tenant.
+        ``tenant_id`` empty reports every tenant, ``api_key_id`` empty every key.
+        ``current_period`` replaces ``start`` and ``end`` with the calendar day or
+        month containing now, in the ledger's time zone.
         """
+        if current_period is not None:
+            start, end = period_bounds(current_period, self._now(), self._zone)
+        end = end or self._now()
         summary = await self._store.summarize(
-            ReportQuery(tenant_id=tenant_id, start=start, end=end or self._now())
+            ReportQuery(
+                tenant_id=tenant_id, start=start, end=end, api_key_id=api_key_id
+            )
         )
         return Report(
             summary=summary,
             average_cost_micros=divide_half_up(summary.cost_micros, summary.requests),
             currency_code=self._pricing.currency_code,
+            start=start,
+            end=end,
+        )
+
+    async def budget_status(self, caller: Caller) -> list[BudgetUsage]:
+        """Every budget of the caller's chain of scopes, in its current period.
+
+        Broadest scope first (global, tenant, service, user, key), days before
+        months; reservations count while unexpired. Nothing is reserved.
+        """
+        now = self._now()
+        scopes = scopes_of(caller)
+        usages = await self._store.budget_usages(scopes, self._periods(now), now)
+        rank = {scope: index for index, scope in enumerate(scopes)}
+        return sorted(
+            usages,
+            key=lambda usage: (
+                rank.get(usage.budget.scope, len(rank)),
+                usage.budget.period is BudgetPeriod.MONTH,
+            ),
         )
 
     async def list_alerts(self, tenant_id: str, since: datetime | None) -> list[Alert]:
@@ -416,7 +466,8 @@ class CostLedger:
         await self._reservations.wait_idle()
 
     async def _book(self, pending: list[PendingEntry]) -> list[Booking]:
-        batch = await self._store.book(pending, thresholds_to_fire, self._now())
+        routes = no_routes if self._router is None else self._router.routes
+        batch = await self._store.book(pending, thresholds_to_fire, self._now(), routes)
         for alert in batch.alerts:
             _log.warning(
                 "budget_alert_fired",
@@ -429,6 +480,8 @@ class CostLedger:
                 limit_micros=alert.budget.limit_micros,
             )
         self._deliver(batch.alerts)
+        if self._router is not None:
+            self._router.fired(batch.alerts)
         return batch.bookings
 
     async def follow_alerts(self, interval_seconds: float) -> None:
@@ -630,6 +683,11 @@ def _fits(usage: BudgetUsage, amount: int) -> bool:
     )
 
 
+def remaining_micros(usage: BudgetUsage) -> int:
+    """What is left of a budget: limit minus spend and reservations, at least 0."""
+    return _left(usage, 0)
+
+
 def _left(usage: BudgetUsage, amount: int) -> int:
     return max(
         0,
@@ -664,7 +722,7 @@ def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
 
 @functools.lru_cache(maxsize=65_536)
 def scopes_of(caller: Caller) -> tuple[BudgetScope, ...]:
-    """The caller's chain of scopes: global, tenant, and service and user if set."""
+    """The caller's chain of scopes: global, tenant, and service, user, key if set."""
     scopes = [
         BudgetScope(ScopeKind.GLOBAL),
         BudgetScope(ScopeKind.TENANT, tenant_id=caller.tenant_id),
@@ -679,6 +737,12 @@ def scopes_of(caller: Caller) -> tuple[BudgetScope, ...]:
         scopes.append(
             BudgetScope(
                 ScopeKind.USER, tenant_id=caller.tenant_id, user_id=caller.user_id
+            )
+        )
+    if caller.api_key_id:
+        scopes.append(
+            BudgetScope(
+                ScopeKind.KEY, tenant_id=caller.tenant_id, api_key_id=caller.api_key_id
             )
         )
     return tuple(scopes)

@@ -5,7 +5,9 @@ budget reservations and fired alerts, and aggregates spend. Its two write paths 
 batches, so that the ledger can group concurrent calls into one durable commit, and
 run the budget rules that the ledger hands them *inside* their transaction: that is
 what makes a reservation atomic across the chain of scopes and an alert fire once.
-SQLite and Postgres implement it (``adapters/``).
+The same transaction queues each new alert for the webhook endpoints that want it,
+in the :class:`AlertOutbox` the webhook dispatcher drains. SQLite and Postgres
+implement both (``adapters/``); a :class:`WebhookSender` posts to the endpoints.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import enum
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from services.core.pricing import TokenUsage
@@ -42,6 +44,8 @@ class LedgerEntry:
     Attributes:
         day: the calendar day of ``occurred_at`` in the ledger's time zone
             (``YYYY-MM-DD``), fixed at booking.
+        api_key_id: the public id of the API key the request came with; empty
+            when unknown (entries booked before keys were recorded).
     """
 
     request_id: str
@@ -61,6 +65,7 @@ class LedgerEntry:
     currency_code: str
     occurred_at: datetime
     day: str
+    api_key_id: str = ""
 
     @property
     def saved_micros(self) -> int:
@@ -74,11 +79,16 @@ class LedgerEntry:
 
 @dataclass(frozen=True, slots=True)
 class ReportQuery:
-    """Entries with ``start <= occurred_at < end``, of one tenant unless empty."""
+    """Entries with ``start <= occurred_at < end``, of one tenant unless empty.
+
+    Attributes:
+        api_key_id: only the entries booked under this API key id, unless empty.
+    """
 
     tenant_id: str
     start: datetime | None
     end: datetime
+    api_key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,7 @@ class LedgerSummary:
     by_user: tuple[ReportLine, ...]
     by_tenant: tuple[ReportLine, ...]
     by_day: tuple[ReportLine, ...]
+    by_api_key: tuple[ReportLine, ...] = ()
 
 
 class ScopeKind(enum.Enum):
@@ -117,6 +128,7 @@ class ScopeKind(enum.Enum):
     TENANT = "tenant"
     SERVICE = "service"
     USER = "user"
+    KEY = "key"
 
 
 class BudgetPeriod(enum.Enum):
@@ -128,12 +140,17 @@ class BudgetPeriod(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class BudgetScope:
-    """A budget scope; fields that do not apply to ``kind`` are empty."""
+    """A budget scope; fields that do not apply to ``kind`` are empty.
+
+    Attributes:
+        api_key_id: the API key's public id, for KEY scopes.
+    """
 
     kind: ScopeKind
     tenant_id: str = ""
     service: str = ""
     user_id: str = ""
+    api_key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +207,8 @@ class ReservationRequest(Generic[PlanT]):
         decide: the budget rule, run inside the store's transaction on the usage of
             every budget of ``scopes``; its plan's ``reserve_micros`` are reserved
             under ``reservation_id`` in the caller's scopes.
+        api_key_id: the caller's API key id, so a KEY scope counts the
+            reservation; empty for none.
     """
 
     reservation_id: str
@@ -203,6 +222,7 @@ class ReservationRequest(Generic[PlanT]):
     now: datetime
     expires_at: datetime
     decide: Callable[[Sequence[BudgetUsage]], PlanT]
+    api_key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +279,8 @@ def alert_id(budget: Budget, period_start: datetime, threshold_percent: int) -> 
             budget.period.value,
             period_start.isoformat(),
             str(threshold_percent),
+            # Only KEY scopes have one: the ids of the other scopes stay as they were.
+            *((scope.api_key_id,) if scope.api_key_id else ()),
         )
     )
     return "alert_" + hashlib.sha256(key.encode()).hexdigest()[:24]
@@ -267,6 +289,14 @@ def alert_id(budget: Budget, period_start: datetime, threshold_percent: int) -> 
 # The alert rule: given a budget, its spend in a period and the thresholds already
 # fired there, the thresholds to fire now.
 AlertRule = Callable[[Budget, int, frozenset[int]], Sequence[int]]
+
+# The alert routes: the names of the webhook endpoints a new alert is queued for.
+AlertRoutes = Callable[[Alert], Sequence[str]]
+
+
+def no_routes(alert: Alert) -> Sequence[str]:
+    """The routes without webhook endpoints: no alert is queued for delivery."""
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +315,11 @@ class LedgerStore(Protocol):
     """
 
     async def book(
-        self, pending: Sequence[PendingEntry], rule: AlertRule, now: datetime
+        self,
+        pending: Sequence[PendingEntry],
+        rule: AlertRule,
+        now: datetime,
+        routes: AlertRoutes = no_routes,
     ) -> BookingBatch:
         """Book a batch in one transaction.
 
@@ -294,7 +328,8 @@ class LedgerStore(Protocol):
         its reservation, if any, is released. Then, for every budget of the new
         entries' scopes and period, ``rule`` runs on the spend there and the
         thresholds already fired; each threshold it returns is stored as an alert
-        fired at ``now``, unless that alert exists already.
+        fired at ``now``, unless that alert exists already, and queued as a
+        pending delivery (due at ``now``) to each endpoint ``routes`` names for it.
         """
         ...
 
@@ -328,6 +363,19 @@ class LedgerStore(Protocol):
         """Cost booked in ``scope`` within ``period``."""
         ...
 
+    async def budget_usages(
+        self,
+        scopes: Sequence[BudgetScope],
+        periods: Mapping[BudgetPeriod, Period],
+        now: datetime,
+    ) -> list[BudgetUsage]:
+        """The budgets of ``scopes``, each with its usage in its period, read only.
+
+        Reservations count when unexpired at ``now``; nothing is locked or reserved.
+        Budgets come in the store's fixed order (scope kind, scope, period).
+        """
+        ...
+
     async def put_budget(self, budget: Budget) -> None:
         """Create or replace the budget of ``budget.scope`` and ``budget.period``."""
         ...
@@ -345,4 +393,180 @@ class LedgerStore(Protocol):
 
     async def close(self) -> None:
         """Release the storage; the store is unusable afterwards."""
+        ...
+
+
+class DeliveryState(enum.Enum):
+    """Where the delivery of one alert to one webhook endpoint stands."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """One POST of an alert to an endpoint, as the delivery log keeps it.
+
+    Attributes:
+        attempt: 1 for the first attempt, then 2, 3, ...
+        http_status: the receiver's HTTP status; 0 when no response came.
+        error: why the attempt failed without a response, or how a response was
+            unacceptable; empty for a delivered one. Never holds the URL.
+        latency: from sending the request to its answer (or failure).
+    """
+
+    attempt: int
+    attempted_at: datetime
+    http_status: int
+    error: str
+    latency: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDelivery:
+    """An alert's delivery to one endpoint and the log of its attempts.
+
+    Attributes:
+        created_at: when it was queued (the alert's ``fired_at``).
+        next_attempt_at: when a PENDING delivery is due next; None otherwise.
+        finished_at: when it was DELIVERED or FAILED; None while PENDING.
+    """
+
+    alert: Alert
+    endpoint: str
+    state: DeliveryState
+    attempts: tuple[DeliveryAttempt, ...]
+    created_at: datetime
+    next_attempt_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A due delivery leased to one dispatcher for its next attempt.
+
+    Attributes:
+        attempt: the number this attempt gets (attempts made so far + 1).
+    """
+
+    alert: Alert
+    endpoint: str
+    attempt: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """An attempt made, and what becomes of the delivery after it.
+
+    Attributes:
+        next_attempt_at: when a delivery left PENDING is due again.
+    """
+
+    attempt: DeliveryAttempt
+    state: DeliveryState
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryQuery:
+    """Which deliveries to list; empty strings and None select all.
+
+    Attributes:
+        since: only deliveries of alerts fired at or after this time.
+    """
+
+    alert_id: str = ""
+    tenant_id: str = ""
+    endpoint: str = ""
+    since: datetime | None = None
+
+
+class AlertOutbox(Protocol):
+    """The durable queue of alert deliveries and their log.
+
+    Deliveries are queued by :meth:`LedgerStore.book`, in the transaction that fires
+    their alert. Every method raises ``BackendUnavailableError`` when the storage
+    fails.
+    """
+
+    async def claim_deliveries(
+        self,
+        endpoints: Sequence[str],
+        now: datetime,
+        lease_until: datetime,
+        owner: str,
+        limit: int,
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due PENDING deliveries to ``owner``.
+
+        Due: to one of ``endpoints``, ``next_attempt_at <= now``, and not leased
+        (or its lease ended by ``now``). Each is leased until ``lease_until``;
+        dispatchers sharing the storage never claim the same delivery at once.
+        """
+        ...
+
+    async def finish_attempt(
+        self, claimed: ClaimedDelivery, owner: str, outcome: AttemptOutcome
+    ) -> bool:
+        """Log an attempt and move its delivery on, releasing the lease.
+
+        Returns False, changing nothing, when ``owner`` no longer holds the lease
+        (it ended, and another dispatcher claimed the delivery).
+        """
+        ...
+
+    async def deliveries(self, query: DeliveryQuery) -> list[AlertDelivery]:
+        """The selected deliveries with their attempts, oldest alert first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    """What an endpoint answered.
+
+    Attributes:
+        retry_after: the ``Retry-After`` the receiver asked for, in seconds;
+            None when absent or not a number of seconds.
+    """
+
+    status: int
+    retry_after: float | None = None
+
+
+class WebhookTransportError(Exception):
+    """No HTTP response: connection refused or reset, timeout, TLS failure.
+
+    The message says what happened without the URL (which can hold a secret).
+    """
+
+
+class WebhookSender(Protocol):
+    """Posts one request to a webhook endpoint."""
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> WebhookResponse:
+        """POST ``body`` with ``headers``; redirects are not followed.
+
+        Raises:
+            WebhookTransportError: no response came.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the sender is unusable afterwards."""
+        ...
+
+
+class AlertDeliveryRouter(Protocol):
+    """What the ledger asks of webhook delivery when it books."""
+
+    def routes(self, alert: Alert) -> Sequence[str]:
+        """The endpoints a new alert is queued for, in its booking transaction."""
+        ...
+
+    def fired(self, alerts: Sequence[Alert]) -> None:
+        """Alerts (and their deliveries) were just committed: deliver them soon."""
         ...

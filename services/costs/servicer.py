@@ -20,16 +20,21 @@ from services.costs.domain import (
     Caller,
     CostLedger,
     UsageRecord,
+    remaining_micros,
 )
 from services.costs.ports import (
     Alert,
+    AlertDelivery,
     Budget,
     BudgetPeriod,
     BudgetScope,
     CacheStatus,
+    DeliveryQuery,
+    DeliveryState,
     ReportLine,
     ScopeKind,
 )
+from services.costs.webhooks import WebhookDispatcher, idempotency_key
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -47,6 +52,7 @@ _SCOPE_KINDS = {
     costs_pb.SCOPE_KIND_TENANT: ScopeKind.TENANT,
     costs_pb.SCOPE_KIND_SERVICE: ScopeKind.SERVICE,
     costs_pb.SCOPE_KIND_USER: ScopeKind.USER,
+    costs_pb.SCOPE_KIND_KEY: ScopeKind.KEY,
 }
 _PERIODS = {
     costs_pb.BUDGET_PERIOD_DAY: BudgetPeriod.DAY,
@@ -64,8 +70,11 @@ _DECISIONS = {
 class CostsServicer:
     """Implements ``tollgate.costs.v1.CostsService`` over a :class:`CostLedger`."""
 
-    def __init__(self, ledger: CostLedger) -> None:
+    def __init__(
+        self, ledger: CostLedger, webhooks: WebhookDispatcher | None = None
+    ) -> None:
         self._ledger = ledger
+        self._webhooks = webhooks
 
     async def Record(
         self, request: costs_pb.RecordRequest, context: Context
@@ -79,6 +88,7 @@ class CostsServicer:
             *_length_violations("model", request.model),
             *_usage_violations(request.usage),
             *_length_violations("budget_reservation_id", request.budget_reservation_id),
+            *_length_violations("caller.api_key_id", request.caller.api_key_id),
         ]
         if request.cache_status not in _CACHE_STATUSES:
             violations.append(FieldViolation("cache_status", "unknown value"))
@@ -196,9 +206,31 @@ class CostsServicer:
             raise InvalidArgumentError(
                 [FieldViolation("end_time", "must be after start_time")]
             )
-        report = await self._ledger.report(request.tenant_id, start, end)
+        current_period: BudgetPeriod | None = None
+        if request.current_period != costs_pb.BUDGET_PERIOD_UNSPECIFIED:
+            current_period = _PERIODS.get(request.current_period)
+            if current_period is None:
+                raise InvalidArgumentError(
+                    [FieldViolation("current_period", "must be DAY or MONTH")]
+                )
+            if start is not None or end is not None:
+                raise InvalidArgumentError(
+                    [
+                        FieldViolation(
+                            "current_period",
+                            "must not be set with start_time or end_time",
+                        )
+                    ]
+                )
+        report = await self._ledger.report(
+            request.tenant_id,
+            start,
+            end,
+            api_key_id=request.api_key_id,
+            current_period=current_period,
+        )
         summary = report.summary
-        return costs_pb.GetReportResponse(
+        response = costs_pb.GetReportResponse(
             total_requests=summary.requests,
             total_cost_micros=summary.cost_micros,
             average_cost_micros=report.average_cost_micros,
@@ -210,8 +242,41 @@ class CostsServicer:
             by_user=_encode_lines(summary.by_user),
             by_tenant=_encode_lines(summary.by_tenant),
             by_day=_encode_lines(summary.by_day),
+            by_api_key=_encode_lines(summary.by_api_key),
             currency_code=report.currency_code,
         )
+        if report.start is not None:
+            response.start_time.FromDatetime(report.start)
+        if report.end is not None:
+            response.end_time.FromDatetime(report.end)
+        return response
+
+    async def GetBudgetStatus(
+        self, request: costs_pb.GetBudgetStatusRequest, context: Context
+    ) -> costs_pb.GetBudgetStatusResponse:
+        """Every budget of the caller's scopes with what is left; reserves nothing."""
+        violations = [
+            *_required("caller.tenant_id", request.caller.tenant_id),
+            *_length_violations("caller.tenant_id", request.caller.tenant_id),
+            *_length_violations("caller.service", request.caller.service),
+            *_length_violations("caller.user_id", request.caller.user_id),
+        ]
+        if violations:
+            raise InvalidArgumentError(violations)
+        usages = await self._ledger.budget_status(_decode_caller(request.caller))
+        response = costs_pb.GetBudgetStatusResponse(
+            currency_code=self._ledger.currency_code
+        )
+        for usage in usages:
+            status = response.budgets.add(
+                budget=_encode_budget(usage.budget),
+                spent_micros=usage.spent_micros,
+                reserved_micros=usage.reserved_micros,
+                remaining_micros=remaining_micros(usage),
+            )
+            status.period_start.FromDatetime(usage.period[0])
+            status.period_end.FromDatetime(usage.period[1])
+        return response
 
     async def ListAlerts(
         self, request: costs_pb.ListAlertsRequest, context: Context
@@ -243,6 +308,31 @@ class CostsServicer:
                 if alert.alert_id in replayed:
                     continue
                 yield costs_pb.WatchAlertsResponse(alert=_encode_alert(alert))
+
+    async def ListAlertDeliveries(
+        self, request: costs_pb.ListAlertDeliveriesRequest, context: Context
+    ) -> costs_pb.ListAlertDeliveriesResponse:
+        """List alert deliveries to webhook endpoints, with every attempt made."""
+        violations = [
+            *_length_violations("alert_id", request.alert_id),
+            *_length_violations("tenant_id", request.tenant_id),
+            *_length_violations("endpoint", request.endpoint),
+        ]
+        if violations:
+            raise InvalidArgumentError(violations)
+        query = DeliveryQuery(
+            alert_id=request.alert_id,
+            tenant_id=request.tenant_id,
+            endpoint=request.endpoint,
+            since=_optional_time(request, "since"),
+        )
+        # Without a dispatcher no webhook is wired, so nothing was ever queued.
+        deliveries = (
+            await self._webhooks.list_deliveries(query) if self._webhooks else []
+        )
+        return costs_pb.ListAlertDeliveriesResponse(
+            deliveries=[_encode_delivery(delivery) for delivery in deliveries]
+        )
 
 
 @contextlib.contextmanager
@@ -324,7 +414,7 @@ def _budget_violations(budget: costs_pb.Budget) -> list[FieldViolation]:
     if kind is None:
         violations.append(
             FieldViolation(
-                "budget.scope.kind", "must be GLOBAL, TENANT, SERVICE or USER"
+                "budget.scope.kind", "must be GLOBAL, TENANT, SERVICE, USER or KEY"
             )
         )
     elif kind is not ScopeKind.GLOBAL and not budget.scope.tenant_id:
@@ -341,6 +431,10 @@ def _budget_violations(budget: costs_pb.Budget) -> list[FieldViolation]:
         violations.append(
             FieldViolation("budget.scope.user_id", "is required for a user scope")
         )
+    if kind is ScopeKind.KEY and not budget.scope.api_key_id:
+        violations.append(
+            FieldViolation("budget.scope.api_key_id", "is required for a key scope")
+        )
     if budget.period not in _PERIODS:
         violations.append(FieldViolation("budget.period", "must be DAY or MONTH"))
     if budget.limit_micros <= 0:
@@ -354,7 +448,10 @@ def _budget_violations(budget: costs_pb.Budget) -> list[FieldViolation]:
 
 def _decode_caller(caller: common_pb.Caller) -> Caller:
     return Caller(
-        tenant_id=caller.tenant_id, service=caller.service, user_id=caller.user_id
+        tenant_id=caller.tenant_id,
+        service=caller.service,
+        user_id=caller.user_id,
+        api_key_id=caller.api_key_id,
     )
 
 
@@ -366,6 +463,7 @@ def _decode_budget(budget: costs_pb.Budget) -> Budget:
         tenant_id="" if kind is ScopeKind.GLOBAL else budget.scope.tenant_id,
         service=budget.scope.service if kind is ScopeKind.SERVICE else "",
         user_id=budget.scope.user_id if kind is ScopeKind.USER else "",
+        api_key_id=budget.scope.api_key_id if kind is ScopeKind.KEY else "",
     )
     return Budget(
         scope=scope,
@@ -384,6 +482,7 @@ def _encode_budget(budget: Budget) -> costs_pb.Budget:
             tenant_id=budget.scope.tenant_id,
             service=budget.scope.service,
             user_id=budget.scope.user_id,
+            api_key_id=budget.scope.api_key_id,
         ),
         period=_PERIOD_VALUES[budget.period],
         limit_micros=budget.limit_micros,
@@ -418,3 +517,33 @@ def _encode_lines(lines: Sequence[ReportLine]) -> list[costs_pb.ReportLine]:
         )
         for line in lines
     ]
+
+
+_DELIVERY_STATES = {
+    DeliveryState.PENDING: costs_pb.ALERT_DELIVERY_STATE_PENDING,
+    DeliveryState.DELIVERED: costs_pb.ALERT_DELIVERY_STATE_DELIVERED,
+    DeliveryState.FAILED: costs_pb.ALERT_DELIVERY_STATE_FAILED,
+}
+
+
+def _encode_delivery(delivery: AlertDelivery) -> costs_pb.AlertDelivery:
+    encoded = costs_pb.AlertDelivery(
+        alert=_encode_alert(delivery.alert),
+        endpoint=delivery.endpoint,
+        idempotency_key=idempotency_key(delivery.alert.alert_id, delivery.endpoint),
+        state=_DELIVERY_STATES[delivery.state],
+    )
+    encoded.created_at.FromDatetime(delivery.created_at)
+    if delivery.next_attempt_at is not None:
+        encoded.next_attempt_at.FromDatetime(delivery.next_attempt_at)
+    if delivery.finished_at is not None:
+        encoded.finished_at.FromDatetime(delivery.finished_at)
+    for attempt in delivery.attempts:
+        logged = encoded.attempts.add(
+            attempt=attempt.attempt,
+            http_status=attempt.http_status,
+            error=attempt.error,
+        )
+        logged.attempted_at.FromDatetime(attempt.attempted_at)
+        logged.latency.FromTimedelta(attempt.latency)
+    return encoded

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +25,13 @@ from services.core.pricing import load_pricing
 from services.core.prompt_tokens import count_prompt
 from services.core.server import ServiceApp
 from services.gateway.adapters.batch_store import SqliteBatchStore
+from services.gateway.adapters.batch_store_sql import SqlBatchStore
+from services.gateway.adapters.input_files import DirectoryInputFiles
+from services.gateway.adapters.key_store import (
+    SqlKeyStore,
+    open_postgres_key_store,
+    open_sqlite_key_store,
+)
 from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.auth import ApiKeyStore
 from services.gateway.batches import BatchConfig, BatchItemRequest, BatchService
@@ -29,6 +39,7 @@ from services.gateway.clients import (
     CacheClient,
     CostsClient,
     DownstreamClient,
+    KeyBudgetClient,
     RateLimitClient,
     RouterClient,
 )
@@ -38,11 +49,14 @@ from services.gateway.fallbacks import LocalLimiter, local_route
 from services.gateway.http.batches import FilesAndBatches
 from services.gateway.http.embeddings import Embeddings
 from services.gateway.http.server import HttpDoor
+from services.gateway.http.usage import UsageRoute
+from services.gateway.keys import KeyService
 from services.gateway.orchestrator import FlowConfig, Orchestrator
 from services.gateway.ports import DependencyUnavailableError
 from services.gateway.queue import AdmissionQueue
 from services.gateway.servicer import GatewayServicer
 from services.gateway.upstream import OpenAIUpstream
+from services.gateway.usage import UsageReader
 
 _log = structlog.get_logger("tollgate.gateway")
 
@@ -86,9 +100,12 @@ async def build_app(
     """
     clock = clock or SystemClock()
     channels = channels or {}
-    keys = ApiKeyStore.load(settings.keys_file)
+    file_keys = ApiKeyStore.load(settings.keys_file)
 
     downstream_tls = settings.downstream_tls()
+    # The gateway's service identity towards the four, when a token secret is set
+    # (with mutual TLS its certificate proves it already).
+    signer = settings.service_token_signer(clock)
 
     def downstream(
         name: str, address: str, renames: dict[str, str] | None = None
@@ -101,6 +118,7 @@ async def build_app(
             renames,
             channels.get(name),
             downstream_tls,
+            signer,
         )
 
     downstreams = [
@@ -129,6 +147,16 @@ async def build_app(
         else "",
     )
     costs_client = CostsClient(costs)
+    key_store = await asyncio.to_thread(open_key_store, settings)
+    keys = KeyService(
+        key_store,
+        file_keys,
+        clock,
+        KeyBudgetClient(costs, settings.costs_admin_key.get_secret_value())
+        if settings.costs_admin_key is not None
+        else None,
+    )
+    await keys.refresh()
 
     async def choose_batch_model(principal: Principal, item: BatchItemRequest) -> str:
         request = ResponseRequest(
@@ -155,7 +183,7 @@ async def build_app(
             )
         return route.model
 
-    batch_store = SqliteBatchStore(settings.batch_store_path)
+    batch_store = await asyncio.to_thread(open_batch_store, settings)
     batches = BatchService(
         store=batch_store,
         client=openai_client,
@@ -166,10 +194,14 @@ async def build_app(
             poll_max_seconds=settings.batch_poll_max_seconds,
             tick_seconds=settings.batch_tick_seconds,
             request_timeout_seconds=settings.batch_request_timeout_seconds,
+            lease_seconds=settings.batch_lease_seconds,
         ),
         choose_model=choose_batch_model,
+        # Unique per process, and readable in the store: which replica holds what.
+        owner=f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}",
     )
     ratelimit_client = RateLimitClient(ratelimit)
+    usage_reader = UsageReader(costs_client, ratelimit_client)
     local_limiter = LocalLimiter(settings.local_limit_rpm_per_user, clock)
     pricing = load_pricing(settings.pricing_file)
     orchestrator = Orchestrator(
@@ -208,7 +240,13 @@ async def build_app(
             orchestrator=orchestrator,
             models=sorted(pricing.models),
             extensions=[
-                FilesAndBatches(batches, settings.http_files_dir),
+                FilesAndBatches(
+                    batches,
+                    # Shared by the replicas with the batches, or beside this one.
+                    batch_store
+                    if settings.postgres_dsn is not None
+                    else DirectoryInputFiles(settings.http_files_dir),
+                ),
                 Embeddings(
                     client=openai_client,
                     admission=orchestrator.admission,
@@ -218,6 +256,7 @@ async def build_app(
                     clock=clock,
                     timeout_seconds=settings.upstream_timeout_seconds,
                 ),
+                UsageRoute(usage_reader),
             ],
         )
     background: list[asyncio.Task[None]] = []
@@ -234,6 +273,7 @@ async def build_app(
         metrics.on_scrape(orchestrator.export_metrics)
         background.append(asyncio.create_task(replay_forever()))
         background.append(asyncio.create_task(batches.run()))
+        background.append(asyncio.create_task(refresh_keys_forever()))
         if door is not None and settings.http_port is not None:
             await door.start(
                 settings.host, settings.http_port, http_ssl_context(settings)
@@ -251,11 +291,37 @@ async def build_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await orchestrator.drain_background()
+        await drain_outbox()
         for client in downstreams:
             await client.close()
         await upstream.close()
         outbox.close()
         batch_store.close()
+        key_store.close()
+
+    async def drain_outbox() -> None:
+        # Hand the ledger what it could not take before, while it is still dialled;
+        # what it cannot take now stays in the file for the next start.
+        try:
+            async with asyncio.timeout(settings.outbox_drain_seconds):
+                while await orchestrator.replay_outbox():
+                    pass
+        except TimeoutError:
+            pass
+        except Exception as error:  # shutdown goes on; the records stay durable
+            _log.error("outbox_drain_failed", error_type=type(error).__name__)
+        with contextlib.suppress(Exception):
+            _log.info("outbox_drained", remaining=await orchestrator.outbox_depth())
+
+    async def refresh_keys_forever() -> None:
+        # Keys made, revoked or rotated on other replicas take effect here within
+        # one poll; a poll that finds nothing changed reads one row.
+        while True:
+            await asyncio.sleep(settings.key_refresh_seconds)
+            try:
+                await keys.refresh()
+            except Exception as error:  # keep serving the last index; retry
+                _log.warning("key_refresh_failed", error_type=type(error).__name__)
 
     async def outbox_healthy() -> bool:
         await orchestrator.outbox_depth()
@@ -263,7 +329,14 @@ async def build_app(
 
     def register(server: object) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
-            GatewayServicer(keys, orchestrator, batches), server
+            GatewayServicer(
+                keys,
+                orchestrator,
+                batches,
+                usage=usage_reader,
+                key_admin=keys,
+            ),
+            server,
         )
 
     return GatewayApp(
@@ -273,5 +346,54 @@ async def build_app(
         health_checks={"outbox": outbox_healthy},
         on_start=on_start,
         on_stop=on_stop,
+        access_log=True,
+        admin_methods=frozenset(
+            f"/{SERVICE_NAME}/{rpc}"
+            for rpc in (
+                "CreateKey",
+                "ListKeys",
+                "RevokeKey",
+                "RotateKey",
+                "GetUsageReport",
+            )
+        ),
         http_door=door,
     )
+
+
+def open_batch_store(settings: GatewaySettings) -> SqlBatchStore:
+    """The batch store the settings select: Postgres if a DSN is set, else SQLite.
+
+    Blocks until the store's schema exists: call it from a thread in async code.
+
+    Raises:
+        BackendUnavailableError: the database cannot be reached or prepared.
+    """
+    if settings.postgres_dsn is not None:
+        # Imported only when selected: psycopg is an optional dependency, and the
+        # embedded default needs nothing beyond the standard library.
+        from services.gateway.adapters.batch_store_postgres import (
+            open_postgres_batch_store,
+        )
+
+        return open_postgres_batch_store(
+            settings.postgres_dsn.get_secret_value(),
+            schema=settings.postgres_schema,
+            pool_size=settings.postgres_pool_size,
+        )
+    return SqliteBatchStore(settings.batch_store_path)
+
+
+def open_key_store(settings: GatewaySettings) -> SqlKeyStore:
+    """The API key store: Postgres (beside the batches) if a DSN is set, else SQLite.
+
+    Blocks until the store's tables exist: call it from a thread in async code.
+
+    Raises:
+        BackendUnavailableError: the database cannot be reached or prepared.
+    """
+    if settings.postgres_dsn is not None:
+        return open_postgres_key_store(
+            settings.postgres_dsn.get_secret_value(), schema=settings.postgres_schema
+        )
+    return open_sqlite_key_store(settings.key_store_path)

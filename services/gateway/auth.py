@@ -11,12 +11,16 @@ The keys file is YAML::
         models: [auto, gpt-4.1-mini]   # optional: the models it may name; default any
 
 The plaintext key never touches disk or logs; lookups compare digests.
+
+The file is the seed: keys made at run time live in the key store
+(:mod:`services.gateway.keys`), which authenticates both.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,10 +60,32 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def key_id_of(digest: str) -> str:
+    """The public id of a keys-file key: ``key_`` and 16 hex digits of its digest.
+
+    Stable across restarts and replicas, and safe to show and log: a prefix of a
+    SHA-256 digest reveals nothing usable about the key.
+    """
+    return "key_" + digest[:16]
+
+
+class Authenticator(Protocol):
+    """What the doors authenticate callers with."""
+
+    def authenticate(self, authorization: str) -> Principal:
+        """The principal of an ``authorization: Bearer <key>`` value.
+
+        Raises:
+            UnauthenticatedError: no key, or one that may not be used.
+        """
+        ...
+
+
 class ApiKeyStore:
     """Maps presented keys to principals."""
 
     def __init__(self, entries: list[ApiKeyEntry]) -> None:
+        self.entries = tuple(entries)
         self._by_digest = {
             entry.sha256: Principal(
                 tenant_id=entry.tenant_id,
@@ -67,6 +93,7 @@ class ApiKeyStore:
                 user_id=entry.user_id,
                 user_tier=entry.user_tier,
                 allowed_models=entry.models,
+                key_id=key_id_of(entry.sha256),
             )
             for entry in entries
         }
@@ -76,6 +103,10 @@ class ApiKeyStore:
         """Read and validate a keys file."""
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         return cls(KeysFile.model_validate(data).keys)
+
+    def principal_of(self, digest: str) -> Principal | None:
+        """The principal of the key whose hex SHA-256 digest is ``digest``."""
+        return self._by_digest.get(digest)
 
     def authenticate(self, authorization: str) -> Principal:
         """The principal of an ``authorization: Bearer <key>`` value."""

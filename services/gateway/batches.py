@@ -20,6 +20,13 @@ tick) then, for each unsettled batch:
 A batch is visible only to its own tenant; any other caller gets NOT_FOUND. A
 maintenance-mode request (:meth:`BatchService.enqueue_ticket`) is a one-item batch
 whose id is the ticket.
+
+Several replicas may share one store (Postgres): each round on a batch runs under a
+lease (:meth:`BatchStore.claim`), renewed before each long step, so only one
+replica works on a batch at a time and nothing goes upstream twice. A lease left by
+a crashed replica lapses after ``BatchConfig.lease_seconds``. A cancel from any
+replica is a flag in the store (:meth:`BatchStore.request_cancel`) that the
+replica holding the lease acts on at its next round, which the cancel makes due.
 """
 
 from __future__ import annotations
@@ -281,8 +288,38 @@ class BatchStore(Protocol):
         """The batch, or None."""
         ...
 
-    async def save(self, record: BatchRecord) -> None:
-        """Persist a batch's mutable state (status, jobs, polling, settled)."""
+    async def claim(
+        self, batch_id: str, owner: str, now: float, until: float
+    ) -> BatchRecord | None:
+        """Lease an unsettled batch to ``owner`` until ``until``, and return it.
+
+        Granted when the batch has no lease, when its lease ended by ``now``, or
+        when ``owner`` holds it already (a renewal); None when another owner's
+        lease is live, or the batch is settled or unknown. Atomic: of concurrent
+        claims, one wins.
+        """
+        ...
+
+    async def release(self, batch_id: str, owner: str) -> None:
+        """End ``owner``'s lease of the batch (nothing if it holds none)."""
+        ...
+
+    async def save(self, record: BatchRecord, owner: str) -> bool:
+        """Persist a batch's mutable state (status, jobs, polling, settled).
+
+        Only under ``owner``'s lease: returns False, writing nothing, otherwise.
+        A cancel requested meanwhile is kept: ``cancel_requested`` is never
+        cleared, and an unfinished status saved by a writer that had not seen the
+        request is stored as CANCELLING.
+        """
+        ...
+
+    async def request_cancel(self, batch_id: str, now: float) -> bool:
+        """Mark an unfinished batch for cancelling (status CANCELLING), due at ``now``.
+
+        Returns False when the batch has finished, is already marked, or is
+        unknown.
+        """
         ...
 
     async def unsettled(self, due_by: float | None = None) -> list[BatchRecord]:
@@ -373,10 +410,16 @@ class BatchConfig:
     """The model of ``auto`` items when no chooser is given."""
     book_page: int = 500
     """Items booked per ledger round."""
+    lease_seconds: float = 300.0
+    """How long a round's lease on a batch lasts; renewed before each long step."""
 
 
 class _TransientError(Exception):
     """An upstream or ledger failure worth retrying later."""
+
+
+class _LeaseLostError(Exception):
+    """Another replica took the batch over (this one stalled past its lease)."""
 
 
 # -- validation and assembly (pure)
@@ -441,6 +484,8 @@ def validate_submission(
             bad(
                 f"{path}.custom_id", f"must be at most {MAX_CUSTOM_ID_CHARS} characters"
             )
+        elif "\x00" in item.custom_id:
+            bad(f"{path}.custom_id", "must not contain NUL characters")
         elif item.custom_id in seen:
             bad(f"{path}.custom_id", "must be unique within the batch")
         seen.add(item.custom_id)
@@ -453,6 +498,8 @@ def validate_submission(
             )
         if len(item.model) > MAX_MODEL_CHARS:
             bad(f"{path}.model", f"must be at most {MAX_MODEL_CHARS} characters")
+        elif "\x00" in item.model:
+            bad(f"{path}.model", "must not contain NUL characters")
         if not 0 <= item.max_output_tokens <= MAX_OUTPUT_TOKENS_LIMIT:
             bad(
                 f"{path}.max_output_tokens",
@@ -577,6 +624,7 @@ class BatchService:
         config: BatchConfig | None = None,
         choose_model: ModelChooser | None = None,
         sleep: Sleep = asyncio.sleep,
+        owner: str = "",
     ) -> None:
         """Wire the lane.
 
@@ -589,6 +637,8 @@ class BatchService:
             choose_model: picks the model of ``auto`` items (the router); without
                 one they go to ``config.default_model``.
             sleep: waits between ticks of :meth:`run`.
+            owner: names this replica in the leases it takes on batches; unique
+                per process (a random one when empty).
         """
         self._store = store
         self._client = client
@@ -597,6 +647,7 @@ class BatchService:
         self._config = config or BatchConfig()
         self._choose_model = choose_model
         self._sleep = sleep
+        self._owner = owner or secrets.token_hex(8)
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- the API
@@ -673,21 +724,28 @@ class BatchService:
         """
         await self._owned(principal, batch_id)
         async with self._lock(batch_id):
+            marked = await self._store.request_cancel(batch_id, self._clock.now())
             record = await self._owned(principal, batch_id)
-            if record.status in (BatchStatus.CANCELLING, BatchStatus.CANCELLED):
-                return await self._view(record)
-            if record.status.terminal:
+            if not marked:
+                if record.status in (BatchStatus.CANCELLING, BatchStatus.CANCELLED):
+                    return await self._view(record)
                 raise FailedPreconditionError(
                     f"batch {batch_id} has already finished ({record.status.value})",
                     reason="BATCH_FINISHED",
                 )
-            record.cancel_requested = True
-            record.status = BatchStatus.CANCELLING
-            await self._store.save(record)
-            # Tell the upstream now rather than at the next poll.
-            await self._advance(record)
-            await self._store.save(record)
-            return await self._view(record)
+            # Tell the upstream now rather than at the next poll, unless another
+            # replica is working on the batch: it acts on the cancel next round.
+            claimed = await self._claim(batch_id)
+            if claimed is None:
+                return await self._view(record)
+            try:
+                await self._advance(claimed)
+                await self._save(claimed)
+            except _LeaseLostError:
+                _log.warning("batch_lease_lost", batch_id=batch_id)
+            finally:
+                await self._store.release(batch_id, self._owner)
+            return await self._view(claimed)
 
     # -- the background loop
 
@@ -701,16 +759,21 @@ class BatchService:
             await self._sleep(self._config.tick_seconds)
 
     async def poll_once(self) -> int:
-        """Advance every batch that is due; returns how many were looked at."""
+        """Advance every due batch no other replica holds; returns how many."""
         advanced = 0
         for candidate in await self._store.unsettled(due_by=self._clock.now()):
             async with self._lock(candidate.batch_id):
-                record = await self._store.get(candidate.batch_id)
-                if record is None or record.settled:
+                record = await self._claim(candidate.batch_id)
+                if record is None:  # settled meanwhile, or another replica's
                     continue
-                await self._advance(record)
-                await self._store.save(record)
-                advanced += 1
+                try:
+                    await self._advance(record)
+                    await self._save(record)
+                    advanced += 1
+                except _LeaseLostError:
+                    _log.warning("batch_lease_lost", batch_id=record.batch_id)
+                finally:
+                    await self._store.release(record.batch_id, self._owner)
         return advanced
 
     # -- internals
@@ -765,6 +828,30 @@ class BatchService:
             cost_micros=counts.cost_micros,
             metadata=record.metadata,
         )
+
+    async def _claim(self, batch_id: str) -> BatchRecord | None:
+        now = self._clock.now()
+        return await self._store.claim(
+            batch_id, self._owner, now, now + self._config.lease_seconds
+        )
+
+    async def _renew(self, record: BatchRecord) -> None:
+        """Extend this replica's lease before a long step.
+
+        Raises:
+            _LeaseLostError: another replica holds the batch now.
+        """
+        if await self._claim(record.batch_id) is None:
+            raise _LeaseLostError(record.batch_id)
+
+    async def _save(self, record: BatchRecord) -> None:
+        """Persist the batch under this replica's lease.
+
+        Raises:
+            _LeaseLostError: another replica holds the batch now.
+        """
+        if not await self._store.save(record, self._owner):
+            raise _LeaseLostError(record.batch_id)
 
     def _lock(self, batch_id: str) -> asyncio.Lock:
         lock = self._locks.get(batch_id)
@@ -828,6 +915,7 @@ class BatchService:
             # Nothing more goes upstream; what already went is cancelled there.
             for job in record.jobs:
                 if job.input_file_id and not job.upstream_batch_id:
+                    await self._renew(record)
                     created = await self._find_upstream(job.input_file_id)
                     job.upstream_batch_id = created.id if created else ""
             record.jobs = [job for job in record.jobs if job.upstream_batch_id]
@@ -898,6 +986,7 @@ class BatchService:
         self, record: BatchRecord, job: UpstreamJob, items: list[BatchItemRequest]
     ) -> None:
         timeout = self._config.request_timeout_seconds
+        await self._renew(record)
         existing = None
         if job.input_file_id:
             # Resuming: the batch may have been created just before a crash.
@@ -910,7 +999,7 @@ class BatchService:
                 timeout=timeout,
             )
             job.input_file_id = uploaded.id
-            await self._store.save(record)
+            await self._save(record)
         if existing is None:
             existing = await self._client.batches.create(
                 input_file_id=job.input_file_id,
@@ -923,7 +1012,7 @@ class BatchService:
             )
         job.upstream_batch_id = existing.id
         job.status = existing.status
-        await self._store.save(record)
+        await self._save(record)
         _log.info(
             "batch_sent_upstream",
             batch_id=record.batch_id,
@@ -953,6 +1042,7 @@ class BatchService:
         for job in record.jobs:
             if job.collected or not job.upstream_batch_id:
                 continue
+            await self._renew(record)
             if record.cancel_requested and not job.cancel_sent:
                 with contextlib.suppress(openai.BadRequestError):
                     # A batch that has just finished cannot be cancelled: fine.
@@ -991,6 +1081,7 @@ class BatchService:
         for file_id in (upstream.output_file_id, upstream.error_file_id):
             if not file_id:
                 continue
+            await self._renew(record)
             content = await self._call(
                 self._client.files.content(
                     file_id, timeout=self._config.request_timeout_seconds
@@ -1057,6 +1148,7 @@ class BatchService:
     async def _book(self, record: BatchRecord) -> None:
         """Book answered items at the batch price until none is left."""
         while True:
+            await self._renew(record)
             page = await self._store.unbooked(record.batch_id, self._config.book_page)
             for item in page:
                 usage_record = UsageRecord(

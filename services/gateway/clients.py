@@ -33,9 +33,18 @@ from services.core.common_codec import (
     tool_calls_from_proto,
     tool_calls_proto,
 )
-from services.core.context import REQUEST_ID_HEADER, metadata_value
+from services.core.context import (
+    REQUEST_ID_HEADER,
+    current_request_id,
+    metadata_value,
+)
 from services.core.conversation import FinishReason, Prompt, Role
-from services.core.errors import FieldViolation, InvalidArgumentError
+from services.core.errors import (
+    FieldViolation,
+    InvalidArgumentError,
+    UnavailableError,
+)
+from services.core.identity import ServiceTokenSigner
 from services.core.tls import ClientTls, aio_channel
 from services.gateway.domain import (
     BudgetVerdict,
@@ -57,15 +66,26 @@ from services.gateway.domain import (
     UsageRecord,
 )
 from services.gateway.ports import DependencyUnavailableError
+from services.gateway.usage import (
+    BudgetScopeKind,
+    BudgetState,
+    ReportGrouping,
+    UsageLine,
+    UsageReport,
+    UsageTotals,
+)
 
 ResponseT = TypeVar("ResponseT")
 
 # Reconnect quickly after a downstream restarts instead of gRPC's default backoff of
-# up to two minutes.
+# up to two minutes. Balance over every address of the target (replicas listed as
+# ipv4:10.0.0.1:50055,10.0.0.2:50055, or a DNS name resolving to each): gRPC's
+# round_robin sends each call to a connected replica and skips one that is down.
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 _BREAKER_CODES = frozenset(
@@ -160,6 +180,58 @@ def _headroom(
     return tuple(headroom)
 
 
+_BUDGET_SCOPES = {
+    costs_pb.SCOPE_KIND_GLOBAL: BudgetScopeKind.GLOBAL,
+    costs_pb.SCOPE_KIND_TENANT: BudgetScopeKind.TENANT,
+    costs_pb.SCOPE_KIND_SERVICE: BudgetScopeKind.SERVICE,
+    costs_pb.SCOPE_KIND_USER: BudgetScopeKind.USER,
+    costs_pb.SCOPE_KIND_KEY: BudgetScopeKind.KEY,
+}
+
+
+_REPORT_LINES = {
+    ReportGrouping.TENANT: "by_tenant",
+    ReportGrouping.API_KEY: "by_api_key",
+    ReportGrouping.USER: "by_user",
+    ReportGrouping.SERVICE: "by_service",
+    ReportGrouping.MODEL: "by_model",
+    ReportGrouping.DAY: "by_day",
+}
+
+
+def _set_window(
+    request: costs_pb.GetReportRequest, start: float | None, end: float | None
+) -> None:
+    """``[start, end)`` on a report request; both None: the ledger's month."""
+    if start is None and end is None:
+        request.current_period = costs_pb.BUDGET_PERIOD_MONTH
+    if start is not None:
+        request.start_time.CopyFrom(prototime.timestamp(start))
+    if end is not None:
+        request.end_time.CopyFrom(prototime.timestamp(end))
+
+
+def _optional_seconds(message: costs_pb.GetReportResponse, field: str) -> float | None:
+    if not message.HasField(field):
+        return None
+    return float(getattr(message, field).ToNanoseconds() / 1e9)
+
+
+def _usage_lines(lines: Iterable[costs_pb.ReportLine]) -> tuple[UsageLine, ...]:
+    return tuple(
+        UsageLine(
+            key=line.key,
+            requests=line.requests,
+            cost_micros=line.cost_micros,
+            saved_micros=line.saved_micros,
+            input_tokens=line.input_tokens,
+            cached_input_tokens=line.cached_input_tokens,
+            output_tokens=line.output_tokens,
+        )
+        for line in lines
+    )
+
+
 def caller_proto(principal: Principal) -> common_pb.Caller:
     """The common Caller message for a principal."""
     return common_pb.Caller(
@@ -167,6 +239,7 @@ def caller_proto(principal: Principal) -> common_pb.Caller:
         service=principal.service,
         user_id=principal.user_id,
         user_tier=principal.user_tier,
+        api_key_id=principal.key_id,
     )
 
 
@@ -235,6 +308,8 @@ class DownstreamClient:
     passes an in-process one (``services.allinone``), so the same stubs, breaker and
     deadline apply without a network hop.
     Otherwise ``tls`` (when given) makes the channel to ``address`` TLS or mutual TLS.
+    ``signer`` (when given) adds the gateway's service token to every call, for
+    services that check it (services.core.identity).
     """
 
     def __init__(
@@ -246,8 +321,10 @@ class DownstreamClient:
         field_renames: dict[str, str] | None = None,
         channel: grpc.aio.Channel | None = None,
         tls: ClientTls | None = None,
+        signer: ServiceTokenSigner | None = None,
     ) -> None:
         self.name = name
+        self._signer = signer
         self.breaker = breaker
         self.channel = channel or aio_channel(address, tls, options=CHANNEL_OPTIONS)
         self._timeout = timeout_seconds
@@ -274,6 +351,7 @@ class DownstreamClient:
                         (REQUEST_ID_HEADER, request_id),
                         *trace_metadata,
                         *metadata,
+                        *(self._signer.metadata() if self._signer else ()),
                     ),
                 )
         except grpc.aio.AioRpcError as error:
@@ -340,6 +418,17 @@ class RateLimitClient:
             ),
             headroom=headroom,
         )
+
+    async def headroom(
+        self, principal: Principal, model: str
+    ) -> tuple[RateHeadroom, ...]:
+        """The principal's headroom now (and ``model``'s global limits, if set)."""
+        response: ratelimit_pb.GetStatusResponse = await self._downstream.call(
+            self._stub.GetStatus,
+            ratelimit_pb.GetStatusRequest(caller=caller_proto(principal), model=model),
+            current_request_id(),
+        )
+        return _headroom(response.buckets)
 
     async def reconcile(self, reservation_id: str, actual_tokens: int) -> None:
         """Settle a reservation."""
@@ -552,6 +641,106 @@ class CostsClient:
             cost_micros=response.cost_micros, duplicate=response.duplicate
         )
 
+    async def key_usage(
+        self, principal: Principal, start: float | None, end: float | None
+    ) -> UsageTotals:
+        """The key's ledger entries in ``[start, end)``; both None: this month."""
+        request = costs_pb.GetReportRequest(
+            tenant_id=principal.tenant_id, api_key_id=principal.key_id
+        )
+        _set_window(request, start, end)
+        response: costs_pb.GetReportResponse = await self._downstream.call(
+            self._stub.GetReport, request, current_request_id()
+        )
+        return UsageTotals(
+            start=_optional_seconds(response, "start_time"),
+            end=response.end_time.ToNanoseconds() / 1e9,
+            requests=response.total_requests,
+            cost_micros=response.total_cost_micros,
+            saved_micros=(
+                response.cache_saved_micros
+                + response.routing_saved_micros
+                + response.batch_saved_micros
+            ),
+            by_model=_usage_lines(response.by_model),
+            by_day=_usage_lines(response.by_day),
+            currency_code=response.currency_code,
+        )
+
+    async def report(
+        self,
+        tenant_id: str,
+        start: float | None,
+        end: float | None,
+        group_by: ReportGrouping,
+    ) -> UsageReport:
+        """Every key's entries in ``[start, end)`` (both None: this month), grouped."""
+        request = costs_pb.GetReportRequest(tenant_id=tenant_id)
+        _set_window(request, start, end)
+        response: costs_pb.GetReportResponse = await self._downstream.call(
+            self._stub.GetReport, request, current_request_id()
+        )
+        lines = _usage_lines(getattr(response, _REPORT_LINES[group_by]))
+        return UsageReport(
+            start=_optional_seconds(response, "start_time"),
+            end=response.end_time.ToNanoseconds() / 1e9,
+            group_by=group_by,
+            lines=lines,
+            total=UsageLine(
+                key="total",
+                requests=response.total_requests,
+                cost_micros=response.total_cost_micros,
+                saved_micros=(
+                    response.cache_saved_micros
+                    + response.routing_saved_micros
+                    + response.batch_saved_micros
+                ),
+                input_tokens=sum(line.input_tokens for line in lines),
+                cached_input_tokens=sum(line.cached_input_tokens for line in lines),
+                output_tokens=sum(line.output_tokens for line in lines),
+            ),
+            cache_saved_micros=response.cache_saved_micros,
+            routing_saved_micros=response.routing_saved_micros,
+            batch_saved_micros=response.batch_saved_micros,
+            currency_code=response.currency_code,
+        )
+
+    async def budget_states(self, principal: Principal) -> list[BudgetState]:
+        """Every budget of the principal's chain of scopes, broadest first."""
+        response: costs_pb.GetBudgetStatusResponse = await self._downstream.call(
+            self._stub.GetBudgetStatus,
+            costs_pb.GetBudgetStatusRequest(caller=caller_proto(principal)),
+            current_request_id(),
+        )
+        states = []
+        for status in response.budgets:
+            budget = status.budget
+            scope = _BUDGET_SCOPES.get(budget.scope.kind)
+            if scope is None:
+                continue
+            states.append(
+                BudgetState(
+                    scope=scope,
+                    subject={
+                        BudgetScopeKind.GLOBAL: "",
+                        BudgetScopeKind.TENANT: budget.scope.tenant_id,
+                        BudgetScopeKind.SERVICE: budget.scope.service,
+                        BudgetScopeKind.USER: budget.scope.user_id,
+                        BudgetScopeKind.KEY: budget.scope.api_key_id,
+                    }[scope],
+                    period=costs_pb.BudgetPeriod.Name(budget.period)
+                    .removeprefix("BUDGET_PERIOD_")
+                    .lower(),
+                    hard=budget.hard,
+                    limit_micros=budget.limit_micros,
+                    spent_micros=status.spent_micros,
+                    reserved_micros=status.reserved_micros,
+                    remaining_micros=status.remaining_micros,
+                    resets_at=status.period_end.ToNanoseconds() / 1e9,
+                )
+            )
+        return states
+
     async def release_budget(self, request_id: str, reservation_id: str) -> None:
         """Release a budget reservation of a request that books nothing."""
         await self._downstream.call(
@@ -610,3 +799,47 @@ class CostsClient:
                 else ""
             ),
         )
+
+
+class KeyBudgetClient:
+    """Sets API keys' own budgets on the costs service (its admin RPC SetBudget)."""
+
+    def __init__(self, downstream: DownstreamClient, admin_key: str) -> None:
+        self._downstream = downstream
+        self._admin_metadata = (("authorization", f"Bearer {admin_key}"),)
+        self._stub = costs_pb2_grpc.CostsServiceStub(downstream.channel)
+
+    async def set_key_budget(
+        self, tenant_id: str, key_id: str, limit_micros: int
+    ) -> None:
+        """Create or replace the key's hard monthly budget.
+
+        Raises:
+            UnavailableError: the costs service did not set it (unreachable, or it
+                refused the gateway's admin key).
+        """
+        request = costs_pb.SetBudgetRequest(
+            budget=costs_pb.Budget(
+                scope=costs_pb.BudgetScope(
+                    kind=costs_pb.SCOPE_KIND_KEY,
+                    tenant_id=tenant_id,
+                    api_key_id=key_id,
+                ),
+                period=costs_pb.BUDGET_PERIOD_MONTH,
+                limit_micros=limit_micros,
+                hard=True,
+            )
+        )
+        try:
+            await self._downstream.call(
+                self._stub.SetBudget,
+                request,
+                current_request_id(),
+                self._admin_metadata,
+            )
+        except DependencyUnavailableError as error:
+            raise UnavailableError(
+                f"the key's budget could not be set, so no key was made: {error}",
+                reason="KEY_BUDGET_NOT_SET",
+                retry_after=max(error.retry_after, 1.0),
+            ) from error

@@ -60,13 +60,18 @@ class Lane(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who an API key stands for, and the models it may use (empty: any)."""
+    """Who an API key stands for, and the models it may use (empty: any).
+
+    Attributes:
+        key_id: the key's public id (never the key): usage is booked under it.
+    """
 
     tenant_id: str
     service: str
     user_id: str
     user_tier: str
     allowed_models: tuple[str, ...] = ()
+    key_id: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Principal:
@@ -77,6 +82,7 @@ class Principal:
             user_id=data["user_id"],
             user_tier=data["user_tier"],
             allowed_models=tuple(data.get("allowed_models", ())),
+            key_id=data.get("key_id", ""),
         )
 
     def may_use(self, model: str) -> bool:

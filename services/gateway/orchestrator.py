@@ -35,6 +35,7 @@ from services.core.conversation import FinishReason, ToolCall
 from services.core.errors import UnavailableError
 from services.core.pricing import PricingTable
 from services.core.tokens import count_tokens
+from services.gateway import access
 from services.gateway.domain import (
     CacheStatus,
     DegradationLevel,
@@ -145,6 +146,7 @@ class Orchestrator:
         request_id: str,
         time_remaining: float | None,
     ) -> Plan:
+        access.note_request(request.user_id or principal.user_id, request.model)
         plan = await self._planner.plan(principal, request, request_id, time_remaining)
         self.degradation_level = plan.route.degradation_level
         return await self._admission.admit(plan)
@@ -260,6 +262,7 @@ class Orchestrator:
                 yield replayed
             settlement.settle(plan.decision, 0)
             await settlement.book(plan, hit.model, hit.usage, hit.status, "")
+            access.note_usage(hit.usage, 0)
             yield StreamEnd(
                 hit.usage,
                 0,
@@ -333,6 +336,7 @@ class Orchestrator:
                     plan, choice.model, consumed, budget.reservation_id
                 )
                 settlement.settle(plan.decision, consumed.total_tokens)
+                access.note_usage(consumed, 0)  # the cost is booked afterwards
         if answer is None:
             # The upstream iterator ended without its final event.
             raise UnavailableError(
@@ -347,6 +351,7 @@ class Orchestrator:
         cost = await settlement.book(
             plan, answer.model, answer.usage, plan.cache_status, budget.reservation_id
         )
+        access.note_usage(answer.usage, cost)
         yield StreamEnd(
             answer.usage,
             cost,
@@ -395,6 +400,7 @@ class Orchestrator:
         status: CacheStatus,
         level: DegradationLevel,
     ) -> StreamStart:
+        access.note_served(model, status)
         return StreamStart(
             request_id=plan.request_id,
             model=model,
@@ -416,6 +422,8 @@ class Orchestrator:
         cost: int = 0,
         level: DegradationLevel | None = None,
     ) -> ResponseReply:
+        access.note_served(answer.model, status)
+        access.note_usage(answer.usage, cost)
         return ResponseReply(
             output_text=answer.output_text,
             model=answer.model,

@@ -16,8 +16,13 @@ from services.core.breaker import BreakerState
 from services.core.common_codec import finish_reason_proto, tool_calls_proto
 from services.core.context import current_request_id, metadata_value
 from services.core.conversation import validate_prompt
-from services.core.errors import FieldViolation, InvalidArgumentError
-from services.gateway.auth import ApiKeyStore
+from services.core.errors import (
+    FieldViolation,
+    InvalidArgumentError,
+    UnimplementedError,
+)
+from services.gateway.access import note_principal
+from services.gateway.auth import Authenticator
 from services.gateway.batch_codec import (
     decode_batch_id,
     decode_submit,
@@ -45,8 +50,22 @@ from services.gateway.domain import (
     StreamStart,
     ToolCallDelta,
 )
+from services.gateway.key_codec import (
+    decode_create,
+    decode_grace_seconds,
+    decode_key_id,
+    encode_key,
+)
+from services.gateway.keys import KeyService
 from services.gateway.orchestrator import Orchestrator
 from services.gateway.prompt_codec import decode_prompt
+from services.gateway.usage import UsageReader
+from services.gateway.usage_codec import (
+    decode_report_request,
+    decode_usage_request,
+    encode_report,
+    encode_usage,
+)
 
 VERSION = "0.1.0"
 CURRENCY = "USD"
@@ -225,15 +244,25 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     """The front door."""
 
     def __init__(
-        self, keys: ApiKeyStore, orchestrator: Orchestrator, batches: BatchService
+        self,
+        keys: Authenticator,
+        orchestrator: Orchestrator,
+        batches: BatchService,
+        *,
+        usage: UsageReader,
+        key_admin: KeyService | None = None,
     ) -> None:
         self._keys = keys
+        self._key_admin = key_admin
         self._orchestrator = orchestrator
         self._batches = batches
+        self._usage = usage
 
     def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         value = metadata_value(context.invocation_metadata(), "authorization")
-        return self._keys.authenticate(value if isinstance(value, str) else "")
+        principal = self._keys.authenticate(value if isinstance(value, str) else "")
+        note_principal(principal)
+        return principal
 
     async def CreateResponse(
         self,
@@ -335,3 +364,81 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             if snapshot.opened_at is not None:
                 status.opened_at.CopyFrom(prototime.timestamp(snapshot.opened_at))
         return response
+
+    async def GetUsage(
+        self,
+        request: gateway_pb.GetUsageRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.GetUsageResponse:
+        """The calling key's own usage, budgets left and rate-limit headroom."""
+        principal = self._authenticate(context)
+        query = decode_usage_request(request)
+        return encode_usage(
+            await self._usage.usage(principal, query.start, query.end, query.model)
+        )
+
+    async def GetUsageReport(
+        self,
+        request: gateway_pb.GetUsageReportRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.GetUsageReportResponse:
+        """An operator's report of every key's usage (admin key: the envelope)."""
+        query = decode_report_request(request)
+        return encode_report(
+            await self._usage.report(
+                query.tenant_id, query.start, query.end, query.group_by
+            )
+        )
+
+    def _key_service(self) -> KeyService:
+        if self._key_admin is None:
+            raise UnimplementedError("this gateway has no key store")
+        return self._key_admin
+
+    async def CreateKey(
+        self,
+        request: gateway_pb.CreateKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.CreateKeyResponse:
+        """Make an API key (admin RPC); its secret is in this response only."""
+        service = self._key_service()
+        record, secret = await service.create(decode_create(request))
+        return gateway_pb.CreateKeyResponse(
+            key=encode_key(record, service.now()), secret=secret
+        )
+
+    async def ListKeys(
+        self,
+        request: gateway_pb.ListKeysRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.ListKeysResponse:
+        """List API keys without their secrets (admin RPC)."""
+        service = self._key_service()
+        records = await service.list(request.tenant_id.strip(), request.include_revoked)
+        now = service.now()
+        return gateway_pb.ListKeysResponse(
+            keys=[encode_key(record, now) for record in records]
+        )
+
+    async def RevokeKey(
+        self,
+        request: gateway_pb.RevokeKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.RevokeKeyResponse:
+        """Revoke a stored API key (admin RPC)."""
+        service = self._key_service()
+        record = await service.revoke(decode_key_id(request))
+        return gateway_pb.RevokeKeyResponse(key=encode_key(record, service.now()))
+
+    async def RotateKey(
+        self,
+        request: gateway_pb.RotateKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> gateway_pb.RotateKeyResponse:
+        """Give a stored API key a new secret (admin RPC)."""
+        service = self._key_service()
+        key_id = decode_key_id(request)
+        record, secret = await service.rotate(key_id, decode_grace_seconds(request))
+        return gateway_pb.RotateKeyResponse(
+            key=encode_key(record, service.now()), secret=secret
+        )

@@ -3,6 +3,11 @@
 Retries are ours, not the SDK's, so that every attempt fits inside the caller's
 deadline: exponential backoff with full jitter, and an upstream Retry-After is
 honoured when it fits in the time left.
+
+Each model call is a CLIENT span named ``chat <model>`` with OpenTelemetry's GenAI
+attributes (``gen_ai.*``: operation, provider, request parameters, response model,
+id, finish reasons and token usage), covering its retries; each attempt is an
+INTERNAL ``upstream.attempt`` span under it. Spans never hold prompts or answers.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from typing import TypeVar
 
 import openai
 import structlog
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from services.core import metrics, tracing
 from services.core.clock import Clock
+from services.core.conversation import FormatKind
 from services.core.errors import DeadlineExceededError, FailedPreconditionError
 from services.gateway.domain import (
     ToolCallDelta,
@@ -76,10 +84,37 @@ def _seconds(value: str) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
+# The GenAI semantic conventions' names of what Tollgate does upstream: a chat
+# (the Responses API is OpenAI's chat interface) with the provider "openai".
+# gen_ai.system is the name before semantic conventions 1.37 (gen_ai.provider.name
+# since), still the one some tracing backends read.
+GENAI_OPERATION = "chat"
+GENAI_PROVIDER = "openai"
+
+
 def _count_tokens(model: str, usage: Usage) -> None:
     metrics.UPSTREAM_TOKENS.labels(model, "input").inc(usage.input_tokens)
     metrics.UPSTREAM_TOKENS.labels(model, "cached_input").inc(usage.cached_input_tokens)
     metrics.UPSTREAM_TOKENS.labels(model, "output").inc(usage.output_tokens)
+
+
+def _finish_call(span: trace.Span, answer: UpstreamAnswer, response_id: str) -> None:
+    """End a call's span with the GenAI response attributes of its answer."""
+    if not span.is_recording():
+        return
+    usage = answer.usage
+    span.set_attributes(
+        {
+            "gen_ai.response.model": answer.model,
+            "gen_ai.response.id": response_id,
+            "gen_ai.response.finish_reasons": [answer.finish_reason.value],
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": usage.output_tokens,
+            "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+            "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
+        }
+    )
+    tracing.finish_span(span)
 
 
 class OpenAIUpstream:
@@ -99,6 +134,35 @@ class OpenAIUpstream:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        url = client.base_url
+        default_port = 443 if url.scheme == "https" else 80
+        self._server: dict[str, AttributeValue] = {
+            "server.address": url.host,
+            "server.port": url.port or default_port,
+        }
+
+    def _call_span(self, call: UpstreamCall) -> trace.Span:
+        """The CLIENT span of one model call, with the GenAI request attributes."""
+        if not tracing.enabled():
+            return trace.INVALID_SPAN
+        attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": GENAI_OPERATION,
+            "gen_ai.provider.name": GENAI_PROVIDER,
+            "gen_ai.system": GENAI_PROVIDER,
+            "gen_ai.request.model": call.model,
+            **self._server,
+        }
+        if call.max_output_tokens:
+            attributes["gen_ai.request.max_tokens"] = call.max_output_tokens
+        if call.temperature is not None:
+            attributes["gen_ai.request.temperature"] = call.temperature
+        if call.top_p is not None:
+            attributes["gen_ai.request.top_p"] = call.top_p
+        fmt = call.prompt.response_format
+        if fmt is not None:
+            structured = fmt.kind is not FormatKind.TEXT
+            attributes["gen_ai.output.type"] = "json" if structured else "text"
+        return tracing.start_client_span(f"{GENAI_OPERATION} {call.model}", attributes)
 
     async def create(
         self, call: UpstreamCall, timeout_seconds: float
@@ -107,11 +171,16 @@ class OpenAIUpstream:
         deadline = self._clock.monotonic() + timeout_seconds
         body = request_body(call)
 
-        async def attempt(remaining: float) -> UpstreamAnswer:
+        async def attempt(remaining: float) -> tuple[UpstreamAnswer, str]:
             response = await self._client.responses.create(**body, timeout=remaining)
-            return read_answer(response)
+            return read_answer(response), response.id
 
-        answer = await self._with_retries(attempt, deadline, call.model)
+        span = self._call_span(call)
+        with tracing.use(span):
+            answer, response_id = await self._with_retries(
+                attempt, deadline, call.model
+            )
+        _finish_call(span, answer, response_id)
         _count_tokens(call.model, answer.usage)
         return answer
 
@@ -135,10 +204,15 @@ class OpenAIUpstream:
             )
             return opened
 
-        events = await self._with_retries(attempt, deadline, call.model)
+        # The call's span lasts until the stream ends, past this generator's yields,
+        # so it is made current only while the stream opens (attempts nest in it).
+        span = self._call_span(call)
+        with tracing.use(span):
+            events = await self._with_retries(attempt, deadline, call.model)
         delivered: list[str] = []
         # Tool calls are numbered in the order they open, whatever their output index.
         call_index: dict[int, int] = {}
+        broken = "stream_broken"
         try:
             async for event in events:
                 if event.type == "response.output_text.delta":
@@ -157,14 +231,21 @@ class OpenAIUpstream:
                     yield ToolCallDelta(index, "", "", event.delta)
                 elif event.type in ("response.completed", "response.incomplete"):
                     answer = read_answer(event.response)
+                    _finish_call(span, answer, event.response.id)
                     _count_tokens(call.model, answer.usage)
                     yield answer
                     return
                 elif event.type in ("response.failed", "error"):
+                    broken = event.type
                     break
         except openai.APIError as error:  # the SDK wraps transport errors too
+            broken = type(error).__name__
             raise UpstreamStreamBrokenError("".join(delivered)) from error
+        except BaseException as error:  # the reader went away (closed, cancelled)
+            broken = type(error).__name__
+            raise
         finally:
+            tracing.finish_span(span, broken)  # nothing if the answer ended it
             await events.close()
         raise UpstreamStreamBrokenError("".join(delivered))
 

@@ -53,6 +53,7 @@ async def build_app(
         pydantic.ValidationError: the limits file's rules are invalid.
     """
     clock = clock or SystemClock()
+    identity = settings.identity_policy(clock)
     limits = load_limits(settings.limits_file)
     store: CounterStore
     redis_store: RedisCounterStore | None = None
@@ -121,4 +122,9 @@ async def build_app(
         health_checks={"store": limiter.check_backend},
         on_start=on_start,
         on_stop=on_stop,
+        # Every RPC needs a service identity: the gateway's, and Envoy's for
+        # ShouldRateLimit alone when allowed_clients_by_rpc says so.
+        identity=identity,
+        # Bucket status an operator may read with an admin key too.
+        operator_methods=frozenset({f"/{SERVICE_NAME}/GetStatus"}),
     )

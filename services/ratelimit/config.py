@@ -8,12 +8,12 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.core.settings import ServerSettings
+from services.core.settings import InternalServerSettings
 
 DEFAULT_PORT = 50052
 
 
-class RateLimitSettings(ServerSettings):
+class RateLimitSettings(InternalServerSettings):
     """Configuration of the ratelimit service.
 
     Every field can be set from the environment with the prefix

@@ -29,6 +29,7 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
         OSError: a configured complexity model file cannot be read.
         ValueError: a complexity model file is not a valid model.
     """
+    identity = settings.identity_policy(clock)
     holder: list[Router] = []
     watcher = (
         TableWatcher(settings.routing_file, lambda t: holder[0].replace_table(t))
@@ -106,6 +107,15 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
         health_checks={"routing_table": router.routing_table_healthy, **health_checks},
         on_start=on_start,
         on_stop=on_stop,
+        # Every other RPC is the gateway's: its callers prove a service identity.
+        identity=identity,
+        # Status an operator may read with an admin key too (`tollgate status`).
+        operator_methods=frozenset(
+            {
+                f"/{SERVICE_NAME}/GetDeploymentStatus",
+                f"/{SERVICE_NAME}/GetRoutingStats",
+            }
+        ),
         # Changing traffic or the service level is an operator's act: admin key only.
         admin_methods=frozenset(
             {

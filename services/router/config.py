@@ -7,12 +7,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.core.settings import ServerSettings
+from services.core.settings import InternalServerSettings
 
 DEFAULT_PORT = 50054
 
 
-class RouterSettings(ServerSettings):
+class RouterSettings(InternalServerSettings):
     """Configuration of the router service.
 
     Every field can be set from the environment with the prefix

@@ -173,6 +173,8 @@ class DegradationChange:
     level: DegradationLevel
     previous_level: DegradationLevel
     applied: bool
+    expires_at: float | None = None
+    """For a timed or held level: wall time when it lapses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,9 @@ class RoutingStats:
     degradation_level: DegradationLevel
     tenants: tuple[tuple[str, TenantCounts], ...] = ()
     """Per tenant (by id): its ``auto`` decisions by level, downgrades, signals."""
+    degradation_level_until: float | None = None
+    """Wall time when the level in force lapses (a timed or held level ends and
+    the level changes); None when it stands until changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -747,21 +752,34 @@ class Router:
             level=current,
             previous_level=previous,
             applied=state.held_level is level and current is level,
+            expires_at=now + hold_seconds,
         )
 
     async def set_degradation_level(
-        self, level: DegradationLevel, reason: str, *, raise_only: bool = False
+        self,
+        level: DegradationLevel,
+        reason: str,
+        *,
+        raise_only: bool = False,
+        duration_seconds: float | None = None,
     ) -> DegradationChange:
         """Put ``level`` in force for every replica sharing the control store.
 
         With ``raise_only`` (the gateway's automatic escalation) a level at least
         as high already in force is kept, so an automatic raise never lowers what
-        an operator set.
+        an operator set. With ``duration_seconds`` the level is in force that long
+        instead of the standing level, which then applies again by itself.
         """
+        if duration_seconds is not None:
+            return await self._set_timed_level(level, reason, duration_seconds)
+        before = await self._state()
         change = await self._control.change_degradation_level(
             level, raise_only=raise_only
         )
         previous = change.previous or DegradationLevel.FULL_SERVICE
+        if not raise_only and self._timed_in_force(before):
+            # What was in force is the timed level, which a standing change drops.
+            previous = self._operator_level(before)
         result = DegradationChange(
             level=level if change.applied else previous,
             previous_level=previous,
@@ -794,6 +812,7 @@ class Router:
             premium_cost_micros=counts.premium_cost_micros,
             degradation_level=self._level_in_force(state),
             tenants=tuple(sorted(tenants.items())),
+            degradation_level_until=self._level_until(state),
         )
 
     async def routing_table_healthy(self) -> bool:
@@ -801,12 +820,57 @@ class Router:
         stored = (await self._control.state()).split
         return stored is None or _is_valid_split(self._table, stored)
 
-    def _level_in_force(self, state: ControlState) -> DegradationLevel:
+    async def _set_timed_level(
+        self, level: DegradationLevel, reason: str, duration_seconds: float
+    ) -> DegradationChange:
+        previous = self._operator_level(await self._state())
+        now = self._clock.now()
+        until = now + duration_seconds
+        await self._control.set_timed_degradation_level(level, now=now, until=until)
+        _log.info(
+            "degradation_level_changed",
+            level=level.name,
+            previous_level=previous.name,
+            reason=reason,
+            duration_seconds=duration_seconds,
+        )
+        return DegradationChange(
+            level=level, previous_level=previous, applied=True, expires_at=until
+        )
+
+    def _timed_in_force(self, state: ControlState, at: float | None = None) -> bool:
+        moment = self._clock.now() if at is None else at
+        return state.timed_level is not None and state.timed_until > moment
+
+    def _operator_level(
+        self, state: ControlState, at: float | None = None
+    ) -> DegradationLevel:
+        """The timed level while it lasts, else the standing level."""
+        if state.timed_level is not None and self._timed_in_force(state, at):
+            return state.timed_level
+        return state.level or DegradationLevel.FULL_SERVICE
+
+    def _level_in_force(
+        self, state: ControlState, at: float | None = None
+    ) -> DegradationLevel:
         """The operator's level, or a higher level held and not yet lapsed."""
-        level = state.level or DegradationLevel.FULL_SERVICE
-        if state.held_level is not None and state.held_until > self._clock.now():
+        moment = self._clock.now() if at is None else at
+        level = self._operator_level(state, moment)
+        if state.held_level is not None and state.held_until > moment:
             return max(level, state.held_level)
         return level
+
+    def _level_until(self, state: ControlState) -> float | None:
+        """When the level in force changes by itself (a lapse), if it does."""
+        now = self._clock.now()
+        current = self._level_in_force(state, now)
+        lapses = sorted(
+            until for until in (state.timed_until, state.held_until) if until > now
+        )
+        for until in lapses:
+            if self._level_in_force(state, until) is not current:
+                return until
+        return None
 
     async def _state(self) -> ControlState:
         # Routing goes on with the last known state while the shared store is

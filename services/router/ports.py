@@ -46,6 +46,10 @@ class ControlState:
     """A level held on top of ``level`` (the gateway's automatic raise), if any."""
     held_until: float = 0.0
     """Wall time, seconds since the Unix epoch, when ``held_level`` lapses."""
+    timed_level: DegradationLevel | None = None
+    """An operator's level for a while, in force instead of ``level``, if any."""
+    timed_until: float = 0.0
+    """Wall time, seconds since the Unix epoch, when ``timed_level`` lapses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,19 @@ class ControlStore(Protocol):
     async def change_degradation_level(
         self, level: DegradationLevel, *, raise_only: bool
     ) -> LevelChange:
-        """Set the level in one step; with ``raise_only``, only if it is higher."""
+        """Set the level in one step; with ``raise_only``, only if it is higher.
+
+        A change that is not ``raise_only`` also drops the timed level, if any.
+        """
+        ...
+
+    async def set_timed_degradation_level(
+        self, level: DegradationLevel, *, now: float, until: float
+    ) -> None:
+        """Put ``level`` in force instead of the standing level until ``until``.
+
+        It replaces any timed level; the standing level is kept for afterwards.
+        """
         ...
 
     async def hold_degradation_level(

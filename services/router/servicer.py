@@ -18,6 +18,7 @@ from services.core.errors import FieldViolation, InvalidArgumentError
 from services.core.prototime import timestamp as _timestamp
 from services.router.domain import (
     ConversationShape,
+    DegradationChange,
     DeploymentStatus,
     Router,
     RouteRequest,
@@ -60,6 +61,8 @@ _REQUEST_TYPES: dict[common_pb.RequestType, RequestType] = {
 
 # The longest a held (automatic) degradation level may last without renewal.
 MAX_HOLD_SECONDS = 3600
+# The longest an operator's timed degradation level may last.
+MAX_LEVEL_DURATION_SECONDS = 7 * 24 * 3600
 
 _DEGRADATION_LEVELS: dict[common_pb.DegradationLevel, DegradationLevel] = {
     common_pb.DEGRADATION_LEVEL_FULL_SERVICE: DegradationLevel.FULL_SERVICE,
@@ -206,7 +209,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     )
                 ]
             )
-        if request.HasField("hold"):
+        if request.HasField("duration"):
+            change = await self._set_timed_level(level, request)
+        elif request.HasField("hold"):
             hold_seconds = request.hold.ToNanoseconds() / 1e9
             if not 0 < hold_seconds <= MAX_HOLD_SECONDS:
                 raise InvalidArgumentError(
@@ -225,10 +230,37 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 level, request.reason, raise_only=request.raise_only
             )
         metrics.ROUTER_DEGRADATION_LEVEL.set(change.level)
-        return router_pb.SetDegradationLevelResponse(
+        response = router_pb.SetDegradationLevelResponse(
             level=_WIRE_DEGRADATION_LEVELS[change.level],
             previous_level=_WIRE_DEGRADATION_LEVELS[change.previous_level],
             applied=change.applied,
+        )
+        if change.expires_at is not None:
+            response.expires_at.CopyFrom(_timestamp(change.expires_at))
+        return response
+
+    async def _set_timed_level(
+        self, level: DegradationLevel, request: router_pb.SetDegradationLevelRequest
+    ) -> DegradationChange:
+        violations = []
+        if request.HasField("hold"):
+            violations.append(FieldViolation("duration", "must not be set with hold"))
+        if request.raise_only:
+            violations.append(
+                FieldViolation("duration", "must not be set with raise_only")
+            )
+        seconds = request.duration.ToNanoseconds() / 1e9
+        if not 0 < seconds <= MAX_LEVEL_DURATION_SECONDS:
+            violations.append(
+                FieldViolation(
+                    "duration",
+                    f"must be more than 0 and at most {MAX_LEVEL_DURATION_SECONDS} s",
+                )
+            )
+        if violations:
+            raise InvalidArgumentError(violations)
+        return await self._router.set_degradation_level(
+            level, request.reason, duration_seconds=seconds
         )
 
     async def GetRoutingStats(
@@ -255,6 +287,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             premium_cost_micros=stats.premium_cost_micros,
             savings_micros=stats.premium_cost_micros - stats.routed_cost_micros,
             degradation_level=_WIRE_DEGRADATION_LEVELS[stats.degradation_level],
+            degradation_level_until=(
+                None
+                if stats.degradation_level_until is None
+                else _timestamp(stats.degradation_level_until)
+            ),
         )
 
 

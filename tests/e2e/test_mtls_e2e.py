@@ -12,6 +12,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
+from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
+from tollgate.ratelimit.v1 import ratelimit_pb2_grpc
+from tollgate.router.v1 import router_pb2 as router_pb
+from tollgate.router.v1 import router_pb2_grpc
 
 from services import cli
 from services.core.tls import ClientTls, aio_channel
@@ -164,3 +168,48 @@ def test_tollgate_ask_takes_tls_files_as_flags(
     files = ["--ca", str(tls.ca_file), "--cert", str(tls.cert_file)]
     assert cli.main([*base, *files, "--cert-key", str(tls.key_file)]) == 0
     assert capsys.readouterr().out.startswith('Simulated answer to "Flags')
+
+
+async def test_only_the_gateways_certificate_opens_the_services_data_rpcs(
+    suite: Suite,
+) -> None:
+    """--tls turns service identity on: the application's certificate is not enough."""
+    address = f"127.0.0.1:{suite.ports['ratelimit']}"
+    request = ratelimit_pb.AcquireRequest(
+        request_id="req_e2e",
+        caller=common_pb.Caller(tenant_id="dev", user_id="someone-else"),
+        model="gpt-4.1",
+        estimated_tokens=10,
+    )
+    client = _client_tls(suite)
+    gateway = ClientTls(
+        client.ca_file,
+        suite.state_dir / "tls" / "gateway.pem",
+        suite.state_dir / "tls" / "gateway-key.pem",
+    )
+
+    async def acquire(tls: ClientTls) -> object:
+        async with aio_channel(address, tls) as channel:
+            stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
+            try:
+                return await stub.Acquire(request, timeout=10)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+
+    assert await acquire(client) == grpc.StatusCode.PERMISSION_DENIED
+    assert isinstance(await acquire(gateway), ratelimit_pb.AcquireResponse)
+
+
+async def test_an_operator_reaches_admin_rpcs_with_the_admin_key(suite: Suite) -> None:
+    """`tollgate` commands on admin RPCs present the client certificate and the key."""
+    async with aio_channel(
+        f"127.0.0.1:{suite.ports['router']}", _client_tls(suite)
+    ) as channel:
+        reply = await router_pb2_grpc.RouterServiceStub(channel).SetDegradationLevel(
+            router_pb.SetDegradationLevelRequest(
+                level=common_pb.DEGRADATION_LEVEL_FULL_SERVICE, reason="e2e check"
+            ),
+            metadata=AUTH,
+            timeout=10,
+        )
+    assert reply.level == common_pb.DEGRADATION_LEVEL_FULL_SERVICE

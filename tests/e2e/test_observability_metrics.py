@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import urllib.request
 
 import grpc
@@ -54,3 +56,25 @@ async def test_every_service_counts_the_rpcs_of_a_gateway_request(suite: Suite) 
     assert {name: after[name] - before[name] for name in SERVICES} == dict.fromkeys(
         SERVICES, 1.0
     )
+
+
+def test_every_service_exports_its_process_and_build(suite: Suite) -> None:
+    for service in SERVICES:
+        url = f"http://127.0.0.1:{suite.ports[f'{service}_metrics']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        samples = {
+            sample.name: sample
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+        assert samples["process_cpu_seconds_total"].value > 0, service
+        assert samples["process_resident_memory_bytes"].value > 10_000_000, service
+        build = samples["tollgate_build_info"]
+        assert build.value == 1
+        assert build.labels == {
+            "service": service,
+            "version": importlib.metadata.version("tollgate"),
+            "python_version": platform.python_version(),
+        }

@@ -307,3 +307,50 @@ async def test_a_quality_signal_reaches_the_decision_made_by_another_replica(
     )
     assert {c.label: c.requests for c in tenant.downgraded_signals}["escalated"] == 1
     assert {c.label: c.requests for c in tenant.by_complexity}["trivial"] == 1
+
+
+async def test_a_timed_level_is_shared_reverts_by_itself_and_a_change_drops_it(
+    serve_app: ServeApp, clean_redis: RedisServer
+) -> None:
+    settings = RouterSettings(
+        port=0, admin_key_sha256s=ADMIN_KEY_SHA256S, redis_url=clean_redis.url
+    )
+    clocks = (FakeClock(), FakeClock())
+    servers = [
+        await serve_app(await build_app(settings, clock=clock), settings)
+        for clock in clocks
+    ]
+    standing = router_pb.SetDegradationLevelRequest(
+        level=common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY, reason="slow upstream"
+    )
+    timed = router_pb.SetDegradationLevelRequest(
+        level=common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK, reason="incident"
+    )
+    timed.duration.FromSeconds(600)
+    route = router_pb.RouteRequest(caller=common_pb.Caller(tenant_id="a"))
+
+    async with (
+        admin_channel(servers[0].address) as one,
+        admin_channel(servers[1].address) as two,
+    ):
+        first, second = Stub(one), Stub(two)
+        await first.SetDegradationLevel(standing)
+        await first.SetDegradationLevel(timed)
+        during = (await second.Route(route)).degradation_level
+        client = aioredis.Redis.from_url(clean_redis.url)
+        try:
+            ttl_ms = await client.pttl(f"{DEFAULT_PREFIX}timed_level")
+        finally:
+            await client.aclose()
+        for clock in clocks:
+            clock.advance(600)
+        after = (await second.Route(route)).degradation_level
+        await first.SetDegradationLevel(timed)
+        await second.SetDegradationLevel(standing)
+        dropped = (await first.Route(route)).degradation_level
+
+    assert during == common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK
+    # The key also expires in Redis by itself, at the end of the duration.
+    assert 0 < ttl_ms <= 600_000
+    assert after == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY
+    assert dropped == common_pb.DEGRADATION_LEVEL_REDUCED_QUALITY

@@ -1,6 +1,6 @@
 """deploy/k8s: valid for the pinned Kubernetes version, and consistent with itself and
 with the services' settings (what a schema cannot see: selectors, ports, env names,
-mounts, secret keys, the data files' own formats)."""
+mounts, secret keys, the data files' own formats, who may reach whom)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from services.cache.config import CacheSettings
+from services.core.settings import InternalServerSettings
 from services.costs.config import CostsSettings
 from services.gateway.auth import KeysFile
 from services.gateway.config import GatewaySettings
@@ -36,13 +37,18 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "simulator": SimulatorSettings,
 }
 GRPC_SERVICES = ("gateway", "ratelimit", "cache", "router", "costs")
+INTERNAL_SERVICES = ("ratelimit", "cache", "router", "costs")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
-# Settings that name a file or directory whose contents must survive the pod.
-DURABLE_PATHS = {
-    "TOLLGATE_GATEWAY_OUTBOX_PATH",
-    "TOLLGATE_GATEWAY_BATCH_STORE_PATH",
-    "TOLLGATE_COSTS_DATABASE_PATH",
-    "TOLLGATE_CACHE_STATE_DIR",
+# Settings that name a file local to one pod: the gateway's outbox (DESIGN.md: local
+# to each gateway, drained on shutdown), on a volume that outlives container restarts.
+POD_LOCAL_PATHS = {"TOLLGATE_GATEWAY_OUTBOX_PATH"}
+# Where each service keeps the state its replicas share, and the setting naming it.
+SHARED_STATE = {
+    "gateway": "TOLLGATE_GATEWAY_POSTGRES_DSN",
+    "ratelimit": "TOLLGATE_RATELIMIT_REDIS_URL",
+    "cache": "TOLLGATE_CACHE_REDIS_URL",
+    "router": "TOLLGATE_ROUTER_REDIS_URL",
+    "costs": "TOLLGATE_COSTS_POSTGRES_DSN",
 }
 Doc = dict[str, Any]
 
@@ -152,6 +158,28 @@ def persistent_volume_names(doc: Doc) -> set[str]:
     return names
 
 
+def selects(selector: Doc, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and matchExpressions) picks ``labels``."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value, operator = labels.get(expression["key"]), expression["operator"]
+        if operator == "In" and value not in expression["values"]:
+            return False
+        if operator == "NotIn" and value in expression["values"]:
+            return False
+        if operator == "Exists" and value is None:
+            return False
+        if operator == "DoesNotExist" and value is not None:
+            return False
+    return True
+
+
+def pod_labels(name: str) -> dict[str, str]:
+    labels: dict[str, str] = workload(name)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
 def mount_for(container: Doc, path: str) -> Doc | None:
     for mount in container.get("volumeMounts", []):
         if Path(path).is_relative_to(mount["mountPath"]):
@@ -187,6 +215,8 @@ def test_each_service_has_a_workload_and_a_service_selecting_its_pods(
 
 def test_every_service_selects_exactly_one_workload_on_a_declared_port() -> None:
     for service in of_kind("Service"):
+        if service["spec"].get("type") == "ExternalName":
+            continue
         selector = service["spec"]["selector"].items()
         selected = [
             doc
@@ -271,25 +301,34 @@ def test_env_values_load_into_the_settings(
     assert settings.model_dump()["host"] == "0.0.0.0"
 
 
-def test_gateway_addresses_name_services_and_their_ports() -> None:
+def test_addresses_and_backend_urls_name_services_and_their_ports() -> None:
     (container,) = pod_spec(workload("gateway"))["containers"]
     env = env_values(container)
     targets = [
         env[f"TOLLGATE_GATEWAY_{downstream.upper()}_ADDRESS"]
-        for downstream in ("ratelimit", "cache", "router", "costs")
+        for downstream in INTERNAL_SERVICES
     ]
     upstream = urlsplit(env["TOLLGATE_GATEWAY_OPENAI_BASE_URL"])
     targets.append(f"{upstream.hostname}:{upstream.port}")
     for _, other in containers():
         for key, value in env_values(other).items():
-            if key.endswith("_REDIS_URL"):
+            if key.endswith(("_REDIS_URL", "_QDRANT_URL", "_POSTGRES_DSN")):
                 url = urlsplit(value)
                 targets.append(f"{url.hostname}:{url.port}")
-    assert len(targets) == 7
+    hosts = {target.split(":")[0] for target in targets}
+    assert hosts == {*INTERNAL_SERVICES, "simulator", "redis", "postgres", "qdrant"}
     for target in targets:
         host, port = target.split(":")
         ports = [p["port"] for p in named("Service", host)["spec"]["ports"]]
         assert int(port) in ports, target
+
+
+def test_postgres_and_qdrant_are_external_services() -> None:
+    for name in ("postgres", "qdrant"):
+        service = named("Service", name)["spec"]
+        assert service["type"] == "ExternalName"
+        assert service["externalName"]
+        assert not any(d["metadata"]["name"] == name for d in of_kind(*WORKLOAD_KINDS))
 
 
 def test_ratelimit_replicas_setting_matches_the_deployment() -> None:
@@ -301,17 +340,16 @@ def test_ratelimit_replicas_setting_matches_the_deployment() -> None:
     assert env["TOLLGATE_RATELIMIT_REDIS_URL"].startswith("redis://")
 
 
-def test_paths_in_env_lie_on_mounts_and_state_on_persistent_volumes() -> None:
+def test_paths_in_env_lie_on_mounts_and_pod_state_on_its_own_volume() -> None:
     for doc, container in containers():
         volumes = {v["name"]: v for v in pod_spec(doc).get("volumes", [])}
-        persistent = persistent_volume_names(doc)
         for key, value in env_values(container).items():
             if not value.startswith("/"):
                 continue
             mount = mount_for(container, value)
             assert mount is not None, f"{key}={value} is on no volume"
-            if key in DURABLE_PATHS:
-                assert mount["name"] in persistent, key
+            if key in POD_LOCAL_PATHS:
+                assert "emptyDir" in volumes[mount["name"]], key
                 continue
             # A file from a ConfigMap or Secret: one of the items projected there.
             source = volumes[mount["name"]]
@@ -346,27 +384,41 @@ def test_volumes_claims_and_keys_all_exist() -> None:
                 assert ref["key"] in secrets[ref["name"]], var["name"]
 
 
-def test_single_writer_state_runs_one_replica_recreated() -> None:
-    """SQLite and Qdrant Edge take one process per file: no overlap during a rollout."""
-    for name in ("cache", "costs"):
-        deployment = workload(name)
-        assert deployment["kind"] == "Deployment"
-        assert deployment["spec"]["replicas"] == 1
-        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+@pytest.mark.parametrize("name", sorted(SHARED_STATE))
+def test_every_service_keeps_shared_state_in_a_backend_and_runs_replicas(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No SQLite or Qdrant Edge file, no persistent volume: replicas share backends."""
+    doc = workload(name)
+    (container,) = pod_spec(doc)["containers"]
+    env = env_values(container)
+    assert SHARED_STATE[name] in env
+    assert persistent_volume_names(doc) == set()
+    assert doc["kind"] == "Deployment"
+    assert doc["spec"].get("strategy", {}).get("type") != "Recreate"
+    if name == "gateway":  # the autoscaler owns its count
+        assert "replicas" not in doc["spec"]
+    else:
+        assert doc["spec"]["replicas"] >= 2
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = SETTINGS[name]().model_dump()
+    if name == "cache":
+        assert (settings["exact_backend"], settings["semantic_backend"]) == (
+            "redis",
+            "qdrant",
+        )
 
 
-def test_gateway_replicas_each_get_their_own_volume_and_an_autoscaler() -> None:
+def test_the_gateway_is_a_stateless_deployment_with_an_autoscaler() -> None:
     gateway = workload("gateway")
-    assert gateway["kind"] == "StatefulSet"
-    assert [t["metadata"]["name"] for t in gateway["spec"]["volumeClaimTemplates"]] == [
-        "data"
-    ]
-    assert (
-        named("Service", gateway["spec"]["serviceName"])["spec"]["clusterIP"] == "None"
-    )
+    (container,) = pod_spec(gateway)["containers"]
+    env = env_values(container)
+    assert "TOLLGATE_GATEWAY_BATCH_STORE_PATH" not in env
+    assert env["TOLLGATE_GATEWAY_POSTGRES_SCHEMA"] == "gateway"
     hpa = named("HorizontalPodAutoscaler", "gateway")
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("StatefulSet", "gateway")
+    assert (target["kind"], target["name"]) == ("Deployment", "gateway")
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
     pdb = named("PodDisruptionBudget", "gateway")
     labels = gateway["spec"]["template"]["metadata"]["labels"]
@@ -385,3 +437,69 @@ def test_config_files_parse_with_the_services_own_loaders(tmp_path: Path) -> Non
     assert [key.tenant_id for key in keys.keys] == ["example"]
     # The template refuses admin RPCs until an operator adds digests.
     assert json.loads(secrets["admin-key-sha256s"]) == []
+
+
+@pytest.mark.parametrize("name", INTERNAL_SERVICES)
+def test_internal_services_answer_only_the_gateways_identity(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The four require a service token; the gateway signs with the same secret."""
+    refs = {}
+    for service in (name, "gateway"):
+        (container,) = pod_spec(workload(service))["containers"]
+        (var,) = [
+            v
+            for v in container["env"]
+            if v["name"] == f"TOLLGATE_{service.upper()}_SERVICE_TOKEN_SECRET"
+        ]
+        refs[service] = var["valueFrom"]["secretKeyRef"]
+        for key, value in env_values(container).items():
+            monkeypatch.setenv(key, value)
+    assert refs[name] == refs["gateway"]
+
+    settings = SETTINGS[name]()
+    assert isinstance(settings, InternalServerSettings)
+    policy = settings.identity_policy()
+    signer = GatewaySettings().service_token_signer()
+    assert policy.required
+    assert policy.allowed_clients == {"gateway"}
+    assert signer is not None and signer.name == "gateway"
+
+
+@pytest.mark.parametrize("name", INTERNAL_SERVICES)
+def test_network_policy_lets_only_the_gateway_reach_the_grpc_port(name: str) -> None:
+    labels = pod_labels(name)
+    policies = [
+        p for p in of_kind("NetworkPolicy") if selects(p["spec"]["podSelector"], labels)
+    ]
+    assert len(policies) == 1, name
+    spec = policies[0]["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    grpc_rules = [
+        rule
+        for rule in spec["ingress"]
+        if any(port["port"] == "grpc" for port in rule["ports"])
+    ]
+    (rule,) = grpc_rules
+    peers = rule["from"]
+    assert all(set(peer) == {"podSelector"} for peer in peers)  # this namespace only
+    for other in of_kind(*WORKLOAD_KINDS):
+        other_name = other["metadata"]["name"]
+        admitted = any(
+            selects(peer["podSelector"], pod_labels(other_name)) for peer in peers
+        )
+        assert admitted == (other_name == "gateway"), other_name
+    # What any source may reach: the metrics port, nothing else.
+    for open_rule in spec["ingress"]:
+        if "from" not in open_rule:
+            assert [port["port"] for port in open_rule["ports"]] == ["metrics"]
+    # The port names exist on the container.
+    (container,) = pod_spec(workload(name))["containers"]
+    assert {"grpc", "metrics"} <= {port["name"] for port in container["ports"]}
+
+
+def test_no_network_policy_fences_off_the_gateway() -> None:
+    labels = pod_labels("gateway")
+    assert not [
+        p for p in of_kind("NetworkPolicy") if selects(p["spec"]["podSelector"], labels)
+    ]

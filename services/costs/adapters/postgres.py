@@ -5,9 +5,11 @@ statements and transactions are those of :mod:`services.costs.adapters.sql`; her
 only the dialect: writes run at READ COMMITTED, and a budget decision locks its
 budget rows with ``SELECT ... FOR UPDATE`` in a fixed order before reading usage,
 so replicas sharing the database decide on a budget one at a time. Reports read one
-REPEATABLE READ snapshot. Commits are durable with Postgres' default
-``synchronous_commit=on``. A small pool of connections, each owned by its own
-thread, serves concurrent calls; a broken connection is replaced on next use.
+REPEATABLE READ snapshot. Replicas claim due webhook deliveries with
+``FOR UPDATE SKIP LOCKED``, so each delivery is leased to one replica. Commits are
+durable with Postgres' default ``synchronous_commit=on``. A small pool of
+connections, each owned by its own thread, serves concurrent calls; a broken
+connection is replaced on next use.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from psycopg import pq
 from services.costs.adapters.sql import (
     MIGRATION_1,
     MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
     Dialect,
     SqlLedgerStore,
 )
@@ -37,6 +42,9 @@ POSTGRES = Dialect(
     migrations=(
         tuple(statement.replace("INTEGER", "BIGINT") for statement in MIGRATION_1),
         MIGRATION_2,
+        MIGRATION_3,
+        MIGRATION_4,
+        MIGRATION_5,
     ),
     migration_lock=f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})",
     errors=(psycopg.Error,),
@@ -45,6 +53,8 @@ POSTGRES = Dialect(
         connection.info.transaction_status != pq.TransactionStatus.IDLE
     ),
     is_broken=lambda connection: bool(connection.closed or connection.broken),
+    # Replicas claiming due webhook deliveries take disjoint rows, without waiting.
+    skip_locked=" FOR UPDATE SKIP LOCKED",
 )
 
 _log = structlog.get_logger("tollgate.costs.postgres")

@@ -9,6 +9,13 @@ Each connection belongs to one worker thread: the event loop never blocks on the
 database, and one connection's statements never interleave. Statements are
 written with ``?`` placeholders; the Postgres dialect turns them into ``%s``.
 
+Alert deliveries form an outbox: the transaction that fires an alert queues it for
+each webhook endpoint that wants it, so a committed alert is never without its
+deliveries. Dispatchers claim due deliveries with a lease, in a write transaction
+(``BEGIN IMMEDIATE`` in SQLite; ``FOR UPDATE SKIP LOCKED`` in Postgres, so that
+replicas claim disjoint rows without waiting on each other), post them with no
+transaction open, then log the attempt only if they still hold the lease.
+
 Atomicity of budgets: a reservation and an alert evaluation both read the budget
 rows of their scopes first, locked (``BEGIN IMMEDIATE`` in SQLite locks the whole
 database; ``SELECT ... FOR UPDATE`` in Postgres, in a fixed order so that two
@@ -22,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +41,10 @@ from services.core.errors import BackendUnavailableError
 from services.core.pricing import TokenUsage
 from services.costs.ports import (
     Alert,
+    AlertDelivery,
+    AlertRoutes,
     AlertRule,
+    AttemptOutcome,
     Booking,
     BookingBatch,
     Budget,
@@ -42,6 +52,10 @@ from services.costs.ports import (
     BudgetScope,
     BudgetUsage,
     CacheStatus,
+    ClaimedDelivery,
+    DeliveryAttempt,
+    DeliveryQuery,
+    DeliveryState,
     LedgerEntry,
     LedgerSummary,
     PendingEntry,
@@ -52,6 +66,7 @@ from services.costs.ports import (
     ReservationRequest,
     ScopeKind,
     alert_id,
+    no_routes,
 )
 
 # Any: a DB-API connection, sqlite3.Connection or psycopg.Connection, whose
@@ -154,6 +169,56 @@ MIGRATION_2 = (
     "CREATE INDEX budget_alerts_by_time ON budget_alerts (fired_at_us)",
 )
 
+# Schema version 3: the webhook outbox (one row per alert and endpoint, leased by
+# the dispatcher that attempts it) and the log of every attempt.
+MIGRATION_3 = (
+    """
+    CREATE TABLE alert_deliveries (
+        alert_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        created_at_us BIGINT NOT NULL,
+        next_attempt_at_us BIGINT NOT NULL,
+        lease_owner TEXT NOT NULL,
+        lease_until_us BIGINT NOT NULL,
+        finished_at_us BIGINT NOT NULL,
+        PRIMARY KEY (alert_id, endpoint)
+    )
+    """,
+    "CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_attempt_at_us)",
+    """
+    CREATE TABLE alert_delivery_attempts (
+        alert_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        attempted_at_us BIGINT NOT NULL,
+        http_status INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        latency_us BIGINT NOT NULL,
+        PRIMARY KEY (alert_id, endpoint, attempt)
+    )
+    """,
+)
+
+# Schema version 4: the API key each entry was booked under ('' for older entries),
+# for a key's own usage and reports by key.
+MIGRATION_4 = (
+    "ALTER TABLE ledger_entries ADD COLUMN api_key_id TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX ledger_entries_by_key_time "
+    "ON ledger_entries (tenant_id, api_key_id, occurred_at_us)",
+)
+
+# Schema version 5: budgets of one API key (scope kind 'key'). The reservations
+# record their key, so a key's budget counts what is in flight under it. The budget
+# and alert tables keep their columns: a key scope stores its key id in user_id,
+# which a key scope does not otherwise use (see _scope_columns).
+MIGRATION_5 = (
+    "ALTER TABLE budget_reservations ADD COLUMN api_key_id TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX budget_reservations_by_key_time "
+    "ON budget_reservations (tenant_id, api_key_id, reserved_at_us)",
+)
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -170,6 +235,9 @@ class Dialect:
         placeholder: the driver's parameter marker.
         in_transaction: whether a connection has a transaction open.
         is_broken: whether a connection must be replaced before its next use.
+        skip_locked: appended to the SELECT that claims due deliveries, so that
+            concurrent claimers skip each other's rows ("" when ``begin_write``
+            serialises claimers already).
     """
 
     name: str
@@ -182,6 +250,7 @@ class Dialect:
     placeholder: str
     in_transaction: Callable[[Connection], bool]
     is_broken: Callable[[Connection], bool]
+    skip_locked: str = ""
 
     def sql(self, statement: str) -> str:
         """``statement`` with this driver's placeholders."""
@@ -194,7 +263,7 @@ _ENTRY_COLUMNS = (
     "request_id, tenant_id, service, user_id, model, requested_model, deployment, "
     "input_tokens, cached_input_tokens, output_tokens, batch, cache_status, "
     "cost_micros, cache_saved_micros, routing_saved_micros, batch_saved_micros, "
-    "currency_code, occurred_at_us, day"
+    "currency_code, occurred_at_us, day, api_key_id"
 )
 _BUDGET_COLUMNS = (
     "scope_kind, tenant_id, service, user_id, period, limit_micros, hard, "
@@ -204,9 +273,17 @@ _ALERT_COLUMNS = (
     f"alert_id, {_BUDGET_COLUMNS}, period_start_us, threshold_percent, "
     "spent_micros, fired_at_us"
 )
+_DELIVERY_COLUMNS = (
+    "d.alert_id, d.endpoint, d.state, d.attempts, d.created_at_us, "
+    "d.next_attempt_at_us, d.finished_at_us"
+)
+_ATTEMPT_COLUMNS = (
+    "t.alert_id, t.endpoint, t.attempt, t.attempted_at_us, t.http_status, t.error, "
+    "t.latency_us"
+)
 _RESERVATION_COLUMNS = (
     "reservation_id, request_id, tenant_id, service, user_id, model, "
-    "amount_micros, reserved_at_us, expires_at_us"
+    "amount_micros, reserved_at_us, expires_at_us, api_key_id"
 )
 
 
@@ -230,6 +307,11 @@ _INSERT_ALERT = (
     f"INSERT INTO budget_alerts ({_ALERT_COLUMNS}) "
     f"VALUES ({_placeholders(_ALERT_COLUMNS)}) ON CONFLICT (alert_id) DO NOTHING"
 )
+_QUEUE_DELIVERY = (
+    "INSERT INTO alert_deliveries (alert_id, endpoint, state, attempts, "
+    "created_at_us, next_attempt_at_us, lease_owner, lease_until_us, finished_at_us) "
+    "VALUES (?, ?, ?, 0, ?, ?, '', 0, 0) ON CONFLICT (alert_id, endpoint) DO NOTHING"
+)
 _FIRED_THRESHOLDS = (
     "SELECT threshold_percent FROM budget_alerts WHERE scope_kind = ? "
     "AND tenant_id = ? AND service = ? AND user_id = ? AND period = ? "
@@ -250,6 +332,7 @@ _DIMENSIONS = {
     "by_user": "user_id",
     "by_tenant": "tenant_id",
     "by_day": "day",
+    "by_api_key": "api_key_id",
 }
 
 _log = structlog.get_logger("tollgate.costs.sql")
@@ -319,10 +402,14 @@ class SqlLedgerStore:
         return store
 
     async def book(
-        self, pending: Sequence[PendingEntry], rule: AlertRule, now: datetime
+        self,
+        pending: Sequence[PendingEntry],
+        rule: AlertRule,
+        now: datetime,
+        routes: AlertRoutes = no_routes,
     ) -> BookingBatch:
         """Book a batch in one transaction; see the port."""
-        return await self._run(_book, pending, rule, now)
+        return await self._run(_book, pending, rule, now, routes)
 
     async def reserve(
         self, requests: Sequence[ReservationRequest[PlanT]]
@@ -346,6 +433,15 @@ class SqlLedgerStore:
         """Cost booked in ``scope`` within ``period``."""
         return await self._run(_spent_micros, scope, period)
 
+    async def budget_usages(
+        self,
+        scopes: Sequence[BudgetScope],
+        periods: Mapping[BudgetPeriod, Period],
+        now: datetime,
+    ) -> list[BudgetUsage]:
+        """The budgets of ``scopes`` with their usage, on one snapshot; see the port."""
+        return await self._run(_budget_usages, scopes, periods, now)
+
     async def put_budget(self, budget: Budget) -> None:
         """Create or replace the budget of its scope and period."""
         await self._run(_put_budget, budget)
@@ -353,6 +449,29 @@ class SqlLedgerStore:
     async def alerts(self, tenant_id: str, since: datetime | None) -> list[Alert]:
         """Alerts fired at or after ``since``, oldest first."""
         return await self._run(_alerts, tenant_id, since)
+
+    async def claim_deliveries(
+        self,
+        endpoints: Sequence[str],
+        now: datetime,
+        lease_until: datetime,
+        owner: str,
+        limit: int,
+    ) -> list[ClaimedDelivery]:
+        """Lease due deliveries to ``owner``; see the port."""
+        if not endpoints or limit <= 0:
+            return []
+        return await self._run(_claim, endpoints, now, lease_until, owner, limit)
+
+    async def finish_attempt(
+        self, claimed: ClaimedDelivery, owner: str, outcome: AttemptOutcome
+    ) -> bool:
+        """Log an attempt and move its delivery on if still leased; see the port."""
+        return await self._run(_finish_attempt, claimed, owner, outcome)
+
+    async def deliveries(self, query: DeliveryQuery) -> list[AlertDelivery]:
+        """The selected deliveries with their attempts, on one snapshot."""
+        return await self._run(_deliveries, query)
 
     async def ping(self) -> bool:
         """Run ``SELECT 1``; raises BackendUnavailableError when it fails."""
@@ -434,6 +553,7 @@ def _book(
     pending: Sequence[PendingEntry],
     rule: AlertRule,
     now: datetime,
+    routes: AlertRoutes = no_routes,
 ) -> BookingBatch:
     with _transaction(connection, dialect, write=True):
         # Fast path: one read of the known ids, one multi-row insert of the rest.
@@ -446,7 +566,9 @@ def _book(
             bookings = [_book_one(connection, dialect, item, now) for item in pending]
         connection.execute("RELEASE SAVEPOINT book")
         new = [item for item, b in zip(pending, bookings, strict=True) if b.created]
-        alerts = _fire_alerts(connection, dialect, new, rule, now) if new else []
+        alerts = (
+            _fire_alerts(connection, dialect, new, rule, now, routes) if new else []
+        )
     return BookingBatch(bookings=bookings, alerts=alerts)
 
 
@@ -532,6 +654,7 @@ def _fire_alerts(
     new: Sequence[PendingEntry],
     rule: AlertRule,
     now: datetime,
+    routes: AlertRoutes,
 ) -> list[Alert]:
     budgets = _budgets_of_tenants(
         connection, dialect, {item.entry.tenant_id for item in new}
@@ -556,10 +679,7 @@ def _fire_alerts(
             for row in connection.execute(
                 dialect.sql(_FIRED_THRESHOLDS),
                 (
-                    scope.kind.value,
-                    scope.tenant_id,
-                    scope.service,
-                    scope.user_id,
+                    *_scope_columns(scope),
                     budget.period.value,
                     _to_micros(period[0]),
                 ),
@@ -579,7 +699,213 @@ def _fire_alerts(
             ).rowcount
             if inserted == 1:
                 fired_now.append(alert)
+                _queue_deliveries(connection, dialect, alert, routes(alert))
     return fired_now
+
+
+def _queue_deliveries(
+    connection: Connection, dialect: Dialect, alert: Alert, endpoints: Sequence[str]
+) -> None:
+    fired_at_us = _to_micros(alert.fired_at)
+    for endpoint in endpoints:
+        connection.execute(
+            dialect.sql(_QUEUE_DELIVERY),
+            (
+                alert.alert_id,
+                endpoint,
+                DeliveryState.PENDING.value,
+                fired_at_us,
+                fired_at_us,
+            ),
+        )
+
+
+def _claim(
+    connection: Connection,
+    dialect: Dialect,
+    endpoints: Sequence[str],
+    now: datetime,
+    lease_until: datetime,
+    owner: str,
+    limit: int,
+) -> list[ClaimedDelivery]:
+    now_us = _to_micros(now)
+    names = sorted(set(endpoints))
+    with _transaction(connection, dialect, write=True):
+        due = connection.execute(
+            dialect.sql(
+                "SELECT alert_id, endpoint, attempts, created_at_us "
+                "FROM alert_deliveries WHERE state = ? AND next_attempt_at_us <= ? "
+                "AND lease_until_us <= ? "
+                f"AND endpoint IN ({', '.join('?' * len(names))}) "
+                "ORDER BY next_attempt_at_us, alert_id, endpoint LIMIT ?"
+                + dialect.skip_locked
+            ),
+            (DeliveryState.PENDING.value, now_us, now_us, *names, limit),
+        ).fetchall()
+        if not due:
+            return []
+        lease_us = _to_micros(lease_until)
+        # The same conditions again: a row another claimer leased since the read
+        # (possible only without row locks) is left to it.
+        due = [
+            row
+            for row in due
+            if connection.execute(
+                dialect.sql(
+                    "UPDATE alert_deliveries SET lease_owner = ?, lease_until_us = ? "
+                    "WHERE alert_id = ? AND endpoint = ? AND state = ? "
+                    "AND lease_until_us <= ?"
+                ),
+                (owner, lease_us, row[0], row[1], DeliveryState.PENDING.value, now_us),
+            ).rowcount
+            == 1
+        ]
+        if not due:
+            return []
+        ids = sorted({row[0] for row in due})
+        alerts = {
+            row[0]: _decode_alert(row)
+            for row in connection.execute(
+                dialect.sql(
+                    f"SELECT {_ALERT_COLUMNS} FROM budget_alerts "
+                    f"WHERE alert_id IN ({', '.join('?' * len(ids))})"
+                ),
+                ids,
+            )
+        }
+    return [
+        ClaimedDelivery(
+            alert=alerts[identifier],
+            endpoint=endpoint,
+            attempt=int(attempts) + 1,
+            created_at=_from_micros(created_at_us),
+        )
+        for identifier, endpoint, attempts, created_at_us in due
+    ]
+
+
+def _finish_attempt(
+    connection: Connection,
+    dialect: Dialect,
+    claimed: ClaimedDelivery,
+    owner: str,
+    outcome: AttemptOutcome,
+) -> bool:
+    attempt = outcome.attempt
+    pending = outcome.state is DeliveryState.PENDING
+    next_at = outcome.next_attempt_at if pending else None
+    with _transaction(connection, dialect, write=True):
+        # Only the lease holder moves the delivery on, and only from the attempt
+        # count it claimed at: a dispatcher whose lease ran out changes nothing.
+        moved: int = connection.execute(
+            dialect.sql(
+                "UPDATE alert_deliveries SET state = ?, attempts = ?, "
+                "next_attempt_at_us = ?, finished_at_us = ?, lease_owner = '', "
+                "lease_until_us = 0 WHERE alert_id = ? AND endpoint = ? "
+                "AND state = ? AND attempts = ? AND lease_owner = ?"
+            ),
+            (
+                outcome.state.value,
+                attempt.attempt,
+                _to_micros(next_at) if next_at is not None else 0,
+                0 if pending else _to_micros(attempt.attempted_at),
+                claimed.alert.alert_id,
+                claimed.endpoint,
+                DeliveryState.PENDING.value,
+                attempt.attempt - 1,
+                owner,
+            ),
+        ).rowcount
+        if moved != 1:
+            return False
+        connection.execute(
+            dialect.sql(
+                "INSERT INTO alert_delivery_attempts (alert_id, endpoint, attempt, "
+                "attempted_at_us, http_status, error, latency_us) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (
+                claimed.alert.alert_id,
+                claimed.endpoint,
+                attempt.attempt,
+                _to_micros(attempt.attempted_at),
+                attempt.http_status,
+                attempt.error,
+                attempt.latency // _ONE_MICROSECOND,
+            ),
+        )
+    return True
+
+
+def _deliveries(
+    connection: Connection, dialect: Dialect, query: DeliveryQuery
+) -> list[AlertDelivery]:
+    conditions = ["a.fired_at_us >= ?"]
+    params: list[object] = [_to_micros(query.since) if query.since is not None else 0]
+    for column, value in (
+        ("d.alert_id", query.alert_id),
+        ("a.tenant_id", query.tenant_id),
+        ("d.endpoint", query.endpoint),
+    ):
+        if value:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    where = " AND ".join(conditions)
+    alert_columns = ", ".join(f"a.{c.strip()}" for c in _ALERT_COLUMNS.split(","))
+    # One snapshot: each delivery's state agrees with its logged attempts.
+    with _transaction(connection, dialect, write=False):
+        rows = connection.execute(
+            dialect.sql(
+                f"SELECT {_DELIVERY_COLUMNS}, {alert_columns} FROM alert_deliveries d "
+                "JOIN budget_alerts a ON a.alert_id = d.alert_id "
+                f"WHERE {where} "
+                "ORDER BY a.fired_at_us, a.period_start_us, a.threshold_percent, "
+                "d.alert_id, d.endpoint"
+            ),
+            params,
+        ).fetchall()
+        attempt_rows = connection.execute(
+            dialect.sql(
+                f"SELECT {_ATTEMPT_COLUMNS} FROM alert_delivery_attempts t "
+                "JOIN alert_deliveries d "
+                "ON d.alert_id = t.alert_id AND d.endpoint = t.endpoint "
+                "JOIN budget_alerts a ON a.alert_id = d.alert_id "
+                f"WHERE {where} ORDER BY t.attempt"
+            ),
+            params,
+        ).fetchall()
+    attempts: dict[tuple[str, str], list[DeliveryAttempt]] = {}
+    for identifier, endpoint, number, at_us, status, error, latency_us in attempt_rows:
+        attempts.setdefault((identifier, endpoint), []).append(
+            DeliveryAttempt(
+                attempt=int(number),
+                attempted_at=_from_micros(at_us),
+                http_status=int(status),
+                error=error,
+                latency=int(latency_us) * _ONE_MICROSECOND,
+            )
+        )
+    deliveries: list[AlertDelivery] = []
+    for row in rows:
+        identifier, endpoint, state, _, created_us, next_us, finished_us = row[:7]
+        delivery_state = DeliveryState(state)
+        deliveries.append(
+            AlertDelivery(
+                alert=_decode_alert(row[7:]),
+                endpoint=endpoint,
+                state=delivery_state,
+                attempts=tuple(attempts.get((identifier, endpoint), ())),
+                created_at=_from_micros(created_us),
+                next_attempt_at=(
+                    _from_micros(next_us)
+                    if delivery_state is DeliveryState.PENDING
+                    else None
+                ),
+                finished_at=_from_micros(finished_us) if finished_us else None,
+            )
+        )
+    return deliveries
 
 
 def _reserve(
@@ -612,6 +938,7 @@ def _reserve(
                         plan.reserve_micros,
                         now_us,
                         _to_micros(request.expires_at),
+                        request.api_key_id,
                     ),
                 )
             plans.append(plan)
@@ -653,31 +980,46 @@ def _budgets_of_tenants(
 
 
 def _budgets_for(
-    connection: Connection, dialect: Dialect, scopes: Iterable[BudgetScope]
+    connection: Connection,
+    dialect: Dialect,
+    scopes: Iterable[BudgetScope],
+    *,
+    lock: bool = True,
 ) -> list[Budget]:
-    ordered = sorted(
-        set(scopes),
-        key=lambda s: (s.kind.value, s.tenant_id, s.service, s.user_id),
-    )
+    ordered = sorted(set(scopes), key=_scope_columns)
     if not ordered:
         return []
     match_one = "(scope_kind = ? AND tenant_id = ? AND service = ? AND user_id = ?)"
-    params = [
-        value
-        for scope in ordered
-        for value in (scope.kind.value, scope.tenant_id, scope.service, scope.user_id)
-    ]
+    params = [value for scope in ordered for value in _scope_columns(scope)]
     rows = connection.execute(
         dialect.sql(
             f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE "
             + " OR ".join([match_one] * len(ordered))
             # A fixed order: concurrent lockers take the rows in the same sequence.
             + " ORDER BY scope_kind, tenant_id, service, user_id, period"
-            + dialect.lock_rows
+            + (dialect.lock_rows if lock else "")
         ),
         params,
     ).fetchall()
     return [_decode_budget(row) for row in rows]
+
+
+def _budget_usages(
+    connection: Connection,
+    dialect: Dialect,
+    scopes: Sequence[BudgetScope],
+    periods: Mapping[BudgetPeriod, Period],
+    now: datetime,
+) -> list[BudgetUsage]:
+    now_us = _to_micros(now)
+    # One read transaction: every budget's usage is of the same snapshot.
+    with _transaction(connection, dialect, write=False):
+        usages = []
+        for budget in _budgets_for(connection, dialect, scopes, lock=False):
+            period = periods[budget.period]
+            spent, reserved = _usage(connection, dialect, budget.scope, period, now_us)
+            usages.append(BudgetUsage(budget, period, spent, reserved))
+    return usages
 
 
 def _usage(
@@ -729,6 +1071,11 @@ def _scope_filter(scope: BudgetScope) -> tuple[str, tuple[str, ...]]:
             return "tenant_id = ? AND service = ?", (scope.tenant_id, scope.service)
         case ScopeKind.USER:
             return "tenant_id = ? AND user_id = ?", (scope.tenant_id, scope.user_id)
+        case ScopeKind.KEY:
+            return (
+                "tenant_id = ? AND api_key_id = ?",
+                (scope.tenant_id, scope.api_key_id),
+            )
 
 
 def _summarize(
@@ -742,6 +1089,9 @@ def _summarize(
     if query.tenant_id:
         conditions.append("tenant_id = ?")
         params.append(query.tenant_id)
+    if query.api_key_id:
+        conditions.append("api_key_id = ?")
+        params.append(query.api_key_id)
     where = " AND ".join(conditions)
     # One read transaction: the totals and every line see the same snapshot.
     with _transaction(connection, dialect, write=False):
@@ -840,6 +1190,7 @@ def _encode_entry(entry: LedgerEntry) -> tuple[object, ...]:
         entry.currency_code,
         _to_micros(entry.occurred_at),
         entry.day,
+        entry.api_key_id,
     )
 
 
@@ -864,6 +1215,7 @@ def _decode_entry(row: tuple[Any, ...]) -> LedgerEntry:
         currency_code,
         occurred_at_us,
         day,
+        api_key_id,
     ) = row
     return LedgerEntry(
         request_id=request_id,
@@ -883,16 +1235,30 @@ def _decode_entry(row: tuple[Any, ...]) -> LedgerEntry:
         currency_code=currency_code,
         occurred_at=_from_micros(occurred_at_us),
         day=day,
+        api_key_id=api_key_id,
     )
 
 
+def _scope_columns(scope: BudgetScope) -> tuple[str, str, str, str]:
+    """A scope's (scope_kind, tenant_id, service, user_id) columns.
+
+    A key scope's key id goes in user_id (schema version 5).
+    """
+    if scope.kind is ScopeKind.KEY:
+        return (scope.kind.value, scope.tenant_id, "", scope.api_key_id)
+    return (scope.kind.value, scope.tenant_id, scope.service, scope.user_id)
+
+
+def _scope_of(kind: str, tenant_id: str, service: str, user_id: str) -> BudgetScope:
+    """The scope stored in ``_scope_columns``' columns."""
+    if kind == ScopeKind.KEY.value:
+        return BudgetScope(ScopeKind.KEY, tenant_id, api_key_id=user_id)
+    return BudgetScope(ScopeKind(kind), tenant_id, service, user_id)
+
+
 def _encode_budget(budget: Budget) -> tuple[object, ...]:
-    scope = budget.scope
     return (
-        scope.kind.value,
-        scope.tenant_id,
-        scope.service,
-        scope.user_id,
+        *_scope_columns(budget.scope),
         budget.period.value,
         budget.limit_micros,
         int(budget.hard),
@@ -914,7 +1280,7 @@ def _decode_budget(row: Sequence[Any]) -> Budget:
         downgrade_model,
     ) = row
     return Budget(
-        scope=BudgetScope(ScopeKind(scope_kind), tenant_id, service, user_id),
+        scope=_scope_of(scope_kind, tenant_id, service, user_id),
         period=BudgetPeriod(period),
         limit_micros=limit_micros,
         hard=bool(hard),

@@ -20,6 +20,9 @@ import structlog
 from services.costs.adapters.sql import (
     MIGRATION_1,
     MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
     Dialect,
     SqlLedgerStore,
 )
@@ -33,7 +36,13 @@ SQLITE = Dialect(
     begin_read="BEGIN DEFERRED",
     # BEGIN IMMEDIATE already holds the database's write lock.
     lock_rows="",
-    migrations=(MIGRATION_1, MIGRATION_2),
+    migrations=(
+        MIGRATION_1,
+        MIGRATION_2,
+        MIGRATION_3,
+        MIGRATION_4,
+        MIGRATION_5,
+    ),
     migration_lock="",
     errors=(sqlite3.Error,),
     placeholder="?",

@@ -1,22 +1,25 @@
 """OpenAI's Files and Batches endpoints over the gateway's batch lane.
 
-``POST /v1/files`` (purpose ``batch``) keeps the uploaded JSONL; ``POST
-/v1/batches`` reads it, decodes each line's body with the same decoders as the
-synchronous endpoints (``/v1/responses`` or ``/v1/chat/completions`` lines) and
-submits the items to :class:`BatchService`, which runs them through the Batch API
-at the batch price. A batch's output and error files are not stored twice: their
-ids name the batch, and ``GET /v1/files/{id}/content`` writes them from the
-lane's results in the endpoint's own response shape.
+``POST /v1/files`` (purpose ``batch``) keeps the uploaded JSONL in the
+:class:`InputFiles` store (a directory, or the shared Postgres batch store so that
+any gateway replica reads what another received); ``POST /v1/batches`` reads it,
+decodes each line's body with the same decoders as the synchronous endpoints
+(``/v1/responses`` or ``/v1/chat/completions`` lines) and submits the items to
+:class:`BatchService`, which runs them through the Batch API at the batch price.
+A batch's output and error files are not stored twice: their ids name the batch,
+and ``GET /v1/files/{id}/content`` writes them from the lane's results in the
+endpoint's own response shape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+from typing import Any, Protocol
 
 from aiohttp import BodyPartReader, web
 
@@ -56,12 +59,39 @@ _STATUS = {
 WINDOW_SECONDS = 24 * 3600
 
 
+class InputFiles(Protocol):
+    """Where uploaded input files wait for their batch."""
+
+    async def put_content(self, file_id: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store a file's bytes as they arrive; returns how many.
+
+        Should ``chunks`` raise, what was stored is deleted and the error goes on.
+        """
+        ...
+
+    async def put_meta(self, meta: Mapping[str, Any]) -> None:
+        """Make a stored file visible, with its metadata (``meta["id"]``)."""
+        ...
+
+    async def file_meta(self, file_id: str) -> dict[str, Any] | None:
+        """A visible file's metadata, or None."""
+        ...
+
+    def file_content(self, file_id: str) -> AsyncGenerator[bytes, None]:
+        """A file's bytes, a piece at a time; nothing for an unknown file."""
+        ...
+
+    async def delete_file(self, file_id: str) -> None:
+        """Forget a file, its metadata and its bytes."""
+        ...
+
+
 class FilesAndBatches(Extension):
     """The routes of ``/v1/files`` and ``/v1/batches``."""
 
-    def __init__(self, batches: BatchService, files_dir: Path) -> None:
+    def __init__(self, batches: BatchService, files: InputFiles) -> None:
         self._batches = batches
-        self._dir = files_dir
+        self._files = files
 
     def routes(self, door: HttpDoor) -> list[web.RouteDef]:
         """The routes, each authenticated by the door."""
@@ -86,22 +116,13 @@ class FilesAndBatches(Extension):
 
     # -- files
 
-    def _paths(self, file_id: str) -> tuple[Path, Path]:
-        return self._dir / f"{file_id}.jsonl", self._dir / f"{file_id}.json"
-
-    def _owned_meta(self, principal: Principal, file_id: str) -> dict[str, Any]:
+    async def _owned_meta(self, principal: Principal, file_id: str) -> dict[str, Any]:
         if not _FILE_ID.match(file_id):
             raise NotFoundError(
                 f"No such File object: {file_id[:64]}", reason="FILE_NOT_FOUND"
             )
-        _, meta_path = self._paths(file_id)
-        try:
-            meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise NotFoundError(
-                f"No such File object: {file_id}", reason="FILE_NOT_FOUND"
-            ) from None
-        if meta.get("tenant_id") != principal.tenant_id:
+        meta = await self._files.file_meta(file_id)
+        if meta is None or meta.get("tenant_id") != principal.tenant_id:
             raise NotFoundError(
                 f"No such File object: {file_id}", reason="FILE_NOT_FOUND"
             )
@@ -114,8 +135,6 @@ class FilesAndBatches(Extension):
         purpose = ""
         filename = "upload.jsonl"
         file_id = "file-" + os.urandom(12).hex()
-        data_path, meta_path = self._paths(file_id)
-        self._dir.mkdir(parents=True, exist_ok=True)
         size = 0
         got_file = False
         while (part := await reader.next()) is not None:
@@ -126,21 +145,11 @@ class FilesAndBatches(Extension):
             elif part.name == "file":
                 got_file = True
                 filename = (part.filename or filename)[:256]
-                with data_path.open("wb") as out:
-                    while chunk := await part.read_chunk():
-                        size += len(chunk)
-                        if size > MAX_FILE_BYTES:
-                            out.close()
-                            data_path.unlink(missing_ok=True)
-                            raise invalid(
-                                f"The file must be at most {MAX_FILE_BYTES} bytes.",
-                                "file",
-                            )
-                        out.write(chunk)
+                size = await self._files.put_content(file_id, _limited(part))
         if not got_file:
             raise invalid("Missing required parameter: 'file'.", "file")
         if purpose != "batch":
-            data_path.unlink(missing_ok=True)
+            await self._files.delete_file(file_id)
             raise invalid(
                 "This gateway accepts files with purpose 'batch' only.", "purpose"
             )
@@ -152,13 +161,13 @@ class FilesAndBatches(Extension):
             "filename": filename,
             "purpose": purpose,
         }
-        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        await self._files.put_meta(meta)
         return web.json_response(_file_object(meta))
 
     async def _file(self, request: web.Request, call: Call) -> web.StreamResponse:
         file_id = request.match_info["file_id"]
         return web.json_response(
-            _file_object(self._owned_meta(call.principal, file_id))
+            _file_object(await self._owned_meta(call.principal, file_id))
         )
 
     async def _content(self, request: web.Request, call: Call) -> web.StreamResponse:
@@ -168,11 +177,14 @@ class FilesAndBatches(Extension):
                 return await self._results(
                     request, call, file_id.removeprefix(prefix), errors
                 )
-        self._owned_meta(call.principal, file_id)
-        data_path, _ = self._paths(file_id)
-        return web.FileResponse(
-            data_path, headers={"Content-Type": "application/jsonl"}
-        )
+        await self._owned_meta(call.principal, file_id)
+        response = web.StreamResponse(headers={"Content-Type": "application/jsonl"})
+        await response.prepare(request)
+        async with contextlib.aclosing(self._files.file_content(file_id)) as content:
+            async for piece in content:
+                await response.write(piece)
+        await response.write_eof()
+        return response
 
     async def _results(
         self, request: web.Request, call: Call, batch_id: str, errors: bool
@@ -216,13 +228,15 @@ class FilesAndBatches(Extension):
         ):
             raise invalid("metadata must map strings to strings.", "metadata")
         try:
-            self._owned_meta(call.principal, input_file_id)
+            await self._owned_meta(call.principal, input_file_id)
         except NotFoundError:
             raise invalid(
                 f"No such File object: {input_file_id[:64]}", "input_file_id"
             ) from None
-        data_path, _ = self._paths(input_file_id)
-        items = _items(data_path, str(endpoint), request.headers)
+        async with contextlib.aclosing(
+            self._files.file_content(input_file_id)
+        ) as content:
+            items = await _items(content, str(endpoint), request.headers)
         view = await self._batches.submit(
             call.principal,
             items,
@@ -242,50 +256,85 @@ class FilesAndBatches(Extension):
         return web.json_response(_batch_object(view))
 
 
-def _items(path: Path, endpoint: str, headers: Any) -> list[BatchItemRequest]:
+async def _limited(part: BodyPartReader) -> AsyncIterator[bytes]:
+    """The part's bytes; past :data:`MAX_FILE_BYTES` the upload is invalid."""
+    size = 0
+    while chunk := await part.read_chunk():
+        size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            raise invalid(f"The file must be at most {MAX_FILE_BYTES} bytes.", "file")
+        yield chunk
+
+
+async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a file read in pieces, without their line ends."""
+    pending = bytearray()
+    async for piece in pieces:
+        start = 0
+        while (end := piece.find(b"\n", start)) != -1:
+            if pending:
+                pending += piece[start:end]
+                yield bytes(pending)
+                pending.clear()
+            else:
+                yield piece[start:end]
+            start = end + 1
+        pending += piece[start:]
+    if pending:
+        yield bytes(pending)
+
+
+async def _items(
+    content: AsyncIterator[bytes], endpoint: str, headers: Any
+) -> list[BatchItemRequest]:
     """The batch items of a JSONL input file; problems name their line."""
     defaults = decode_headers(headers)
     decoder = decode_chat if endpoint == "/v1/chat/completions" else decode_responses
     items: list[BatchItemRequest] = []
-    with path.open("r", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"line {number}"
-            try:
-                data = json.loads(line)
-            except ValueError:
-                raise invalid(f"{where}: not valid JSON.", "input_file_id") from None
-            if not isinstance(data, dict) or not isinstance(data.get("body"), dict):
-                raise invalid(f"{where}: needs an object 'body'.", "input_file_id")
-            if data.get("url") != endpoint:
-                raise invalid(
-                    f"{where}: url {str(data.get('url'))[:64]!r} differs from the "
-                    f"batch's endpoint {endpoint!r}.",
-                    "input_file_id",
-                )
-            try:
-                decoded = decoder(data["body"], defaults)
-            except InvalidArgumentError as error:
-                raise InvalidArgumentError(
-                    [
-                        FieldViolation(f"{where}: body.{v.field}", v.description)
-                        for v in error.violations
-                    ]
-                ) from None
-            request = decoded.request
-            items.append(
-                BatchItemRequest(
-                    custom_id=str(data.get("custom_id", "")),
-                    prompt=request.prompt,
-                    model=request.model,
-                    request_type=request.request_type,
-                    max_output_tokens=request.max_output_tokens,
-                    temperature=request.temperature,
-                    top_p=request.top_p,
-                    safety_identifier=request.safety_identifier,
-                )
+    number = 0
+    async for raw in _lines(content):
+        number += 1
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid(f"line {number}: not valid UTF-8.", "input_file_id") from None
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise invalid(f"{where}: not valid JSON.", "input_file_id") from None
+        if not isinstance(data, dict) or not isinstance(data.get("body"), dict):
+            raise invalid(f"{where}: needs an object 'body'.", "input_file_id")
+        if data.get("url") != endpoint:
+            raise invalid(
+                f"{where}: url {str(data.get('url'))[:64]!r} differs from the "
+                f"batch's endpoint {endpoint!r}.",
+                "input_file_id",
             )
+        try:
+            decoded = decoder(data["body"], defaults)
+        except InvalidArgumentError as error:
+            raise InvalidArgumentError(
+                [
+                    FieldViolation(f"{where}: body.{v.field}", v.description)
+                    for v in error.violations
+                ]
+            ) from None
+        request = decoded.request
+        items.append(
+            BatchItemRequest(
+                custom_id=str(data.get("custom_id", "")),
+                prompt=request.prompt,
+                model=request.model,
+                request_type=request.request_type,
+                max_output_tokens=request.max_output_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                safety_identifier=request.safety_identifier,
+            )
+        )
     return items
 
 

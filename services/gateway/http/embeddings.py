@@ -30,6 +30,7 @@ from services.core.errors import (
     UnavailableError,
 )
 from services.core.tokens import count_tokens
+from services.gateway import access
 from services.gateway.domain import CacheStatus, Principal, Usage, UsageRecord
 from services.gateway.http.server import Call, Extension, HttpDoor, read_json
 from services.gateway.pipeline.admit import Admission
@@ -99,6 +100,7 @@ class Embeddings(Extension):
             for item in inputs
         )
         principal = call.principal
+        access.note_request(principal.user_id, model)
         reservation = await self._acquire(call, model, tokens)
         cache_bypass = request.headers.get("x-tollgate-cache", "").lower() == "bypass"
         key = _cache_key(principal, model, dimensions, inputs)
@@ -119,9 +121,10 @@ class Embeddings(Extension):
                 self._cache[key] = (vectors, used)
                 while len(self._cache) > MAX_CACHE_ENTRIES:
                     self._cache.popitem(last=False)
-        cost = await self._record(
-            call, model, Usage(input_tokens=used), status, budget_reservation
-        )
+        usage = Usage(input_tokens=used)
+        cost = await self._record(call, model, usage, status, budget_reservation)
+        access.note_served(model, status)
+        access.note_usage(usage, cost)
         data = [
             {
                 "object": "embedding",

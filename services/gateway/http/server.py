@@ -9,6 +9,10 @@ Each request authenticates with ``Authorization: Bearer <key>`` against the same
 key store as gRPC, decodes into the same :class:`ResponseRequest` and makes one
 call of the same orchestrator in this process: a behaviour of the pipeline is a
 behaviour of both doors. Only this package touches OpenAI's JSON and SSE.
+
+Like an RPC, every request is one SERVER span (continuing a ``traceparent`` header)
+and one ``access`` log line, written when its answer (a stream: its last event)
+has gone.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from opentelemetry import trace
 
+from services.core import access_log, tracing
 from services.core.context import (
     REQUEST_ID_HEADER,
     current_request_id,
@@ -32,7 +38,8 @@ from services.core.context import (
     set_request_id,
 )
 from services.core.errors import TollgateError, UnavailableError
-from services.gateway.auth import ApiKeyStore
+from services.gateway.access import note_principal
+from services.gateway.auth import Authenticator
 from services.gateway.domain import (
     CacheStatus,
     Principal,
@@ -97,7 +104,7 @@ class HttpDoor:
     def __init__(
         self,
         *,
-        keys: ApiKeyStore,
+        keys: Authenticator,
         orchestrator: Orchestrator,
         models: list[str],
         extensions: list[Extension] | None = None,
@@ -157,7 +164,7 @@ class HttpDoor:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        """Request id, OpenAI-shaped errors for everything, never a stack trace."""
+        """Request id, span, OpenAI-shaped errors for everything, the access line."""
         structlog.contextvars.clear_contextvars()
         presented = request.headers.get(REQUEST_ID_HEADER, "")[:128].strip()
         request_id = presented or new_request_id()
@@ -165,55 +172,90 @@ class HttpDoor:
         structlog.contextvars.bind_contextvars(
             request_id=request_id, route=request.path
         )
+        record = access_log.open_record()
         started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = "" if resource is None else resource.canonical
+        with tracing.http_server_span(request.method, route, request.headers) as span:
+            try:
+                response = await self._answer_or_error(request, handler, record)
+            except asyncio.CancelledError:
+                # The client went away (nginx's 499); the handler was cancelled.
+                record.reason = record.reason or "CLIENT_CLOSED"
+                self._finish(request, span, record, 499, started)
+                raise
+            if not response.prepared:
+                response.headers[REQUEST_ID_HEADER] = request_id
+            self._finish(request, span, record, response.status, started)
+        return response
+
+    @staticmethod
+    def _finish(
+        request: web.Request,
+        span: trace.Span,
+        record: access_log.AccessRecord,
+        status: int,
+        started: float,
+    ) -> None:
+        tracing.end_http(span, status)
+        access_log.write(
+            record,
+            (time.perf_counter() - started) * 1000,
+            method=request.method,
+            status=status,
+        )
+
+    async def _answer_or_error(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        record: access_log.AccessRecord,
+    ) -> web.StreamResponse:
+        """The handler's response, or the OpenAI-shaped answer of its error.
+
+        The error's reason (UPPER_SNAKE, as over gRPC) goes on the access line.
+        """
         try:
-            response = await handler(request)
+            return await handler(request)
         except web.HTTPException as error:
             if error.status == 405:
-                response = error_response(
-                    HttpError(
-                        405,
-                        f"{request.method} is not allowed on {request.path}.",
-                        "invalid_request_error",
-                        None,
-                        "method_not_allowed",
-                    )
+                answer = HttpError(
+                    405,
+                    f"{request.method} is not allowed on {request.path}.",
+                    "invalid_request_error",
+                    None,
+                    "method_not_allowed",
                 )
             elif error.status == 413:
-                response = error_response(
-                    HttpError(
-                        413,
-                        "The request body is too large.",
-                        "invalid_request_error",
-                        None,
-                        "request_too_large",
-                    )
+                answer = HttpError(
+                    413,
+                    "The request body is too large.",
+                    "invalid_request_error",
+                    None,
+                    "request_too_large",
                 )
             else:
-                response = error_response(not_found(request.method, request.path))
+                answer = not_found(request.method, request.path)
+            record.reason = (answer.code or "").upper()
         except DoorError as error:
-            response = error_response(error.error)
+            answer = error.error
+            record.reason = (answer.code or answer.type).upper()
         except TollgateError as error:
-            response = error_response(openai_error(error))
+            answer = openai_error(error)
+            record.reason = error.reason
         except Exception as error:
             _log.error(
                 "http_internal_error", error_type=type(error).__name__, exc_info=error
             )
-            response = error_response(internal_error())
-        if not response.prepared:
-            response.headers[REQUEST_ID_HEADER] = request_id
-        if response.status >= 400:
-            _log.info(
-                "http_failed",
-                status=response.status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
-        return response
+            answer = internal_error()
+            record.reason = "INTERNAL"
+        return error_response(answer)
 
     def authenticate(self, request: web.Request) -> Call:
         """The caller of ``request``, from its bearer key."""
         principal = self._keys.authenticate(request.headers.get("Authorization", ""))
         structlog.contextvars.bind_contextvars(tenant=principal.tenant_id)
+        note_principal(principal)
         return Call(principal, current_request_id())
 
     def _wrap(
@@ -341,7 +383,10 @@ class HttpDoor:
                 await events.aclose()  # type: ignore[attr-defined]
             raise
         except TollgateError as error:
-            _log.info("http_stream_failed", reason=error.reason)
+            # The 200 has gone: the access line says why the stream ended early.
+            record = access_log.current()
+            if record is not None:
+                record.reason = error.reason
             with contextlib.suppress(ConnectionError):
                 await response.write(encoder.error(openai_error(error)))
         except Exception as error:
@@ -350,6 +395,9 @@ class HttpDoor:
                 error_type=type(error).__name__,
                 exc_info=error,
             )
+            record = access_log.current()
+            if record is not None:
+                record.reason = "INTERNAL"
             with contextlib.suppress(ConnectionError):
                 await response.write(encoder.error(internal_error()))
         with contextlib.suppress(ConnectionError):

@@ -41,17 +41,27 @@ class InMemoryControlStore:
         self._split: dict[str, int] | None = None
         self._rollbacks: dict[str, Rollback] = {}
         self._held: tuple[DegradationLevel, float] | None = None
+        self._timed: tuple[DegradationLevel, float] | None = None
 
     async def state(self) -> ControlState:
         """Everything at once."""
         held_level, held_until = self._held or (None, 0.0)
+        timed_level, timed_until = self._timed or (None, 0.0)
         return ControlState(
             level=self._level,
             split=None if self._split is None else dict(self._split),
             rollbacks=dict(self._rollbacks),
             held_level=held_level,
             held_until=held_until,
+            timed_level=timed_level,
+            timed_until=timed_until,
         )
+
+    async def set_timed_degradation_level(
+        self, level: DegradationLevel, *, now: float, until: float
+    ) -> None:
+        """Put ``level`` in force until ``until``, replacing any timed level."""
+        self._timed = (level, until)
 
     async def hold_degradation_level(
         self, level: DegradationLevel, *, now: float, until: float
@@ -69,6 +79,8 @@ class InMemoryControlStore:
         if raise_only and level <= current:
             return LevelChange(previous=previous, applied=False)
         self._level = level
+        if not raise_only:
+            self._timed = None
         return LevelChange(previous=previous, applied=True)
 
     async def set_traffic_split(

@@ -5,6 +5,7 @@ Keys live under one prefix (``tollgate:router:`` by default):
 | key | type | holds |
 |---|---|---|
 | ``level`` | string | the degradation level's number |
+| ``timed_level`` | string | an operator's level for a while, as JSON (expires) |
 | ``split`` | string | the traffic split as JSON |
 | ``rollbacks`` | hash | canary name → rollback as JSON |
 | ``outcomes:<deployment>`` | list | the latest outcomes, newest first, trimmed |
@@ -58,8 +59,9 @@ ROUTE_MEMORY_SECONDS = 7 * 24 * 3600
 
 _T = TypeVar("_T")
 
-# KEYS[1] level. ARGV[1] new level, ARGV[2] "1" for raise-only, ARGV[3] the
-# full-service number (what an unset level means). Returns {previous or -1, applied}.
+# KEYS[1] level, KEYS[2] timed level. ARGV[1] new level, ARGV[2] "1" for
+# raise-only, ARGV[3] the full-service number (what an unset level means). A change
+# that is not raise-only drops the timed level. Returns {previous or -1, applied}.
 _CHANGE_LEVEL = """
 local previous = redis.call('GET', KEYS[1])
 local current = tonumber(previous or ARGV[3])
@@ -67,6 +69,9 @@ if ARGV[2] == '1' and tonumber(ARGV[1]) <= current then
   return {tonumber(previous or -1), 0}
 end
 redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[2] ~= '1' then
+  redis.call('DEL', KEYS[2])
+end
 return {tonumber(previous or -1), 1}
 """
 
@@ -150,6 +155,7 @@ class RedisControlStore:
         self._split_key = f"{prefix}split"
         self._rollbacks_key = f"{prefix}rollbacks"
         self._held_key = f"{prefix}held_level"
+        self._timed_key = f"{prefix}timed_level"
         self._change_level = client.register_script(_CHANGE_LEVEL)
         self._hold_level = client.register_script(_HOLD_LEVEL)
         self._roll_back = client.register_script(_ROLL_BACK)
@@ -163,12 +169,18 @@ class RedisControlStore:
                 pipe.get(self._split_key)
                 pipe.hgetall(self._rollbacks_key)
                 pipe.get(self._held_key)
+                pipe.get(self._timed_key)
                 result: list[Any] = await pipe.execute()
                 return result
 
-        level, split, rollbacks, held = await _guarded(read)
+        level, split, rollbacks, held, timed = await _guarded(read)
         held_fields = json.loads(held) if held is not None else None
+        timed_fields = json.loads(timed) if timed is not None else None
         return ControlState(
+            timed_level=None
+            if timed_fields is None
+            else DegradationLevel(int(timed_fields["level"])),
+            timed_until=0.0 if timed_fields is None else float(timed_fields["until"]),
             held_level=None
             if held_fields is None
             else DegradationLevel(int(held_fields["level"])),
@@ -188,7 +200,7 @@ class RedisControlStore:
         """Set the level atomically; with ``raise_only``, only when it is higher."""
         previous, applied = await _guarded(
             lambda: self._change_level(
-                keys=[self._level_key],
+                keys=[self._level_key, self._timed_key],
                 args=[
                     int(level),
                     "1" if raise_only else "0",
@@ -209,6 +221,19 @@ class RedisControlStore:
         await _guarded(
             lambda: self._hold_level(
                 keys=[self._held_key], args=[int(level), now, until, ttl_ms]
+            )
+        )
+
+    async def set_timed_degradation_level(
+        self, level: DegradationLevel, *, now: float, until: float
+    ) -> None:
+        """Put ``level`` in force until ``until``; the key also expires by itself."""
+        ttl_ms = max(1, int((until - now) * 1000))
+        await _guarded(
+            lambda: self._client.set(
+                self._timed_key,
+                json.dumps({"level": int(level), "until": until}),
+                px=ttl_ms,
             )
         )
 

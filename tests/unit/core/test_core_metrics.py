@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import platform
 import re
 from pathlib import Path
 
@@ -19,9 +21,20 @@ _SUFFIXES = {
     "gauge": ("",),
     "histogram": ("_bucket", "_count", "_sum"),
 }
-_SELECTOR = re.compile(r"\b(tollgate_[a-z_]+)(\{[^}]*\})?")
+_SELECTOR = re.compile(r"\b((?:tollgate|process)_[a-z_]+)(\{[^}]*\})?")
 _LABEL_MATCHER = re.compile(r"([a-z_]+)\s*(?:=~|!~|!=|=)")
-_GROUPING = re.compile(r"\bby\s*\(([^)]*)\)")
+_GROUPING = re.compile(r"\b(?:by|on|group_left)\s*\(([^)]*)\)")
+# Labels Prometheus adds to every scraped series: the scrape job and the target.
+_TARGET_LABELS = {"job", "instance"}
+# The standard process series every service exports (prometheus_client, Linux).
+PROCESS_SERIES = {
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
+}
 
 
 def _catalogue() -> dict[str, tuple[str, set[str]]]:
@@ -34,8 +47,8 @@ def _catalogue() -> dict[str, tuple[str, set[str]]]:
 
 
 def _samples() -> dict[str, set[str]]:
-    """Label names of every sample name the catalogue exposes."""
-    samples: dict[str, set[str]] = {}
+    """Label names of every sample name the catalogue and the process expose."""
+    samples: dict[str, set[str]] = {name: set() for name in PROCESS_SERIES}
     for name, (kind, labels) in _catalogue().items():
         for suffix in _SUFFIXES[kind]:
             samples[name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
@@ -145,11 +158,13 @@ def test_every_metric_and_label_the_dashboard_queries_is_registered() -> None:
             for group in _GROUPING.findall(expr)
             for label in group.split(",")
         }
-        assert grouped <= set().union(*(samples[n] for n in names)), expr
+        known = set().union(_TARGET_LABELS, *(samples[n] for n in names))
+        assert grouped <= known, expr
 
-    # And the dashboard shows every metric of the catalogue.
+    # And the dashboard shows every metric of the catalogue, and CPU and memory.
     for name, (kind, _) in _catalogue().items():
         assert any(name + suffix in queried for suffix in _SUFFIXES[kind]), name
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= queried
 
 
 def test_every_metric_is_documented() -> None:
@@ -160,3 +175,28 @@ def test_every_metric_is_documented() -> None:
         assert f"`{exposed}`" in doc, f"{exposed} is missing from {DOC.name}"
         for label in labels:
             assert f"`{label}`" in doc, f"label {label} is missing from {DOC.name}"
+
+
+def test_every_process_exports_cpu_memory_and_its_build() -> None:
+    metrics.set_build_info("unit")
+    metrics.set_build_info("gateway")  # the last call names the process
+
+    scraped = _scrape()
+    names = {name for name, _ in scraped}
+
+    assert names >= PROCESS_SERIES
+    assert scraped[("process_cpu_seconds_total", ())] > 0
+    assert scraped[("process_resident_memory_bytes", ())] > 1_000_000
+    assert "python_info" in names
+    builds = {
+        labels: value
+        for (name, labels), value in scraped.items()
+        if name == "tollgate_build_info"
+    }
+    assert builds == {
+        (
+            ("python_version", platform.python_version()),
+            ("service", "gateway"),
+            ("version", importlib.metadata.version("tollgate")),
+        ): 1.0
+    }

@@ -17,6 +17,7 @@ from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
 from tollgate.ratelimit.v1 import ratelimit_pb2_grpc
 
 from services.core import tracing
+from services.core.logging import add_trace_context
 from services.core.server import start_server
 from services.core.settings import ServerSettings
 from services.ratelimit.app import build_app as build_ratelimit
@@ -199,3 +200,90 @@ async def test_a_server_with_an_endpoint_traces_until_it_stops() -> None:
     assert tracing.enabled()
     await running.stop(0)
     assert not tracing.enabled()
+
+
+def test_a_client_span_outlives_the_blocks_it_is_current_in(
+    spans: InMemorySpanExporter,
+) -> None:
+    call = tracing.start_client_span("chat m", {"gen_ai.request.model": "m"})
+    with tracing.use(call), tracing.span("upstream.attempt", {}):
+        pass
+    assert [s.name for s in spans.get_finished_spans()] == ["upstream.attempt"]
+
+    tracing.finish_span(call)
+    tracing.finish_span(call)  # a second end does nothing
+
+    attempt, finished = spans.get_finished_spans()
+    assert finished.name == "chat m"
+    assert finished.kind is SpanKind.CLIENT
+    assert attempt.parent is not None
+    assert attempt.parent.span_id == finished.context.span_id
+    assert finished.status.status_code is StatusCode.UNSET
+
+
+def test_an_exception_in_use_ends_the_span_as_an_error_of_its_class(
+    spans: InMemorySpanExporter,
+) -> None:
+    call = tracing.start_client_span("chat m", {})
+
+    with pytest.raises(TimeoutError), tracing.use(call):
+        raise TimeoutError("upstream text that must not be kept")
+
+    finished = _one(spans, "chat m")
+    assert finished.status.status_code is StatusCode.ERROR
+    assert finished.attributes == {"error.type": "TimeoutError"}
+    assert finished.events == ()
+    assert "upstream text" not in str(finished.status.description)
+
+
+def test_while_tracing_is_off_client_and_http_spans_are_not_recorded() -> None:
+    call = tracing.start_client_span("chat m", {})
+    assert not call.is_recording()
+    with tracing.use(call):
+        pass
+    tracing.finish_span(call, "Error")
+    with tracing.http_server_span("GET", "/v1/models", {}) as span:
+        assert not span.is_recording()
+        tracing.end_http(span, 500)
+
+
+def test_an_http_server_span_continues_the_callers_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    headers = {"traceparent": TRACEPARENT}
+    with tracing.http_server_span("GET", "/v1/batches/{batch_id}", headers) as span:
+        tracing.end_http(span, 503)
+    with tracing.http_server_span("GET", "", {}) as span:
+        tracing.end_http(span, 404)
+
+    routed, unrouted = spans.get_finished_spans()
+    assert routed.name == "GET /v1/batches/{batch_id}"
+    assert routed.kind is SpanKind.SERVER
+    assert routed.context.trace_id == PARENT_TRACE_ID
+    assert routed.parent is not None
+    assert routed.parent.span_id == PARENT_SPAN_ID
+    assert routed.attributes == {
+        "http.request.method": "GET",
+        "http.route": "/v1/batches/{batch_id}",
+        "http.response.status_code": 503,
+    }
+    assert routed.status.status_code is StatusCode.ERROR
+    assert unrouted.name == "GET"
+    assert unrouted.parent is None
+    assert unrouted.status.status_code is StatusCode.UNSET
+
+
+def test_log_lines_carry_the_current_spans_ids(spans: InMemorySpanExporter) -> None:
+    assert add_trace_context(None, "info", {"event": "outside"}) == {"event": "outside"}
+
+    with tracing.server_span(ACQUIRE, [("traceparent", TRACEPARENT)]) as span:
+        inside = add_trace_context(None, "info", {"event": "inside"})
+        context = span.get_span_context()
+
+    assert inside == {
+        "event": "inside",
+        "trace_id": f"{PARENT_TRACE_ID:032x}",
+        "span_id": f"{context.span_id:016x}",
+    }
+    assert len(inside["trace_id"]) == 32
+    assert len(inside["span_id"]) == 16

@@ -39,7 +39,13 @@ async def test_database_is_durable_wal_and_migrated_once(tmp_path: Path) -> None
     await reopened.close()
 
     assert _query(path, "PRAGMA journal_mode") == [("wal",)]
-    assert _query(path, "SELECT version FROM schema_migrations") == [(1,), (2,)]
+    assert _query(path, "SELECT version FROM schema_migrations") == [
+        (1,),
+        (2,),
+        (3,),
+        (4,),
+        (5,),
+    ]
 
 
 async def test_connection_commits_with_full_sync(tmp_path: Path) -> None:
@@ -80,7 +86,13 @@ async def test_a_version_1_ledger_is_upgraded_with_its_entries(tmp_path: Path) -
     await store.close()
 
     assert (summary.requests, summary.cost_micros, spent) == (1, 6000, 6000)
-    assert _query(path, "SELECT version FROM schema_migrations") == [(1,), (2,)]
+    assert _query(path, "SELECT version FROM schema_migrations") == [
+        (1,),
+        (2,),
+        (3,),
+        (4,),
+        (5,),
+    ]
 
 
 async def test_ping_answers(tmp_path: Path) -> None:

@@ -49,13 +49,21 @@ def test_hash_key_is_the_hex_sha256_of_the_key() -> None:
 
 def test_a_bearer_key_maps_to_its_principal(store: ApiKeyStore) -> None:
     assert store.authenticate(f"Bearer {KEY}") == Principal(
-        tenant_id="acme", service="chat", user_id="alice", user_tier="paid"
+        tenant_id="acme",
+        service="chat",
+        user_id="alice",
+        user_tier="paid",
+        key_id="key_" + hash_key(KEY)[:16],
     )
 
 
 def test_defaults_fill_service_user_and_tier(store: ApiKeyStore) -> None:
     assert store.authenticate(f"Bearer {OTHER_KEY}") == Principal(
-        tenant_id="globex", service="default", user_id="", user_tier="free"
+        tenant_id="globex",
+        service="default",
+        user_id="",
+        user_tier="free",
+        key_id="key_" + hash_key(OTHER_KEY)[:16],
     )
 
 

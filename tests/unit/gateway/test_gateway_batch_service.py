@@ -721,6 +721,17 @@ async def test_invalid_submissions_name_every_bad_field(
     assert await lane.store.unsettled() == []
 
 
+async def test_nul_characters_in_ids_and_models_are_refused(lane: Lane) -> None:
+    # No backend stores them alike (Postgres' text cannot hold NUL): refused.
+    items = [text_item("a\x00b", "x"), text_item("c", "x", model="gpt\x00")]
+    with pytest.raises(InvalidArgumentError) as caught:
+        await lane.service.submit(ALICE, items, {})
+    assert [(v.field, v.description) for v in caught.value.violations] == [
+        ("items[0].custom_id", "must not contain NUL characters"),
+        ("items[1].model", "must not contain NUL characters"),
+    ]
+
+
 async def test_too_many_items_are_refused(lane: Lane) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         await lane.service.submit(ALICE, _items(50_001), {})
@@ -766,10 +777,12 @@ async def test_a_restart_after_an_unrecorded_create_adopts_the_upstream_batch(
     created = await client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/responses", completion_window="24h"
     )
-    record = await lane.store.get(view.batch_id)
+    # The crashed process held a lease, which has lapsed by now.
+    now = lane.clock.now()
+    record = await lane.store.claim(view.batch_id, "crashed", now, now)
     assert record is not None
     record.jobs = [UpstreamJob("gpt-4.1-mini", input_file_id=uploaded.id)]
-    await lane.store.save(record)
+    assert await lane.store.save(record, "crashed")
     await lane.store.set_models(
         view.batch_id, {p.request.custom_id: "gpt-4.1-mini" for p in pending}
     )

@@ -117,7 +117,9 @@ def _every_field_set() -> UsageRecord:
     """A record in which no field, nested ones included, keeps its default."""
     record = UsageRecord(
         request_id="req-full",
-        principal=Principal("acme", "chat", "alice", "paid", ("auto", "gpt-4.1-mini")),
+        principal=Principal(
+            "acme", "chat", "alice", "paid", ("auto", "gpt-4.1-mini"), "key_0123"
+        ),
         model="gpt-4.1-mini",
         requested_model="gpt-4.1",
         deployment="canary",

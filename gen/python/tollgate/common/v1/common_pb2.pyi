@@ -130,16 +130,18 @@ FINISH_REASON_TOOL_CALLS: FinishReason
 FINISH_REASON_CONTENT_FILTER: FinishReason
 
 class Caller(_message.Message):
-    __slots__ = ("tenant_id", "service", "user_id", "user_tier")
+    __slots__ = ("tenant_id", "service", "user_id", "user_tier", "api_key_id")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_TIER_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     service: str
     user_id: str
     user_tier: str
-    def __init__(self, tenant_id: _Optional[str] = ..., service: _Optional[str] = ..., user_id: _Optional[str] = ..., user_tier: _Optional[str] = ...) -> None: ...
+    api_key_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., service: _Optional[str] = ..., user_id: _Optional[str] = ..., user_tier: _Optional[str] = ..., api_key_id: _Optional[str] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")

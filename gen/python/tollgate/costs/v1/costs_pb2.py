@@ -22,55 +22,72 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tollgate.common.v1 import common_pb2 as tollgate_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtollgate/costs/v1/costs.proto\x12\x11tollgate.costs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftollgate/common/v1/common.proto\"\xe1\x02\n\rRecordRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\ndeployment\x18\x04 \x01(\t\x12(\n\x05usage\x18\x05 \x01(\x0b\x32\x19.tollgate.common.v1.Usage\x12\r\n\x05\x62\x61tch\x18\x06 \x01(\x08\x12\x35\n\x0c\x63\x61\x63he_status\x18\x07 \x01(\x0e\x32\x1f.tollgate.common.v1.CacheStatus\x12\x1d\n\x15\x62udget_reservation_id\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0frequested_model\x18\n \x01(\t\x12\x14\n\x0crelease_only\x18\x0b \x01(\x08\"\x82\x01\n\x0eRecordResponse\x12\x13\n\x0b\x63ost_micros\x18\x01 \x01(\x03\x12\x14\n\x0csaved_micros\x18\x02 \x01(\x03\x12\x15\n\rcurrency_code\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x1b\n\x13reservation_settled\x18\x05 \x01(\x08\"n\n\x0b\x42udgetScope\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.tollgate.costs.v1.ScopeKind\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"\xc7\x01\n\x06\x42udget\x12-\n\x05scope\x18\x01 \x01(\x0b\x32\x1e.tollgate.costs.v1.BudgetScope\x12/\n\x06period\x18\x02 \x01(\x0e\x32\x1f.tollgate.costs.v1.BudgetPeriod\x12\x14\n\x0climit_micros\x18\x03 \x01(\x03\x12\x0c\n\x04hard\x18\x04 \x01(\x08\x12 \n\x18\x61lert_thresholds_percent\x18\x05 \x03(\r\x12\x17\n\x0f\x64owngrade_model\x18\x06 \x01(\t\"\xa3\x01\n\x12\x43heckBudgetRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\r\n\x05\x62\x61tch\x18\x06 \x01(\x08\"\xd4\x02\n\x13\x43heckBudgetResponse\x12\x33\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32!.tollgate.costs.v1.BudgetDecision\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x1e\n\x16worst_case_cost_micros\x18\x03 \x01(\x03\x12\x32\n\x0f\x65xceeded_budget\x18\x04 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\x12\x18\n\x10remaining_micros\x18\x05 \x01(\x03\x12\x17\n\x0f\x64owngrade_model\x18\x06 \x01(\t\x12-\n\tresets_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16reservation_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x10SetBudgetRequest\x12)\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\"T\n\x11SetBudgetResponse\x12)\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\x12\x14\n\x0cspent_micros\x18\x02 \x01(\x03\"\x83\x01\n\x10GetReportRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\nReportLine\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\x03 \x01(\x03\x12\x14\n\x0csaved_micros\x18\x04 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x05 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\"\xc5\x03\n\x11GetReportResponse\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x19\n\x11total_cost_micros\x18\x02 \x01(\x03\x12\x1b\n\x13\x61verage_cost_micros\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_saved_micros\x18\x04 \x01(\x03\x12\x1c\n\x14routing_saved_micros\x18\x05 \x01(\x03\x12\x1a\n\x12\x62\x61tch_saved_micros\x18\x06 \x01(\x03\x12/\n\x08\x62y_model\x18\x07 \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12\x31\n\nby_service\x18\x08 \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12.\n\x07\x62y_user\x18\t \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12\x30\n\tby_tenant\x18\n \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12-\n\x06\x62y_day\x18\x0b \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12\x15\n\rcurrency_code\x18\x0c \x01(\t\"\xd5\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12)\n\x06\x62udget\x18\x02 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\x12\x19\n\x11threshold_percent\x18\x03 \x01(\r\x12\x14\n\x0cspent_micros\x18\x04 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66ired_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x11ListAlertsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x12ListAlertsResponse\x12(\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x18.tollgate.costs.v1.Alert\"R\n\x12WatchAlertsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x13WatchAlertsResponse\x12\'\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x18.tollgate.costs.v1.Alert*\x82\x01\n\tScopeKind\x12\x1a\n\x16SCOPE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SCOPE_KIND_GLOBAL\x10\x01\x12\x15\n\x11SCOPE_KIND_TENANT\x10\x02\x12\x16\n\x12SCOPE_KIND_SERVICE\x10\x03\x12\x13\n\x0fSCOPE_KIND_USER\x10\x04*]\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UDGET_PERIOD_DAY\x10\x01\x12\x17\n\x13\x42UDGET_PERIOD_MONTH\x10\x02*\x85\x01\n\x0e\x42udgetDecision\x12\x1f\n\x1b\x42UDGET_DECISION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42UDGET_DECISION_ALLOW\x10\x01\x12\x18\n\x14\x42UDGET_DECISION_DENY\x10\x02\x12\x1d\n\x19\x42UDGET_DECISION_DOWNGRADE\x10\x03\x32\xa6\x04\n\x0c\x43ostsService\x12M\n\x06Record\x12 .tollgate.costs.v1.RecordRequest\x1a!.tollgate.costs.v1.RecordResponse\x12\\\n\x0b\x43heckBudget\x12%.tollgate.costs.v1.CheckBudgetRequest\x1a&.tollgate.costs.v1.CheckBudgetResponse\x12V\n\tSetBudget\x12#.tollgate.costs.v1.SetBudgetRequest\x1a$.tollgate.costs.v1.SetBudgetResponse\x12V\n\tGetReport\x12#.tollgate.costs.v1.GetReportRequest\x1a$.tollgate.costs.v1.GetReportResponse\x12Y\n\nListAlerts\x12$.tollgate.costs.v1.ListAlertsRequest\x1a%.tollgate.costs.v1.ListAlertsResponse\x12^\n\x0bWatchAlerts\x12%.tollgate.costs.v1.WatchAlertsRequest\x1a&.tollgate.costs.v1.WatchAlertsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtollgate/costs/v1/costs.proto\x12\x11tollgate.costs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftollgate/common/v1/common.proto\"\xe1\x02\n\rRecordRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12\r\n\x05model\x18\x03 \x01(\t\x12\x12\n\ndeployment\x18\x04 \x01(\t\x12(\n\x05usage\x18\x05 \x01(\x0b\x32\x19.tollgate.common.v1.Usage\x12\r\n\x05\x62\x61tch\x18\x06 \x01(\x08\x12\x35\n\x0c\x63\x61\x63he_status\x18\x07 \x01(\x0e\x32\x1f.tollgate.common.v1.CacheStatus\x12\x1d\n\x15\x62udget_reservation_id\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0frequested_model\x18\n \x01(\t\x12\x14\n\x0crelease_only\x18\x0b \x01(\x08\"\x82\x01\n\x0eRecordResponse\x12\x13\n\x0b\x63ost_micros\x18\x01 \x01(\x03\x12\x14\n\x0csaved_micros\x18\x02 \x01(\x03\x12\x15\n\rcurrency_code\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x1b\n\x13reservation_settled\x18\x05 \x01(\x08\"\x82\x01\n\x0b\x42udgetScope\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.tollgate.costs.v1.ScopeKind\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x12\n\napi_key_id\x18\x05 \x01(\t\"\xc7\x01\n\x06\x42udget\x12-\n\x05scope\x18\x01 \x01(\x0b\x32\x1e.tollgate.costs.v1.BudgetScope\x12/\n\x06period\x18\x02 \x01(\x0e\x32\x1f.tollgate.costs.v1.BudgetPeriod\x12\x14\n\x0climit_micros\x18\x03 \x01(\x03\x12\x0c\n\x04hard\x18\x04 \x01(\x08\x12 \n\x18\x61lert_thresholds_percent\x18\x05 \x03(\r\x12\x17\n\x0f\x64owngrade_model\x18\x06 \x01(\t\"\xa3\x01\n\x12\x43heckBudgetRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x05 \x01(\x03\x12\r\n\x05\x62\x61tch\x18\x06 \x01(\x08\"\xd4\x02\n\x13\x43heckBudgetResponse\x12\x33\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32!.tollgate.costs.v1.BudgetDecision\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x1e\n\x16worst_case_cost_micros\x18\x03 \x01(\x03\x12\x32\n\x0f\x65xceeded_budget\x18\x04 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\x12\x18\n\x10remaining_micros\x18\x05 \x01(\x03\x12\x17\n\x0f\x64owngrade_model\x18\x06 \x01(\t\x12-\n\tresets_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16reservation_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x10SetBudgetRequest\x12)\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\"T\n\x11SetBudgetResponse\x12)\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\x12\x14\n\x0cspent_micros\x18\x02 \x01(\x03\"\xd0\x01\n\x10GetReportRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\napi_key_id\x18\x04 \x01(\t\x12\x37\n\x0e\x63urrent_period\x18\x05 \x01(\x0e\x32\x1f.tollgate.costs.v1.BudgetPeriod\"\xa0\x01\n\nReportLine\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x13\n\x0b\x63ost_micros\x18\x03 \x01(\x03\x12\x14\n\x0csaved_micros\x18\x04 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x05 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x06 \x01(\x03\x12\x15\n\routput_tokens\x18\x07 \x01(\x03\"\xd6\x04\n\x11GetReportResponse\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x19\n\x11total_cost_micros\x18\x02 \x01(\x03\x12\x1b\n\x13\x61verage_cost_micros\x18\x03 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_saved_micros\x18\x04 \x01(\x03\x12\x1c\n\x14routing_saved_micros\x18\x05 \x01(\x03\x12\x1a\n\x12\x62\x61tch_saved_micros\x18\x06 \x01(\x03\x12/\n\x08\x62y_model\x18\x07 \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12\x31\n\nby_service\x18\x08 \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12.\n\x07\x62y_user\x18\t \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12\x30\n\tby_tenant\x18\n \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12-\n\x06\x62y_day\x18\x0b \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12\x15\n\rcurrency_code\x18\x0c \x01(\t\x12\x31\n\nby_api_key\x18\r \x03(\x0b\x32\x1d.tollgate.costs.v1.ReportLine\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd5\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12)\n\x06\x62udget\x18\x02 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\x12\x19\n\x11threshold_percent\x18\x03 \x01(\r\x12\x14\n\x0cspent_micros\x18\x04 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x66ired_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x11ListAlertsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x12ListAlertsResponse\x12(\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x18.tollgate.costs.v1.Alert\"R\n\x12WatchAlertsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x13WatchAlertsResponse\x12\'\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x18.tollgate.costs.v1.Alert\"D\n\x16GetBudgetStatusRequest\x12*\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\"\xe4\x01\n\x0c\x42udgetStatus\x12)\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x19.tollgate.costs.v1.Budget\x12\x14\n\x0cspent_micros\x18\x02 \x01(\x03\x12\x17\n\x0freserved_micros\x18\x03 \x01(\x03\x12\x18\n\x10remaining_micros\x18\x04 \x01(\x03\x12\x30\n\x0cperiod_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x17GetBudgetStatusResponse\x12\x30\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x1f.tollgate.costs.v1.BudgetStatus\x12\x15\n\rcurrency_code\x18\x02 \x01(\t\"\xa9\x01\n\x14\x41lertDeliveryAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x30\n\x0c\x61ttempted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bhttp_status\x18\x03 \x01(\r\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xea\x02\n\rAlertDelivery\x12\'\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x18.tollgate.costs.v1.Alert\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32%.tollgate.costs.v1.AlertDeliveryState\x12\x39\n\x08\x61ttempts\x18\x05 \x03(\x0b\x32\'.tollgate.costs.v1.AlertDeliveryAttempt\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_attempt_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\x1aListAlertDeliveriesRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x1bListAlertDeliveriesResponse\x12\x34\n\ndeliveries\x18\x01 \x03(\x0b\x32 .tollgate.costs.v1.AlertDelivery*\x96\x01\n\tScopeKind\x12\x1a\n\x16SCOPE_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SCOPE_KIND_GLOBAL\x10\x01\x12\x15\n\x11SCOPE_KIND_TENANT\x10\x02\x12\x16\n\x12SCOPE_KIND_SERVICE\x10\x03\x12\x13\n\x0fSCOPE_KIND_USER\x10\x04\x12\x12\n\x0eSCOPE_KIND_KEY\x10\x05*]\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42UDGET_PERIOD_DAY\x10\x01\x12\x17\n\x13\x42UDGET_PERIOD_MONTH\x10\x02*\x85\x01\n\x0e\x42udgetDecision\x12\x1f\n\x1b\x42UDGET_DECISION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42UDGET_DECISION_ALLOW\x10\x01\x12\x18\n\x14\x42UDGET_DECISION_DENY\x10\x02\x12\x1d\n\x19\x42UDGET_DECISION_DOWNGRADE\x10\x03*\xa1\x01\n\x12\x41lertDeliveryState\x12$\n ALERT_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x41LERT_DELIVERY_STATE_PENDING\x10\x01\x12\"\n\x1e\x41LERT_DELIVERY_STATE_DELIVERED\x10\x02\x12\x1f\n\x1b\x41LERT_DELIVERY_STATE_FAILED\x10\x03\x32\x86\x06\n\x0c\x43ostsService\x12M\n\x06Record\x12 .tollgate.costs.v1.RecordRequest\x1a!.tollgate.costs.v1.RecordResponse\x12\\\n\x0b\x43heckBudget\x12%.tollgate.costs.v1.CheckBudgetRequest\x1a&.tollgate.costs.v1.CheckBudgetResponse\x12V\n\tSetBudget\x12#.tollgate.costs.v1.SetBudgetRequest\x1a$.tollgate.costs.v1.SetBudgetResponse\x12V\n\tGetReport\x12#.tollgate.costs.v1.GetReportRequest\x1a$.tollgate.costs.v1.GetReportResponse\x12h\n\x0fGetBudgetStatus\x12).tollgate.costs.v1.GetBudgetStatusRequest\x1a*.tollgate.costs.v1.GetBudgetStatusResponse\x12Y\n\nListAlerts\x12$.tollgate.costs.v1.ListAlertsRequest\x1a%.tollgate.costs.v1.ListAlertsResponse\x12^\n\x0bWatchAlerts\x12%.tollgate.costs.v1.WatchAlertsRequest\x1a&.tollgate.costs.v1.WatchAlertsResponse0\x01\x12t\n\x13ListAlertDeliveries\x12-.tollgate.costs.v1.ListAlertDeliveriesRequest\x1a..tollgate.costs.v1.ListAlertDeliveriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tollgate.costs.v1.costs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCOPEKIND']._serialized_start=2844
-  _globals['_SCOPEKIND']._serialized_end=2974
-  _globals['_BUDGETPERIOD']._serialized_start=2976
-  _globals['_BUDGETPERIOD']._serialized_end=3069
-  _globals['_BUDGETDECISION']._serialized_start=3072
-  _globals['_BUDGETDECISION']._serialized_end=3205
-  _globals['_RECORDREQUEST']._serialized_start=119
-  _globals['_RECORDREQUEST']._serialized_end=472
-  _globals['_RECORDRESPONSE']._serialized_start=475
-  _globals['_RECORDRESPONSE']._serialized_end=605
-  _globals['_BUDGETSCOPE']._serialized_start=607
-  _globals['_BUDGETSCOPE']._serialized_end=717
-  _globals['_BUDGET']._serialized_start=720
-  _globals['_BUDGET']._serialized_end=919
-  _globals['_CHECKBUDGETREQUEST']._serialized_start=922
-  _globals['_CHECKBUDGETREQUEST']._serialized_end=1085
-  _globals['_CHECKBUDGETRESPONSE']._serialized_start=1088
-  _globals['_CHECKBUDGETRESPONSE']._serialized_end=1428
-  _globals['_SETBUDGETREQUEST']._serialized_start=1430
-  _globals['_SETBUDGETREQUEST']._serialized_end=1491
-  _globals['_SETBUDGETRESPONSE']._serialized_start=1493
-  _globals['_SETBUDGETRESPONSE']._serialized_end=1577
-  _globals['_GETREPORTREQUEST']._serialized_start=1580
-  _globals['_GETREPORTREQUEST']._serialized_end=1711
-  _globals['_REPORTLINE']._serialized_start=1714
-  _globals['_REPORTLINE']._serialized_end=1874
-  _globals['_GETREPORTRESPONSE']._serialized_start=1877
-  _globals['_GETREPORTRESPONSE']._serialized_end=2330
-  _globals['_ALERT']._serialized_start=2333
-  _globals['_ALERT']._serialized_end=2546
-  _globals['_LISTALERTSREQUEST']._serialized_start=2548
-  _globals['_LISTALERTSREQUEST']._serialized_end=2629
-  _globals['_LISTALERTSRESPONSE']._serialized_start=2631
-  _globals['_LISTALERTSRESPONSE']._serialized_end=2693
-  _globals['_WATCHALERTSREQUEST']._serialized_start=2695
-  _globals['_WATCHALERTSREQUEST']._serialized_end=2777
-  _globals['_WATCHALERTSRESPONSE']._serialized_start=2779
-  _globals['_WATCHALERTSRESPONSE']._serialized_end=2841
-  _globals['_COSTSSERVICE']._serialized_start=3208
-  _globals['_COSTSSERVICE']._serialized_end=3758
+  _globals['_SCOPEKIND']._serialized_start=4270
+  _globals['_SCOPEKIND']._serialized_end=4420
+  _globals['_BUDGETPERIOD']._serialized_start=4422
+  _globals['_BUDGETPERIOD']._serialized_end=4515
+  _globals['_BUDGETDECISION']._serialized_start=4518
+  _globals['_BUDGETDECISION']._serialized_end=4651
+  _globals['_ALERTDELIVERYSTATE']._serialized_start=4654
+  _globals['_ALERTDELIVERYSTATE']._serialized_end=4815
+  _globals['_RECORDREQUEST']._serialized_start=151
+  _globals['_RECORDREQUEST']._serialized_end=504
+  _globals['_RECORDRESPONSE']._serialized_start=507
+  _globals['_RECORDRESPONSE']._serialized_end=637
+  _globals['_BUDGETSCOPE']._serialized_start=640
+  _globals['_BUDGETSCOPE']._serialized_end=770
+  _globals['_BUDGET']._serialized_start=773
+  _globals['_BUDGET']._serialized_end=972
+  _globals['_CHECKBUDGETREQUEST']._serialized_start=975
+  _globals['_CHECKBUDGETREQUEST']._serialized_end=1138
+  _globals['_CHECKBUDGETRESPONSE']._serialized_start=1141
+  _globals['_CHECKBUDGETRESPONSE']._serialized_end=1481
+  _globals['_SETBUDGETREQUEST']._serialized_start=1483
+  _globals['_SETBUDGETREQUEST']._serialized_end=1544
+  _globals['_SETBUDGETRESPONSE']._serialized_start=1546
+  _globals['_SETBUDGETRESPONSE']._serialized_end=1630
+  _globals['_GETREPORTREQUEST']._serialized_start=1633
+  _globals['_GETREPORTREQUEST']._serialized_end=1841
+  _globals['_REPORTLINE']._serialized_start=1844
+  _globals['_REPORTLINE']._serialized_end=2004
+  _globals['_GETREPORTRESPONSE']._serialized_start=2007
+  _globals['_GETREPORTRESPONSE']._serialized_end=2605
+  _globals['_ALERT']._serialized_start=2608
+  _globals['_ALERT']._serialized_end=2821
+  _globals['_LISTALERTSREQUEST']._serialized_start=2823
+  _globals['_LISTALERTSREQUEST']._serialized_end=2904
+  _globals['_LISTALERTSRESPONSE']._serialized_start=2906
+  _globals['_LISTALERTSRESPONSE']._serialized_end=2968
+  _globals['_WATCHALERTSREQUEST']._serialized_start=2970
+  _globals['_WATCHALERTSREQUEST']._serialized_end=3052
+  _globals['_WATCHALERTSRESPONSE']._serialized_start=3054
+  _globals['_WATCHALERTSRESPONSE']._serialized_end=3116
+  _globals['_GETBUDGETSTATUSREQUEST']._serialized_start=3118
+  _globals['_GETBUDGETSTATUSREQUEST']._serialized_end=3186
+  _globals['_BUDGETSTATUS']._serialized_start=3189
+  _globals['_BUDGETSTATUS']._serialized_end=3417
+  _globals['_GETBUDGETSTATUSRESPONSE']._serialized_start=3419
+  _globals['_GETBUDGETSTATUSRESPONSE']._serialized_end=3517
+  _globals['_ALERTDELIVERYATTEMPT']._serialized_start=3520
+  _globals['_ALERTDELIVERYATTEMPT']._serialized_end=3689
+  _globals['_ALERTDELIVERY']._serialized_start=3692
+  _globals['_ALERTDELIVERY']._serialized_end=4054
+  _globals['_LISTALERTDELIVERIESREQUEST']._serialized_start=4056
+  _globals['_LISTALERTDELIVERIESREQUEST']._serialized_end=4182
+  _globals['_LISTALERTDELIVERIESRESPONSE']._serialized_start=4184
+  _globals['_LISTALERTDELIVERIESRESPONSE']._serialized_end=4267
+  _globals['_COSTSSERVICE']._serialized_start=4818
+  _globals['_COSTSSERVICE']._serialized_end=5592
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tollgate.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
@@ -18,6 +19,7 @@ class ScopeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCOPE_KIND_TENANT: _ClassVar[ScopeKind]
     SCOPE_KIND_SERVICE: _ClassVar[ScopeKind]
     SCOPE_KIND_USER: _ClassVar[ScopeKind]
+    SCOPE_KIND_KEY: _ClassVar[ScopeKind]
 
 class BudgetPeriod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -31,11 +33,19 @@ class BudgetDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BUDGET_DECISION_ALLOW: _ClassVar[BudgetDecision]
     BUDGET_DECISION_DENY: _ClassVar[BudgetDecision]
     BUDGET_DECISION_DOWNGRADE: _ClassVar[BudgetDecision]
+
+class AlertDeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_DELIVERY_STATE_UNSPECIFIED: _ClassVar[AlertDeliveryState]
+    ALERT_DELIVERY_STATE_PENDING: _ClassVar[AlertDeliveryState]
+    ALERT_DELIVERY_STATE_DELIVERED: _ClassVar[AlertDeliveryState]
+    ALERT_DELIVERY_STATE_FAILED: _ClassVar[AlertDeliveryState]
 SCOPE_KIND_UNSPECIFIED: ScopeKind
 SCOPE_KIND_GLOBAL: ScopeKind
 SCOPE_KIND_TENANT: ScopeKind
 SCOPE_KIND_SERVICE: ScopeKind
 SCOPE_KIND_USER: ScopeKind
+SCOPE_KIND_KEY: ScopeKind
 BUDGET_PERIOD_UNSPECIFIED: BudgetPeriod
 BUDGET_PERIOD_DAY: BudgetPeriod
 BUDGET_PERIOD_MONTH: BudgetPeriod
@@ -43,6 +53,10 @@ BUDGET_DECISION_UNSPECIFIED: BudgetDecision
 BUDGET_DECISION_ALLOW: BudgetDecision
 BUDGET_DECISION_DENY: BudgetDecision
 BUDGET_DECISION_DOWNGRADE: BudgetDecision
+ALERT_DELIVERY_STATE_UNSPECIFIED: AlertDeliveryState
+ALERT_DELIVERY_STATE_PENDING: AlertDeliveryState
+ALERT_DELIVERY_STATE_DELIVERED: AlertDeliveryState
+ALERT_DELIVERY_STATE_FAILED: AlertDeliveryState
 
 class RecordRequest(_message.Message):
     __slots__ = ("request_id", "caller", "model", "deployment", "usage", "batch", "cache_status", "budget_reservation_id", "occurred_at", "requested_model", "release_only")
@@ -85,16 +99,18 @@ class RecordResponse(_message.Message):
     def __init__(self, cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., currency_code: _Optional[str] = ..., duplicate: _Optional[bool] = ..., reservation_settled: _Optional[bool] = ...) -> None: ...
 
 class BudgetScope(_message.Message):
-    __slots__ = ("kind", "tenant_id", "service", "user_id")
+    __slots__ = ("kind", "tenant_id", "service", "user_id", "api_key_id")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     kind: ScopeKind
     tenant_id: str
     service: str
     user_id: str
-    def __init__(self, kind: _Optional[_Union[ScopeKind, str]] = ..., tenant_id: _Optional[str] = ..., service: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    api_key_id: str
+    def __init__(self, kind: _Optional[_Union[ScopeKind, str]] = ..., tenant_id: _Optional[str] = ..., service: _Optional[str] = ..., user_id: _Optional[str] = ..., api_key_id: _Optional[str] = ...) -> None: ...
 
 class Budget(_message.Message):
     __slots__ = ("scope", "period", "limit_micros", "hard", "alert_thresholds_percent", "downgrade_model")
@@ -163,14 +179,18 @@ class SetBudgetResponse(_message.Message):
     def __init__(self, budget: _Optional[_Union[Budget, _Mapping]] = ..., spent_micros: _Optional[int] = ...) -> None: ...
 
 class GetReportRequest(_message.Message):
-    __slots__ = ("tenant_id", "start_time", "end_time")
+    __slots__ = ("tenant_id", "start_time", "end_time", "api_key_id", "current_period")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, tenant_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    api_key_id: str
+    current_period: BudgetPeriod
+    def __init__(self, tenant_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., api_key_id: _Optional[str] = ..., current_period: _Optional[_Union[BudgetPeriod, str]] = ...) -> None: ...
 
 class ReportLine(_message.Message):
     __slots__ = ("key", "requests", "cost_micros", "saved_micros", "input_tokens", "cached_input_tokens", "output_tokens")
@@ -191,7 +211,7 @@ class ReportLine(_message.Message):
     def __init__(self, key: _Optional[str] = ..., requests: _Optional[int] = ..., cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
 class GetReportResponse(_message.Message):
-    __slots__ = ("total_requests", "total_cost_micros", "average_cost_micros", "cache_saved_micros", "routing_saved_micros", "batch_saved_micros", "by_model", "by_service", "by_user", "by_tenant", "by_day", "currency_code")
+    __slots__ = ("total_requests", "total_cost_micros", "average_cost_micros", "cache_saved_micros", "routing_saved_micros", "batch_saved_micros", "by_model", "by_service", "by_user", "by_tenant", "by_day", "currency_code", "by_api_key", "start_time", "end_time")
     TOTAL_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     AVERAGE_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +224,9 @@ class GetReportResponse(_message.Message):
     BY_TENANT_FIELD_NUMBER: _ClassVar[int]
     BY_DAY_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    BY_API_KEY_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
     total_requests: int
     total_cost_micros: int
     average_cost_micros: int
@@ -216,7 +239,10 @@ class GetReportResponse(_message.Message):
     by_tenant: _containers.RepeatedCompositeFieldContainer[ReportLine]
     by_day: _containers.RepeatedCompositeFieldContainer[ReportLine]
     currency_code: str
-    def __init__(self, total_requests: _Optional[int] = ..., total_cost_micros: _Optional[int] = ..., average_cost_micros: _Optional[int] = ..., cache_saved_micros: _Optional[int] = ..., routing_saved_micros: _Optional[int] = ..., batch_saved_micros: _Optional[int] = ..., by_model: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_service: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_user: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_tenant: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_day: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., currency_code: _Optional[str] = ...) -> None: ...
+    by_api_key: _containers.RepeatedCompositeFieldContainer[ReportLine]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, total_requests: _Optional[int] = ..., total_cost_micros: _Optional[int] = ..., average_cost_micros: _Optional[int] = ..., cache_saved_micros: _Optional[int] = ..., routing_saved_micros: _Optional[int] = ..., batch_saved_micros: _Optional[int] = ..., by_model: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_service: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_user: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_tenant: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., by_day: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., currency_code: _Optional[str] = ..., by_api_key: _Optional[_Iterable[_Union[ReportLine, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Alert(_message.Message):
     __slots__ = ("alert_id", "budget", "threshold_percent", "spent_micros", "period_start", "fired_at")
@@ -261,3 +287,85 @@ class WatchAlertsResponse(_message.Message):
     ALERT_FIELD_NUMBER: _ClassVar[int]
     alert: Alert
     def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class GetBudgetStatusRequest(_message.Message):
+    __slots__ = ("caller",)
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    caller: _common_pb2.Caller
+    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ...) -> None: ...
+
+class BudgetStatus(_message.Message):
+    __slots__ = ("budget", "spent_micros", "reserved_micros", "remaining_micros", "period_start", "period_end")
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    SPENT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    budget: Budget
+    spent_micros: int
+    reserved_micros: int
+    remaining_micros: int
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    def __init__(self, budget: _Optional[_Union[Budget, _Mapping]] = ..., spent_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., remaining_micros: _Optional[int] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetBudgetStatusResponse(_message.Message):
+    __slots__ = ("budgets", "currency_code")
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    budgets: _containers.RepeatedCompositeFieldContainer[BudgetStatus]
+    currency_code: str
+    def __init__(self, budgets: _Optional[_Iterable[_Union[BudgetStatus, _Mapping]]] = ..., currency_code: _Optional[str] = ...) -> None: ...
+
+class AlertDeliveryAttempt(_message.Message):
+    __slots__ = ("attempt", "attempted_at", "http_status", "error", "latency")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTED_AT_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    attempted_at: _timestamp_pb2.Timestamp
+    http_status: int
+    error: str
+    latency: _duration_pb2.Duration
+    def __init__(self, attempt: _Optional[int] = ..., attempted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., http_status: _Optional[int] = ..., error: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AlertDelivery(_message.Message):
+    __slots__ = ("alert", "endpoint", "idempotency_key", "state", "attempts", "created_at", "next_attempt_at", "finished_at")
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    alert: Alert
+    endpoint: str
+    idempotency_key: str
+    state: AlertDeliveryState
+    attempts: _containers.RepeatedCompositeFieldContainer[AlertDeliveryAttempt]
+    created_at: _timestamp_pb2.Timestamp
+    next_attempt_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ..., endpoint: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., state: _Optional[_Union[AlertDeliveryState, str]] = ..., attempts: _Optional[_Iterable[_Union[AlertDeliveryAttempt, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListAlertDeliveriesRequest(_message.Message):
+    __slots__ = ("alert_id", "tenant_id", "endpoint", "since")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    tenant_id: str
+    endpoint: str
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, alert_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListAlertDeliveriesResponse(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[AlertDelivery]
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[AlertDelivery, _Mapping]]] = ...) -> None: ...

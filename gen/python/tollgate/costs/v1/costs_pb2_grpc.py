@@ -57,6 +57,11 @@ class CostsServiceStub:
                 request_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.GetReportRequest.SerializeToString,
                 response_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.GetReportResponse.FromString,
                 _registered_method=True)
+        self.GetBudgetStatus = channel.unary_unary(
+                '/tollgate.costs.v1.CostsService/GetBudgetStatus',
+                request_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.GetBudgetStatusRequest.SerializeToString,
+                response_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.GetBudgetStatusResponse.FromString,
+                _registered_method=True)
         self.ListAlerts = channel.unary_unary(
                 '/tollgate.costs.v1.CostsService/ListAlerts',
                 request_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.ListAlertsRequest.SerializeToString,
@@ -66,6 +71,11 @@ class CostsServiceStub:
                 '/tollgate.costs.v1.CostsService/WatchAlerts',
                 request_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.WatchAlertsRequest.SerializeToString,
                 response_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.WatchAlertsResponse.FromString,
+                _registered_method=True)
+        self.ListAlertDeliveries = channel.unary_unary(
+                '/tollgate.costs.v1.CostsService/ListAlertDeliveries',
+                request_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.ListAlertDeliveriesRequest.SerializeToString,
+                response_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.ListAlertDeliveriesResponse.FromString,
                 _registered_method=True)
 
 
@@ -106,6 +116,15 @@ class CostsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBudgetStatus(self, request, context):
+        """GetBudgetStatus shows every budget of a caller's chain of scopes (global, tenant,
+        service, user, key) with its spend, live reservations and what is left in the current
+        period. It reserves nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAlerts(self, request, context):
         """ListAlerts lists the alerts fired.
         """
@@ -115,6 +134,14 @@ class CostsServiceServicer:
 
     def WatchAlerts(self, request, context):
         """WatchAlerts streams alerts as they fire, to any number of watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlertDeliveries(self, request, context):
+        """ListAlertDeliveries lists the deliveries of alerts to the configured webhook
+        endpoints, each with the log of its attempts (docs/alerts.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +170,11 @@ def add_CostsServiceServicer_to_server(servicer, server):
                     request_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.GetReportRequest.FromString,
                     response_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.GetReportResponse.SerializeToString,
             ),
+            'GetBudgetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudgetStatus,
+                    request_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.GetBudgetStatusRequest.FromString,
+                    response_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.GetBudgetStatusResponse.SerializeToString,
+            ),
             'ListAlerts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAlerts,
                     request_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.ListAlertsRequest.FromString,
@@ -152,6 +184,11 @@ def add_CostsServiceServicer_to_server(servicer, server):
                     servicer.WatchAlerts,
                     request_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.WatchAlertsRequest.FromString,
                     response_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.WatchAlertsResponse.SerializeToString,
+            ),
+            'ListAlertDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlertDeliveries,
+                    request_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.ListAlertDeliveriesRequest.FromString,
+                    response_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.ListAlertDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +313,33 @@ class CostsService:
             _registered_method=True)
 
     @staticmethod
+    def GetBudgetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.costs.v1.CostsService/GetBudgetStatus',
+            tollgate_dot_costs_dot_v1_dot_costs__pb2.GetBudgetStatusRequest.SerializeToString,
+            tollgate_dot_costs_dot_v1_dot_costs__pb2.GetBudgetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListAlerts(request,
             target,
             options=(),
@@ -319,6 +383,33 @@ class CostsService:
             '/tollgate.costs.v1.CostsService/WatchAlerts',
             tollgate_dot_costs_dot_v1_dot_costs__pb2.WatchAlertsRequest.SerializeToString,
             tollgate_dot_costs_dot_v1_dot_costs__pb2.WatchAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlertDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.costs.v1.CostsService/ListAlertDeliveries',
+            tollgate_dot_costs_dot_v1_dot_costs__pb2.ListAlertDeliveriesRequest.SerializeToString,
+            tollgate_dot_costs_dot_v1_dot_costs__pb2.ListAlertDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

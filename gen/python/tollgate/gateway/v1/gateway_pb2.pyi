@@ -31,6 +31,36 @@ class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BREAKER_STATE_CLOSED: _ClassVar[BreakerState]
     BREAKER_STATE_OPEN: _ClassVar[BreakerState]
     BREAKER_STATE_HALF_OPEN: _ClassVar[BreakerState]
+
+class UsageBudgetScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_BUDGET_SCOPE_UNSPECIFIED: _ClassVar[UsageBudgetScope]
+    USAGE_BUDGET_SCOPE_TENANT: _ClassVar[UsageBudgetScope]
+    USAGE_BUDGET_SCOPE_SERVICE: _ClassVar[UsageBudgetScope]
+    USAGE_BUDGET_SCOPE_USER: _ClassVar[UsageBudgetScope]
+    USAGE_BUDGET_SCOPE_KEY: _ClassVar[UsageBudgetScope]
+
+class UsageBudgetPeriod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_BUDGET_PERIOD_UNSPECIFIED: _ClassVar[UsageBudgetPeriod]
+    USAGE_BUDGET_PERIOD_DAY: _ClassVar[UsageBudgetPeriod]
+    USAGE_BUDGET_PERIOD_MONTH: _ClassVar[UsageBudgetPeriod]
+
+class UsageReportGrouping(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_REPORT_GROUPING_UNSPECIFIED: _ClassVar[UsageReportGrouping]
+    USAGE_REPORT_GROUPING_TENANT: _ClassVar[UsageReportGrouping]
+    USAGE_REPORT_GROUPING_API_KEY: _ClassVar[UsageReportGrouping]
+    USAGE_REPORT_GROUPING_USER: _ClassVar[UsageReportGrouping]
+    USAGE_REPORT_GROUPING_SERVICE: _ClassVar[UsageReportGrouping]
+    USAGE_REPORT_GROUPING_MODEL: _ClassVar[UsageReportGrouping]
+    USAGE_REPORT_GROUPING_DAY: _ClassVar[UsageReportGrouping]
+
+class ApiKeySource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    API_KEY_SOURCE_UNSPECIFIED: _ClassVar[ApiKeySource]
+    API_KEY_SOURCE_STORE: _ClassVar[ApiKeySource]
+    API_KEY_SOURCE_FILE: _ClassVar[ApiKeySource]
 BATCH_STATUS_UNSPECIFIED: BatchStatus
 BATCH_STATUS_QUEUED: BatchStatus
 BATCH_STATUS_VALIDATING: BatchStatus
@@ -45,6 +75,24 @@ BREAKER_STATE_UNSPECIFIED: BreakerState
 BREAKER_STATE_CLOSED: BreakerState
 BREAKER_STATE_OPEN: BreakerState
 BREAKER_STATE_HALF_OPEN: BreakerState
+USAGE_BUDGET_SCOPE_UNSPECIFIED: UsageBudgetScope
+USAGE_BUDGET_SCOPE_TENANT: UsageBudgetScope
+USAGE_BUDGET_SCOPE_SERVICE: UsageBudgetScope
+USAGE_BUDGET_SCOPE_USER: UsageBudgetScope
+USAGE_BUDGET_SCOPE_KEY: UsageBudgetScope
+USAGE_BUDGET_PERIOD_UNSPECIFIED: UsageBudgetPeriod
+USAGE_BUDGET_PERIOD_DAY: UsageBudgetPeriod
+USAGE_BUDGET_PERIOD_MONTH: UsageBudgetPeriod
+USAGE_REPORT_GROUPING_UNSPECIFIED: UsageReportGrouping
+USAGE_REPORT_GROUPING_TENANT: UsageReportGrouping
+USAGE_REPORT_GROUPING_API_KEY: UsageReportGrouping
+USAGE_REPORT_GROUPING_USER: UsageReportGrouping
+USAGE_REPORT_GROUPING_SERVICE: UsageReportGrouping
+USAGE_REPORT_GROUPING_MODEL: UsageReportGrouping
+USAGE_REPORT_GROUPING_DAY: UsageReportGrouping
+API_KEY_SOURCE_UNSPECIFIED: ApiKeySource
+API_KEY_SOURCE_STORE: ApiKeySource
+API_KEY_SOURCE_FILE: ApiKeySource
 
 class CreateResponseRequest(_message.Message):
     __slots__ = ("input", "instructions", "model", "priority", "request_type", "max_output_tokens", "temperature", "user_id", "metadata", "cache_bypass", "asynchronous", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "top_p", "reasoning_effort", "safety_identifier")
@@ -443,3 +491,231 @@ class GetStatusResponse(_message.Message):
     outbox_depth: int
     version: str
     def __init__(self, breakers: _Optional[_Iterable[_Union[BreakerStatus, _Mapping]]] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., queues: _Optional[_Iterable[_Union[QueueStatus, _Mapping]]] = ..., in_flight: _Optional[int] = ..., outbox_depth: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "model")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    model: str
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class UsageLine(_message.Message):
+    __slots__ = ("key", "requests", "cost_micros", "saved_micros", "input_tokens", "cached_input_tokens", "output_tokens")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    requests: int
+    cost_micros: int
+    saved_micros: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    def __init__(self, key: _Optional[str] = ..., requests: _Optional[int] = ..., cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
+
+class UsageBudget(_message.Message):
+    __slots__ = ("scope", "subject", "period", "hard", "limit_micros", "spent_micros", "reserved_micros", "remaining_micros", "resets_at")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    HARD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SPENT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RESETS_AT_FIELD_NUMBER: _ClassVar[int]
+    scope: UsageBudgetScope
+    subject: str
+    period: UsageBudgetPeriod
+    hard: bool
+    limit_micros: int
+    spent_micros: int
+    reserved_micros: int
+    remaining_micros: int
+    resets_at: _timestamp_pb2.Timestamp
+    def __init__(self, scope: _Optional[_Union[UsageBudgetScope, str]] = ..., subject: _Optional[str] = ..., period: _Optional[_Union[UsageBudgetPeriod, str]] = ..., hard: _Optional[bool] = ..., limit_micros: _Optional[int] = ..., spent_micros: _Optional[int] = ..., reserved_micros: _Optional[int] = ..., remaining_micros: _Optional[int] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UsageRateHeadroom(_message.Message):
+    __slots__ = ("metric", "limit_per_minute", "remaining", "reset")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    limit_per_minute: int
+    remaining: int
+    reset: _duration_pb2.Duration
+    def __init__(self, metric: _Optional[str] = ..., limit_per_minute: _Optional[int] = ..., remaining: _Optional[int] = ..., reset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetUsageResponse(_message.Message):
+    __slots__ = ("api_key_id", "tenant_id", "start_time", "end_time", "requests", "cost_micros", "saved_micros", "by_model", "by_day", "budgets", "budget_remaining_micros", "rate_headroom", "rate_headroom_unknown", "currency_code")
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BY_MODEL_FIELD_NUMBER: _ClassVar[int]
+    BY_DAY_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_REMAINING_MICROS_FIELD_NUMBER: _ClassVar[int]
+    RATE_HEADROOM_FIELD_NUMBER: _ClassVar[int]
+    RATE_HEADROOM_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    api_key_id: str
+    tenant_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    requests: int
+    cost_micros: int
+    saved_micros: int
+    by_model: _containers.RepeatedCompositeFieldContainer[UsageLine]
+    by_day: _containers.RepeatedCompositeFieldContainer[UsageLine]
+    budgets: _containers.RepeatedCompositeFieldContainer[UsageBudget]
+    budget_remaining_micros: int
+    rate_headroom: _containers.RepeatedCompositeFieldContainer[UsageRateHeadroom]
+    rate_headroom_unknown: bool
+    currency_code: str
+    def __init__(self, api_key_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests: _Optional[int] = ..., cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., by_model: _Optional[_Iterable[_Union[UsageLine, _Mapping]]] = ..., by_day: _Optional[_Iterable[_Union[UsageLine, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[UsageBudget, _Mapping]]] = ..., budget_remaining_micros: _Optional[int] = ..., rate_headroom: _Optional[_Iterable[_Union[UsageRateHeadroom, _Mapping]]] = ..., rate_headroom_unknown: _Optional[bool] = ..., currency_code: _Optional[str] = ...) -> None: ...
+
+class GetUsageReportRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "tenant_id", "group_by")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    tenant_id: str
+    group_by: UsageReportGrouping
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., group_by: _Optional[_Union[UsageReportGrouping, str]] = ...) -> None: ...
+
+class GetUsageReportResponse(_message.Message):
+    __slots__ = ("start_time", "end_time", "group_by", "lines", "total", "cache_saved_micros", "routing_saved_micros", "batch_saved_micros", "currency_code")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SAVED_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    group_by: UsageReportGrouping
+    lines: _containers.RepeatedCompositeFieldContainer[UsageLine]
+    total: UsageLine
+    cache_saved_micros: int
+    routing_saved_micros: int
+    batch_saved_micros: int
+    currency_code: str
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Union[UsageReportGrouping, str]] = ..., lines: _Optional[_Iterable[_Union[UsageLine, _Mapping]]] = ..., total: _Optional[_Union[UsageLine, _Mapping]] = ..., cache_saved_micros: _Optional[int] = ..., routing_saved_micros: _Optional[int] = ..., batch_saved_micros: _Optional[int] = ..., currency_code: _Optional[str] = ...) -> None: ...
+
+class ApiKey(_message.Message):
+    __slots__ = ("key_id", "source", "tenant_id", "service", "user_id", "user_tier", "models", "create_time", "expire_time", "revoke_time", "rotate_time", "previous_secret_expire_time", "budget_limit_micros", "currency_code")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_TIER_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SECRET_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    source: ApiKeySource
+    tenant_id: str
+    service: str
+    user_id: str
+    user_tier: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    create_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    revoke_time: _timestamp_pb2.Timestamp
+    rotate_time: _timestamp_pb2.Timestamp
+    previous_secret_expire_time: _timestamp_pb2.Timestamp
+    budget_limit_micros: int
+    currency_code: str
+    def __init__(self, key_id: _Optional[str] = ..., source: _Optional[_Union[ApiKeySource, str]] = ..., tenant_id: _Optional[str] = ..., service: _Optional[str] = ..., user_id: _Optional[str] = ..., user_tier: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rotate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_secret_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., budget_limit_micros: _Optional[int] = ..., currency_code: _Optional[str] = ...) -> None: ...
+
+class CreateKeyRequest(_message.Message):
+    __slots__ = ("tenant_id", "service", "user_id", "user_tier", "models", "ttl", "budget_limit_micros")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_TIER_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_LIMIT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    service: str
+    user_id: str
+    user_tier: str
+    models: _containers.RepeatedScalarFieldContainer[str]
+    ttl: _duration_pb2.Duration
+    budget_limit_micros: int
+    def __init__(self, tenant_id: _Optional[str] = ..., service: _Optional[str] = ..., user_id: _Optional[str] = ..., user_tier: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., budget_limit_micros: _Optional[int] = ...) -> None: ...
+
+class CreateKeyResponse(_message.Message):
+    __slots__ = ("key", "secret")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKey
+    secret: str
+    def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ("tenant_id", "include_revoked")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    include_revoked: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., include_revoked: _Optional[bool] = ...) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ApiKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ApiKey, _Mapping]]] = ...) -> None: ...
+
+class RevokeKeyRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class RevokeKeyResponse(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKey
+    def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ...) -> None: ...
+
+class RotateKeyRequest(_message.Message):
+    __slots__ = ("key_id", "grace_period")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    grace_period: _duration_pb2.Duration
+    def __init__(self, key_id: _Optional[str] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RotateKeyResponse(_message.Message):
+    __slots__ = ("key", "secret")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKey
+    secret: str
+    def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...

@@ -74,6 +74,36 @@ class GatewayServiceStub:
                 request_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/tollgate.gateway.v1.GatewayService/GetUsage',
+                request_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
+        self.GetUsageReport = channel.unary_unary(
+                '/tollgate.gateway.v1.GatewayService/GetUsageReport',
+                request_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageReportRequest.SerializeToString,
+                response_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageReportResponse.FromString,
+                _registered_method=True)
+        self.CreateKey = channel.unary_unary(
+                '/tollgate.gateway.v1.GatewayService/CreateKey',
+                request_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.CreateKeyRequest.SerializeToString,
+                response_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.CreateKeyResponse.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/tollgate.gateway.v1.GatewayService/ListKeys',
+                request_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/tollgate.gateway.v1.GatewayService/RevokeKey',
+                request_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RevokeKeyResponse.FromString,
+                _registered_method=True)
+        self.RotateKey = channel.unary_unary(
+                '/tollgate.gateway.v1.GatewayService/RotateKey',
+                request_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RotateKeyRequest.SerializeToString,
+                response_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RotateKeyResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -137,6 +167,64 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """GetUsage reports the calling key's own usage, and only its own: spend and tokens
+        by model and by day over a window (default: the current calendar month in the
+        ledger's time zone), what is left of the budgets that apply to it, and its rate
+        limit headroom now. UNAVAILABLE (with RetryInfo) when the ledger cannot answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsageReport(self, request, context):
+        """GetUsageReport totals spend, savings and tokens over a window, for every tenant or
+        one, grouped by tenant, API key, user, service, model or day (admin RPC: the
+        gateway's admin key; `tollgate report`). UNAVAILABLE (with RetryInfo) when the
+        ledger cannot answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateKey(self, request, context):
+        """CreateKey makes an API key (admin RPC: the gateway's admin key). The secret is in
+        the response only: the gateway keeps its SHA-256 digest. The key works on every
+        replica within seconds. INVALID_ARGUMENT for bad attributes; with a budget,
+        FAILED_PRECONDITION when the gateway has no costs admin key and UNAVAILABLE when
+        the costs service cannot set it (then no key is made).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """ListKeys lists API keys, the keys file's included, without their secrets (admin
+        RPC).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """RevokeKey revokes an API key for good (admin RPC): refused at once on the replica
+        that revoked it and within seconds on every other. Revoking a revoked key changes
+        nothing. NOT_FOUND for an unknown key id; FAILED_PRECONDITION for a key of the
+        keys file, which only its file can change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKey(self, request, context):
+        """RotateKey gives an API key a new secret, keeping its id and attributes (admin
+        RPC). The old secret is refused at once, or after a grace period. NOT_FOUND for an
+        unknown key id; FAILED_PRECONDITION for a revoked key or one of the keys file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +262,36 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetStatusRequest.FromString,
                     response_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.FromString,
+                    response_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'GetUsageReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsageReport,
+                    request_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageReportRequest.FromString,
+                    response_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageReportResponse.SerializeToString,
+            ),
+            'CreateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKey,
+                    request_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.CreateKeyRequest.FromString,
+                    response_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.CreateKeyResponse.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.ListKeysRequest.FromString,
+                    response_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RevokeKeyResponse.SerializeToString,
+            ),
+            'RotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKey,
+                    request_deserializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RotateKeyRequest.FromString,
+                    response_serializer=tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RotateKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -370,6 +488,168 @@ class GatewayService:
             '/tollgate.gateway.v1.GatewayService/GetStatus',
             tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetStatusRequest.SerializeToString,
             tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.gateway.v1.GatewayService/GetUsage',
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageRequest.SerializeToString,
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsageReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.gateway.v1.GatewayService/GetUsageReport',
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageReportRequest.SerializeToString,
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.GetUsageReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.gateway.v1.GatewayService/CreateKey',
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.CreateKeyRequest.SerializeToString,
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.CreateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.gateway.v1.GatewayService/ListKeys',
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.ListKeysRequest.SerializeToString,
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.gateway.v1.GatewayService/RevokeKey',
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RevokeKeyRequest.SerializeToString,
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RevokeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.gateway.v1.GatewayService/RotateKey',
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RotateKeyRequest.SerializeToString,
+            tollgate_dot_gateway_dot_v1_dot_gateway__pb2.RotateKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -231,26 +231,30 @@ class GetDeploymentStatusResponse(_message.Message):
     def __init__(self, deployments: _Optional[_Iterable[_Union[DeploymentStatus, _Mapping]]] = ...) -> None: ...
 
 class SetDegradationLevelRequest(_message.Message):
-    __slots__ = ("level", "reason", "raise_only", "hold")
+    __slots__ = ("level", "reason", "raise_only", "hold", "duration")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RAISE_ONLY_FIELD_NUMBER: _ClassVar[int]
     HOLD_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
     level: _common_pb2.DegradationLevel
     reason: str
     raise_only: bool
     hold: _duration_pb2.Duration
-    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., reason: _Optional[str] = ..., raise_only: _Optional[bool] = ..., hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    duration: _duration_pb2.Duration
+    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., reason: _Optional[str] = ..., raise_only: _Optional[bool] = ..., hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SetDegradationLevelResponse(_message.Message):
-    __slots__ = ("level", "previous_level", "applied")
+    __slots__ = ("level", "previous_level", "applied", "expires_at")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_LEVEL_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     level: _common_pb2.DegradationLevel
     previous_level: _common_pb2.DegradationLevel
     applied: bool
-    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., previous_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., applied: _Optional[bool] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., previous_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., applied: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetRoutingStatsRequest(_message.Message):
     __slots__ = ("tenant_id",)
@@ -267,7 +271,7 @@ class RoutingCount(_message.Message):
     def __init__(self, label: _Optional[str] = ..., requests: _Optional[int] = ...) -> None: ...
 
 class GetRoutingStatsResponse(_message.Message):
-    __slots__ = ("by_tier", "by_complexity", "routed_cost_micros", "premium_cost_micros", "degradation_level", "savings_micros", "tenants")
+    __slots__ = ("by_tier", "by_complexity", "routed_cost_micros", "premium_cost_micros", "degradation_level", "savings_micros", "tenants", "degradation_level_until")
     BY_TIER_FIELD_NUMBER: _ClassVar[int]
     BY_COMPLEXITY_FIELD_NUMBER: _ClassVar[int]
     ROUTED_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +279,7 @@ class GetRoutingStatsResponse(_message.Message):
     DEGRADATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     SAVINGS_MICROS_FIELD_NUMBER: _ClassVar[int]
     TENANTS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_LEVEL_UNTIL_FIELD_NUMBER: _ClassVar[int]
     by_tier: _containers.RepeatedCompositeFieldContainer[RoutingCount]
     by_complexity: _containers.RepeatedCompositeFieldContainer[RoutingCount]
     routed_cost_micros: int
@@ -282,7 +287,8 @@ class GetRoutingStatsResponse(_message.Message):
     degradation_level: _common_pb2.DegradationLevel
     savings_micros: int
     tenants: _containers.RepeatedCompositeFieldContainer[TenantRoutingStats]
-    def __init__(self, by_tier: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., by_complexity: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., routed_cost_micros: _Optional[int] = ..., premium_cost_micros: _Optional[int] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., savings_micros: _Optional[int] = ..., tenants: _Optional[_Iterable[_Union[TenantRoutingStats, _Mapping]]] = ...) -> None: ...
+    degradation_level_until: _timestamp_pb2.Timestamp
+    def __init__(self, by_tier: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., by_complexity: _Optional[_Iterable[_Union[RoutingCount, _Mapping]]] = ..., routed_cost_micros: _Optional[int] = ..., premium_cost_micros: _Optional[int] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., savings_micros: _Optional[int] = ..., tenants: _Optional[_Iterable[_Union[TenantRoutingStats, _Mapping]]] = ..., degradation_level_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TenantRoutingStats(_message.Message):
     __slots__ = ("tenant_id", "requests", "by_complexity", "downgraded_requests", "downgrade_rate", "signals", "downgraded_signals", "downgraded_complaint_rate", "shadow_verdicts")
