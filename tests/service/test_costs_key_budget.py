@@ -115,9 +115,7 @@ async def test_a_key_budget_counts_only_that_keys_spend_and_reservations(
     assert third.decision == costs_pb.BUDGET_DECISION_DENY
     assert other_key.decision == costs_pb.BUDGET_DECISION_ALLOW
 
-    status = await stub.GetBudgetStatus(
-        costs_pb.GetBudgetStatusRequest(caller=KEY_A)
-    )
+    status = await stub.GetBudgetStatus(costs_pb.GetBudgetStatusRequest(caller=KEY_A))
     (budget,) = status.budgets
     assert budget.budget.scope.api_key_id == "tk_aaaa"
     assert (budget.spent_micros, budget.reserved_micros) == (6000, 6000)
