@@ -28,6 +28,19 @@ _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 MAX_REPORTED_VIOLATIONS = 20
 """Field violations reported in one INVALID_ARGUMENT status, at most."""
 
+MAX_DESCRIPTION_CHARS = 100
+"""Characters of one violation's field or description, at most."""
+
+MAX_MESSAGE_CHARS = 500
+"""Characters of a status message, at most. gRPC refuses a reply whose headers
+exceed 16 KiB, and a message of non-ASCII text grows threefold when encoded, so a
+description that quotes hostile input must not carry the whole of it."""
+
+
+def _bounded(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 @dataclass(frozen=True, slots=True)
 class FieldViolation:
@@ -201,7 +214,9 @@ def retry_after_seconds(seconds: float) -> int:
 def to_rpc_status(error: TollgateError, domain: str) -> status_pb2.Status:
     """Build the ``google.rpc.Status`` for ``error``, as raised in ``domain``."""
     code = status_code(error)
-    status = status_pb2.Status(code=code.value[0], message=error.message)
+    status = status_pb2.Status(
+        code=code.value[0], message=_bounded(error.message, MAX_MESSAGE_CHARS)
+    )
     status.details.append(
         _pack(
             error_details_pb2.ErrorInfo(
@@ -219,7 +234,8 @@ def to_rpc_status(error: TollgateError, domain: str) -> status_pb2.Status:
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
+                            field=_bounded(v.field, MAX_DESCRIPTION_CHARS),
+                            description=_bounded(v.description, MAX_DESCRIPTION_CHARS),
                         )
                         for v in error.violations
                     ]
@@ -263,6 +279,6 @@ def to_grpc_status(error: TollgateError, domain: str) -> GrpcStatus:
         )
     return GrpcStatus(
         code=status_code(error),
-        details=error.message,
+        details=status.message,
         trailing_metadata=tuple(trailers),
     )
