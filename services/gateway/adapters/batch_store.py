@@ -27,6 +27,7 @@ SQLITE = Dialect(
     types={},
     setup=(),
     errors=(sqlite3.Error,),
+    integrity_errors=(sqlite3.IntegrityError,),
     placeholder="?",
     columns=_columns,
     text=lambda value: value,
@@ -44,10 +45,11 @@ class SqliteBatchStore(SqlBatchStore):
         Raises:
             BackendUnavailableError: the file cannot be created or opened.
         """
-        super().__init__(SQLITE, lambda: _connect(path), size=1)
+        super().__init__(SQLITE, lambda: connect_sqlite(path), size=1)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect_sqlite(path: Path) -> sqlite3.Connection:
+    """A connection to the SQLite file ``path`` (made with its directories), WAL."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Autocommit mode: transactions are explicit (BEGIN ... COMMIT). The one worker
     # thread uses the connection; close() closes it from another once that ended.

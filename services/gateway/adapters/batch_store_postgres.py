@@ -25,7 +25,8 @@ from services.gateway.adapters.batch_store_sql import Connection, Dialect, SqlBa
 
 _CONNECT_TIMEOUT_SECONDS = 5
 # Any fixed number, shared by every replica (and distinct from the ledger's): the
-# advisory lock that makes concurrent starters create the schema one at a time.
+# advisory lock that makes concurrent starters create the gateway's tables (batches
+# and keys) one at a time.
 _SCHEMA_LOCK_KEY = 0x7011_6A7B
 
 
@@ -54,6 +55,7 @@ def postgres_dialect(schema: str | None = None) -> Dialect:
         types={"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT", "BLOB": "BYTEA"},
         setup=tuple(setup),
         errors=(psycopg.Error,),
+        integrity_errors=(psycopg.IntegrityError,),
         placeholder="%s",
         columns=_columns,
         # Postgres' text cannot hold NUL; the upstream's texts may.
@@ -68,6 +70,24 @@ def postgres_dialect(schema: str | None = None) -> Dialect:
 _log = structlog.get_logger("tollgate.gateway.batch_store")
 
 
+def connect_postgres(
+    dsn: str, schema: str | None = None
+) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection in autocommit mode (transactions are explicit), on ``schema``."""
+    connection = psycopg.connect(
+        dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
+    )
+    if schema:
+        try:
+            connection.execute(
+                sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
+            )
+        except BaseException:
+            connection.close()
+            raise
+    return connection
+
+
 def open_postgres_batch_store(
     dsn: str, *, schema: str | None = None, pool_size: int = 4
 ) -> SqlBatchStore:
@@ -78,23 +98,11 @@ def open_postgres_batch_store(
     Raises:
         BackendUnavailableError: the database cannot be reached or prepared.
     """
-
-    def connect() -> psycopg.Connection[tuple[object, ...]]:
-        # Autocommit mode: transactions are explicit (BEGIN ... COMMIT).
-        connection = psycopg.connect(
-            dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
-        )
-        if schema:
-            try:
-                connection.execute(
-                    sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
-                )
-            except BaseException:
-                connection.close()
-                raise
-        return connection
-
-    store = SqlBatchStore(postgres_dialect(schema), connect, size=pool_size)
+    store = SqlBatchStore(
+        postgres_dialect(schema),
+        lambda: connect_postgres(dsn, schema),
+        size=pool_size,
+    )
     _log.info(
         "batch_store_opened", backend="postgres", schema=schema, pool_size=pool_size
     )

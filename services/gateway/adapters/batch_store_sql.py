@@ -167,6 +167,7 @@ class Dialect:
         setup: run first in the schema transaction (a schema lock, a CREATE
             SCHEMA).
         errors: the library's exceptions that mean "the database failed".
+        integrity_errors: those that mean "a unique key is taken".
         placeholder: the driver's parameter marker.
         columns: the column names of a table.
         text: makes a text value storable (Postgres' text cannot hold NUL).
@@ -179,6 +180,7 @@ class Dialect:
     types: Mapping[str, str]
     setup: tuple[str, ...]
     errors: tuple[type[Exception], ...]
+    integrity_errors: tuple[type[Exception], ...]
     placeholder: str
     columns: Callable[[Connection, str], set[str]]
     text: Callable[[str], str]
@@ -364,7 +366,8 @@ def _int(value: object) -> int:
 
 
 @contextlib.contextmanager
-def _transaction(connection: Connection, dialect: Dialect) -> Iterator[None]:
+def transaction(connection: Connection, dialect: Dialect) -> Iterator[None]:
+    """One write transaction: committed at the end, rolled back on any error."""
     connection.execute(dialect.begin_write)
     try:
         yield
@@ -378,7 +381,7 @@ def _transaction(connection: Connection, dialect: Dialect) -> Iterator[None]:
 
 
 def _create_schema(connection: Connection, dialect: Dialect) -> None:
-    with _transaction(connection, dialect):
+    with transaction(connection, dialect):
         for statement in dialect.setup:
             connection.execute(statement)
         for statement in SCHEMA:
@@ -832,7 +835,7 @@ def _execute_many(
     # All rows or none; both drivers sum the rows changed by executemany().
     if not params:
         return 0
-    with _transaction(connection, dialect):
+    with transaction(connection, dialect):
         cursor = connection.cursor()
         cursor.executemany(dialect.sql(sql), params)
         changed: int = cursor.rowcount
@@ -845,14 +848,14 @@ def _create(
     batch: tuple[object, ...],
     rows: Sequence[tuple[object, ...]],
 ) -> None:
-    with _transaction(connection, dialect):
+    with transaction(connection, dialect):
         connection.execute(dialect.sql(_INSERT_BATCH), batch)
         if rows:
             connection.cursor().executemany(dialect.sql(_INSERT_ITEM), rows)
 
 
 def _delete_file(connection: Connection, dialect: Dialect, file_id: str) -> None:
-    with _transaction(connection, dialect):
+    with transaction(connection, dialect):
         for table in ("input_files", "input_file_chunks"):
             connection.execute(
                 dialect.sql(f"DELETE FROM {table} WHERE file_id = ?"), (file_id,)
@@ -868,7 +871,7 @@ def _claim(
     until: float,
 ) -> BatchRecord | None:
     # The UPDATE holds the row until COMMIT: the SELECT reads what the claim won.
-    with _transaction(connection, dialect):
+    with transaction(connection, dialect):
         claimed = connection.execute(
             dialect.sql(_CLAIM), (owner, until, batch_id, owner, now)
         ).rowcount

@@ -11,7 +11,7 @@ replica's poll is then one primary-key read of the counter, and, only when it
 moved, a read of the rows stamped after what it had.
 
 One schema, one set of statements, written against the DB-API connection that
-``sqlite3`` and ``psycopg`` (sync) both provide; a :class:`KeyDialect` holds the
+``sqlite3`` and ``psycopg`` (sync) both provide; a :class:`Dialect` holds the
 differences (column types, how a write begins, placeholders, errors). One worker
 thread owns the connection, so the event loop never blocks on the database; a
 broken connection is replaced on next use. Secrets never reach the store: only
@@ -23,17 +23,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 
 from services.core.errors import BackendUnavailableError
+from services.gateway.adapters.batch_store import SQLITE, connect_sqlite
+from services.gateway.adapters.batch_store_sql import Dialect, transaction
 from services.gateway.keys import KeyIdTakenError, KeyRecord
 
 # Any: a DB-API connection, sqlite3.Connection or psycopg.Connection, whose
@@ -42,11 +41,6 @@ Connection = Any
 _T = TypeVar("_T")
 
 _RETRY_AFTER_SECONDS = 1.0
-_SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
-_PG_CONNECT_TIMEOUT_SECONDS = 5
-# Any fixed number, distinct from the ledger's and the batch store's: the advisory
-# lock that makes concurrent starters create the key tables one at a time.
-_PG_SCHEMA_LOCK_KEY = 0x7011_6A7C
 
 # In SQLite's words (REAL is a double there, INTEGER 64-bit); Postgres renames the
 # types. Created if missing, never dropped.
@@ -106,58 +100,6 @@ _ROTATE = (
 _log = structlog.get_logger("tollgate.gateway.key_store")
 
 
-@dataclass(frozen=True)
-class KeyDialect:
-    """What differs between the SQL backends.
-
-    Attributes:
-        name: the backend, for logs.
-        begin_write: starts a transaction that serialises with other writers.
-        types: column types renamed in the schema (SQLite's name to this one's).
-        setup: run first in the schema transaction (a lock, a CREATE SCHEMA).
-        errors: the library's exceptions that mean "the database failed".
-        integrity_errors: those that mean "a unique key is taken".
-        placeholder: the driver's parameter marker.
-        in_transaction: whether a connection has a transaction open.
-        is_broken: whether a connection must be replaced before its next use.
-    """
-
-    name: str
-    begin_write: str
-    types: Mapping[str, str]
-    setup: tuple[str, ...]
-    errors: tuple[type[Exception], ...]
-    integrity_errors: tuple[type[Exception], ...]
-    placeholder: str
-    in_transaction: Callable[[Connection], bool]
-    is_broken: Callable[[Connection], bool]
-
-    def sql(self, statement: str) -> str:
-        """``statement`` with this driver's placeholders."""
-        if self.placeholder == "?":
-            return statement
-        return statement.replace("?", self.placeholder)
-
-    def ddl(self, statement: str) -> str:
-        """``statement`` with this backend's column types."""
-        for old, new in self.types.items():
-            statement = re.sub(rf"\b{old}\b", new, statement)
-        return statement
-
-
-SQLITE = KeyDialect(
-    name="sqlite",
-    begin_write="BEGIN IMMEDIATE",
-    types={},
-    setup=(),
-    errors=(sqlite3.Error,),
-    integrity_errors=(sqlite3.IntegrityError,),
-    placeholder="?",
-    in_transaction=lambda connection: bool(connection.in_transaction),
-    is_broken=lambda connection: False,
-)
-
-
 def _float(value: object) -> float | None:
     return None if value is None else float(str(value))
 
@@ -201,43 +143,27 @@ def _record(row: tuple[object, ...]) -> KeyRecord:
     )
 
 
-@contextlib.contextmanager
-def _transaction(connection: Connection, dialect: KeyDialect) -> Iterator[None]:
-    connection.execute(dialect.begin_write)
-    try:
-        yield
-    except BaseException:
-        # The database may have rolled back by itself (disk full, lost connection).
-        if dialect.in_transaction(connection):
-            with contextlib.suppress(*dialect.errors):
-                connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
-
-
-def _bump(connection: Connection, dialect: KeyDialect) -> int:
+def _bump(connection: Connection, dialect: Dialect) -> int:
     connection.execute(_BUMP)
     return int(connection.execute(_VERSION).fetchone()[0])
 
 
-def _one(connection: Connection, dialect: KeyDialect, key_id: str) -> KeyRecord | None:
+def _one(connection: Connection, dialect: Dialect, key_id: str) -> KeyRecord | None:
     row = connection.execute(dialect.sql(_SELECT_ONE), (key_id,)).fetchone()
     return None if row is None else _record(row)
 
 
-def _create_schema(connection: Connection, dialect: KeyDialect) -> None:
-    with _transaction(connection, dialect):
+def _create_schema(connection: Connection, dialect: Dialect) -> None:
+    with transaction(connection, dialect):
         for statement in dialect.setup:
             connection.execute(statement)
         for statement in SCHEMA:
             connection.execute(dialect.ddl(statement))
 
 
-def _insert(
-    connection: Connection, dialect: KeyDialect, record: KeyRecord
-) -> KeyRecord:
+def _insert(connection: Connection, dialect: Dialect, record: KeyRecord) -> KeyRecord:
     try:
-        with _transaction(connection, dialect):
+        with transaction(connection, dialect):
             version = _bump(connection, dialect)
             connection.execute(
                 dialect.sql(_INSERT),
@@ -267,9 +193,9 @@ def _insert(
 
 
 def _revoke(
-    connection: Connection, dialect: KeyDialect, key_id: str, at: float
+    connection: Connection, dialect: Dialect, key_id: str, at: float
 ) -> KeyRecord | None:
-    with _transaction(connection, dialect):
+    with transaction(connection, dialect):
         if _one(connection, dialect, key_id) is None:
             return None
         version = _bump(connection, dialect)
@@ -279,13 +205,13 @@ def _revoke(
 
 def _rotate(
     connection: Connection,
-    dialect: KeyDialect,
+    dialect: Dialect,
     key_id: str,
     digest: str,
     at: float,
     previous_valid_until: float,
 ) -> KeyRecord | None:
-    with _transaction(connection, dialect):
+    with transaction(connection, dialect):
         if _one(connection, dialect, key_id) is None:
             return None
         version = _bump(connection, dialect)
@@ -296,7 +222,7 @@ def _rotate(
 
 
 def _changes(
-    connection: Connection, dialect: KeyDialect, since: int
+    connection: Connection, dialect: Dialect, since: int
 ) -> tuple[int, list[KeyRecord]]:
     # The counter first: every row stamped up to it has committed (see the module).
     version = int(connection.execute(_VERSION).fetchone()[0])
@@ -310,7 +236,7 @@ def _changes(
 class SqlKeyStore:
     """A :class:`~services.gateway.keys.KeyStore` in a SQL database."""
 
-    def __init__(self, dialect: KeyDialect, connect: Callable[[], Connection]) -> None:
+    def __init__(self, dialect: Dialect, connect: Callable[[], Connection]) -> None:
         """Open the store and create its tables if missing (blocks).
 
         Raises:
@@ -401,27 +327,8 @@ def open_sqlite_key_store(path: Path) -> SqlKeyStore:
     Raises:
         BackendUnavailableError: the file cannot be created or opened.
     """
-
-    def connect() -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are explicit. Only the worker thread uses
-        # the connection; close() closes it from another once that thread ended.
-        connection = sqlite3.connect(
-            str(path),
-            timeout=_SQLITE_BUSY_TIMEOUT_SECONDS,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-        except BaseException:
-            connection.close()
-            raise
-        return connection
-
     try:
-        store = SqlKeyStore(SQLITE, connect)
+        store = SqlKeyStore(SQLITE, lambda: connect_sqlite(path))
     except OSError as error:
         raise BackendUnavailableError(
             f"cannot open the API key store {path}: {error.strerror}"
@@ -439,46 +346,11 @@ def open_postgres_key_store(dsn: str, *, schema: str | None = None) -> SqlKeySto
     Raises:
         BackendUnavailableError: the database cannot be reached or prepared.
     """
-    import psycopg
-    from psycopg import pq, sql
-
-    setup = [f"SELECT pg_advisory_xact_lock({_PG_SCHEMA_LOCK_KEY})"]
-    if schema:
-        setup.append(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
-            .format(sql.Identifier(schema))
-            .as_string()
-        )
-    dialect = KeyDialect(
-        name="postgres",
-        begin_write="BEGIN",
-        # SQLite's REAL is a double and its INTEGER 64-bit; Postgres' are not.
-        types={"REAL": "DOUBLE PRECISION", "INTEGER": "BIGINT"},
-        setup=tuple(setup),
-        errors=(psycopg.Error,),
-        integrity_errors=(psycopg.IntegrityError,),
-        placeholder="%s",
-        in_transaction=lambda connection: (
-            connection.info.transaction_status != pq.TransactionStatus.IDLE
-        ),
-        is_broken=lambda connection: bool(connection.closed or connection.broken),
+    from services.gateway.adapters.batch_store_postgres import (
+        connect_postgres,
+        postgres_dialect,
     )
 
-    def connect() -> psycopg.Connection[tuple[object, ...]]:
-        # Autocommit mode: transactions are explicit (BEGIN ... COMMIT).
-        connection = psycopg.connect(
-            dsn, autocommit=True, connect_timeout=_PG_CONNECT_TIMEOUT_SECONDS
-        )
-        if schema:
-            try:
-                connection.execute(
-                    sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
-                )
-            except BaseException:
-                connection.close()
-                raise
-        return connection
-
-    store = SqlKeyStore(dialect, connect)
+    store = SqlKeyStore(postgres_dialect(schema), lambda: connect_postgres(dsn, schema))
     _log.info("key_store_opened", backend="postgres", schema=schema)
     return store
