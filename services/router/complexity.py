@@ -1,28 +1,33 @@
 """Prompt complexity: a calibrated probability for trivial, simple, moderate, complex.
 
-The classifier is a multinomial logistic regression over three kinds of input:
+The classifier is three *boundary heads*, one per boundary between adjacent levels
+(at least simple? at least moderate? complex?). Each is a logistic regression over
+the same inputs:
 
 - the all-MiniLM-L6-v2 sentence embedding of the last user text (the vector the
   cache's semantic tier computes; the router embeds the text itself when nobody
   did), which carries what the prompt asks for in any of the training languages;
-- cheap text measurements: exact o200k tokens, lines, list items, questions,
-  code blocks and code punctuation, digits, pasted material, non-ASCII letters
-  and tokens per word (language and jargon), and the keyword counts of the first
-  classifier (:mod:`services.router.keywords`), which still add a few points on
-  data their author never saw;
-- the conversation's shape: earlier user turns, messages, tools, a JSON schema,
-  images, tool exchanges, a reasoning effort.
+- cheap measurements (:data:`FEATURE_NAMES`): exact o200k tokens, lines,
+  paragraphs, list items, questions, code blocks and code punctuation, digits,
+  pasted material, non-ASCII and CJK letters, tokens per word, the length of the
+  first and last lines and how much of the prompt its largest paragraph holds (a
+  one-line question over a pasted record), and the conversation's shape: earlier
+  user turns, messages, tools, a JSON schema, images, tool exchanges, a reasoning
+  effort;
+- the prompt's words, hashed into :data:`HASH_BUCKETS` buckets
+  (:func:`word_buckets`): what the embedding blurs, like "prove" or "one word".
 
-Its output is a probability per level (:meth:`ComplexityModel.probabilities`), not a
-class: :func:`choose_complexity` turns them into a decision with one setting,
-``quality_bias``, that tilts the odds towards harder levels (more quality, more
-cost) or easier ones. The weights ship in ``complexity_model.json``, fitted by
-``bench/router_train.py``; a second head over the measurements alone classifies
-when no embedding can be had (the embedder failed or is not installed).
+A head's logit goes through its own calibration (a slope and an intercept fitted
+on predictions for writers the head never saw), giving P(level ≥ k); the three are
+made monotone and differenced into a probability per level that sums to one
+(:meth:`ComplexityModel.probabilities`). :func:`choose_complexity` turns them into
+a decision with one setting, ``quality_bias``, that trades cost for quality. The
+weights ship in ``complexity_model.json`` (format :data:`MODEL_FORMAT`), fitted by
+``bench/router_train.py``; a second set of heads over the measurements and words
+alone classifies when no embedding can be had (the embedder failed or is off).
 
 Nothing here downloads anything or calls a model: a classification is one small
-matrix product (well under 0.2 ms, ``bench/results/router_latency.json``) on top of
-the embedding.
+matrix product on top of the embedding (``bench/results/router_latency.json``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -41,13 +47,12 @@ import numpy.typing as npt
 
 from services.core.tokens import count_tokens
 from services.router.enums import Complexity
-from services.router.keywords import KEYWORD_NAMES, keyword_vector
 
 if TYPE_CHECKING:
     from services.router.domain import ConversationShape
 
 MODEL_RESOURCE = "complexity_model.json"
-MODEL_FORMAT = "tollgate-complexity-softmax/1"
+MODEL_FORMAT = "tollgate-complexity-heads/2"
 
 CLASSES: tuple[Complexity, ...] = (
     Complexity.TRIVIAL,
@@ -57,13 +62,27 @@ CLASSES: tuple[Complexity, ...] = (
 )
 """The classes in increasing order of difficulty."""
 
+BOUNDARIES = len(CLASSES) - 1
+"""One head per boundary: P(≥ simple), P(≥ moderate), P(complex)."""
+
+HASH_BUCKETS = 1024
+"""Buckets of the hashed words (crc32 of each lower-cased word, modulo this)."""
+
 FloatArray = npt.NDArray[np.float64]
 
+# Measurements read at most this much of a prompt: the training prompts are all
+# shorter, and a pasted 100 kB log must not cost milliseconds per request.
+_WINDOW = 6000
 _LIST_ITEM = re.compile(r"(?m)^\s*(?:[-*•]|\d+[.)])\s+")
 _CODE_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _QUOTED = re.compile(r"\"[^\"]{20,}\"|“[^”]{20,}”|«[^»]{20,}»")
 _CODE_PUNCTUATION = re.compile(r"[{}();=<>\[\]_/\\|$#]")
+_DIGIT = re.compile(r"\d")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_CJK = re.compile(r"[\u3040-\u9fff\uac00-\ud7af]")
 _SPACE = re.compile(r"\s")
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +114,7 @@ class ConversationFeatures:
 FEATURE_NAMES: tuple[str, ...] = (
     "log_tokens",
     "log_lines",
+    "log_paragraphs",
     "list_items",
     "questions",
     "code_block",
@@ -102,7 +122,12 @@ FEATURE_NAMES: tuple[str, ...] = (
     "digits",
     "pasted_fraction",
     "non_ascii",
+    "cjk",
     "tokens_per_word",
+    "log_first_line_words",
+    "log_last_line_words",
+    "largest_paragraph_share",
+    "log_shortest_paragraph_words",
     "log_earlier_user_turns",
     "log_messages",
     "tools",
@@ -110,36 +135,47 @@ FEATURE_NAMES: tuple[str, ...] = (
     "images",
     "tool_exchanges",
     "reasoning",
-    *(f"keyword_{name}" for name in KEYWORD_NAMES),
 )
-"""The measurements, in the order of the model file's feature weights."""
+"""The measurements, in the order of the model file's inputs (after the embedding,
+before the hashed words)."""
 
 
 def measure(prompt: str, conversation: ConversationFeatures) -> FloatArray:
     """The measurements of ``prompt`` and its conversation, in ``FEATURE_NAMES`` order.
 
-    Linear in the prompt's length; the keyword part is described in
-    :mod:`services.router.keywords`.
+    Reads at most the first 6,000 characters (the token count is scaled up from
+    them); shares are of that window.
     """
-    tokens = count_tokens(prompt)
-    chars = max(1, len(prompt))
-    words = max(1, len(prompt.split()))
-    lines = sum(1 for line in prompt.splitlines() if line.strip())
-    pasted = sum(len(m) for m in _CODE_FENCE.findall(prompt))
-    pasted += sum(len(m) for m in _QUOTED.findall(_CODE_FENCE.sub("", prompt)))
-    non_space = max(1, len(prompt) - len(_SPACE.findall(prompt)))
+    window = prompt[:_WINDOW]
+    tokens = count_tokens(window)
+    if len(prompt) > _WINDOW:
+        tokens = tokens * len(prompt) // _WINDOW
+    chars = max(1, len(window))
+    words = window.split()
+    word_count = max(1, len(words))
+    lines = [line for line in window.splitlines() if line.strip()]
+    paragraphs = [len(p.split()) for p in _PARAGRAPH.split(window) if p.strip()]
+    pasted = sum(len(m) for m in _CODE_FENCE.findall(window))
+    pasted += sum(len(m) for m in _QUOTED.findall(_CODE_FENCE.sub("", window)))
+    non_space = max(1, chars - len(_SPACE.findall(window)))
     return np.array(
         [
             math.log2(1 + tokens),
-            math.log2(1 + lines),
-            min(len(_LIST_ITEM.findall(prompt)), 8),
-            min(prompt.count("?"), 4),
-            float("```" in prompt),
-            min(len(_CODE_PUNCTUATION.findall(prompt)) / non_space, 0.5),
-            min(sum(c.isdigit() for c in prompt) / non_space, 0.5),
+            math.log2(1 + len(lines)),
+            math.log2(1 + len(paragraphs)),
+            min(len(_LIST_ITEM.findall(window)), 8),
+            min(window.count("?"), 4),
+            float("```" in window),
+            min(len(_CODE_PUNCTUATION.findall(window)) / non_space, 0.5),
+            min(len(_DIGIT.findall(window)) / non_space, 0.5),
             min(pasted / chars, 1.0),
-            sum(not c.isascii() and c.isalpha() for c in prompt) / non_space,
-            min(tokens / words, 4.0),
+            len(_NON_ASCII.findall(window)) / non_space,
+            len(_CJK.findall(window)) / non_space,
+            min(tokens / word_count, 4.0) if len(prompt) <= _WINDOW else 1.0,
+            math.log2(1 + len(lines[0].split())) if lines else 0.0,
+            math.log2(1 + len(lines[-1].split())) if lines else 0.0,
+            max(paragraphs, default=0) / word_count,
+            math.log2(1 + min(paragraphs, default=0)),
             math.log2(1 + conversation.earlier_user_turns),
             math.log2(max(1, conversation.messages)),
             math.log2(1 + conversation.tools),
@@ -147,92 +183,118 @@ def measure(prompt: str, conversation: ConversationFeatures) -> FloatArray:
             math.log2(1 + conversation.images),
             math.log2(1 + conversation.tool_exchanges),
             float(conversation.reasoning),
-            *keyword_vector(prompt, tokens),
         ],
         dtype=np.float64,
     )
 
 
+def word_buckets(prompt: str, buckets: int = HASH_BUCKETS) -> FloatArray:
+    """1.0 in the bucket of each distinct lower-cased word of the prompt's window.
+
+    crc32 rather than ``hash()``: Python salts ``hash()`` per process, and the
+    buckets must be the ones the model was fitted with.
+    """
+    result = np.zeros(buckets, dtype=np.float64)
+    words = set(_WORD.findall(prompt[:_WINDOW].lower()))
+    result[[zlib.crc32(word.encode()) % buckets for word in words]] = 1.0
+    return result
+
+
 @dataclass(frozen=True, slots=True)
-class Head:
-    """One softmax layer: ``softmax((x - mean) / std @ weights + bias) / T``."""
+class BoundaryHeads:
+    """Three calibrated logistic regressions over one input vector.
+
+    Head ``k`` gives ``P(level ≥ CLASSES[k + 1]) = sigmoid(slope[k] * z[k] +
+    intercept[k])`` with ``z = ((x - mean) * scale) @ weights + bias``.
+    """
 
     mean: FloatArray
     scale: FloatArray
     """One over the standard deviation of each input on the training set."""
     weights: FloatArray
-    """Inputs by classes."""
+    """Inputs by boundaries."""
     bias: FloatArray
-    temperature: float
+    slope: FloatArray
+    """Calibration of each head's logit, fitted out of fold."""
+    intercept: FloatArray
+
+    def at_least(self, inputs: FloatArray) -> FloatArray:
+        """P(≥ simple), P(≥ moderate), P(complex): calibrated and non-increasing."""
+        logits = ((inputs - self.mean) * self.scale) @ self.weights + self.bias
+        calibrated = np.clip(self.slope * logits + self.intercept, -30.0, 30.0)
+        result: FloatArray = np.minimum.accumulate(1.0 / (1.0 + np.exp(-calibrated)))
+        return result
 
     def probabilities(self, inputs: FloatArray) -> FloatArray:
-        """The calibrated probability of each class, in ``CLASSES`` order."""
-        logits = (((inputs - self.mean) * self.scale) @ self.weights + self.bias) / (
-            self.temperature
-        )
-        logits -= logits.max()
-        exp = np.exp(logits)
-        result: FloatArray = exp / exp.sum()
+        """The probability of each level, in ``CLASSES`` order; sums to one."""
+        at_least = self.at_least(inputs)
+        upper = np.concatenate([[1.0], at_least])
+        lower = np.concatenate([at_least, [0.0]])
+        result: FloatArray = upper - lower
         return result
 
     def to_dict(self) -> dict[str, object]:
-        """The head as JSON-ready lists (six decimals)."""
+        """The heads as JSON-ready lists (six significant digits)."""
         return {
             "mean": _rounded(self.mean),
             "scale": _rounded(self.scale),
             "weights": [_rounded(row) for row in self.weights],
             "bias": _rounded(self.bias),
-            "temperature": round(self.temperature, 6),
+            "slope": _rounded(self.slope),
+            "intercept": _rounded(self.intercept),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object], inputs: int) -> Head:
-        """A head from its JSON form.
+    def from_dict(cls, data: Mapping[str, object], inputs: int) -> BoundaryHeads:
+        """Heads from their JSON form.
 
         Raises:
-            ValueError: the arrays do not have ``inputs`` rows and 4 classes.
+            ValueError: the arrays do not have ``inputs`` rows and 3 boundaries,
+                or a calibration slope is not positive.
         """
-        head = cls(
-            mean=np.asarray(data["mean"], dtype=np.float64),
-            scale=np.asarray(data["scale"], dtype=np.float64),
-            weights=np.asarray(data["weights"], dtype=np.float64),
-            bias=np.asarray(data["bias"], dtype=np.float64),
-            temperature=float(str(data["temperature"])),
+        heads = cls(
+            **{
+                name: np.asarray(data[name], dtype=np.float64)
+                for name in ("mean", "scale", "weights", "bias", "slope", "intercept")
+            }
         )
         expected = {
             "mean": (inputs,),
             "scale": (inputs,),
-            "weights": (inputs, len(CLASSES)),
-            "bias": (len(CLASSES),),
+            "weights": (inputs, BOUNDARIES),
+            "bias": (BOUNDARIES,),
+            "slope": (BOUNDARIES,),
+            "intercept": (BOUNDARIES,),
         }
         for name, shape in expected.items():
-            actual = getattr(head, name).shape
+            actual = getattr(heads, name).shape
             if actual != shape:
                 raise ValueError(f"{name} has shape {actual}, expected {shape}")
-        if head.temperature <= 0:
-            raise ValueError("temperature must be positive")
-        return head
+        if not (heads.slope > 0).all():
+            raise ValueError("calibration slopes must be positive")
+        return heads
 
 
 def _rounded(values: FloatArray) -> list[float]:
-    return [round(float(v), 6) for v in values]
+    return [float(f"{float(v):.6g}") for v in values]
 
 
 @dataclass(frozen=True, slots=True)
 class ComplexityModel:
-    """Two calibrated softmax heads: embedding + measurements, or measurements only."""
+    """Boundary heads over embedding + measurements + words, or without embedding."""
 
     version: str
     """A name for logs and shadow comparisons (the file's ``version``)."""
     embedding_version: str
     """The embedder whose vectors ``full`` was fitted on."""
     embedding_dimension: int
-    full: Head
-    """Over the embedding followed by the measurements."""
-    text_only: Head
-    """Over the measurements alone: the fallback when there is no embedding."""
+    full: BoundaryHeads
+    """Over the embedding, the measurements and the hashed words."""
+    text_only: BoundaryHeads
+    """Over the measurements and words alone: the fallback without an embedding."""
     default_quality_bias: float
-    """The bias the fit was tuned for (what ``quality_bias`` 0 means is below)."""
+    """The bias the fit was tuned for (see :func:`choose_complexity`)."""
+    hash_buckets: int = HASH_BUCKETS
 
     def probabilities(
         self,
@@ -243,12 +305,14 @@ class ComplexityModel:
         """P(trivial), P(simple), P(moderate), P(complex) of one request.
 
         ``embedding`` is the prompt's unit vector from the embedder this model was
-        fitted with; None (or a vector of another size) uses the text-only head.
+        fitted with; None (or a vector of another size) uses the text-only heads.
         """
-        features = measure(prompt, conversation)
+        text = np.concatenate(
+            [measure(prompt, conversation), word_buckets(prompt, self.hash_buckets)]
+        )
         if embedding is None or len(embedding) != self.embedding_dimension:
-            return self.text_only.probabilities(features)
-        inputs = np.concatenate([np.asarray(embedding, dtype=np.float64), features])
+            return self.text_only.probabilities(text)
+        inputs = np.concatenate([np.asarray(embedding, dtype=np.float64), text])
         return self.full.probabilities(inputs)
 
     def to_json(self) -> str:
@@ -259,13 +323,14 @@ class ComplexityModel:
                 "version": self.version,
                 "classes": [c.value for c in CLASSES],
                 "features": list(FEATURE_NAMES),
+                "hash_buckets": self.hash_buckets,
                 "embedding_version": self.embedding_version,
                 "embedding_dimension": self.embedding_dimension,
                 "default_quality_bias": self.default_quality_bias,
                 "full": self.full.to_dict(),
                 "text_only": self.text_only.to_dict(),
             },
-            indent=1,
+            separators=(",", ":"),
         )
 
     @classmethod
@@ -273,24 +338,29 @@ class ComplexityModel:
         """Parse and check a model file.
 
         Raises:
-            ValueError: the file is of another format, weighs other features, or
-                its arrays have the wrong shapes.
+            ValueError: the file is of another format or version, weighs other
+                features, or its arrays have the wrong shapes.
         """
         data = json.loads(text)
         if data.get("format") != MODEL_FORMAT:
-            raise ValueError(f"not a {MODEL_FORMAT} model file")
+            raise ValueError(
+                f"not a {MODEL_FORMAT} model file (format {data.get('format')!r})"
+            )
         if tuple(data["features"]) != FEATURE_NAMES:
             raise ValueError("the model weighs other features than this build")
         if tuple(data["classes"]) != tuple(c.value for c in CLASSES):
             raise ValueError("the model has other classes than this build")
         dimension = int(data["embedding_dimension"])
+        buckets = int(data["hash_buckets"])
+        text_inputs = len(FEATURE_NAMES) + buckets
         return cls(
             version=str(data["version"]),
             embedding_version=str(data["embedding_version"]),
             embedding_dimension=dimension,
-            full=Head.from_dict(data["full"], dimension + len(FEATURE_NAMES)),
-            text_only=Head.from_dict(data["text_only"], len(FEATURE_NAMES)),
+            full=BoundaryHeads.from_dict(data["full"], dimension + text_inputs),
+            text_only=BoundaryHeads.from_dict(data["text_only"], text_inputs),
             default_quality_bias=float(data["default_quality_bias"]),
+            hash_buckets=buckets,
         )
 
 

@@ -1,11 +1,10 @@
 """Keyword measurements of a prompt: the lexicons of the first complexity classifier.
 
 They were written for the earlier 240-prompt benchmark (and partly with its test
-split in view), so figures on that set flatter them. On the development split of
-the new training data, written by helpers who never saw them, adding them to the
-embedding model still raised exact accuracy by about 4 points and the right-tier
-rate by about 2 (``bench/results/router_dev.md``), so the model weighs them as
-15 more inputs. :func:`keyword_vector` is what it reads.
+split in view). The router's current model no longer reads them (the hashed words
+of :mod:`services.router.complexity` learn the same from data, for a fraction of
+the time); they stay for the previous classifiers that
+``bench/router_baseline/`` runs beside it on the blind sets.
 """
 
 from __future__ import annotations

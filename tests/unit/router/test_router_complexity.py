@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from services.core.tokens import count_tokens
 from services.router.complexity import (
     CLASSES,
     FEATURE_NAMES,
+    HASH_BUCKETS,
+    MODEL_FORMAT,
     MODEL_RESOURCE,
     ComplexityModel,
     ConversationFeatures,
@@ -20,6 +23,7 @@ from services.router.complexity import (
     load_complexity_model,
     measure,
     premium_threshold,
+    word_buckets,
 )
 from services.router.domain import ConversationShape
 from services.router.enums import Complexity
@@ -38,10 +42,36 @@ def test_the_model_file_weighs_exactly_the_features_measured() -> None:
         (resources.files("services.router") / MODEL_RESOURCE).read_text("utf-8")
     )
 
+    assert data["format"] == MODEL_FORMAT == "tollgate-complexity-heads/2"
     assert tuple(data["features"]) == FEATURE_NAMES
     assert len(measure("x", NO_CONVERSATION)) == len(FEATURE_NAMES)
+    assert data["hash_buckets"] == HASH_BUCKETS
     assert data["classes"] == [c.value for c in CLASSES]
     assert data["embedding_dimension"] == 384
+    # One weight column per boundary between adjacent levels, for both head sets.
+    text_inputs = len(FEATURE_NAMES) + HASH_BUCKETS
+    assert np.asarray(data["full"]["weights"]).shape == (384 + text_inputs, 3)
+    assert np.asarray(data["text_only"]["weights"]).shape == (text_inputs, 3)
+
+
+def test_a_model_file_of_the_previous_format_is_refused(tmp_path: Path) -> None:
+    data = json.loads(load_complexity_model().to_json())
+    data["format"] = "tollgate-complexity-softmax/1"
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+
+    with pytest.raises(ValueError, match="not a tollgate-complexity-heads/2"):
+        load_complexity_model(path)
+
+
+def test_a_model_file_with_truncated_heads_is_refused(tmp_path: Path) -> None:
+    data = json.loads(load_complexity_model().to_json())
+    data["full"]["weights"] = data["full"]["weights"][:-1]
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+
+    with pytest.raises(ValueError, match="weights has shape"):
+        load_complexity_model(path)
 
 
 def test_a_model_file_for_other_features_is_refused(tmp_path: Path) -> None:
@@ -79,6 +109,25 @@ def test_measurements_count_exact_tokens_code_and_conversation() -> None:
     assert features["log_earlier_user_turns"] == pytest.approx(np.log2(3))
 
 
+def test_words_hash_to_the_same_buckets_in_every_process() -> None:
+    buckets = word_buckets("Prove it. PROVE it!")
+
+    # crc32, not the salted hash(): two distinct words, case folded.
+    assert buckets.sum() == 2.0
+    assert buckets[zlib.crc32(b"prove") % HASH_BUCKETS] == 1.0
+
+
+def test_a_long_pasted_log_is_measured_within_a_bounded_window() -> None:
+    log = "2026-12-05 ERROR worker 7 timed out after 30s\n" * 5000
+
+    start = time.perf_counter()
+    features = dict(zip(FEATURE_NAMES, measure(log, NO_CONVERSATION), strict=True))
+    elapsed = time.perf_counter() - start
+
+    assert features["log_tokens"] > np.log2(50_000)  # scaled from the window
+    assert elapsed < 0.01
+
+
 def test_probabilities_sum_to_one_with_and_without_an_embedding() -> None:
     model = load_complexity_model()
     vector = np.zeros(384)
@@ -90,7 +139,31 @@ def test_probabilities_sum_to_one_with_and_without_an_embedding() -> None:
 
     assert with_vector.sum() == pytest.approx(1.0)
     assert text_only.sum() == pytest.approx(1.0)
+    assert (with_vector >= 0).all() and (text_only >= 0).all()
     assert list(wrong_size) == list(text_only)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "hi",
+        "What is the capital of France?",
+        "Summarize this paragraph in two sentences: the meeting moved to Friday.",
+        "Prove that there are infinitely many primes and derive a bound on gaps.",
+    ],
+)
+def test_the_quality_bias_never_lowers_the_tier_as_it_rises(prompt: str) -> None:
+    model = load_complexity_model()
+    p = list(model.probabilities(prompt, NO_CONVERSATION, None))
+    tiers = ("economy", "standard", "premium")
+
+    ranks = [
+        tiers.index(BUILT_IN_TIERS[choose_complexity(p, bias / 4, BUILT_IN_TIERS)])
+        for bias in range(-40, 41)
+    ]
+
+    assert ranks == sorted(ranks)
+    assert ranks[-1] == 2  # at bias 10 even a greeting goes to premium
 
 
 def test_the_premium_threshold_falls_as_the_quality_bias_rises() -> None:

@@ -20,17 +20,23 @@ from services.core.conversation import (
 )
 from services.core.tokens import count_tokens
 from services.gateway.clients import conversation_shape
+from services.router.adapters.embedder import LazyOnnxEmbedder
 from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
 from services.router.complexity import load_complexity_model
-from services.router.domain import ConversationShape, Router, RouteRequest
+from services.router.domain import (
+    Classifier,
+    ConversationShape,
+    Router,
+    RouteRequest,
+)
 from services.router.enums import Complexity, Priority, RequestType
 from services.router.table import load_routing_table
 
 TRIVIAL = "thanks, that fixed it"
 HARD = (
-    "Design a multi-region, fault-tolerant job scheduler with exactly-once "
-    "execution, analyze the consistency trade-offs, and implement the leader "
-    "election in Go."
+    "Analyze the trade-offs of event sourcing versus CRUD for a payments ledger "
+    "with strict auditability, design the migration, and prove that no "
+    "transaction is lost or applied twice during the cut-over."
 )
 CALL = ToolCall("call_1", "lookup_order", '{"id": 42}')
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
@@ -144,3 +150,44 @@ async def test_a_long_text_conversation_alone_is_no_floor(earlier: int) -> None:
     assert _shape(prompt).earlier_user_turns == earlier
 
     assert await _route(prompt) == ("economy", Complexity.TRIVIAL)
+
+
+MULTI_STEP = (
+    "Using the tools, pull the last 90 days of orders for every EU customer, "
+    "reconcile them against the payment provider's settlements, work out which "
+    "discrepancies come from currency rounding and which from refunds issued "
+    "twice, then draft a remediation plan that keeps us compliant with PSD2."
+)
+
+
+async def test_a_multi_step_request_with_tools_gets_premium_via_the_embedder() -> None:
+    embedder = LazyOnnxEmbedder()
+    router = Router(
+        load_routing_table(None),
+        InMemoryControlStore(),
+        InMemoryMetricsStore(),
+        Classifier(load_complexity_model(), embedder),
+        FakeClock(),
+    )
+    prompt = Prompt(
+        messages=(Message(Role.USER, (MULTI_STEP,)),),
+        tools=(Tool("query_orders"), Tool("query_settlements")),
+    )
+    try:
+        decision = await router.route(
+            RouteRequest(
+                tenant_id="acme",
+                user_id="user_0001",
+                priority=Priority.STANDARD,
+                request_type=RequestType.CHAT,
+                requested_model="auto",
+                input=MULTI_STEP,
+                input_tokens=count_tokens(MULTI_STEP),
+                max_output_tokens=0,
+                conversation=_shape(prompt),
+            )
+        )
+    finally:
+        await embedder.close()
+
+    assert (decision.tier, decision.complexity) == ("premium", Complexity.COMPLEX)

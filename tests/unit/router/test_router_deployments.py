@@ -280,7 +280,12 @@ async def test_raise_only_never_lowers_the_level() -> None:
 
 async def test_stats_count_complexities_of_auto_requests() -> None:
     router = _router(load_routing_table(None))
-    for prompt in ("hi", "What is 7 times 8?", "Prove that sqrt(2) is irrational."):
+    for prompt in (
+        "hi",
+        "What is 7 times 8?",
+        "Prove that there are infinitely many primes, then derive a bound on the "
+        "gap between consecutive primes and analyze its complexity.",
+    ):
         await router.route(_request(requested_model="auto", input=prompt))
 
     stats = await router.routing_stats()

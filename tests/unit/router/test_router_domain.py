@@ -137,9 +137,8 @@ async def test_a_priority_without_a_tier_takes_the_request_types_preset(
         # The router of these tests has no embedder: the text-only head decides.
         ("What is the capital of Peru?", Complexity.TRIVIAL, "gpt-4.1-nano"),
         (
-            "Design a multi-region, fault-tolerant job scheduler with exactly-once "
-            "execution, analyze the consistency trade-offs, and implement the "
-            "leader election in Go.",
+            "Prove that there are infinitely many primes, then derive a bound on "
+            "the gap between consecutive primes and analyze its complexity.",
             Complexity.COMPLEX,
             "gpt-4.1",
         ),
