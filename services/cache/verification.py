@@ -52,8 +52,8 @@ the hit.
 Pure functions of the two texts plus the embedding model's vendored vocabulary,
 read once; no other I/O. Designed on bench/data/cache_pairs.jsonl,
 bench/data/cache_dev_2026-12.jsonl and bench/data/cache_blind_2026-12.jsonl (a
-used blind set); judged on bench/data/cache_blind_2026-12b.jsonl
-(bench/cache_quality.py).
+used blind set); judged on bench/data/cache_blind_2026-12b.jsonl, then again,
+unchanged, on bench/data/cache_blind_2026-12c.jsonl (bench/cache_quality.py).
 """
 
 from __future__ import annotations
@@ -964,6 +964,9 @@ def _monotone(
 class _Alignment:
     accepted_by: str = ""
     failed_check: str = ""
+    # The content words left without a partner, on each side.
+    unexplained: tuple[tuple[_Token, ...], tuple[_Token, ...]] = ((), ())
+    paired: int = 0
 
 
 def _align(a: _Features, b: _Features) -> _Alignment:
@@ -1022,7 +1025,14 @@ def _align(a: _Features, b: _Features) -> _Alignment:
             matches.append((span[0], i) if flipped else (i, span[0]))
             strongest = max(strongest, level("abbreviation"))
     if any(free_left) or any(free_right):
-        return _Alignment(failed_check="alignment")
+        return _Alignment(
+            failed_check="alignment",
+            unexplained=(
+                tuple(t for t, free in zip(left, free_left, strict=True) if free),
+                tuple(t for t, free in zip(right, free_right, strict=True) if free),
+            ),
+            paired=len(matches),
+        )
     if not _monotone(matches, a, b, _movers(a, b)):
         return _Alignment(failed_check="order")
     if not _monotone(matches, a, b, frozenset(_MODAL_TOKENS)):
@@ -1052,6 +1062,21 @@ def _context_free(text: str) -> str:
 
 def _closing_questions(query: str, cached: str) -> tuple[str, str]:
     return (_context_free(query) or query, _context_free(cached) or cached)
+
+
+def unexplained(query: str, cached: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The content words of each text that the alignment leaves without a partner.
+
+    Empty on both sides when every content word pairs up. Used to measure what a
+    learned judge of the differing words could add (bench/cache_quality.py
+    ``--probe``); :func:`verify` decides from the same alignment.
+    """
+    alignment = _align(_features(query), _features(cached))
+    left, right = alignment.unexplained
+    return (
+        tuple(token.word for token in left),
+        tuple(token.word for token in right),
+    )
 
 
 def verify(query: str, cached: str) -> Verdict:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cache.verification import ACCEPTING_CHECKS, CHECKS, verify
+from services.cache.verification import ACCEPTING_CHECKS, CHECKS, unexplained, verify
 
 
 @pytest.mark.parametrize(
@@ -204,3 +204,19 @@ def test_a_scene_with_a_number_or_a_name_is_not_context() -> None:
         "I'm 34 and hurt my wrist. How do I report an injury at work?", cached
     ).ok
     assert not verify("I started Monday. How do I report an injury at work?", cached).ok
+
+
+def test_unexplained_names_the_words_a_near_miss_changes() -> None:
+    # What the learned-accept probe (bench/cache_quality.py --probe) measures on:
+    # the words the alignment leaves without a partner, on each side.
+    assert unexplained(
+        "How do I get the first 3 rows of a pandas DataFrame?",
+        "How do I get the last 3 rows of a pandas DataFrame?",
+    ) == (("first",), ("last",))
+
+
+def test_unexplained_is_empty_when_every_word_pairs_up() -> None:
+    assert unexplained(
+        "How do I delete my account?", "How can I remove my account?"
+    ) == ((), ())
+    assert verify("How do I delete my account?", "How can I remove my account?").ok
