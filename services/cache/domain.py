@@ -633,6 +633,19 @@ class ResponseCache:
         """The per-route modes and thresholds of the semantic tier."""
         return self._control
 
+    async def embed(self, text: str) -> tuple[Sequence[float], str]:
+        """The vector of ``text`` and the embedder's version, kept in the memo.
+
+        The Lookup and Store of the same text then reuse it, so a request whose
+        vector another service needs (the router's complexity classifier) is still
+        embedded once. ``((), "")`` without a semantic tier or for a blank text; a
+        failing embedder raises :class:`BackendUnavailableError`.
+        """
+        semantic = self._semantic
+        if semantic is None or not text.strip():
+            return (), ""
+        return await semantic.vector(text), semantic.embedder.version
+
     async def lookup(
         self, request: CacheableRequest, *, allow_semantic: bool = True
     ) -> LookupResult:

@@ -69,6 +69,9 @@ _REQUEST_TYPES = {
 }
 _REQUEST_TYPES_TO_PROTO = {name: value for value, name in _REQUEST_TYPES.items()}
 
+# Embed cuts a text here: the embedder reads at most 256 tokens of it anyway.
+_MAX_EMBED_CHARS = 100_000
+
 # An exact-tier key as Lookup and Store return it: a hex SHA-256.
 _EXACT_KEY = re.compile(r"[0-9a-f]{64}")
 
@@ -121,6 +124,17 @@ class CacheServicer:
             response.response.CopyFrom(_encode_entry(result.entry))
             response.age.FromTimedelta(timedelta(seconds=result.age_seconds))
         return response
+
+    async def Embed(
+        self, request: cache_pb.EmbedRequest, context: Context
+    ) -> cache_pb.EmbedResponse:
+        """The semantic tier's vector of ``input``, kept for its Lookup and Store.
+
+        Never INVALID_ARGUMENT: a caller routes on without the vector. The model
+        reads 256 tokens at most, so a longer text is cut before the tokenizer.
+        """
+        vector, version = await self._cache.embed(request.input[:_MAX_EMBED_CHARS])
+        return cache_pb.EmbedResponse(vector=vector, embedding_version=version)
 
     async def Store(
         self, request: cache_pb.StoreRequest, context: Context

@@ -65,7 +65,7 @@ from services.gateway.domain import (
     Usage,
     UsageRecord,
 )
-from services.gateway.ports import DependencyUnavailableError
+from services.gateway.ports import DependencyUnavailableError, Embedding
 from services.gateway.usage import (
     BudgetScopeKind,
     BudgetState,
@@ -514,6 +514,17 @@ class CacheClient:
             semantic_check=response.accepted_check,
         )
 
+    async def embed(self, request_id: str, text: str) -> Embedding | None:
+        """The cache's vector of ``text``; None when its semantic tier is off."""
+        response: cache_pb.EmbedResponse = await self._downstream.call(
+            self._stub.Embed,
+            cache_pb.EmbedRequest(request_id=request_id, input=text),
+            request_id,
+        )
+        if not response.vector:
+            return None
+        return Embedding(tuple(response.vector), response.embedding_version)
+
     async def store(
         self, request_id: str, key: CacheKeyParts, answer: UpstreamAnswer
     ) -> None:
@@ -554,11 +565,14 @@ class RouterClient:
         principal: Principal,
         request: ResponseRequest,
         input_tokens: int,
+        embedding: Embedding | None = None,
     ) -> Route:
         """Choose model, deployment, lane and token budget."""
         response: router_pb.RouteResponse = await self._downstream.call(
             self._stub.Route,
             router_pb.RouteRequest(
+                input_embeddings=embedding.vector if embedding else (),
+                embedding_version=embedding.version if embedding else "",
                 request_id=request_id,
                 caller=caller_proto(principal),
                 priority=PRIORITY_TO_PROTO[request.priority],

@@ -112,7 +112,9 @@ class Orchestrator:
             prices=prices,
             clock=clock,
         )
-        self._planner = Planner(router, clock, config.upstream_timeout_seconds)
+        self._planner = Planner(
+            router, clock, config.upstream_timeout_seconds, cache=cache
+        )
         self._admission = Admission(
             ratelimit=ratelimit,
             cache=cache,

@@ -9,6 +9,7 @@ the orchestrator applies one written policy per dependency.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from services.gateway.domain import (
@@ -69,6 +70,14 @@ class RateLimiterPort(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """A text's vector and the embedder (model and version) that made it."""
+
+    vector: tuple[float, ...]
+    version: str
+
+
 class CachePort(Protocol):
     """The cache service."""
 
@@ -82,6 +91,10 @@ class CachePort(Protocol):
         """Cache a complete answer."""
         ...
 
+    async def embed(self, request_id: str, text: str) -> Embedding | None:
+        """The cache's vector of ``text`` (kept for its lookup), or None without one."""
+        ...
+
 
 class RouterPort(Protocol):
     """The router service."""
@@ -92,8 +105,13 @@ class RouterPort(Protocol):
         principal: Principal,
         request: ResponseRequest,
         input_tokens: int,
+        embedding: Embedding | None = None,
     ) -> Route:
-        """Choose model, deployment, lane and token budget."""
+        """Choose model, deployment, lane and token budget.
+
+        ``embedding`` is the last user text's vector when the cache made one, so
+        the router need not embed it again.
+        """
         ...
 
     async def record_outcome(

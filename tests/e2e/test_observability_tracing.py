@@ -45,8 +45,10 @@ from tests.logs import json_logs
 
 API_KEY = "tg-tracing-test-key"
 CREATE = "/tollgate.gateway.v1.GatewayService/CreateResponse"
-# The downstream calls every answered, uncached request makes.
+# The downstream calls every answered, uncached `auto` request makes: the cache
+# embeds the prompt once (Embed) and the router and the cache reuse that vector.
 DOWNSTREAM_RPCS = {
+    "/tollgate.cache.v1.CacheService/Embed",
     "/tollgate.router.v1.RouterService/Route",
     "/tollgate.ratelimit.v1.RateLimitService/Acquire",
     "/tollgate.cache.v1.CacheService/Lookup",
@@ -293,7 +295,8 @@ async def test_log_lines_carry_the_ids_of_the_span_they_were_written_in(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     record = "/tollgate.costs.v1.CostsService/Record"
-    with json_logs(capsys) as logs:
+    # The ledger's per-request line is at debug level.
+    with json_logs(capsys, "DEBUG") as logs:
         await gateway.CreateResponse(
             gateway_pb.CreateResponseRequest(input="What is a token bucket?"),
             metadata=(("authorization", f"Bearer {API_KEY}"),),

@@ -29,7 +29,12 @@ from services.gateway.domain import (
     UpstreamCall,
 )
 from services.gateway.fallbacks import local_route
-from services.gateway.ports import DependencyUnavailableError, RouterPort
+from services.gateway.ports import (
+    CachePort,
+    DependencyUnavailableError,
+    Embedding,
+    RouterPort,
+)
 
 _log = structlog.get_logger("tollgate.gateway")
 
@@ -90,10 +95,17 @@ class Plan:
 class Planner:
     """Counts, routes and fits a request; the router's failure policy lives here."""
 
-    def __init__(self, router: RouterPort, clock: Clock, timeout_seconds: float):
+    def __init__(
+        self,
+        router: RouterPort,
+        clock: Clock,
+        timeout_seconds: float,
+        cache: CachePort | None = None,
+    ):
         self._router = router
         self._clock = clock
         self._timeout_seconds = timeout_seconds
+        self._cache = cache
 
     async def plan(
         self,
@@ -175,6 +187,27 @@ class Planner:
             key=key,
         )
 
+    async def _embedding(
+        self, request_id: str, request: ResponseRequest
+    ) -> Embedding | None:
+        """For ``auto``, the cache's vector of the text, so it is embedded once.
+
+        The router's complexity classifier needs the vector the cache's lookup and
+        store need too; the cache keeps it for them. None (the router embeds) when
+        the cache is bypassed, has no semantic tier or cannot answer.
+        """
+        if (
+            self._cache is None
+            or request.cache_bypass
+            or (request.model or AUTO_MODEL) != AUTO_MODEL
+            or not request.prompt.last_user_text.strip()
+        ):
+            return None
+        try:
+            return await self._cache.embed(request_id, request.prompt.last_user_text)
+        except DependencyUnavailableError:
+            return None
+
     async def _route(
         self,
         request_id: str,
@@ -182,7 +215,12 @@ class Planner:
         request: ResponseRequest,
         conversation_tokens: int,
     ) -> Route:
+        embedding = await self._embedding(request_id, request)
         try:
+            if embedding is not None:
+                return await self._router.route(
+                    request_id, principal, request, conversation_tokens, embedding
+                )
             return await self._router.route(
                 request_id, principal, request, conversation_tokens
             )

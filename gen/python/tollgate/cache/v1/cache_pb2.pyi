@@ -170,6 +170,22 @@ class LookupResponse(_message.Message):
     semantic_mode: SemanticMode
     def __init__(self, hit: _Optional[bool] = ..., status: _Optional[_Union[_common_pb2.CacheStatus, str]] = ..., similarity: _Optional[float] = ..., response: _Optional[_Union[CachedResponse, _Mapping]] = ..., key: _Optional[str] = ..., rejected_candidates: _Optional[int] = ..., age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., embedding_latency_ms: _Optional[float] = ..., search_latency_ms: _Optional[float] = ..., accepted_check: _Optional[str] = ..., shadow_hit: _Optional[bool] = ..., semantic_mode: _Optional[_Union[SemanticMode, str]] = ...) -> None: ...
 
+class EmbedRequest(_message.Message):
+    __slots__ = ("request_id", "input")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    input: str
+    def __init__(self, request_id: _Optional[str] = ..., input: _Optional[str] = ...) -> None: ...
+
+class EmbedResponse(_message.Message):
+    __slots__ = ("vector", "embedding_version")
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    vector: _containers.RepeatedScalarFieldContainer[float]
+    embedding_version: str
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., embedding_version: _Optional[str] = ...) -> None: ...
+
 class StoreRequest(_message.Message):
     __slots__ = ("request_id", "request", "response", "ttl", "complete", "has_tool_calls")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -67,6 +67,11 @@ class CacheServiceStub:
                 request_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyRequest.SerializeToString,
                 response_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/tollgate.cache.v1.CacheService/Embed',
+                request_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.EmbedResponse.FromString,
+                _registered_method=True)
 
 
 class CacheServiceServicer:
@@ -123,6 +128,17 @@ class CacheServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embed returns the semantic tier's vector of a text and keeps it for the
+        Lookup and Store of the same text that follow, so a request is embedded once
+        however many services need its vector (the gateway passes it to the router's
+        RouteRequest.input_embeddings). An empty vector when the semantic tier is
+        disabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +171,11 @@ def add_CacheServiceServicer_to_server(servicer, server):
                     servicer.GetSemanticPolicy,
                     request_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyRequest.FromString,
                     response_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.EmbedRequest.FromString,
+                    response_serializer=tollgate_dot_cache_dot_v1_dot_cache__pb2.EmbedResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -322,6 +343,33 @@ class CacheService:
             '/tollgate.cache.v1.CacheService/GetSemanticPolicy',
             tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyRequest.SerializeToString,
             tollgate_dot_cache_dot_v1_dot_cache__pb2.GetSemanticPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.cache.v1.CacheService/Embed',
+            tollgate_dot_cache_dot_v1_dot_cache__pb2.EmbedRequest.SerializeToString,
+            tollgate_dot_cache_dot_v1_dot_cache__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
