@@ -38,10 +38,12 @@ class JsonLogs:
 
 
 @contextlib.contextmanager
-def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[JsonLogs]:
+def json_logs(
+    capsys: pytest.CaptureFixture[str], level: str = "INFO"
+) -> Iterator[JsonLogs]:
     """Log as in production, to the captured stdout; restore the config after."""
     saved = structlog.get_config()
-    configure_logging("INFO", service="gateway")
+    configure_logging(level, service="gateway")
     capsys.readouterr()
     try:
         yield JsonLogs(capsys)

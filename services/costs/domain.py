@@ -286,7 +286,8 @@ class CostLedger:
             )
         )
         booked = booking.entry
-        _log.info(
+        # Per request: debug, not info (the gateway's access line has the cost).
+        _log.debug(
             "usage_recorded",
             booked_request_id=booked.request_id,
             tenant=booked.tenant_id,
@@ -344,7 +345,7 @@ class CostLedger:
                 ),
             )
         )
-        _log.info(
+        _log.debug(
             "budget_checked",
             checked_request_id=request.request_id,
             tenant=request.caller.tenant_id,

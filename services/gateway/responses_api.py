@@ -12,6 +12,7 @@ tool turn becomes a ``function_call_output`` item. A schema travels as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from openai.types.responses import Response
@@ -147,6 +148,59 @@ def _finish_reason(
             return FinishReason.CONTENT_FILTER
         return FinishReason.LENGTH
     return FinishReason.TOOL_CALLS if tool_calls else FinishReason.STOP
+
+
+def _finish_reason_of(
+    data: Mapping[str, Any], tool_calls: tuple[ToolCall, ...]
+) -> FinishReason:
+    if data.get("status") == "incomplete":
+        details = data.get("incomplete_details") or {}
+        if details.get("reason") == "content_filter":
+            return FinishReason.CONTENT_FILTER
+        return FinishReason.LENGTH
+    return FinishReason.TOOL_CALLS if tool_calls else FinishReason.STOP
+
+
+def read_answer_json(data: Mapping[str, Any]) -> UpstreamAnswer:
+    """:func:`read_answer` of a Responses API response as decoded JSON.
+
+    The same answer as the SDK's model would give, without building the model:
+    the synchronous lane's hot path reads the body as sent.
+    """
+    output = data.get("output") or ()
+    tool_calls = tuple(
+        ToolCall(item["call_id"], item["name"], item["arguments"])
+        for item in output
+        if item.get("type") == "function_call"
+    )
+    texts = [
+        part["text"]
+        for item in output
+        if item.get("type") == "message"
+        for part in item.get("content") or ()
+        if part.get("type") == "output_text" and part.get("text") is not None
+    ]
+    usage = data.get("usage") or {}
+    finish = _finish_reason_of(data, tool_calls)
+    return UpstreamAnswer(
+        output_text="".join(texts),
+        model=data["model"],
+        usage=Usage(
+            input_tokens=usage.get("input_tokens") or 0,
+            cached_input_tokens=(usage.get("input_tokens_details") or {}).get(
+                "cached_tokens"
+            )
+            or 0,
+            output_tokens=usage.get("output_tokens") or 0,
+            reasoning_tokens=(usage.get("output_tokens_details") or {}).get(
+                "reasoning_tokens"
+            )
+            or 0,
+        ),
+        truncated=finish is FinishReason.LENGTH,
+        tool_calls=tool_calls,
+        finish_reason=finish,
+    )
 
 
 def read_answer(response: Response) -> UpstreamAnswer:

@@ -1,5 +1,9 @@
 """The upstream model provider through the ``openai`` SDK (Responses API).
 
+A non-streaming call is a JSON POST through the SDK's own HTTP client, headers
+and error types, read without the SDK's pydantic models (their building was the
+largest cost of a request); streams, files and batches use the SDK itself.
+
 Retries are ours, not the SDK's, so that every attempt fits inside the caller's
 deadline: exponential backoff with full jitter, and an upstream Retry-After is
 honoured when it fits in the time left.
@@ -14,14 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
 from typing import TypeVar
 
+import httpx2
 import openai
 import structlog
+from openai._httpx2 import request_exceptions, timeout_exceptions
+from openai._types import Omit
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
@@ -40,7 +48,11 @@ from services.gateway.ports import (
     UpstreamStreamBrokenError,
     UpstreamThrottledError,
 )
-from services.gateway.responses_api import read_answer, request_body
+from services.gateway.responses_api import (
+    read_answer,
+    read_answer_json,
+    request_body,
+)
 
 _log = structlog.get_logger("tollgate.upstream")
 
@@ -140,6 +152,55 @@ class OpenAIUpstream:
             "server.address": url.host,
             "server.port": url.port or default_port,
         }
+        self._url = f"{str(url).rstrip('/')}/responses"
+        self._headers: list[tuple[str, str]] | None = None
+
+    def _raw_headers(self) -> list[tuple[str, str]]:
+        """The SDK's headers for a JSON POST (auth, user agent, organization)."""
+        if self._headers is None:
+            client = self._client
+            merged = {**client.default_headers, **client.auth_headers}
+            self._headers = [
+                (k, v) for k, v in merged.items() if not isinstance(v, Omit)
+            ]
+        return self._headers
+
+    async def _post(
+        self, body: dict[str, object], remaining: float
+    ) -> tuple[UpstreamAnswer, str]:
+        """One Responses call through the SDK's HTTP client, without its models.
+
+        The SDK builds and validates pydantic models for every request and answer
+        (about a third of the gateway's CPU per request); here the body is sent as
+        JSON and the answer read as decoded JSON, with the SDK's transport, headers
+        and error types: a timeout is ``APITimeoutError``, a transport failure
+        ``APIConnectionError``, a 4xx/5xx the SDK's own ``APIStatusError`` subclass.
+        """
+        client = self._client
+        http = client._client
+        request = http.build_request(
+            "POST",
+            self._url,
+            content=json.dumps(body, separators=(",", ":")).encode(),
+            headers=self._raw_headers(),
+            timeout=httpx2.Timeout(remaining),
+        )
+        try:
+            response = await http.send(request)
+        except timeout_exceptions() as error:
+            raise openai.APITimeoutError(request=request) from error
+        except request_exceptions() as error:
+            raise openai.APIConnectionError(request=request) from error
+        if response.status_code >= 400:
+            await response.aread()
+            raise client._make_status_error_from_response(response) from None
+        try:
+            data = json.loads(response.content)
+            return read_answer_json(data), str(data.get("id", ""))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise openai.APIResponseValidationError(
+                response, None, message="the upstream's answer is not a response"
+            ) from error
 
     def _call_span(self, call: UpstreamCall) -> trace.Span:
         """The CLIENT span of one model call, with the GenAI request attributes."""
@@ -171,7 +232,11 @@ class OpenAIUpstream:
         deadline = self._clock.monotonic() + timeout_seconds
         body = request_body(call)
 
+        raw = isinstance(self._client.api_key, str)
+
         async def attempt(remaining: float) -> tuple[UpstreamAnswer, str]:
+            if raw:
+                return await self._post(body, remaining)
             response = await self._client.responses.create(**body, timeout=remaining)
             return read_answer(response), response.id
 

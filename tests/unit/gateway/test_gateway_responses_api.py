@@ -24,7 +24,7 @@ from services.core.conversation import (
     ToolChoiceMode,
 )
 from services.gateway.domain import UpstreamCall, Usage
-from services.gateway.responses_api import read_answer, request_body
+from services.gateway.responses_api import read_answer, read_answer_json, request_body
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
 WEATHER_SCHEMA = {
@@ -360,3 +360,43 @@ def test_reasoning_tokens_are_read_as_part_of_the_output() -> None:
     assert answer.usage == Usage(30, 0, 200, 192)
     assert answer.output_text == "Yes."
     assert answer.finish_reason is FinishReason.STOP
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        [_message("Take a "), _message("coat.")],
+        [
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            _message("Yes."),
+            {
+                "type": "function_call",
+                "id": "fc_1",
+                "call_id": "call_a",
+                "name": "get_weather",
+                "arguments": '{"city":"Oslo"}',
+                "status": "completed",
+            },
+        ],
+        [],
+    ],
+)
+@pytest.mark.parametrize(
+    ("status", "incomplete"),
+    [
+        ("completed", None),
+        ("incomplete", "max_output_tokens"),
+        ("incomplete", "content_filter"),
+    ],
+)
+def test_the_json_reader_gives_the_answer_the_sdk_model_gives(
+    output: list[dict[str, Any]], status: str, incomplete: str | None
+) -> None:
+    # The hot path reads the decoded body; it must agree with the SDK's model.
+    response = _response(
+        output, status=status, incomplete=incomplete, usage=_usage(30, 12, 200, 150)
+    )
+
+    from_json = read_answer_json(response.model_dump(mode="json"))
+
+    assert from_json == read_answer(response)
