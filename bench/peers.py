@@ -16,7 +16,14 @@ user message):
   lookup, then the write);
 - LiteLLM's proxy (``litellm[proxy]``, pinned, in a virtual environment of its own
   so its pins never touch the project's; no database; a master key; the model
-  mapped to the simulator) with one uvicorn worker and with two.
+  mapped to the simulator) with one uvicorn worker and with two;
+- Tollgate's ``--workers`` (system ``workers``), cache bypassed, through both doors,
+  with 1 and 2 workers: the five processes with the gateway as N workers, and the
+  all-in-one as N workers with its state in a redis-server this script starts
+  (limits, routing state and the exact tier shared; semantic tier off, which
+  ``--workers`` needs without a Qdrant server). Its gRPC client opens one channel
+  per caller (up to 16), so the kernel can spread connections over the workers;
+  the redis-server's CPU is billed to the all-in-one.
 
 At concurrency 1, 8 and 32, each cell reports requests/s, p50 and p99 latency and
 the CPU milliseconds per request of the system's own processes (psutil's
@@ -41,6 +48,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -74,6 +82,8 @@ LITELLM_KEY = "sk-bench-litellm-master"
 # reachable here carries; 1.108 and later pin extras it does not have yet.
 LITELLM_PIN = "litellm[proxy]==1.106.12"
 CONCURRENCIES = (1, 8, 32)
+WORKER_COUNTS = (1, 2)
+MAX_GRPC_CHANNELS = 16
 # Nothing is refused: the benchmark measures the path, not the limits.
 LIMITS = """
 default_tier: paid
@@ -136,6 +146,22 @@ ALL_IN_ONE = System("tollgate-all", "Tollgate all-in-one")
 def _litellm_system(workers: int) -> System:
     noun = "worker" if workers == 1 else "workers"
     return System(f"litellm-{workers}", f"LiteLLM proxy, {workers} {noun}")
+
+
+WORKER_SHAPES = ("gateway", "all")
+
+
+def _workers_system(shape: str, workers: int) -> System:
+    """Tollgate with ``--workers``: the gateway of five processes, or all-in-one."""
+    if shape == "gateway":
+        return System(
+            f"tollgate-gateway-w{workers}",
+            f"Tollgate, five processes, gateway --workers {workers}",
+        )
+    return System(
+        f"tollgate-all-w{workers}",
+        f"Tollgate all-in-one --workers {workers} (state in Redis)",
+    )
 
 
 # -- CPU and memory of process trees
@@ -264,18 +290,51 @@ class HttpTarget:
 
 
 class GrpcTarget:
-    """Tollgate's CreateResponse with the same prompt as one user message."""
+    """Tollgate's CreateResponse with the same prompt as one user message.
 
-    def __init__(self, address: str, run: str, system: str, bypass: bool) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
-        self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+    One channel (one HTTP/2 connection) by default; :meth:`open` with ``pooled``
+    gives one per caller, up to :data:`MAX_GRPC_CHANNELS`, as the HTTP door's
+    callers have one connection each: workers sharing a port are spread over by
+    connection.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        run: str,
+        system: str,
+        bypass: bool,
+        *,
+        pooled: bool = False,
+    ) -> None:
+        self._address = address
+        self._pooled = pooled
+        self._channels = [grpc.aio.insecure_channel(address)]
+        self._stubs = [gateway_pb2_grpc.GatewayServiceStub(self._channels[0])]
         self._run = run
         self._system = system
         self._bypass = bypass
 
+    async def open(self, concurrency: int) -> None:
+        """With ``pooled``: one channel per caller (each its own connection)."""
+        if not self._pooled:
+            return
+        await self.close()
+        count = max(1, min(concurrency, MAX_GRPC_CHANNELS))
+        self._channels = [
+            grpc.aio.insecure_channel(
+                self._address,
+                # A subchannel pool of its own: a TCP connection of its own.
+                options=[("grpc.use_local_subchannel_pool", 1)],
+            )
+            for _ in range(count)
+        ]
+        self._stubs = [gateway_pb2_grpc.GatewayServiceStub(c) for c in self._channels]
+
     async def call(self, i: int) -> str:
         """One CreateResponse with a new prompt."""
-        reply = await self._stub.CreateResponse(
+        stub = self._stubs[i % len(self._stubs)]
+        reply = await stub.CreateResponse(
             gateway_pb.CreateResponseRequest(
                 input=_prompt(self._run, self._system, i),
                 model=MODEL,
@@ -288,8 +347,9 @@ class GrpcTarget:
         return status.removeprefix("CACHE_STATUS_").lower()
 
     async def close(self) -> None:
-        """Close the channel."""
-        await self._channel.close()
+        """Close the channels."""
+        for channel in self._channels:
+            await channel.close()
 
 
 async def _timed(call: Call, i: int, sink: list[tuple[float, str]]) -> None:
@@ -483,7 +543,12 @@ def start_simulator(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
-def start_tollgate(state_dir: Path, simulator_url: str, all_in_one: bool) -> Suite:
+def start_tollgate(
+    state_dir: Path,
+    simulator_url: str,
+    all_in_one: bool,
+    extra_env: dict[str, str] | None = None,
+) -> Suite:
     """The suite on free ports, calling the shared simulator, limits raised."""
     state_dir.mkdir(parents=True, exist_ok=True)
     limits = state_dir / "limits.yaml"
@@ -500,9 +565,76 @@ def start_tollgate(state_dir: Path, simulator_url: str, all_in_one: bool) -> Sui
         extra_env={
             "TOLLGATE_RATELIMIT_LIMITS_FILE": str(limits),
             "TOLLGATE_GATEWAY_BATCH_STORE_PATH": str(state_dir / "batches.sqlite3"),
+            **(extra_env or {}),
         },
         all_in_one=all_in_one,
     )
+
+
+def start_redis(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of this run on a free port; returns it and its URL.
+
+    Raises:
+        RuntimeError: redis-server is not installed or does not answer.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            *(binary, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(state_dir)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe,
+        ):
+            probe.sendall(b"PING\r\n")
+            if probe.recv(16).startswith(b"+PONG"):
+                return process, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    _stop_group(process)
+    raise RuntimeError("redis-server did not answer")
+
+
+def workers_env(shape: str, workers: int, redis_url: str | None) -> dict[str, str]:
+    """The environment of a ``--workers`` system (shared state for the all-in-one)."""
+    env = {"TOLLGATE_WORKERS": str(workers)}
+    if shape == "all" and redis_url is not None:
+        env.update(
+            {
+                "TOLLGATE_RATELIMIT_REDIS_URL": redis_url,
+                "TOLLGATE_ROUTER_REDIS_URL": redis_url,
+                "TOLLGATE_CACHE_EXACT_BACKEND": "redis",
+                "TOLLGATE_CACHE_REDIS_URL": redis_url,
+                "TOLLGATE_CACHE_SEMANTIC_BACKEND": "disabled",
+            }
+        )
+    return env
+
+
+async def wait_workers(suite: Suite, workers: int, limit_s: float = 120.0) -> None:
+    """Block until the supervisor says every worker serves (its log line).
+
+    Raises:
+        TimeoutError: not within ``limit_s``.
+    """
+    if workers <= 1:
+        return
+    child = suite.processes["all" if "all" in suite.processes else "gateway"]
+    deadline = time.perf_counter() + limit_s
+    while '"workers_started"' not in child.log_path.read_text(encoding="utf-8"):
+        if time.perf_counter() > deadline or child.process.poll() is not None:
+            raise TimeoutError(f"{workers} workers did not start; see {child.log_path}")
+        await asyncio.sleep(0.2)
 
 
 def litellm_version(venv: Path) -> str | None:
@@ -641,11 +773,16 @@ async def _probe(target: HttpTarget, limit_s: float = 15.0) -> str | None:
     return outcome.removeprefix("error:")
 
 
-async def bench_simulator(rig: Rig, simulator_url: str, run: str) -> None:
+async def bench_simulator(
+    rig: Rig,
+    simulator_url: str,
+    run: str,
+    concurrencies: tuple[int, ...] = CONCURRENCIES,
+) -> None:
     """The baseline: the load generator straight at the simulator."""
     target = HttpTarget(simulator_url, SIMULATOR_KEY, run, SIMULATOR.key)
     try:
-        for concurrency in CONCURRENCIES:
+        for concurrency in concurrencies:
             await target.open(concurrency)
             await measure(rig, SIMULATOR, "http", "-", concurrency, target.call, None)
     finally:
@@ -666,10 +803,23 @@ async def _breakers_closed(stub: Any, limit_s: float = 40.0) -> None:
 
 
 async def bench_tollgate(
-    rig: Rig, system: System, suite: Suite, run: str, notes: dict[str, str]
+    rig: Rig,
+    system: System,
+    suite: Suite,
+    run: str,
+    notes: dict[str, str],
+    *,
+    caches: tuple[str, ...] = ("bypass", "on"),
+    concurrencies: tuple[int, ...] = CONCURRENCIES,
+    pooled: bool = False,
+    extra_pids: tuple[int, ...] = (),
 ) -> None:
-    """Both doors, cache bypassed and on, at every concurrency."""
-    tree = Tree([child.process.pid for child in suite.processes.values()])
+    """Both doors, cache bypassed and on, at every concurrency.
+
+    ``pooled``: the gRPC client opens a channel per caller; ``extra_pids`` are
+    billed to the system too (its redis-server).
+    """
+    tree = Tree([*(c.process.pid for c in suite.processes.values()), *extra_pids])
     status_channel = grpc.aio.insecure_channel(suite.gateway_address)
     stub = gateway_pb2_grpc.GatewayServiceStub(status_channel)
 
@@ -677,18 +827,22 @@ async def bench_tollgate(
         await _breakers_closed(stub)
 
     try:
-        for cache in ("bypass", "on"):
+        for cache in caches:
             headers = {"x-tollgate-cache": "bypass"} if cache == "bypass" else {}
             http = HttpTarget(suite.http_base_url, API_KEY, run, system.key, headers)
             grpc_target = GrpcTarget(
-                suite.gateway_address, run, system.key, bypass=cache == "bypass"
+                suite.gateway_address,
+                run,
+                system.key,
+                bypass=cache == "bypass",
+                pooled=pooled,
             )
             problem = await _probe(http)
             if problem is not None:
                 notes[f"{system.key} http"] = f"the HTTP door did not answer: {problem}"
                 print(f"{system.label}: HTTP door: {problem}", flush=True)
             try:
-                for step, concurrency in enumerate(CONCURRENCIES):
+                for step, concurrency in enumerate(concurrencies):
                     # The doors take turns going first: with the cache on, the
                     # semantic index grows with every miss, and a door always
                     # measured second would always meet the larger index.
@@ -698,6 +852,8 @@ async def bench_tollgate(
                             continue
                         if door == "http":
                             await http.open(concurrency)
+                        else:
+                            await grpc_target.open(concurrency)
                         call = http.call if door == "http" else grpc_target.call
                         await measure(
                             rig, system, door, cache, concurrency, call, tree, ready
@@ -716,6 +872,7 @@ async def bench_litellm(
     base_url: str,
     run: str,
     notes: dict[str, str],
+    concurrencies: tuple[int, ...] = CONCURRENCIES,
 ) -> None:
     """LiteLLM's proxy at every concurrency."""
     target = HttpTarget(base_url, LITELLM_KEY, run, system.key)
@@ -726,11 +883,85 @@ async def bench_litellm(
             notes[system.key] = f"the proxy did not answer: {problem}"
             print(f"{system.label}: {problem}", flush=True)
             return
-        for concurrency in CONCURRENCIES:
+        for concurrency in concurrencies:
             await target.open(concurrency)
             await measure(rig, system, "http", "-", concurrency, target.call, tree)
     finally:
         await target.close()
+
+
+async def bench_workers(
+    args: argparse.Namespace,
+    state: Path,
+    rig: Rig,
+    simulator_url: str,
+    run: str,
+    notes: dict[str, str],
+) -> None:
+    """Tollgate with ``--workers N``: both doors, cache bypassed, each shape and N."""
+    redis: subprocess.Popen[bytes] | None = None
+    redis_url = None
+    if "all" in args.worker_shapes:
+        try:
+            redis, redis_url = await asyncio.to_thread(start_redis, state / "redis")
+        except RuntimeError as error:
+            notes["tollgate-all-w"] = f"all-in-one workers not run: {error}"
+            print(notes["tollgate-all-w"], flush=True)
+    try:
+        for shape in args.worker_shapes:
+            if shape == "all" and redis is None:
+                continue
+            for workers in args.workers:
+                system = _workers_system(shape, workers)
+                print(f"\n== {system.label}", flush=True)
+                env = workers_env(shape, workers, redis_url)
+                try:
+                    suite = await asyncio.to_thread(
+                        start_tollgate,
+                        state / system.key,
+                        simulator_url,
+                        shape == "all",
+                        env,
+                    )
+                except (RuntimeError, TimeoutError) as error:
+                    notes[system.key] = f"did not start: {error}"
+                    print(notes[system.key], flush=True)
+                    continue
+                try:
+                    await wait_workers(suite, workers)
+                    await bench_tollgate(
+                        rig,
+                        system,
+                        suite,
+                        run,
+                        notes,
+                        caches=("bypass",),
+                        concurrencies=args.concurrency,
+                        pooled=True,
+                        extra_pids=()
+                        if redis is None or shape != "all"
+                        else (redis.pid,),
+                    )
+                except TimeoutError as error:
+                    notes[system.key] = str(error)
+                    print(notes[system.key], flush=True)
+                finally:
+                    await asyncio.to_thread(suite.stop)
+                if redis is not None:
+                    await asyncio.to_thread(_flush_redis, redis_url)
+    finally:
+        if redis is not None:
+            _stop_group(redis)
+
+
+def _flush_redis(url: str | None) -> None:
+    """Empty the run's Redis between systems (limits and entries start afresh)."""
+    if url is None:
+        return
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"FLUSHALL\r\n")
+        conn.recv(16)
 
 
 async def run_all(args: argparse.Namespace, state: Path) -> tuple[Rig, dict[str, Any]]:
@@ -758,7 +989,7 @@ async def run_all(args: argparse.Namespace, state: Path) -> tuple[Rig, dict[str,
     )
     try:
         if "simulator" in args.systems:
-            await bench_simulator(rig, simulator_url, run)
+            await bench_simulator(rig, simulator_url, run, args.concurrency)
         for key, system, all_in_one in (
             ("processes", PROCESSES, False),
             ("all", ALL_IN_ONE, True),
@@ -775,9 +1006,13 @@ async def run_all(args: argparse.Namespace, state: Path) -> tuple[Rig, dict[str,
                 print(notes[system.key], flush=True)
                 continue
             try:
-                await bench_tollgate(rig, system, suite, run, notes)
+                await bench_tollgate(
+                    rig, system, suite, run, notes, concurrencies=args.concurrency
+                )
             finally:
                 await asyncio.to_thread(suite.stop)
+        if "workers" in args.systems:
+            await bench_workers(args, state, rig, simulator_url, run, notes)
         if litellm_ready is not None:
             for workers in args.litellm_workers:
                 system = _litellm_system(workers)
@@ -795,7 +1030,9 @@ async def run_all(args: argparse.Namespace, state: Path) -> tuple[Rig, dict[str,
                     print(notes[system.key], flush=True)
                     continue
                 try:
-                    await bench_litellm(rig, system, process, base_url, run, notes)
+                    await bench_litellm(
+                        rig, system, process, base_url, run, notes, args.concurrency
+                    )
                 finally:
                     await asyncio.to_thread(_stop_group, process)
     finally:
@@ -812,6 +1049,10 @@ def _row_label(cell: Cell) -> str:
         PROCESSES.key: PROCESSES.label,
         ALL_IN_ONE.key: ALL_IN_ONE.label,
     }.get(cell.system)
+    for shape in WORKER_SHAPES:
+        prefix = _workers_system(shape, 0).key.removesuffix("0")
+        if system is None and cell.system.startswith(prefix):
+            system = _workers_system(shape, int(cell.system.removeprefix(prefix))).label
     if system is None:
         workers = int(cell.system.rsplit("-", 1)[1])
         return _litellm_system(workers).label + ", no database"
@@ -1050,8 +1291,30 @@ def main() -> None:
     parser.add_argument(
         "--systems",
         nargs="+",
-        default=["simulator", "processes", "all", "litellm"],
-        choices=["simulator", "processes", "all", "litellm"],
+        default=["simulator", "processes", "all", "workers", "litellm"],
+        choices=["simulator", "processes", "all", "workers", "litellm"],
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=list(WORKER_COUNTS),
+        help="Tollgate --workers counts of the workers system",
+    )
+    parser.add_argument(
+        "--worker-shapes",
+        nargs="+",
+        default=list(WORKER_SHAPES),
+        choices=list(WORKER_SHAPES),
+        help="the workers system's shapes: the gateway of five processes, all-in-one",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=list(CONCURRENCIES),
+        choices=list(CONCURRENCIES),
+        help="callers in flight to measure (a smoke run: one of them)",
     )
     parser.add_argument(
         "--litellm-venv",
@@ -1072,6 +1335,7 @@ def main() -> None:
         "--no-docs", action="store_true", help="leave docs/performance.md as it is"
     )
     args = parser.parse_args()
+    args.concurrency = tuple(args.concurrency)
     # LiteLLM starts in its own state directory: a relative path would miss.
     args.litellm_venv = args.litellm_venv.resolve()
 

@@ -9,8 +9,10 @@ no network hop. A servicer's error comes back as the ``AioRpcError`` a network
 call would raise (code, details, ``grpc-status-details-bin``), so the gateway's
 per-dependency policies stay the same.
 
-Run it with ``tollgate serve all [--host H] [--port N]`` (``--port``: the gateway;
-the others listen on their own settings' ports).
+Run it with ``tollgate serve all [--host H] [--port N] [--workers N]``
+(``--port``: the gateway; the others listen on their own settings' ports).
+``--workers N`` runs N such processes on the same ports, only when the state is
+shared (:func:`unshared_state`; docs/performance.md, "Workers").
 """
 
 from __future__ import annotations
@@ -27,25 +29,27 @@ from typing import Any, NoReturn
 import grpc
 import structlog
 
-from services.cache.app import build_app as build_cache
 from services.cache.config import CacheSettings
 from services.core import metrics
 from services.core.logging import configure_logging
 from services.core.runner import run_event_loop
 from services.core.server import (
+    ListenError,
     RpcEnvelope,
     RunningServer,
     ServiceApp,
     start_server,
 )
 from services.core.settings import ServerSettings
-from services.costs.app import build_app as build_costs
+from services.core.workers import (
+    WorkerSettings,
+    available_cpus,
+    notify_ready,
+    serve_workers,
+)
 from services.costs.config import CostsSettings
-from services.gateway.app import build_app as build_gateway
 from services.gateway.config import GatewaySettings
-from services.ratelimit.app import build_app as build_ratelimit
 from services.ratelimit.config import RateLimitSettings
-from services.router.app import build_app as build_router
 from services.router.config import RouterSettings
 
 _log = structlog.get_logger("tollgate.allinone")
@@ -325,6 +329,13 @@ class AllInOneSettings:
 
 async def start_all(settings: AllInOneSettings) -> AllInOne:
     """Serve the four downstream services, then the gateway wired to them in-process."""
+    # Imported by the process that serves: the supervisor of N workers never does.
+    from services.cache.app import build_app as build_cache
+    from services.costs.app import build_app as build_costs
+    from services.gateway.app import build_app as build_gateway
+    from services.ratelimit.app import build_app as build_ratelimit
+    from services.router.app import build_app as build_router
+
     downstreams: list[tuple[ServerSettings, Callable[[Any], Awaitable[ServiceApp]]]] = [
         (settings.ratelimit, build_ratelimit),
         (settings.cache, build_cache),
@@ -351,7 +362,58 @@ async def start_all(settings: AllInOneSettings) -> AllInOne:
     return AllInOne(servers)
 
 
-async def _serve_until_signal(settings: AllInOneSettings) -> None:
+def unshared_state(settings: AllInOneSettings) -> list[str]:
+    """What each worker would keep to itself, so N workers would not be one gateway.
+
+    Empty when every limit, budget, routing decision and cache entry lives in a
+    store the workers share: then ``--workers N`` behaves as one process.
+    """
+    problems = []
+    if settings.ratelimit.redis_url is None:
+        problems.append(
+            "rate limits are counted in each worker's memory (N workers would admit "
+            "N times the limits): set TOLLGATE_RATELIMIT_REDIS_URL"
+        )
+    if settings.router.redis_url is None:
+        problems.append(
+            "the router's degradation level, traffic split and outcomes live in "
+            "each worker: set TOLLGATE_ROUTER_REDIS_URL"
+        )
+    if (
+        settings.costs.postgres_dsn is None
+        and str(settings.costs.database_path) == ":memory:"
+    ):
+        problems.append(
+            "the ledger (budgets) is in memory: set TOLLGATE_COSTS_DATABASE_PATH to "
+            "a file or TOLLGATE_COSTS_POSTGRES_DSN"
+        )
+    if settings.cache.exact_backend == "memory":
+        problems.append(
+            "the exact cache tier is in each worker's memory (an Invalidate would "
+            "reach one worker): set TOLLGATE_CACHE_EXACT_BACKEND=redis"
+        )
+    if settings.cache.semantic_backend == "qdrant-edge":
+        problems.append(
+            "the embedded semantic index belongs to one process: set "
+            "TOLLGATE_CACHE_SEMANTIC_BACKEND=qdrant (a Qdrant server) or disabled"
+        )
+    return problems
+
+
+def worker_env(settings: AllInOneSettings, count: int) -> dict[str, str]:
+    """Per-process limits divided among ``count`` workers (degraded modes only)."""
+    return {
+        # While Redis is down, each replica decides locally on limit / replicas.
+        "TOLLGATE_RATELIMIT_REPLICAS": str(settings.ratelimit.replicas * count),
+        "TOLLGATE_GATEWAY_LOCAL_LIMIT_RPM_PER_USER": str(
+            max(1, settings.gateway.local_limit_rpm_per_user // count)
+        ),
+    }
+
+
+async def _serve_until_signal(
+    settings: AllInOneSettings, on_ready: Callable[[], None] | None = None
+) -> None:
     suite = await start_all(settings)
     metrics.set_build_info("all")  # one process serves the five
     _log.info("allinone_started", ports=suite.ports)
@@ -359,6 +421,8 @@ async def _serve_until_signal(settings: AllInOneSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
     grace = settings.gateway.grace_seconds
     _log.info("server_draining", grace_seconds=grace)
@@ -367,16 +431,66 @@ async def _serve_until_signal(settings: AllInOneSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the five services in this process until SIGTERM or SIGINT."""
+    """Serve the five services until SIGTERM or SIGINT, in one or N processes.
+
+    ``--workers N`` (or ``TOLLGATE_WORKERS``) with N > 1 needs the state shared
+    (:func:`unshared_state`), else it is refused; unset, N is the CPUs the container
+    may use when the state is shared, else 1.
+    """
     parser = argparse.ArgumentParser(prog="tollgate serve all")
     parser.add_argument(
         "--port", type=int, help="the gateway's port (the others: their settings)"
     )
     parser.add_argument("--host", help="interface every service listens on")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="processes sharing the ports; more than 1 needs shared state "
+        "(Redis for limits, routing and the exact cache) (default: "
+        "TOLLGATE_WORKERS, else one per CPU when the state is shared, else 1)",
+    )
     args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
     settings = AllInOneSettings.load(args.host, args.port)
-    configure_logging(settings.gateway.log_level, service="all")
-    run_event_loop(_serve_until_signal(settings))
+    worker = WorkerSettings()
+    if worker.worker_index is None:
+        asked = args.workers or worker.workers
+        problems = unshared_state(settings)
+        if asked is not None and asked > 1 and problems:
+            print(
+                f"tollgate serve all: --workers {asked} needs state the workers "
+                "share; " + "; ".join(problems),
+                file=sys.stderr,
+            )
+            return 2
+        count = asked or (1 if problems else available_cpus())
+        configure_logging(settings.gateway.log_level, service="all")
+        if asked is None and problems and available_cpus() > 1:
+            _log.info("allinone_one_worker", reason="state kept in memory")
+        if count > 1:
+            services: dict[str, ServerSettings] = {
+                "ratelimit": settings.ratelimit,
+                "cache": settings.cache,
+                "router": settings.router,
+                "costs": settings.costs,
+                "gateway": settings.gateway,
+            }
+            return serve_workers(
+                "all",
+                "services.allinone",
+                services,
+                count,
+                worker_env(settings, count),
+            )
+    configure_logging(
+        settings.gateway.log_level, service="all", worker=worker.worker_index
+    )
+    try:
+        run_event_loop(_serve_until_signal(settings, lambda: notify_ready(worker)))
+    except ListenError as error:
+        print(f"tollgate serve all: {error}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

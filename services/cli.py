@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 # "all": the five services in one process (services/allinone.py).
 SERVE_TARGETS = ("gateway", "ratelimit", "cache", "router", "costs", "all")
+# What runs as N processes sharing its ports (services/core/workers.py).
+WORKER_TARGETS = ("gateway", "all")
 PRIORITIES = ("critical", "realtime", "standard", "batch", "low")
 
 
@@ -224,6 +226,15 @@ def _serve(args: argparse.Namespace) -> int:
         forwarded += ["--port", str(args.port)]
     if args.host is not None:
         forwarded += ["--host", args.host]
+    if args.workers is not None:
+        if args.service not in WORKER_TARGETS:
+            print(
+                f"tollgate serve {args.service}: --workers is for "
+                f"{' and '.join(WORKER_TARGETS)}; scale {args.service} with replicas",
+                file=sys.stderr,
+            )
+            return 2
+        forwarded += ["--workers", str(args.workers)]
     return int(module.main(forwarded))
 
 
@@ -547,6 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=SERVE_TARGETS)
     serve.add_argument("--port", type=int)
     serve.add_argument("--host")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="gateway and all: processes sharing the gRPC and HTTP ports "
+        "(SO_REUSEPORT). Default: TOLLGATE_WORKERS, else one per CPU the container "
+        "may use (cgroup quota and affinity); for all, 1 unless its state is shared "
+        "(docs/performance.md, 'Workers')",
+    )
     serve.set_defaults(func=_serve)
 
     ask = commands.add_parser("ask", help="send one request to the gateway")

@@ -11,6 +11,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from services.cache.config import CacheSettings
+from services.core.workers import WorkerSettings
 from services.costs.config import CostsSettings
 from services.gateway.config import GatewaySettings
 from services.ratelimit.config import RateLimitSettings
@@ -24,6 +25,7 @@ SETTINGS: list[tuple[str, type[BaseSettings]]] = [
     ("router", RouterSettings),
     ("costs", CostsSettings),
     ("simulator", SimulatorSettings),
+    ("workers (`serve gateway`, `serve all`)", WorkerSettings),
 ]
 
 

@@ -552,6 +552,9 @@ def start_suite(
     (state_dir / "dev-api-key").write_text(api_key, encoding="utf-8")
     os.chmod(state_dir / "dev-api-key", 0o600)
     env = {**(os.environ if base_env is None else base_env), **(extra_env or {})}
+    # One process per gateway in dev (its replicas are the separate processes);
+    # extra_env may ask for more (bench/peers.py's worker cells).
+    env["TOLLGATE_WORKERS"] = (extra_env or {}).get("TOLLGATE_WORKERS", "1")
     client_tls = None
     if tls or scale is not None:
         tls_env, client_tls = _mtls_env(state_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import time
 from collections.abc import Awaitable, Callable
 
@@ -91,13 +92,39 @@ async def _index(settings: CacheSettings, dimension: int) -> VectorIndex:
     )
 
 
+# glibc's mallopt parameter and the arenas the cache's threads share: gRPC's,
+# onnxruntime's and the index's threads would otherwise each grow an arena of their
+# own (up to 8 per core), each holding freed memory of its own.
+_M_ARENA_MAX = -8
+_MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would); a no-op off glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, _MALLOC_ARENAS)
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages freed so far back to the system (glibc's malloc_trim).
+
+    Building the onnxruntime session allocates about 60 MB of temporaries (the
+    parsed model and its optimisation passes) that are freed but kept by glibc's
+    allocator, resident for the life of the process. A no-op off glibc.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 async def build_semantic_tier(settings: CacheSettings) -> SemanticTier | None:
     """The embedder and index the settings name, or ``None`` when disabled."""
     if settings.semantic_backend == "disabled":
         return None
+    limit_malloc_arenas()
     started = time.monotonic()
     embedder = await _embedder(settings)
     index = await _index(settings, embedder.dimension)
+    release_freed_memory()
     _log.info(
         "semantic_tier_ready",
         index=index.backend,

@@ -9,6 +9,7 @@ trace span is current carries the span's ``trace_id`` (32 hex digits) and
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
@@ -31,8 +32,15 @@ def add_trace_context(
     return event
 
 
-def configure_logging(level: str = "INFO", service: str = "") -> None:
-    """Send JSON log lines to stdout, with context variables merged in."""
+def configure_logging(
+    level: str = "INFO", service: str = "", worker: int | None = None
+) -> None:
+    """Send JSON log lines to stdout, with context variables merged in.
+
+    A worker of ``--workers N`` adds its index and pid to every line (``worker``,
+    ``pid``), so the lines of N processes on one port can be told apart.
+    """
+    pid = os.getpid()
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -42,6 +50,9 @@ def configure_logging(level: str = "INFO", service: str = "") -> None:
     ) -> structlog.types.EventDict:
         if service:
             event.setdefault("service", service)
+        if worker is not None:
+            event.setdefault("worker", worker)
+            event.setdefault("pid", pid)
         return event
 
     processors: list[structlog.types.Processor] = [
@@ -56,6 +67,10 @@ def configure_logging(level: str = "INFO", service: str = "") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        # N workers share one stdout: each line goes out whole, in one write and
+        # flush (print's separate newline could land after another worker's line).
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout)
+        if worker is None
+        else structlog.WriteLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,
     )

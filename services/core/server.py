@@ -61,8 +61,26 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Off: a port another process holds fails start-up instead of being shared.
     ("grpc.so_reuseport", 0),
 ]
+
+
+def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """The server options: ``reuse_port`` shares the port with sibling workers."""
+    if not settings.reuse_port:
+        return SERVER_OPTIONS
+    return [*SERVER_OPTIONS[:-1], ("grpc.so_reuseport", 1)]
+
+
+class ListenError(OSError):
+    """A port cannot be listened on: another process holds it, or it is not ours."""
+
+    def __init__(self, host: str, port: int | None, what: str) -> None:
+        super().__init__(
+            f"cannot listen on {host}:{port} ({what}): the port is in use by another "
+            "process, or not allowed"
+        )
 
 
 @dataclass
@@ -86,6 +104,9 @@ class ServiceApp:
             status`` reading the router's level).
         access_log: write one ``access`` line per RPC (a front door: the gateway);
             its handlers fill in :func:`services.core.access_log.current`.
+        counts_tokens: the service counts tokens (the gateway, the router): its
+            tokenizer vocabulary (about 64 MB resident) is loaded at start, not on
+            the first request. Services that never count tokens never load it.
     """
 
     name: str
@@ -100,6 +121,7 @@ class ServiceApp:
     access_log: bool = False
     identity: ServiceIdentityPolicy | None = None
     operator_methods: frozenset[str] = frozenset()
+    counts_tokens: bool = False
 
 
 def _has_admin_key(
@@ -437,9 +459,10 @@ class RunningServer:
 
 async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServer:
     """Start ``app`` on ``settings.host:settings.port`` (0 picks a free port)."""
-    # Load the tokenizer's vocabulary now, not on the first request (~0.4 s).
-    count_tokens("")
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    if app.counts_tokens:
+        # Load the tokenizer's vocabulary now, not on the first request (~0.4 s).
+        count_tokens("")
+    server = grpc.aio.server(options=server_options(settings))
     app.register(RpcEnvelope(app, settings).registrar(server))
     if app.identity is not None:
         app.identity.log_start(app.name, settings.host)
@@ -455,9 +478,12 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
         ],
         server,
     )
-    port = add_port(server, f"{settings.host}:{settings.port}", settings)
+    try:
+        port = add_port(server, f"{settings.host}:{settings.port}", settings)
+    except RuntimeError as error:  # gRPC's "Failed to bind to address"
+        raise ListenError(settings.host, settings.port, app.name) from error
     if port == 0:
-        raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+        raise ListenError(settings.host, settings.port, app.name)
     tracer_provider = tracing.configure_tracing(app.name, settings.otlp_endpoint)
     metrics.set_build_info(app.name)
     health_server, health_port = None, None
@@ -473,7 +499,16 @@ async def start_server(app: ServiceApp, settings: ServerSettings) -> RunningServ
         await health_server.start()
     await health.start()
     if app.on_start is not None:
-        await app.on_start()
+        try:
+            await app.on_start()
+        except BaseException:
+            # A start that fails (the HTTP door's port is taken) stops what runs.
+            await server.stop(0)
+            if health_server is not None:
+                await health_server.stop(0)
+            if metrics_server is not None:
+                await metrics_server.stop()
+            raise
     _log.info(
         "server_started",
         host=settings.host,
@@ -503,22 +538,34 @@ def _health_only_server(
     For probes that cannot present the certificates the main port asks for; it
     answers nothing but the status, which the main port's health service shows too.
     """
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=server_options(settings))
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     address = f"{settings.host}:{settings.health_port}"
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise ListenError(settings.host, settings.health_port, "health") from error
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise ListenError(settings.host, settings.health_port, "health")
     return server, port
 
 
-async def serve_until_signal(app: ServiceApp, settings: ServerSettings) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then drain gracefully."""
+async def serve_until_signal(
+    app: ServiceApp,
+    settings: ServerSettings,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then drain gracefully.
+
+    ``on_ready`` runs once it serves (a worker tells its supervisor).
+    """
     running = await start_server(app, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
     _log.info("server_draining", grace_seconds=settings.grace_seconds)
     await running.stop(settings.grace_seconds)

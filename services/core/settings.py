@@ -51,6 +51,12 @@ class ServerSettings(BaseSettings):
         "may finish before the server stops.",
     )
     log_level: str = Field(default="INFO", description="Minimum log level.")
+    reuse_port: bool = Field(
+        default=False,
+        description="Share the gRPC, health and HTTP ports with other processes "
+        "(SO_REUSEPORT). Set by `--workers` for its workers; off, a port another "
+        "process holds fails start-up.",
+    )
     admin_key_sha256s: list[str] = Field(
         default_factory=list,
         description="SHA-256 hex digests of the keys allowed to call this service's "
@@ -67,7 +73,8 @@ class ServerSettings(BaseSettings):
         le=65535,
         description="HTTP port of the Prometheus endpoint (GET /metrics) on `host`; "
         "0 picks a free port; unset: no endpoint. `tollgate dev` uses the gRPC port "
-        "plus 1000 (51051..51055).",
+        "plus 1000 (51051..51055). With `--workers N`, worker i serves its own on "
+        "this port plus i.",
     )
     health_port: int | None = Field(
         default=None,

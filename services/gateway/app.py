@@ -68,6 +68,7 @@ class GatewayApp(ServiceApp):
     """The gateway's ServiceApp, with its OpenAI-compatible HTTP door (if on)."""
 
     http_door: HttpDoor | None = None
+    counts_tokens: bool = True
 
     @property
     def http_port(self) -> int | None:
@@ -276,7 +277,10 @@ async def build_app(
         background.append(asyncio.create_task(refresh_keys_forever()))
         if door is not None and settings.http_port is not None:
             await door.start(
-                settings.host, settings.http_port, http_ssl_context(settings)
+                settings.host,
+                settings.http_port,
+                http_ssl_context(settings),
+                reuse_port=settings.reuse_port,
             )
 
     async def on_stop() -> None:

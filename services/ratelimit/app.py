@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
 import grpc
 from envoy.service.ratelimit.v3 import (
@@ -19,12 +20,14 @@ from services.core import metrics
 from services.core.clock import Clock, SystemClock
 from services.core.server import ServiceApp
 from services.ratelimit.adapters.memory import MemoryCounterStore
-from services.ratelimit.adapters.redis_store import RedisCounterStore, connect
 from services.ratelimit.config import RateLimitSettings
 from services.ratelimit.domain import LocalFallback, RateLimiter
 from services.ratelimit.limits import LimitsWatcher, load_limits
 from services.ratelimit.ports import CounterStore
 from services.ratelimit.servicer import EnvoyRateLimitServicer, RateLimitServicer
+
+if TYPE_CHECKING:
+    from services.ratelimit.adapters.redis_store import RedisCounterStore
 
 SERVICE_NAME = ratelimit_pb.DESCRIPTOR.services_by_name["RateLimitService"].full_name
 ENVOY_SERVICE_NAME = envoy_rls_pb.DESCRIPTOR.services_by_name[
@@ -61,6 +64,9 @@ async def build_app(
     if settings.redis_url is None:
         store = MemoryCounterStore(clock)
     else:
+        # Imported when chosen: the embedded default never loads the redis client.
+        from services.ratelimit.adapters.redis_store import RedisCounterStore, connect
+
         redis_store = RedisCounterStore(
             connect(
                 settings.redis_url,

@@ -38,6 +38,7 @@ from services.core.context import (
     set_request_id,
 )
 from services.core.errors import TollgateError, UnavailableError
+from services.core.server import ListenError
 from services.gateway.access import note_principal
 from services.gateway.auth import Authenticator
 from services.gateway.domain import (
@@ -132,9 +133,18 @@ class HttpDoor:
     # -- lifecycle
 
     async def start(
-        self, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> int:
-        """Listen on ``host:port`` (0 picks a free port); returns the port."""
+        """Listen on ``host:port`` (0 picks a free port); returns the port.
+
+        ``reuse_port`` shares the port with sibling workers (SO_REUSEPORT); off, a
+        port another process holds fails start-up.
+        """
         # handler_cancellation: a client that goes away cancels its handler, which
         # closes the orchestrator's stream and so the upstream call.
         self._runner = web.AppRunner(
@@ -142,9 +152,13 @@ class HttpDoor:
         )
         await self._runner.setup()
         self._site = web.TCPSite(
-            self._runner, host, port, ssl_context=ssl_context, reuse_port=False
+            self._runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port
         )
-        await self._site.start()
+        try:
+            await self._site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            raise ListenError(host, port, "HTTP door") from error
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else port
         _log.info("http_door_started", host=host, port=self.port, tls=bool(ssl_context))
