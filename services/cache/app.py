@@ -92,19 +92,6 @@ async def _index(settings: CacheSettings, dimension: int) -> VectorIndex:
     )
 
 
-# glibc's mallopt parameter and the arenas the cache's threads share: gRPC's,
-# onnxruntime's and the index's threads would otherwise each grow an arena of their
-# own (up to 8 per core), each holding freed memory of its own.
-_M_ARENA_MAX = -8
-_MALLOC_ARENAS = 2
-
-
-def limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would); a no-op off glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, _MALLOC_ARENAS)
-
-
 def release_freed_memory() -> None:
     """Hand the heap pages freed so far back to the system (glibc's malloc_trim).
 
@@ -120,7 +107,6 @@ async def build_semantic_tier(settings: CacheSettings) -> SemanticTier | None:
     """The embedder and index the settings name, or ``None`` when disabled."""
     if settings.semantic_backend == "disabled":
         return None
-    limit_malloc_arenas()
     started = time.monotonic()
     embedder = await _embedder(settings)
     index = await _index(settings, embedder.dimension)
