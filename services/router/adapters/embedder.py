@@ -41,17 +41,22 @@ class LazyOnnxEmbedder:
     def __init__(self) -> None:
         self._embedder: OnnxEmbedder | None = None
         self._failed: str | None = None
-        self._lock = asyncio.Lock()
+        self._loading: asyncio.Task[None] | None = None
+
+    async def _load_once(self) -> None:
+        try:
+            self._embedder = await asyncio.to_thread(_load)
+            _log.info("complexity_embedder_loaded")
+        except Exception as error:  # ImportError, ModelFileError, ORT errors
+            self._failed = f"{type(error).__name__}: {error}"
+            _log.error("complexity_embedder_unavailable", error=self._failed)
 
     async def _loaded(self) -> OnnxEmbedder:
-        async with self._lock:
-            if self._embedder is None and self._failed is None:
-                try:
-                    self._embedder = await asyncio.to_thread(_load)
-                    _log.info("complexity_embedder_loaded")
-                except Exception as error:  # ImportError, ModelFileError, ORT errors
-                    self._failed = f"{type(error).__name__}: {error}"
-                    _log.error("complexity_embedder_unavailable", error=self._failed)
+        if self._loading is None:
+            self._loading = asyncio.create_task(self._load_once())
+        # Shielded: a caller whose deadline passes mid-load leaves the load running
+        # for the next caller instead of throwing the loaded model away.
+        await asyncio.shield(self._loading)
         if self._embedder is None:
             raise BackendUnavailableError(
                 f"embedding model unavailable ({self._failed})",
@@ -66,5 +71,7 @@ class LazyOnnxEmbedder:
 
     async def close(self) -> None:
         """Stop the embedder's worker thread, if it was ever started."""
+        if self._loading is not None and not self._loading.done():
+            await asyncio.wait([self._loading])
         if self._embedder is not None:
             await self._embedder.close()
