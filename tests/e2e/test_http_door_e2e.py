@@ -44,13 +44,18 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     running.stop()
 
 
+# A fixed model: the doors are compared, not routing, which a cold router (loading
+# its embedding model on the first `auto` request) may answer by the local route.
+DOORS_MODEL = "gpt-4.1-mini"
+
+
 def test_grpc_and_http_doors_answer_alike(suite: Suite) -> None:
     question = f"How does a circuit breaker recover? ({uuid.uuid4()})"
     with grpc.insecure_channel(suite.gateway_address) as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         over_grpc = stub.CreateResponse(
             gateway_pb.CreateResponseRequest(
-                input=question, model="auto", cache_bypass=True
+                input=question, model=DOORS_MODEL, cache_bypass=True
             ),
             metadata=(("authorization", f"Bearer {E2E_KEY}"),),
             timeout=30,
@@ -58,10 +63,10 @@ def test_grpc_and_http_doors_answer_alike(suite: Suite) -> None:
     bypass = {"x-tollgate-cache": "bypass"}
     with openai.OpenAI(base_url=suite.http_base_url, api_key=E2E_KEY) as client:
         responses = client.responses.with_raw_response.create(
-            model="auto", input=question, extra_headers=bypass
+            model=DOORS_MODEL, input=question, extra_headers=bypass
         )
         chat = client.chat.completions.with_raw_response.create(
-            model="auto",
+            model=DOORS_MODEL,
             messages=[{"role": "user", "content": question}],
             extra_headers=bypass,
         )

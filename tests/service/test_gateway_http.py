@@ -701,19 +701,24 @@ async def test_a_broken_upstream_stream_ends_with_an_error_event(door: Door) -> 
     assert '"error"' in raw.strip().splitlines()[-1]
 
 
+# A fixed model: the doors are compared, not routing, which a cold router (loading
+# its embedding model on the first `auto` request) may answer by the local route.
+DOORS_MODEL = "gpt-4.1-mini"
+
+
 async def test_grpc_and_http_doors_answer_alike(door: Door) -> None:
     question = "Which is larger, a lake or a sea?"
     async with grpc.aio.insecure_channel(door.grpc_address) as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         over_grpc = await stub.CreateResponse(
             gateway_pb.CreateResponseRequest(
-                input=question, model="auto", cache_bypass=True
+                input=question, model=DOORS_MODEL, cache_bypass=True
             ),
             metadata=(("authorization", f"Bearer {API_KEY}"),),
         )
     async with door.client() as client:
         raw = await client.responses.with_raw_response.create(
-            model="auto",
+            model=DOORS_MODEL,
             input=question,
             extra_headers={"x-tollgate-cache": "bypass"},
         )
