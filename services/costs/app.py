@@ -68,6 +68,7 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
         settings.timezone,
         reservation_ttl=timedelta(seconds=settings.reservation_ttl_seconds),
         max_batch=settings.max_batch_size,
+        linger_seconds=settings.batch_linger_ms / 1000,
         router=webhooks,
     )
     servicer = CostsServicer(ledger, webhooks)

@@ -112,6 +112,14 @@ class CostsSettings(InternalServerSettings):
         ge=1,
         description="Most Records (or CheckBudgets) grouped into one commit.",
     )
+    batch_linger_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="Under load (a commit ended less than this ago), how long a "
+        "commit of Records waits for more to join it; 0 commits at once. "
+        "CheckBudgets never wait.",
+    )
     timezone: ZoneInfo = Field(
         default=ZoneInfo("UTC"),
         description="IANA time zone of report days and budget periods "

@@ -210,6 +210,8 @@ class CostLedger:
 
     Concurrent records, and concurrent budget checks, are each grouped into one
     store transaction (group commit); every call returns once durably committed.
+    Under load a commit of records first waits up to ``linger_seconds`` for more
+    (:class:`~services.costs.batching.GroupCommit`); budget checks never wait.
     Call :meth:`close` to flush what is in flight.
     """
 
@@ -222,6 +224,7 @@ class CostLedger:
         *,
         reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL,
         max_batch: int = DEFAULT_MAX_BATCH,
+        linger_seconds: float = 0.0,
         hub: AlertHub | None = None,
         router: AlertDeliveryRouter | None = None,
     ) -> None:
@@ -235,7 +238,7 @@ class CostLedger:
         # booking transaction), and whom to wake once it is committed.
         self._router = router
         self._bookings: GroupCommit[PendingEntry, Booking] = GroupCommit(
-            self._book, max_batch
+            self._book, max_batch, linger_seconds
         )
         self._reservations: GroupCommit[
             ReservationRequest[BudgetVerdict], BudgetVerdict

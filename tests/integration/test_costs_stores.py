@@ -114,6 +114,8 @@ async def open_ledger(backend: Backend) -> AsyncIterator[OpenLedger]:
             clock or FakeClock(),
             ZoneInfo(zone),
             reservation_ttl=timedelta(minutes=15),
+            # As served: concurrent writes linger to share a commit.
+            linger_seconds=backend.settings.batch_linger_ms / 1000,
         )
         opened.append((ledger, store))
         return ledger

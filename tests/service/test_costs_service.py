@@ -175,6 +175,42 @@ async def test_concurrent_records_with_duplicates_book_each_request_once(
     assert report.total_cost_micros == sum(expected_cost(r) for r in unique)
 
 
+async def test_records_arriving_under_load_wait_to_share_one_commit(
+    serve_app: ServeApp, tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = CostsSettings(
+        database_path=tmp_path / "costs.sqlite3",
+        max_batch_size=3,
+        batch_linger_ms=1000,
+    )
+    server = await serve_app(await build_app(settings, clock), settings)
+    loop = asyncio.get_running_loop()
+    answered: dict[str, float] = {}
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = costs_pb2_grpc.CostsServiceStub(channel)
+
+        async def record(request_id: str) -> costs_pb.RecordResponse:
+            response: costs_pb.RecordResponse = await stub.Record(_record(request_id))
+            answered[request_id] = loop.time()
+            return response
+
+        await record("first")  # a commit just ended: the ledger is under load
+        calls = []
+        for request_id in ("b", "c", "d"):
+            calls.append(asyncio.create_task(record(request_id)))
+            last_sent = loop.time()
+            await asyncio.sleep(0.05)  # arrivals spread out, as requests are
+        responses = await asyncio.gather(*calls)
+        report = await stub.GetReport(_whole_ledger())
+
+    # Without the wait, "b" would be committed and answered alone, long before
+    # "d" was sent; with it the three share the commit that "d" fills.
+    assert answered["b"] >= last_sent
+    assert [r.cost_micros for r in responses] == [6000, 6000, 6000]
+    assert report.total_requests == 4
+
+
 async def test_report_totals_and_lines(stub: costs_pb2_grpc.CostsServiceStub) -> None:
     globex = common_pb.Caller(tenant_id="globex", service="batch", user_id="u9")
     await stub.Record(_record("a"))  # 6000
