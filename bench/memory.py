@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from benchenv import clean_env, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -99,18 +100,9 @@ def process_memory(pid: int) -> dict[str, float]:
 # -- the measuring child: runs with the measured tree first on sys.path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _clean_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TOLLGATE_", "OPENAI_", "MALLOC_"))
-    }
+    """Without ``MALLOC_`` settings too: they would change what is measured."""
+    return clean_env("MALLOC_")
 
 
 async def _load(address: str, requests: int, concurrency: int) -> dict[str, int]:
@@ -165,7 +157,7 @@ def _measure_topology(all_in_one: bool, requests: int, concurrency: int) -> Any:
         state = Path(tmp)
         limits = state / "limits.yaml"
         limits.write_text(LIMITS, encoding="utf-8")
-        ports = {name: _free_port() for name in DEFAULT_PORTS}
+        ports = {name: free_port() for name in DEFAULT_PORTS}
         started = time.monotonic()
         suite = start_suite(
             state,

@@ -65,6 +65,7 @@ from typing import Any
 import aiohttp
 import grpc
 import psutil
+from benchenv import clean_env, free_port
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
@@ -470,19 +471,9 @@ def _cell_line(system: System, cell: Cell) -> str:
 # -- processes: the simulator, the Tollgate suite, LiteLLM
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _clean_env() -> dict[str, str]:
     """This environment without any Tollgate, OpenAI or LiteLLM settings."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TOLLGATE_", "OPENAI_", "LITELLM_"))
-    }
+    return clean_env("LITELLM_")
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -518,7 +509,7 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 def start_simulator(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The simulator at 0 ms latency on a free port; returns it and its base URL."""
-    port = _free_port()
+    port = free_port()
     log = state_dir / "simulator.log"
     env = {
         **_clean_env(),
@@ -553,7 +544,7 @@ def start_tollgate(
     state_dir.mkdir(parents=True, exist_ok=True)
     limits = state_dir / "limits.yaml"
     limits.write_text(LIMITS, encoding="utf-8")
-    ports = {name: _free_port() for name in DEFAULT_PORTS}
+    ports = {name: free_port() for name in DEFAULT_PORTS}
     return start_suite(
         state_dir,
         API_KEY,
@@ -581,7 +572,7 @@ def start_redis(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     if binary is None:
         raise RuntimeError("redis-server is not installed")
     state_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             *(binary, "--port", str(port), "--bind", "127.0.0.1"),
@@ -719,7 +710,7 @@ def start_litellm(
         ),
         encoding="utf-8",
     )
-    port = _free_port()
+    port = free_port()
     log = state_dir / "litellm.log"
     env = {
         **_clean_env(),

@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from typing import Any
 import aiohttp
 import grpc
 import psutil
+from benchenv import clean_env, free_port
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 
@@ -69,18 +69,9 @@ SETTLE_LIMIT_SECONDS = 20.0
 IDLE_PERCENT = 10.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _clean_env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TOLLGATE_", "OPENAI_", "PYTHONPATH"))
-    }
+    """Without ``PYTHONPATH`` too: each tree's processes get their own."""
+    return clean_env("PYTHONPATH")
 
 
 # -- CPU of process trees
@@ -232,7 +223,7 @@ class Tree:
 
 def start_simulator(state: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The simulator at 0 ms latency; it and its base URL."""
-    port = _free_port()
+    port = free_port()
     env = {
         **_clean_env(),
         "TOLLGATE_SIMULATOR_HOST": "127.0.0.1",
@@ -274,7 +265,7 @@ def start_tree(
         suite = start_suite(
             state,
             API_KEY,
-            ports={name: _free_port() for name in DEFAULT_PORTS},
+            ports={name: free_port() for name in DEFAULT_PORTS},
             openai_api_key=SIMULATOR_KEY,
             openai_base_url=simulator_url,
             base_env=env,
