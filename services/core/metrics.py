@@ -21,9 +21,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
+import os
 import platform
+import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -72,8 +76,9 @@ _LATENCY_BUCKETS = (
 BUILD_INFO = Gauge(
     "tollgate_build_info",
     "Always 1, one series per process: the service it serves ('all' for tollgate "
-    "serve all), Tollgate's version and the Python version it runs on.",
-    ["service", "version", "python_version"],
+    "serve all), Tollgate's version, the git commit it was built from ('unknown' "
+    "when neither the image nor a checkout says) and the Python version it runs on.",
+    ["service", "version", "git_sha", "python_version"],
     registry=REGISTRY,
 )
 
@@ -239,6 +244,47 @@ def tollgate_version() -> str:
         return "unknown"
 
 
+GIT_SHA_ENV = "TOLLGATE_GIT_SHA"
+"""Set in the images from the ``TOLLGATE_GIT_SHA`` build argument."""
+
+# Where this package sits in a checkout: services/core/metrics.py -> the repository.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def commit_of(root: Path) -> str:
+    """The commit checked out at ``root`` (``git rev-parse HEAD``), else "unknown".
+
+    Only a directory that is itself a checkout counts (an installed package inside
+    some other repository's virtual environment is not), and only when git is
+    installed; git gets 5 s.
+    """
+    git = shutil.which("git")
+    if git is None or not (root / ".git").exists():
+        return "unknown"
+    try:
+        done = subprocess.run(
+            [git, "-C", str(root), "rev-parse", "--verify", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+@functools.cache
+def git_sha() -> str:
+    """The commit this process runs, found once per process (never per request).
+
+    ``TOLLGATE_GIT_SHA`` when set and not empty (the images); else the commit of
+    the checkout the code runs from; else "unknown".
+    """
+    given = os.environ.get(GIT_SHA_ENV, "").strip()
+    return given or commit_of(_SOURCE_ROOT)
+
+
 def set_build_info(service: str) -> None:
     """Say which service this process serves; the last call wins.
 
@@ -246,7 +292,9 @@ def set_build_info(service: str) -> None:
     tollgate_build_info`` names the service of any process series.
     """
     BUILD_INFO.clear()
-    BUILD_INFO.labels(service, tollgate_version(), platform.python_version()).set(1)
+    BUILD_INFO.labels(
+        service, tollgate_version(), git_sha(), platform.python_version()
+    ).set(1)
 
 
 def render() -> bytes:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import subprocess
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -59,6 +61,12 @@ async def test_every_service_counts_the_rpcs_of_a_gateway_request(suite: Suite) 
 
 
 def test_every_service_exports_its_process_and_build(suite: Suite) -> None:
+    commit = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parents[2]), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     for service in SERVICES:
         url = f"http://127.0.0.1:{suite.ports[f'{service}_metrics']}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -76,5 +84,7 @@ def test_every_service_exports_its_process_and_build(suite: Suite) -> None:
         assert build.labels == {
             "service": service,
             "version": importlib.metadata.version("tollgate"),
+            # The suite runs from this checkout: the commit checked out.
+            "git_sha": commit,
             "python_version": platform.python_version(),
         }

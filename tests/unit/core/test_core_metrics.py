@@ -4,9 +4,11 @@ import importlib.metadata
 import json
 import platform
 import re
+import subprocess
 from pathlib import Path
 
 import grpc
+import pytest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,6 +16,7 @@ from services.core import metrics
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "tollgate.json"
 DOC = Path(__file__).resolve().parents[3] / "docs" / "observability.md"
+REPO = Path(__file__).resolve().parents[3]
 # Labels that would make a series per tenant, user, key or request.
 FORBIDDEN_LABELS = {"tenant", "tenant_id", "user", "user_id", "key", "request_id"}
 _SUFFIXES = {
@@ -177,7 +180,18 @@ def test_every_metric_is_documented() -> None:
             assert f"`{label}`" in doc, f"label {label} is missing from {DOC.name}"
 
 
-def test_every_process_exports_cpu_memory_and_its_build() -> None:
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_every_process_exports_cpu_memory_and_its_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Run from this checkout without the images' variable: the checkout's commit.
+    monkeypatch.delenv(metrics.GIT_SHA_ENV, raising=False)
+    metrics.git_sha.cache_clear()
     metrics.set_build_info("unit")
     metrics.set_build_info("gateway")  # the last call names the process
 
@@ -195,8 +209,64 @@ def test_every_process_exports_cpu_memory_and_its_build() -> None:
     }
     assert builds == {
         (
+            ("git_sha", _git(REPO, "rev-parse", "HEAD")),
             ("python_version", platform.python_version()),
             ("service", "gateway"),
             ("version", importlib.metadata.version("tollgate")),
         ): 1.0
     }
+
+
+def test_the_images_variable_names_the_commit_over_the_checkout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    given = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv(metrics.GIT_SHA_ENV, f" {given}\n")
+    metrics.git_sha.cache_clear()
+    try:
+        metrics.set_build_info("costs")
+        build = {
+            labels: value
+            for (name, labels), value in _scrape().items()
+            if name == "tollgate_build_info"
+        }
+    finally:
+        metrics.git_sha.cache_clear()
+
+    assert [dict(labels)["git_sha"] for labels in build] == [given]
+
+
+def test_the_commit_is_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(metrics.GIT_SHA_ENV, raising=False)
+    metrics.git_sha.cache_clear()
+    first = metrics.git_sha()
+    monkeypatch.setenv(metrics.GIT_SHA_ENV, "changed-after-start")
+    for service in ("gateway", "all"):
+        metrics.set_build_info(service)
+
+    assert metrics.git_sha() == first
+    assert metrics.git_sha.cache_info().misses == 1
+    metrics.git_sha.cache_clear()
+
+
+def test_a_checkout_names_its_commit_and_anything_else_is_unknown(
+    tmp_path: Path,
+) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    _git(checkout, "init", "--quiet")
+    (checkout / "README.md").write_text("x", encoding="utf-8")
+    _git(checkout, "add", "README.md")
+    _git(
+        checkout,
+        *("-c", "user.name=t", "-c", "user.email=t@example.com"),
+        *("commit", "--quiet", "-m", "one"),
+    )
+    # A folder inside a checkout (an installed package in a repository's virtual
+    # environment) is not one.
+    inside = checkout / ".venv" / "site-packages"
+    inside.mkdir(parents=True)
+
+    assert metrics.commit_of(checkout) == _git(checkout, "rev-parse", "HEAD")
+    assert metrics.commit_of(inside) == "unknown"
+    assert metrics.commit_of(tmp_path / "empty") == "unknown"
