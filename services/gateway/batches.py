@@ -16,6 +16,10 @@ tick) then, for each unsettled batch:
 3. books every answered item through the ledger with ``batch=True`` (the batch
    price) and the idempotency key ``<batch_id>:<custom_id>``, so a replay after a
    crash books nothing twice; an unreachable ledger is retried on the next tick.
+4. once the batch has ended and its results and record are saved, deletes the
+   files it uploaded and the upstream's output and error files from the
+   upstream; a failed deletion is logged and retried later, and the batch stays
+   unsettled until none is left.
 
 A batch is visible only to its own tenant; any other caller gets NOT_FOUND. A
 maintenance-mode request (:meth:`BatchService.enqueue_ticket`) is a one-item batch
@@ -235,6 +239,10 @@ class UpstreamJob:
     collected: bool = False
     """Whether its results are in the store (and its unanswered items failed)."""
     cancel_sent: bool = False
+    output_file_id: str = ""
+    error_file_id: str = ""
+    files_deleted: bool = False
+    """Whether its input, output and error files are gone from the upstream."""
 
 
 @dataclass
@@ -883,11 +891,51 @@ class BatchService:
             self._schedule(record)
             return
         if record.status.terminal:
-            record.settled = not await self._store.unbooked(record.batch_id, 1)
+            deleted = await self._delete_files(record)
+            booked = not await self._store.unbooked(record.batch_id, 1)
+            record.settled = deleted and booked
             if record.settled:
                 self._locks.pop(record.batch_id, None)
+            elif not deleted:
+                self._schedule(record)
         else:
             self._schedule(record)
+
+    async def _delete_files(self, record: BatchRecord) -> bool:
+        """Delete the ended batch's files at the upstream; whether none is left.
+
+        Runs only once the results are in the store and the record saying so is
+        saved, so a crash here never leaves a job whose output is gone before it
+        was read. A file already gone counts as deleted; any other failure is
+        logged (ids and error type only) and tried again on a later round.
+        """
+        if all(job.files_deleted for job in record.jobs):
+            return True
+        await self._save(record)
+        timeout = self._config.request_timeout_seconds
+        for job in record.jobs:
+            if job.files_deleted or not job.collected:
+                continue
+            try:
+                for file_id in (
+                    job.input_file_id,
+                    job.output_file_id,
+                    job.error_file_id,
+                ):
+                    if file_id:
+                        await self._renew(record)
+                        with contextlib.suppress(openai.NotFoundError):
+                            await self._client.files.delete(file_id, timeout=timeout)
+            except openai.OpenAIError as error:
+                _log.warning(
+                    "batch_files_delete_failed",
+                    batch_id=record.batch_id,
+                    model=job.model,
+                    error_type=type(error).__name__,
+                )
+                continue
+            job.files_deleted = True
+        return all(job.files_deleted for job in record.jobs)
 
     def _schedule(self, record: BatchRecord) -> None:
         config = self._config
@@ -918,11 +966,18 @@ class BatchService:
                     await self._renew(record)
                     created = await self._find_upstream(job.input_file_id)
                     job.upstream_batch_id = created.id if created else ""
-            record.jobs = [job for job in record.jobs if job.upstream_batch_id]
+            # A job whose file went up but no batch: nothing to wait for, only
+            # the file to delete once the batch ends.
+            for job in record.jobs:
+                if not job.upstream_batch_id:
+                    job.status, job.collected = "cancelled", True
+            record.jobs = [
+                job for job in record.jobs if job.upstream_batch_id or job.input_file_id
+            ]
             await self._store.fail_pending(
                 record.batch_id,
                 ItemError(*_UNANSWERED["cancelled"]),
-                keep_models=[job.model for job in record.jobs],
+                keep_models=[j.model for j in record.jobs if j.upstream_batch_id],
             )
             return
         pending = await self._store.pending(record.batch_id)
@@ -1078,6 +1133,8 @@ class BatchService:
         self, record: BatchRecord, job: UpstreamJob, upstream: openai.types.Batch
     ) -> None:
         """Download the job's output and error files, then fail what is left."""
+        job.output_file_id = upstream.output_file_id or ""
+        job.error_file_id = upstream.error_file_id or ""
         for file_id in (upstream.output_file_id, upstream.error_file_id):
             if not file_id:
                 continue

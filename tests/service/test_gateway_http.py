@@ -482,6 +482,40 @@ async def test_a_batch_from_file_upload_to_results(door: Door) -> None:
         assert body["choices"][0]["message"]["content"]
 
 
+async def test_an_ended_batch_leaves_no_file_at_the_upstream(door: Door) -> None:
+    line = {
+        "custom_id": "only",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": "gpt-4.1-mini",
+            "messages": [{"role": "user", "content": "Which files are left?"}],
+        },
+    }
+    async with door.client() as client:
+        uploaded = await client.files.create(
+            file=("one.jsonl", json.dumps(line).encode()), purpose="batch"
+        )
+        batch = await client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        deadline = time.monotonic() + 30
+        # The gateway uploaded its input, the upstream wrote an output: both go
+        # once the results are in the gateway's store.
+        while batch.status != "completed" or door.sim.state.files:
+            assert time.monotonic() < deadline, (batch.status, door.sim.state.files)
+            await asyncio.sleep(0.1)
+            batch = await client.batches.retrieve(batch.id)
+        assert door.sim.state.batches  # it did go upstream
+        assert batch.output_file_id
+        output = await client.files.content(batch.output_file_id)
+    (result,) = [json.loads(text) for text in output.text.splitlines()]
+    assert result["custom_id"] == "only"
+    assert result["response"]["status_code"] == 200
+
+
 async def test_a_batch_can_be_cancelled_and_unknown_ones_are_404(door: Door) -> None:
     line = {
         "custom_id": "only",

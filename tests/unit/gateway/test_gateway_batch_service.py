@@ -440,8 +440,60 @@ async def test_an_upstream_outage_during_dispatch_is_retried(
 
         lane.service = service
         assert (await lane.drive(ALICE, view.batch_id))[-1] is BatchStatus.COMPLETED
-    assert len(sim.state.batches) == 1
-    assert len([f for f in sim.state.files.values() if f.purpose == "batch"]) == 1
+    # The file uploaded before the failed create was the one used, never a second;
+    # once the results were stored it was deleted with the output file.
+    assert [b.input_file_id for b in sim.state.batches.values()] == [job.input_file_id]
+    assert not sim.state.files
+    assert len(lane.ledger.booked) == 2
+
+
+async def test_a_failed_file_deletion_is_retried_and_loses_no_result(
+    lane: Lane, sim: RunningSimulator, clock: FakeClock
+) -> None:
+    failing_deletes = 2
+
+    async def fail_deletes(request: httpx2.Request) -> None:
+        nonlocal failing_deletes
+        if request.method == "DELETE" and failing_deletes:
+            failing_deletes -= 1
+            sim.state.faults.schedule(FaultKind.SERVER_ERROR, 1)
+
+    http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [fail_deletes]})
+    async with AsyncOpenAI(
+        base_url=sim.base_url, api_key="k", max_retries=0, http_client=http
+    ) as client:
+        lane.service = BatchService(
+            store=lane.store,
+            client=client,
+            ledger=lane.ledger,
+            clock=clock,
+            config=CONFIG,
+        )
+        view = await lane.service.submit(ALICE, _items(2), {})
+        for _ in range(40):
+            await lane.service.poll_once()
+            view = await lane.service.get(ALICE, view.batch_id)
+            if view.status.terminal:
+                break
+            clock.advance(1.0)
+        # Ended and stored, but its files could not be deleted: it stays due.
+        record = await lane.store.get(view.batch_id)
+        assert record is not None
+        assert (view.status, record.settled) == (BatchStatus.COMPLETED, False)
+        (job,) = record.jobs
+        assert not job.files_deleted
+        assert {job.input_file_id, job.output_file_id} <= set(sim.state.files)
+        stored = await lane.results(ALICE, view.batch_id)
+
+        assert (await lane.drive(ALICE, view.batch_id))[-1] is BatchStatus.COMPLETED
+
+    assert failing_deletes == 0
+    assert not sim.state.files
+    assert [(r.custom_id, r.error) for r in stored] == [
+        ("item-0", None),
+        ("item-1", None),
+    ]
+    assert await lane.results(ALICE, view.batch_id) == stored
     assert len(lane.ledger.booked) == 2
 
 
@@ -507,6 +559,38 @@ async def test_cancel_an_upstream_batch(lane: Lane, sim: RunningSimulator) -> No
         ("item-3", "batch_cancelled"),
     ]
     assert len(lane.ledger.booked) == 2  # what ran is paid for
+    assert not sim.state.files  # its input and output went with it
+
+
+async def test_a_batch_cancelled_between_upload_and_create_deletes_its_file(
+    lane: Lane, sim: RunningSimulator, clock: FakeClock
+) -> None:
+    async def fail_batch_create(request: httpx2.Request) -> None:
+        if request.method == "POST" and request.url.path.endswith("/batches"):
+            sim.state.faults.schedule(FaultKind.SERVER_ERROR, 1)
+
+    http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [fail_batch_create]})
+    async with AsyncOpenAI(
+        base_url=sim.base_url, api_key="k", max_retries=0, http_client=http
+    ) as client:
+        lane.service = BatchService(
+            store=lane.store,
+            client=client,
+            ledger=lane.ledger,
+            clock=clock,
+            config=CONFIG,
+        )
+        view = await lane.service.submit(ALICE, _items(2), {})
+        await lane.service.poll_once()  # uploaded; the create fails
+        assert len(sim.state.files) == 1
+        await lane.service.cancel(ALICE, view.batch_id)
+
+        assert (await lane.drive(ALICE, view.batch_id))[-1] is BatchStatus.CANCELLED
+
+    assert not sim.state.batches
+    assert not sim.state.files
+    results = await lane.results(ALICE, view.batch_id)
+    assert {r.error.code if r.error else "ok" for r in results} == {"batch_cancelled"}
 
 
 async def test_cancel_a_queued_batch_never_reaches_the_upstream(
