@@ -19,7 +19,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -27,7 +27,6 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 from services.core import access_log, metrics, tracing
 from services.core.context import (
@@ -52,6 +51,9 @@ from services.core.identity import ServiceIdentityPolicy
 from services.core.settings import ServerSettings
 from services.core.tls import add_port
 from services.core.tokens import count_tokens
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 _log = structlog.get_logger("tollgate.server")
 
@@ -104,9 +106,10 @@ class ServiceApp:
             status`` reading the router's level).
         access_log: write one ``access`` line per RPC (a front door: the gateway);
             its handlers fill in :func:`services.core.access_log.current`.
-        counts_tokens: the service counts tokens (the gateway, the router): its
-            tokenizer vocabulary (about 64 MB resident) is loaded at start, not on
-            the first request. Services that never count tokens never load it.
+        counts_tokens: the service counts tokens on every request (the gateway):
+            its tokenizer vocabulary (about 63 MB resident) is loaded at start, not
+            on the first request. Services that never count tokens never load it;
+            the router loads it only for a Route without ``input_text_tokens``.
     """
 
     name: str

@@ -16,17 +16,21 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
+
+if TYPE_CHECKING:
+    # The SDK (about 2 MB resident) is imported by configure_tracing, only when
+    # tracing is on; everything else here is the API, a no-op without it.
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _INSTRUMENTATION = "tollgate"
@@ -71,6 +75,10 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider
     """
     if not otlp_endpoint:
         return None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"tollgate-{service}"})
     )

@@ -35,6 +35,7 @@ from services.gateway.adapters.key_store import (
 from services.gateway.adapters.outbox import SqliteOutbox
 from services.gateway.auth import ApiKeyStore
 from services.gateway.batches import BatchConfig, BatchItemRequest, BatchService
+from services.gateway.budget_estimate import EstimatingLedger
 from services.gateway.clients import (
     CacheClient,
     CostsClient,
@@ -205,11 +206,13 @@ async def build_app(
     usage_reader = UsageReader(costs_client, ratelimit_client)
     local_limiter = LocalLimiter(settings.local_limit_rpm_per_user, clock)
     pricing = load_pricing(settings.pricing_file)
+    # Budget checks go on from the local spend estimate while costs is down.
+    ledger = EstimatingLedger(costs_client, pricing, clock)
     orchestrator = Orchestrator(
         ratelimit=ratelimit_client,
         cache=CacheClient(cache),
         router=router_client,
-        ledger=costs_client,
+        ledger=ledger,
         upstream=upstream,
         outbox=outbox,
         tickets=batches,
@@ -226,6 +229,8 @@ async def build_app(
             ratelimit_fail_open=settings.ratelimit_failure_mode == "open",
             upstream_timeout_seconds=settings.upstream_timeout_seconds,
             upstream_breaker=settings.upstream_breaker,
+            report_batch_interval_seconds=settings.report_batch_interval_ms / 1000,
+            report_batch_max_items=settings.report_batch_max_items,
             auto_degradation_hold_seconds=(
                 settings.auto_degradation_hold_seconds
                 if settings.router_admin_key is not None
@@ -252,7 +257,7 @@ async def build_app(
                     client=openai_client,
                     admission=orchestrator.admission,
                     ratelimit=ratelimit_client,
-                    ledger=costs_client,
+                    ledger=ledger,
                     outbox=outbox,
                     clock=clock,
                     timeout_seconds=settings.upstream_timeout_seconds,

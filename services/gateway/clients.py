@@ -10,7 +10,7 @@ goes back to the caller with its field violations.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -46,6 +46,7 @@ from services.core.errors import (
 )
 from services.core.identity import ServiceTokenSigner
 from services.core.tls import ClientTls, aio_channel
+from services.core.tokens import count_tokens
 from services.gateway.domain import (
     BudgetVerdict,
     CachedAnswer,
@@ -65,7 +66,13 @@ from services.gateway.domain import (
     Usage,
     UsageRecord,
 )
-from services.gateway.ports import DependencyUnavailableError, Embedding
+from services.gateway.pipeline.plan import AUTO_MODEL
+from services.gateway.ports import (
+    DependencyUnavailableError,
+    Embedding,
+    OutcomeReport,
+    ReconcileItem,
+)
 from services.gateway.usage import (
     BudgetScopeKind,
     BudgetState,
@@ -440,6 +447,22 @@ class RateLimitClient:
             reservation_id,
         )
 
+    async def reconcile_batch(self, items: Sequence[ReconcileItem]) -> None:
+        """Settle several reservations in one ReconcileBatch."""
+        await self._downstream.call(
+            self._stub.ReconcileBatch,
+            ratelimit_pb.ReconcileBatchRequest(
+                items=[
+                    ratelimit_pb.ReconcileRequest(
+                        reservation_id=item.reservation_id,
+                        actual_tokens=item.actual_tokens,
+                    )
+                    for item in items
+                ]
+            ),
+            items[0].reservation_id,
+        )
+
     async def report_upstream(
         self, model: str, throttled: bool, retry_after: float
     ) -> None:
@@ -567,18 +590,27 @@ class RouterClient:
         input_tokens: int,
         embedding: Embedding | None = None,
     ) -> Route:
-        """Choose model, deployment, lane and token budget."""
+        """Choose model, deployment, lane and token budget.
+
+        For "auto" the last user text's exact tokens travel with it, so the
+        router's complexity classifier counts nothing and the router never holds
+        the o200k_base vocabulary (about 63 MB) that this process holds anyway.
+        """
+        text = request.prompt.last_user_text
         response: router_pb.RouteResponse = await self._downstream.call(
             self._stub.Route,
             router_pb.RouteRequest(
                 input_embeddings=embedding.vector if embedding else (),
                 embedding_version=embedding.version if embedding else "",
+                input_text_tokens=(
+                    count_tokens(text) if request.model == AUTO_MODEL else None
+                ),
                 request_id=request_id,
                 caller=caller_proto(principal),
                 priority=PRIORITY_TO_PROTO[request.priority],
                 request_type=REQUEST_TYPE_TO_PROTO[request.request_type],
                 requested_model=request.model,
-                input=request.prompt.last_user_text,
+                input=text,
                 input_tokens=input_tokens,
                 max_output_tokens=request.max_output_tokens,
                 conversation=conversation_shape(request.prompt),
@@ -615,15 +647,19 @@ class RouterClient:
             self._stub.SetDegradationLevel, request, reason, self._admin_metadata
         )
 
-    async def record_outcome(
-        self, deployment: str, model: str, latency_seconds: float, error: bool
-    ) -> None:
-        """Feed the deployment's latency and error metrics."""
-        request = router_pb.RecordOutcomeRequest(
-            deployment=deployment, model=model, error=error
+    async def record_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:
+        """Feed the deployments' latency and error metrics in one batch."""
+        request = router_pb.RecordOutcomeBatchRequest()
+        for outcome in outcomes:
+            item = request.items.add(
+                deployment=outcome.deployment,
+                model=outcome.model,
+                error=outcome.error,
+            )
+            item.latency.CopyFrom(prototime.duration(outcome.latency_seconds))
+        await self._downstream.call(
+            self._stub.RecordOutcomeBatch, request, outcomes[0].deployment
         )
-        request.latency.CopyFrom(prototime.duration(latency_seconds))
-        await self._downstream.call(self._stub.RecordOutcome, request, deployment)
 
 
 class CostsClient:
@@ -803,10 +839,12 @@ class CostsClient:
                     f"{period.removeprefix('BUDGET_PERIOD_').lower()} budget of "
                     f"{budget.limit_micros} micro-dollars"
                 ),
+                remaining_micros=response.remaining_micros,
             )
         return BudgetVerdict(
             allowed=True,
             reservation_id=response.reservation_id,
+            remaining_micros=response.remaining_micros,
             downgrade_model=(
                 response.downgrade_model
                 if response.decision == costs_pb.BUDGET_DECISION_DOWNGRADE

@@ -93,6 +93,21 @@ class GatewaySettings(ServerSettings):
         description="Upstream retries after the first attempt (exponential backoff "
         "with jitter, honouring Retry-After).",
     )
+    report_batch_interval_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=1000,
+        description="How long reconciles and routed-call outcomes, sent after the "
+        "answer, gather before going to ratelimit and router as one batch; 0 sends "
+        "each at once (still one batch call).",
+    )
+    report_batch_max_items: int = Field(
+        default=256,
+        ge=1,
+        le=1000,
+        description="A batch of after-the-answer reports goes at once when it holds "
+        "this many.",
+    )
     downstream_timeout_seconds: float = Field(
         default=0.5,
         gt=0,

@@ -245,6 +245,9 @@ class BudgetVerdict:
     downgrade_model: str = ""
     resets_at: float | None = None
     description: str = ""
+    remaining_micros: int = 0
+    """Left in the tightest budget after this reservation (on a refusal, before
+    it); 0 without budgets."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,10 @@ class FlowConfig:
     upstream_breaker: BreakerConfig
     # Seconds an automatic degradation hold lasts on the router; 0 disables them.
     auto_degradation_hold_seconds: float = 0.0
+    # After-the-answer reports (reconciles, outcomes) gather this long, at most
+    # this many, before they go as one batch call.
+    report_batch_interval_seconds: float = 0.02
+    report_batch_max_items: int = 256
 
 
 class Orchestrator:
@@ -106,6 +110,9 @@ class Orchestrator:
         self._downstream_breakers = downstream_breakers
         self._settlement = Settlement(
             ratelimit=ratelimit,
+            router=router,
+            report_batch_interval_seconds=config.report_batch_interval_seconds,
+            report_batch_max_items=config.report_batch_max_items,
             cache=cache,
             ledger=ledger,
             outbox=outbox,

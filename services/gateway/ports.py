@@ -8,7 +8,7 @@ the orchestrator applies one written policy per dependency.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +50,24 @@ class UpstreamStreamBrokenError(DependencyUnavailableError):
         self.partial_text = partial_text
 
 
+@dataclass(frozen=True, slots=True)
+class ReconcileItem:
+    """One reservation to settle with the tokens actually used."""
+
+    reservation_id: str
+    actual_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeReport:
+    """How one routed upstream call went."""
+
+    deployment: str
+    model: str
+    latency_seconds: float
+    error: bool
+
+
 class RateLimiterPort(Protocol):
     """The ratelimit service."""
 
@@ -61,6 +79,10 @@ class RateLimiterPort(Protocol):
 
     async def reconcile(self, reservation_id: str, actual_tokens: int) -> None:
         """Settle a reservation with the tokens actually used."""
+        ...
+
+    async def reconcile_batch(self, items: Sequence[ReconcileItem]) -> None:
+        """Settle several reservations in one call, each as :meth:`reconcile`."""
         ...
 
     async def report_upstream(
@@ -114,10 +136,8 @@ class RouterPort(Protocol):
         """
         ...
 
-    async def record_outcome(
-        self, deployment: str, model: str, latency_seconds: float, error: bool
-    ) -> None:
-        """Feed the deployment's latency and error metrics."""
+    async def record_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:
+        """Feed the deployments' latency and error metrics, in one call."""
         ...
 
     async def hold_degradation(

@@ -95,13 +95,27 @@ class RateLimitServicer:
         self, request: ratelimit_pb.ReconcileRequest, context: Context
     ) -> ratelimit_pb.ReconcileResponse:
         """Settle a reservation; an unknown one is an outcome, not an error."""
-        violations = []
-        if not request.reservation_id:
-            violations.append(FieldViolation("reservation_id", "must be set"))
-        if request.actual_tokens < 0:
-            violations.append(FieldViolation("actual_tokens", "must be >= 0"))
+        violations = _reconcile_violations(request, "")
         if violations:
             raise InvalidArgumentError(violations)
+        return await self._reconcile(request)
+
+    async def ReconcileBatch(
+        self, request: ratelimit_pb.ReconcileBatchRequest, context: Context
+    ) -> ratelimit_pb.ReconcileBatchResponse:
+        """Settle each item as Reconcile would, in order, once all are valid."""
+        violations = _batch_violations(len(request.items))
+        for index, item in enumerate(request.items):
+            violations.extend(_reconcile_violations(item, f"items[{index}]."))
+        if violations:
+            raise InvalidArgumentError(violations)
+        return ratelimit_pb.ReconcileBatchResponse(
+            results=[await self._reconcile(item) for item in request.items]
+        )
+
+    async def _reconcile(
+        self, request: ratelimit_pb.ReconcileRequest
+    ) -> ratelimit_pb.ReconcileResponse:
         result = await self._limiter.reconcile(
             request.reservation_id, request.actual_tokens
         )
@@ -298,3 +312,24 @@ def _encode_backoff(backoff: ModelBackoff) -> ratelimit_pb.ModelBackoff:
     if backoff.paused_until is not None:
         encoded.paused_until.CopyFrom(_timestamp(backoff.paused_until))
     return encoded
+
+
+MAX_BATCH_ITEMS = 1000
+"""The most items one ReconcileBatch carries."""
+
+
+def _batch_violations(count: int) -> list[FieldViolation]:
+    if not 1 <= count <= MAX_BATCH_ITEMS:
+        return [FieldViolation("items", f"must hold 1 to {MAX_BATCH_ITEMS} items")]
+    return []
+
+
+def _reconcile_violations(
+    request: ratelimit_pb.ReconcileRequest, prefix: str
+) -> list[FieldViolation]:
+    violations = []
+    if not request.reservation_id:
+        violations.append(FieldViolation(f"{prefix}reservation_id", "must be set"))
+    if request.actual_tokens < 0:
+        violations.append(FieldViolation(f"{prefix}actual_tokens", "must be >= 0"))
+    return violations

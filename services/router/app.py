@@ -104,8 +104,6 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
         name="router",
         service_names=[SERVICE_NAME],
         register=register,
-        # The complexity features count tokens: load the vocabulary at start.
-        counts_tokens=True,
         health_checks={"routing_table": router.routing_table_healthy, **health_checks},
         on_start=on_start,
         on_stop=on_stop,

@@ -140,16 +140,23 @@ FEATURE_NAMES: tuple[str, ...] = (
 before the hashed words)."""
 
 
-def measure(prompt: str, conversation: ConversationFeatures) -> FloatArray:
+def measure(
+    prompt: str, conversation: ConversationFeatures, tokens: int | None = None
+) -> FloatArray:
     """The measurements of ``prompt`` and its conversation, in ``FEATURE_NAMES`` order.
 
-    Reads at most the first 6,000 characters (the token count is scaled up from
-    them); shares are of that window.
+    Reads at most the first 6,000 characters; shares are of that window.
+    ``tokens`` is the prompt's exact o200k_base count when the caller has it (the
+    gateway sends it): then nothing is counted here, and the router never loads
+    the vocabulary. Without it the window is counted and the count scaled up to
+    the whole prompt, the same number for any prompt of at most 6,000 characters
+    (every training prompt is shorter).
     """
     window = prompt[:_WINDOW]
-    tokens = count_tokens(window)
-    if len(prompt) > _WINDOW:
-        tokens = tokens * len(prompt) // _WINDOW
+    if tokens is None:
+        tokens = count_tokens(window)
+        if len(prompt) > _WINDOW:
+            tokens = tokens * len(prompt) // _WINDOW
     chars = max(1, len(window))
     words = window.split()
     word_count = max(1, len(words))
@@ -301,14 +308,20 @@ class ComplexityModel:
         prompt: str,
         conversation: ConversationFeatures,
         embedding: Sequence[float] | FloatArray | None,
+        tokens: int | None = None,
     ) -> FloatArray:
         """P(trivial), P(simple), P(moderate), P(complex) of one request.
 
         ``embedding`` is the prompt's unit vector from the embedder this model was
         fitted with; None (or a vector of another size) uses the text-only heads.
+        ``tokens``: the prompt's exact o200k_base tokens, when the caller counted
+        them (see :func:`measure`).
         """
         text = np.concatenate(
-            [measure(prompt, conversation), word_buckets(prompt, self.hash_buckets)]
+            [
+                measure(prompt, conversation, tokens),
+                word_buckets(prompt, self.hash_buckets),
+            ]
         )
         if embedding is None or len(embedding) != self.embedding_dimension:
             return self.text_only.probabilities(text)

@@ -97,6 +97,9 @@ class RouteRequest:
     """The input's vector when the caller (the cache) already computed it."""
     embedding_version: str = ""
     """The embedder that computed ``input_embedding``."""
+    input_text_tokens: int | None = None
+    """Exact tokens of ``input`` alone when the caller counted them; None: the
+    classifier counts (and the router loads the o200k_base vocabulary)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +251,10 @@ class Classifier:
     ) -> Classification:
         """The level to route ``request`` as (before the conversation floor)."""
         probabilities = self.model.probabilities(
-            request.input, ConversationFeatures.of(request.conversation), vector
+            request.input,
+            ConversationFeatures.of(request.conversation),
+            vector,
+            tokens=request.input_text_tokens,
         )
         return Classification(
             complexity=choose_complexity(

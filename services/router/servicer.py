@@ -135,27 +135,34 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self, request: router_pb.RecordOutcomeRequest, context: _Context
     ) -> router_pb.RecordOutcomeResponse:
         """Count one routed call's latency and error, and/or a quality signal."""
-        violations: list[FieldViolation] = []
-        signal: QualitySignal | None = None
-        if request.quality != router_pb.QUALITY_SIGNAL_UNSPECIFIED:
-            signal = _QUALITY_SIGNALS.get(request.quality)
-            if signal is None:
-                violations.append(FieldViolation("quality", "unknown quality signal"))
-            if not request.request_id:
-                violations.append(
-                    FieldViolation("request_id", "required with a quality signal")
-                )
-        elif not request.deployment:
-            violations.append(
-                FieldViolation("deployment", "required (or request_id and quality)")
-            )
-        latency = request.latency
-        if latency.seconds < 0 or latency.nanos < 0:
-            violations.append(FieldViolation("latency", "must not be negative"))
+        violations = _outcome_violations(request, "")
         if violations:
             raise InvalidArgumentError(violations)
+        return await self._record_outcome(request)
+
+    async def RecordOutcomeBatch(
+        self, request: router_pb.RecordOutcomeBatchRequest, context: _Context
+    ) -> router_pb.RecordOutcomeBatchResponse:
+        """Record each item as RecordOutcome would, in order, once all are valid."""
+        violations: list[FieldViolation] = []
+        if not 1 <= len(request.items) <= MAX_BATCH_ITEMS:
+            violations.append(
+                FieldViolation("items", f"must hold 1 to {MAX_BATCH_ITEMS} items")
+            )
+        for index, item in enumerate(request.items):
+            violations.extend(_outcome_violations(item, f"items[{index}]."))
+        if violations:
+            raise InvalidArgumentError(violations)
+        return router_pb.RecordOutcomeBatchResponse(
+            results=[await self._record_outcome(item) for item in request.items]
+        )
+
+    async def _record_outcome(
+        self, request: router_pb.RecordOutcomeRequest
+    ) -> router_pb.RecordOutcomeResponse:
         response = router_pb.RecordOutcomeResponse(rolled_back=False)
         if request.deployment:
+            latency = request.latency
             result = await self._router.record_outcome(
                 request.deployment,
                 Outcome(
@@ -166,6 +173,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if result.rollback is not None:
                 response.rolled_back = True
                 response.rollback_reason = result.rollback.reason
+        signal = _QUALITY_SIGNALS.get(request.quality)
         if signal is not None:
             route = await self._router.record_quality(request.request_id, signal)
             response.quality_recorded = route is not None
@@ -374,6 +382,7 @@ def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
     for name, value in (
         ("input_tokens", request.input_tokens),
         ("max_output_tokens", request.max_output_tokens),
+        ("input_text_tokens", request.input_text_tokens),
     ):
         if not 0 <= value <= MAX_TOKENS:
             violations.append(
@@ -391,6 +400,9 @@ def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
         request_id=request.request_id,
         input_embedding=tuple(request.input_embeddings),
         embedding_version=request.embedding_version,
+        input_text_tokens=(
+            request.input_text_tokens if request.HasField("input_text_tokens") else None
+        ),
         tenant_id=request.caller.tenant_id,
         user_id=request.caller.user_id,
         priority=priority,
@@ -416,3 +428,32 @@ def _conversation(request: router_pb.RouteRequest) -> ConversationShape:
         tool_exchanges=shape.tool_exchanges,
         reasoning=shape.reasoning,
     )
+
+
+MAX_BATCH_ITEMS = 1000
+"""The most items one RecordOutcomeBatch carries."""
+
+
+def _outcome_violations(
+    request: router_pb.RecordOutcomeRequest, prefix: str
+) -> list[FieldViolation]:
+    violations: list[FieldViolation] = []
+    if request.quality != router_pb.QUALITY_SIGNAL_UNSPECIFIED:
+        if request.quality not in _QUALITY_SIGNALS:
+            violations.append(
+                FieldViolation(f"{prefix}quality", "unknown quality signal")
+            )
+        if not request.request_id:
+            violations.append(
+                FieldViolation(f"{prefix}request_id", "required with a quality signal")
+            )
+    elif not request.deployment:
+        violations.append(
+            FieldViolation(
+                f"{prefix}deployment", "required (or request_id and quality)"
+            )
+        )
+    latency = request.latency
+    if latency.seconds < 0 or latency.nanos < 0:
+        violations.append(FieldViolation(f"{prefix}latency", "must not be negative"))
+    return violations

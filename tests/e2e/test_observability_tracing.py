@@ -54,9 +54,9 @@ DOWNSTREAM_RPCS = {
     "/tollgate.cache.v1.CacheService/Lookup",
     "/tollgate.costs.v1.CostsService/CheckBudget",
     "/tollgate.costs.v1.CostsService/Record",
-    "/tollgate.ratelimit.v1.RateLimitService/Reconcile",
+    "/tollgate.ratelimit.v1.RateLimitService/ReconcileBatch",
     "/tollgate.cache.v1.CacheService/Store",
-    "/tollgate.router.v1.RouterService/RecordOutcome",
+    "/tollgate.router.v1.RouterService/RecordOutcomeBatch",
 }
 
 KINDS = (SpanKind.CLIENT, SpanKind.SERVER)
@@ -116,7 +116,8 @@ async def _spans_until(
 ) -> list[ReadableSpan]:
     """The finished spans once every (name, kind) expected has ended, or after 10 s.
 
-    Some downstream calls (Reconcile, Store, RecordOutcome) run after the reply.
+    Some downstream calls (ReconcileBatch, Store, RecordOutcomeBatch) run after
+    the reply; the batches go 20 ms after it.
     """
     deadline = time.monotonic() + 10.0
     while True:

@@ -15,6 +15,8 @@ import pytest
 import structlog
 import yaml
 from tollgate.common.v1 import common_pb2 as common_pb
+from tollgate.costs.v1 import costs_pb2 as costs_pb
+from tollgate.costs.v1 import costs_pb2_grpc
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 
@@ -36,13 +38,20 @@ from services.router.config import RouterSettings
 from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.config import SimulatorSettings
 from tests.conftest import ServeApp
-from tests.grpc_helpers import error_details, trailers
+from tests.grpc_helpers import (
+    ADMIN_KEY_SHA256S,
+    admin_channel,
+    error_details,
+    trailers,
+)
 
 API_KEY = "tg-service-test-key"
 TRIAL_KEY = "tg-service-test-trial-key"
 QUESTION = "What does a gateway in front of an API do?"
 UPSTREAM_MAX_RETRIES = 1
 DOWNSTREAMS = ["ratelimit", "cache", "router", "costs"]
+# A hard daily budget of the tenant: room for a few worst-case gpt-4.1-mini answers.
+BUDGET_MICROS = 3_000
 
 
 @dataclass(frozen=True)
@@ -646,3 +655,53 @@ async def test_prompts_answers_and_keys_never_reach_the_logs(
         "tg-wrong-secret",
     ):
         assert secret not in logged
+
+
+async def test_while_the_ledger_is_down_budgets_hold_by_the_local_estimate(
+    serve_app: ServeApp, downstreams: Downstreams, sim: RunningSimulator, tmp_path: Path
+) -> None:
+    settings = CostsSettings(
+        port=0,
+        database_path=tmp_path / "budgeted-costs.sqlite3",
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
+    )
+    costs = await serve_app(await build_costs(settings), settings)
+    async with admin_channel(costs.address) as channel:
+        await costs_pb2_grpc.CostsServiceStub(channel).SetBudget(
+            costs_pb.SetBudgetRequest(
+                budget=costs_pb.Budget(
+                    scope=costs_pb.BudgetScope(
+                        kind=costs_pb.SCOPE_KIND_TENANT, tenant_id="acme"
+                    ),
+                    period=costs_pb.BUDGET_PERIOD_DAY,
+                    limit_micros=BUDGET_MICROS,
+                    hard=True,
+                )
+            )
+        )
+    gateway = await _serve_gateway(
+        serve_app, downstreams, sim, tmp_path, costs_address=costs.address
+    )
+    outcomes: list[str] = []
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        # Answered by the ledger: the gateway learns what is left of the budget.
+        await stub.CreateResponse(_request(input="Question 0?"), metadata=_auth())
+        await costs.server.stop(0)  # unreachable from here on
+        for n in range(1, 12):
+            try:
+                await stub.CreateResponse(
+                    _request(input=f"Question {n}?"), metadata=_auth()
+                )
+                outcomes.append("answered")
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                reason = error_details(error)["google.rpc.ErrorInfo"].reason
+                outcomes.append(reason)
+
+    # Some still fit what the ledger said was left; then every one is refused.
+    answered = outcomes.count("answered")
+    assert 0 < answered < len(outcomes)
+    assert outcomes == ["answered"] * answered + ["BUDGET_EXCEEDED"] * (
+        len(outcomes) - answered
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -311,3 +313,74 @@ async def test_limits_file_changes_apply_without_restart(
         (ratelimit_pb.LIMIT_METRIC_REQUESTS, 7),
         (ratelimit_pb.LIMIT_METRIC_TOKENS, 700),
     ]
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_reconcile_batch_settles_each_item_as_reconcile_would(
+    start: Start, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    limits = tmp_path / "limits.yaml"
+    limits.write_text(f"models:\n  {MODEL}: {{rpm: 500, tpm: 30000}}\n")
+    settings = RateLimitSettings(port=0, limits_file=limits)
+    if backend == "redis":
+        redis = request.getfixturevalue("redis_server")
+        db = 11  # this test's own database, flushed first
+        settings = settings.model_copy(update={"redis_url": f"{redis.url}/{db}"})
+        flusher = aioredis.from_url(f"{redis.url}/{db}")
+        await flusher.flushdb()
+        await flusher.aclose()
+    # Two replicas: on Redis the second settles what the first reserved.
+    first, second = await start(settings), await start(settings)
+    began = time.monotonic()
+    one = await _acquire(first, 5_000)
+    two = await _acquire(first, 3_000)
+    settling = second if backend == "redis" else first
+
+    settled = await settling.stub.ReconcileBatch(
+        ratelimit_pb.ReconcileBatchRequest(
+            items=[
+                ratelimit_pb.ReconcileRequest(
+                    reservation_id=one.reservation_id, actual_tokens=1_200
+                ),
+                ratelimit_pb.ReconcileRequest(
+                    reservation_id="rsv_unknown", actual_tokens=10
+                ),
+                ratelimit_pb.ReconcileRequest(
+                    reservation_id=two.reservation_id, actual_tokens=3_500
+                ),
+            ]
+        )
+    )
+    status = await first.stub.GetStatus(ratelimit_pb.GetStatusRequest(model=MODEL))
+    # Redis refills by its own TIME (30,000 a minute: 500 a second) meanwhile.
+    refill = 0 if backend == "memory" else (time.monotonic() - began) * 500 + 1
+
+    assert [(r.outcome, r.refunded_tokens) for r in settled.results] == [
+        (ratelimit_pb.RECONCILE_OUTCOME_SETTLED, 3_800),
+        (ratelimit_pb.RECONCILE_OUTCOME_UNKNOWN_RESERVATION, 0),
+        (ratelimit_pb.RECONCILE_OUTCOME_SETTLED, -500),
+    ]
+    requests, tokens = status.buckets
+    assert requests.metric == ratelimit_pb.LIMIT_METRIC_REQUESTS
+    assert 498 <= requests.remaining <= 498 + refill / 60
+    assert tokens.metric == ratelimit_pb.LIMIT_METRIC_TOKENS
+    assert 30_000 - 1_200 - 3_500 <= tokens.remaining <= 30_000 - 4_700 + refill
+
+
+async def test_reconcile_batch_names_the_invalid_item(start: Start) -> None:
+    client = await start()
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.stub.ReconcileBatch(
+            ratelimit_pb.ReconcileBatchRequest(
+                items=[
+                    ratelimit_pb.ReconcileRequest(reservation_id="r", actual_tokens=1),
+                    ratelimit_pb.ReconcileRequest(reservation_id="r", actual_tokens=-1),
+                ]
+            )
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as empty:
+        await client.stub.ReconcileBatch(ratelimit_pb.ReconcileBatchRequest())
+
+    assert _invalid_fields(caught.value) == ["items[1].actual_tokens"]
+    assert _invalid_fields(empty.value) == ["items"]

@@ -176,6 +176,7 @@ async def test_route_rejects_bad_fields_with_violations(
                 caller=common_pb.Caller(user_id="u1"),
                 input_tokens=-1,
                 max_output_tokens=-5,
+                input_text_tokens=-2,
                 priority=99,  # type: ignore[arg-type]  # a value from a newer client
             )
         )
@@ -185,6 +186,7 @@ async def test_route_rejects_bad_fields_with_violations(
         "caller.tenant_id",
         "input_tokens",
         "max_output_tokens",
+        "input_text_tokens",
         "priority",
     }
 

@@ -40,6 +40,7 @@ from services.gateway.pipeline.plan import Plan
 from services.gateway.pipeline.settle import Settlement
 from services.gateway.ports import (
     DependencyUnavailableError,
+    OutcomeReport,
     RouterPort,
     UpstreamPort,
     UpstreamStreamBrokenError,
@@ -342,19 +343,11 @@ class Ladder:
     def _report_outcome(
         self, route: Route, model: str, started: float, *, error: bool
     ) -> None:
-        self._settlement.spawn(
-            self._send_outcome(
+        self._settlement.report_outcome(
+            OutcomeReport(
                 route.deployment, model, self._clock.monotonic() - started, error
             )
         )
-
-    async def _send_outcome(
-        self, deployment: str, model: str, latency: float, error: bool
-    ) -> None:
-        try:
-            await self._router.record_outcome(deployment, model, latency, error)
-        except DependencyUnavailableError:
-            _log.info("outcome_report_skipped")
 
     # -- breakers
 

@@ -8,7 +8,7 @@ a record the ledger refuses is dead-lettered for an operator, never lost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +25,17 @@ from services.gateway.domain import (
     Usage,
     UsageRecord,
 )
+from services.gateway.pipeline.batcher import Batcher
 from services.gateway.pipeline.plan import Plan
 from services.gateway.ports import (
     CachePort,
     DependencyUnavailableError,
     LedgerPort,
     OutboxPort,
+    OutcomeReport,
     RateLimiterPort,
+    ReconcileItem,
+    RouterPort,
 )
 
 _log = structlog.get_logger("tollgate.gateway")
@@ -46,13 +50,27 @@ class Settlement:
         self,
         *,
         ratelimit: RateLimiterPort,
+        router: RouterPort,
         cache: CachePort,
         ledger: LedgerPort,
         outbox: OutboxPort,
         prices: PricingTable,
         clock: Clock,
+        report_batch_interval_seconds: float = 0.02,
+        report_batch_max_items: int = 256,
     ) -> None:
         self._ratelimit = ratelimit
+        self._router = router
+        self._reconciles = Batcher(
+            self._reconcile,
+            interval_seconds=report_batch_interval_seconds,
+            max_items=report_batch_max_items,
+        )
+        self._outcomes = Batcher(
+            self._send_outcomes,
+            interval_seconds=report_batch_interval_seconds,
+            max_items=report_batch_max_items,
+        )
         self._cache = cache
         self._ledger = ledger
         self._outbox = outbox
@@ -64,15 +82,27 @@ class Settlement:
     # -- rate-limit reservations and reports
 
     def settle(self, decision: RateDecision, actual_tokens: int) -> None:
-        """Settle a reservation with the tokens actually used, in the background."""
+        """Settle a reservation with the tokens actually used, in the next batch."""
         if decision.reservation_id:
-            self.spawn(self._reconcile(decision.reservation_id, actual_tokens))
+            self._reconciles.add(ReconcileItem(decision.reservation_id, actual_tokens))
 
-    async def _reconcile(self, reservation_id: str, actual_tokens: int) -> None:
+    async def _reconcile(self, items: Sequence[ReconcileItem]) -> None:
+        # As per request before batching: ratelimit down, the reservations
+        # expire as estimated (their TTL bounds the harm).
         try:
-            await self._ratelimit.reconcile(reservation_id, actual_tokens)
+            await self._ratelimit.reconcile_batch(items)
         except DependencyUnavailableError:
-            _log.info("reconcile_skipped_ratelimit_unavailable")
+            _log.info("reconcile_skipped_ratelimit_unavailable", items=len(items))
+
+    def report_outcome(self, outcome: OutcomeReport) -> None:
+        """Feed the router's deployment metrics with one call, in the next batch."""
+        self._outcomes.add(outcome)
+
+    async def _send_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:
+        try:
+            await self._router.record_outcomes(outcomes)
+        except DependencyUnavailableError:
+            _log.info("outcome_report_skipped", items=len(outcomes))
 
     def report_throttle(self, model: str, retry_after: float) -> None:
         """Feed the limiter's adaptive backoff with an upstream 429."""
@@ -238,6 +268,8 @@ class Settlement:
         task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait for background work (cache writes, reconciles) to finish."""
+        """Send the pending reports; wait for background work to finish."""
+        await self._reconciles.drain()
+        await self._outcomes.drain()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)

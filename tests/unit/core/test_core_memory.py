@@ -17,15 +17,18 @@ import pytest
 
 from services.core import server as core_server
 from services.core.server import ServiceApp
+from services.core.tokens import count_tokens
 from services.ratelimit.app import build_app as build_ratelimit
 from services.ratelimit.config import RateLimitSettings
 from tests.conftest import ServeApp
 
 # Packages a service must not import unless it uses them: the openai SDK (the
 # gateway's), numpy and onnxruntime (the embedders'), the redis client (a backend
-# chosen by settings), qdrant's clients.
+# chosen by settings), qdrant's clients, OpenTelemetry's SDK (tracing is off
+# unless an OTLP endpoint is set).
 _NEVER_EAGER = (
     "openai",
+    "opentelemetry.sdk",
     "numpy",
     "onnxruntime",
     "tokenizers",
@@ -61,6 +64,8 @@ def _imported(module: str) -> set[str]:
         ("services.cache.__main__", ()),
         # The router's complexity model is numpy arithmetic.
         ("services.router.__main__", ("numpy",)),
+        # The gateway calls the upstream with the openai SDK.
+        ("services.gateway.app", ("openai",)),
     ],
 )
 def test_a_service_imports_no_package_it_does_not_use(
@@ -97,3 +102,64 @@ async def test_a_service_that_counts_tokens_loads_the_tokenizer_at_start(
     count.assert_called_once_with("")
     async with grpc.aio.insecure_channel(running.address) as channel:
         await channel.channel_ready()
+
+
+# A real router in a fresh interpreter: one "auto" Route with the gateway's count,
+# then one without (a direct gRPC caller's). Prints which encodings toktok holds
+# after each.
+_ROUTER_PROBE = """
+import asyncio, json, sys
+import toktok
+from tollgate.common.v1 import common_pb2 as common_pb
+from tollgate.router.v1 import router_pb2 as router_pb
+from tollgate.router.v1 import router_pb2_grpc
+from services.core.server import start_server
+from services.router.app import build_app
+from services.router.config import RouterSettings
+from tests.grpc_helpers import ADMIN_KEY_SHA256S, admin_channel
+
+TEXT = "Prove that there are infinitely many primes."
+
+async def main():
+    settings = RouterSettings(
+        host="127.0.0.1", port=0, embed_inputs=False,
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
+    )
+    running = await start_server(await build_app(settings), settings)
+    loaded = []
+    async with admin_channel(running.address) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        for counted in (int(sys.argv[1]), None):
+            response = await stub.Route(router_pb.RouteRequest(
+                caller=common_pb.Caller(tenant_id="acme"),
+                requested_model="auto", input=TEXT, input_tokens=20,
+                input_text_tokens=counted,
+            ))
+            loaded.append([sorted(k[0] for k in toktok._CACHE), response.complexity])
+    await running.stop()
+    print(json.dumps(loaded))
+
+asyncio.run(main())
+"""
+
+
+def test_a_router_given_the_callers_token_count_never_loads_the_vocabulary() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _ROUTER_PROBE,
+            str(count_tokens("Prove that there are infinitely many primes.")),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    (counted, uncounted) = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert counted[0] == []
+    # A caller that sends no count (grpcurl, another client) still gets the same
+    # classification: the router counts, loading the vocabulary then.
+    assert uncounted[0] == ["o200k_base"]
+    assert counted[1] == uncounted[1] != 0

@@ -191,6 +191,23 @@ def test_count_tokens_batch_matches_tiktoken_in_order(reference: Any) -> None:
     ]
 
 
+@pytest.mark.parametrize("length", [4095, 4096, 4097, 9000])
+def test_counts_are_exact_on_both_sides_of_the_short_text_path(
+    reference: Any, length: int
+) -> None:
+    # Short texts take the tokenizer's single-text count, long ones the batch
+    # counter: the same numbers either way, alone or mixed in one batch.
+    text = "".join(RANDOM_CORPUS)[:length]
+    expected = _reference_count(reference, text)
+
+    assert len(text) == length
+    assert count_tokens(text) == expected
+    assert count_tokens_batch(["Hello", text]) == [
+        _reference_count(reference, "Hello"),
+        expected,
+    ]
+
+
 def test_count_tokens_batch_of_nothing_is_empty() -> None:
     assert count_tokens_batch([]) == []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,8 @@ from services.gateway.orchestrator import FlowConfig, Orchestrator
 from services.gateway.ports import (
     DependencyUnavailableError,
     Embedding,
+    OutcomeReport,
+    ReconcileItem,
     UpstreamStreamBrokenError,
 )
 from services.gateway.queue import AdmissionQueue
@@ -92,6 +94,9 @@ class FakeRateLimiter:
 
     async def reconcile(self, reservation_id: str, actual_tokens: int) -> None:
         self.reconciled.append((reservation_id, actual_tokens))
+
+    async def reconcile_batch(self, items: Sequence[ReconcileItem]) -> None:
+        self.reconciled.extend((i.reservation_id, i.actual_tokens) for i in items)
 
     async def report_upstream(
         self, model: str, throttled: bool, retry_after: float
@@ -161,10 +166,8 @@ class FakeRouter:
             raise self.answer
         return self.answer
 
-    async def record_outcome(
-        self, deployment: str, model: str, latency_seconds: float, error: bool
-    ) -> None:
-        self.outcomes.append((deployment, model, error))
+    async def record_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:
+        self.outcomes.extend((o.deployment, o.model, o.error) for o in outcomes)
 
     async def hold_degradation(
         self, level: DegradationLevel, hold_seconds: float, reason: str

@@ -117,6 +117,18 @@ class ReconcileRequest(_message.Message):
     actual_tokens: int
     def __init__(self, reservation_id: _Optional[str] = ..., actual_tokens: _Optional[int] = ...) -> None: ...
 
+class ReconcileBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ReconcileRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[ReconcileRequest, _Mapping]]] = ...) -> None: ...
+
+class ReconcileBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReconcileResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReconcileResponse, _Mapping]]] = ...) -> None: ...
+
 class ReconcileResponse(_message.Message):
     __slots__ = ("outcome", "refunded_tokens")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]

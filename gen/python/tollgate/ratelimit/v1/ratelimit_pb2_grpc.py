@@ -47,6 +47,11 @@ class RateLimitServiceStub:
                 request_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileRequest.SerializeToString,
                 response_deserializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileResponse.FromString,
                 _registered_method=True)
+        self.ReconcileBatch = channel.unary_unary(
+                '/tollgate.ratelimit.v1.RateLimitService/ReconcileBatch',
+                request_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileBatchRequest.SerializeToString,
+                response_deserializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileBatchResponse.FromString,
+                _registered_method=True)
         self.ReportUpstreamThrottle = channel.unary_unary(
                 '/tollgate.ratelimit.v1.RateLimitService/ReportUpstreamThrottle',
                 request_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReportUpstreamThrottleRequest.SerializeToString,
@@ -82,6 +87,16 @@ class RateLimitServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReconcileBatch(self, request, context):
+        """ReconcileBatch settles up to 1,000 reservations in one call, each exactly as
+        Reconcile would and in order; the gateway sends its settlements this way,
+        gathered over a few milliseconds. Any invalid item fails the whole batch with
+        INVALID_ARGUMENT naming it ("items[3].actual_tokens"), and nothing is settled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportUpstreamThrottle(self, request, context):
         """ReportUpstreamThrottle feeds the adaptive backoff: an upstream 429 doubles the
         model's backoff factor (up to 8); a success decays it by 0.9 (down to 1).
@@ -110,6 +125,11 @@ def add_RateLimitServiceServicer_to_server(servicer, server):
                     servicer.Reconcile,
                     request_deserializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileRequest.FromString,
                     response_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileResponse.SerializeToString,
+            ),
+            'ReconcileBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcileBatch,
+                    request_deserializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileBatchRequest.FromString,
+                    response_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileBatchResponse.SerializeToString,
             ),
             'ReportUpstreamThrottle': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportUpstreamThrottle,
@@ -179,6 +199,33 @@ class RateLimitService:
             '/tollgate.ratelimit.v1.RateLimitService/Reconcile',
             tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileRequest.SerializeToString,
             tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcileBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.ratelimit.v1.RateLimitService/ReconcileBatch',
+            tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileBatchRequest.SerializeToString,
+            tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,7 +61,7 @@ DEPLOYMENT_STATE_ACTIVE: DeploymentState
 DEPLOYMENT_STATE_ROLLED_BACK: DeploymentState
 
 class RouteRequest(_message.Message):
-    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens", "conversation", "input_embeddings", "embedding_version")
+    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens", "conversation", "input_embeddings", "embedding_version", "input_text_tokens")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class RouteRequest(_message.Message):
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     INPUT_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     caller: _common_pb2.Caller
     priority: _common_pb2.Priority
@@ -84,7 +85,8 @@ class RouteRequest(_message.Message):
     conversation: ConversationShape
     input_embeddings: _containers.RepeatedScalarFieldContainer[float]
     embedding_version: str
-    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., conversation: _Optional[_Union[ConversationShape, _Mapping]] = ..., input_embeddings: _Optional[_Iterable[float]] = ..., embedding_version: _Optional[str] = ...) -> None: ...
+    input_text_tokens: int
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., conversation: _Optional[_Union[ConversationShape, _Mapping]] = ..., input_embeddings: _Optional[_Iterable[float]] = ..., embedding_version: _Optional[str] = ..., input_text_tokens: _Optional[int] = ...) -> None: ...
 
 class ConversationShape(_message.Message):
     __slots__ = ("messages", "earlier_user_turns", "tools", "json_schema", "images", "tool_exchanges", "reasoning")
@@ -165,6 +167,18 @@ class RecordOutcomeResponse(_message.Message):
     rollback_reason: str
     quality_recorded: bool
     def __init__(self, rolled_back: _Optional[bool] = ..., rollback_reason: _Optional[str] = ..., quality_recorded: _Optional[bool] = ...) -> None: ...
+
+class RecordOutcomeBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RecordOutcomeRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[RecordOutcomeRequest, _Mapping]]] = ...) -> None: ...
+
+class RecordOutcomeBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecordOutcomeResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[RecordOutcomeResponse, _Mapping]]] = ...) -> None: ...
 
 class TrafficAllocation(_message.Message):
     __slots__ = ("deployment", "percent")

@@ -47,6 +47,11 @@ class RouterServiceStub:
                 request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeRequest.SerializeToString,
                 response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeResponse.FromString,
                 _registered_method=True)
+        self.RecordOutcomeBatch = channel.unary_unary(
+                '/tollgate.router.v1.RouterService/RecordOutcomeBatch',
+                request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeBatchRequest.SerializeToString,
+                response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeBatchResponse.FromString,
+                _registered_method=True)
         self.SetTrafficSplit = channel.unary_unary(
                 '/tollgate.router.v1.RouterService/SetTrafficSplit',
                 request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.SetTrafficSplitRequest.SerializeToString,
@@ -86,6 +91,16 @@ class RouterServiceServicer:
         """RecordOutcome feeds per-deployment latency and error metrics (a canary that
         breaks its guard is rolled back), and accepts a quality signal about one
         routed request (thumbs up or down, an escalation) by its request id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordOutcomeBatch(self, request, context):
+        """RecordOutcomeBatch records up to 1,000 outcomes in one call, each exactly as
+        RecordOutcome would and in order; the gateway reports its calls this way,
+        gathered over a few milliseconds. Any invalid item fails the whole batch with
+        INVALID_ARGUMENT naming it ("items[3].deployment"), and nothing is recorded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +149,11 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.RecordOutcome,
                     request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeRequest.FromString,
                     response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeResponse.SerializeToString,
+            ),
+            'RecordOutcomeBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordOutcomeBatch,
+                    request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeBatchRequest.FromString,
+                    response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeBatchResponse.SerializeToString,
             ),
             'SetTrafficSplit': grpc.unary_unary_rpc_method_handler(
                     servicer.SetTrafficSplit,
@@ -213,6 +233,33 @@ class RouterService:
             '/tollgate.router.v1.RouterService/RecordOutcome',
             tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeRequest.SerializeToString,
             tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordOutcomeBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.router.v1.RouterService/RecordOutcomeBatch',
+            tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeBatchRequest.SerializeToString,
+            tollgate_dot_router_dot_v1_dot_router__pb2.RecordOutcomeBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
