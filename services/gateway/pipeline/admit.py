@@ -2,9 +2,10 @@
 
 A throttled request is refused even when its answer is cached (the flowchart's
 order); the limiter's failure policy is fail-open to a local limiter or
-fail-closed, by config; a cache that cannot answer is a miss; a ledger that cannot
-answer lets the budget check pass (the written policy), and its records wait in
-the outbox.
+fail-closed, by config; a cache that cannot answer is a miss; while the ledger
+cannot answer, budgets are checked against the gateway's local spend estimate
+(``services/gateway/budget_estimate.py``, the written policy) and pass only where
+there is nothing to estimate from; records wait in the outbox.
 """
 
 from __future__ import annotations
