@@ -16,8 +16,9 @@ that a noisy machine hurts every tree alike, a closed-loop generator sends
 Each window bills the CPU of the tree's processes (psutil, user + system) from its
 start until the tree is idle again (deferred work, such as a ledger row, counts)
 divided by the requests answered; the simulator's and the generator's CPU are not
-counted. The medians over rounds, per process and summed, and the ratio of every
-tree to the first are printed and, with ``--out``, written as JSON.
+counted. The medians over rounds, per process, per thread (by thread name) and
+summed, and the ratio of every tree to the first are printed and, with ``--out``,
+written as JSON.
 
 ``--flame DIR`` afterwards records one py-spy flame graph per tree and process
 named in ``--flame-of`` (``--rate 100`` for ``--flame-seconds``) while the same
@@ -67,6 +68,7 @@ services: {chat: 1.0}
 CALL_TIMEOUT_SECONDS = 10.0
 SETTLE_LIMIT_SECONDS = 20.0
 IDLE_PERCENT = 10.0
+THREADS_SHOWN = 6
 
 
 def _clean_env() -> dict[str, str]:
@@ -91,6 +93,34 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
         except psutil.NoSuchProcess:
             pass
         spent[name] = total
+    return spent
+
+
+def _thread_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of every live thread, keyed ``process/thread name``.
+
+    Threads of one name are summed (a pool's workers, gRPC's pollers; Python
+    names none of its threads for the OS, so every thread but the main one
+    is ``python``). A thread
+    that exits during a window takes its CPU with it: the window reports what
+    the live threads do not explain as ``process/(exited threads)``.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    spent: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                for task in Path(f"/proc/{process.pid}/task").glob("*"):
+                    with contextlib.suppress(OSError):
+                        comm = (task / "comm").read_text().strip()
+                        # The name may hold spaces and parentheses: split after it.
+                        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                        seconds = (int(fields[11]) + int(fields[12])) / tick
+                        if task.name == str(process.pid):
+                            comm = "main thread"
+                        key = f"{name}/{comm}"
+                        spent[key] = spent.get(key, 0.0) + seconds
     return spent
 
 
@@ -218,6 +248,7 @@ class Tree:
     pids: dict[str, int]
     door: Door | None = None
     windows: list[dict[str, float]] = field(default_factory=list)
+    thread_windows: list[dict[str, float]] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -285,10 +316,10 @@ async def window(tree: Tree, concurrency: int, requests: int) -> None:
     """Settle, drive one window, settle, and record CPU ms per request."""
     assert tree.door is not None
     await _settle(tree.pids)
-    before = _cpu(tree.pids)
+    before, threads_before = _cpu(tree.pids), _thread_cpu(tree.pids)
     outcomes = await drive(tree.door, concurrency, requests)
     await _settle(tree.pids)
-    after = _cpu(tree.pids)
+    after, threads_after = _cpu(tree.pids), _thread_cpu(tree.pids)
     served = sum(n for k, n in outcomes.items() if not k.startswith("error:"))
     for key, n in outcomes.items():
         tree.outcomes[key] = tree.outcomes.get(key, 0) + n
@@ -297,6 +328,16 @@ async def window(tree: Tree, concurrency: int, requests: int) -> None:
     tree.windows.append(ms)
     line = " ".join(f"{k}={v:.3f}" for k, v in ms.items())
     print(f"  {tree.label}: {served} ok, CPU ms/request {line}", flush=True)
+    threads = {
+        key: 1000 * (seconds - threads_before.get(key, 0.0)) / max(1, served)
+        for key, seconds in threads_after.items()
+    }
+    for name in after:
+        explained = sum(v for k, v in threads.items() if k.startswith(f"{name}/"))
+        threads[f"{name}/(exited threads)"] = max(0.0, ms[name] - explained)
+    tree.thread_windows.append(threads)
+    top = sorted(threads.items(), key=lambda item: -item[1])[:THREADS_SHOWN]
+    print("    by thread: " + ", ".join(f"{k} {v:.3f}" for k, v in top), flush=True)
 
 
 async def flame(
@@ -351,6 +392,17 @@ async def flame(
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def _thread_medians(tree: Tree) -> dict[str, float]:
+    """Median CPU ms per request of each thread name, largest first."""
+    names = {name for window in tree.thread_windows for name in window}
+    medians = {
+        name: _median([window.get(name, 0.0) for window in tree.thread_windows])
+        for name in names
+    }
+    ordered = sorted(medians.items(), key=lambda item: -item[1])
+    return {name: round(ms, 3) for name, ms in ordered if ms >= 0.0005}
 
 
 async def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
@@ -419,6 +471,7 @@ async def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
             "root": str(tree.root),
             "median_cpu_ms_per_request": {k: round(v, 3) for k, v in medians.items()},
             "windows_total": [round(w["total"], 3) for w in tree.windows],
+            "median_cpu_ms_per_request_by_thread": _thread_medians(tree),
             "outcomes": tree.outcomes,
         }
         if first is None:
