@@ -100,10 +100,10 @@ def _thread_cpu(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds of every live thread, keyed ``process/thread name``.
 
     Threads of one name are summed (a pool's workers, gRPC's pollers; Python
-    names none of its threads for the OS, so every thread but the main one
-    is ``python``). A thread
-    that exits during a window takes its CPU with it: the window reports what
-    the live threads do not explain as ``process/(exited threads)``.
+    names none of its threads for the OS, so every thread but the main one is
+    ``python``). A thread that exits during a window takes its CPU with it: the
+    window reports what the live threads do not explain as
+    ``process/(exited threads)``.
     """
     tick = os.sysconf("SC_CLK_TCK")
     spent: dict[str, float] = {}
@@ -113,13 +113,12 @@ def _thread_cpu(pids: dict[str, int]) -> dict[str, float]:
             for process in [root, *root.children(recursive=True)]:
                 for task in Path(f"/proc/{process.pid}/task").glob("*"):
                     with contextlib.suppress(OSError):
-                        comm = (task / "comm").read_text().strip()
                         # The name may hold spaces and parentheses: split after it.
                         fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
                         seconds = (int(fields[11]) + int(fields[12])) / tick
-                        if task.name == str(process.pid):
-                            comm = "main thread"
-                        key = f"{name}/{comm}"
+                        main = task.name == str(process.pid)
+                        comm = (task / "comm").read_text().strip()
+                        key = f"{name}/{'main thread' if main else comm}"
                         spent[key] = spent.get(key, 0.0) + seconds
     return spent
 
