@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ from services.costs.webhooks import WebhookDispatcher, idempotency_key
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 _MAX_REQUEST_ID_LENGTH = 128
+MAX_RECORD_BATCH_ITEMS = 1000
+"""The most records one RecordBatch carries."""
 
 _CACHE_STATUSES = {
     common_pb.CACHE_STATUS_UNSPECIFIED: CacheStatus.UNSPECIFIED,
@@ -80,6 +83,49 @@ class CostsServicer:
         self, request: costs_pb.RecordRequest, context: Context
     ) -> costs_pb.RecordResponse:
         """Book one request's usage; a replayed request id books nothing."""
+        return await self._record(request)
+
+    async def RecordBatch(
+        self, request: costs_pb.RecordBatchRequest, context: Context
+    ) -> costs_pb.RecordBatchResponse:
+        """Book each item as Record would, concurrently, so they share commits.
+
+        An item Record would refuse with INVALID_ARGUMENT is refused in its result;
+        any other failure (the ledger's store) fails the call.
+        """
+        if not 1 <= len(request.items) <= MAX_RECORD_BATCH_ITEMS:
+            raise InvalidArgumentError(
+                [
+                    FieldViolation(
+                        "items", f"must hold 1 to {MAX_RECORD_BATCH_ITEMS} items"
+                    )
+                ]
+            )
+        outcomes = await asyncio.gather(
+            *(self._record(item) for item in request.items), return_exceptions=True
+        )
+        results = []
+        for outcome in outcomes:
+            if isinstance(outcome, InvalidArgumentError):
+                results.append(
+                    costs_pb.RecordBatchResult(
+                        rejected=costs_pb.RecordRejection(
+                            field_violations=[
+                                costs_pb.FieldViolation(
+                                    field=v.field, description=v.description
+                                )
+                                for v in outcome.violations
+                            ]
+                        )
+                    )
+                )
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results.append(costs_pb.RecordBatchResult(recorded=outcome))
+        return costs_pb.RecordBatchResponse(results=results)
+
+    async def _record(self, request: costs_pb.RecordRequest) -> costs_pb.RecordResponse:
         if request.release_only:
             return await self._release(request)
         violations = [

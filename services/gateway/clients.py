@@ -66,6 +66,7 @@ from services.gateway.domain import (
     Usage,
     UsageRecord,
 )
+from services.gateway.pipeline.coalescer import Coalescer
 from services.gateway.pipeline.plan import AUTO_MODEL
 from services.gateway.ports import (
     DependencyUnavailableError,
@@ -94,6 +95,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.lb_policy_name", "round_robin"),
 ]
+
+RECORD_BATCH_MAX_ITEMS = 256
+"""The most usage records one RecordBatch carries (the costs service takes 1,000)."""
 
 _BREAKER_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -668,11 +672,15 @@ class CostsClient:
     def __init__(self, downstream: DownstreamClient) -> None:
         self._downstream = downstream
         self._stub = costs_pb2_grpc.CostsServiceStub(downstream.channel)
+        # Records (and releases) that finish while one RecordBatch is in flight go
+        # together in the next: one RPC per batch, not per request.
+        self._records: Coalescer[costs_pb.RecordRequest, costs_pb.RecordResponse] = (
+            Coalescer(self._record_batch, max_items=RECORD_BATCH_MAX_ITEMS)
+        )
 
     async def record(self, record: UsageRecord) -> RecordResult:
-        """Book one request's usage."""
-        response: costs_pb.RecordResponse = await self._downstream.call(
-            self._stub.Record,
+        """Book one request's usage (in the next RecordBatch)."""
+        response = await self._records.call(
             costs_pb.RecordRequest(
                 request_id=record.request_id,
                 caller=caller_proto(record.principal),
@@ -684,12 +692,35 @@ class CostsClient:
                 occurred_at=prototime.timestamp(record.occurred_at),
                 requested_model=record.requested_model,
                 budget_reservation_id=record.budget_reservation_id,
-            ),
-            record.request_id,
+            )
         )
         return RecordResult(
             cost_micros=response.cost_micros, duplicate=response.duplicate
         )
+
+    async def _record_batch(
+        self, items: Sequence[costs_pb.RecordRequest]
+    ) -> list[costs_pb.RecordResponse | Exception]:
+        """Book ``items`` in one call; a refused item is its InvalidArgumentError."""
+        response: costs_pb.RecordBatchResponse = await self._downstream.call(
+            self._stub.RecordBatch,
+            costs_pb.RecordBatchRequest(items=items),
+            items[0].request_id,
+        )
+        results: list[costs_pb.RecordResponse | Exception] = []
+        for result in response.results:
+            if result.WhichOneof("result") == "rejected":
+                results.append(
+                    InvalidArgumentError(
+                        [
+                            FieldViolation(v.field, v.description)
+                            for v in result.rejected.field_violations
+                        ]
+                    )
+                )
+            else:
+                results.append(result.recorded)
+        return results
 
     async def key_usage(
         self, principal: Principal, start: float | None, end: float | None
@@ -793,14 +824,12 @@ class CostsClient:
 
     async def release_budget(self, request_id: str, reservation_id: str) -> None:
         """Release a budget reservation of a request that books nothing."""
-        await self._downstream.call(
-            self._stub.Record,
+        await self._records.call(
             costs_pb.RecordRequest(
                 request_id=request_id,
                 budget_reservation_id=reservation_id,
                 release_only=True,
-            ),
-            request_id,
+            )
         )
 
     async def check_budget(

@@ -295,6 +295,50 @@ async def test_unknown_model_is_invalid_and_books_nothing(
     assert (await stub.GetReport(_whole_ledger())).total_requests == 0
 
 
+async def test_record_batch_books_each_item_as_record_would(
+    stub: costs_pb2_grpc.CostsServiceStub,
+) -> None:
+    response = await stub.RecordBatch(
+        costs_pb.RecordBatchRequest(
+            items=[
+                _record("batch-1"),
+                _record("batch-2", model="gpt-9"),
+                _record("batch-1", output_tokens=10_000),  # a replay in the batch
+                _record("", output_tokens=-1),
+                _record("batch-3", model="gpt-4.1-mini"),
+            ]
+        )
+    )
+
+    kinds = [result.WhichOneof("result") for result in response.results]
+    assert kinds == ["recorded", "rejected", "recorded", "rejected", "recorded"]
+    first, _, replay, _, third = response.results
+    assert (first.recorded.cost_micros, first.recorded.duplicate) == (6000, False)
+    assert (replay.recorded.cost_micros, replay.recorded.duplicate) == (6000, True)
+    assert third.recorded.cost_micros == 1200
+    assert [
+        (v.field, v.description) for v in response.results[1].rejected.field_violations
+    ] == [("model", "no price is in force for this model")]
+    assert {
+        (v.field, v.description) for v in response.results[3].rejected.field_violations
+    } == {("request_id", "is required"), ("usage.output_tokens", "must be >= 0")}
+    report = await stub.GetReport(_whole_ledger())
+    assert (report.total_requests, report.total_cost_micros) == (2, 7200)
+
+
+async def test_record_batch_takes_one_to_a_thousand_items(
+    stub: costs_pb2_grpc.CostsServiceStub,
+) -> None:
+    too_many = costs_pb.RecordBatchRequest(
+        items=[_record(f"r-{i}") for i in range(1001)]
+    )
+    for request in (costs_pb.RecordBatchRequest(), too_many):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.RecordBatch(request)
+        assert _bad_request(raised.value) == [("items", "must hold 1 to 1000 items")]
+    assert (await stub.GetReport(_whole_ledger())).total_requests == 0
+
+
 async def test_report_range_must_not_be_empty(
     stub: costs_pb2_grpc.CostsServiceStub,
 ) -> None:

@@ -18,6 +18,8 @@ import grpc
 import pytest
 import yaml
 from tollgate.common.v1 import common_pb2 as common_pb
+from tollgate.costs.v1 import costs_pb2 as costs_pb
+from tollgate.costs.v1 import costs_pb2_grpc
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 from tollgate.ratelimit.v1 import ratelimit_pb2 as ratelimit_pb
@@ -50,6 +52,7 @@ CALLER = common_pb.Caller(
     tenant_id="acme", service="chat", user_id="alice", user_tier="paid"
 )
 RATELIMIT = "/tollgate.ratelimit.v1.RateLimitService/"
+COSTS = "/tollgate.costs.v1.CostsService/"
 ROUTER = "/tollgate.router.v1.RouterService/"
 
 
@@ -230,6 +233,42 @@ async def test_reports_go_in_batches_and_every_item_settles_exactly(
     # no refill), and every call reached the deployment's metrics.
     assert remaining == capacity - _used(answers)
     assert recorded - before == 6
+
+
+async def test_usage_records_in_flight_together_share_one_record_batch(
+    suite: Suite, sim: RunningSimulator, tmp_path: Path
+) -> None:
+    singles, batches = _served(COSTS + "Record"), _served(COSTS + "RecordBatch")
+    gateway = await _gateway(suite, sim, tmp_path)
+    try:
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            answers = await asyncio.gather(
+                *(
+                    stub.CreateResponse(
+                        gateway_pb.CreateResponseRequest(
+                            input=f"Concurrent question {index}: what is a ledger?",
+                            model="gpt-4.1-mini",
+                        ),
+                        metadata=(("authorization", f"Bearer {API_KEY}"),),
+                    )
+                    for index in range(24)
+                )
+            )
+    finally:
+        await gateway.stop(0)
+    async with grpc.aio.insecure_channel(suite.costs) as channel:
+        report = await costs_pb2_grpc.CostsServiceStub(channel).GetReport(
+            costs_pb.GetReportRequest(tenant_id="acme")
+        )
+
+    # Every answer was booked before it was sent, each at the cost it reports...
+    assert report.total_requests == 24
+    assert report.total_cost_micros == sum(a.cost_micros for a in answers) > 0
+    # ...by fewer calls than answers: records that finished while a batch was in
+    # flight went together in the next one; none went alone as a Record.
+    assert _served(COSTS + "Record") == singles
+    assert 1 <= _served(COSTS + "RecordBatch") - batches < 24
 
 
 async def test_stopping_the_gateway_sends_the_pending_reports(

@@ -98,6 +98,40 @@ class RecordResponse(_message.Message):
     reservation_settled: bool
     def __init__(self, cost_micros: _Optional[int] = ..., saved_micros: _Optional[int] = ..., currency_code: _Optional[str] = ..., duplicate: _Optional[bool] = ..., reservation_settled: _Optional[bool] = ...) -> None: ...
 
+class RecordBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RecordRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[RecordRequest, _Mapping]]] = ...) -> None: ...
+
+class RecordBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecordBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RecordBatchResult, _Mapping]]] = ...) -> None: ...
+
+class RecordBatchResult(_message.Message):
+    __slots__ = ("recorded", "rejected")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    recorded: RecordResponse
+    rejected: RecordRejection
+    def __init__(self, recorded: _Optional[_Union[RecordResponse, _Mapping]] = ..., rejected: _Optional[_Union[RecordRejection, _Mapping]] = ...) -> None: ...
+
+class RecordRejection(_message.Message):
+    __slots__ = ("field_violations",)
+    FIELD_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    field_violations: _containers.RepeatedCompositeFieldContainer[FieldViolation]
+    def __init__(self, field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ...) -> None: ...
+
+class FieldViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
 class BudgetScope(_message.Message):
     __slots__ = ("kind", "tenant_id", "service", "user_id", "api_key_id")
     KIND_FIELD_NUMBER: _ClassVar[int]

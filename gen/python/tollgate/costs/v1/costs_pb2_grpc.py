@@ -42,6 +42,11 @@ class CostsServiceStub:
                 request_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordRequest.SerializeToString,
                 response_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordResponse.FromString,
                 _registered_method=True)
+        self.RecordBatch = channel.unary_unary(
+                '/tollgate.costs.v1.CostsService/RecordBatch',
+                request_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordBatchRequest.SerializeToString,
+                response_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordBatchResponse.FromString,
+                _registered_method=True)
         self.CheckBudget = channel.unary_unary(
                 '/tollgate.costs.v1.CostsService/CheckBudget',
                 request_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.CheckBudgetRequest.SerializeToString,
@@ -89,6 +94,19 @@ class CostsServiceServicer:
         """Record books one request's usage. Idempotent on request id: a replay returns the
         original result and books nothing. With `release_only` it books nothing and only
         releases a budget reservation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordBatch(self, request, context):
+        """RecordBatch books up to 1,000 requests' usage in one call, each exactly as Record
+        would (idempotent on its request id, `release_only` included), committed together
+        where the ledger can. An item the ledger refuses (invalid, or a model with no
+        price) is answered in its result with its field violations and the others are
+        booked. A failure of the ledger itself fails the call (UNAVAILABLE): some items may
+        be booked, and sending the batch again books each at most once. The gateway sends
+        its records this way: one call carries what finished while the last was in flight.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,6 +172,11 @@ def add_CostsServiceServicer_to_server(servicer, server):
                     servicer.Record,
                     request_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordRequest.FromString,
                     response_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordResponse.SerializeToString,
+            ),
+            'RecordBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordBatch,
+                    request_deserializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordBatchRequest.FromString,
+                    response_serializer=tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordBatchResponse.SerializeToString,
             ),
             'CheckBudget': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckBudget,
@@ -221,6 +244,33 @@ class CostsService:
             '/tollgate.costs.v1.CostsService/Record',
             tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordRequest.SerializeToString,
             tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.costs.v1.CostsService/RecordBatch',
+            tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordBatchRequest.SerializeToString,
+            tollgate_dot_costs_dot_v1_dot_costs__pb2.RecordBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
