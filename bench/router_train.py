@@ -1,24 +1,28 @@
 """Fit the router's complexity model and measure designs on held-out writers.
 
-Data (DESIGN.md section 4): eight labelled files, each written by a different
-helper: ``bench/data/router_train_{a,b,c,d,e}.jsonl`` (prompts labelled by the
+Data (DESIGN.md section 4): fourteen labelled files, each written by a different
+helper: ``bench/data/router_train_{a,...,i}.jsonl`` (prompts labelled by the
 capability a small model lacks; ``e`` aims at the moderate/complex boundary and
-at one-line questions over long pasted documents), ``router_blind_2026-12.jsonl``
-and ``router_blind_2026-12b.jsonl`` (the blind sets of the two previous changes,
-read since, so now development data) and ``router_complexity.jsonl`` (240, the
-earlier benchmark). No blind set of the current change is read here.
+at one-line questions over long pasted documents; ``f`` to ``i`` at technical,
+science and law, business and everyday, and many-language prompts),
+``router_blind_2026-12{,b,c,d}.jsonl`` (the blind sets of the four previous
+changes, read since, so now development data) and ``router_complexity.jsonl``
+(240, the earlier benchmark). No blind set of the current change is read here.
 
 Designs are compared by leave-one-writer-out cross-validation: each file is
-predicted by heads fitted on the other seven. Calibration and the default
+predicted by heads fitted on the other thirteen. Calibration and the default
 ``quality_bias`` are chosen on those out-of-writer predictions; the figures per
 file are *nested* (calibration and bias chosen without that file's predictions
 too), so they estimate what a new writer would see. They are still development
 figures: the design was chosen while looking at them.
 
-The shipped model is the chosen design refitted on all eight files, with the
-calibration and bias of the cross-validation. The fit is deterministic: Newton
-steps (solved by conjugate gradients) on L2-penalised, class-weighted logistic
-regressions (no random initialisation, no sampling).
+The shipped model is the chosen design (:data:`SHIPPED_DESIGN`) refitted on all
+the files, with the calibration and bias of the cross-validation. Its heads are
+the average of two fits on the same standardised inputs: L2-penalised,
+class-weighted logistic regressions by Newton steps (solved by conjugate
+gradients), and a network of :data:`HIDDEN_UNITS` rectified units shared by the
+three heads, trained by Adam with weight decay from a fixed seed. Both fits are
+deterministic.
 
 Run from the repository root: ``python bench/router_train.py [--write]
 [--embeddings-cache DIR]``. Prints the comparison, writes
@@ -51,6 +55,7 @@ from services.router.complexity import (
     ComplexityModel,
     ConversationFeatures,
     FloatArray,
+    HiddenLayer,
     choose_complexity,
     measure,
     premium_threshold,
@@ -67,14 +72,29 @@ TRAIN_FILES = (
     "router_train_c.jsonl",
     "router_train_d.jsonl",
     "router_train_e.jsonl",
+    "router_train_f.jsonl",
+    "router_train_g.jsonl",
+    "router_train_h.jsonl",
+    "router_train_i.jsonl",
 )
 OLD_DEV_FILE = "router_complexity.jsonl"
 OLD_BLIND_FILE = "router_blind_2026-12.jsonl"
 OLD_BLIND_FILE_B = "router_blind_2026-12b.jsonl"
-WRITER_FILES = (*TRAIN_FILES, OLD_BLIND_FILE, OLD_BLIND_FILE_B, OLD_DEV_FILE)
-L2_GRID = (100.0, 300.0)
+OLD_BLIND_FILE_C = "router_blind_2026-12c.jsonl"
+OLD_BLIND_FILE_D = "router_blind_2026-12d.jsonl"
+WRITER_FILES = (
+    *TRAIN_FILES,
+    OLD_BLIND_FILE,
+    OLD_BLIND_FILE_B,
+    OLD_BLIND_FILE_C,
+    OLD_BLIND_FILE_D,
+    OLD_DEV_FILE,
+)
+L2_GRID = (100.0, 300.0, 1000.0)
+HIDDEN_UNITS = 64
+SHIPPED_DESIGN = f"embedding + measurements + words, + {HIDDEN_UNITS} hidden units"
 BIAS_GRID = tuple(round(0.05 * i, 2) for i in range(-20, 81))
-MODEL_VERSION = "heads-minilm-2026-12c"
+MODEL_VERSION = "heads-mlp-minilm-2026-12e"
 # The built-in table's tiers: trivial → economy, simple and moderate → standard,
 # complex → premium.
 TIER_OF = {
@@ -245,32 +265,129 @@ def _newton_step(
 
 @dataclass(frozen=True)
 class Fitted:
-    """Uncalibrated boundary heads."""
+    """Uncalibrated boundary heads: the model's heads without their calibration."""
 
     mean: FloatArray
     scale: FloatArray
     weights: FloatArray
     bias: FloatArray
+    hidden: HiddenLayer | None = None
+
+    def heads(self, calibration: Calibration) -> BoundaryHeads:
+        """The heads as the router runs them, with ``calibration``."""
+        return BoundaryHeads(
+            mean=self.mean,
+            scale=self.scale,
+            weights=self.weights,
+            bias=self.bias,
+            slope=calibration.slope,
+            intercept=calibration.intercept,
+            hidden=self.hidden,
+        )
 
     def logits(self, x: FloatArray) -> FloatArray:
         """One logit per boundary for each row of ``x``."""
-        result: FloatArray = ((x - self.mean) * self.scale) @ self.weights + self.bias
-        return result
+        ones = Calibration(np.ones(BOUNDARIES), np.zeros(BOUNDARIES))
+        return self.heads(ones).logits(x)
 
 
-def fit_heads(x: FloatArray, y: IntArray, l2: float) -> Fitted:
-    """One class-weighted logistic regression per boundary (level ≥ k)."""
+def _boundary_targets(y: IntArray) -> tuple[FloatArray, FloatArray]:
+    """Per boundary (columns): the 0/1 target and the weight of each row.
+
+    Each side of a boundary weighs as much as the other.
+    """
+    target = np.stack(
+        [(y >= k).astype(np.float64) for k in range(1, BOUNDARIES + 1)], axis=1
+    )
+    share = target.mean(axis=0)
+    weight = np.where(target == 1.0, 0.5 / share, 0.5 / (1.0 - share))
+    return target, weight
+
+
+def fit_heads(x: FloatArray, y: IntArray, l2: float, hidden_units: int = 0) -> Fitted:
+    """One class-weighted logistic regression per boundary (level ≥ k).
+
+    With ``hidden_units``, the logits are the average of those regressions and of
+    a network with one hidden layer fitted to the same targets (:func:`fit_hidden`).
+    """
     mean, scale = standardise(x)
-    z = np.hstack([(x - mean) * scale, np.ones((len(x), 1))])
-    columns = []
-    for k in range(1, BOUNDARIES + 1):
-        target = (y >= k).astype(np.float64)
-        share = target.mean()
-        # Each side of the boundary weighs as much as the other.
-        weight = np.where(target == 1.0, 0.5 / share, 0.5 / (1.0 - share))
-        columns.append(fit_logistic(z, target, weight, l2))
-    theta = np.stack(columns, axis=1)
-    return Fitted(mean, scale, theta[:-1], theta[-1])
+    u = (x - mean) * scale
+    z = np.hstack([u, np.ones((len(x), 1))])
+    target, weight = _boundary_targets(y)
+    theta = np.stack(
+        [fit_logistic(z, target[:, k], weight[:, k], l2) for k in range(BOUNDARIES)],
+        axis=1,
+    )
+    if not hidden_units:
+        return Fitted(mean, scale, theta[:-1], theta[-1])
+    hidden, output_bias = fit_hidden(u, target, weight, hidden_units)
+    return Fitted(
+        mean,
+        scale,
+        theta[:-1] / 2,
+        (theta[-1] + output_bias) / 2,
+        HiddenLayer(hidden.weights, hidden.bias, hidden.output / 2),
+    )
+
+
+def fit_hidden(
+    u: FloatArray,
+    target: FloatArray,
+    weight: FloatArray,
+    units: int,
+    *,
+    decay: float = 0.01,
+    epochs: int = 30,
+    rate: float = 0.003,
+    batch: int = 128,
+    seed: int = 0,
+) -> tuple[HiddenLayer, FloatArray]:
+    """Rectified units shared by the boundary heads, and the heads' output bias.
+
+    Minimises the class-weighted binary cross-entropy of every boundary with Adam
+    (mini-batches in a seeded order, weight decay on the weights); ``u`` is
+    standardised. Deterministic for a given seed.
+    """
+    rng = np.random.default_rng(seed)
+    rows, inputs = u.shape
+    params = [
+        rng.normal(0.0, 1.0 / math.sqrt(inputs), (inputs, units)),
+        np.zeros(units),
+        rng.normal(0.0, 1.0 / math.sqrt(units), (units, BOUNDARIES)),
+        np.zeros(BOUNDARIES),
+    ]
+    first = [np.zeros_like(p) for p in params]
+    second = [np.zeros_like(p) for p in params]
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(rows)
+        for start in range(0, rows, batch):
+            index = order[start : start + batch]
+            w1, b1, w2, b2 = params
+            units_out = np.maximum(u[index] @ w1 + b1, 0.0)
+            error = (
+                weight[index]
+                * (sigmoid(units_out @ w2 + b2) - target[index])
+                / len(index)
+            )
+            back = (error @ w2.T) * (units_out > 0)
+            grads = [
+                u[index].T @ back + decay * w1,
+                back.sum(axis=0),
+                units_out.T @ error + decay * w2,
+                error.sum(axis=0),
+            ]
+            step += 1
+            for i, grad in enumerate(grads):
+                first[i] = 0.9 * first[i] + 0.1 * grad
+                second[i] = 0.999 * second[i] + 0.001 * grad * grad
+                params[i] -= (
+                    rate
+                    * (first[i] / (1 - 0.9**step))
+                    / (np.sqrt(second[i] / (1 - 0.999**step)) + 1e-8)
+                )
+    w1, b1, w2, b2 = params
+    return HiddenLayer(w1, b1, w2), b2
 
 
 def fit_platt(logit: FloatArray, target: FloatArray) -> tuple[float, float]:
@@ -418,6 +535,7 @@ class Design:
 
     name: str
     columns: Callable[[FloatArray, FloatArray], FloatArray]
+    hidden_units: int = 0
 
 
 @dataclass
@@ -431,13 +549,14 @@ class CrossValidated:
 
 
 def out_of_writer(
-    x: FloatArray, y: IntArray, groups: IntArray, l2: float
+    x: FloatArray, y: IntArray, groups: IntArray, l2: float, hidden_units: int = 0
 ) -> FloatArray:
     """Logits of each prompt from heads fitted on the other writers' files."""
     result = np.zeros((len(x), BOUNDARIES))
     for group in np.unique(groups):
         held = groups == group
-        result[held] = fit_heads(x[~held], y[~held], l2).logits(x[held])
+        fitted = fit_heads(x[~held], y[~held], l2, hidden_units)
+        result[held] = fitted.logits(x[held])
     return result
 
 
@@ -523,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         Design(
             "embedding + measurements + words", lambda emb, txt: np.hstack([emb, txt])
         ),
+        Design(SHIPPED_DESIGN, lambda emb, txt: np.hstack([emb, txt]), HIDDEN_UNITS),
     ]
     report: dict[str, object] = {
         "data": {name: int((groups == i).sum()) for i, name in enumerate(WRITER_FILES)},
@@ -534,13 +654,14 @@ def main(argv: list[str] | None = None) -> int:
         "# Router complexity model: development figures",
         "",
         "Generated by `python bench/router_train.py`; do not edit by hand.",
-        "DEVELOPMENT figures, by leave-one-writer-out cross-validation over eight "
-        "files written by eight different helpers: each file is classified by "
-        "boundary heads fitted on the other seven, with the calibration and the "
-        "quality_bias chosen on the other seven files' out-of-writer predictions. "
-        "The design was chosen while looking at these figures, and "
-        f"`{OLD_BLIND_FILE}` and `{OLD_BLIND_FILE_B}` were read before (they "
-        "were the blind sets of the two previous changes).",
+        "DEVELOPMENT figures, by leave-one-writer-out cross-validation over "
+        f"{len(WRITER_FILES)} files written by {len(WRITER_FILES)} different "
+        "helpers: each file is classified by boundary heads fitted on the others, "
+        "with the calibration and the quality_bias chosen on the other files' "
+        "out-of-writer predictions. The design was chosen while looking at these "
+        f"figures, and `{OLD_BLIND_FILE}`, `{OLD_BLIND_FILE_B}`, "
+        f"`{OLD_BLIND_FILE_C}` and `{OLD_BLIND_FILE_D}` were read before (they "
+        "were the blind sets of the previous changes).",
         "",
         "| design | L2 | file | exact | right tier | complex under | "
         "trivial → premium | bias | log loss |",
@@ -551,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         x = design.columns(embeddings, text)
         best: CrossValidated | None = None
         for l2 in L2_GRID:
-            logits = out_of_writer(x, y, groups, l2)
+            logits = out_of_writer(x, y, groups, l2, design.hidden_units)
             calibration = calibrate(logits, y)
             loss = log_loss(calibration.probabilities(logits), y)
             print(f"{design.name}: L2 {l2} log loss {loss:.4f}", flush=True)
@@ -567,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
             "all_writers": total,
             "per_writer": per_writer,
         }
-        table_rows = [*per_writer.items(), ("all eight (pooled)", total)]
+        table_rows = [*per_writer.items(), ("all (pooled)", total)]
         for file_name, figures in table_rows:
             lines.append(
                 f"| {design.name} | {best.l2:g} | {file_name} | "
@@ -585,35 +706,26 @@ def main(argv: list[str] | None = None) -> int:
             )
         print("\n".join(lines[-len(table_rows) :]), flush=True)
 
-    final = chosen["embedding + measurements + words"]
+    final = chosen[SHIPPED_DESIGN]
     text_cv = chosen["measurements + words (no embedding)"]
     bias = pick_bias(final.calibration.probabilities(final.logits), y)
-    full = fit_heads(np.hstack([embeddings, text]), y, final.l2)
+    full = fit_heads(np.hstack([embeddings, text]), y, final.l2, HIDDEN_UNITS)
     text_only = fit_heads(text, y, text_cv.l2)
     from services.cache.adapters.onnx_embedder import DIMENSION, OnnxEmbedder
-
-    def heads(fitted: Fitted, calibration: Calibration) -> BoundaryHeads:
-        return BoundaryHeads(
-            mean=fitted.mean,
-            scale=fitted.scale,
-            weights=fitted.weights,
-            bias=fitted.bias,
-            slope=calibration.slope,
-            intercept=calibration.intercept,
-        )
 
     model = ComplexityModel(
         version=MODEL_VERSION,
         embedding_version=OnnxEmbedder.version,
         embedding_dimension=DIMENSION,
-        full=heads(full, final.calibration),
-        text_only=heads(text_only, text_cv.calibration),
+        full=full.heads(final.calibration),
+        text_only=text_only.heads(text_cv.calibration),
         default_quality_bias=bias,
         hash_buckets=HASH_BUCKETS,
     )
     report["shipped"] = {
         "version": MODEL_VERSION,
-        "design": "embedding + measurements + words",
+        "design": SHIPPED_DESIGN,
+        "hidden_units": HIDDEN_UNITS,
         "l2": final.l2,
         "text_only_l2": text_cv.l2,
         "default_quality_bias": bias,
@@ -628,8 +740,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     lines += [
         "",
-        f"Shipped: `{MODEL_VERSION}`, embedding + measurements + words, L2 "
-        f"{final.l2:g}, refitted on all {len(examples)} prompts of the eight files; "
+        f"Shipped: `{MODEL_VERSION}`, {SHIPPED_DESIGN}, L2 "
+        f"{final.l2:g}, refitted on all {len(examples)} prompts of the "
+        f"{len(WRITER_FILES)} files; "
         f"calibration from the out-of-writer predictions; default quality_bias "
         f"{bias} (premium once P(complex) ≥ {premium_threshold(bias):.3f}), the "
         "best right tier out of writer with ≤ 3.5% complex under-routed and ≤ 4% "

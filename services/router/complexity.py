@@ -1,8 +1,9 @@
 """Prompt complexity: a calibrated probability for trivial, simple, moderate, complex.
 
 The classifier is three *boundary heads*, one per boundary between adjacent levels
-(at least simple? at least moderate? complex?). Each is a logistic regression over
-the same inputs:
+(at least simple? at least moderate? complex?). Each head's logit is a linear
+function of the inputs plus, optionally, one small hidden layer of rectified units
+shared by the three heads (:class:`HiddenLayer`), over the same inputs:
 
 - the all-MiniLM-L6-v2 sentence embedding of the last user text (the vector the
   cache's semantic tier computes; the router embeds the text itself when nobody
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from services.router.domain import ConversationShape
 
 MODEL_RESOURCE = "complexity_model.json"
-MODEL_FORMAT = "tollgate-complexity-heads/2"
+MODEL_FORMAT = "tollgate-complexity-heads/3"
 
 CLASSES: tuple[Complexity, ...] = (
     Complexity.TRIVIAL,
@@ -208,11 +209,59 @@ def word_buckets(prompt: str, buckets: int = HASH_BUCKETS) -> FloatArray:
 
 
 @dataclass(frozen=True, slots=True)
+class HiddenLayer:
+    """Rectified units over the standardised inputs, added to the heads' logits.
+
+    ``max(0, u @ weights + bias) @ output`` with ``u = (x - mean) * scale``.
+    """
+
+    weights: FloatArray
+    """Inputs by hidden units."""
+    bias: FloatArray
+    output: FloatArray
+    """Hidden units by boundaries."""
+
+    def to_dict(self) -> dict[str, object]:
+        """The layer as JSON-ready lists (six significant digits)."""
+        return {
+            "weights": [_rounded(row) for row in self.weights],
+            "bias": _rounded(self.bias),
+            "output": [_rounded(row) for row in self.output],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], inputs: int) -> HiddenLayer:
+        """A layer from its JSON form.
+
+        Raises:
+            ValueError: the arrays do not fit ``inputs`` inputs and 3 boundaries.
+        """
+        layer = cls(
+            **{
+                name: np.asarray(data[name], dtype=np.float64)
+                for name in ("weights", "bias", "output")
+            }
+        )
+        units = layer.bias.shape[0] if layer.bias.ndim == 1 else -1
+        expected = {
+            "weights": (inputs, units),
+            "bias": (units,),
+            "output": (units, BOUNDARIES),
+        }
+        for name, shape in expected.items():
+            actual = getattr(layer, name).shape
+            if units < 1 or actual != shape:
+                raise ValueError(f"hidden.{name} has shape {actual}, expected {shape}")
+        return layer
+
+
+@dataclass(frozen=True, slots=True)
 class BoundaryHeads:
-    """Three calibrated logistic regressions over one input vector.
+    """Three calibrated heads over one input vector.
 
     Head ``k`` gives ``P(level ≥ CLASSES[k + 1]) = sigmoid(slope[k] * z[k] +
-    intercept[k])`` with ``z = ((x - mean) * scale) @ weights + bias``.
+    intercept[k])`` with ``z = u @ weights + bias`` (plus the hidden layer's
+    output, when there is one) and ``u = (x - mean) * scale``.
     """
 
     mean: FloatArray
@@ -224,10 +273,20 @@ class BoundaryHeads:
     slope: FloatArray
     """Calibration of each head's logit, fitted out of fold."""
     intercept: FloatArray
+    hidden: HiddenLayer | None = None
+
+    def logits(self, inputs: FloatArray) -> FloatArray:
+        """The uncalibrated logit of each boundary (the last axis of ``inputs``)."""
+        standardised = (inputs - self.mean) * self.scale
+        result: FloatArray = standardised @ self.weights + self.bias
+        if self.hidden is not None:
+            units = np.maximum(standardised @ self.hidden.weights + self.hidden.bias, 0)
+            result = result + units @ self.hidden.output
+        return result
 
     def at_least(self, inputs: FloatArray) -> FloatArray:
         """P(≥ simple), P(≥ moderate), P(complex): calibrated and non-increasing."""
-        logits = ((inputs - self.mean) * self.scale) @ self.weights + self.bias
+        logits = self.logits(inputs)
         calibrated = np.clip(self.slope * logits + self.intercept, -30.0, 30.0)
         result: FloatArray = np.minimum.accumulate(1.0 / (1.0 + np.exp(-calibrated)))
         return result
@@ -242,7 +301,7 @@ class BoundaryHeads:
 
     def to_dict(self) -> dict[str, object]:
         """The heads as JSON-ready lists (six significant digits)."""
-        return {
+        data: dict[str, object] = {
             "mean": _rounded(self.mean),
             "scale": _rounded(self.scale),
             "weights": [_rounded(row) for row in self.weights],
@@ -250,6 +309,9 @@ class BoundaryHeads:
             "slope": _rounded(self.slope),
             "intercept": _rounded(self.intercept),
         }
+        if self.hidden is not None:
+            data["hidden"] = self.hidden.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], inputs: int) -> BoundaryHeads:
@@ -259,11 +321,17 @@ class BoundaryHeads:
             ValueError: the arrays do not have ``inputs`` rows and 3 boundaries,
                 or a calibration slope is not positive.
         """
+        hidden = data.get("hidden")
         heads = cls(
             **{
                 name: np.asarray(data[name], dtype=np.float64)
                 for name in ("mean", "scale", "weights", "bias", "slope", "intercept")
-            }
+            },
+            hidden=(
+                None
+                if hidden is None
+                else HiddenLayer.from_dict(_mapping(hidden, "hidden"), inputs)
+            ),
         )
         expected = {
             "mean": (inputs,),
@@ -280,6 +348,12 @@ class BoundaryHeads:
         if not (heads.slope > 0).all():
             raise ValueError("calibration slopes must be positive")
         return heads
+
+
+def _mapping(value: object, name: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be an object")
+    return value
 
 
 def _rounded(values: FloatArray) -> list[float]:

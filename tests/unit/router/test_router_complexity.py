@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from services.router.complexity import (
     HASH_BUCKETS,
     MODEL_FORMAT,
     MODEL_RESOURCE,
+    BoundaryHeads,
     ComplexityModel,
     ConversationFeatures,
+    HiddenLayer,
     choose_complexity,
     conversation_floor,
     load_complexity_model,
@@ -41,7 +44,7 @@ def test_the_model_file_weighs_exactly_the_features_measured() -> None:
         (resources.files("services.router") / MODEL_RESOURCE).read_text("utf-8")
     )
 
-    assert data["format"] == MODEL_FORMAT == "tollgate-complexity-heads/2"
+    assert data["format"] == MODEL_FORMAT == "tollgate-complexity-heads/3"
     assert tuple(data["features"]) == FEATURE_NAMES
     assert len(measure("x", NO_CONVERSATION)) == len(FEATURE_NAMES)
     assert data["hash_buckets"] == HASH_BUCKETS
@@ -51,16 +54,23 @@ def test_the_model_file_weighs_exactly_the_features_measured() -> None:
     text_inputs = len(FEATURE_NAMES) + HASH_BUCKETS
     assert np.asarray(data["full"]["weights"]).shape == (384 + text_inputs, 3)
     assert np.asarray(data["text_only"]["weights"]).shape == (text_inputs, 3)
+    # The full heads share one hidden layer; the fallback without embedding is linear.
+    hidden = data["full"]["hidden"]
+    units = len(hidden["bias"])
+    assert np.asarray(hidden["weights"]).shape == (384 + text_inputs, units)
+    assert np.asarray(hidden["output"]).shape == (units, 3)
+    assert "hidden" not in data["text_only"]
 
 
 def test_a_model_file_of_the_previous_format_is_refused(tmp_path: Path) -> None:
     data = json.loads(load_complexity_model().to_json())
-    data["format"] = "tollgate-complexity-softmax/1"
-    path = tmp_path / "model.json"
-    path.write_text(json.dumps(data))
+    for previous in ("tollgate-complexity-softmax/1", "tollgate-complexity-heads/2"):
+        data["format"] = previous
+        path = tmp_path / "model.json"
+        path.write_text(json.dumps(data))
 
-    with pytest.raises(ValueError, match="not a tollgate-complexity-heads/2"):
-        load_complexity_model(path)
+        with pytest.raises(ValueError, match="not a tollgate-complexity-heads/3"):
+            load_complexity_model(path)
 
 
 def test_a_model_file_with_truncated_heads_is_refused(tmp_path: Path) -> None:
@@ -71,6 +81,37 @@ def test_a_model_file_with_truncated_heads_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="weights has shape"):
         load_complexity_model(path)
+
+
+def test_a_model_file_with_a_misshapen_hidden_layer_is_refused(tmp_path: Path) -> None:
+    data = json.loads(load_complexity_model().to_json())
+    data["full"]["hidden"]["output"] = data["full"]["hidden"]["output"][:-1]
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+
+    with pytest.raises(ValueError, match=r"hidden\.output has shape"):
+        load_complexity_model(path)
+
+
+def test_the_hidden_layer_adds_its_rectified_units_to_the_linear_logits() -> None:
+    linear = BoundaryHeads(
+        mean=np.array([1.0, 0.0]),
+        scale=np.array([0.5, 1.0]),
+        weights=np.array([[1.0, 0.0, -1.0], [0.0, 2.0, 1.0]]),
+        bias=np.array([0.1, 0.2, 0.3]),
+        slope=np.ones(3),
+        intercept=np.zeros(3),
+    )
+    hidden = HiddenLayer(
+        weights=np.array([[1.0, -1.0], [1.0, 1.0]]),
+        bias=np.array([0.0, -10.0]),  # the second unit never fires here
+        output=np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]),
+    )
+    with_hidden = replace(linear, hidden=hidden)
+    x = np.array([3.0, 2.0])  # standardised: (1.0, 2.0); first unit: 3.0
+
+    assert linear.logits(x) == pytest.approx([1.1, 4.2, 1.3])
+    assert with_hidden.logits(x) == pytest.approx([4.1, 10.2, 10.3])
 
 
 def test_a_model_file_for_other_features_is_refused(tmp_path: Path) -> None:
