@@ -24,7 +24,7 @@ RPCS = {
     "ratelimit": "/tollgate.ratelimit.v1.RateLimitService/Acquire",
     "cache": "/tollgate.cache.v1.CacheService/Lookup",
     "router": "/tollgate.router.v1.RouterService/Route",
-    "costs": "/tollgate.costs.v1.CostsService/Record",
+    "costs": "/tollgate.costs.v1.CostsService/RecordBatch",
 }
 
 

@@ -53,7 +53,7 @@ DOWNSTREAM_RPCS = {
     "/tollgate.ratelimit.v1.RateLimitService/Acquire",
     "/tollgate.cache.v1.CacheService/Lookup",
     "/tollgate.costs.v1.CostsService/CheckBudget",
-    "/tollgate.costs.v1.CostsService/Record",
+    "/tollgate.costs.v1.CostsService/RecordBatch",
     "/tollgate.ratelimit.v1.RateLimitService/ReconcileBatch",
     "/tollgate.cache.v1.CacheService/Store",
     "/tollgate.router.v1.RouterService/RecordOutcomeBatch",
@@ -295,7 +295,7 @@ async def test_log_lines_carry_the_ids_of_the_span_they_were_written_in(
     gateway: gateway_pb2_grpc.GatewayServiceStub,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    record = "/tollgate.costs.v1.CostsService/Record"
+    record = "/tollgate.costs.v1.CostsService/RecordBatch"
     # The ledger's per-request line is at debug level.
     with json_logs(capsys, "DEBUG") as logs:
         await gateway.CreateResponse(
@@ -316,7 +316,7 @@ async def test_log_lines_carry_the_ids_of_the_span_they_were_written_in(
         trace_id,
         f"{root.context.span_id:016x}",
     )
-    # ...and the ledger's line, written in the Record RPC's span, in another service.
+    # ...and the ledger's line, in the RecordBatch RPC's span, in another service.
     (usage,) = [line for line in lines if line["event"] == "usage_recorded"]
     assert (usage["trace_id"], usage["span_id"]) == (
         trace_id,

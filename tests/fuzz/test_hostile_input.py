@@ -328,6 +328,17 @@ BASELINES: dict[str, dict[str, object]] = {
         "usage": {"input_tokens": 10, "output_tokens": 5},
         "cache_status": "CACHE_STATUS_MISS",
     },
+    "/tollgate.costs.v1.CostsService/RecordBatch": {
+        "items": [
+            {
+                "request_id": "r2",
+                "caller": _CALLER,
+                "model": "gpt-4.1-mini",
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+                "cache_status": "CACHE_STATUS_MISS",
+            }
+        ]
+    },
     "/tollgate.costs.v1.CostsService/CheckBudget": {
         "request_id": "r1",
         "caller": _CALLER,
