@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 
+from router_quality import _cell
 from router_train import DATA, RANK, RESULTS, load, routing_figures
 
 from services.router.enums import Complexity
@@ -41,15 +42,6 @@ def agreement(name: str) -> dict[str, object]:
         raise SystemExit(f"{name}: the second labels do not cover the set's ids")
     return routing_figures(
         [e.label for e in examples], [second[e.id] for e in examples]
-    )
-
-
-def _cell(figure: object) -> str:
-    assert isinstance(figure, dict)
-    low, high = figure["wilson95"]
-    return (
-        f"{figure['rate']:.1%} ({figure['count']}/{figure['of']}) "
-        f"[{low:.1%}, {high:.1%}]"
     )
 
 
