@@ -487,6 +487,9 @@ def main() -> None:
     """Measure the trees, print and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", type=Path, help="source tree of 'before'")
+    parser.add_argument(
+        "--before-label", help="what the --before tree is (a commit), for the tables"
+    )
     parser.add_argument("--only-after", action="store_true")
     parser.add_argument(
         "--reuse-before",
@@ -506,12 +509,13 @@ def main() -> None:
         previous = json.loads((RESULTS / "memory.json").read_text())["runs"]
         runs.update({k: v for k, v in previous.items() if k.startswith("before")})
     elif not args.only_after:
-        before, revision = (
-            (args.before, _head_revision()) if args.before else _git_archive_head()
-        )
-        runs[f"before (HEAD {revision})"] = run_tree(
-            before, "before", args.requests, args.concurrency
-        )
+        if args.before:
+            # A tree given by path: its revision is not this checkout's HEAD.
+            before, label = args.before, f"before ({args.before_label or 'given tree'})"
+        else:
+            before, revision = _git_archive_head()
+            label = f"before (HEAD {revision})"
+        runs[label] = run_tree(before, "before", args.requests, args.concurrency)
     runs["after"] = run_tree(ROOT, "after", args.requests, args.concurrency)
     results = {
         "machine": {
