@@ -236,23 +236,19 @@ class HiddenLayer:
         Raises:
             ValueError: the arrays do not fit ``inputs`` inputs and 3 boundaries.
         """
-        layer = cls(
-            **{
-                name: np.asarray(data[name], dtype=np.float64)
-                for name in ("weights", "bias", "output")
-            }
+        bias = np.asarray(data["bias"], dtype=np.float64)
+        units = bias.shape[0] if bias.ndim == 1 and bias.size else 1
+        return cls(
+            **_arrays(
+                data,
+                {
+                    "weights": (inputs, units),
+                    "bias": (units,),
+                    "output": (units, BOUNDARIES),
+                },
+                prefix="hidden.",
+            )
         )
-        units = layer.bias.shape[0] if layer.bias.ndim == 1 else -1
-        expected = {
-            "weights": (inputs, units),
-            "bias": (units,),
-            "output": (units, BOUNDARIES),
-        }
-        for name, shape in expected.items():
-            actual = getattr(layer, name).shape
-            if units < 1 or actual != shape:
-                raise ValueError(f"hidden.{name} has shape {actual}, expected {shape}")
-        return layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,31 +319,45 @@ class BoundaryHeads:
         """
         hidden = data.get("hidden")
         heads = cls(
-            **{
-                name: np.asarray(data[name], dtype=np.float64)
-                for name in ("mean", "scale", "weights", "bias", "slope", "intercept")
-            },
+            **_arrays(
+                data,
+                {
+                    "mean": (inputs,),
+                    "scale": (inputs,),
+                    "weights": (inputs, BOUNDARIES),
+                    "bias": (BOUNDARIES,),
+                    "slope": (BOUNDARIES,),
+                    "intercept": (BOUNDARIES,),
+                },
+            ),
             hidden=(
                 None
                 if hidden is None
                 else HiddenLayer.from_dict(_mapping(hidden, "hidden"), inputs)
             ),
         )
-        expected = {
-            "mean": (inputs,),
-            "scale": (inputs,),
-            "weights": (inputs, BOUNDARIES),
-            "bias": (BOUNDARIES,),
-            "slope": (BOUNDARIES,),
-            "intercept": (BOUNDARIES,),
-        }
-        for name, shape in expected.items():
-            actual = getattr(heads, name).shape
-            if actual != shape:
-                raise ValueError(f"{name} has shape {actual}, expected {shape}")
         if not (heads.slope > 0).all():
             raise ValueError("calibration slopes must be positive")
         return heads
+
+
+def _arrays(
+    data: Mapping[str, object], shapes: Mapping[str, tuple[int, ...]], prefix: str = ""
+) -> dict[str, FloatArray]:
+    """The named arrays of ``data``, each checked against its shape.
+
+    Raises:
+        ValueError: an array has another shape (named with ``prefix``).
+    """
+    arrays = {}
+    for name, shape in shapes.items():
+        array = np.asarray(data[name], dtype=np.float64)
+        if array.shape != shape:
+            raise ValueError(
+                f"{prefix}{name} has shape {array.shape}, expected {shape}"
+            )
+        arrays[name] = array
+    return arrays
 
 
 def _mapping(value: object, name: str) -> Mapping[str, object]:
