@@ -19,17 +19,15 @@ import math
 import sys
 from pathlib import Path
 
-from router_train import TIER_OF
+from router_train import ROOT, TIER_OF, load
 
 from services.router.enums import Complexity
 
 
-def _tiers(report: dict[str, object]) -> tuple[str, str, dict[str, str]]:
-    """The blind file's hash, the model and each prompt's predicted tier."""
-    blind = report["sets"]["blind"]  # type: ignore[index]
-    predicted = blind["new"]["predicted"]
-    tiers = {key: TIER_OF[Complexity(level)] for key, level in predicted.items()}
-    return str(report["sha256"]), str(report["model"]), tiers
+def _tiers(report: dict[str, object]) -> dict[str, str]:
+    """Each prompt's predicted tier in one blind report."""
+    predicted = report["sets"]["blind"]["new"]["predicted"]  # type: ignore[index]
+    return {key: TIER_OF[Complexity(level)] for key, level in predicted.items()}
 
 
 def exact_mcnemar(first_only: int, second_only: int) -> float:
@@ -49,22 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("second", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    first_sha, first_model, first = _tiers(json.loads(args.first.read_text("utf-8")))
-    second_sha, second_model, second = _tiers(
-        json.loads(args.second.read_text("utf-8"))
-    )
-    if first_sha != second_sha or first.keys() != second.keys():
+    reports = [
+        json.loads(path.read_text("utf-8")) for path in (args.first, args.second)
+    ]
+    first, second = (_tiers(report) for report in reports)
+    if reports[0]["sha256"] != reports[1]["sha256"] or first.keys() != second.keys():
         raise SystemExit("the two reports are not of the same blind set")
-    labels = {
-        row["id"]: TIER_OF[Complexity(row["label"])]
-        for row in map(json.loads, _blind_rows(json.loads(args.first.read_text())))
-    }
+    blind_file = ROOT / reports[0]["blind_file"]
+    labels = {e.id: TIER_OF[e.label] for e in load(blind_file, blind_file.name)}
     right_first = {k for k in labels if first[k] == labels[k]}
     right_second = {k for k in labels if second[k] == labels[k]}
     result = {
-        "blind_sha256": first_sha,
+        "blind_sha256": reports[0]["sha256"],
         "prompts": len(labels),
-        "models": [first_model, second_model],
+        "models": [report["model"] for report in reports],
         "right_tier": [len(right_first), len(right_second)],
         "right_only_first": len(right_first - right_second),
         "right_only_second": len(right_second - right_first),
@@ -79,11 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=1) + "\n", "utf-8")
     return 0
-
-
-def _blind_rows(report: dict[str, object]) -> list[str]:
-    root = Path(__file__).resolve().parents[1]
-    return (root / str(report["blind_file"])).read_text("utf-8").splitlines()
 
 
 if __name__ == "__main__":
