@@ -29,9 +29,11 @@ from tollgate.router.v1 import router_pb2_grpc
 
 from services.cache.app import build_app as build_cache
 from services.cache.config import CacheSettings
+from services.core.breaker import BreakerConfig
 from services.core.clock import FakeClock
 from services.core.metrics import REGISTRY
 from services.core.server import RunningServer, start_server
+from services.core.settings import ServerSettings
 from services.costs.app import build_app as build_costs
 from services.costs.config import CostsSettings
 from services.gateway.app import build_app as build_gateway
@@ -141,7 +143,7 @@ async def _gateway(
         ratelimit_address=suite.ratelimit.address,
         cache_address=suite.cache,
         router_address=overrides.pop("router_address", suite.router.address),
-        costs_address=suite.costs,
+        costs_address=overrides.pop("costs_address", suite.costs),
         keys_file=keys,
         openai_base_url=sim.base_url,
         outbox_path=tmp_path / "outbox.sqlite3",
@@ -269,6 +271,54 @@ async def test_usage_records_in_flight_together_share_one_record_batch(
     # flight went together in the next one; none went alone as a Record.
     assert _served(COSTS + "Record") == singles
     assert 1 <= _served(COSTS + "RecordBatch") - batches < 24
+
+
+async def test_an_outbox_backlog_drains_in_record_batches(
+    suite: Suite, sim: RunningSimulator, tmp_path: Path
+) -> None:
+    # The gateway's ledger is down while it answers: every record is outboxed.
+    costs_address = _unused_address()
+    gateway = await _gateway(
+        suite,
+        sim,
+        tmp_path,
+        costs_address=costs_address,
+        outbox_replay_interval_seconds=0.05,
+        downstream_breaker=BreakerConfig(failure_threshold=1000),
+    )
+    try:
+        answers = await _ask(gateway, 12)
+        singles, batches = _served(COSTS + "Record"), _served(COSTS + "RecordBatch")
+        host, port = costs_address.rsplit(":", 1)
+        costs = await start_server(
+            await build_costs(
+                CostsSettings(port=0, database_path=tmp_path / "late.sqlite3")
+            ),
+            ServerSettings(host=host, port=int(port)),
+        )
+        try:
+            # Counted once served, so both calls have committed by then.
+            await _until(lambda: _served(COSTS + "RecordBatch") >= batches + 2)
+            report = await _report(costs_address)
+        finally:
+            await costs.stop(0)
+    finally:
+        await gateway.stop(0)
+
+    # Every record was booked once, at the cost its answer stated...
+    assert report.total_requests == 12
+    assert report.total_cost_micros == sum(a.cost_micros for a in answers) > 0
+    # ...the oldest alone (the probe), the eleven others together in one call.
+    assert _served(COSTS + "Record") == singles
+    assert _served(COSTS + "RecordBatch") - batches == 2
+
+
+async def _report(costs_address: str) -> costs_pb.GetReportResponse:
+    async with grpc.aio.insecure_channel(costs_address) as channel:
+        report: costs_pb.GetReportResponse = await costs_pb2_grpc.CostsServiceStub(
+            channel
+        ).GetReport(costs_pb.GetReportRequest(tenant_id="acme"))
+    return report
 
 
 async def test_stopping_the_gateway_sends_the_pending_reports(

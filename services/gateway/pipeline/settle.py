@@ -239,20 +239,40 @@ class Settlement:
             return 0
 
     async def replay_outbox(self) -> int:
-        """Deliver waiting usage records, oldest first; returns how many went."""
-        delivered = 0
-        for sequence, record in await self._outbox.pending(OUTBOX_BATCH):
-            try:
-                await self._ledger.record(record)
-            except DependencyUnavailableError:
-                break
-            except TollgateError as error:
-                await self._outbox.dead_letter(record, error.reason)
-                _log.error("ledger_rejected_record_dead_lettered", reason=error.reason)
-            await self._outbox.delete(sequence)
-            delivered += 1
+        """Deliver waiting usage records, oldest first; returns how many went.
+
+        The oldest goes alone: while the ledger is down, one call finds out. When
+        it is booked, the rest are given to the ledger at once, in order, and the
+        costs client carries them together in RecordBatch calls, so a backlog
+        after an outage drains in a few calls instead of one per record.
+        """
+        pending = await self._outbox.pending(OUTBOX_BATCH)
+        delivered = await self._replay(pending[:1])
+        if delivered:
+            delivered += await self._replay(pending[1:])
         if delivered:
             _log.info("outbox_replayed", records=delivered)
+        return delivered
+
+    async def _replay(self, pending: Sequence[tuple[int, UsageRecord]]) -> int:
+        """Book ``pending`` concurrently; delete what was booked or dead-lettered."""
+        outcomes = await asyncio.gather(
+            *(self._ledger.record(record) for _, record in pending),
+            return_exceptions=True,
+        )
+        delivered = 0
+        for (sequence, record), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, DependencyUnavailableError):
+                continue  # stays for the next replay
+            if isinstance(outcome, TollgateError):
+                await self._outbox.dead_letter(record, outcome.reason)
+                _log.error(
+                    "ledger_rejected_record_dead_lettered", reason=outcome.reason
+                )
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            await self._outbox.delete(sequence)
+            delivered += 1
         return delivered
 
     async def outbox_depth(self) -> int:
