@@ -1,4 +1,4 @@
-"""Fit the router's complexity model and measure designs on held-out writers.
+"""Fit the router's text-only heads and measure frozen-embedding designs by writer.
 
 Data (DESIGN.md section 4): fourteen labelled files, each written by a different
 helper: ``bench/data/router_train_{a,...,i}.jsonl`` (prompts labelled by the
@@ -16,18 +16,19 @@ file are *nested* (calibration and bias chosen without that file's predictions
 too), so they estimate what a new writer would see. They are still development
 figures: the design was chosen while looking at them.
 
-The shipped model is the chosen design (:data:`SHIPPED_DESIGN`) refitted on all
-the files, with the calibration and bias of the cross-validation. Its heads are
-the average of two fits on the same standardised inputs: L2-penalised,
+Until the fine-tuned encoder (``bench/router_finetune.py``) replaced it, the
+shipped classifier was :data:`FROZEN_DESIGN`: heads over the frozen MiniLM
+embedding, the measurements and the hashed words, the average of L2-penalised,
 class-weighted logistic regressions by Newton steps (solved by conjugate
-gradients), and a network of :data:`HIDDEN_UNITS` rectified units shared by the
-three heads, trained by Adam with weight decay from a fixed seed. Both fits are
-deterministic.
+gradients) and a network of :data:`HIDDEN_UNITS` rectified units shared by the
+three heads (Adam, weight decay, fixed seed). What ships from here now is the
+*text-only heads* (measurements and words), the fallback when the encoder cannot
+run.
 
 Run from the repository root: ``python bench/router_train.py [--write]
 [--embeddings-cache DIR]``. Prints the comparison, writes
-``bench/results/router_dev.json`` and ``.md``, and with ``--write`` rewrites
-``services/router/complexity_model.json``.
+``bench/results/router_dev.json`` and ``.md``, and with ``--write`` rewrites the
+text-only section of ``services/router/complexity_model.json``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ from services.router.complexity import (
     HASH_BUCKETS,
     MODEL_RESOURCE,
     BoundaryHeads,
-    ComplexityModel,
     ConversationFeatures,
     FloatArray,
     HiddenLayer,
@@ -61,6 +61,7 @@ from services.router.complexity import (
     premium_threshold,
     word_buckets,
 )
+from services.router.encoder_input import previous_user_message
 from services.router.enums import Complexity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,9 +93,8 @@ WRITER_FILES = (
 )
 L2_GRID = (100.0, 300.0, 1000.0)
 HIDDEN_UNITS = 64
-SHIPPED_DESIGN = f"embedding + measurements + words, + {HIDDEN_UNITS} hidden units"
+FROZEN_DESIGN = f"embedding + measurements + words, + {HIDDEN_UNITS} hidden units"
 BIAS_GRID = tuple(round(0.05 * i, 2) for i in range(-20, 81))
-MODEL_VERSION = "heads-mlp-minilm-2026-12e"
 # The built-in table's tiers: trivial → economy, simple and moderate → standard,
 # complex → premium.
 TIER_OF = {
@@ -123,6 +123,8 @@ class Example:
     prompt: str
     conversation: ConversationFeatures
     language: str
+    previous: str = ""
+    """The user message before the last one ('' when none)."""
 
 
 def shape_of(row: dict[str, object]) -> ConversationFeatures:
@@ -151,6 +153,7 @@ def load(path: Path, source: str) -> list[Example]:
                 prompt=row["prompt"],
                 conversation=shape_of(row),
                 language=row.get("language", "en"),
+                previous=previous_user_message(row.get("messages") or []),
             )
         )
     return examples
@@ -642,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         Design(
             "embedding + measurements + words", lambda emb, txt: np.hstack([emb, txt])
         ),
-        Design(SHIPPED_DESIGN, lambda emb, txt: np.hstack([emb, txt]), HIDDEN_UNITS),
+        Design(FROZEN_DESIGN, lambda emb, txt: np.hstack([emb, txt]), HIDDEN_UNITS),
     ]
     report: dict[str, object] = {
         "data": {name: int((groups == i).sum()) for i, name in enumerate(WRITER_FILES)},
@@ -706,48 +709,22 @@ def main(argv: list[str] | None = None) -> int:
             )
         print("\n".join(lines[-len(table_rows) :]), flush=True)
 
-    final = chosen[SHIPPED_DESIGN]
     text_cv = chosen["measurements + words (no embedding)"]
-    bias = pick_bias(final.calibration.probabilities(final.logits), y)
-    full = fit_heads(np.hstack([embeddings, text]), y, final.l2, HIDDEN_UNITS)
-    text_only = fit_heads(text, y, text_cv.l2)
-    from services.cache.adapters.onnx_embedder import DIMENSION, OnnxEmbedder
-
-    model = ComplexityModel(
-        version=MODEL_VERSION,
-        embedding_version=OnnxEmbedder.version,
-        embedding_dimension=DIMENSION,
-        full=full.heads(final.calibration),
-        text_only=text_only.heads(text_cv.calibration),
-        default_quality_bias=bias,
-        hash_buckets=HASH_BUCKETS,
-    )
+    text_only = fit_heads(text, y, text_cv.l2).heads(text_cv.calibration)
     report["shipped"] = {
-        "version": MODEL_VERSION,
-        "design": SHIPPED_DESIGN,
-        "hidden_units": HIDDEN_UNITS,
-        "l2": final.l2,
         "text_only_l2": text_cv.l2,
-        "default_quality_bias": bias,
-        "premium_threshold": round(premium_threshold(bias), 4),
-        "calibration_slope": [round(float(v), 4) for v in final.calibration.slope],
-        "calibration_intercept": [
-            round(float(v), 4) for v in final.calibration.intercept
-        ],
-        "fitted_on": len(examples),
+        "text_only_fitted_on": len(examples),
         "features": list(FEATURE_NAMES),
         "hash_buckets": HASH_BUCKETS,
     }
     lines += [
         "",
-        f"Shipped: `{MODEL_VERSION}`, {SHIPPED_DESIGN}, L2 "
-        f"{final.l2:g}, refitted on all {len(examples)} prompts of the "
-        f"{len(WRITER_FILES)} files; "
-        f"calibration from the out-of-writer predictions; default quality_bias "
-        f"{bias} (premium once P(complex) ≥ {premium_threshold(bias):.3f}), the "
-        "best right tier out of writer with ≤ 3.5% complex under-routed and ≤ 4% "
-        "trivial → premium. The text-only heads (measurements + words, L2 "
-        f"{text_cv.l2:g}) serve when no embedding can be had.",
+        "Shipped from this script: the text-only heads (measurements + words, L2 "
+        f"{text_cv.l2:g}, refitted on all {len(examples)} prompts, calibrated on "
+        "the out-of-writer predictions), which classify when the complexity "
+        "encoder cannot run. The classifier itself is the fine-tuned encoder of "
+        "`bench/router_finetune.py` (docs/router-complexity.md); the frozen-"
+        "embedding designs above are the development history it replaced.",
         "",
         "Cells: share (count/of) [95% Wilson interval]. Bias: the quality_bias "
         "chosen without that file.",
@@ -757,8 +734,11 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "router_dev.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-8:]))
     if args.write:
+        # Only the text-only section: the encoder's is router_finetune.py's.
         target = Path(str(resources.files("services.router") / MODEL_RESOURCE))
-        target.write_text(model.to_json() + "\n", "utf-8")
+        data = json.loads(target.read_text("utf-8"))
+        data["text_only"] = text_only.to_dict()
+        target.write_text(json.dumps(data, separators=(",", ":")) + "\n", "utf-8")
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
         print(f"wrote {target.relative_to(ROOT)} sha256 {digest}")
     return 0

@@ -636,10 +636,10 @@ class ResponseCache:
     async def embed(self, text: str) -> tuple[Sequence[float], str]:
         """The vector of ``text`` and the embedder's version, kept in the memo.
 
-        The Lookup and Store of the same text then reuse it, so a request whose
-        vector another service needs (the router's complexity classifier) is still
-        embedded once. ``((), "")`` without a semantic tier or for a blank text; a
-        failing embedder raises :class:`BackendUnavailableError`.
+        The Lookup and Store of the same text then reuse it, so a caller that
+        needs the vector too (the deprecated Embed RPC) costs no second run.
+        ``((), "")`` without a semantic tier or for a blank text; a failing
+        embedder raises :class:`BackendUnavailableError`.
         """
         semantic = self._semantic
         if semantic is None or not text.strip():

@@ -128,7 +128,10 @@ class CacheServicer:
     async def Embed(
         self, request: cache_pb.EmbedRequest, context: Context
     ) -> cache_pb.EmbedResponse:
-        """The semantic tier's vector of ``input``, kept for its Lookup and Store.
+        """Deprecated: the semantic tier's vector of ``input``, kept for its Lookup.
+
+        No Tollgate service calls it since the router classifies with an encoder
+        of its own; the vector is kept for the Lookup and Store of the same text.
 
         Never INVALID_ARGUMENT: a caller routes on without the vector. The model
         reads 256 tokens at most, so a longer text is cut before the tokenizer.

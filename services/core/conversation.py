@@ -193,6 +193,15 @@ class Prompt:
         return "" if index is None else self.messages[index].text
 
     @property
+    def previous_user_text(self) -> str:
+        """The text of the user message before the last one ('' when none)."""
+        last = self.last_user_index
+        for index in range(-1 if last is None else last - 1, -1, -1):
+            if self.messages[index].role is Role.USER:
+                return self.messages[index].text
+        return ""
+
+    @property
     def has_images(self) -> bool:
         """Whether any message carries an image."""
         return any(message.images for message in self.messages)

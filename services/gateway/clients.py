@@ -70,7 +70,6 @@ from services.gateway.pipeline.coalescer import Coalescer
 from services.gateway.pipeline.plan import AUTO_MODEL
 from services.gateway.ports import (
     DependencyUnavailableError,
-    Embedding,
     OutcomeReport,
     ReconcileItem,
 )
@@ -97,6 +96,9 @@ CHANNEL_OPTIONS = [
 ]
 
 RECORD_BATCH_MAX_ITEMS = 256
+# The router's complexity classifier reads no further into the user message before
+# the last one (RouteRequest.previous_input).
+PREVIOUS_INPUT_CHARS = 2000
 """The most usage records one RecordBatch carries (the costs service takes 1,000)."""
 
 _BREAKER_CODES = frozenset(
@@ -541,17 +543,6 @@ class CacheClient:
             semantic_check=response.accepted_check,
         )
 
-    async def embed(self, request_id: str, text: str) -> Embedding | None:
-        """The cache's vector of ``text``; None when its semantic tier is off."""
-        response: cache_pb.EmbedResponse = await self._downstream.call(
-            self._stub.Embed,
-            cache_pb.EmbedRequest(request_id=request_id, input=text),
-            request_id,
-        )
-        if not response.vector:
-            return None
-        return Embedding(tuple(response.vector), response.embedding_version)
-
     async def store(
         self, request_id: str, key: CacheKeyParts, answer: UpstreamAnswer
     ) -> None:
@@ -592,7 +583,6 @@ class RouterClient:
         principal: Principal,
         request: ResponseRequest,
         input_tokens: int,
-        embedding: Embedding | None = None,
     ) -> Route:
         """Choose model, deployment, lane and token budget.
 
@@ -604,8 +594,6 @@ class RouterClient:
         response: router_pb.RouteResponse = await self._downstream.call(
             self._stub.Route,
             router_pb.RouteRequest(
-                input_embeddings=embedding.vector if embedding else (),
-                embedding_version=embedding.version if embedding else "",
                 input_text_tokens=(
                     count_tokens(text) if request.model == AUTO_MODEL else None
                 ),
@@ -615,6 +603,11 @@ class RouterClient:
                 request_type=REQUEST_TYPE_TO_PROTO[request.request_type],
                 requested_model=request.model,
                 input=text,
+                previous_input=(
+                    request.prompt.previous_user_text[:PREVIOUS_INPUT_CHARS]
+                    if request.model == AUTO_MODEL
+                    else ""
+                ),
                 input_tokens=input_tokens,
                 max_output_tokens=request.max_output_tokens,
                 conversation=conversation_shape(request.prompt),

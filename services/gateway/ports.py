@@ -92,14 +92,6 @@ class RateLimiterPort(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Embedding:
-    """A text's vector and the embedder (model and version) that made it."""
-
-    vector: tuple[float, ...]
-    version: str
-
-
 class CachePort(Protocol):
     """The cache service."""
 
@@ -113,10 +105,6 @@ class CachePort(Protocol):
         """Cache a complete answer."""
         ...
 
-    async def embed(self, request_id: str, text: str) -> Embedding | None:
-        """The cache's vector of ``text`` (kept for its lookup), or None without one."""
-        ...
-
 
 class RouterPort(Protocol):
     """The router service."""
@@ -127,13 +115,8 @@ class RouterPort(Protocol):
         principal: Principal,
         request: ResponseRequest,
         input_tokens: int,
-        embedding: Embedding | None = None,
     ) -> Route:
-        """Choose model, deployment, lane and token budget.
-
-        ``embedding`` is the last user text's vector when the cache made one, so
-        the router need not embed it again.
-        """
+        """Choose model, deployment, lane and token budget."""
         ...
 
     async def record_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:

@@ -10,9 +10,9 @@ from tollgate.router.v1 import router_pb2_grpc
 
 from services.core.clock import Clock, SystemClock
 from services.core.server import ServiceApp
-from services.router.adapters.embedder import LazyOnnxEmbedder
+from services.router.adapters.encoder import LazyComplexityEncoder
 from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
-from services.router.complexity import load_complexity_model
+from services.router.complexity import EncoderHead, load_complexity_model
 from services.router.config import RouterSettings
 from services.router.domain import Classifier, Router
 from services.router.ports import ControlStore, MetricsStore
@@ -55,19 +55,28 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
         close_redis = client.aclose
     else:
         control, metrics = InMemoryControlStore(), InMemoryMetricsStore()
-    embedder = LazyOnnxEmbedder() if settings.embed_inputs else None
-    classifier = Classifier(
-        load_complexity_model(settings.complexity_model_file),
-        embedder,
-        settings.quality_bias,
+    model = load_complexity_model(settings.complexity_model_file)
+    shadow_model = (
+        load_complexity_model(settings.shadow_complexity_model_file)
+        if settings.shadow_complexity_model_file is not None
+        else None
     )
+    encoders: dict[str, LazyComplexityEncoder] = {}
+
+    def encoder(head: EncoderHead) -> LazyComplexityEncoder | None:
+        """One encoder per model file, shared by models that name the same one."""
+        if not settings.complexity_encoder:
+            return None
+        if head.sha256 not in encoders:
+            encoders[head.sha256] = LazyComplexityEncoder(head.path, head.sha256)
+        return encoders[head.sha256]
+
+    classifier = Classifier(model, encoder(model.encoder), settings.quality_bias)
     shadow = (
         Classifier(
-            load_complexity_model(settings.shadow_complexity_model_file),
-            embedder,
-            settings.shadow_quality_bias,
+            shadow_model, encoder(shadow_model.encoder), settings.shadow_quality_bias
         )
-        if settings.shadow_complexity_model_file is not None
+        if shadow_model is not None
         else None
     )
     router = Router(
@@ -92,8 +101,8 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
             watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch_task
-        if embedder is not None:
-            await embedder.close()
+        for loaded in encoders.values():
+            await loaded.close()
         if close_redis is not None:
             await close_redis()
 

@@ -1,34 +1,29 @@
 """Prompt complexity: a calibrated probability for trivial, simple, moderate, complex.
 
-The classifier is three *boundary heads*, one per boundary between adjacent levels
-(at least simple? at least moderate? complex?). Each head's logit is a linear
-function of the inputs plus, optionally, one small hidden layer of rectified units
-shared by the three heads (:class:`HiddenLayer`), over the same inputs:
+The classifier is all-MiniLM-L6-v2 fine-tuned on labelled prompts
+(``bench/router_finetune.py``): it reads the last user text (its start and its
+end), the first words of the user message before it
+(:mod:`services.router.encoder_input`) and cheap measurements of the request
+(:data:`FEATURE_NAMES`: exact o200k tokens, lines, paragraphs, list items,
+questions, code blocks and punctuation, digits, pasted material, non-ASCII and CJK
+letters, tokens per word, the first and last lines and how much of the prompt its
+largest paragraph holds, and the conversation's shape: earlier user turns,
+messages, tools, a JSON schema, images, tool exchanges, a reasoning effort), and
+gives one logit per boundary between adjacent levels (at least simple? at least
+moderate? complex?). It runs as an int8 ONNX model in the router
+(:mod:`services.router.adapters.encoder`).
 
-- the all-MiniLM-L6-v2 sentence embedding of the last user text (the vector the
-  cache's semantic tier computes; the router embeds the text itself when nobody
-  did), which carries what the prompt asks for in any of the training languages;
-- cheap measurements (:data:`FEATURE_NAMES`): exact o200k tokens, lines,
-  paragraphs, list items, questions, code blocks and code punctuation, digits,
-  pasted material, non-ASCII and CJK letters, tokens per word, the length of the
-  first and last lines and how much of the prompt its largest paragraph holds (a
-  one-line question over a pasted record), and the conversation's shape: earlier
-  user turns, messages, tools, a JSON schema, images, tool exchanges, a reasoning
-  effort;
-- the prompt's words, hashed into :data:`HASH_BUCKETS` buckets
-  (:func:`word_buckets`): what the embedding blurs, like "prove" or "one word".
-
-A head's logit goes through its own calibration (a slope and an intercept fitted
-on predictions for writers the head never saw), giving P(level ≥ k); the three are
-made monotone and differenced into a probability per level that sums to one
+Each logit goes through its own calibration (a slope and an intercept fitted on
+logits for writers the encoder never saw), giving P(level ≥ k); the three are made
+monotone and differenced into a probability per level that sums to one
 (:meth:`ComplexityModel.probabilities`). :func:`choose_complexity` turns them into
 a decision with one setting, ``quality_bias``, that trades cost for quality. The
-weights ship in ``complexity_model.json`` (format :data:`MODEL_FORMAT`), fitted by
-``bench/router_train.py``; a second set of heads over the measurements and words
-alone classifies when no embedding can be had (the embedder failed or is off).
+calibration ships in ``complexity_model.json`` (format :data:`MODEL_FORMAT`) beside
+the encoder it names; *text-only heads* over the measurements and the prompt's
+words hashed into :data:`HASH_BUCKETS` buckets (fitted by ``bench/router_train.py``)
+classify when the encoder cannot run.
 
-Nothing here downloads anything or calls a model: a classification is one small
-matrix product on top of the embedding (``bench/results/router_latency.json``).
+Nothing here downloads anything or calls a model.
 """
 
 from __future__ import annotations
@@ -53,7 +48,7 @@ if TYPE_CHECKING:
     from services.router.domain import ConversationShape
 
 MODEL_RESOURCE = "complexity_model.json"
-MODEL_FORMAT = "tollgate-complexity-heads/3"
+MODEL_FORMAT = "tollgate-complexity/4"
 
 CLASSES: tuple[Complexity, ...] = (
     Complexity.TRIVIAL,
@@ -137,8 +132,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "tool_exchanges",
     "reasoning",
 )
-"""The measurements, in the order of the model file's inputs (after the embedding,
-before the hashed words)."""
+"""The measurements, in the order of the encoder's ``measurements`` input and of
+the text-only heads' inputs (before the hashed words)."""
 
 
 def measure(
@@ -280,20 +275,11 @@ class BoundaryHeads:
             result = result + units @ self.hidden.output
         return result
 
-    def at_least(self, inputs: FloatArray) -> FloatArray:
-        """P(≥ simple), P(≥ moderate), P(complex): calibrated and non-increasing."""
-        logits = self.logits(inputs)
-        calibrated = np.clip(self.slope * logits + self.intercept, -30.0, 30.0)
-        result: FloatArray = np.minimum.accumulate(1.0 / (1.0 + np.exp(-calibrated)))
-        return result
-
     def probabilities(self, inputs: FloatArray) -> FloatArray:
         """The probability of each level, in ``CLASSES`` order; sums to one."""
-        at_least = self.at_least(inputs)
-        upper = np.concatenate([[1.0], at_least])
-        lower = np.concatenate([at_least, [0.0]])
-        result: FloatArray = upper - lower
-        return result
+        logits = self.logits(inputs)
+        calibrated = np.clip(self.slope * logits + self.intercept, -30.0, 30.0)
+        return _levels(1.0 / (1.0 + np.exp(-calibrated)))
 
     def to_dict(self) -> dict[str, object]:
         """The heads as JSON-ready lists (six significant digits)."""
@@ -371,18 +357,46 @@ def _rounded(values: FloatArray) -> list[float]:
 
 
 @dataclass(frozen=True, slots=True)
+class EncoderHead:
+    """The fine-tuned encoder's file and the calibration of its three logits.
+
+    The encoder (:mod:`services.router.adapters.encoder`) gives one logit per
+    boundary; ``P(level ≥ CLASSES[k + 1]) = sigmoid(slope[k] * logit[k] +
+    intercept[k])``, the slope and intercept fitted on logits of writers the
+    encoder never saw.
+    """
+
+    path: Path
+    """The ONNX file (the model file names it relative to its own directory)."""
+    sha256: str
+    slope: FloatArray
+    intercept: FloatArray
+
+    def probabilities(self, logits: FloatArray) -> FloatArray:
+        """The probability of each level, in ``CLASSES`` order; sums to one."""
+        calibrated = np.clip(self.slope * logits + self.intercept, -30.0, 30.0)
+        return _levels(1.0 / (1.0 + np.exp(-calibrated)))
+
+
+def _levels(at_least: FloatArray) -> FloatArray:
+    """Per-level probabilities from P(≥ simple), P(≥ moderate), P(complex)."""
+    monotone = np.minimum.accumulate(at_least)
+    upper = np.concatenate([[1.0], monotone])
+    lower = np.concatenate([monotone, [0.0]])
+    result: FloatArray = upper - lower
+    return result
+
+
+@dataclass(frozen=True, slots=True)
 class ComplexityModel:
-    """Boundary heads over embedding + measurements + words, or without embedding."""
+    """The fine-tuned encoder's calibration, and text-only heads without it."""
 
     version: str
     """A name for logs and shadow comparisons (the file's ``version``)."""
-    embedding_version: str
-    """The embedder whose vectors ``full`` was fitted on."""
-    embedding_dimension: int
-    full: BoundaryHeads
-    """Over the embedding, the measurements and the hashed words."""
+    encoder: EncoderHead
     text_only: BoundaryHeads
-    """Over the measurements and words alone: the fallback without an embedding."""
+    """Over the measurements and hashed words alone: the fallback when the encoder
+    cannot run (not installed, a file not the pinned one, turned off)."""
     default_quality_bias: float
     """The bias the fit was tuned for (see :func:`choose_complexity`)."""
     hash_buckets: int = HASH_BUCKETS
@@ -391,29 +405,27 @@ class ComplexityModel:
         self,
         prompt: str,
         conversation: ConversationFeatures,
-        embedding: Sequence[float] | FloatArray | None,
+        encoder_logits: FloatArray | None,
         tokens: int | None = None,
     ) -> FloatArray:
         """P(trivial), P(simple), P(moderate), P(complex) of one request.
 
-        ``embedding`` is the prompt's unit vector from the embedder this model was
-        fitted with; None (or a vector of another size) uses the text-only heads.
-        ``tokens``: the prompt's exact o200k_base tokens, when the caller counted
-        them (see :func:`measure`).
+        ``encoder_logits``: the encoder's three logits for this request; None uses
+        the text-only heads. ``tokens``: the prompt's exact o200k_base tokens, when
+        the caller counted them (see :func:`measure`).
         """
+        if encoder_logits is not None:
+            return self.encoder.probabilities(encoder_logits)
         text = np.concatenate(
             [
                 measure(prompt, conversation, tokens),
                 word_buckets(prompt, self.hash_buckets),
             ]
         )
-        if embedding is None or len(embedding) != self.embedding_dimension:
-            return self.text_only.probabilities(text)
-        inputs = np.concatenate([np.asarray(embedding, dtype=np.float64), text])
-        return self.full.probabilities(inputs)
+        return self.text_only.probabilities(text)
 
     def to_json(self) -> str:
-        """The model file's text."""
+        """The model file's text (the encoder named by its file name)."""
         return json.dumps(
             {
                 "format": MODEL_FORMAT,
@@ -421,22 +433,25 @@ class ComplexityModel:
                 "classes": [c.value for c in CLASSES],
                 "features": list(FEATURE_NAMES),
                 "hash_buckets": self.hash_buckets,
-                "embedding_version": self.embedding_version,
-                "embedding_dimension": self.embedding_dimension,
                 "default_quality_bias": self.default_quality_bias,
-                "full": self.full.to_dict(),
+                "encoder": {
+                    "file": self.encoder.path.name,
+                    "sha256": self.encoder.sha256,
+                    "slope": _rounded(self.encoder.slope),
+                    "intercept": _rounded(self.encoder.intercept),
+                },
                 "text_only": self.text_only.to_dict(),
             },
             separators=(",", ":"),
         )
 
     @classmethod
-    def from_json(cls, text: str) -> ComplexityModel:
-        """Parse and check a model file.
+    def from_json(cls, text: str, directory: Path) -> ComplexityModel:
+        """Parse and check a model file; its encoder file is in ``directory``.
 
         Raises:
-            ValueError: the file is of another format or version, weighs other
-                features, or its arrays have the wrong shapes.
+            ValueError: the file is of another format, weighs other features, or
+                its arrays have the wrong shapes.
         """
         data = json.loads(text)
         if data.get("format") != MODEL_FORMAT:
@@ -447,15 +462,25 @@ class ComplexityModel:
             raise ValueError("the model weighs other features than this build")
         if tuple(data["classes"]) != tuple(c.value for c in CLASSES):
             raise ValueError("the model has other classes than this build")
-        dimension = int(data["embedding_dimension"])
         buckets = int(data["hash_buckets"])
-        text_inputs = len(FEATURE_NAMES) + buckets
+        encoder = _mapping(data["encoder"], "encoder")
+        calibration = _arrays(
+            encoder,
+            {"slope": (BOUNDARIES,), "intercept": (BOUNDARIES,)},
+            prefix="encoder.",
+        )
+        if not (calibration["slope"] > 0).all():
+            raise ValueError("calibration slopes must be positive")
         return cls(
             version=str(data["version"]),
-            embedding_version=str(data["embedding_version"]),
-            embedding_dimension=dimension,
-            full=BoundaryHeads.from_dict(data["full"], dimension + text_inputs),
-            text_only=BoundaryHeads.from_dict(data["text_only"], text_inputs),
+            encoder=EncoderHead(
+                path=directory / Path(str(encoder["file"])).name,
+                sha256=str(encoder["sha256"]),
+                **calibration,
+            ),
+            text_only=BoundaryHeads.from_dict(
+                data["text_only"], len(FEATURE_NAMES) + buckets
+            ),
             default_quality_bias=float(data["default_quality_bias"]),
             hash_buckets=buckets,
         )
@@ -470,10 +495,9 @@ def load_complexity_model(path: Path | None = None) -> ComplexityModel:
             (see :meth:`ComplexityModel.from_json`).
     """
     if path is None:
-        text = (resources.files("services.router") / MODEL_RESOURCE).read_text("utf-8")
-    else:
-        text = path.read_text("utf-8")
-    return ComplexityModel.from_json(text)
+        shipped = resources.files("services.router") / MODEL_RESOURCE
+        path = Path(str(shipped))
+    return ComplexityModel.from_json(path.read_text("utf-8"), path.parent)
 
 
 def premium_threshold(quality_bias: float) -> float:

@@ -49,8 +49,8 @@ class RouterSettings(InternalServerSettings):
     complexity_model_file: Path | None = Field(
         default=None,
         description="Complexity model for model 'auto' (a file written by "
-        "bench/router_train.py); unset uses the shipped "
-        "services/router/complexity_model.json.",
+        "bench/router_finetune.py, with the encoder file it names beside it); "
+        "unset uses the shipped services/router/complexity_model.json.",
     )
     quality_bias: float | None = Field(
         default=None,
@@ -62,11 +62,11 @@ class RouterSettings(InternalServerSettings):
         "capable model (fewer under-served, more cost); unset uses the model's "
         "tuned default (see docs/router-complexity.md).",
     )
-    embed_inputs: bool = Field(
+    complexity_encoder: bool = Field(
         default=True,
-        description="Embed the input with the local all-MiniLM-L6-v2 model when "
-        "the caller sent no vector (loaded on the first 'auto' request). False "
-        "classifies with the text-only head, which is less accurate.",
+        description="Run the fine-tuned complexity encoder named by the "
+        "complexity model (loaded on the first 'auto' request). False classifies "
+        "with the text-only heads, which are less accurate.",
     )
     shadow_complexity_model_file: Path | None = Field(
         default=None,

@@ -25,8 +25,10 @@ from services.router.complexity import (
     CLASSES,
     ComplexityModel,
     ConversationFeatures,
+    FloatArray,
     choose_complexity,
     conversation_floor,
+    measure,
 )
 from services.router.enums import (
     Complexity,
@@ -38,9 +40,9 @@ from services.router.enums import (
     ShadowVerdict,
 )
 from services.router.ports import (
+    ComplexityEncoder,
     ControlState,
     ControlStore,
-    Embedder,
     MetricsStore,
     Outcome,
     Rollback,
@@ -93,10 +95,8 @@ class RouteRequest:
     conversation: ConversationShape = ConversationShape()
     request_id: str = ""
     """The gateway's request id, under which quality signals arrive later."""
-    input_embedding: tuple[float, ...] = ()
-    """The input's vector when the caller (the cache) already computed it."""
-    embedding_version: str = ""
-    """The embedder that computed ``input_embedding``."""
+    previous_input: str = ""
+    """The user message before ``input`` ('' when none): the classifier's context."""
     input_text_tokens: int | None = None
     """Exact tokens of ``input`` alone when the caller counted them; None: the
     classifier counts (and the router loads the o200k_base vocabulary)."""
@@ -203,57 +203,57 @@ class Classification:
     complexity: Complexity
     probabilities: tuple[float, ...]
     """P(trivial), P(simple), P(moderate), P(complex)."""
-    embedded: bool
-    """False when no embedding could be had and the text-only head answered."""
+    encoded: bool
+    """False when the encoder could not run and the text-only heads answered."""
 
 
 class Classifier:
-    """A complexity model, the embedder it needs, and the cost/quality setting."""
+    """A complexity model, the encoder it names, and the cost/quality setting."""
 
     def __init__(
         self,
         model: ComplexityModel,
-        embedder: Embedder | None,
+        encoder: ComplexityEncoder | None,
         quality_bias: float | None = None,
     ) -> None:
         self.model = model
-        self._embedder = embedder
+        self.encoder = encoder
         self.quality_bias = (
             model.default_quality_bias if quality_bias is None else quality_bias
         )
 
-    async def vector(self, request: RouteRequest) -> tuple[float, ...] | None:
-        """The input's embedding: the caller's when it matches, else our own.
+    async def logits(self, request: RouteRequest) -> FloatArray | None:
+        """The encoder's logits for ``request``.
 
-        None when the embedder is absent or failing: the text-only head then
-        classifies, so ``auto`` keeps working without the embedding model.
+        None when the encoder is absent or failing: the text-only heads then
+        classify, so ``auto`` keeps working without the model.
         """
-        if (
-            request.input_embedding
-            and request.embedding_version == self.model.embedding_version
-            and len(request.input_embedding) == self.model.embedding_dimension
-        ):
-            return request.input_embedding
-        if self._embedder is None:
+        if self.encoder is None:
             return None
+        measurements = measure(
+            request.input,
+            ConversationFeatures.of(request.conversation),
+            request.input_text_tokens,
+        )
         try:
-            (vector,) = await self._embedder.embed([request.input])
+            return await self.encoder.logits(
+                request.input, request.previous_input, measurements
+            )
         except BackendUnavailableError as error:
-            _log.warning("complexity_embedding_unavailable", error=str(error))
+            _log.warning("complexity_encoder_failed", error=str(error))
             return None
-        return tuple(vector)
 
     def classify(
         self,
         request: RouteRequest,
-        vector: tuple[float, ...] | None,
+        logits: FloatArray | None,
         tier_of: Mapping[Complexity, str],
     ) -> Classification:
         """The level to route ``request`` as (before the conversation floor)."""
         probabilities = self.model.probabilities(
             request.input,
             ConversationFeatures.of(request.conversation),
-            vector,
+            logits,
             tokens=request.input_text_tokens,
         )
         return Classification(
@@ -261,7 +261,7 @@ class Classifier:
                 [float(p) for p in probabilities], self.quality_bias, tier_of
             ),
             probabilities=tuple(round(float(p), 4) for p in probabilities),
-            embedded=vector is not None,
+            encoded=logits is not None,
         )
 
 
@@ -403,8 +403,8 @@ class Router:
     ) -> None:
         """Route with ``table``; ``shadow`` runs beside ``classifier``, logged only.
 
-        A bare :class:`ComplexityModel` classifies with its text-only head and its
-        default ``quality_bias`` (no embedder).
+        A bare :class:`ComplexityModel` classifies with its text-only heads and
+        its default ``quality_bias`` (no encoder).
         """
         self._table = table
         self._control = control
@@ -412,7 +412,7 @@ class Router:
         self._classifier = (
             classifier
             if isinstance(classifier, Classifier)
-            else Classifier(classifier, embedder=None)
+            else Classifier(classifier, encoder=None)
         )
         self._shadow = shadow
         self._clock = clock
@@ -540,19 +540,20 @@ class Router:
     ) -> tuple[Complexity, TenantRoute]:
         tier_of = {level: cheapest_capable_tier(table, level) for level in CLASSES}
         floor = conversation_floor(request.conversation)
-        vector = await self._classifier.vector(request)
-        served = self._classifier.classify(request, vector, tier_of)
+        logits = await self._classifier.logits(request)
+        served = self._classifier.classify(request, logits, tier_of)
         complexity = max(served.complexity, floor, key=CLASSES.index)
         tier = tier_of[complexity]
         verdict: ShadowVerdict | None = None
         if self._shadow is not None:
-            shadow_vector = (
-                vector
-                if self._shadow.model.embedding_version
-                == self._classifier.model.embedding_version
-                else await self._shadow.vector(request)
+            # The same encoder file gives the same logits: run it once.
+            shadow_logits = (
+                logits
+                if self._shadow.model.encoder.sha256
+                == self._classifier.model.encoder.sha256
+                else await self._shadow.logits(request)
             )
-            shadow = self._shadow.classify(request, shadow_vector, tier_of)
+            shadow = self._shadow.classify(request, shadow_logits, tier_of)
             shadow_complexity = max(shadow.complexity, floor, key=CLASSES.index)
             shadow_tier = tier_of[shadow_complexity]
             verdict = _verdict(table, served=tier, shadow=shadow_tier)

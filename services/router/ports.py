@@ -8,9 +8,9 @@ adapter fits without changing the domain; adapters raise
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from services.router.enums import (
     Complexity,
@@ -18,6 +18,9 @@ from services.router.enums import (
     QualitySignal,
     ShadowVerdict,
 )
+
+if TYPE_CHECKING:
+    from services.router.complexity import FloatArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,13 +229,19 @@ class MetricsStore(Protocol):
         ...
 
 
-class Embedder(Protocol):
-    """Turns texts into unit vectors (all-MiniLM-L6-v2 for the shipped model)."""
+class ComplexityEncoder(Protocol):
+    """The fine-tuned complexity encoder (services/router/adapters/encoder.py)."""
 
-    async def embed(self, texts: Sequence[str]) -> Sequence[Sequence[float]]:
-        """One vector per text.
+    async def logits(
+        self, text: str, previous: str, measurements: FloatArray
+    ) -> FloatArray:
+        """One logit per boundary between levels for one request.
 
         Raises:
             BackendUnavailableError: the model cannot be loaded or run.
         """
+        ...
+
+    async def close(self) -> None:
+        """Release the model's worker thread."""
         ...

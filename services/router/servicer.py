@@ -24,6 +24,7 @@ from services.router.domain import (
     RouteRequest,
     TrafficAllocation,
 )
+from services.router.encoder_input import CONTEXT_CHARS
 from services.router.enums import (
     Complexity,
     DegradationLevel,
@@ -84,8 +85,6 @@ _QUALITY_SIGNALS: dict[router_pb.QualitySignal, QualitySignal] = {
     router_pb.QUALITY_SIGNAL_THUMBS_DOWN: QualitySignal.THUMBS_DOWN,
     router_pb.QUALITY_SIGNAL_ESCALATED: QualitySignal.ESCALATED,
 }
-# Longer vectors than any embedding model's are refused before any work.
-MAX_EMBEDDING_DIMENSION = 4096
 _WIRE_COMPLEXITIES: dict[Complexity, router_pb.Complexity] = {
     Complexity.UNSPECIFIED: router_pb.COMPLEXITY_UNSPECIFIED,
     Complexity.TRIVIAL: router_pb.COMPLEXITY_TRIVIAL,
@@ -388,18 +387,11 @@ def _decode_route_request(request: router_pb.RouteRequest) -> RouteRequest:
             violations.append(
                 FieldViolation(name, f"must be between 0 and {MAX_TOKENS}")
             )
-    if len(request.input_embeddings) > MAX_EMBEDDING_DIMENSION:
-        violations.append(
-            FieldViolation(
-                "input_embeddings", f"at most {MAX_EMBEDDING_DIMENSION} values"
-            )
-        )
     if violations or priority is None or request_type is None:
         raise InvalidArgumentError(violations)
     return RouteRequest(
         request_id=request.request_id,
-        input_embedding=tuple(request.input_embeddings),
-        embedding_version=request.embedding_version,
+        previous_input=request.previous_input[:CONTEXT_CHARS],
         input_text_tokens=(
             request.input_text_tokens if request.HasField("input_text_tokens") else None
         ),

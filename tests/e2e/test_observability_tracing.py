@@ -45,10 +45,9 @@ from tests.logs import json_logs
 
 API_KEY = "tg-tracing-test-key"
 CREATE = "/tollgate.gateway.v1.GatewayService/CreateResponse"
-# The downstream calls every answered, uncached `auto` request makes: the cache
-# embeds the prompt once (Embed) and the router and the cache reuse that vector.
+# The downstream calls every answered, uncached `auto` request makes: the router
+# classifies with its own encoder, so no call embeds the prompt for it.
 DOWNSTREAM_RPCS = {
-    "/tollgate.cache.v1.CacheService/Embed",
     "/tollgate.router.v1.RouterService/Route",
     "/tollgate.ratelimit.v1.RateLimitService/Acquire",
     "/tollgate.cache.v1.CacheService/Lookup",

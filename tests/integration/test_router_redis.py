@@ -204,7 +204,7 @@ async def test_routing_stats_add_up_over_replicas(
             router_pb.RouteRequest(
                 caller=common_pb.Caller(tenant_id="a"),
                 requested_model="auto",
-                input="What is 2+2?",
+                input="What is the capital of France?",
                 input_tokens=7,
             )
         )
@@ -281,7 +281,7 @@ async def test_a_quality_signal_reaches_the_decision_made_by_another_replica(
             request_id="req_shared",
             caller=common_pb.Caller(tenant_id="a"),
             requested_model="auto",
-            input="What is 2+2?",
+            input="What is the capital of France?",
             input_tokens=7,
         )
     )

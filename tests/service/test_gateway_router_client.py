@@ -16,9 +16,13 @@ from tollgate.router.v1 import router_pb2_grpc
 
 from services.core.breaker import BreakerConfig, CircuitBreaker
 from services.core.clock import FakeClock
-from services.core.conversation import Prompt
+from services.core.conversation import Message, Prompt, Role
 from services.core.tokens import count_tokens
-from services.gateway.clients import DownstreamClient, RouterClient
+from services.gateway.clients import (
+    PREVIOUS_INPUT_CHARS,
+    DownstreamClient,
+    RouterClient,
+)
 from services.gateway.domain import (
     Principal,
     Priority,
@@ -100,3 +104,32 @@ async def test_a_request_the_router_does_not_classify_carries_no_count(
 
     (sent,) = servicer.requests
     assert not sent.HasField("input_text_tokens")
+    assert sent.previous_input == ""
+
+
+async def test_auto_sends_the_start_of_the_user_message_before_the_last(
+    router: tuple[_KeepingRouter, RouterClient],
+) -> None:
+    servicer, client = router
+    code = "def push(item):\n    stack.append(item)\n" * 200  # 8,000 characters
+    conversation = Prompt(
+        messages=(
+            Message(Role.USER, (code,)),
+            Message(Role.ASSISTANT, ("Looks fine.",)),
+            Message(Role.USER, ("now make it thread-safe",)),
+        )
+    )
+
+    await client.route(
+        "req-1",
+        PRINCIPAL,
+        dataclasses.replace(REQUEST, prompt=conversation),
+        input_tokens=40,
+    )
+    await client.route("req-2", PRINCIPAL, REQUEST, input_tokens=40)
+
+    first, lone = servicer.requests
+    assert first.input == "now make it thread-safe"
+    # The classifier reads only the start of the context; the rest stays here.
+    assert first.previous_input == code[:PREVIOUS_INPUT_CHARS]
+    assert lone.previous_input == ""

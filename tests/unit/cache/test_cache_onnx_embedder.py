@@ -93,62 +93,6 @@ async def test_lookup_then_store_of_a_new_prompt_embeds_it_once(
         await index.close()
 
 
-async def test_the_router_classifies_with_the_caches_vector_without_embedding(
-    embedder: OnnxEmbedder, tmp_path: Path
-) -> None:
-    # The gateway asks the cache to embed an auto request's text (Embed), passes
-    # the vector to the router, and the lookup and store reuse the cache's memo:
-    # one model run for the whole request, and the router's model never loads.
-    from services.router.adapters.embedder import LazyOnnxEmbedder
-    from services.router.complexity import load_complexity_model
-    from services.router.domain import Classifier, RouteRequest
-    from services.router.enums import Priority, RequestType
-
-    index = await QdrantEdgeIndex.open(dimension=embedder.dimension, state_dir=tmp_path)
-    router_embedder = LazyOnnxEmbedder()
-    try:
-        cache = ResponseCache(
-            MemoryExactStore(1 << 20),
-            SystemClock(),
-            default_ttl_seconds=60,
-            max_ttl_seconds=60,
-            semantic=SemanticTier(embedder, index, SemanticPolicy(0.9)),
-        )
-        text = f"prove {uuid.uuid4().hex} is irrational, step by step"
-        before = embedder.texts_embedded
-        vector, version = await cache.embed(text)
-        classifier = Classifier(load_complexity_model(), router_embedder)
-        routed = await classifier.vector(
-            RouteRequest(
-                tenant_id="t",
-                user_id="",
-                priority=Priority.STANDARD,
-                request_type=RequestType.CHAT,
-                requested_model="auto",
-                input=text,
-                input_tokens=12,
-                max_output_tokens=0,
-                input_embedding=tuple(vector),
-                embedding_version=version,
-            )
-        )
-        request = CacheableRequest(tenant_id="t", model="gpt-4.1-mini", input=text)
-        await cache.lookup(request)
-        stored = await cache.store(
-            request,
-            Answer("an answer", "gpt-4.1-mini", Usage(1, 0, 2)),
-            complete=True,
-            has_tool_calls=False,
-        )
-        assert routed == tuple(vector)
-        assert router_embedder._embedder is None  # never loaded, never ran
-        assert stored.semantic_indexed
-        assert embedder.texts_embedded - before == 1
-    finally:
-        await index.close()
-        await router_embedder.close()
-
-
 async def test_embed_rpc_returns_the_vector_and_version(
     embedder: OnnxEmbedder, tmp_path: Path
 ) -> None:

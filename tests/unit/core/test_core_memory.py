@@ -122,7 +122,7 @@ TEXT = "Prove that there are infinitely many primes."
 
 async def main():
     settings = RouterSettings(
-        host="127.0.0.1", port=0, embed_inputs=False,
+        host="127.0.0.1", port=0, complexity_encoder=False,
         admin_key_sha256s=ADMIN_KEY_SHA256S,
     )
     running = await start_server(await build_app(settings), settings)

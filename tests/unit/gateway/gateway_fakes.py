@@ -36,7 +36,6 @@ from services.gateway.fallbacks import LocalLimiter
 from services.gateway.orchestrator import FlowConfig, Orchestrator
 from services.gateway.ports import (
     DependencyUnavailableError,
-    Embedding,
     OutcomeReport,
     ReconcileItem,
     UpstreamStreamBrokenError,
@@ -112,20 +111,12 @@ class FakeCache:
         self.stored: list[tuple[CacheKeyParts, UpstreamAnswer]] = []
         self.lookups: list[CacheKeyParts] = []
         self.unavailable = False
-        self.embedded: list[str] = []
-        self.embedding: Embedding | None = None
 
     async def lookup(self, request_id: str, key: CacheKeyParts) -> CachedAnswer | None:
         if self.unavailable:
             raise DependencyUnavailableError("cache", "cache down")
         self.lookups.append(key)
         return self.entries.get(key)
-
-    async def embed(self, request_id: str, text: str) -> Embedding | None:
-        if self.unavailable:
-            raise DependencyUnavailableError("cache", "cache down")
-        self.embedded.append(text)
-        return self.embedding
 
     async def store(
         self, request_id: str, key: CacheKeyParts, answer: UpstreamAnswer
@@ -148,7 +139,6 @@ class FakeRouter:
     def __init__(self) -> None:
         self.answer: Route | Exception = sync_route()
         self.calls: list[tuple[Principal, ResponseRequest, int]] = []
-        self.embeddings: list[Embedding | None] = []
         self.outcomes: list[tuple[str, str, bool]] = []
         self.holds: list[tuple[DegradationLevel, float]] = []
 
@@ -158,10 +148,8 @@ class FakeRouter:
         principal: Principal,
         request: ResponseRequest,
         input_tokens: int,
-        embedding: Embedding | None = None,
     ) -> Route:
         self.calls.append((principal, request, input_tokens))
-        self.embeddings.append(embedding)
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer

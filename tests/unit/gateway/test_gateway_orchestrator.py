@@ -56,7 +56,6 @@ from services.gateway.fallbacks import STATIC_ANSWERS
 from services.gateway.orchestrator import Orchestrator
 from services.gateway.ports import (
     DependencyUnavailableError,
-    Embedding,
     UpstreamThrottledError,
 )
 from tests.unit.gateway.gateway_fakes import (
@@ -330,29 +329,6 @@ async def test_cache_bypass_skips_lookup_and_store(gw: Gateway) -> None:
     assert reply.cache_status is CacheStatus.SKIPPED
     assert gw.cache.lookups == []
     assert gw.cache.stored == []
-
-
-async def test_auto_routes_with_the_caches_vector_of_the_text(gw: Gateway) -> None:
-    gw.cache.embedding = Embedding((0.6, 0.8), "minilm@1")
-
-    await gw.ask(request=_request(model="auto"))
-    await gw.ask(request_id="req-2", request=_request(model="gpt-4.1-mini"))
-    await gw.ask(request_id="req-3", request=_request(model="auto", cache_bypass=True))
-
-    # Only auto is classified; a bypassed cache is not asked to embed.
-    assert gw.cache.embedded == [INPUT]
-    assert gw.router.embeddings == [Embedding((0.6, 0.8), "minilm@1"), None, None]
-
-
-async def test_auto_routes_without_a_vector_when_the_cache_cannot_embed(
-    gw: Gateway,
-) -> None:
-    gw.cache.unavailable = True
-
-    reply = await gw.ask(request=_request(model="auto"))
-
-    assert reply.output_text
-    assert gw.router.embeddings == [None]
 
 
 async def test_cache_unavailable_answers_with_cache_skipped(gw: Gateway) -> None:

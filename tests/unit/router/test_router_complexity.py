@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from dataclasses import replace
@@ -44,38 +45,37 @@ def test_the_model_file_weighs_exactly_the_features_measured() -> None:
         (resources.files("services.router") / MODEL_RESOURCE).read_text("utf-8")
     )
 
-    assert data["format"] == MODEL_FORMAT == "tollgate-complexity-heads/3"
+    assert data["format"] == MODEL_FORMAT == "tollgate-complexity/4"
     assert tuple(data["features"]) == FEATURE_NAMES
     assert len(measure("x", NO_CONVERSATION)) == len(FEATURE_NAMES)
     assert data["hash_buckets"] == HASH_BUCKETS
     assert data["classes"] == [c.value for c in CLASSES]
-    assert data["embedding_dimension"] == 384
-    # One weight column per boundary between adjacent levels, for both head sets.
+    # The encoder's file ships beside the model file, pinned by its digest, with
+    # one calibration per boundary between adjacent levels.
+    encoder = data["encoder"]
+    path = Path(str(resources.files("services.router") / encoder["file"]))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == encoder["sha256"]
+    assert len(encoder["slope"]) == len(encoder["intercept"]) == 3
+    # The fallback without the encoder: linear heads over measurements and words.
     text_inputs = len(FEATURE_NAMES) + HASH_BUCKETS
-    assert np.asarray(data["full"]["weights"]).shape == (384 + text_inputs, 3)
     assert np.asarray(data["text_only"]["weights"]).shape == (text_inputs, 3)
-    # The full heads share one hidden layer; the fallback without embedding is linear.
-    hidden = data["full"]["hidden"]
-    units = len(hidden["bias"])
-    assert np.asarray(hidden["weights"]).shape == (384 + text_inputs, units)
-    assert np.asarray(hidden["output"]).shape == (units, 3)
     assert "hidden" not in data["text_only"]
 
 
-def test_a_model_file_of_the_previous_format_is_refused(tmp_path: Path) -> None:
+def test_a_model_file_of_a_previous_format_is_refused(tmp_path: Path) -> None:
     data = json.loads(load_complexity_model().to_json())
-    for previous in ("tollgate-complexity-softmax/1", "tollgate-complexity-heads/2"):
+    for previous in ("tollgate-complexity-heads/2", "tollgate-complexity-heads/3"):
         data["format"] = previous
         path = tmp_path / "model.json"
         path.write_text(json.dumps(data))
 
-        with pytest.raises(ValueError, match="not a tollgate-complexity-heads/3"):
+        with pytest.raises(ValueError, match="not a tollgate-complexity/4"):
             load_complexity_model(path)
 
 
 def test_a_model_file_with_truncated_heads_is_refused(tmp_path: Path) -> None:
     data = json.loads(load_complexity_model().to_json())
-    data["full"]["weights"] = data["full"]["weights"][:-1]
+    data["text_only"]["weights"] = data["text_only"]["weights"][:-1]
     path = tmp_path / "model.json"
     path.write_text(json.dumps(data))
 
@@ -85,12 +85,46 @@ def test_a_model_file_with_truncated_heads_is_refused(tmp_path: Path) -> None:
 
 def test_a_model_file_with_a_misshapen_hidden_layer_is_refused(tmp_path: Path) -> None:
     data = json.loads(load_complexity_model().to_json())
-    data["full"]["hidden"]["output"] = data["full"]["hidden"]["output"][:-1]
+    inputs = len(FEATURE_NAMES) + HASH_BUCKETS
+    data["text_only"]["hidden"] = {
+        "weights": [[0.0, 0.0]] * inputs,
+        "bias": [0.0, 0.0],
+        "output": [[1.0, 1.0, 1.0]],  # one row for two units
+    }
     path = tmp_path / "model.json"
     path.write_text(json.dumps(data))
 
     with pytest.raises(ValueError, match=r"hidden\.output has shape"):
         load_complexity_model(path)
+
+
+@pytest.mark.parametrize(
+    ("calibration", "message"),
+    [
+        ({"slope": [1.0, 1.0]}, r"encoder\.slope has shape"),
+        ({"intercept": [0.0, 0.0, 0.0, 0.0]}, r"encoder\.intercept has shape"),
+        ({"slope": [1.0, 0.0, 1.0]}, "slopes must be positive"),
+    ],
+)
+def test_a_model_file_with_a_broken_encoder_calibration_is_refused(
+    tmp_path: Path, calibration: dict[str, list[float]], message: str
+) -> None:
+    data = json.loads(load_complexity_model().to_json())
+    data["encoder"].update(calibration)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+
+    with pytest.raises(ValueError, match=message):
+        load_complexity_model(path)
+
+
+def test_the_encoder_file_is_found_beside_the_model_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    path.write_text(load_complexity_model().to_json())
+
+    model = load_complexity_model(path)
+
+    assert model.encoder.path == tmp_path / "complexity_encoder.onnx"
 
 
 def test_the_hidden_layer_adds_its_rectified_units_to_the_linear_logits() -> None:
@@ -127,7 +161,7 @@ def test_a_model_file_for_other_features_is_refused(tmp_path: Path) -> None:
 def test_a_model_survives_its_own_json() -> None:
     model = load_complexity_model()
 
-    again = ComplexityModel.from_json(model.to_json())
+    again = ComplexityModel.from_json(model.to_json(), model.encoder.path.parent)
 
     assert again.to_json() == model.to_json()
 
@@ -170,19 +204,36 @@ def test_a_long_pasted_log_is_measured_within_a_bounded_window() -> None:
     assert list(measure(other, NO_CONVERSATION)) == list(measure(log, NO_CONVERSATION))
 
 
-def test_probabilities_sum_to_one_with_and_without_an_embedding() -> None:
+def test_probabilities_sum_to_one_with_and_without_the_encoder() -> None:
     model = load_complexity_model()
-    vector = np.zeros(384)
-    vector[0] = 1.0
 
-    with_vector = model.probabilities("Define entropy.", NO_CONVERSATION, vector)
+    encoded = model.probabilities(
+        "Define entropy.", NO_CONVERSATION, np.array([2.0, -1.0, -3.0])
+    )
     text_only = model.probabilities("Define entropy.", NO_CONVERSATION, None)
-    wrong_size = model.probabilities("Define entropy.", NO_CONVERSATION, [1.0] * 3)
 
-    assert with_vector.sum() == pytest.approx(1.0)
+    assert encoded.sum() == pytest.approx(1.0)
     assert text_only.sum() == pytest.approx(1.0)
-    assert (with_vector >= 0).all() and (text_only >= 0).all()
-    assert list(wrong_size) == list(text_only)
+    assert (encoded >= 0).all() and (text_only >= 0).all()
+
+
+def test_a_larger_boundary_logit_moves_probability_above_that_boundary() -> None:
+    model = load_complexity_model()
+    low = model.probabilities("x", NO_CONVERSATION, np.array([1.0, -1.0, -4.0]))
+    high = model.probabilities("x", NO_CONVERSATION, np.array([1.0, -1.0, 2.0]))
+
+    assert high[3] > low[3]
+    assert high[:3].sum() == pytest.approx(1.0 - high[3])
+
+
+def test_encoder_logits_that_disagree_still_give_monotone_probabilities() -> None:
+    # P(complex) above P(>= moderate) would be a negative P(moderate): clipped.
+    model = load_complexity_model()
+
+    p = model.probabilities("x", NO_CONVERSATION, np.array([-5.0, -5.0, 5.0]))
+
+    assert (p >= 0).all()
+    assert p[2] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -244,7 +295,7 @@ def test_the_floor_keeps_tools_schemas_and_images_off_the_smallest_tier() -> Non
     )
 
 
-def test_the_shipped_model_separates_the_extremes_without_an_embedding() -> None:
+def test_the_text_only_heads_separate_the_extremes() -> None:
     model = load_complexity_model()
 
     def level(prompt: str) -> Complexity:

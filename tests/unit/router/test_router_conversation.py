@@ -20,7 +20,7 @@ from services.core.conversation import (
 )
 from services.core.tokens import count_tokens
 from services.gateway.clients import conversation_shape
-from services.router.adapters.embedder import LazyOnnxEmbedder
+from services.router.adapters.encoder import LazyComplexityEncoder
 from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
 from services.router.complexity import load_complexity_model
 from services.router.domain import (
@@ -160,13 +160,14 @@ MULTI_STEP = (
 )
 
 
-async def test_a_multi_step_request_with_tools_gets_premium_via_the_embedder() -> None:
-    embedder = LazyOnnxEmbedder()
+async def test_a_multi_step_request_with_tools_gets_premium_via_the_encoder() -> None:
+    model = load_complexity_model()
+    encoder = LazyComplexityEncoder(model.encoder.path, model.encoder.sha256)
     router = Router(
         load_routing_table(None),
         InMemoryControlStore(),
         InMemoryMetricsStore(),
-        Classifier(load_complexity_model(), embedder),
+        Classifier(model, encoder),
         FakeClock(),
     )
     prompt = Prompt(
@@ -188,6 +189,6 @@ async def test_a_multi_step_request_with_tools_gets_premium_via_the_embedder() -
             )
         )
     finally:
-        await embedder.close()
+        await encoder.close()
 
     assert (decision.tier, decision.complexity) == ("premium", Complexity.COMPLEX)

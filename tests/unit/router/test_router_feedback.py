@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from structlog.testing import capture_logs
@@ -8,7 +8,12 @@ from structlog.testing import capture_logs
 from services.core.clock import FakeClock
 from services.core.errors import BackendUnavailableError
 from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
-from services.router.complexity import ComplexityModel, load_complexity_model
+from services.router.complexity import (
+    FEATURE_NAMES,
+    ComplexityModel,
+    FloatArray,
+    load_complexity_model,
+)
 from services.router.domain import Classifier, Router, RouteRequest
 from services.router.enums import (
     Complexity,
@@ -23,20 +28,24 @@ TABLE = load_routing_table(None)
 MODEL = load_complexity_model()
 
 
-class FakeEmbedder:
-    """A unit vector per text, counting calls; fails when told to."""
+class FakeEncoder:
+    """Fixed logits (a moderate prompt), recording what it read; fails when told to."""
 
     def __init__(self, *, fail: bool = False) -> None:
-        self.calls = 0
+        self.read: list[tuple[str, str]] = []
         self.fail = fail
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        self.calls += 1
+    async def logits(
+        self, text: str, previous: str, measurements: FloatArray
+    ) -> FloatArray:
         if self.fail:
-            raise BackendUnavailableError("no model", reason="EMBEDDING_UNAVAILABLE")
-        vector = np.zeros(384)
-        vector[len(texts[0]) % 384] = 1.0
-        return [vector.tolist() for _ in texts]
+            raise BackendUnavailableError("no model", reason="ENCODER_UNAVAILABLE")
+        assert measurements.shape == (len(FEATURE_NAMES),)
+        self.read.append((text, previous))
+        return np.array([4.0, 2.0, -6.0])
+
+    async def close(self) -> None:
+        pass
 
 
 def _request(
@@ -57,7 +66,7 @@ def _request(
 
 
 def _router(
-    embedder: FakeEmbedder | None = None,
+    encoder: FakeEncoder | None = None,
     *,
     metrics: InMemoryMetricsStore | None = None,
     shadow: Classifier | None = None,
@@ -67,47 +76,47 @@ def _router(
         TABLE,
         InMemoryControlStore(),
         metrics or InMemoryMetricsStore(),
-        Classifier(MODEL, embedder, quality_bias),
+        Classifier(MODEL, encoder, quality_bias),
         FakeClock(),
         shadow=shadow,
     )
 
 
-async def test_the_router_embeds_the_input_when_no_vector_came_with_it() -> None:
-    embedder = FakeEmbedder()
+async def test_the_encoder_reads_the_input_and_the_user_message_before_it() -> None:
+    encoder = FakeEncoder()
 
-    decision = await _router(embedder).route(_request("What is the capital of Peru?"))
-
-    assert embedder.calls == 1
-    assert decision.complexity is not Complexity.UNSPECIFIED
-
-
-async def test_a_vector_of_the_models_embedder_is_used_as_it_is() -> None:
-    embedder = FakeEmbedder()
-    vector = tuple([1.0] + [0.0] * 383)
-
-    await _router(embedder).route(
-        _request(
-            "Define entropy.",
-            input_embedding=vector,
-            embedding_version=MODEL.embedding_version,
-        )
-    )
-    await _router(embedder).route(
-        _request("Define entropy.", input_embedding=vector, embedding_version="other@1")
+    decision = await _router(encoder).route(
+        _request("now make it thread-safe", previous_input="def push(item): ...")
     )
 
-    assert embedder.calls == 1  # only the vector of another embedder was redone
+    assert encoder.read == [("now make it thread-safe", "def push(item): ...")]
+    # The encoder's logits decide: P(>= moderate) high, P(complex) low.
+    assert decision.complexity is Complexity.MODERATE
 
 
-async def test_a_failing_embedder_falls_back_to_the_text_only_head() -> None:
+async def test_a_shadow_naming_the_same_encoder_reuses_its_logits() -> None:
+    encoder, other = FakeEncoder(), FakeEncoder()
+    same = ComplexityModel.from_json(
+        MODEL.to_json().replace(MODEL.version, "candidate", 1),
+        MODEL.encoder.path.parent,
+    )
+    retrained = replace(same, encoder=replace(same.encoder, sha256="0" * 64))
+
+    await _router(encoder, shadow=Classifier(same, encoder)).route(_request("hi"))
+    await _router(encoder, shadow=Classifier(retrained, other)).route(_request("hi"))
+
+    assert len(encoder.read) == 2  # once per request: the first shadow reused it
+    assert len(other.read) == 1  # the retrained encoder ran for its own shadow
+
+
+async def test_a_failing_encoder_falls_back_to_the_text_only_heads() -> None:
     with capture_logs() as logs:
-        decision = await _router(FakeEmbedder(fail=True)).route(
+        decision = await _router(FakeEncoder(fail=True)).route(
             _request("What is the capital of Peru?")
         )
 
     assert decision.complexity is Complexity.TRIVIAL
-    assert any(e["event"] == "complexity_embedding_unavailable" for e in logs)
+    assert any(e["event"] == "complexity_encoder_failed" for e in logs)
 
 
 async def test_the_quality_bias_trades_cost_for_quality() -> None:
@@ -180,7 +189,8 @@ async def test_the_remembered_decisions_are_bounded() -> None:
 async def test_shadow_mode_logs_and_counts_what_the_shadow_would_have_chosen() -> None:
     metrics = InMemoryMetricsStore()
     shadow_model = ComplexityModel.from_json(
-        MODEL.to_json().replace(MODEL.version, "candidate", 1)
+        MODEL.to_json().replace(MODEL.version, "candidate", 1),
+        MODEL.encoder.path.parent,
     )
     router = _router(
         metrics=metrics,

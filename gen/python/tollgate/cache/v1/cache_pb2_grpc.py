@@ -129,11 +129,11 @@ class CacheServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Embed(self, request, context):
-        """Embed returns the semantic tier's vector of a text and keeps it for the
-        Lookup and Store of the same text that follow, so a request is embedded once
-        however many services need its vector (the gateway passes it to the router's
-        RouteRequest.input_embeddings). An empty vector when the semantic tier is
-        disabled.
+        """Deprecated: Embed returns the semantic tier's vector of a text and keeps it
+        for the Lookup and Store of the same text that follow. No Tollgate service
+        calls it since the router classifies with an encoder of its own; it still
+        answers for callers that want the vector. An empty vector when the semantic
+        tier is disabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -61,7 +61,7 @@ DEPLOYMENT_STATE_ACTIVE: DeploymentState
 DEPLOYMENT_STATE_ROLLED_BACK: DeploymentState
 
 class RouteRequest(_message.Message):
-    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens", "conversation", "input_embeddings", "embedding_version", "input_text_tokens")
+    __slots__ = ("request_id", "caller", "priority", "request_type", "requested_model", "input", "input_tokens", "max_output_tokens", "conversation", "input_text_tokens", "previous_input", "input_embeddings", "embedding_version")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -71,9 +71,10 @@ class RouteRequest(_message.Message):
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_INPUT_FIELD_NUMBER: _ClassVar[int]
     INPUT_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
-    INPUT_TEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     caller: _common_pb2.Caller
     priority: _common_pb2.Priority
@@ -83,10 +84,11 @@ class RouteRequest(_message.Message):
     input_tokens: int
     max_output_tokens: int
     conversation: ConversationShape
+    input_text_tokens: int
+    previous_input: str
     input_embeddings: _containers.RepeatedScalarFieldContainer[float]
     embedding_version: str
-    input_text_tokens: int
-    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., conversation: _Optional[_Union[ConversationShape, _Mapping]] = ..., input_embeddings: _Optional[_Iterable[float]] = ..., embedding_version: _Optional[str] = ..., input_text_tokens: _Optional[int] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., priority: _Optional[_Union[_common_pb2.Priority, str]] = ..., request_type: _Optional[_Union[_common_pb2.RequestType, str]] = ..., requested_model: _Optional[str] = ..., input: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., conversation: _Optional[_Union[ConversationShape, _Mapping]] = ..., input_text_tokens: _Optional[int] = ..., previous_input: _Optional[str] = ..., input_embeddings: _Optional[_Iterable[float]] = ..., embedding_version: _Optional[str] = ...) -> None: ...
 
 class ConversationShape(_message.Message):
     __slots__ = ("messages", "earlier_user_turns", "tools", "json_schema", "images", "tool_exchanges", "reasoning")

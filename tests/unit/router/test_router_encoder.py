@@ -1,0 +1,168 @@
+"""The fine-tuned complexity encoder: its input, its lazy load, its fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.core.clock import FakeClock
+from services.core.errors import BackendUnavailableError
+from services.core.onnx_models import load_tokenizer
+from services.core.tokens import count_tokens
+from services.router.adapters.encoder import LazyComplexityEncoder
+from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
+from services.router.complexity import (
+    FEATURE_NAMES,
+    ConversationFeatures,
+    load_complexity_model,
+    measure,
+)
+from services.router.domain import Classifier, Router, RouteRequest
+from services.router.encoder_input import (
+    CONTEXT_TOKENS,
+    HEAD_TOKENS,
+    TAIL_TOKENS,
+    encoder_input,
+    previous_user_message,
+)
+from services.router.enums import Complexity, Priority, RequestType
+from services.router.table import load_routing_table
+
+HARD = (
+    "Prove that every finite group of order p^2, p prime, is abelian, and show "
+    "where the argument fails for order p^3."
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    loaded = load_tokenizer()
+    loaded.no_truncation()
+    loaded.no_padding()
+    return loaded
+
+
+def _pieces(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def test_the_input_is_the_text_then_the_message_before_it(tokenizer: Any) -> None:
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+
+    ids, first = encoder_input(tokenizer, "now make it thread-safe", "def f(): ...")
+
+    text = _pieces(tokenizer, "now make it thread-safe")
+    assert ids == [cls, *text, sep, *_pieces(tokenizer, "def f(): ..."), sep]
+    assert first == len(text) + 2
+    hi = _pieces(tokenizer, "hi")
+    assert encoder_input(tokenizer, "hi", "  ") == ([cls, *hi, sep], len(hi) + 2)
+
+
+def test_a_long_text_keeps_its_start_and_its_end(tokenizer: Any) -> None:
+    pasted = " ".join(f"line{n}" for n in range(3000))  # about 30 kB
+    text = f"Here is the log. {pasted} What time did the job start?"
+
+    ids, first = encoder_input(tokenizer, text, "an earlier question " * 100)
+
+    question = _pieces(tokenizer, "What time did the job start?")
+    assert first == 1 + HEAD_TOKENS + TAIL_TOKENS + 1
+    assert ids[first - 1 - len(question) : first - 1] == question
+    opening = _pieces(tokenizer, "Here is the log")
+    assert ids[1 : 1 + len(opening)] == opening
+    assert len(ids) == first + CONTEXT_TOKENS + 1
+
+
+def test_the_previous_user_message_is_the_one_before_the_last() -> None:
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "answer"},
+        {"role": "user", "content": "second"},
+    ]
+    assert previous_user_message(messages) == "first"
+    assert previous_user_message(messages[:2]) == ""
+
+
+def _request(text: str, previous: str = "") -> RouteRequest:
+    return RouteRequest(
+        tenant_id="acme",
+        user_id="user_0001",
+        priority=Priority.STANDARD,
+        request_type=RequestType.CHAT,
+        requested_model="auto",
+        input=text,
+        input_tokens=count_tokens(text),
+        max_output_tokens=0,
+        previous_input=previous,
+    )
+
+
+async def test_the_shipped_encoder_separates_the_extremes() -> None:
+    model = load_complexity_model()
+    encoder = LazyComplexityEncoder(model.encoder.path, model.encoder.sha256)
+    router = Router(
+        load_routing_table(None),
+        InMemoryControlStore(),
+        InMemoryMetricsStore(),
+        Classifier(model, encoder),
+        FakeClock(),
+    )
+    try:
+        greeting = await router.route(_request("thanks, that worked!"))
+        proof = await router.route(_request(HARD))
+    finally:
+        await encoder.close()
+
+    assert (greeting.tier, greeting.complexity) == ("economy", Complexity.TRIVIAL)
+    assert (proof.tier, proof.complexity) == ("premium", Complexity.COMPLEX)
+
+
+async def test_an_encoder_file_not_the_pinned_one_falls_back_to_the_text_heads(
+    tmp_path: Path,
+) -> None:
+    model = load_complexity_model()
+    tampered = tmp_path / "complexity_encoder.onnx"
+    shutil.copyfile(model.encoder.path, tampered)
+    with tampered.open("ab") as file:
+        file.write(b"\0")
+    encoder = LazyComplexityEncoder(tampered, model.encoder.sha256)
+    classifier = Classifier(model, encoder)
+    tiers = dict.fromkeys(Complexity, "standard")
+    try:
+        with pytest.raises(BackendUnavailableError):
+            await encoder.logits("hi", "", np.zeros(len(FEATURE_NAMES)))
+        request = _request(HARD)
+        logits = await classifier.logits(request)
+        answer = classifier.classify(request, logits, tiers)
+    finally:
+        await encoder.close()
+
+    assert logits is None
+    assert answer.encoded is False
+    assert answer.probabilities == tuple(
+        round(float(p), 4)
+        for p in model.probabilities(HARD, ConversationFeatures(), None)
+    )
+
+
+async def test_a_caller_timing_out_mid_load_does_not_throw_the_model_away() -> None:
+    model = load_complexity_model()
+    encoder = LazyComplexityEncoder(model.encoder.path, model.encoder.sha256)
+    measurements = measure("warm", ConversationFeatures())
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                encoder.logits("warm", "", measurements), timeout=0.001
+            )
+        assert encoder._loading is not None
+        await asyncio.wait_for(encoder._loading, timeout=60)  # still running
+        assert encoder._encoder is not None  # loaded once, for the next caller
+        logits = await encoder.logits("warm", "", measurements)
+        assert logits.shape == (3,)
+    finally:
+        await encoder.close()
