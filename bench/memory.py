@@ -10,8 +10,9 @@ ports, and measured from ``/proc``:
 - at idle (a few seconds after every service answers its health check) and after
   a short load through the gateway's gRPC door: ``--requests`` CreateResponse
   calls with the cache bypassed, as many with the cache on (a new prompt each:
-  exact and semantic lookup, then the write), and a tenth of them repeated
-  (exact hits), ``--concurrency`` in flight;
+  exact and semantic lookup, then the write), a tenth of them repeated (exact
+  hits) and a tenth as many new prompts routed ``auto`` (the router loads its
+  complexity encoder), ``--concurrency`` in flight;
 - the same for the all-in-one process (``tollgate serve all``).
 
 Per service it also records where the memory of the imports goes: RSS after
@@ -117,11 +118,11 @@ async def _load(address: str, requests: int, concurrency: int) -> dict[str, int]
     async with grpc.aio.insecure_channel(address) as channel:
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
 
-        async def call(prompt: str, bypass: bool) -> None:
+        async def call(prompt: str, bypass: bool, model: str) -> None:
             try:
                 reply = await stub.CreateResponse(
                     gateway_pb.CreateResponseRequest(
-                        input=prompt, model=MODEL, cache_bypass=bypass
+                        input=prompt, model=model, cache_bypass=bypass
                     ),
                     metadata=(("authorization", f"Bearer {API_KEY}"),),
                     timeout=CALL_TIMEOUT_SECONDS,
@@ -132,12 +133,12 @@ async def _load(address: str, requests: int, concurrency: int) -> dict[str, int]
                 outcome = f"error:{error.code().name}"
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
-        async def phase(prompts: list[str], bypass: bool) -> None:
+        async def phase(prompts: list[str], bypass: bool, model: str = MODEL) -> None:
             queue = iter(prompts)
 
             async def caller() -> None:
                 for prompt in queue:
-                    await call(prompt, bypass)
+                    await call(prompt, bypass, model)
 
             await asyncio.gather(*(caller() for _ in range(concurrency)))
 
@@ -147,6 +148,7 @@ async def _load(address: str, requests: int, concurrency: int) -> dict[str, int]
         await phase([prompt("bypass", i) for i in range(requests)], True)
         await phase([prompt("cached", i) for i in range(requests)], False)
         await phase([prompt("cached", i) for i in range(requests // 10)], False)
+        await phase([prompt("auto", i) for i in range(requests // 10)], False, "auto")
     return outcomes
 
 
@@ -387,7 +389,8 @@ def markdown(results: dict[str, Any]) -> str:
         "starts it (own process, embedded defaults, simulator as OpenAI). Load: "
         f"{results['requests']} CreateResponse with the cache bypassed, "
         f"{results['requests']} with the cache on (new prompts), "
-        f"{results['requests'] // 10} repeated, {results['concurrency']} in flight. "
+        f"{results['requests'] // 10} repeated, {results['requests'] // 10} new "
+        f"prompts routed `auto`, {results['concurrency']} in flight. "
         "The machine is shared with other work: RSS moves by a few MB between runs.",
         "",
         "Trees: " + "; ".join(f"{k} = `{v['tree']}`" for k, v in runs.items()),
