@@ -191,6 +191,49 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
+class Optimiser:
+    """AdamW with warm-up and linear decay: every fine-tuning here.
+
+    Over the trainable parameters only, :data:`WARMUP` of the steps warming up,
+    gradients clipped at norm 1.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, steps: int, learning_rate: float = LEARNING_RATE
+    ) -> None:
+        self._model = model
+        self._optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=learning_rate,
+            weight_decay=0.01,
+        )
+        warmup = max(1, int(WARMUP * steps))
+        self._schedule = torch.optim.lr_scheduler.LambdaLR(
+            self._optimizer,
+            lambda step: min(
+                (step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup))
+            ),
+        )
+
+    def step(self, loss: torch.Tensor) -> float:
+        """One step down ``loss``; returns its value."""
+        self._optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self._model.parameters(), 1.0)
+        self._optimizer.step()
+        self._schedule.step()
+        return float(loss.item())
+
+
+def print_epoch(epoch: int, epochs: int, loss: float, started: float) -> None:
+    """One line per epoch: its mean loss and the time since training started."""
+    print(
+        f"epoch {epoch + 1}/{epochs}: loss {loss:.4f} "
+        f"({time.monotonic() - started:.0f} s)",
+        flush=True,
+    )
+
+
 def train(
     base: Path, rows: list[dict[str, Any]], layers: int, epochs: int
 ) -> PairJudge:
@@ -204,19 +247,7 @@ def train(
     examples = [
         (r["cached"], r["query"], float(r["label"] == "paraphrase")) for r in rows
     ]
-    steps = epochs * math.ceil(len(examples) / BATCH)
-    optimizer = torch.optim.AdamW(
-        [p for p in judge.parameters() if p.requires_grad],
-        lr=LEARNING_RATE,
-        weight_decay=0.01,
-    )
-    warmup = max(1, int(WARMUP * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min(
-            (step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup))
-        ),
-    )
+    optimizer = Optimiser(judge, epochs * math.ceil(len(examples) / BATCH))
     loss_fn = torch.nn.BCEWithLogitsLoss()
     order = random.Random(SEED)
     judge.train()
@@ -230,18 +261,8 @@ def train(
                 tok, [(a, b) if order.random() < 0.5 else (b, a) for a, b, _ in chunk]
             )
             target = torch.tensor([y for _, _, y in chunk])
-            loss = loss_fn(judge(**inputs), target)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(judge.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(chunk)
-        print(
-            f"epoch {epoch + 1}/{epochs}: loss {total / len(examples):.4f} "
-            f"({time.monotonic() - started:.0f} s)",
-            flush=True,
-        )
+            total += optimizer.step(loss_fn(judge(**inputs), target)) * len(chunk)
+        print_epoch(epoch, epochs, total / len(examples), started)
     judge.eval()
     return judge
 

@@ -87,7 +87,6 @@ LAYERS = 6
 EPOCHS = 3
 BATCH = 16
 LEARNING_RATE = 5e-5
-WARMUP = 0.1
 SEED = 18
 
 
@@ -215,6 +214,9 @@ def train(base: Path, examples: list[dict[str, Any]], layers: int, epochs: int) 
     """Fine-tune a classifier on ``examples``; deterministic for one machine."""
     import torch
 
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cache_pair_train import Optimiser, print_epoch
+
     random.seed(SEED)
     np.random.seed(SEED)
     torch.manual_seed(SEED)
@@ -231,18 +233,8 @@ def train(base: Path, examples: list[dict[str, Any]], layers: int, epochs: int) 
     loss_fn = torch.nn.BCEWithLogitsLoss(
         pos_weight=torch.tensor((1 - share) / share, dtype=torch.float32)
     )
-    steps = epochs * math.ceil(len(examples) / BATCH)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=LEARNING_RATE,
-        weight_decay=0.01,
-    )
-    warmup = max(1, int(WARMUP * steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min(
-            (step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup))
-        ),
+    optimizer = Optimiser(
+        model, epochs * math.ceil(len(examples) / BATCH), LEARNING_RATE
     )
     order = random.Random(SEED)
     indices = list(range(len(examples)))
@@ -263,17 +255,8 @@ def train(base: Path, examples: list[dict[str, Any]], layers: int, epochs: int) 
         for batch in batches:
             logits = model(**padded([examples[i] for i in batch]))
             loss = loss_fn(logits, torch.from_numpy(target[batch]))
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        print(
-            f"epoch {epoch + 1}/{epochs}: loss {total / len(examples):.4f} "
-            f"({time.monotonic() - started:.0f} s)",
-            flush=True,
-        )
+            total += optimizer.step(loss) * len(batch)
+        print_epoch(epoch, epochs, total / len(examples), started)
     model.eval()
     return model
 
