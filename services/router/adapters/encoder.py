@@ -28,7 +28,7 @@ import structlog
 
 from services.core.errors import BackendUnavailableError
 from services.core.onnx_models import checked, cpu_session, load_tokenizer
-from services.router.complexity import FloatArray
+from services.router.complexity import FEATURE_NAMES, FloatArray
 from services.router.encoder_input import encoder_input
 
 _log = structlog.get_logger("tollgate.router")
@@ -53,8 +53,9 @@ class OnnxComplexityEncoder:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         encoder = cls(session, tokenizer)
-        measurements = session.get_inputs()[3].shape[1]
-        encoder.logits("warm up", "", np.zeros(measurements))
+        # The first run allocates (keep it off requests) and fails here, not on a
+        # request, when the file reads other measurements than this build's.
+        encoder.logits("warm up", "", np.zeros(len(FEATURE_NAMES)))
         return encoder
 
     def logits(self, text: str, previous: str, measurements: FloatArray) -> FloatArray:
