@@ -133,7 +133,7 @@ class CacheServicer:
         No Tollgate service calls it since the router classifies with an encoder
         of its own; the vector is kept for the Lookup and Store of the same text.
 
-        Never INVALID_ARGUMENT: a caller routes on without the vector. The model
+        Never INVALID_ARGUMENT: a caller goes on without the vector. The model
         reads 256 tokens at most, so a longer text is cut before the tokenizer.
         """
         vector, version = await self._cache.embed(request.input[:_MAX_EMBED_CHARS])
