@@ -22,7 +22,7 @@ the router's own adapter; the others in the training venv of
     # held out by writer: train without the named files, export, for calibration
     /work/venv-train/bin/python bench/router_finetune.py train --name heldout
         --holdout router_blind_2026-12c.jsonl --holdout router_blind_2026-12d.jsonl
-        --holdout router_blind_2026-12e.jsonl
+        --holdout router_blind_2026-12e.jsonl --holdout router_blind_2026-12f.jsonl
     # the model to ship: every writer file, to services/router/complexity_encoder.onnx
     /work/venv-train/bin/python bench/router_finetune.py train --name final --ship
     # calibration and default quality_bias from the held-out model's logits on the
@@ -74,15 +74,18 @@ WRITER_FILES = (
     "router_train_i.jsonl",
     "router_train_j.jsonl",
     "router_train_k.jsonl",
+    "router_train_l.jsonl",
+    "router_train_m.jsonl",
     "router_blind_2026-12.jsonl",
     "router_blind_2026-12b.jsonl",
     "router_blind_2026-12c.jsonl",
     "router_blind_2026-12d.jsonl",
     "router_blind_2026-12e.jsonl",
+    "router_blind_2026-12f.jsonl",
     "router_complexity.jsonl",
 )
 LEVELS = ("trivial", "simple", "moderate", "complex")
-MODEL_VERSION = "encoder-minilm-2026-12f"
+MODEL_VERSION = "encoder-minilm-2026-12g"
 LAYERS = 6
 EPOCHS = 3
 BATCH = 16
