@@ -54,7 +54,8 @@ from tollgate.cache.v1 import cache_pb2_grpc  # noqa: E402
 
 from services.cache.adapters.memory import MemoryExactStore, MemoryVectorIndex  # noqa: E402
 from services.cache.adapters.onnx_embedder import OnnxEmbedder  # noqa: E402
-from services.cache.config import CALIBRATED_THRESHOLD  # noqa: E402
+from services.cache.adapters.onnx_pair_judge import OnnxPairJudge  # noqa: E402
+from services.cache.config import CALIBRATED_THRESHOLD, CacheSettings  # noqa: E402
 from services.cache.domain import (  # noqa: E402
     ResponseCache,
     SemanticControl,
@@ -125,6 +126,8 @@ async def run_pairs(
     embedder: OnnxEmbedder,
     verifier: Callable[[str, str], Verdict],
     threshold: float,
+    judge: OnnxPairJudge | None = None,
+    judge_threshold: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Store each pair's cached question and look its new one up, over gRPC."""
     cache = ResponseCache(
@@ -135,7 +138,12 @@ async def run_pairs(
         semantic=SemanticTier(
             embedder,
             MemoryVectorIndex(),
-            SemanticPolicy(similarity_threshold=threshold, top_k=5),
+            SemanticPolicy(
+                similarity_threshold=threshold,
+                top_k=5,
+                judge_threshold=judge_threshold,
+            ),
+            judge,
         ),
         control=SemanticControl(SemanticMode.SERVE, threshold),
         verifier=verifier,
@@ -247,7 +255,15 @@ def markdown(report: dict[str, Any]) -> str:
         "looked up. Hit: a paraphrase served. False hit: a near-miss served. 95% "
         "Wilson intervals.",
         "",
-        f"Baseline: the guard of commit `{report['baseline_commit']}`. "
+        "Current: this tree's rule guard"
+        + (
+            f", with the pair judge `{report['pair_judge']}` deciding the most "
+            "similar candidate the rules left unexplained (threshold "
+            f"{report['pair_judge_threshold']}). "
+            if report.get("pair_judge")
+            else " alone (no pair judge). "
+        )
+        + f"Baseline: the guard of commit `{report['baseline_commit']}`. "
         f"Goals: false hits ≤ {_pct(GOAL_FALSE_HIT)} with an upper 95% bound ≤ "
         f"{_pct(GOAL_FALSE_HIT_UPPER)}, paraphrase hits ≥ {_pct(GOAL_HIT)}.",
         "",
@@ -294,10 +310,17 @@ async def evaluate(
     guards: list[str],
     thresholds: dict[str, float],
     baseline_commit: str = BASELINE_COMMIT,
+    judge_threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Run every guard over the pairs of ``data`` (its bytes: ``raw``)."""
+    """Run every guard over the pairs of ``data`` (its bytes: ``raw``).
+
+    ``current`` is the guard of this tree with its pair judge at
+    ``judge_threshold`` (None: without the judge); ``baseline`` is the rule guard
+    of ``baseline_commit`` alone.
+    """
     pairs = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
     embedder = OnnxEmbedder.load()
+    judge = OnnxPairJudge.load() if judge_threshold is not None else None
     verifiers: dict[str, Callable[[str, str], Verdict]] = {"current": verify}
     if "baseline" in guards:
         verifiers["baseline"] = baseline_verifier(baseline_commit)
@@ -308,13 +331,25 @@ async def evaluate(
         "paraphrases": sum(p["label"] == "paraphrase" for p in pairs),
         "near_misses": sum(p["label"] == "near_miss" for p in pairs),
         "embedding_version": OnnxEmbedder.version,
+        "pair_judge": OnnxPairJudge.version if judge is not None else None,
+        "pair_judge_threshold": judge_threshold,
         "baseline_commit": baseline_commit,
         "guards": {},
     }
     try:
         for name in guards:
             threshold = thresholds[name]
-            outcomes = await run_pairs(pairs, embedder, verifiers[name], threshold)
+            if name == "current" and judge is not None:
+                outcomes = await run_pairs(
+                    pairs,
+                    embedder,
+                    verifiers[name],
+                    threshold,
+                    judge,
+                    judge_threshold or 1.0,
+                )
+            else:
+                outcomes = await run_pairs(pairs, embedder, verifiers[name], threshold)
             overall = rates(outcomes)
             by_category = defaultdict(list)
             for outcome in outcomes:
@@ -335,6 +370,8 @@ async def evaluate(
             }
     finally:
         await embedder.close()
+        if judge is not None:
+            await judge.close()
     return report
 
 
@@ -555,6 +592,15 @@ def main() -> int:
     parser.add_argument("--threshold", type=float, default=CALIBRATED_THRESHOLD)
     parser.add_argument("--baseline-threshold", type=float, default=BASELINE_THRESHOLD)
     parser.add_argument(
+        "--judge-threshold",
+        type=float,
+        default=CacheSettings.model_fields["pair_judge_threshold"].default,
+        help="the pair judge's threshold for the current guard",
+    )
+    parser.add_argument(
+        "--no-judge", action="store_true", help="the current guard's rules alone"
+    )
+    parser.add_argument(
         "--baseline-commit",
         default=BASELINE_COMMIT,
         help="the commit whose guard runs as the baseline (default: the guard "
@@ -587,7 +633,10 @@ def main() -> int:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    report = asyncio.run(evaluate(data, data.read_bytes(), guards, thresholds, commit))
+    judge_threshold = None if args.no_judge else args.judge_threshold
+    report = asyncio.run(
+        evaluate(data, data.read_bytes(), guards, thresholds, commit, judge_threshold)
+    )
     report["blind"] = args.blind
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"cache_quality_{data.stem.removeprefix('cache_')}"

@@ -23,7 +23,7 @@ from services.cache.domain import (
     SemanticPolicy,
     SemanticTier,
 )
-from services.cache.ports import Embedder, ExactStore, VectorIndex
+from services.cache.ports import Embedder, ExactStore, PairJudge, VectorIndex
 from services.cache.servicer import CacheServicer
 from services.core.clock import Clock, SystemClock
 from services.core.errors import BackendUnavailableError
@@ -103,6 +103,14 @@ def release_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+async def _pair_judge(settings: CacheSettings) -> PairJudge | None:
+    if not settings.pair_judge:
+        return None
+    from services.cache.adapters.onnx_pair_judge import OnnxPairJudge
+
+    return await asyncio.to_thread(OnnxPairJudge.load)
+
+
 async def build_semantic_tier(settings: CacheSettings) -> SemanticTier | None:
     """The embedder and index the settings name, or ``None`` when disabled."""
     if settings.semantic_backend == "disabled":
@@ -110,6 +118,7 @@ async def build_semantic_tier(settings: CacheSettings) -> SemanticTier | None:
     started = time.monotonic()
     embedder = await _embedder(settings)
     index = await _index(settings, embedder.dimension)
+    judge = await _pair_judge(settings)
     release_freed_memory()
     _log.info(
         "semantic_tier_ready",
@@ -122,8 +131,9 @@ async def build_semantic_tier(settings: CacheSettings) -> SemanticTier | None:
         top_k=settings.semantic_top_k,
         max_temperature=settings.semantic_max_temperature,
         max_input_chars=settings.semantic_max_input_chars,
+        judge_threshold=settings.pair_judge_threshold,
     )
-    return SemanticTier(embedder, index, policy)
+    return SemanticTier(embedder, index, policy, judge)
 
 
 def semantic_control(settings: CacheSettings) -> SemanticControl:
@@ -200,6 +210,8 @@ def serve_cache(cache: ResponseCache, settings: CacheSettings) -> ServiceApp:
         if semantic is not None:
             await semantic.index.close()
             await semantic.embedder.close()
+            if semantic.judge is not None:
+                await semantic.judge.close()
 
     def register(server: grpc.aio.Server) -> None:
         cache_pb2_grpc.add_CacheServiceServicer_to_server(servicer, server)

@@ -8,6 +8,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.cache.domain import DEFAULT_JUDGE_THRESHOLD
 from services.core.settings import InternalServerSettings
 
 DEFAULT_PORT = 50053
@@ -195,6 +196,21 @@ class CacheSettings(InternalServerSettings):
         description="Shadow mode: the fresh answer agrees with the shadow hit's "
         "when their texts are equal (whitespace and case aside) or their "
         "embeddings' cosine similarity reaches this bound.",
+    )
+    pair_judge: bool = Field(
+        default=True,
+        description="Ask the learned pair judge (a 3-layer MiniLM cross-encoder, "
+        "in process) about the most similar candidate that passed every veto of "
+        "the verification guard but whose words the guard could not pair up; "
+        "without it such a candidate is rejected. Vetoes (language, numbers, "
+        "quotes, code, negation, order) stay hard either way.",
+    )
+    pair_judge_threshold: float = Field(
+        default=DEFAULT_JUDGE_THRESHOLD,
+        gt=0,
+        le=1,
+        description="Least judge score that serves a candidate (docs/cache.md "
+        "gives the paraphrase and false-hit rates it was chosen at).",
     )
     semantic_top_k: int = Field(
         default=5,

@@ -38,7 +38,7 @@ from services.core.conversation import FinishReason, ToolCall
 from services.core.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
-    from services.cache.ports import Embedder, ExactStore, VectorIndex
+    from services.cache.ports import Embedder, ExactStore, PairJudge, VectorIndex
     from services.core.clock import Clock
 
 _log = structlog.get_logger("tollgate.cache")
@@ -53,6 +53,14 @@ DEFAULT_TOP_P = 1.0
 # link in the LRU order. An estimate; what matters is that the bound is deterministic.
 ENTRY_OVERHEAD_BYTES = 256
 SEMANTIC_BACKEND_DISABLED = "disabled"
+# The guard's check that fails when every veto held but some words stayed unpaired:
+# the only rejection the pair judge may overrule.
+UNEXPLAINED_WORDS = "alignment"
+# accepted_check of a hit the pair judge accepted (and a rejection it made).
+JUDGE_CHECK = "judge"
+# The judge's least score that serves: on the two held-out development folds it
+# added no false hit (bench/results/cache_pair_judge.md).
+DEFAULT_JUDGE_THRESHOLD = 0.97
 # Vectors of recent texts, so that the Store after a Lookup miss does not embed the
 # same text again.
 _VECTOR_MEMO_SIZE = 1024
@@ -424,12 +432,14 @@ class SemanticPolicy:
         top_k: how many candidates above the threshold are verified.
         max_temperature: requests above it are exact-tier only.
         max_input_chars: longer inputs are exact-tier only.
+        judge_threshold: the pair judge's least score that serves a candidate.
     """
 
     similarity_threshold: float
     top_k: int = 5
     max_temperature: float = 1.0
     max_input_chars: int = 1000
+    judge_threshold: float = DEFAULT_JUDGE_THRESHOLD
 
 
 def _canonical_float(value: float | None, default: float) -> str:
@@ -531,15 +541,23 @@ class SemanticTier:
     Args:
         embedder: turns inputs into vectors.
         index: stores and searches the vectors under hard filters.
-        policy: threshold, top-k and eligibility.
+        policy: thresholds, top-k and eligibility.
+        judge: decides the most similar candidate that passed every veto but whose
+            words the guard could not pair up; without one such a candidate is
+            rejected.
     """
 
     def __init__(
-        self, embedder: Embedder, index: VectorIndex, policy: SemanticPolicy
+        self,
+        embedder: Embedder,
+        index: VectorIndex,
+        policy: SemanticPolicy,
+        judge: PairJudge | None = None,
     ) -> None:
         self.embedder = embedder
         self.index = index
         self.policy = policy
+        self.judge = judge
         self._memo: OrderedDict[str, Sequence[float]] = OrderedDict()
 
     async def vector(self, text: str) -> Sequence[float]:
@@ -735,33 +753,76 @@ class ResponseCache:
         )
         searched = self._clock.monotonic()
         rejected = 0
+        unexplained: SemanticCandidate | None = None
         # The index returns the most similar first: the first verified one wins.
         for candidate in sorted(candidates, key=lambda c: -c.similarity):
             if candidate.entry.answer.tool_calls:
                 continue  # never indexed; a tool call is served exactly or not at all
             verdict = self._verify(request.input, candidate.query)
             if verdict.ok:
-                return LookupResult(
-                    key=key,
-                    entry=candidate.entry,
-                    status=LookupStatus.SEMANTIC,
-                    similarity=min(1.0, candidate.similarity),
-                    rejected_candidates=rejected,
-                    embedding_seconds=embedded - started,
-                    search_seconds=searched - embedded,
-                    age_seconds=max(0.0, now - candidate.entry.created_at),
-                    accepted_check=verdict.accepted_by or "passed",
-                    mode=route.mode,
+                return self._semantic_hit(
+                    key,
+                    candidate,
+                    verdict.accepted_by or "passed",
+                    rejected,
+                    embedded - started,
+                    searched - embedded,
+                    now,
+                    route,
                 )
             rejected += 1
             check = verdict.failed_check
             self._rejections[check] = self._rejections.get(check, 0) + 1
+            if check == UNEXPLAINED_WORDS and unexplained is None:
+                unexplained = candidate
+        # Every veto held for this one; only its wording was left unexplained. One
+        # judge run per lookup at most: the most similar such candidate.
+        if unexplained is not None and semantic.judge is not None:
+            score = await semantic.judge.score(request.input, unexplained.query)
+            # The judge has the last word on this candidate, and is counted so.
+            self._rejections[UNEXPLAINED_WORDS] -= 1
+            if score >= semantic.policy.judge_threshold:
+                return self._semantic_hit(
+                    key,
+                    unexplained,
+                    JUDGE_CHECK,
+                    rejected - 1,
+                    embedded - started,
+                    searched - embedded,
+                    now,
+                    route,
+                )
+            self._rejections[JUDGE_CHECK] = self._rejections.get(JUDGE_CHECK, 0) + 1
         return LookupResult(
             key=key,
             entry=None,
             rejected_candidates=rejected,
             embedding_seconds=embedded - started,
             search_seconds=searched - embedded,
+            mode=route.mode,
+        )
+
+    @staticmethod
+    def _semantic_hit(
+        key: str,
+        candidate: SemanticCandidate,
+        accepted_check: str,
+        rejected: int,
+        embedding_seconds: float,
+        search_seconds: float,
+        now: float,
+        route: RoutePolicy,
+    ) -> LookupResult:
+        return LookupResult(
+            key=key,
+            entry=candidate.entry,
+            status=LookupStatus.SEMANTIC,
+            similarity=min(1.0, candidate.similarity),
+            rejected_candidates=rejected,
+            embedding_seconds=embedding_seconds,
+            search_seconds=search_seconds,
+            age_seconds=max(0.0, now - candidate.entry.created_at),
+            accepted_check=accepted_check,
             mode=route.mode,
         )
 

@@ -124,6 +124,27 @@ class Embedder(Protocol):
         ...
 
 
+class PairJudge(Protocol):
+    """Judges whether a cached question's answer serves a new question.
+
+    Asked only about a candidate the verification guard's vetoes let through and
+    its word alignment could not explain (``services/cache/verification.py``).
+    """
+
+    @property
+    def version(self) -> str:
+        """The model and its exact weights."""
+        ...
+
+    async def score(self, query: str, cached: str) -> float:
+        """P(the answer cached for ``cached`` serves ``query``), in [0, 1]."""
+        ...
+
+    async def close(self) -> None:
+        """Release the model."""
+        ...
+
+
 class VectorIndex(Protocol):
     """One point per semantic entry, searched by cosine under hard filters.
 

@@ -198,3 +198,19 @@ async def test_a_rule_that_sets_nothing_is_invalid(
             )
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_the_pair_judge_serves_a_rewording_the_rules_cannot_pair(
+    stub: cache_pb2_grpc.CacheServiceStub,
+) -> None:
+    await _store(stub, "How do I create a Python virtual environment?", "acme")
+    # Neither the rules ("set up" / "create", "venv") nor a veto decide these two:
+    # the judge serves the rewording and refuses the other action.
+    found = await _lookup(stub, "Steps to set up a venv in Python?")
+    assert (found.hit, found.status) == (True, common_pb.CACHE_STATUS_SEMANTIC)
+    assert found.accepted_check == "judge"
+    near_miss = await _lookup(stub, "How do I delete a Python virtual environment?")
+    assert (near_miss.hit, near_miss.rejected_candidates) == (False, 1)
+    stats = await stub.GetStats(cache_pb.GetStatsRequest())
+    assert dict(stats.semantic_hits_by_check) == {"judge": 1}
+    assert dict(stats.verification_rejections_by_check) == {"judge": 1}

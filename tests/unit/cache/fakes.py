@@ -39,3 +39,23 @@ class BagOfWordsEmbedder:
 
     async def close(self) -> None:
         return None
+
+
+class ScriptedPairJudge:
+    """A pair judge whose score for each cached text the test sets."""
+
+    version = "scripted-judge-test"
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+        self.asked: list[tuple[str, str]] = []
+        self.fail = False
+
+    async def score(self, query: str, cached: str) -> float:
+        self.asked.append((query, cached))
+        if self.fail:
+            raise BackendUnavailableError("judge down", reason="PAIR_JUDGE_FAILED")
+        return self.scores.get(cached, 0.0)
+
+    async def close(self) -> None:
+        return None
