@@ -7,6 +7,7 @@ intervals, overall and by category.
 
     python bench/cache_quality.py --data bench/data/cache_dev_2026-12.jsonl
     python bench/cache_quality.py --data bench/data/cache_blind_2026-12.jsonl --blind
+    python bench/cache_quality.py --data FILE --judge   # with the pair judge
     python bench/cache_quality.py --probe
 
 ``--probe`` measures, held out by file over the development sets, what a learned
@@ -255,13 +256,17 @@ def markdown(report: dict[str, Any]) -> str:
         "looked up. Hit: a paraphrase served. False hit: a near-miss served. 95% "
         "Wilson intervals.",
         "",
-        "Current: this tree's rule guard"
-        + (
-            f", with the pair judge `{report['pair_judge']}` deciding the most "
-            "similar candidate the rules left unexplained (threshold "
-            f"{report['pair_judge_threshold']}). "
-            if report.get("pair_judge")
-            else " alone (no pair judge). "
+        (
+            "Current: this tree's rule guard"
+            + (
+                f", with the pair judge `{report['pair_judge']}` deciding the most "
+                "similar candidate the rules left unexplained (threshold "
+                f"{report['pair_judge_threshold']}). "
+                if report.get("pair_judge")
+                else " alone (no pair judge). "
+            )
+            if "current" in report["guards"]
+            else ""
         )
         + f"Baseline: the guard of commit `{report['baseline_commit']}`. "
         f"Goals: false hits ≤ {_pct(GOAL_FALSE_HIT)} with an upper 95% bound ≤ "
@@ -598,7 +603,10 @@ def main() -> int:
         help="the pair judge's threshold for the current guard",
     )
     parser.add_argument(
-        "--no-judge", action="store_true", help="the current guard's rules alone"
+        "--judge",
+        action=argparse.BooleanOptionalAction,
+        default=CacheSettings.model_fields["pair_judge"].default,
+        help="run the current guard with the pair judge (default: as the service)",
     )
     parser.add_argument(
         "--baseline-commit",
@@ -633,7 +641,7 @@ def main() -> int:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    judge_threshold = None if args.no_judge else args.judge_threshold
+    judge_threshold = args.judge_threshold if args.judge else None
     report = asyncio.run(
         evaluate(data, data.read_bytes(), guards, thresholds, commit, judge_threshold)
     )

@@ -24,20 +24,35 @@ def _request(text: str, tenant: str = "acme") -> cache_pb.CacheableRequest:
     )
 
 
+async def _serve(
+    serve_app: ServeApp, tmp_path: Path, *, pair_judge: bool = False
+) -> AsyncIterator[cache_pb2_grpc.CacheServiceStub]:
+    settings = CacheSettings(
+        port=0,
+        state_dir=tmp_path / ("judged" if pair_judge else "rules"),
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
+        semantic_mode="serve",
+        pair_judge=pair_judge,
+    )
+    running = await serve_app(await build_app(settings, FakeClock()), settings)
+    async with admin_channel(running.address) as channel:
+        yield cache_pb2_grpc.CacheServiceStub(channel)
+
+
 @pytest.fixture
 async def stub(
     serve_app: ServeApp, tmp_path: Path
 ) -> AsyncIterator[cache_pb2_grpc.CacheServiceStub]:
-    clock = FakeClock()
-    settings = CacheSettings(
-        port=0,
-        state_dir=tmp_path,
-        admin_key_sha256s=ADMIN_KEY_SHA256S,
-        semantic_mode="serve",
-    )
-    running = await serve_app(await build_app(settings, clock), settings)
-    async with admin_channel(running.address) as channel:
-        yield cache_pb2_grpc.CacheServiceStub(channel)
+    async for served in _serve(serve_app, tmp_path):
+        yield served
+
+
+@pytest.fixture
+async def judged_stub(
+    serve_app: ServeApp, tmp_path: Path
+) -> AsyncIterator[cache_pb2_grpc.CacheServiceStub]:
+    async for served in _serve(serve_app, tmp_path, pair_judge=True):
+        yield served
 
 
 async def _store(stub: cache_pb2_grpc.CacheServiceStub, text: str, tenant: str) -> None:
@@ -201,16 +216,23 @@ async def test_a_rule_that_sets_nothing_is_invalid(
 
 
 async def test_the_pair_judge_serves_a_rewording_the_rules_cannot_pair(
-    stub: cache_pb2_grpc.CacheServiceStub,
+    judged_stub: cache_pb2_grpc.CacheServiceStub, stub: cache_pb2_grpc.CacheServiceStub
 ) -> None:
-    await _store(stub, "How do I create a Python virtual environment?", "acme")
+    cached = "How do I create a Python virtual environment?"
+    rewording = "Steps to set up a venv in Python?"
+    for server in (judged_stub, stub):
+        await _store(server, cached, "acme")
     # Neither the rules ("set up" / "create", "venv") nor a veto decide these two:
-    # the judge serves the rewording and refuses the other action.
-    found = await _lookup(stub, "Steps to set up a venv in Python?")
+    # with the judge on, it serves the rewording and refuses the other action.
+    found = await _lookup(judged_stub, rewording)
     assert (found.hit, found.status) == (True, common_pb.CACHE_STATUS_SEMANTIC)
     assert found.accepted_check == "judge"
-    near_miss = await _lookup(stub, "How do I delete a Python virtual environment?")
+    near_miss = await _lookup(
+        judged_stub, "How do I delete a Python virtual environment?"
+    )
     assert (near_miss.hit, near_miss.rejected_candidates) == (False, 1)
-    stats = await stub.GetStats(cache_pb.GetStatsRequest())
+    stats = await judged_stub.GetStats(cache_pb.GetStatsRequest())
     assert dict(stats.semantic_hits_by_check) == {"judge": 1}
     assert dict(stats.verification_rejections_by_check) == {"judge": 1}
+    # Off (the default), the rules alone reject the rewording.
+    assert not (await _lookup(stub, rewording)).hit
