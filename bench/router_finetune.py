@@ -266,9 +266,8 @@ def train(base: Path, examples: list[dict[str, Any]], layers: int, epochs: int) 
 
 def export(model: Any, out: Path) -> None:
     """fp32 ONNX, then the encoder's matrix products quantized to int8."""
-    import onnx
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from cache_pair_train import quantize_except_head
 
     example = padded(
         [{"ids": [101, 7592, 102, 2129, 102], "first": 3, "measure": model.mean}]
@@ -292,15 +291,7 @@ def export(model: Any, out: Path) -> None:
     )
     # The head reads the pooled vector beside the standardised measurements, whose
     # ranges differ by far: one int8 scale for both would lose the measurements.
-    head = [n.name for n in onnx.load(str(fp32)).graph.node if "/head/" in n.name]
-    quantize_dynamic(
-        str(fp32),
-        str(out),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        nodes_to_exclude=head,
-    )
-    fp32.unlink()
+    quantize_except_head(fp32, out)
 
 
 def train_command(args: argparse.Namespace) -> None:
