@@ -20,17 +20,16 @@ from services.core.conversation import (
 )
 from services.core.tokens import count_tokens
 from services.gateway.clients import conversation_shape
-from services.router.adapters.encoder import LazyComplexityEncoder
 from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
 from services.router.complexity import load_complexity_model
 from services.router.domain import (
-    Classifier,
     ConversationShape,
     Router,
     RouteRequest,
 )
 from services.router.enums import Complexity, Priority, RequestType
 from services.router.table import load_routing_table
+from tests.unit.router.encoder_router import router_with_shipped_encoder
 
 TRIVIAL = "thanks, that fixed it"
 HARD = (
@@ -161,20 +160,11 @@ MULTI_STEP = (
 
 
 async def test_a_multi_step_request_with_tools_gets_premium_via_the_encoder() -> None:
-    model = load_complexity_model()
-    encoder = LazyComplexityEncoder(model.encoder.path, model.encoder.sha256)
-    router = Router(
-        load_routing_table(None),
-        InMemoryControlStore(),
-        InMemoryMetricsStore(),
-        Classifier(model, encoder),
-        FakeClock(),
-    )
     prompt = Prompt(
         messages=(Message(Role.USER, (MULTI_STEP,)),),
         tools=(Tool("query_orders"), Tool("query_settlements")),
     )
-    try:
+    async with router_with_shipped_encoder() as router:
         decision = await router.route(
             RouteRequest(
                 tenant_id="acme",
@@ -188,7 +178,5 @@ async def test_a_multi_step_request_with_tools_gets_premium_via_the_encoder() ->
                 conversation=_shape(prompt),
             )
         )
-    finally:
-        await encoder.close()
 
     assert (decision.tier, decision.complexity) == ("premium", Complexity.COMPLEX)

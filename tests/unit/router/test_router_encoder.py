@@ -10,19 +10,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.core.clock import FakeClock
 from services.core.errors import BackendUnavailableError
 from services.core.onnx_models import load_tokenizer
 from services.core.tokens import count_tokens
 from services.router.adapters.encoder import LazyComplexityEncoder
-from services.router.adapters.memory import InMemoryControlStore, InMemoryMetricsStore
 from services.router.complexity import (
     FEATURE_NAMES,
     ConversationFeatures,
     load_complexity_model,
     measure,
 )
-from services.router.domain import Classifier, Router, RouteRequest
+from services.router.domain import Classifier, RouteRequest
 from services.router.encoder_input import (
     CONTEXT_TOKENS,
     HEAD_TOKENS,
@@ -31,7 +29,7 @@ from services.router.encoder_input import (
     previous_user_message,
 )
 from services.router.enums import Complexity, Priority, RequestType
-from services.router.table import load_routing_table
+from tests.unit.router.encoder_router import router_with_shipped_encoder
 
 HARD = (
     "Prove that every finite group of order p^2, p prime, is abelian, and show "
@@ -103,20 +101,9 @@ def _request(text: str, previous: str = "") -> RouteRequest:
 
 
 async def test_the_shipped_encoder_separates_the_extremes() -> None:
-    model = load_complexity_model()
-    encoder = LazyComplexityEncoder(model.encoder.path, model.encoder.sha256)
-    router = Router(
-        load_routing_table(None),
-        InMemoryControlStore(),
-        InMemoryMetricsStore(),
-        Classifier(model, encoder),
-        FakeClock(),
-    )
-    try:
+    async with router_with_shipped_encoder() as router:
         greeting = await router.route(_request("thanks, that worked!"))
         proof = await router.route(_request(HARD))
-    finally:
-        await encoder.close()
 
     assert (greeting.tier, greeting.complexity) == ("economy", Complexity.TRIVIAL)
     assert (proof.tier, proof.complexity) == ("premium", Complexity.COMPLEX)
