@@ -20,9 +20,9 @@ cached question is stored with its own instructions string, so pairs never compe
 for one another's entries (as when the issue measured the guard through the
 gateway); then the new question is looked up. A paraphrase looked up and served is
 a hit; a near-miss served is a false hit. The server is the service's own
-servicer, domain, local embedder (all-MiniLM-L6-v2, int8 ONNX) and in-memory
-tiers, on a loopback port, with every route serving so that what would be served
-is seen.
+servicer, domain, local embedder (the service's static table, or MiniLM with
+``--embedder minilm``) and in-memory tiers, on a loopback port, with every route
+serving so that what would be served is seen.
 
 Writes bench/results/cache_quality_<set>.json and .md, named after the data file;
 with ``--blind`` the report says it is the blind set's one run and carries its
@@ -56,6 +56,7 @@ from tollgate.cache.v1 import cache_pb2_grpc  # noqa: E402
 from services.cache.adapters.memory import MemoryExactStore, MemoryVectorIndex  # noqa: E402
 from services.cache.adapters.onnx_embedder import OnnxEmbedder  # noqa: E402
 from services.cache.adapters.onnx_pair_judge import OnnxPairJudge  # noqa: E402
+from services.cache.adapters.static_embedder import StaticEmbedder  # noqa: E402
 from services.cache.config import CALIBRATED_THRESHOLD, CacheSettings  # noqa: E402
 from services.cache.domain import (  # noqa: E402
     ResponseCache,
@@ -64,6 +65,7 @@ from services.cache.domain import (  # noqa: E402
     SemanticPolicy,
     SemanticTier,
 )
+from services.cache.ports import Embedder  # noqa: E402
 from services.cache.servicer import CacheServicer  # noqa: E402
 from services.cache.verification import Verdict, unexplained, verify  # noqa: E402
 from services.core.clock import FakeClock  # noqa: E402
@@ -124,7 +126,7 @@ def baseline_verifier(commit: str = BASELINE_COMMIT) -> Callable[[str, str], Ver
 
 async def run_pairs(
     pairs: list[dict[str, Any]],
-    embedder: OnnxEmbedder,
+    embedder: Embedder,
     verifier: Callable[[str, str], Verdict],
     threshold: float,
     judge: OnnxPairJudge | None = None,
@@ -316,15 +318,21 @@ async def evaluate(
     thresholds: dict[str, float],
     baseline_commit: str = BASELINE_COMMIT,
     judge_threshold: float | None = None,
+    embedding: str = "static",
 ) -> dict[str, Any]:
     """Run every guard over the pairs of ``data`` (its bytes: ``raw``).
+
+    ``embedding``: the embedder that nominates candidates, "static" (the
+    service's default) or "minilm".
 
     ``current`` is the guard of this tree with its pair judge at
     ``judge_threshold`` (None: without the judge); ``baseline`` is the rule guard
     of ``baseline_commit`` alone.
     """
     pairs = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
-    embedder = OnnxEmbedder.load()
+    embedder: Embedder = (
+        StaticEmbedder.load() if embedding == "static" else OnnxEmbedder.load()
+    )
     judge = OnnxPairJudge.load() if judge_threshold is not None else None
     verifiers: dict[str, Callable[[str, str], Verdict]] = {"current": verify}
     if "baseline" in guards:
@@ -335,7 +343,7 @@ async def evaluate(
         "pairs": len(pairs),
         "paraphrases": sum(p["label"] == "paraphrase" for p in pairs),
         "near_misses": sum(p["label"] == "near_miss" for p in pairs),
-        "embedding_version": OnnxEmbedder.version,
+        "embedding_version": embedder.version,
         "pair_judge": OnnxPairJudge.version if judge is not None else None,
         "pair_judge_threshold": judge_threshold,
         "baseline_commit": baseline_commit,
@@ -614,6 +622,12 @@ def main() -> int:
         help="the commit whose guard runs as the baseline (default: the guard "
         "before issue 14); a git revision such as HEAD",
     )
+    parser.add_argument(
+        "--embedder",
+        choices=("static", "minilm"),
+        default="static",
+        help="the embedder that nominates candidates (default: the service's)",
+    )
     parser.add_argument("--blind", action="store_true", help="the blind set's one run")
     parser.add_argument(
         "--probe",
@@ -643,7 +657,15 @@ def main() -> int:
     ).stdout.strip()
     judge_threshold = args.judge_threshold if args.judge else None
     report = asyncio.run(
-        evaluate(data, data.read_bytes(), guards, thresholds, commit, judge_threshold)
+        evaluate(
+            data,
+            data.read_bytes(),
+            guards,
+            thresholds,
+            commit,
+            judge_threshold,
+            args.embedder,
+        )
     )
     report["blind"] = args.blind
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,11 @@ async def _embedder(settings: CacheSettings) -> Embedder:
             settings.openai_embedding_model,
             settings.openai_embedding_dimensions,
         )
+    if settings.embedding_backend == "static":
+        from services.cache.adapters.static_embedder import StaticEmbedder
+
+        # Reading and checking the 23 MB table: off the event loop.
+        return await asyncio.to_thread(StaticEmbedder.load)
     from services.cache.adapters.onnx_embedder import OnnxEmbedder
 
     # Reading and checking 23 MB and building the session: off the event loop.

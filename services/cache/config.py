@@ -141,10 +141,13 @@ class CacheSettings(InternalServerSettings):
         description="Qdrant Edge: rebuild the HNSW index in a background process "
         "once this many points were written since the last rebuild.",
     )
-    embedding_backend: Literal["local", "openai"] = Field(
-        default="local",
-        description="Embeddings: 'local' (all-MiniLM-L6-v2, int8 ONNX, in process) "
-        "or 'openai' (the embeddings endpoint at openai_base_url).",
+    embedding_backend: Literal["static", "minilm", "local", "openai"] = Field(
+        default="static",
+        description="Embeddings that nominate semantic candidates (the guard decides "
+        "every hit): 'static' (all-MiniLM-L6-v2 distilled to a word-piece table, "
+        "in process, about 0.07 ms a text), 'minilm' (the full all-MiniLM-L6-v2, "
+        "int8 ONNX, in process, 5-7 ms a text; 'local' is its former name) or "
+        "'openai' (the embeddings endpoint at openai_base_url).",
     )
     openai_base_url: str = Field(
         default="https://api.openai.com/v1",
@@ -190,12 +193,15 @@ class CacheSettings(InternalServerSettings):
         "field wins; SetSemanticPolicy changes them at run time.",
     )
     shadow_agreement_similarity: float = Field(
-        default=0.9,
+        default=0.92,
         gt=0,
         le=1,
         description="Shadow mode: the fresh answer agrees with the shadow hit's "
         "when their texts are equal (whitespace and case aside) or their "
-        "embeddings' cosine similarity reaches this bound.",
+        "embeddings' cosine similarity reaches this bound. 0.92 for the static "
+        "embedder: on the read pair sets as many pairs reach it as reach 0.9 "
+        "under MiniLM (bench/results/static_embedder.md); stricter, not looser, "
+        "for 'minilm'.",
     )
     pair_judge: bool = Field(
         default=False,
@@ -205,8 +211,11 @@ class CacheSettings(InternalServerSettings):
         "guard but whose words the guard could not pair up; without it such a "
         "candidate is rejected. Off by default: on the blind set it raised "
         "paraphrase hits from 7.0% to 11.6% and false hits from 0.5% to 1.0% "
-        "(docs/cache.md). Vetoes (language, numbers, quotes, code, negation, "
-        "order) stay hard either way.",
+        "(docs/cache.md), with MiniLM nominating the candidates: pair it with "
+        "embedding_backend 'minilm', whose candidates include the low-overlap "
+        "rewordings the judge exists for and the static table ranks below the "
+        "threshold. Vetoes (language, numbers, quotes, code, negation, order) "
+        "stay hard either way.",
     )
     pair_judge_threshold: float = Field(
         default=DEFAULT_JUDGE_THRESHOLD,
