@@ -46,7 +46,12 @@ async def _cells(args: argparse.Namespace, state: Path) -> dict[str, Any]:
     simulator, simulator_url = peers.start_simulator(state)
     suite = None
     try:
-        suite = peers.start_tollgate(state / "all", simulator_url, all_in_one=True)
+        embedder = (
+            {"TOLLGATE_CACHE_EMBEDDING_BACKEND": args.embedder} if args.embedder else {}
+        )
+        suite = peers.start_tollgate(
+            state / "all", simulator_url, all_in_one=True, extra_env=embedder
+        )
         pid = next(iter(suite.processes.values())).process.pid
         tree = peers.Tree([pid])
         rig = peers.Rig(
@@ -184,11 +189,17 @@ def main() -> None:
         default=peers.MODEL,
         help="the model asked for (auto: the router classifies, with an embedding)",
     )
+    parser.add_argument(
+        "--embedder",
+        choices=("static", "minilm"),
+        help="the cache's embedder (default: the service's default)",
+    )
     args = parser.parse_args()
     peers.MODEL = args.model  # read by peers.GrpcTarget at each call
     with tempfile.TemporaryDirectory(prefix="tollgate-sem-") as tmp:
         result = asyncio.run(_cells(args, Path(tmp)))
     result["summary"] = summary(result["cells"])
+    result["embedder"] = args.embedder or "default"
     result["load_average"] = list(__import__("os").getloadavg())
     print(json.dumps(result["summary"], indent=2))
     if result["flame"]:

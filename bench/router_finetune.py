@@ -23,6 +23,7 @@ the router's own adapter; the others in the training venv of
     /work/venv-train/bin/python bench/router_finetune.py train --name heldout
         --holdout router_blind_2026-12c.jsonl --holdout router_blind_2026-12d.jsonl
         --holdout router_blind_2026-12e.jsonl --holdout router_blind_2026-12f.jsonl
+        --holdout router_blind_2026-12g.jsonl
     # the model to ship: every writer file, to services/router/complexity_encoder.onnx
     /work/venv-train/bin/python bench/router_finetune.py train --name final --ship
     # calibration and default quality_bias from the held-out model's logits on the
@@ -76,16 +77,19 @@ WRITER_FILES = (
     "router_train_k.jsonl",
     "router_train_l.jsonl",
     "router_train_m.jsonl",
+    "router_train_n.jsonl",
+    "router_train_o.jsonl",
     "router_blind_2026-12.jsonl",
     "router_blind_2026-12b.jsonl",
     "router_blind_2026-12c.jsonl",
     "router_blind_2026-12d.jsonl",
     "router_blind_2026-12e.jsonl",
     "router_blind_2026-12f.jsonl",
+    "router_blind_2026-12g.jsonl",
     "router_complexity.jsonl",
 )
 LEVELS = ("trivial", "simple", "moderate", "complex")
-MODEL_VERSION = "encoder-minilm-2026-12g"
+MODEL_VERSION = "encoder-minilm-2026-12i"
 LAYERS = 6
 EPOCHS = 3
 BATCH = 16
