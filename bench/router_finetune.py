@@ -32,8 +32,9 @@ the router's own adapter; the others in the training venv of
     .venv/bin/python bench/router_finetune.py calibrate --heldout heldout
         --holdout router_blind_2026-12c.jsonl ... (the same files)
 
-One training run of three epochs over 9,164 prompts took 23 minutes on
-this project's 2-core machine (two torch threads).
+One training run of three epochs over 10,804 prompts took 39 minutes on
+this project's 2-core machine (two torch threads; the first epoch shared the
+cores with other work).
 """
 
 from __future__ import annotations
