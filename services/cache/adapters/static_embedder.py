@@ -53,8 +53,6 @@ class StaticEmbedder:
             raise ValueError(f"a static table has {DIMENSION} columns")
         self._table = table
         self._encode = tokenizer.encode
-        self.texts_embedded = 0
-        """Texts embedded since load."""
 
     @classmethod
     def load(
@@ -73,7 +71,6 @@ class StaticEmbedder:
 
     def encode(self, texts: Sequence[str]) -> list[Vector]:
         """One unit vector per text; a text without pieces gets the first axis."""
-        self.texts_embedded += len(texts)
         vectors = []
         for text in texts:
             ids = self._encode(text, add_special_tokens=False).ids
