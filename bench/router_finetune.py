@@ -31,6 +31,9 @@ the router's own adapter; the others in the training venv of
     # services/router/complexity_model.json; figures: router_finetune_dev.json
     .venv/bin/python bench/router_finetune.py calibrate --heldout heldout
         --holdout router_blind_2026-12c.jsonl ... (the same files)
+    # then the default quality_bias again, on shipped encoders' predictions for
+    # blind sets read after they shipped (the held-out encoder's pick ran high
+    # twice): bench/router_bias.py --pair COMMIT:FILE ... --ship
 
 One training run of three epochs over 10,804 prompts took 39 minutes on
 this project's 2-core machine (two torch threads; the first epoch shared the
