@@ -17,7 +17,11 @@ import pytest
 
 from services.cache.adapters.memory import MemoryExactStore
 from services.cache.adapters.qdrant_edge import QdrantEdgeIndex
-from services.cache.adapters.static_embedder import TABLE_PATH, StaticEmbedder
+from services.cache.adapters.static_embedder import (
+    MAX_CHARS,
+    TABLE_PATH,
+    StaticEmbedder,
+)
 from services.cache.app import build_semantic_tier
 from services.cache.config import CacheSettings
 from services.cache.domain import (
@@ -65,6 +69,17 @@ def test_a_paraphrase_is_nearer_than_a_question_on_another_subject(
     )
     assert _cosine(cached, paraphrase) > 0.8
     assert _cosine(cached, other) < 0.5
+
+
+def test_only_the_first_max_chars_of_a_long_text_are_read(
+    embedder: StaticEmbedder,
+) -> None:
+    head = ("the deploy failed at step four; " * 200)[:MAX_CHARS]
+    first, second, shorter = embedder.encode(
+        [head + "a different tail " * 50, head + "x" * 9000, head[:-40]]
+    )
+    assert first == second
+    assert first != shorter
 
 
 def test_a_text_without_word_pieces_gets_a_unit_vector(
