@@ -63,7 +63,7 @@ import itertools
 import json
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -424,18 +424,50 @@ class _Token:
     marker: str = ""  # the preposition that introduces it ("in" Python)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Features:
+    """What the checks read of one text.
+
+    The vetoes' fields are computed at once; the content words, their nouns and
+    directions only when first read (by the order check and the alignment), since
+    most candidates fall to a veto before (a lookup verifies up to ``top_k``).
+    """
+
     language: str
     numbers: tuple[str, ...]
     quoted: frozenset[str]
     code: frozenset[str]
     negated: bool
     words: tuple[str, ...]
-    content: tuple[_Token, ...]
-    directions: frozenset[tuple[str, str]]
-    nouns: frozenset[str]
+    tokens: tuple[str, ...]
+    normal: str
     wrapped: bool = False
+
+    @functools.cached_property
+    def _structure(
+        self,
+    ) -> tuple[tuple[_Token, ...], frozenset[tuple[str, str]], frozenset[str]]:
+        words = list(self.words)
+        content = _content(self.tokens, words, _sentence_starts(self.normal))
+        stems = [(token.position, token.stem) for token in content]
+        nouns = frozenset(
+            _stem(word)
+            for previous, word in itertools.pairwise(words)
+            if previous in _DETERMINERS and word not in _FILLER
+        ) | frozenset(token.stem for token in content if token.name)
+        return content, _directions(words, stems, nouns), nouns
+
+    @property
+    def content(self) -> tuple[_Token, ...]:
+        return self._structure[0]
+
+    @property
+    def directions(self) -> frozenset[tuple[str, str]]:
+        return self._structure[1]
+
+    @property
+    def nouns(self) -> frozenset[str]:
+        return self._structure[2]
 
 
 def _normalise(text: str) -> str:
@@ -757,18 +789,9 @@ def _directions(
     return frozenset(pairs)
 
 
-@functools.lru_cache(maxsize=4096)
-def _features(text: str) -> _Features:
-    normal, wrapped = _rephrase(_normalise(text))
-    quoted = frozenset(
-        match.strip().lower()
-        for pattern in (_DOUBLE_QUOTED, _SINGLE_QUOTED)
-        for match in pattern.findall(_FENCED.sub(" ", normal))
-        if match.strip()
-    )
-    tokens = _WORD.findall(normal)
-    words = [token.lower().removesuffix("'s") for token in tokens]
-    starts = _sentence_starts(normal)
+def _content(
+    tokens: Sequence[str], words: list[str], starts: Container[int]
+) -> tuple[_Token, ...]:
     content: list[_Token] = []
     for index, (token, word) in enumerate(zip(tokens, words, strict=True)):
         if not any(char.isalnum() for char in word) or word in _NUMBER_WORDS:
@@ -791,12 +814,20 @@ def _features(text: str) -> _Features:
         content.append(
             _Token(word, _stem(word), name, index, expanded, _marker(words, index))
         )
-    stems = [(token.position, token.stem) for token in content]
-    nouns = frozenset(
-        _stem(word)
-        for previous, word in itertools.pairwise(words)
-        if previous in _DETERMINERS and word not in _FILLER
-    ) | frozenset(token.stem for token in content if token.name)
+    return tuple(content)
+
+
+@functools.lru_cache(maxsize=4096)
+def _features(text: str) -> _Features:
+    normal, wrapped = _rephrase(_normalise(text))
+    quoted = frozenset(
+        match.strip().lower()
+        for pattern in (_DOUBLE_QUOTED, _SINGLE_QUOTED)
+        for match in pattern.findall(_FENCED.sub(" ", normal))
+        if match.strip()
+    )
+    tokens = _WORD.findall(normal)
+    words = [token.lower().removesuffix("'s") for token in tokens]
     return _Features(
         language=_language(normal, words),
         numbers=_numbers(normal, words),
@@ -804,9 +835,8 @@ def _features(text: str) -> _Features:
         code=_code(normal),
         negated=any(word in _NEGATIONS for word in words),
         words=tuple(words),
-        content=tuple(content),
-        directions=_directions(words, stems, nouns),
-        nouns=nouns,
+        tokens=tuple(tokens),
+        normal=normal,
         wrapped=wrapped,
     )
 
