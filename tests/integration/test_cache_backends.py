@@ -17,11 +17,13 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 from qdrant_client import AsyncQdrantClient
+from qdrant_edge import Point, UpdateOperation
 from tollgate.cache.v1 import cache_pb2 as cache_pb
 from tollgate.cache.v1 import cache_pb2_grpc
 from tollgate.common.v1 import common_pb2 as common_pb
 
 from services.cache.adapters.openai_embedder import OpenAIEmbedder
+from services.cache.adapters.points import SCOPE_FIELD, point_id, to_payload
 from services.cache.adapters.qdrant_edge import IndexLockedError, QdrantEdgeIndex
 from services.cache.adapters.qdrant_server import QdrantServerIndex
 from services.cache.adapters.redis_store import RedisExactStore
@@ -142,21 +144,25 @@ async def test_hard_filters_expiry_and_deletes(index: VectorIndex) -> None:
     await index.upsert(SCOPE, "q2", _entry("q2", expires_at=100.0), _unit(1, 0.1))
     other = dataclasses.replace(SCOPE, tenant_id="globex")
     await index.upsert(other, "q3", _entry("q3", tenant="globex"), _unit(1, 0))
+    # One hard filter different at a time: none of these is a candidate.
+    for field in ("model", "instructions_hash", "parameters_hash", "embedding_version"):
+        elsewhere = dataclasses.replace(SCOPE, **{field: "x"})
+        await index.upsert(elsewhere, field, _entry(field), _unit(1, 0))
     found = await index.search(
         _unit(1, 0), SCOPE, now=200.0, limit=5, min_similarity=0.5
     )
-    assert [c.query for c in found] == ["q1"]  # q2 expired, q3 another tenant
+    assert [c.query for c in found] == ["q1"]  # q2 expired, the rest other scopes
     assert found[0].entry == _entry("q1")
     assert found[0].similarity == pytest.approx(1.0, abs=1e-5)
     assert not await index.search(
         _unit(0, 1), SCOPE, now=200.0, limit=5, min_similarity=0.5
     )
-    assert await index.count() == 3
+    assert await index.count() == 7
     assert await index.delete_expired(200.0) == 1
     assert await index.delete(_entry("q1").key)
     assert await index.delete_tenant("globex") == 1
     await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0))
-    assert await index.delete_model("gpt-4.1-mini-2025") == 1
+    assert await index.delete_model("gpt-4.1-mini-2025") == 5
     await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0))
     assert await index.clear() == 1
     assert await index.count() == 0
@@ -200,6 +206,39 @@ async def test_a_persistent_edge_index_survives_reopening_and_is_exclusive(
     reopened = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
     assert await reopened.count() == 1
     await reopened.close()
+
+
+async def test_an_edge_index_written_before_the_scope_digest_misses_its_old_points(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "semantic"
+    index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
+    # What an older release wrote: the five hard filters, no scope digest, no
+    # index on it.
+    legacy = to_payload(SCOPE, "old", _entry("old"))
+    del legacy[SCOPE_FIELD]
+    shard = index._live
+    shard.update(UpdateOperation.delete_field_index(SCOPE_FIELD))
+    shard.update(
+        UpdateOperation.upsert_points(
+            [Point(point_id(_entry("old").key), _unit(1, 0), legacy)]
+        )
+    )
+    await index.close()
+    reopened = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
+    try:
+        assert SCOPE_FIELD in reopened._live.info().payload_schema
+        # The old point is a miss, never a hit found without every hard filter.
+        assert not await reopened.search(
+            _unit(1, 0), SCOPE, now=0.0, limit=5, min_similarity=0.5
+        )
+        await reopened.upsert(SCOPE, "new", _entry("new"), _unit(1, 0))
+        found = await reopened.search(
+            _unit(1, 0), SCOPE, now=0.0, limit=5, min_similarity=0.5
+        )
+        assert [c.query for c in found] == ["new"]
+    finally:
+        await reopened.close()
 
 
 # -- OpenAI embeddings, against the simulator

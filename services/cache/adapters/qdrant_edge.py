@@ -60,10 +60,11 @@ from qdrant_edge import (
 from services.cache.adapters.points import (
     EXPIRES_FIELD,
     KEYWORD_FIELDS,
+    SCOPE_FIELD,
     TENANT_FIELD,
     from_payload,
     point_id,
-    scope_conditions,
+    scope_key,
     to_payload,
 )
 from services.cache.domain import CacheEntry, SemanticCandidate, SemanticScope
@@ -124,7 +125,7 @@ def _create_shard(path: Path, dimension: int) -> EdgeShard:
 
 def _load_shard(path: Path) -> EdgeShard:
     try:
-        return EdgeShard.load(str(path))
+        shard = EdgeShard.load(str(path))
     except Exception as error:  # qdrant_edge raises a bare Exception
         if "WouldBlock" in str(error):
             raise IndexLockedError(
@@ -132,6 +133,12 @@ def _load_shard(path: Path) -> EdgeShard:
                 "cache process its own path, or use a Qdrant server"
             ) from error
         raise
+    if SCOPE_FIELD not in shard.info().payload_schema:
+        # A shard written before searches filtered on the scope digest.
+        shard.update(
+            UpdateOperation.create_field_index(SCOPE_FIELD, PayloadSchemaType.Keyword)
+        )
+    return shard
 
 
 def _pid_alive(pid: int) -> bool:
@@ -308,7 +315,7 @@ class QdrantEdgeIndex:
         """The most similar live points of ``scope``, under hard filters."""
         condition = Filter(
             must=[
-                *_equal(**scope_conditions(scope)),
+                *_equal(**{SCOPE_FIELD: scope_key(scope)}),
                 FieldCondition(key=EXPIRES_FIELD, range=RangeFloat(gt=now)),
             ]
         )

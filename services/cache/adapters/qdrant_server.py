@@ -20,10 +20,11 @@ from qdrant_client.http.exceptions import ApiException
 from services.cache.adapters.points import (
     EXPIRES_FIELD,
     KEYWORD_FIELDS,
+    SCOPE_FIELD,
     TENANT_FIELD,
     from_payload,
     point_id,
-    scope_conditions,
+    scope_key,
     to_payload,
 )
 from services.cache.domain import CacheEntry, SemanticCandidate, SemanticScope
@@ -63,6 +64,12 @@ class QdrantServerIndex:
 
     async def _ensure_collection(self, dimension: int) -> None:
         if await self._client.collection_exists(self._collection):
+            info = await self._client.get_collection(self._collection)
+            if SCOPE_FIELD not in info.payload_schema:
+                # A collection written before searches filtered on the scope digest.
+                await self._client.create_payload_index(
+                    self._collection, SCOPE_FIELD, models.PayloadSchemaType.KEYWORD
+                )
             return
         await self._client.create_collection(
             self._collection,
@@ -120,7 +127,7 @@ class QdrantServerIndex:
         """The most similar live points of ``scope``, under hard filters."""
         condition = models.Filter(
             must=[
-                *_equal(**scope_conditions(scope)),
+                *_equal(**{SCOPE_FIELD: scope_key(scope)}),
                 models.FieldCondition(key=EXPIRES_FIELD, range=models.Range(gt=now)),
             ]
         )
