@@ -42,6 +42,7 @@ from router_train import (
     RESULTS,
     ROOT,
     decide,
+    figure_cell,
     load,
     pick_bias,
     routing_figures,
@@ -94,11 +95,6 @@ def figures(probabilities: np.ndarray, y: np.ndarray, bias: float) -> dict[str, 
     return routing_figures([CLASSES[i] for i in y], decide(probabilities, bias))
 
 
-def _rate(figure: object) -> str:
-    assert isinstance(figure, dict)
-    return f"{figure['count']}/{figure['of']} ({100 * figure['rate']:.1f}%)"
-
-
 def markdown(report: dict[str, object]) -> str:
     sets = report["sets"]
     assert isinstance(sets, dict)
@@ -112,8 +108,8 @@ def markdown(report: dict[str, object]) -> str:
         "premium at most 4% (`pick_bias`). DEVELOPMENT figures: the bias is chosen "
         "on these sets.",
         "",
-        f"**Picked: {report['quality_bias']}** (the held-out-encoder calibration "
-        f"of the model file had {report['previous_default']}).",
+        f"**Picked: {report['quality_bias']}** (the model file's default when "
+        f"this ran: {report['model_file_default']}).",
         "",
         "| set (encoder) | bias | right tier | complex under-routed "
         "| trivial to premium | exact |",
@@ -122,10 +118,10 @@ def markdown(report: dict[str, object]) -> str:
     for name, entry in sets.items():
         for bias, row in entry["curve"].items():
             lines.append(
-                f"| {name} | {bias} | {_rate(row['right_tier'])} "
-                f"| {_rate(row['complex_under_routed'])} "
-                f"| {_rate(row['trivial_to_premium'])} "
-                f"| {_rate(row['exact_accuracy'])} |"
+                f"| {name} | {bias} | {figure_cell(row['right_tier'])} "
+                f"| {figure_cell(row['complex_under_routed'])} "
+                f"| {figure_cell(row['trivial_to_premium'])} "
+                f"| {figure_cell(row['exact_accuracy'])} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -158,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         at = report_sets[name]["at_picked"]
         assert isinstance(at, dict)
         print(
-            f"{name}: at {bias} right tier {_rate(at['right_tier'])}, complex under "
-            f"{_rate(at['complex_under_routed'])}, trivial to premium "
-            f"{_rate(at['trivial_to_premium'])}"
+            f"{name}: at {bias} right tier {figure_cell(at['right_tier'])}, "
+            f"complex under {figure_cell(at['complex_under_routed'])}, "
+            f"trivial to premium {figure_cell(at['trivial_to_premium'])}"
         )
     target = ROUTER / MODEL_RESOURCE
     data = json.loads(target.read_text("utf-8"))
@@ -168,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "pairs": args.pair,
         "bias_grid": [BIAS_GRID[0], BIAS_GRID[-1]],
         "quality_bias": bias,
-        "previous_default": data["default_quality_bias"],
+        "model_file_default": data["default_quality_bias"],
         "sets": report_sets,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

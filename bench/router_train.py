@@ -604,7 +604,7 @@ def pooled(figures: dict[str, dict[str, object]]) -> dict[str, object]:
     return total
 
 
-def _cell(figure: object) -> str:
+def figure_cell(figure: object) -> str:
     assert isinstance(figure, dict)
     low, high = figure["wilson95"]
     share = f"{figure['rate']:.1%} ({figure['count']}/{figure['of']})"
@@ -696,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"| {design.name} | {best.l2:g} | {file_name} | "
                 + " | ".join(
-                    _cell(figures[key])
+                    figure_cell(figures[key])
                     for key in (
                         "exact_accuracy",
                         "right_tier",
