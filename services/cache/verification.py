@@ -443,31 +443,23 @@ class _Features:
     normal: str
     wrapped: bool = False
 
+    # Cached on the instance at first read: later reads are plain attributes.
     @functools.cached_property
-    def _structure(
-        self,
-    ) -> tuple[tuple[_Token, ...], frozenset[tuple[str, str]], frozenset[str]]:
-        words = list(self.words)
-        content = _content(self.tokens, words, _sentence_starts(self.normal))
-        stems = [(token.position, token.stem) for token in content]
-        nouns = frozenset(
-            _stem(word)
-            for previous, word in itertools.pairwise(words)
-            if previous in _DETERMINERS and word not in _FILLER
-        ) | frozenset(token.stem for token in content if token.name)
-        return content, _directions(words, stems, nouns), nouns
-
-    @property
     def content(self) -> tuple[_Token, ...]:
-        return self._structure[0]
+        return _content(self.tokens, list(self.words), _sentence_starts(self.normal))
 
-    @property
-    def directions(self) -> frozenset[tuple[str, str]]:
-        return self._structure[1]
-
-    @property
+    @functools.cached_property
     def nouns(self) -> frozenset[str]:
-        return self._structure[2]
+        return frozenset(
+            _stem(word)
+            for previous, word in itertools.pairwise(self.words)
+            if previous in _DETERMINERS and word not in _FILLER
+        ) | frozenset(token.stem for token in self.content if token.name)
+
+    @functools.cached_property
+    def directions(self) -> frozenset[tuple[str, str]]:
+        stems = [(token.position, token.stem) for token in self.content]
+        return _directions(list(self.words), stems, self.nouns)
 
 
 def _normalise(text: str) -> str:
