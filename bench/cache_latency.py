@@ -68,7 +68,7 @@ from services.cache.domain import (  # noqa: E402
     Usage,
     exact_key,
 )
-from services.cache.verification import verify  # noqa: E402
+from services.cache.verification import fingerprint, verify  # noqa: E402
 from services.core.server import start_server  # noqa: E402
 
 DATA = ROOT / "bench" / "data" / "cache_pairs.jsonl"
@@ -144,7 +144,10 @@ async def _load(cache: Any, size: int, pairs: list[dict[str, str]]) -> list[str]
             expires_at=now + 86400,
         )
         await cache.exact_store.put(entry)
-        await index.upsert(scope, text, entry, vector.tolist())
+        # As the cache stores it: with the guard's fingerprint of the query.
+        await index.upsert(
+            scope, text, entry, vector.tolist(), fingerprint=fingerprint(text)
+        )
     return questions
 
 

@@ -100,8 +100,10 @@ def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def baseline_verifier(commit: str = BASELINE_COMMIT) -> Callable[[str, str], Verdict]:
-    """The guard of ``commit``, adapted to today's verdicts."""
+def baseline_verifier(
+    commit: str = BASELINE_COMMIT,
+) -> Callable[[str, str, str], Verdict]:
+    """The guard of ``commit``, adapted to today's verdicts; it reads no fingerprint."""
     source = subprocess.run(
         ["git", "show", f"{commit}:services/cache/verification.py"],
         cwd=ROOT,
@@ -115,7 +117,7 @@ def baseline_verifier(commit: str = BASELINE_COMMIT) -> Callable[[str, str], Ver
     sys.modules[module.__name__] = module  # dataclasses look their module up
     exec(compile(source, "baseline_verification.py", "exec"), module.__dict__)
 
-    def check(query: str, cached: str) -> Verdict:
+    def check(query: str, cached: str, _cached_fingerprint: str) -> Verdict:
         verdict = module.verify(query, cached)
         if verdict.ok:
             return Verdict(accepted_by=getattr(verdict, "accepted_by", "") or "passed")
@@ -127,7 +129,7 @@ def baseline_verifier(commit: str = BASELINE_COMMIT) -> Callable[[str, str], Ver
 async def run_pairs(
     pairs: list[dict[str, Any]],
     embedder: Embedder,
-    verifier: Callable[[str, str], Verdict],
+    verifier: Callable[[str, str, str], Verdict],
     threshold: float,
     judge: OnnxPairJudge | None = None,
     judge_threshold: float = 1.0,
@@ -334,7 +336,7 @@ async def evaluate(
         StaticEmbedder.load() if embedding == "static" else OnnxEmbedder.load()
     )
     judge = OnnxPairJudge.load() if judge_threshold is not None else None
-    verifiers: dict[str, Callable[[str, str], Verdict]] = {"current": verify}
+    verifiers: dict[str, Callable[[str, str, str], Verdict]] = {"current": verify}
     if "baseline" in guards:
         verifiers["baseline"] = baseline_verifier(baseline_commit)
     report: dict[str, Any] = {

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from services.cache.verification import CHECKS, Verdict, verify
+from services.cache.verification import CHECKS, Verdict, fingerprint, verify
 from services.core.conversation import FinishReason, ToolCall
 from services.core.errors import BackendUnavailableError
 
@@ -416,11 +416,16 @@ class SemanticScope:
 
 @dataclass(frozen=True, slots=True)
 class SemanticCandidate:
-    """A point returned by the vector index, with the query it was stored for."""
+    """A point returned by the vector index, with the query it was stored for.
+
+    ``fingerprint`` is the guard's :func:`~services.cache.verification.fingerprint`
+    of ``query``, stored with the point ("" for a point stored without one).
+    """
 
     query: str
     entry: CacheEntry
     similarity: float
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,7 +612,7 @@ class ResponseCache:
         max_ttl_seconds: float,
         semantic: SemanticTier | None = None,
         control: SemanticControl | None = None,
-        verifier: Callable[[str, str], Verdict] = verify,
+        verifier: Callable[[str, str, str], Verdict] = verify,
         agreement_similarity: float = DEFAULT_AGREEMENT_SIMILARITY,
     ) -> None:
         self._store = store
@@ -758,7 +763,9 @@ class ResponseCache:
         for candidate in sorted(candidates, key=lambda c: -c.similarity):
             if candidate.entry.answer.tool_calls:
                 continue  # never indexed; a tool call is served exactly or not at all
-            verdict = self._verify(request.input, candidate.query)
+            verdict = self._verify(
+                request.input, candidate.query, candidate.fingerprint
+            )
             if verdict.ok:
                 return self._semantic_hit(
                     key,
@@ -920,7 +927,11 @@ class ResponseCache:
         try:
             vector = await semantic.vector(request.input)
             await semantic.index.upsert(
-                semantic.scope(request), request.input, entry, vector
+                semantic.scope(request),
+                request.input,
+                entry,
+                vector,
+                fingerprint=fingerprint(request.input),
             )
         except BackendUnavailableError as error:
             self._semantic_errors += 1

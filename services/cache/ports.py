@@ -159,9 +159,19 @@ class VectorIndex(Protocol):
         ...
 
     async def upsert(
-        self, scope: SemanticScope, query: str, entry: CacheEntry, vector: Vector
+        self,
+        scope: SemanticScope,
+        query: str,
+        entry: CacheEntry,
+        vector: Vector,
+        *,
+        fingerprint: str,
     ) -> None:
-        """Insert or replace the point of ``entry.key``."""
+        """Insert or replace the point of ``entry.key``.
+
+        ``fingerprint`` (the guard's, of ``query``) comes back with the point's
+        :class:`~services.cache.domain.SemanticCandidate`.
+        """
         ...
 
     async def search(

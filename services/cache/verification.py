@@ -59,11 +59,12 @@ unchanged, on bench/data/cache_blind_2026-12c.jsonl (bench/cache_quality.py).
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -834,13 +835,17 @@ def _features(text: str) -> _Features:
 
 
 def _languages_differ(a: _Features, b: _Features) -> bool:
-    if a.language == b.language:
+    return _languages_differ_by_name(a.language, b.language)
+
+
+def _languages_differ_by_name(a: str, b: str) -> bool:
+    if a == b:
         return False
     scripts = {script.lower() for script in _SCRIPTS}
-    if a.language in scripts or b.language in scripts:
+    if a in scripts or b in scripts:
         return True
     # Short texts often name no language clearly; only two clear ones conflict.
-    return "und" not in (a.language, b.language)
+    return "und" not in (a, b)
 
 
 def _movers(a: _Features, b: _Features) -> frozenset[str]:
@@ -1101,15 +1106,68 @@ def unexplained(query: str, cached: str) -> tuple[tuple[str, ...], tuple[str, ..
     )
 
 
-def verify(query: str, cached: str) -> Verdict:
+# What makes a fingerprint comparable: this module's source, since any edit may
+# change what a veto reads. A fingerprint of another version is not read.
+_FINGERPRINT_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def _digest(values: Iterable[str]) -> str:
+    joined = "\x1f".join(sorted(values))
+    return hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()
+
+
+def _veto_fields(features: _Features) -> tuple[str, ...]:
+    return (
+        _FINGERPRINT_VERSION,
+        features.language,
+        _digest(features.numbers),
+        _digest(features.quoted),
+        _digest(features.code),
+        "1" if features.negated else "0",
+    )
+
+
+def fingerprint(text: str) -> str:
+    """What the vetoes read of ``text``, compact, to store beside an indexed query.
+
+    :func:`verify` given a cached text's fingerprint applies the vetoes of
+    language, numbers, quoted strings, code and negation without analysing that
+    text again. Numbers, quotes and code are kept as digests: two texts whose
+    digests differ differ in those values, so a veto read from a fingerprint is the
+    veto the text itself gives; when the digests agree, the text is analysed in
+    full as without one.
+    """
+    return ":".join(_veto_fields(_features(text)))
+
+
+def _fingerprint_veto(query: _Features, cached_fingerprint: str) -> str:
+    """The veto a cached text's fingerprint fails against ``query``, or ""."""
+    cached = cached_fingerprint.split(":")
+    mine = _veto_fields(query)
+    if len(cached) != len(mine) or cached[0] != mine[0]:
+        return ""  # another version's, or not a fingerprint: read the text
+    if cached[1] != mine[1] and _languages_differ_by_name(mine[1], cached[1]):
+        return "language"
+    for check, position in (("numbers", 2), ("quoted", 3), ("code", 4)):
+        if cached[position] != mine[position]:
+            return check
+    return "negation" if cached[5] != mine[5] else ""
+
+
+def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
     """Check that ``query`` asks what ``cached`` asked, beyond sounding alike.
 
     Returns the first failed check (in :data:`CHECKS` order), or a pass naming
-    the check that accepted the candidate.
+    the check that accepted the candidate. ``cached_fingerprint``, when given, is
+    :func:`fingerprint` of ``cached``: a candidate a veto rejects then costs no
+    analysis of its text; the verdict is the same.
     """
     if query == cached:
         return IDENTICAL
-    a, b = _features(query), _features(cached)
+    a = _features(query)
+    if cached_fingerprint and (veto := _fingerprint_veto(a, cached_fingerprint)):
+        return Verdict(failed_check=veto)
+    b = _features(cached)
     failures: tuple[tuple[str, Callable[[], bool]], ...] = (
         ("language", lambda: _languages_differ(a, b)),
         ("numbers", lambda: a.numbers != b.numbers),

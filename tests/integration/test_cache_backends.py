@@ -23,7 +23,13 @@ from tollgate.cache.v1 import cache_pb2_grpc
 from tollgate.common.v1 import common_pb2 as common_pb
 
 from services.cache.adapters.openai_embedder import OpenAIEmbedder
-from services.cache.adapters.points import SCOPE_FIELD, point_id, to_payload
+from services.cache.adapters.points import (
+    FINGERPRINT_FIELD,
+    SCOPE_FIELD,
+    candidate,
+    point_id,
+    to_payload,
+)
 from services.cache.adapters.qdrant_edge import IndexLockedError, QdrantEdgeIndex
 from services.cache.adapters.qdrant_server import QdrantServerIndex
 from services.cache.adapters.redis_store import RedisExactStore
@@ -140,19 +146,26 @@ async def index(
 
 @pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 async def test_hard_filters_expiry_and_deletes(index: VectorIndex) -> None:
-    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0))
-    await index.upsert(SCOPE, "q2", _entry("q2", expires_at=100.0), _unit(1, 0.1))
+    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0), fingerprint="fp:q1")
+    await index.upsert(
+        SCOPE, "q2", _entry("q2", expires_at=100.0), _unit(1, 0.1), fingerprint="fp:q2"
+    )
     other = dataclasses.replace(SCOPE, tenant_id="globex")
-    await index.upsert(other, "q3", _entry("q3", tenant="globex"), _unit(1, 0))
+    await index.upsert(
+        other, "q3", _entry("q3", tenant="globex"), _unit(1, 0), fingerprint="fp:q3"
+    )
     # One hard filter different at a time: none of these is a candidate.
     for field in ("model", "instructions_hash", "parameters_hash", "embedding_version"):
         elsewhere = dataclasses.replace(SCOPE, **{field: "x"})
-        await index.upsert(elsewhere, field, _entry(field), _unit(1, 0))
+        await index.upsert(
+            elsewhere, field, _entry(field), _unit(1, 0), fingerprint=f"fp:{field}"
+        )
     found = await index.search(
         _unit(1, 0), SCOPE, now=200.0, limit=5, min_similarity=0.5
     )
     assert [c.query for c in found] == ["q1"]  # q2 expired, the rest other scopes
     assert found[0].entry == _entry("q1")
+    assert found[0].fingerprint == "fp:q1"
     assert found[0].similarity == pytest.approx(1.0, abs=1e-5)
     assert not await index.search(
         _unit(0, 1), SCOPE, now=200.0, limit=5, min_similarity=0.5
@@ -161,9 +174,9 @@ async def test_hard_filters_expiry_and_deletes(index: VectorIndex) -> None:
     assert await index.delete_expired(200.0) == 1
     assert await index.delete(_entry("q1").key)
     assert await index.delete_tenant("globex") == 1
-    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0))
+    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0), fingerprint="fp:q1")
     assert await index.delete_model("gpt-4.1-mini-2025") == 5
-    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0))
+    await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 0), fingerprint="fp:q1")
     assert await index.clear() == 1
     assert await index.count() == 0
 
@@ -176,10 +189,18 @@ async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile
     )
     try:
         for n in range(300):
-            await index.upsert(SCOPE, f"q{n}", _entry(f"q{n}"), _unit(1, n / 300))
+            await index.upsert(
+                SCOPE,
+                f"q{n}",
+                _entry(f"q{n}"),
+                _unit(1, n / 300),
+                fingerprint=f"fp:q{n}",
+            )
         optimizing = asyncio.create_task(index.optimize())
         await asyncio.sleep(0)  # the copy is taken; now write during the build
-        await index.upsert(SCOPE, "late", _entry("late"), _unit(0, 1))
+        await index.upsert(
+            SCOPE, "late", _entry("late"), _unit(0, 1), fingerprint="fp:late"
+        )
         assert await index.delete(_entry("q0").key)
         assert await optimizing
         assert index.optimizations == 1
@@ -199,7 +220,7 @@ async def test_a_persistent_edge_index_survives_reopening_and_is_exclusive(
 ) -> None:
     path = tmp_path / "semantic"
     index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
-    await index.upsert(SCOPE, "q", _entry("q"), _unit(1, 0))
+    await index.upsert(SCOPE, "q", _entry("q"), _unit(1, 0), fingerprint="fp:q")
     with pytest.raises(IndexLockedError):
         await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
     await index.close()
@@ -215,7 +236,7 @@ async def test_an_edge_index_written_before_the_scope_digest_misses_its_old_poin
     index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path, path=path)
     # What an older release wrote: the five hard filters, no scope digest, no
     # index on it.
-    legacy = to_payload(SCOPE, "old", _entry("old"))
+    legacy = to_payload(SCOPE, "old", "", _entry("old"))
     del legacy[SCOPE_FIELD]
     shard = index._live
     shard.update(UpdateOperation.delete_field_index(SCOPE_FIELD))
@@ -232,13 +253,23 @@ async def test_an_edge_index_written_before_the_scope_digest_misses_its_old_poin
         assert not await reopened.search(
             _unit(1, 0), SCOPE, now=0.0, limit=5, min_similarity=0.5
         )
-        await reopened.upsert(SCOPE, "new", _entry("new"), _unit(1, 0))
+        await reopened.upsert(
+            SCOPE, "new", _entry("new"), _unit(1, 0), fingerprint="fp:new"
+        )
         found = await reopened.search(
             _unit(1, 0), SCOPE, now=0.0, limit=5, min_similarity=0.5
         )
         assert [c.query for c in found] == ["new"]
     finally:
         await reopened.close()
+
+
+def test_a_point_stored_without_a_fingerprint_reads_as_having_none() -> None:
+    payload = to_payload(SCOPE, "q", "fp:q", _entry("q"))
+    assert candidate(payload, 0.9).fingerprint == "fp:q"
+    del payload[FINGERPRINT_FIELD]  # what a release before fingerprints wrote
+    older = candidate(payload, 0.9)
+    assert (older.query, older.entry, older.fingerprint) == ("q", _entry("q"), "")
 
 
 # -- OpenAI embeddings, against the simulator

@@ -114,13 +114,21 @@ class MemoryVectorIndex:
     backend = "memory"
 
     def __init__(self) -> None:
-        self._points: dict[str, tuple[SemanticScope, str, CacheEntry, list[float]]] = {}
+        self._points: dict[
+            str, tuple[SemanticScope, str, str, CacheEntry, list[float]]
+        ] = {}
 
     async def upsert(
-        self, scope: SemanticScope, query: str, entry: CacheEntry, vector: Vector
+        self,
+        scope: SemanticScope,
+        query: str,
+        entry: CacheEntry,
+        vector: Vector,
+        *,
+        fingerprint: str,
     ) -> None:
         """Insert or replace the point of ``entry.key``."""
-        self._points[entry.key] = (scope, query, entry, list(vector))
+        self._points[entry.key] = (scope, query, fingerprint, entry, list(vector))
 
     async def search(
         self,
@@ -133,8 +141,8 @@ class MemoryVectorIndex:
     ) -> list[SemanticCandidate]:
         """The most similar live points of ``scope``."""
         found = [
-            SemanticCandidate(query=query, entry=entry, similarity=score)
-            for point_scope, query, entry, stored in self._points.values()
+            SemanticCandidate(query, entry, score, fingerprint)
+            for point_scope, query, fingerprint, entry, stored in self._points.values()
             if point_scope == scope and entry.expires_at > now
             for score in (_dot(vector, stored),)
             if score >= min_similarity
@@ -176,7 +184,7 @@ class MemoryVectorIndex:
         """Nothing to release."""
 
     def _delete_where(self, matches: Callable[[CacheEntry], bool]) -> int:
-        keys = [key for key, (_, _, entry, _) in self._points.items() if matches(entry)]
+        keys = [key for key, point in self._points.items() if matches(point[3])]
         for key in keys:
             del self._points[key]
         return len(keys)

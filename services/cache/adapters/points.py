@@ -20,7 +20,13 @@ import hashlib
 import uuid
 from typing import Any
 
-from services.cache.domain import Answer, CacheEntry, SemanticScope, Usage
+from services.cache.domain import (
+    Answer,
+    CacheEntry,
+    SemanticCandidate,
+    SemanticScope,
+    Usage,
+)
 
 SCOPE_FIELD = "scope"
 # Fields with a payload index: the scope, plus what invalidation matches.
@@ -35,6 +41,8 @@ KEYWORD_FIELDS = (
 )
 TENANT_FIELD = "tenant_id"
 EXPIRES_FIELD = "expires_at"
+# The guard's fingerprint of the stored query (services.cache.verification).
+FINGERPRINT_FIELD = "guard_fingerprint"
 
 
 def point_id(key: str) -> str:
@@ -59,7 +67,9 @@ def scope_key(scope: SemanticScope) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
-def to_payload(scope: SemanticScope, query: str, entry: CacheEntry) -> dict[str, Any]:
+def to_payload(
+    scope: SemanticScope, query: str, fingerprint: str, entry: CacheEntry
+) -> dict[str, Any]:
     """The payload of the point of ``entry``."""
     usage = entry.answer.usage
     return {
@@ -68,6 +78,7 @@ def to_payload(scope: SemanticScope, query: str, entry: CacheEntry) -> dict[str,
         "answer_model": entry.answer.model,
         "key": entry.key,
         "query": query,
+        FINGERPRINT_FIELD: fingerprint,
         "output_text": entry.answer.output_text,
         "input_tokens": usage.input_tokens,
         "cached_input_tokens": usage.cached_input_tokens,
@@ -78,9 +89,19 @@ def to_payload(scope: SemanticScope, query: str, entry: CacheEntry) -> dict[str,
     }
 
 
-def from_payload(payload: dict[str, Any]) -> tuple[str, CacheEntry]:
-    """The query and the entry a payload was made from."""
-    return str(payload["query"]), CacheEntry(
+def candidate(payload: dict[str, Any], similarity: float) -> SemanticCandidate:
+    """The candidate a point's payload and score make."""
+    return SemanticCandidate(
+        query=str(payload["query"]),
+        entry=_entry(payload),
+        similarity=similarity,
+        # Points written before fingerprints were stored have none.
+        fingerprint=str(payload.get(FINGERPRINT_FIELD, "")),
+    )
+
+
+def _entry(payload: dict[str, Any]) -> CacheEntry:
+    return CacheEntry(
         key=str(payload["key"]),
         tenant_id=str(payload["tenant_id"]),
         request_model=str(payload["model"]),

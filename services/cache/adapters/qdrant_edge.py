@@ -62,7 +62,7 @@ from services.cache.adapters.points import (
     KEYWORD_FIELDS,
     SCOPE_FIELD,
     TENANT_FIELD,
-    from_payload,
+    candidate,
     point_id,
     scope_key,
     to_payload,
@@ -290,10 +290,16 @@ class QdrantEdgeIndex:
         return removed
 
     async def upsert(
-        self, scope: SemanticScope, query: str, entry: CacheEntry, vector: Vector
+        self,
+        scope: SemanticScope,
+        query: str,
+        entry: CacheEntry,
+        vector: Vector,
+        *,
+        fingerprint: str,
     ) -> None:
         """Insert or replace the point of ``entry.key``; may start an optimization."""
-        payload = to_payload(scope, query, entry)
+        payload = to_payload(scope, query, fingerprint, entry)
         point = Point(point_id(entry.key), list(vector), payload)
         await self._call(
             lambda: self._apply(lambda: UpdateOperation.upsert_points([point]))
@@ -327,13 +333,7 @@ class QdrantEdgeIndex:
             score_threshold=min_similarity,
         )
         points = await self._call(lambda: self._live.query(request))
-        candidates = []
-        for point in points:
-            query, entry = from_payload(dict(point.payload or {}))
-            candidates.append(
-                SemanticCandidate(query=query, entry=entry, similarity=point.score)
-            )
-        return candidates
+        return [candidate(dict(point.payload or {}), point.score) for point in points]
 
     async def delete(self, key: str) -> bool:
         """Remove the point of ``key``."""

@@ -22,7 +22,7 @@ from services.cache.adapters.points import (
     KEYWORD_FIELDS,
     SCOPE_FIELD,
     TENANT_FIELD,
-    from_payload,
+    candidate,
     point_id,
     scope_key,
     to_payload,
@@ -103,13 +103,19 @@ class QdrantServerIndex:
             ) from error
 
     async def upsert(
-        self, scope: SemanticScope, query: str, entry: CacheEntry, vector: Vector
+        self,
+        scope: SemanticScope,
+        query: str,
+        entry: CacheEntry,
+        vector: Vector,
+        *,
+        fingerprint: str,
     ) -> None:
         """Insert or replace the point of ``entry.key``."""
         point = models.PointStruct(
             id=point_id(entry.key),
             vector=list(vector),
-            payload=to_payload(scope, query, entry),
+            payload=to_payload(scope, query, fingerprint, entry),
         )
         await self._call(
             lambda: self._client.upsert(self._collection, [point], wait=True)
@@ -141,13 +147,10 @@ class QdrantServerIndex:
                 score_threshold=min_similarity,
             )
         )
-        candidates = []
-        for point in response.points:
-            query, entry = from_payload(dict(point.payload or {}))
-            candidates.append(
-                SemanticCandidate(query=query, entry=entry, similarity=point.score)
-            )
-        return candidates
+        return [
+            candidate(dict(point.payload or {}), point.score)
+            for point in response.points
+        ]
 
     async def _delete_where(self, condition: models.Filter) -> int:
         async def work() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from services.cache.domain import (
     Usage,
 )
 from services.cache.ports import Embedder, PairJudge, VectorIndex
+from services.cache.verification import Verdict, verify
 from services.core.clock import Clock, FakeClock
 
 CACHED = CacheableRequest(
@@ -40,6 +41,7 @@ def semantic_cache(
     clock: Clock | None = None,
     judge: PairJudge | None = None,
     control: SemanticControl | None = None,
+    verifier: Callable[[str, str, str], Verdict] = verify,
 ) -> ResponseCache:
     """A cache in memory with a semantic tier (an in-memory index unless given)."""
     return ResponseCache(
@@ -49,6 +51,7 @@ def semantic_cache(
         max_ttl_seconds=3600,
         semantic=SemanticTier(embedder, index or MemoryVectorIndex(), policy, judge),
         control=control,
+        verifier=verifier,
     )
 
 

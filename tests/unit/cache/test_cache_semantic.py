@@ -12,6 +12,7 @@ from services.cache.domain import (
     semantic_ineligibility,
     semantic_scope,
 )
+from services.cache.verification import Verdict, fingerprint, verify
 from services.core.clock import FakeClock
 from tests.unit.cache.builders import ANSWER, CACHED, semantic_cache, store_answer
 from tests.unit.cache.fakes import BagOfWordsEmbedder
@@ -66,6 +67,20 @@ async def test_a_near_miss_above_the_threshold_is_rejected_and_counted() -> None
     assert stats.verification_rejections == 1
     assert stats.rejections_by_check == {"numbers": 1}
     assert stats.misses == 1
+
+
+async def test_a_candidate_is_verified_with_the_fingerprint_stored_with_it() -> None:
+    fingerprints = []
+
+    def recording(query: str, cached: str, cached_fingerprint: str) -> Verdict:
+        fingerprints.append(cached_fingerprint)
+        return verify(query, cached, cached_fingerprint)
+
+    cache = semantic_cache(BagOfWordsEmbedder(), POLICY, verifier=recording)
+    await store_answer(cache)
+    found = await cache.lookup(PARAPHRASE)
+    assert found.status is LookupStatus.SEMANTIC
+    assert fingerprints == [fingerprint(CACHED.input)]
 
 
 class _FixedEmbedder(BagOfWordsEmbedder):

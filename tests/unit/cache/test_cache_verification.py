@@ -1,8 +1,18 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from services.cache.verification import ACCEPTING_CHECKS, CHECKS, unexplained, verify
+from services.cache.verification import (
+    ACCEPTING_CHECKS,
+    CHECKS,
+    Verdict,
+    fingerprint,
+    unexplained,
+    verify,
+)
 
 
 @pytest.mark.parametrize(
@@ -220,3 +230,50 @@ def test_unexplained_is_empty_when_every_word_pairs_up() -> None:
         "How do I delete my account?", "How can I remove my account?"
     ) == ((), ())
     assert verify("How do I delete my account?", "How can I remove my account?").ok
+
+
+# The development sets: read while the guard was designed (never a blind set).
+_DEVELOPMENT_SETS = ("cache_pairs.jsonl", "cache_dev_2026-12.jsonl")
+
+
+def _development_pairs() -> list[tuple[str, str]]:
+    data = Path(__file__).resolve().parents[3] / "bench" / "data"
+    pairs = []
+    for name in _DEVELOPMENT_SETS:
+        for line in (data / name).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                pair = json.loads(line)
+                pairs.append((pair["query"], pair["cached"]))
+    return pairs
+
+
+def test_a_fingerprint_gives_the_verdict_of_the_text_it_was_made_of() -> None:
+    pairs = _development_pairs()
+    assert len(pairs) > 500
+    vetoed = 0
+    for first, second in pairs:
+        for query, cached in ((first, second), (second, first)):
+            verdict = verify(query, cached, fingerprint(cached))
+            assert verdict == verify(query, cached), (query, cached)
+            vetoed += verdict.failed_check in CHECKS[: CHECKS.index("order")]
+    assert vetoed > 100  # the vetoes were read from fingerprints, many times
+
+
+def test_a_veto_is_read_from_the_fingerprint_without_the_text() -> None:
+    # The text alone passes; the fingerprint (of a text with another number)
+    # is what the veto reads.
+    assert verify("Close order 4812", "close order 4812 please").ok
+    assert verify(
+        "Close order 4812", "close order 4812 please", fingerprint("Close order 99")
+    ) == Verdict(failed_check="numbers")
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [
+        "0" * 12 + fingerprint("Close order 99")[12:],  # another guard's version
+        "not a fingerprint",
+    ],
+)
+def test_a_fingerprint_of_another_version_is_not_read(stale: str) -> None:
+    assert verify("Close order 4812", "close order 4812 please", stale).ok
