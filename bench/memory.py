@@ -12,7 +12,8 @@ ports, and measured from ``/proc``:
   calls with the cache bypassed, as many with the cache on (a new prompt each:
   exact and semantic lookup, then the write), a tenth of them repeated (exact
   hits) and a tenth as many new prompts routed ``auto`` (the router loads its
-  complexity encoder), ``--concurrency`` in flight;
+  complexity encoder), then a twentieth as many long ``auto`` prompts (a pasted
+  log and a question: the encoder's largest runs), ``--concurrency`` in flight;
 - the same for the all-in-one process (``tollgate serve all``).
 
 Per service it also records where the memory of the imports goes: RSS after
@@ -145,10 +146,23 @@ async def _load(address: str, requests: int, concurrency: int) -> dict[str, int]
         def prompt(kind: str, i: int) -> str:
             return f"Memory bench {run} {kind} request {i}: explain token buckets."
 
+        def long_prompt(i: int) -> str:
+            log = "\n".join(
+                f"2026-12-07T00:{m:02d}:{i % 60:02d}Z worker-{m % 7} INFO job {i}-{m} "
+                f"took {m * 37 % 900} ms, queue depth {m * 13 % 41}"
+                for m in range(60)
+            )
+            return f"Memory bench {run} request {i}. Here is our log:\n{log}\n" + (
+                "Which worker is slowest on average, and is the queue the cause?"
+            )
+
         await phase([prompt("bypass", i) for i in range(requests)], True)
         await phase([prompt("cached", i) for i in range(requests)], False)
         await phase([prompt("cached", i) for i in range(requests // 10)], False)
         await phase([prompt("auto", i) for i in range(requests // 10)], False, "auto")
+        # Long ``auto`` prompts (a pasted log and a question): the encoder's runs
+        # over its longest inputs, whose buffers are the largest it allocates.
+        await phase([long_prompt(i) for i in range(requests // 20)], False, "auto")
     return outcomes
 
 
@@ -390,7 +404,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['requests']} CreateResponse with the cache bypassed, "
         f"{results['requests']} with the cache on (new prompts), "
         f"{results['requests'] // 10} repeated, {results['requests'] // 10} new "
-        f"prompts routed `auto`, {results['concurrency']} in flight. "
+        f"prompts routed `auto`, then {results['requests'] // 20} `auto` prompts "
+        "of a 60-line pasted log and a question (about 4,400 characters), "
+        f"{results['concurrency']} in flight. "
         "The machine is shared with other work: RSS moves by a few MB between runs.",
         "",
         "Trees: " + "; ".join(f"{k} = `{v['tree']}`" for k, v in runs.items()),

@@ -11,12 +11,20 @@ Sessions run on one intra-op thread with spinning off: a service shares its core
 with the event loop, and a spinning thread would burn one while idle. No arena and
 no memory pattern: per-run buffers go back to the allocator instead of growing a
 pool sized by the largest input seen (about 30 MB less resident after load).
+And the allocator gives them back: glibc serves a large request from its heap
+once a large block has been freed (its mmap threshold rises to the largest freed
+block), so after one long input a run's activations stayed resident for good;
+with the threshold fixed at 256 kB (:func:`release_large_blocks`), a block that
+large is mapped and unmapped with its run (the router's encoder over 2,700
+prompts, two passes: 38 MB less resident, the same p50).
 onnxruntime and tokenizers are imported on use: only the services whose extras
 install them load models.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +39,12 @@ TOKENIZER_PATH = (
     / "all-MiniLM-L6-v2-tokenizer.json"
 )
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+
+
+# mallopt's parameter number of M_MMAP_THRESHOLD (glibc's malloc.h), and the
+# size from which an allocation is mapped on its own.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 256 * 1024
 
 
 class ModelFileError(RuntimeError):
@@ -65,13 +79,32 @@ def load_tokenizer(path: Path = TOKENIZER_PATH) -> Tokenizer:
     return Tokenizer.from_file(str(checked(path, TOKENIZER_SHA256)))
 
 
+@functools.cache
+def release_large_blocks() -> bool:
+    """Map every allocation of 256 kB or more on its own, for this process.
+
+    glibc's default raises the threshold to the largest block freed, up to 32 MB,
+    so a model's per-run buffers end up in the heap and its peak stays resident.
+    Returns whether the C library took the setting (False off glibc, where the
+    default stays).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES))
+
+
 def cpu_session(path: Path, optimization: Any = None) -> Any:
     """An onnxruntime session of ``path`` on one thread of the CPU.
 
     ``optimization``: a ``GraphOptimizationLevel``; onnxruntime's default when None.
+    Also fixes this process's mmap threshold (:func:`release_large_blocks`).
     """
     import onnxruntime as ort
 
+    release_large_blocks()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
