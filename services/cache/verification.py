@@ -446,6 +446,18 @@ class _Features:
 
     # Cached on the instance at first read: later reads are plain attributes.
     @functools.cached_property
+    def veto_fields(self) -> tuple[str, ...]:
+        """What :func:`fingerprint` keeps of this text, field by field."""
+        return (
+            _FINGERPRINT_VERSION,
+            self.language,
+            _digest(self.numbers),
+            _digest(self.quoted),
+            _digest(self.code),
+            "1" if self.negated else "0",
+        )
+
+    @functools.cached_property
     def content(self) -> tuple[_Token, ...]:
         return _content(self.tokens, list(self.words), _sentence_starts(self.normal))
 
@@ -1116,17 +1128,6 @@ def _digest(values: Iterable[str]) -> str:
     return hashlib.blake2b(joined.encode(), digest_size=8).hexdigest()
 
 
-def _veto_fields(features: _Features) -> tuple[str, ...]:
-    return (
-        _FINGERPRINT_VERSION,
-        features.language,
-        _digest(features.numbers),
-        _digest(features.quoted),
-        _digest(features.code),
-        "1" if features.negated else "0",
-    )
-
-
 def fingerprint(text: str) -> str:
     """What the vetoes read of ``text``, compact, to store beside an indexed query.
 
@@ -1137,16 +1138,16 @@ def fingerprint(text: str) -> str:
     veto the text itself gives; when the digests agree, the text is analysed in
     full as without one.
     """
-    return ":".join(_veto_fields(_features(text)))
+    return ":".join(_features(text).veto_fields)
 
 
 def _fingerprint_veto(query: _Features, cached_fingerprint: str) -> str:
     """The veto a cached text's fingerprint fails against ``query``, or ""."""
     cached = cached_fingerprint.split(":")
-    mine = _veto_fields(query)
+    mine = query.veto_fields  # worked out once per query, not per candidate
     if len(cached) != len(mine) or cached[0] != mine[0]:
         return ""  # another version's, or not a fingerprint: read the text
-    if cached[1] != mine[1] and _languages_differ_by_name(mine[1], cached[1]):
+    if _languages_differ_by_name(mine[1], cached[1]):
         return "language"
     for check, position in (("numbers", 2), ("quoted", 3), ("code", 4)):
         if cached[position] != mine[position]:

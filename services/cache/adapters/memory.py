@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 from services.cache.domain import CacheEntry, SemanticCandidate, SemanticScope
 from services.cache.ports import PutResult, StoreUsage, Vector
@@ -104,6 +105,14 @@ class MemoryExactStore:
         return len(keys)
 
 
+class _Point(NamedTuple):
+    scope: SemanticScope
+    query: str
+    fingerprint: str
+    entry: CacheEntry
+    vector: list[float]
+
+
 class MemoryVectorIndex:
     """A :class:`~services.cache.ports.VectorIndex` scanning a dict, for tests.
 
@@ -114,9 +123,7 @@ class MemoryVectorIndex:
     backend = "memory"
 
     def __init__(self) -> None:
-        self._points: dict[
-            str, tuple[SemanticScope, str, str, CacheEntry, list[float]]
-        ] = {}
+        self._points: dict[str, _Point] = {}
 
     async def upsert(
         self,
@@ -128,7 +135,7 @@ class MemoryVectorIndex:
         fingerprint: str,
     ) -> None:
         """Insert or replace the point of ``entry.key``."""
-        self._points[entry.key] = (scope, query, fingerprint, entry, list(vector))
+        self._points[entry.key] = _Point(scope, query, fingerprint, entry, list(vector))
 
     async def search(
         self,
@@ -141,10 +148,10 @@ class MemoryVectorIndex:
     ) -> list[SemanticCandidate]:
         """The most similar live points of ``scope``."""
         found = [
-            SemanticCandidate(query, entry, score, fingerprint)
-            for point_scope, query, fingerprint, entry, stored in self._points.values()
-            if point_scope == scope and entry.expires_at > now
-            for score in (_dot(vector, stored),)
+            SemanticCandidate(point.query, point.entry, score, point.fingerprint)
+            for point in self._points.values()
+            if point.scope == scope and point.entry.expires_at > now
+            for score in (_dot(vector, point.vector),)
             if score >= min_similarity
         ]
         found.sort(key=lambda candidate: -candidate.similarity)
@@ -184,7 +191,7 @@ class MemoryVectorIndex:
         """Nothing to release."""
 
     def _delete_where(self, matches: Callable[[CacheEntry], bool]) -> int:
-        keys = [key for key, point in self._points.items() if matches(point[3])]
+        keys = [key for key, point in self._points.items() if matches(point.entry)]
         for key in keys:
             del self._points[key]
         return len(keys)
