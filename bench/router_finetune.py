@@ -31,6 +31,8 @@ the router's own adapter; the others in the training venv of
     # services/router/complexity_model.json; figures: router_finetune_dev.json
     .venv/bin/python bench/router_finetune.py calibrate --heldout heldout
         --holdout router_blind_2026-12c.jsonl ... (the same files)
+    # an encoder run's p50, the shipped model against work/NAME.onnx, alternated
+    .venv/bin/python bench/router_finetune.py latency --name heldout
     # then the default quality_bias again, on shipped encoders' predictions for
     # blind sets read after they shipped (the held-out encoder's pick ran high
     # twice): bench/router_bias.py --pair COMMIT:FILE ... --ship
@@ -404,9 +406,43 @@ def calibrate_command(args: argparse.Namespace) -> None:
     print(f"wrote {target.relative_to(ROOT)}: bias {bias}")
 
 
+def latency_command(args: argparse.Namespace) -> None:
+    """p50 of one encoder run, the shipped model against ``--name``, alternated."""
+    import statistics
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from router_train import shape_of
+
+    from services.router.adapters.encoder import OnnxComplexityEncoder
+    from services.router.complexity import measure
+
+    files = {"shipped": SHIPPED_ENCODER, args.name: args.work / f"{args.name}.onnx"}
+    encoders = {
+        label: OnnxComplexityEncoder.load(
+            path, hashlib.sha256(path.read_bytes()).hexdigest()
+        )
+        for label, path in files.items()
+    }
+    rows = [row for name in WRITER_FILES for row in rows_of(name)][::4]
+    inputs = [
+        (row["prompt"], previous_of(row), measure(row["prompt"], shape_of(row)))
+        for row in rows
+    ]
+    medians: dict[str, list[float]] = {label: [] for label in encoders}
+    for _ in range(2):
+        for label, encoder in encoders.items():
+            times = []
+            for prompt, previous, measured in inputs:
+                started = time.perf_counter()
+                encoder.logits(prompt, previous, measured)
+                times.append((time.perf_counter() - started) * 1000)
+            medians[label].append(round(statistics.median(times), 3))
+    print(json.dumps({"prompts": len(inputs), "p50_ms_per_round": medians}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("step", choices=("measure", "train", "calibrate"))
+    parser.add_argument("step", choices=("measure", "train", "calibrate", "latency"))
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--name", default="final")
     parser.add_argument("--holdout", action="append", default=[], choices=WRITER_FILES)
@@ -420,6 +456,8 @@ def main() -> int:
         measure_all(args.work)
     elif args.step == "train":
         train_command(args)
+    elif args.step == "latency":
+        latency_command(args)
     else:
         calibrate_command(args)
     return 0

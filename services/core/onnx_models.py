@@ -15,8 +15,8 @@ And the allocator gives them back: glibc serves a large request from its heap
 once a large block has been freed (its mmap threshold rises to the largest freed
 block), so after one long input a run's activations stayed resident for good;
 with the threshold fixed at 256 kB (:func:`release_large_blocks`), a block that
-large is mapped and unmapped with its run (the router's encoder over 2,700
-prompts, two passes: 38 MB less resident, the same p50).
+large is mapped and unmapped with its run (``bench/memory.py``, 2026-12-07: the
+router after a load with long ``auto`` prompts 157 MB against 170).
 onnxruntime and tokenizers are imported on use: only the services whose extras
 install them load models.
 """
