@@ -1,8 +1,13 @@
 """The upstream model provider through the ``openai`` SDK (Responses API).
 
-A non-streaming call is a JSON POST through the SDK's own HTTP client, headers
-and error types, read without the SDK's pydantic models (their building was the
-largest cost of a request); streams, files and batches use the SDK itself.
+A non-streaming call is a JSON POST straight through aiohttp with the SDK's
+headers (authorization, user agent, ``X-Stainless-*``), answered with the SDK's
+error types and read as decoded JSON. Neither the SDK's pydantic models (their
+building was the largest cost of a request) nor its httpx layer (which merged and
+normalised the headers, then converted them for aiohttp) is on that path: 0.11 to
+0.34 ms of CPU less per request all-in-one
+(``bench/results/hot_path_upstream_aiohttp_*.json``). Streams, files and batches
+use the SDK itself.
 
 Retries are ours, not the SDK's, so that every attempt fits inside the caller's
 deadline: exponential backoff with full jitter, and an upstream Retry-After is
@@ -21,14 +26,16 @@ import email.utils
 import json
 import math
 import random
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC
 from typing import TypeVar
 
+import aiohttp
+import httpx2
 import openai
 import structlog
-from openai._httpx2 import request_exceptions, timeout_exceptions
-from openai._types import Omit
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
@@ -59,8 +66,23 @@ BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 4.0
 
 Sleep = Callable[[float], Awaitable[None]]
-_TIMEOUT_PHASES = ("connect", "read", "write", "pool")
 T = TypeVar("T")
+
+# The SDK's own connection limits and keep-alive (openai.DefaultAioHttpClient).
+_MAX_CONNECTIONS = 1000
+_KEEPALIVE_SECONDS = 5.0
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url``, or None.
+
+    ``<SCHEME>_PROXY`` unless ``NO_PROXY`` exempts its host: the variables httpx,
+    and so the SDK, honour.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _retry_after(error: openai.APIStatusError, now: float) -> float:
@@ -153,56 +175,81 @@ class OpenAIUpstream:
             "server.port": url.port or default_port,
         }
         self._url = f"{str(url).rstrip('/')}/responses"
-        self._headers: list[tuple[str, str]] | None = None
+        self._headers: dict[str, str] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
 
-    def _raw_headers(self) -> list[tuple[str, str]]:
+    def _raw_headers(self) -> dict[str, str]:
         """The SDK's headers for a JSON POST (auth, user agent, organization)."""
         if self._headers is None:
             client = self._client
             merged = {**client.default_headers, **client.auth_headers}
-            self._headers = [
-                (k, v) for k, v in merged.items() if not isinstance(v, Omit)
-            ]
+            self._headers = {k: v for k, v in merged.items() if isinstance(v, str)}
         return self._headers
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The connection pool of non-streaming calls, opened on first use.
+
+        Configured as the SDK configures its own: its TLS context (certifi, or
+        ``SSL_CERT_FILE``), its limits, and the proxy the environment names for
+        the upstream (``HTTPS_PROXY``, ``NO_PROXY``). The proxy is read once:
+        aiohttp's ``trust_env`` would read the environment and ``~/.netrc`` (in
+        a thread) on every request.
+        """
+        if self._http is None:
+            self._proxy = env_proxy(self._url)
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=_MAX_CONNECTIONS,
+                    keepalive_timeout=_KEEPALIVE_SECONDS,
+                    ssl=httpx2.create_ssl_context(),
+                )
+            )
+        return self._http
 
     async def _post(
         self, body: dict[str, object], remaining: float
     ) -> tuple[UpstreamAnswer, str]:
-        """One Responses call through the SDK's HTTP client, without its models.
+        """One Responses call as a JSON POST, with the SDK's headers and errors.
 
-        The SDK builds and validates pydantic models for every request and answer
-        (about a third of the gateway's CPU per request); here the body is sent as
-        JSON and the answer read as decoded JSON, with the SDK's transport, headers
-        and error types: a timeout is ``APITimeoutError``, a transport failure
-        ``APIConnectionError``, a 4xx/5xx the SDK's own ``APIStatusError`` subclass.
+        A timeout is ``APITimeoutError``, a transport failure
+        ``APIConnectionError``, a 4xx/5xx the SDK's own ``APIStatusError``
+        subclass (built from the answer as the SDK builds it), an answer that is
+        not a response ``APIResponseValidationError``.
         """
-        client = self._client
-        http = client._client
-        request = http.build_request(
-            "POST",
-            self._url,
-            content=json.dumps(body, separators=(",", ":")).encode(),
-            headers=self._raw_headers(),
-            # The transport's own form: ``httpx2.Timeout(seconds)`` checks its
-            # argument against a runtime Protocol, 3% of a request's CPU.
-            extensions={"timeout": dict.fromkeys(_TIMEOUT_PHASES, remaining)},
-        )
         try:
-            response = await http.send(request)
-        except timeout_exceptions() as error:
-            raise openai.APITimeoutError(request=request) from error
-        except request_exceptions() as error:
-            raise openai.APIConnectionError(request=request) from error
-        if response.status_code >= 400:
-            await response.aread()
-            raise client._make_status_error_from_response(response) from None
+            async with self._session().post(
+                self._url,
+                data=json.dumps(body, separators=(",", ":")).encode(),
+                headers=self._raw_headers(),
+                timeout=aiohttp.ClientTimeout(total=remaining),
+                proxy=self._proxy,
+            ) as answer:
+                status, content = answer.status, await answer.read()
+                headers = answer.raw_headers
+        except TimeoutError as error:  # aiohttp's own timeouts subclass it
+            raise openai.APITimeoutError(request=self._request()) from error
+        except aiohttp.ClientError as error:
+            raise openai.APIConnectionError(request=self._request()) from error
+        if status >= 400:
+            response = httpx2.Response(
+                status, headers=headers, content=content, request=self._request()
+            )
+            raise self._client._make_status_error_from_response(response) from None
         try:
-            data = json.loads(response.content)
+            data = json.loads(content)
             return read_answer_json(data), str(data.get("id", ""))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
+            response = httpx2.Response(
+                status, headers=headers, content=content, request=self._request()
+            )
             raise openai.APIResponseValidationError(
                 response, None, message="the upstream's answer is not a response"
             ) from error
+
+    def _request(self) -> httpx2.Request:
+        """The request an SDK error names (built only when one is raised)."""
+        return httpx2.Request("POST", self._url)
 
     def _call_span(self, call: UpstreamCall) -> trace.Span:
         """The CLIENT span of one model call, with the GenAI request attributes."""
@@ -400,4 +447,6 @@ class OpenAIUpstream:
 
     async def close(self) -> None:
         """Close the HTTP connections."""
+        if self._http is not None:
+            await self._http.close()
         await self._client.close()

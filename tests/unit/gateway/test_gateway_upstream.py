@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import httpx2
 import openai
 import pytest
+from aiohttp import web
 
 from services.core.clock import FakeClock
 from services.core.conversation import Prompt
@@ -22,7 +23,7 @@ from services.gateway.ports import (
     UpstreamStreamBrokenError,
     UpstreamThrottledError,
 )
-from services.gateway.upstream import BACKOFF_BASE_SECONDS, OpenAIUpstream
+from services.gateway.upstream import BACKOFF_BASE_SECONDS, OpenAIUpstream, env_proxy
 from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.config import SimulatorSettings
 
@@ -81,13 +82,25 @@ def sleep(clock: FakeClock) -> RecordingSleep:
     return RecordingSleep(clock)
 
 
+@contextlib.asynccontextmanager
+async def _closing(upstream: OpenAIUpstream) -> AsyncIterator[OpenAIUpstream]:
+    """``upstream``, its connections closed after the block."""
+    try:
+        yield upstream
+    finally:
+        await upstream.close()
+
+
 @pytest.fixture
-def upstream(
+async def upstream(
     client: openai.AsyncOpenAI, clock: FakeClock, sleep: RecordingSleep
-) -> OpenAIUpstream:
-    return OpenAIUpstream(
-        client, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
-    )
+) -> AsyncIterator[OpenAIUpstream]:
+    async with _closing(
+        OpenAIUpstream(
+            client, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
+        )
+    ) as running:
+        yield running
 
 
 async def _schedule(
@@ -234,12 +247,16 @@ async def test_other_client_errors_are_unavailable_without_retry(
     sim: RunningSimulator, clock: FakeClock, sleep: RecordingSleep
 ) -> None:
     # A wrong base URL: the simulator answers 404, a misconfigured gateway.
-    async with openai.AsyncOpenAI(
-        base_url=f"{sim.root_url}/wrong", api_key="sk-test", max_retries=0
-    ) as sdk:
-        upstream = OpenAIUpstream(
-            sdk, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
-        )
+    async with (
+        openai.AsyncOpenAI(
+            base_url=f"{sim.root_url}/wrong", api_key="sk-test", max_retries=0
+        ) as sdk,
+        _closing(
+            OpenAIUpstream(
+                sdk, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
+            )
+        ) as upstream,
+    ):
         with pytest.raises(DependencyUnavailableError):
             await _ask(upstream)
 
@@ -251,12 +268,16 @@ async def test_an_unreachable_upstream_is_retried_then_unavailable(
 ) -> None:
     stopped = await start_simulator(SimulatorSettings(port=0, latency_ms=0))
     await stopped.stop()
-    async with openai.AsyncOpenAI(
-        base_url=stopped.base_url, api_key="sk-test", max_retries=0
-    ) as sdk:
-        upstream = OpenAIUpstream(
-            sdk, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
-        )
+    async with (
+        openai.AsyncOpenAI(
+            base_url=stopped.base_url, api_key="sk-test", max_retries=0
+        ) as sdk,
+        _closing(
+            OpenAIUpstream(
+                sdk, max_retries=MAX_RETRIES, clock=clock, sleep=sleep, rng=MaxJitter()
+            )
+        ) as upstream,
+    ):
         with pytest.raises(DependencyUnavailableError):
             await _ask(upstream)
 
@@ -278,14 +299,16 @@ async def test_retries_stop_when_the_next_backoff_would_pass_the_deadline(
     clock: FakeClock,
     sleep: RecordingSleep,
 ) -> None:
-    upstream = OpenAIUpstream(
-        client, max_retries=10, clock=clock, sleep=sleep, rng=MaxJitter()
-    )
     await _schedule(admin, "server_error", 10)
 
     # Backoffs 0.2 s and 0.4 s fit in 1 s; the third, 0.8 s, does not fit in 0.4 s.
-    with pytest.raises(DependencyUnavailableError):
-        await _ask(upstream, timeout_seconds=1.0)
+    async with _closing(
+        OpenAIUpstream(
+            client, max_retries=10, clock=clock, sleep=sleep, rng=MaxJitter()
+        )
+    ) as upstream:
+        with pytest.raises(DependencyUnavailableError):
+            await _ask(upstream, timeout_seconds=1.0)
 
     assert sleep.waits == [0.2, 0.4]
     assert (await _stats(admin))["requests"] == 3
@@ -294,11 +317,11 @@ async def test_retries_stop_when_the_next_backoff_would_pass_the_deadline(
 async def test_a_hanging_upstream_times_out_within_the_deadline(
     client: openai.AsyncOpenAI, admin: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
-    upstream = OpenAIUpstream(client, max_retries=0, clock=clock)
     await _schedule(admin, "hang", 1)
 
-    with pytest.raises(DependencyUnavailableError) as raised:
-        await _ask(upstream, timeout_seconds=0.2)
+    async with _closing(OpenAIUpstream(client, max_retries=0, clock=clock)) as upstream:
+        with pytest.raises(DependencyUnavailableError) as raised:
+            await _ask(upstream, timeout_seconds=0.2)
 
     assert isinstance(raised.value.__cause__, openai.APITimeoutError)
 
@@ -372,22 +395,35 @@ class NoJitter(random.Random):
         return a
 
 
-def _throttling_client(headers: dict[str, str]) -> openai.AsyncOpenAI:
-    """An SDK whose every request is answered 429 with ``headers``."""
+@contextlib.asynccontextmanager
+async def _throttling_client(
+    headers: dict[str, str], seen: list[dict[str, str]] | None = None
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    """An SDK calling an HTTP server that answers every request 429 with ``headers``.
 
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(
-            429,
-            headers=headers,
-            json={"error": {"message": "slow down", "type": "rate_limit_error"}},
-        )
+    The headers of each request it receives are appended to ``seen``.
+    """
 
-    return openai.AsyncOpenAI(
-        base_url="http://upstream.invalid/v1",
-        api_key="sk-test",
-        max_retries=0,
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(answer)),
-    )
+    async def answer(request: web.Request) -> web.Response:
+        if seen is not None:
+            seen.append(dict(request.headers))
+        error = {"error": {"message": "slow down", "type": "rate_limit_error"}}
+        return web.json_response(error, status=429, headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0
+        ) as client:
+            yield client
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
@@ -411,19 +447,75 @@ async def test_a_429s_retry_after_is_read_in_every_form(
     async with _throttling_client(headers) as client:
         # No retry left: the throttle carries what the upstream asked for.
         clock = FakeClock(WALL)
-        once = OpenAIUpstream(
-            client, max_retries=0, clock=clock, sleep=RecordingSleep(clock)
-        )
-        with pytest.raises(UpstreamThrottledError) as raised:
-            await _ask(once)
+        async with _closing(
+            OpenAIUpstream(
+                client, max_retries=0, clock=clock, sleep=RecordingSleep(clock)
+            )
+        ) as once:
+            with pytest.raises(UpstreamThrottledError) as raised:
+                await _ask(once)
         assert raised.value.retry_after == pytest.approx(expected)
 
         # One retry: it waits what was asked (the backoff draws 0 here).
         clock = FakeClock(WALL)
         sleep = RecordingSleep(clock)
-        twice = OpenAIUpstream(
-            client, max_retries=1, clock=clock, sleep=sleep, rng=NoJitter()
-        )
-        with pytest.raises(UpstreamThrottledError):
-            await _ask(twice)
+        async with _closing(
+            OpenAIUpstream(
+                client, max_retries=1, clock=clock, sleep=sleep, rng=NoJitter()
+            )
+        ) as twice:
+            with pytest.raises(UpstreamThrottledError):
+                await _ask(twice)
         assert sleep.waits == [pytest.approx(expected)]
+
+
+async def test_a_call_carries_the_sdks_headers() -> None:
+    seen: list[dict[str, str]] = []
+    async with (
+        _throttling_client({}, seen) as client,
+        _closing(
+            OpenAIUpstream(client, max_retries=0, clock=FakeClock(WALL))
+        ) as upstream,
+    ):
+        with pytest.raises(UpstreamThrottledError):
+            await _ask(upstream)
+
+    [headers] = seen
+    assert headers["Authorization"] == "Bearer sk-test"
+    assert headers["User-Agent"] == client.user_agent
+    assert headers["X-Stainless-Lang"] == "python"
+    assert headers["Content-Type"] == "application/json"
+
+
+PROXY = "http://proxy.internal:3128"
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "http://proxy.internal:3128"}, "http://proxy.internal:3128"),
+        (
+            {"https_proxy": "http://proxy.internal:3128", "NO_PROXY": "api.openai.com"},
+            None,
+        ),
+        (
+            {"HTTPS_PROXY": "http://proxy.internal:3128", "NO_PROXY": ".openai.com"},
+            None,
+        ),
+        ({"HTTP_PROXY": "http://proxy.internal:3128"}, None),  # another scheme's
+    ],
+)
+def test_the_upstreams_proxy_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    expected: str | None,
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert env_proxy("https://api.openai.com/v1/responses") == expected
