@@ -9,14 +9,22 @@ project dependencies, so install them into a throwaway virtual environment).
 
 Counters: ``toktok`` (the gateway's), ``tiktoken`` (its vocabulary from the
 bundled ``tests/data/o200k_base.tiktoken.gz``, nothing downloaded), ``kitoken``
-(the same file), ``rs_bpe`` and ``bpe_openai`` (vocabularies in the package) and
+(the same file), ``rs_bpe`` and ``bpe_openai`` (vocabularies in the package),
 ``tokie`` (which fetches its vocabulary at run time, so it fails offline and says
-so). Every count is checked against toktok's on the same text.
+so), and ``python_compact``: the smallest exact counter we could write without
+native code, to see what it would cost. It pre-tokenizes with o200k's pattern in
+the ``regex`` package, keeps the ranks in a hash table of 2^19 slots probed by
+CRC-32 over one blob of token bytes (about 4 MB), merges pieces as tiktoken does,
+and remembers the count of each piece it has seen (up to 50,000). Every count is
+checked against toktok's on the same text, and each counter's time per count is
+the median over 20 variants of the text (each a new text, so no counter answers
+from a cache of whole texts), after a first count that loads it.
 
 Example::
 
     python -m venv /tmp/tokvenv
-    /tmp/tokvenv/bin/pip install toktok-rs tiktoken kitoken rs-bpe bpe-openai tokie
+    /tmp/tokvenv/bin/pip install toktok-rs tiktoken kitoken rs-bpe regex
+    /tmp/tokvenv/bin/pip install bpe-openai tokie
     python bench/tokenizer_memory.py --python /tmp/tokvenv/bin/python
 """
 
@@ -31,11 +39,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VOCABULARY = ROOT / "tests" / "data" / "o200k_base.tiktoken.gz"
 RESULT = ROOT / "bench" / "results" / "tokenizer_memory.json"
-COUNTERS = ("toktok", "tiktoken", "kitoken", "rs_bpe", "bpe_openai", "tokie")
+COUNTERS = (
+    "toktok",
+    "tiktoken",
+    "kitoken",
+    "rs_bpe",
+    "bpe_openai",
+    "tokie",
+    "python_compact",
+)
 
-# Runs in the child: prints one JSON line {rss_added_mb, tokens}.
+# Runs in the child: prints one JSON line {rss_added_mb, tokens, count_us}.
 _CHILD = r"""
-import base64, gzip, json, os, sys, tempfile
+import base64, gzip, json, os, statistics, sys, tempfile, time, zlib
 
 def rss_mb():
     for line in open("/proc/self/status"):
@@ -79,8 +95,76 @@ elif which == "tokie":
     import tokie
     tokenizer = tokie.Tokenizer.from_pretrained("o200k_base")
     count = lambda t: len(tokenizer.encode(t))
+elif which == "python_compact":
+    from array import array
+    import regex
+    pattern = regex.compile("|".join([
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+        r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+        r"\p{N}{1,3}",
+        r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
+        r"\s*[\r\n]+",
+        r"\s+(?!\S)",
+        r"\s+",
+    ]))
+    lines = gzip.open(vocabulary).read().split(b"\n")[:-1]
+    offsets = array("I", bytes(4 * (len(lines) + 1)))
+    blob = bytearray()
+    for rank, line in enumerate(lines):
+        blob += base64.b64decode(line[: line.index(b" ")])
+        offsets[rank + 1] = len(blob)
+    blob, lines, mask, none = bytes(blob), None, (1 << 19) - 1, 1 << 30
+    slots = array("I", bytes(4 << 19))
+    for rank in range(len(offsets) - 1):
+        i = zlib.crc32(blob[offsets[rank]:offsets[rank + 1]]) & mask
+        while slots[i]:
+            i = (i + 1) & mask
+        slots[i] = rank + 1
+    def rank_of(token):
+        i = zlib.crc32(token) & mask
+        while slots[i]:
+            rank = slots[i] - 1
+            if blob[offsets[rank]:offsets[rank + 1]] == token:
+                return rank
+            i = (i + 1) & mask
+        return none
+    def piece_tokens(piece):  # tiktoken's merge loop, lowest rank first
+        starts = list(range(len(piece) + 1))
+        ranks = [rank_of(piece[i:i + 2]) for i in range(len(piece) - 1)] + [none, none]
+        while (lowest := min(ranks)) != none:
+            i = ranks.index(lowest)
+            if i > 0:
+                end = starts[i + 2] if i + 2 < len(starts) else None
+                ranks[i - 1] = rank_of(piece[starts[i - 1]:end]) if end else none
+            end = starts[i + 3] if i + 3 < len(starts) else None
+            ranks[i] = rank_of(piece[starts[i]:end]) if end else none
+            del starts[i + 1], ranks[i + 1]
+        return len(starts) - 1
+    seen = {}
+    def piece_count(piece):
+        if len(seen) >= 50_000:
+            seen.clear()
+        raw = piece.encode()
+        seen[piece] = 1 if rank_of(raw) != none else piece_tokens(raw)
+        return seen[piece]
+    def count(t):
+        pieces = pattern.findall(t)
+        known = list(map(seen.get, pieces))
+        return sum(n if n is not None else piece_count(p)
+                   for n, p in zip(known, pieces))
 tokens = count(text)
-print(json.dumps({"rss_added_mb": round(rss_mb() - start, 1), "tokens": tokens}))
+variants = [f"{text} {i}" for i in range(20)]
+times = []
+for variant in variants:
+    began = time.perf_counter()
+    count(variant)
+    times.append(time.perf_counter() - began)
+print(json.dumps({
+    "rss_added_mb": round(rss_mb() - start, 1),
+    "tokens": tokens,
+    "count_us": round(statistics.median(times) * 1e6, 1),
+    "characters": len(text),
+}))
 """
 
 
