@@ -190,11 +190,11 @@ class OpenAIUpstream:
     def _session(self) -> aiohttp.ClientSession:
         """The connection pool of non-streaming calls, opened on first use.
 
-        Configured as the SDK configures its own: its TLS context (certifi, or
-        ``SSL_CERT_FILE``), its limits, and the proxy the environment names for
-        the upstream (``HTTPS_PROXY``, ``NO_PROXY``). The proxy is read once:
-        aiohttp's ``trust_env`` would read the environment and ``~/.netrc`` (in
-        a thread) on every request.
+        Configured as the SDK configures its own: its TLS context (the system's
+        CA store, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), its limits, and the
+        proxy the environment names for the upstream (``HTTPS_PROXY``,
+        ``NO_PROXY``). The proxy is read once: aiohttp's ``trust_env`` would read
+        the environment and ``~/.netrc`` (in a thread) on every request.
         """
         if self._http is None:
             self._proxy = env_proxy(self._url)
