@@ -71,6 +71,10 @@ T = TypeVar("T")
 # The SDK's own connection limits and keep-alive (openai.DefaultAioHttpClient).
 _MAX_CONNECTIONS = 1000
 _KEEPALIVE_SECONDS = 5.0
+# Headers that describe a body as sent, not as aiohttp hands it over (decoded).
+_ENCODED_BODY_HEADERS = frozenset(
+    (b"content-encoding", b"content-length", b"transfer-encoding")
+)
 
 
 def env_proxy(url: str) -> str | None:
@@ -232,24 +236,37 @@ class OpenAIUpstream:
         except aiohttp.ClientError as error:
             raise openai.APIConnectionError(request=self._request()) from error
         if status >= 400:
-            response = httpx2.Response(
-                status, headers=headers, content=content, request=self._request()
-            )
+            response = self._sdk_response(status, headers, content)
             raise self._client._make_status_error_from_response(response) from None
         try:
             data = json.loads(content)
             return read_answer_json(data), str(data.get("id", ""))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            response = httpx2.Response(
-                status, headers=headers, content=content, request=self._request()
-            )
             raise openai.APIResponseValidationError(
-                response, None, message="the upstream's answer is not a response"
+                self._sdk_response(status, headers, content),
+                None,
+                message="the upstream's answer is not a response",
             ) from error
 
     def _request(self) -> httpx2.Request:
         """The request an SDK error names (built only when one is raised)."""
         return httpx2.Request("POST", self._url)
+
+    def _sdk_response(
+        self,
+        status: int,
+        headers: tuple[tuple[bytes, bytes], ...],
+        content: bytes,
+    ) -> httpx2.Response:
+        """An answer as the SDK's errors hold it, for an error being raised.
+
+        aiohttp has already decompressed ``content``: without the headers that
+        describe the encoded body, httpx2 does not decode it a second time.
+        """
+        kept = [(k, v) for k, v in headers if k.lower() not in _ENCODED_BODY_HEADERS]
+        return httpx2.Response(
+            status, headers=kept, content=content, request=self._request()
+        )
 
     def _call_span(self, call: UpstreamCall) -> trace.Span:
         """The CLIENT span of one model call, with the GenAI request attributes."""

@@ -397,18 +397,25 @@ class NoJitter(random.Random):
 
 @contextlib.asynccontextmanager
 async def _throttling_client(
-    headers: dict[str, str], seen: list[dict[str, str]] | None = None
+    headers: dict[str, str],
+    seen: list[dict[str, str]] | None = None,
+    *,
+    compress: bool = False,
 ) -> AsyncIterator[openai.AsyncOpenAI]:
     """An SDK calling an HTTP server that answers every request 429 with ``headers``.
 
-    The headers of each request it receives are appended to ``seen``.
+    The headers of each request it receives are appended to ``seen``; with
+    ``compress`` the error body is sent compressed, as the client accepts.
     """
 
     async def answer(request: web.Request) -> web.Response:
         if seen is not None:
             seen.append(dict(request.headers))
         error = {"error": {"message": "slow down", "type": "rate_limit_error"}}
-        return web.json_response(error, status=429, headers=headers)
+        response = web.json_response(error, status=429, headers=headers)
+        if compress:
+            response.enable_compression()
+        return response
 
     app = web.Application()
     app.router.add_post("/v1/responses", answer)
@@ -519,3 +526,19 @@ def test_the_upstreams_proxy_comes_from_the_environment(
         monkeypatch.setenv(name, value)
 
     assert env_proxy("https://api.openai.com/v1/responses") == expected
+
+
+async def test_a_compressed_error_answer_is_read_as_the_sdk_reads_it() -> None:
+    seen: list[dict[str, str]] = []
+    async with (
+        _throttling_client({"retry-after": "3"}, seen, compress=True) as client,
+        _closing(OpenAIUpstream(client, max_retries=0, clock=FakeClock(WALL))) as once,
+    ):
+        with pytest.raises(UpstreamThrottledError) as raised:
+            await _ask(once)
+
+    assert "gzip" in seen[0]["Accept-Encoding"]
+    assert raised.value.retry_after == pytest.approx(3.0)
+    error = raised.value.__cause__
+    assert isinstance(error, openai.RateLimitError)
+    assert error.body == {"message": "slow down", "type": "rate_limit_error"}
