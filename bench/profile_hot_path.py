@@ -13,6 +13,9 @@ that a noisy machine hurts every tree alike, a closed-loop generator sends
 - ``--cache exact``: ``--concurrency`` prompts answered once first, then asked
   again and again (exact hits).
 
+With ``--stream`` every answer is streamed (``"stream": true`` through the HTTP door,
+``StreamResponse`` through gRPC).
+
 Each window bills the CPU of the tree's processes (psutil, user + system) from its
 start until the tree is idle again (deferred work, such as a ledger row, counts)
 divided by the requests answered; the simulator's and the generator's CPU are not
@@ -139,9 +142,12 @@ async def _settle(pids: dict[str, int], window_s: float = 0.5) -> bool:
 class Door:
     """One door of one tree: ``call(i)`` sends request ``i``."""
 
-    def __init__(self, suite: Suite, door: str, cache: str, concurrency: int) -> None:
+    def __init__(
+        self, suite: Suite, door: str, cache: str, concurrency: int, stream: bool
+    ) -> None:
         self._door = door
         self._bypass = cache == "bypass"
+        self._stream = stream
         self._fixed = [
             f"Hot path {uuid.uuid4().hex} prompt {i}: explain."
             for i in range(concurrency)
@@ -169,7 +175,11 @@ class Door:
         """One request; the cache status, or ``error:...``."""
         prompt = self._prompt(i)
         if self._door == "http":
-            body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}]}
+            body = {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": prompt}],
+                "stream": self._stream,
+            }
             async with self._session.post(
                 self._url, data=json.dumps(body), headers=self._headers
             ) as response:
@@ -177,6 +187,18 @@ class Door:
                 if response.status != 200:
                     return f"error:http_{response.status}"
                 return str(response.headers.get("x-tollgate-cache-status", ""))
+        if self._stream:
+            status = ""
+            async for event in self._stub.StreamResponse(
+                gateway_pb.StreamResponseRequest(
+                    input=prompt, model=MODEL, cache_bypass=self._bypass
+                ),
+                metadata=(("authorization", f"Bearer {API_KEY}"),),
+                timeout=CALL_TIMEOUT_SECONDS,
+            ):
+                if event.HasField("started"):
+                    status = str(event.started.cache_status)
+            return status
         reply = await self._stub.CreateResponse(
             gateway_pb.CreateResponseRequest(
                 input=prompt, model=MODEL, cache_bypass=self._bypass
@@ -419,7 +441,9 @@ async def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
                 )
             )
         for tree in trees:
-            tree.door = Door(tree.suite, args.door, args.cache, args.concurrency)
+            tree.door = Door(
+                tree.suite, args.door, args.cache, args.concurrency, args.stream
+            )
             await tree.door.prime()
             await drive(tree.door, args.concurrency, args.warmup)
         for round_number in range(args.rounds):
@@ -455,6 +479,7 @@ async def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
     result: dict[str, Any] = {
         "mode": args.mode,
         "door": args.door,
+        "stream": args.stream,
         "cache": args.cache,
         "concurrency": args.concurrency,
         "requests_per_window": args.requests,
@@ -497,6 +522,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=("all", "processes"), default="all")
     parser.add_argument("--door", choices=("http", "grpc"), default="grpc")
     parser.add_argument("--cache", choices=("bypass", "exact"), default="bypass")
+    parser.add_argument(
+        "--stream", action="store_true", help="stream every answer (both doors)"
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--warmup", type=int, default=300)

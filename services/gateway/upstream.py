@@ -1,13 +1,14 @@
 """The upstream model provider through the ``openai`` SDK (Responses API).
 
-A non-streaming call is a JSON POST straight through aiohttp with the SDK's
+A call, streamed or not, is a JSON POST straight through aiohttp with the SDK's
 headers (authorization, user agent, ``X-Stainless-*``), answered with the SDK's
-error types and read as decoded JSON. Neither the SDK's pydantic models (their
-building was the largest cost of a request) nor its httpx layer (which merged and
-normalised the headers, then converted them for aiohttp) is on that path: 0.11 to
-0.34 ms of CPU less per request all-in-one
-(``bench/results/hot_path_upstream_aiohttp_*.json``). Streams, files and batches
-use the SDK itself.
+error types and read as decoded JSON; a stream's server-sent events are split and
+decoded here. Neither the SDK's pydantic models (their building was the largest
+cost of a request, and of every streamed event) nor its httpx layer (which merged
+and normalised the headers, then converted them for aiohttp) is on that path:
+0.11 to 0.34 ms of CPU less per request all-in-one, and a streamed answer 0.34 to
+0.47 of the CPU it cost (``bench/results/hot_path_upstream_aiohttp_*.json``,
+``hot_path_upstream_stream_*.json``). Files and batches use the SDK itself.
 
 Retries are ours, not the SDK's, so that every attempt fits inside the caller's
 deadline: exponential backoff with full jitter, and an upstream Retry-After is
@@ -28,9 +29,10 @@ import math
 import random
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx2
@@ -68,6 +70,7 @@ BACKOFF_CAP_SECONDS = 4.0
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
+_COMPACT = (",", ":")
 # The SDK's own connection limits and keep-alive (openai.DefaultAioHttpClient).
 _MAX_CONNECTIONS = 1000
 _KEEPALIVE_SECONDS = 5.0
@@ -155,6 +158,56 @@ def _finish_call(span: trace.Span, answer: UpstreamAnswer, response_id: str) -> 
     tracing.finish_span(span)
 
 
+# What breaks a stream once it is open: the transport, a read timeout, or data
+# that is not the Responses API's events.
+_STREAM_ERRORS = (
+    openai.APIError,
+    aiohttp.ClientError,
+    TimeoutError,
+    ValueError,
+    KeyError,
+    TypeError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenStream:
+    """An opened Responses stream: its events as decoded JSON, and how to close it."""
+
+    events: AsyncIterator[Mapping[str, Any]]
+    close: Callable[[], Awaitable[None]]
+
+
+async def sse_data(content: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """The JSON ``data`` of each server-sent event in ``content``, in order.
+
+    Lines are split here rather than by aiohttp's ``readline``, which refuses a
+    line longer than its buffer: the last event carries the whole response.
+    ``event:`` and ``id:`` lines and comments are skipped (the JSON names its
+    type); ``[DONE]`` ends nothing a Responses stream needs.
+    """
+    pending = b""
+    data: list[bytes] = []
+    ended = False
+    chunks = content.iter_any()
+    while not ended:
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            ended, chunk = True, b"\n\n"  # the last event, if it had no blank line
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+            elif not line and data:
+                joined = b"\n".join(data)
+                data = []
+                if joined != b"[DONE]":
+                    yield json.loads(joined)
+
+
 class OpenAIUpstream:
     """An :class:`~services.gateway.ports.UpstreamPort` over ``AsyncOpenAI``."""
 
@@ -192,7 +245,7 @@ class OpenAIUpstream:
         return self._headers
 
     def _session(self) -> aiohttp.ClientSession:
-        """The connection pool of non-streaming calls, opened on first use.
+        """The connection pool of every call to the upstream, opened on first use.
 
         Configured as the SDK configures its own: its TLS context (the system's
         CA store, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), its limits, and the
@@ -224,7 +277,7 @@ class OpenAIUpstream:
         try:
             async with self._session().post(
                 self._url,
-                data=json.dumps(body, separators=(",", ":")).encode(),
+                data=json.dumps(body, separators=_COMPACT).encode(),
                 headers=self._raw_headers(),
                 timeout=aiohttp.ClientTimeout(total=remaining),
                 proxy=self._proxy,
@@ -324,52 +377,66 @@ class OpenAIUpstream:
         """
         deadline = self._clock.monotonic() + timeout_seconds
         body = request_body(call)
+        raw = isinstance(self._client.api_key, str)
 
-        async def attempt(
-            remaining: float,
-        ) -> openai.AsyncStream[openai.types.responses.ResponseStreamEvent]:
+        async def attempt(remaining: float) -> _OpenStream:
+            if raw:
+                return await self._open_stream(body, remaining)
             opened: openai.AsyncStream[
                 openai.types.responses.ResponseStreamEvent
             ] = await self._client.responses.create(
                 **body, stream=True, timeout=remaining
             )
-            return opened
+            return _OpenStream(
+                (event.to_dict() async for event in opened), opened.close
+            )
 
         # The call's span lasts until the stream ends, past this generator's yields,
         # so it is made current only while the stream opens (attempts nest in it).
         span = self._call_span(call)
         with tracing.use(span):
-            events = await self._with_retries(attempt, deadline, call.model)
+            opened = await self._with_retries(attempt, deadline, call.model)
         delivered: list[str] = []
         # Tool calls are numbered in the order they open, whatever their output index.
         call_index: dict[int, int] = {}
         broken = "stream_broken"
         try:
-            async for event in events:
-                if event.type == "response.output_text.delta":
-                    delivered.append(event.delta)
-                    yield event.delta
+            async for event in opened.events:
+                kind = event.get("type")
+                if kind == "response.output_text.delta":
+                    delta = event["delta"]
+                    delivered.append(delta)
+                    yield delta
                 elif (
-                    event.type == "response.output_item.added"
-                    and event.item.type == "function_call"
+                    kind == "response.output_item.added"
+                    and event["item"].get("type") == "function_call"
                 ):
-                    index = call_index.setdefault(event.output_index, len(call_index))
-                    yield ToolCallDelta(
-                        index, event.item.call_id, event.item.name, event.item.arguments
+                    item = event["item"]
+                    index = call_index.setdefault(
+                        event["output_index"], len(call_index)
                     )
-                elif event.type == "response.function_call_arguments.delta":
-                    index = call_index.setdefault(event.output_index, len(call_index))
-                    yield ToolCallDelta(index, "", "", event.delta)
-                elif event.type in ("response.completed", "response.incomplete"):
-                    answer = read_answer(event.response)
-                    _finish_call(span, answer, event.response.id)
+                    yield ToolCallDelta(
+                        index,
+                        item["call_id"],
+                        item["name"],
+                        item.get("arguments") or "",
+                    )
+                elif kind == "response.function_call_arguments.delta":
+                    index = call_index.setdefault(
+                        event["output_index"], len(call_index)
+                    )
+                    yield ToolCallDelta(index, "", "", event["delta"])
+                elif kind in ("response.completed", "response.incomplete"):
+                    response = event["response"]
+                    answer = read_answer_json(response)
+                    _finish_call(span, answer, str(response.get("id", "")))
                     _count_tokens(call.model, answer.usage)
                     yield answer
                     return
-                elif event.type in ("response.failed", "error"):
-                    broken = event.type
+                elif kind in ("response.failed", "error"):
+                    broken = str(kind)
                     break
-        except openai.APIError as error:  # the SDK wraps transport errors too
+        except _STREAM_ERRORS as error:  # transport, timeout, or not the events
             broken = type(error).__name__
             raise UpstreamStreamBrokenError("".join(delivered)) from error
         except BaseException as error:  # the reader went away (closed, cancelled)
@@ -377,8 +444,47 @@ class OpenAIUpstream:
             raise
         finally:
             tracing.finish_span(span, broken)  # nothing if the answer ended it
-            await events.close()
+            await opened.close()
         raise UpstreamStreamBrokenError("".join(delivered))
+
+    async def _open_stream(
+        self, body: dict[str, object], remaining: float
+    ) -> _OpenStream:
+        """A Responses stream with its status read, as :meth:`_post` sends a call.
+
+        Each read of the stream gets ``remaining``, as the SDK's timeout gave
+        it: a long answer is not cut while its events keep coming.
+        """
+        try:
+            answer = await self._session().post(
+                self._url,
+                data=json.dumps(
+                    {**body, "stream": True}, separators=(",", ":")
+                ).encode(),
+                headers=self._raw_headers(),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=remaining, sock_read=remaining
+                ),
+                proxy=self._proxy,
+            )
+        except TimeoutError as error:
+            raise openai.APITimeoutError(request=self._request()) from error
+        except aiohttp.ClientError as error:
+            raise openai.APIConnectionError(request=self._request()) from error
+        if answer.status >= 400:
+            try:
+                content = await answer.read()
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise openai.APIConnectionError(request=self._request()) from error
+            finally:
+                answer.release()
+            response = self._sdk_response(answer.status, answer.raw_headers, content)
+            raise self._client._make_status_error_from_response(response) from None
+
+        async def close() -> None:
+            answer.close()  # a stream left early: its connection is not reused
+
+        return _OpenStream(sse_data(answer.content), close)
 
     async def _with_retries(
         self, attempt: Callable[[float], Awaitable[T]], deadline: float, model: str

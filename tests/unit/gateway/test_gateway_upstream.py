@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -542,3 +543,66 @@ async def test_a_compressed_error_answer_is_read_as_the_sdk_reads_it() -> None:
     error = raised.value.__cause__
     assert isinstance(error, openai.RateLimitError)
     assert error.body == {"message": "slow down", "type": "rate_limit_error"}
+
+
+def _completed(text: str) -> dict[str, Any]:
+    return {
+        "type": "response.completed",
+        "response": {
+            "id": "resp_long",
+            "model": MODEL,
+            "status": "completed",
+            "output": [
+                {
+                    "type": "message",
+                    "content": [{"type": "output_text", "text": text}],
+                }
+            ],
+            "usage": {"input_tokens": 7, "output_tokens": 50_000},
+        },
+    }
+
+
+async def test_a_stream_is_read_whatever_its_framing_and_its_last_events_size() -> None:
+    # CRLF line ends, comments, event lines, writes that split lines anywhere, and a
+    # last event of 300 kB: more than aiohttp's line buffer (64 kB).
+    text = "word " * 60_000
+    events = [
+        {"type": "response.output_text.delta", "delta": "Hello, "},
+        {"type": "response.output_text.delta", "delta": "world"},
+        _completed(text),
+    ]
+    wire = b": keep-alive\r\n\r\n" + b"".join(
+        f"event: {event['type']}\r\ndata: {json.dumps(event)}\r\n\r\n".encode()
+        for event in events
+    )
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for start in range(0, len(wire), 4_099):
+            await response.write(wire[start : start + 4_099])
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with (
+            openai.AsyncOpenAI(
+                base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0
+            ) as client,
+            _closing(OpenAIUpstream(client, max_retries=0, clock=FakeClock())) as up,
+        ):
+            received = [event async for event in up.stream(QUESTION_CALL, 30.0)]
+    finally:
+        await runner.cleanup()
+
+    *deltas, last = received
+    assert deltas == ["Hello, ", "world"]
+    assert isinstance(last, UpstreamAnswer)
+    assert last.output_text == text
+    assert last.usage.output_tokens == 50_000
