@@ -482,7 +482,9 @@ class OpenAIUpstream:
             raise self._client._make_status_error_from_response(response) from None
 
         async def close() -> None:
-            answer.close()  # a stream left early: its connection is not reused
+            # The connection goes back to the pool if the answer was read to its
+            # end, and is closed if it was left mid-answer (broken, cancelled).
+            answer.release()
 
         return _OpenStream(sse_data(answer.content), close)
 

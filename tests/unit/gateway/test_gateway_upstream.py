@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import json
@@ -606,3 +607,40 @@ async def test_a_stream_is_read_whatever_its_framing_and_its_last_events_size() 
     assert isinstance(last, UpstreamAnswer)
     assert last.output_text == text
     assert last.usage.output_tokens == 50_000
+
+
+async def test_a_stream_read_to_its_end_leaves_its_connection_for_the_next() -> None:
+    peers: list[object] = []
+    event = f"data: {json.dumps(_completed('short'))}\n\n".encode()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(event)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with (
+            openai.AsyncOpenAI(
+                base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0
+            ) as client,
+            _closing(OpenAIUpstream(client, max_retries=0, clock=FakeClock())) as up,
+        ):
+            for _ in range(2):
+                *_, last = [event async for event in up.stream(QUESTION_CALL, 30.0)]
+                assert isinstance(last, UpstreamAnswer)
+                await asyncio.sleep(0.05)  # the answer's end reaches the client
+    finally:
+        await runner.cleanup()
+
+    first, second = peers
+    assert first == second  # one connection, reused
