@@ -7,7 +7,7 @@ import contextlib
 import email.utils
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -398,6 +398,26 @@ class NoJitter(random.Random):
 
 
 @contextlib.asynccontextmanager
+async def _client_of(
+    answer: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    """An SDK calling a local HTTP server whose ``POST /v1/responses`` is ``answer``."""
+    app = web.Application()
+    app.router.add_post("/v1/responses", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with openai.AsyncOpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0
+        ) as client:
+            yield client
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def _throttling_client(
     headers: dict[str, str],
     seen: list[dict[str, str]] | None = None,
@@ -419,20 +439,8 @@ async def _throttling_client(
             response.enable_compression()
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/responses", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with openai.AsyncOpenAI(
-            base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0
-        ) as client:
-            yield client
-    finally:
-        await runner.cleanup()
+    async with _client_of(answer) as client:
+        yield client
 
 
 @pytest.mark.parametrize(
@@ -585,22 +593,11 @@ async def test_a_stream_is_read_whatever_its_framing_and_its_last_events_size() 
             await response.write(wire[start : start + 4_099])
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/responses", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
-        async with (
-            openai.AsyncOpenAI(
-                base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0
-            ) as client,
-            _closing(OpenAIUpstream(client, max_retries=0, clock=FakeClock())) as up,
-        ):
-            received = [event async for event in up.stream(QUESTION_CALL, 30.0)]
-    finally:
-        await runner.cleanup()
+    async with (
+        _client_of(answer) as client,
+        _closing(OpenAIUpstream(client, max_retries=0, clock=FakeClock())) as up,
+    ):
+        received = [event async for event in up.stream(QUESTION_CALL, 30.0)]
 
     *deltas, last = received
     assert deltas == ["Hello, ", "world"]
@@ -622,25 +619,14 @@ async def test_a_stream_read_to_its_end_leaves_its_connection_for_the_next() -> 
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/responses", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
-        async with (
-            openai.AsyncOpenAI(
-                base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0
-            ) as client,
-            _closing(OpenAIUpstream(client, max_retries=0, clock=FakeClock())) as up,
-        ):
-            for _ in range(2):
-                *_, last = [event async for event in up.stream(QUESTION_CALL, 30.0)]
-                assert isinstance(last, UpstreamAnswer)
-                await asyncio.sleep(0.05)  # the answer's end reaches the client
-    finally:
-        await runner.cleanup()
+    async with (
+        _client_of(answer) as client,
+        _closing(OpenAIUpstream(client, max_retries=0, clock=FakeClock())) as up,
+    ):
+        for _ in range(2):
+            *_, last = [event async for event in up.stream(QUESTION_CALL, 30.0)]
+            assert isinstance(last, UpstreamAnswer)
+            await asyncio.sleep(0.05)  # the answer's end reaches the client
 
     first, second = peers
     assert first == second  # one connection, reused
