@@ -8,7 +8,8 @@ cost of a request, and of every streamed event) nor its httpx layer (which merge
 and normalised the headers, then converted them for aiohttp) is on that path:
 0.11 to 0.34 ms of CPU less per request all-in-one, and a streamed answer 0.34 to
 0.47 of the CPU it cost (``bench/results/hot_path_upstream_aiohttp_*.json``,
-``hot_path_upstream_stream_*.json``). Files and batches use the SDK itself.
+``hot_path_upstream_stream_*.json``). Files, batches and a client whose API key is
+not a string (a key provider) use the SDK itself.
 
 Retries are ours, not the SDK's, so that every attempt fits inside the caller's
 deadline: exponential backoff with full jitter, and an upstream Retry-After is
@@ -23,13 +24,14 @@ INTERNAL ``upstream.attempt`` span under it. Spans never hold prompts or answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import math
 import random
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, TypeVar
@@ -178,7 +180,7 @@ class _OpenStream:
     close: Callable[[], Awaitable[None]]
 
 
-async def sse_data(content: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
+async def _sse_data(content: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
     """The JSON ``data`` of each server-sent event in ``content``, in order.
 
     Lines are split here rather than by aiohttp's ``readline``, which refuses a
@@ -267,39 +269,67 @@ class OpenAIUpstream:
     async def _post(
         self, body: dict[str, object], remaining: float
     ) -> tuple[UpstreamAnswer, str]:
-        """One Responses call as a JSON POST, with the SDK's headers and errors.
+        """One Responses call, read whole within ``remaining``.
 
-        A timeout is ``APITimeoutError``, a transport failure
-        ``APIConnectionError``, a 4xx/5xx the SDK's own ``APIStatusError``
-        subclass (built from the answer as the SDK builds it), an answer that is
-        not a response ``APIResponseValidationError``.
+        An answer that is not a response is ``APIResponseValidationError``; the
+        other errors are :meth:`_send`'s.
         """
-        try:
-            async with self._session().post(
-                self._url,
-                data=json.dumps(body, separators=_COMPACT).encode(),
-                headers=self._raw_headers(),
-                timeout=aiohttp.ClientTimeout(total=remaining),
-                proxy=self._proxy,
-            ) as answer:
-                status, content = answer.status, await answer.read()
-                headers = answer.raw_headers
-        except TimeoutError as error:  # aiohttp's own timeouts subclass it
-            raise openai.APITimeoutError(request=self._request()) from error
-        except aiohttp.ClientError as error:
-            raise openai.APIConnectionError(request=self._request()) from error
-        if status >= 400:
-            response = self._sdk_response(status, headers, content)
-            raise self._client._make_status_error_from_response(response) from None
+        answer = await self._send(body, aiohttp.ClientTimeout(total=remaining))
+        content = await self._read(answer)
         try:
             data = json.loads(content)
             return read_answer_json(data), str(data.get("id", ""))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise openai.APIResponseValidationError(
-                self._sdk_response(status, headers, content),
+                self._sdk_response(answer.status, answer.raw_headers, content),
                 None,
                 message="the upstream's answer is not a response",
             ) from error
+
+    async def _send(
+        self, body: Mapping[str, object], limits: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """POST ``body`` as JSON with the SDK's headers: the answer, its body unread.
+
+        ``limits``: the request's aiohttp timeouts. A 4xx/5xx is the SDK's own
+        ``APIStatusError`` subclass, built from the answer as the SDK builds it;
+        transport errors are :meth:`_sdk_errors`'.
+        """
+        with self._sdk_errors():
+            answer = await self._session().post(
+                self._url,
+                data=json.dumps(body, separators=_COMPACT).encode(),
+                headers=self._raw_headers(),
+                timeout=limits,
+                proxy=self._proxy,
+            )
+        if answer.status < 400:
+            return answer
+        content = await self._read(answer)
+        response = self._sdk_response(answer.status, answer.raw_headers, content)
+        raise self._client._make_status_error_from_response(response) from None
+
+    async def _read(self, answer: aiohttp.ClientResponse) -> bytes:
+        """The whole body of ``answer``; its connection is released either way."""
+        try:
+            with self._sdk_errors():
+                return await answer.read()
+        finally:
+            answer.release()
+
+    @contextlib.contextmanager
+    def _sdk_errors(self) -> Iterator[None]:
+        """Transport failures raised as the SDK's error types.
+
+        A timeout is ``APITimeoutError``, any other failure of aiohttp's
+        ``APIConnectionError``.
+        """
+        try:
+            yield
+        except TimeoutError as error:  # aiohttp's own timeouts subclass it
+            raise openai.APITimeoutError(request=self._request()) from error
+        except aiohttp.ClientError as error:
+            raise openai.APIConnectionError(request=self._request()) from error
 
     def _request(self) -> httpx2.Request:
         """The request an SDK error names (built only when one is raised)."""
@@ -450,43 +480,22 @@ class OpenAIUpstream:
     async def _open_stream(
         self, body: dict[str, object], remaining: float
     ) -> _OpenStream:
-        """A Responses stream with its status read, as :meth:`_post` sends a call.
+        """A Responses stream with its status read, sent as :meth:`_send` sends.
 
         Each read of the stream gets ``remaining``, as the SDK's timeout gave
         it: a long answer is not cut while its events keep coming.
         """
-        try:
-            answer = await self._session().post(
-                self._url,
-                data=json.dumps(
-                    {**body, "stream": True}, separators=(",", ":")
-                ).encode(),
-                headers=self._raw_headers(),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=remaining, sock_read=remaining
-                ),
-                proxy=self._proxy,
-            )
-        except TimeoutError as error:
-            raise openai.APITimeoutError(request=self._request()) from error
-        except aiohttp.ClientError as error:
-            raise openai.APIConnectionError(request=self._request()) from error
-        if answer.status >= 400:
-            try:
-                content = await answer.read()
-            except (TimeoutError, aiohttp.ClientError) as error:
-                raise openai.APIConnectionError(request=self._request()) from error
-            finally:
-                answer.release()
-            response = self._sdk_response(answer.status, answer.raw_headers, content)
-            raise self._client._make_status_error_from_response(response) from None
+        answer = await self._send(
+            {**body, "stream": True},
+            aiohttp.ClientTimeout(total=None, connect=remaining, sock_read=remaining),
+        )
 
         async def close() -> None:
             # The connection goes back to the pool if the answer was read to its
             # end, and is closed if it was left mid-answer (broken, cancelled).
             answer.release()
 
-        return _OpenStream(sse_data(answer.content), close)
+        return _OpenStream(_sse_data(answer.content), close)
 
     async def _with_retries(
         self, attempt: Callable[[float], Awaitable[T]], deadline: float, model: str
