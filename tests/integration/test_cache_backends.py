@@ -181,6 +181,28 @@ async def test_hard_filters_expiry_and_deletes(index: VectorIndex) -> None:
     assert await index.count() == 0
 
 
+async def test_expired_points_never_displace_a_live_one(index: VectorIndex) -> None:
+    # The closer points expired: a search that left expiry to be checked after
+    # the nearest were picked would find none of its one candidate alive.
+    for n in range(3):
+        await index.upsert(
+            SCOPE,
+            f"old{n}",
+            _entry(f"old{n}", expires_at=100.0),
+            _unit(1, n / 100),
+            fingerprint=f"fp:old{n}",
+        )
+    await index.upsert(SCOPE, "live", _entry("live"), _unit(1, 0.3), fingerprint="")
+    found = await index.search(
+        _unit(1, 0), SCOPE, now=200.0, limit=1, min_similarity=0.5
+    )
+    assert [c.query for c in found] == ["live"]
+    before_expiry = await index.search(
+        _unit(1, 0), SCOPE, now=50.0, limit=1, min_similarity=0.5
+    )
+    assert [c.query for c in before_expiry] == ["old0"]
+
+
 async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile(
     tmp_path: Path,
 ) -> None:
