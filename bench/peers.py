@@ -8,6 +8,11 @@ user message):
 
 - the simulator called directly (the baseline: the floor of the generator and the
   upstream on this machine);
+- the framework floor (``bench/relay.py``): a relay on Tollgate's own frameworks
+  (aiohttp and grpc.aio, the upstream on one aiohttp session) that decodes a
+  request, calls the simulator and encodes the answer, with none of a gateway's
+  work, through both doors: what Tollgate cannot spend less than on these
+  libraries;
 - Tollgate as five processes (``tollgate dev``'s topology, ``services.devsuite``)
   and all-in-one (``tollgate serve all``), each through its OpenAI-compatible HTTP
   door and through its gRPC door (``CreateResponse`` with the same prompt as one
@@ -140,6 +145,7 @@ class System:
 
 
 SIMULATOR = System("simulator", "simulator called directly")
+RELAY = System("relay", "framework floor: bare relay, no gateway logic")
 PROCESSES = System("tollgate-processes", "Tollgate, five processes")
 ALL_IN_ONE = System("tollgate-all", "Tollgate all-in-one")
 
@@ -534,6 +540,36 @@ def start_simulator(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"http://127.0.0.1:{port}/v1"
 
 
+def start_relay(
+    state_dir: Path, simulator_url: str
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """``bench/relay.py`` on free ports; returns it, its base URL and gRPC address."""
+    http_port, grpc_port = free_port(), free_port()
+    log = state_dir / "relay.log"
+    env = {**_clean_env(), "PYTHONPATH": f"{ROOT}:{ROOT / 'gen' / 'python'}"}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, str(ROOT / "bench" / "relay.py")),
+                *("--upstream", simulator_url, "--api-key", SIMULATOR_KEY),
+                *("--http-port", str(http_port), "--grpc-port", str(grpc_port)),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{http_port}/v1"
+    try:
+        # The relay opens its HTTP port after its gRPC port.
+        _wait_http(f"{base_url}/health", process, log)
+    except BaseException:
+        _stop_group(process)
+        raise
+    return process, base_url, f"127.0.0.1:{grpc_port}"
+
+
 def start_tollgate(
     state_dir: Path,
     simulator_url: str,
@@ -780,6 +816,38 @@ async def bench_simulator(
         await target.close()
 
 
+async def bench_relay(
+    rig: Rig,
+    state: Path,
+    simulator_url: str,
+    run: str,
+    notes: dict[str, str],
+    concurrencies: tuple[int, ...] = CONCURRENCIES,
+) -> None:
+    """The framework floor through both doors at every concurrency."""
+    print(f"\n== {RELAY.label}", flush=True)
+    try:
+        process, base_url, address = await asyncio.to_thread(
+            start_relay, state, simulator_url
+        )
+    except (RuntimeError, TimeoutError) as error:
+        notes[RELAY.key] = f"did not start: {error}"
+        print(notes[RELAY.key], flush=True)
+        return
+    tree = Tree([process.pid])
+    http = HttpTarget(base_url, SIMULATOR_KEY, run, RELAY.key)
+    grpc_target = GrpcTarget(address, run, RELAY.key, bypass=True)
+    try:
+        for concurrency in concurrencies:
+            await http.open(concurrency)
+            await measure(rig, RELAY, "http", "-", concurrency, http.call, tree)
+            await measure(rig, RELAY, "grpc", "-", concurrency, grpc_target.call, tree)
+    finally:
+        await http.close()
+        await grpc_target.close()
+        await asyncio.to_thread(_stop_group, process)
+
+
 async def _breakers_closed(stub: Any, limit_s: float = 40.0) -> None:
     """Wait until no breaker of the gateway is open (an overload opens the cache's)."""
     deadline = time.perf_counter() + limit_s
@@ -981,6 +1049,8 @@ async def run_all(args: argparse.Namespace, state: Path) -> tuple[Rig, dict[str,
     try:
         if "simulator" in args.systems:
             await bench_simulator(rig, simulator_url, run, args.concurrency)
+        if "relay" in args.systems:
+            await bench_relay(rig, state, simulator_url, run, notes, args.concurrency)
         for key, system, all_in_one in (
             ("processes", PROCESSES, False),
             ("all", ALL_IN_ONE, True),
@@ -1037,6 +1107,7 @@ async def run_all(args: argparse.Namespace, state: Path) -> tuple[Rig, dict[str,
 def _row_label(cell: Cell) -> str:
     system = {
         SIMULATOR.key: SIMULATOR.label,
+        RELAY.key: RELAY.label,
         PROCESSES.key: PROCESSES.label,
         ALL_IN_ONE.key: ALL_IN_ONE.label,
     }.get(cell.system)
@@ -1050,6 +1121,8 @@ def _row_label(cell: Cell) -> str:
     if cell.system == SIMULATOR.key:
         return system
     door = "HTTP door" if cell.door == "http" else "gRPC"
+    if cell.system == RELAY.key:
+        return f"{system}, {door}"
     cache = "cache bypassed" if cell.cache == "bypass" else "with the cache"
     return f"{system}, {door}, {cache}"
 
@@ -1282,8 +1355,8 @@ def main() -> None:
     parser.add_argument(
         "--systems",
         nargs="+",
-        default=["simulator", "processes", "all", "workers", "litellm"],
-        choices=["simulator", "processes", "all", "workers", "litellm"],
+        default=["simulator", "relay", "processes", "all", "workers", "litellm"],
+        choices=["simulator", "relay", "processes", "all", "workers", "litellm"],
     )
     parser.add_argument(
         "--workers",

@@ -11,7 +11,10 @@ that a noisy machine hurts every tree alike, a closed-loop generator sends
 - ``--cache bypass``: a new prompt on every request, the cache bypassed
   (``x-tollgate-cache: bypass`` / ``cache_bypass``);
 - ``--cache exact``: ``--concurrency`` prompts answered once first, then asked
-  again and again (exact hits).
+  again and again (exact hits);
+- ``--cache new``: a new prompt on every request with the cache on (both tiers
+  looked up, a miss, the answer stored): the semantic tier's path. Every tree's
+  index grows alike, since the rounds alternate and send as many requests.
 
 With ``--stream`` every answer is streamed (``"stream": true`` through the HTTP door,
 ``StreamResponse`` through gRPC).
@@ -147,6 +150,7 @@ class Door:
     ) -> None:
         self._door = door
         self._bypass = cache == "bypass"
+        self._new_prompts = cache != "exact"
         self._stream = stream
         self._fixed = [
             f"Hot path {uuid.uuid4().hex} prompt {i}: explain."
@@ -167,7 +171,7 @@ class Door:
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
 
     def _prompt(self, i: int) -> str:
-        if self._bypass:
+        if self._new_prompts:
             return f"Hot path {uuid.uuid4().hex} request {i}: explain."
         return self._fixed[i % len(self._fixed)]
 
@@ -210,7 +214,7 @@ class Door:
 
     async def prime(self) -> None:
         """Answer the fixed prompts once so that asking again hits exactly."""
-        if self._bypass:
+        if self._new_prompts:
             return
         for i in range(len(self._fixed)):
             await self.call(i)
@@ -521,7 +525,7 @@ def main() -> None:
     )
     parser.add_argument("--mode", choices=("all", "processes"), default="all")
     parser.add_argument("--door", choices=("http", "grpc"), default="grpc")
-    parser.add_argument("--cache", choices=("bypass", "exact"), default="bypass")
+    parser.add_argument("--cache", choices=("bypass", "exact", "new"), default="bypass")
     parser.add_argument(
         "--stream", action="store_true", help="stream every answer (both doors)"
     )

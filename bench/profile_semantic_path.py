@@ -46,11 +46,11 @@ async def _cells(args: argparse.Namespace, state: Path) -> dict[str, Any]:
     simulator, simulator_url = peers.start_simulator(state)
     suite = None
     try:
-        embedder = (
-            {"TOLLGATE_CACHE_EMBEDDING_BACKEND": args.embedder} if args.embedder else {}
-        )
+        extra_env = dict(item.split("=", 1) for item in args.env)
+        if args.embedder:
+            extra_env["TOLLGATE_CACHE_EMBEDDING_BACKEND"] = args.embedder
         suite = peers.start_tollgate(
-            state / "all", simulator_url, all_in_one=True, extra_env=embedder
+            state / "all", simulator_url, all_in_one=True, extra_env=extra_env
         )
         pid = next(iter(suite.processes.values())).process.pid
         tree = peers.Tree([pid])
@@ -193,6 +193,13 @@ def main() -> None:
         "--embedder",
         choices=("static", "minilm"),
         help="the cache's embedder (default: the service's default)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the all-in-one (repeatable), e.g. to compare two",
     )
     args = parser.parse_args()
     peers.MODEL = args.model  # read by peers.GrpcTarget at each call
