@@ -27,7 +27,8 @@ summed, and the ratio of every tree to the first are printed and, with ``--out``
 written as JSON.
 
 ``--flame DIR`` afterwards records one py-spy flame graph per tree and process
-named in ``--flame-of`` (``--rate 100`` for ``--flame-seconds``) while the same
+named in ``--flame-of`` (``--flame-rate`` samples a second, 100 by default, for
+``--flame-seconds``; with ``--raw``, collapsed stacks per thread) while the same
 load runs, as ``DIR/flame_<process>_<label>.svg``.
 
 Example (from the repository root)::
@@ -372,6 +373,7 @@ async def flame(
     concurrency: int,
     seconds: float,
     raw: bool = False,
+    rate: int = 100,
 ) -> list[Path]:
     """py-spy record of each named process while the load runs."""
     assert tree.door is not None
@@ -390,7 +392,7 @@ async def flame(
                     str(py_spy),
                     "record",
                     "--rate",
-                    "100",
+                    str(rate),
                     "--duration",
                     str(int(seconds)),
                     "--pid",
@@ -402,6 +404,8 @@ async def flame(
                     # Sampling without pausing the process: a paused gateway
                     # misses its deadlines and profiles its fallbacks instead.
                     "--nonblocking",
+                    # Raw stacks are read by bench/flame_parts.py, per thread.
+                    *(["--threads"] if raw else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -465,6 +469,7 @@ async def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
                     args.concurrency,
                     args.flame_seconds,
                     args.raw,
+                    args.flame_rate,
                 ):
                     print(f"wrote {svg}", flush=True)
     finally:
@@ -536,6 +541,7 @@ def main() -> None:
     parser.add_argument("--flame", type=Path, default=None)
     parser.add_argument("--flame-of", action="append", default=None)
     parser.add_argument("--flame-seconds", type=float, default=10.0)
+    parser.add_argument("--flame-rate", type=int, default=100, help="samples/s")
     parser.add_argument(
         "--raw", action="store_true", help="collapsed stacks (.txt), not SVG"
     )
