@@ -175,8 +175,10 @@ class RpcEnvelope:
         self._admin_digests = frozenset(d.lower() for d in settings.admin_key_sha256s)
         self._access_log = app.access_log
         # In-process calls (``tollgate serve all``) come from the gateway in this
-        # very process: there is no peer to identify.
+        # very process: there is no peer to identify, and they run in the
+        # gateway's task, whose context already names the request.
         self._identity = None if in_process else app.identity
+        self._in_process = in_process
         self._operator_methods = app.operator_methods
 
     def registrar(self, server: Any) -> _EnvelopingRegistrar:
@@ -213,11 +215,15 @@ class RpcEnvelope:
         """Bind the RPC's request id (presented or made) and method; return the id.
 
         The id is echoed with the status, in the trailing metadata: no write of its
-        own.
+        own. An in-process call binds nothing: it runs in its caller's task, whose
+        log context and request id are the request's, and must find them unchanged
+        when the call returns.
         """
-        structlog.contextvars.clear_contextvars()
         presented = metadata_value(context.invocation_metadata(), REQUEST_ID_HEADER)
         request_id = str(presented)[:128] if isinstance(presented, str) else ""
+        if self._in_process:
+            return request_id
+        structlog.contextvars.clear_contextvars()
         request_id = request_id or new_request_id()
         set_request_id(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)

@@ -1,8 +1,8 @@
 """The in-process channel of `tollgate serve all`: what a network call would do.
 
 A call through it passes the server's RPC envelope, gets the caller's metadata and
-deadline, fails with the AioRpcError the network would raise, and cannot disturb
-the caller's request id.
+deadline, fails with the AioRpcError the network would raise, and runs in the
+caller's task and context, which it leaves as it found them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
 from google.protobuf import wrappers_pb2
 
 from services.allinone import InProcessChannel
@@ -49,7 +50,7 @@ def _channel() -> InProcessChannel:
         },
     )
     app = ServiceApp(name="echo", service_names=["test.Echo"], register=lambda _: None)
-    envelope = RpcEnvelope(app, ServerSettings())
+    envelope = RpcEnvelope(app, ServerSettings(), in_process=True)
     return InProcessChannel([envelope.wrap_generic(handlers)])
 
 
@@ -62,20 +63,27 @@ async def test_the_callers_deadline_ends_the_call_with_deadline_exceeded() -> No
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-async def test_the_servicer_sees_request_id_and_deadline_without_leaking_them() -> None:
+async def test_the_servicer_runs_in_the_callers_context_and_leaves_it_intact() -> None:
     set_request_id("req_caller")
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id="req_caller", tenant="acme")
     call = _channel().unary_unary(SEEN)
 
     reply = await call(
         wrappers_pb2.StringValue(),
         timeout=5,
-        metadata=(("x-request-id", "req_from_metadata"),),
+        metadata=(("x-request-id", "req_caller"),),
     )
 
     request_id, remaining = reply.value.split()
-    assert request_id == "req_from_metadata"
+    assert request_id == "req_caller"
     assert 4.0 < float(remaining) <= 5.0
+    # The envelope neither cleared nor rebound the caller's log context.
     assert current_request_id() == "req_caller"
+    assert structlog.contextvars.get_contextvars() == {
+        "request_id": "req_caller",
+        "tenant": "acme",
+    }
 
 
 async def test_a_tollgate_error_arrives_as_the_networks_status_with_details() -> None:
