@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def _before_config(dimension: int) -> EdgeConfig:
 @dataclass(frozen=True)
 class Variant:
     name: str
-    config: object  # Callable[[int], EdgeConfig]
+    config: Callable[[int], EdgeConfig]
     expiry_in_filter: bool
 
 
@@ -108,12 +109,7 @@ VARIANTS = (
 
 
 def _shard(variant: Variant, directory: Path) -> EdgeShard:
-    original = qdrant_edge.shard_config
-    qdrant_edge.shard_config = variant.config  # type: ignore[assignment]
-    try:
-        return qdrant_edge._create_shard(directory, DIMENSION)
-    finally:
-        qdrant_edge.shard_config = original
+    return qdrant_edge.create_shard(directory, variant.config(DIMENSION))
 
 
 def _filter(variant: Variant, now: float) -> Filter:

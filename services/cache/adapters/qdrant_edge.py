@@ -125,8 +125,9 @@ def shard_config(dimension: int) -> EdgeConfig:
     )
 
 
-def _create_shard(path: Path, dimension: int) -> EdgeShard:
-    shard = EdgeShard.create(str(path), shard_config(dimension))
+def create_shard(path: Path, config: EdgeConfig) -> EdgeShard:
+    """A new shard at ``path`` with the cache's payload indexes."""
+    shard = EdgeShard.create(str(path), config)
     shard.update(
         UpdateOperation.create_field_index(
             TENANT_FIELD, KeywordIndexParams(is_tenant=True)
@@ -264,8 +265,9 @@ class QdrantEdgeIndex:
             self._shard = _load_shard(self._generation_path(self._generation))
         else:
             self._generation = 1
-            self._shard = _create_shard(
-                self._generation_path(self._generation), self._dimension
+            self._shard = create_shard(
+                self._generation_path(self._generation),
+                shard_config(self._dimension),
             )
             self._write_current()
         # A crash during an optimization leaves a half-made next generation.
