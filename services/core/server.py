@@ -158,8 +158,9 @@ def _check_admin(
 class RpcEnvelope:
     """What every RPC of one service passes through, wrapped around each handler.
 
-    It binds the request id and method into the log context, checks admin keys and
-    service identities, maps errors through the error table, and counts and traces
+    It binds the request id and method into the log context (not for an in-process
+    call, which runs in its caller's context), checks admin keys and service
+    identities, maps errors through the error table, and counts and traces
     the RPC. Handlers are wrapped once, when the service registers them (see
     :meth:`registrar`), rather than by a per-call interceptor: gRPC's interceptor
     chain and a separate initial metadata write cost more per RPC than the service's
