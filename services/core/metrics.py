@@ -152,6 +152,21 @@ COSTS_SPEND = Counter(
     ["model"],
     registry=REGISTRY,
 )
+COSTS_BUDGET_CHECKS = Counter(
+    "tollgate_costs_budget_checks_total",
+    "Budget checks, by how they were decided: `store` (a ledger transaction read "
+    "the caller's budgets and reserved) or `no_budget` (no scope of the caller holds a "
+    "budget, by the replica's set of budgeted scopes; nothing reserved).",
+    ["decided_by"],
+    registry=REGISTRY,
+)
+COSTS_BUDGETED_SCOPES = Gauge(
+    "tollgate_costs_budgeted_scopes",
+    "Scopes holding a budget, as this replica last read them from the ledger (plus "
+    "those set through it); a budget set through another replica is enforced here "
+    "once this count includes it.",
+    registry=REGISTRY,
+)
 COSTS_SAVED = Counter(
     "tollgate_costs_saved_micros_total",
     "Savings the ledger booked (cache hits, routing to a cheaper model, the batch "

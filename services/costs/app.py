@@ -14,6 +14,7 @@ import grpc
 from tollgate.costs.v1 import costs_pb2 as costs_pb
 from tollgate.costs.v1 import costs_pb2_grpc
 
+from services.core import metrics
 from services.core.clock import Clock, SystemClock
 from services.core.pricing import load_pricing
 from services.core.server import ServiceApp
@@ -72,9 +73,16 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
         router=webhooks,
     )
     servicer = CostsServicer(ledger, webhooks)
+    metrics.COSTS_BUDGETED_SCOPES.set_function(lambda: ledger.budgeted_scope_count)
     following: list[asyncio.Task[None]] = []
 
     async def start() -> None:
+        if settings.budget_refresh_seconds > 0:
+            following.append(
+                asyncio.create_task(
+                    ledger.follow_budgets(settings.budget_refresh_seconds)
+                )
+            )
         following.append(
             asyncio.create_task(
                 ledger.follow_alerts(settings.alert_poll_interval_seconds)

@@ -101,6 +101,15 @@ class CostsSettings(InternalServerSettings):
         description="How long a CheckBudget reservation counts against budgets "
         "when no Record settles it.",
     )
+    budget_refresh_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often each replica reads which scopes hold a budget; a "
+        "check for a caller none of whose scopes holds one is then allowed without "
+        "a ledger transaction. A budget set through another replica applies within "
+        "this interval (at once on the replica that set it); 0 sends every check "
+        "to the ledger.",
+    )
     alert_poll_interval_seconds: float = Field(
         default=1.0,
         gt=0,

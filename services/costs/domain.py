@@ -19,6 +19,14 @@ reservation (its spend replaces it, at actual cost); a reservation that no Recor
 settles stops counting when it expires. Alerts fire in the transaction that books
 the spend crossing a threshold, once per budget, period and threshold; the same
 transaction queues each for the webhook endpoints that want it (``webhooks.py``).
+
+Most callers have no budget at all, and for them that transaction decides nothing:
+each replica keeps the set of scopes that hold a budget (read from the store every
+``budget_refresh_seconds``, and at once for the budgets it sets itself), and a
+check whose chain of scopes meets none of them is allowed without touching the
+store, reserving nothing, as the transaction would have. A budget set through
+another replica applies here from its next read: within ``budget_refresh_seconds``.
+Budgets are replaced, never deleted, so the set only grows.
 """
 
 from __future__ import annotations
@@ -180,6 +188,8 @@ class BudgetVerdict:
         exceeded_budget: on a denial or downgrade, the hard budget that refused the
             requested model.
         resets_at: on a denial, when that budget's period ends.
+        store_checked: False when no scope of the caller holds a budget by the
+            replica's set of budgeted scopes, so no store transaction ran.
     """
 
     decision: BudgetDecision
@@ -190,6 +200,7 @@ class BudgetVerdict:
     reservation_expires_at: datetime | None = None
     exceeded_budget: Budget | None = None
     resets_at: datetime | None = None
+    store_checked: bool = True
 
     @property
     def reserve_micros(self) -> int:
@@ -244,6 +255,11 @@ class CostLedger:
             ReservationRequest[BudgetVerdict], BudgetVerdict
         ] = GroupCommit(store.reserve, max_batch)
         self._next_purge: datetime | None = None
+        # The scopes known to hold a budget: as last read, plus those set here.
+        # Trusted only while the last read succeeded; until then every check goes
+        # to the store.
+        self._budgeted: frozenset[BudgetScope] = frozenset()
+        self._budgeted_read = False
         # Alerts handed to this replica's watchers, by id, with when they fired.
         self._delivered: dict[str, datetime] = {}
         # Budget periods of recent local days: every record needs those of its day.
@@ -325,6 +341,15 @@ class CostLedger:
         now = self._now()
         worst_case = self._worst_case(request.model, request, now)
         await self._purge_if_due(now)
+        scopes = scopes_of(request.caller)
+        if self._budgeted_read and self._budgeted.isdisjoint(scopes):
+            return BudgetVerdict(
+                decision=BudgetDecision.ALLOW,
+                worst_case_cost_micros=worst_case,
+                remaining_micros=0,
+                model=request.model,
+                store_checked=False,
+            )
         reservation = _Reservation(
             reservation_id=f"rsv_{uuid.uuid4().hex}",
             now=now,
@@ -339,7 +364,7 @@ class CostLedger:
                 user_id=request.caller.user_id,
                 api_key_id=request.caller.api_key_id,
                 model=request.model,
-                scopes=scopes_of(request.caller),
+                scopes=scopes,
                 periods=self._periods(now),
                 now=now,
                 expires_at=reservation.expires_at,
@@ -393,6 +418,7 @@ class CostLedger:
             alert_thresholds_percent=thresholds or DEFAULT_ALERT_THRESHOLDS_PERCENT,
         )
         await self._store.put_budget(in_force)
+        self._budgeted |= {in_force.scope}
         spent = await self._store.spent_micros(
             in_force.scope, period_bounds(in_force.period, now, self._zone)
         )
@@ -503,6 +529,34 @@ class CostLedger:
         while True:
             await asyncio.sleep(interval_seconds)
             self._deliver(await self._recent_alerts())
+
+    async def follow_budgets(self, interval_seconds: float) -> None:
+        """Read which scopes hold a budget now and every ``interval_seconds``.
+
+        Until the first read succeeds, and after any read fails (logged, retried at
+        the next interval), every budget check is decided in the store. Runs until
+        cancelled.
+        """
+        while True:
+            await self.refresh_budgeted_scopes()
+            await asyncio.sleep(interval_seconds)
+
+    @property
+    def budgeted_scope_count(self) -> int:
+        """How many scopes this replica knows to hold a budget."""
+        return len(self._budgeted)
+
+    async def refresh_budgeted_scopes(self) -> None:
+        """Read the scopes that hold a budget (see the module's docstring)."""
+        try:
+            read = await self._store.budgeted_scopes()
+        except BackendUnavailableError as error:
+            _log.warning("budgeted_scopes_read_failed", reason=error.reason)
+            self._budgeted_read = False
+            return
+        # A scope set here during the read stays: budgets are never deleted.
+        self._budgeted |= read
+        self._budgeted_read = True
 
     async def _recent_alerts(self) -> list[Alert]:
         """The alerts of the follow window; none (logged) when the store fails."""

@@ -380,6 +380,10 @@ class LedgerStore(Protocol):
         """Create or replace the budget of ``budget.scope`` and ``budget.period``."""
         ...
 
+    async def budgeted_scopes(self) -> frozenset[BudgetScope]:
+        """Every scope that holds a budget, hard or soft, of any period."""
+        ...
+
     async def alerts(self, tenant_id: str, since: datetime | None) -> list[Alert]:
         """Alerts fired at or after ``since`` (all if None), oldest first.
 

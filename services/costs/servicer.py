@@ -211,6 +211,9 @@ class CostsServicer:
                     batch=request.batch,
                 )
             )
+        metrics.COSTS_BUDGET_CHECKS.labels(
+            "store" if verdict.store_checked else "no_budget"
+        ).inc()
         response = costs_pb.CheckBudgetResponse(
             decision=_DECISIONS[verdict.decision],
             reservation_id=verdict.reservation_id,

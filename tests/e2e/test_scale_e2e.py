@@ -181,15 +181,36 @@ async def _outboxes_drained(
         await asyncio.sleep(0.2)
 
 
-def _rpc_count(suite: Suite, replica: str, method: str) -> int:
+def _metric(suite: Suite, replica: str, pattern: str) -> float:
+    """The sum of ``replica``'s samples whose line matches ``pattern`` (no value)."""
     url = f"http://127.0.0.1:{suite.ports[f'{replica}_metrics']}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    pattern = re.compile(
-        rf'^tollgate_rpc_requests_total\{{[^}}]*method="[^"]*{method}"[^}}]*\}} (\S+)$',
-        re.MULTILINE,
+    samples = re.compile(rf"^{pattern} (\S+)$", re.MULTILINE)
+    return sum(float(value) for value in samples.findall(text))
+
+
+def _rpc_count(suite: Suite, replica: str, method: str) -> int:
+    return int(
+        _metric(
+            suite,
+            replica,
+            rf'tollgate_rpc_requests_total\{{[^}}]*method="[^"]*{method}"[^}}]*\}}',
+        )
     )
-    return sum(int(float(value)) for value in pattern.findall(text))
+
+
+async def _budgets_known(
+    suite: Suite, replicas: tuple[str, ...], within: float = 10.0
+) -> None:
+    """Wait until every costs replica has read the budget set through one of them."""
+    deadline = time.monotonic() + within
+    while any(
+        _metric(suite, replica, "tollgate_costs_budgeted_scopes") < 1
+        for replica in replicas
+    ):
+        assert time.monotonic() < deadline, "a costs replica never read the budget"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_users_request_limit_holds_exactly_across_both_gateways(
@@ -261,6 +282,9 @@ async def test_a_hard_budget_holds_across_both_costs_replicas_under_50_at_once(
             metadata=AUTH,
             timeout=5,
         )
+    # A budget set through one replica is enforced by the other once it has read
+    # it (within TOLLGATE_COSTS_BUDGET_REFRESH_SECONDS).
+    await _budgets_known(scaled, ("costs", "costs-2"))
     checks_before = {
         r: _rpc_count(scaled, r, "CheckBudget") for r in ("costs", "costs-2")
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from services.router.config import RouterSettings
 from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.config import SimulatorSettings
 from tests.conftest import ServeApp
+from tests.grpc_helpers import ADMIN_KEY_SHA256S, admin_channel
 
 METRICS_ON = ServerSettings(metrics_port=0)
 ACQUIRE = "/tollgate.ratelimit.v1.RateLimitService/Acquire"
@@ -217,6 +219,70 @@ async def test_spend_and_savings_are_counted_once_per_request_id(
 
     assert delta("tollgate_costs_spend_micros_total") == booked.cost_micros
     assert delta("tollgate_costs_saved_micros_total") == hit.saved_micros
+    scraper.assert_no_caller_identities()
+
+
+async def test_budget_checks_are_counted_by_what_decided_them(
+    serve_app: ServeApp, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    settings = CostsSettings(
+        database_path=tmp_path / "costs.sqlite3",
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
+        budget_refresh_seconds=0.05,
+        metrics_port=0,
+    )
+    running = await serve_app(await build_costs(settings), settings)
+    scraper = Scraper(http, _metrics_port(running))
+    checks = "tollgate_costs_budget_checks_total"
+
+    def check(user_id: str) -> costs_pb.CheckBudgetRequest:
+        return costs_pb.CheckBudgetRequest(
+            request_id=f"check-{user_id}",
+            caller=common_pb.Caller(tenant_id=TENANT, user_id=user_id),
+            model="gpt-4.1",
+            input_tokens=1000,
+            max_output_tokens=500,
+        )
+
+    async with admin_channel(running.address) as channel:
+        stub = costs_pb2_grpc.CostsServiceStub(channel)
+        await stub.SetBudget(
+            costs_pb.SetBudgetRequest(
+                budget=costs_pb.Budget(
+                    scope=costs_pb.BudgetScope(
+                        kind=costs_pb.SCOPE_KIND_USER, tenant_id=TENANT, user_id=USER
+                    ),
+                    period=costs_pb.BUDGET_PERIOD_DAY,
+                    limit_micros=1_000_000,
+                    hard=True,
+                )
+            )
+        )
+        # The first read of the budgeted scopes lands within a refresh or two.
+        for _ in range(100):
+            before = await scraper.scrape()
+            unbudgeted = await stub.CheckBudget(check("someone-else"))
+            after = await scraper.scrape()
+            if _value(after, checks, decided_by="no_budget") > _value(
+                before, checks, decided_by="no_budget"
+            ):
+                break
+            await asyncio.sleep(0.05)
+        budgeted = await stub.CheckBudget(check(USER))
+        last = await scraper.scrape()
+
+    assert (
+        _value(after, checks, decided_by="no_budget")
+        == _value(before, checks, decided_by="no_budget") + 1
+    ), "a caller without a budget was never decided without the ledger"
+    assert unbudgeted.decision == costs_pb.BUDGET_DECISION_ALLOW
+    assert unbudgeted.reservation_id == ""
+    assert budgeted.reservation_id != ""
+    assert (
+        _value(last, checks, decided_by="store")
+        == _value(after, checks, decided_by="store") + 1
+    )
+    assert _value(last, "tollgate_costs_budgeted_scopes") == 1
     scraper.assert_no_caller_identities()
 
 

@@ -446,6 +446,10 @@ class SqlLedgerStore:
         """Create or replace the budget of its scope and period."""
         await self._run(_put_budget, budget)
 
+    async def budgeted_scopes(self) -> frozenset[BudgetScope]:
+        """Every scope that holds a budget; see the port."""
+        return await self._run(_budgeted_scopes)
+
     async def alerts(self, tenant_id: str, since: datetime | None) -> list[Alert]:
         """Alerts fired at or after ``since``, oldest first."""
         return await self._run(_alerts, tenant_id, since)
@@ -977,6 +981,17 @@ def _budgets_of_tenants(
         [ScopeKind.GLOBAL.value, *ordered],
     ).fetchall()
     return [_decode_budget(row) for row in rows]
+
+
+def _budgeted_scopes(
+    connection: Connection, dialect: Dialect
+) -> frozenset[BudgetScope]:
+    rows = connection.execute(
+        dialect.sql(
+            "SELECT DISTINCT scope_kind, tenant_id, service, user_id FROM budgets"
+        )
+    ).fetchall()
+    return frozenset(_scope_of(*row) for row in rows)
 
 
 def _budgets_for(

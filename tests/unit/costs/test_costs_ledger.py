@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from services.core.clock import FakeClock
+from services.core.errors import BackendUnavailableError
 from services.core.pricing import TokenUsage, UnknownModelError, load_pricing
 from services.costs.adapters.sql import SqlLedgerStore
 from services.costs.adapters.sqlite import MEMORY, open_sqlite_store
@@ -337,6 +340,80 @@ async def test_check_without_budgets_allows_and_reserves_nothing(
     assert verdict.worst_case_cost_micros == 6000
     assert verdict.remaining_micros == 0
     assert verdict.reservation_id == ""
+
+
+async def test_once_budgeted_scopes_are_read_a_caller_without_one_skips_the_store(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "costs.sqlite3"
+    store = await open_sqlite_store(path)
+    ledger = CostLedger(store, load_pricing(), clock, ZoneInfo("UTC"))
+    await ledger.set_budget(_budget(ScopeKind.USER))  # u1's, not u2's
+    before_read = await _check(ledger, caller=dataclasses.replace(ACME, user_id="u2"))
+    await ledger.refresh_budgeted_scopes()
+    # Without the ledger tables, any check that reads the store fails.
+    with sqlite3.connect(path) as outside:
+        outside.execute("DROP TABLE budget_reservations")
+
+    unbudgeted = await _check(ledger, caller=dataclasses.replace(ACME, user_id="u2"))
+
+    assert before_read.store_checked
+    assert not unbudgeted.store_checked
+    assert unbudgeted == dataclasses.replace(before_read, store_checked=False)
+    with pytest.raises(BackendUnavailableError):
+        await _check(ledger)  # u1 holds a budget: the store decides
+    await ledger.close()
+    await store.close()
+
+
+async def test_a_budget_set_here_is_enforced_at_once(ledger: CostLedger) -> None:
+    await ledger.refresh_budgeted_scopes()
+    allowed = await _check(ledger)
+    await ledger.set_budget(_budget(ScopeKind.TENANT, limit_micros=1000))
+
+    denied = await _check(ledger)
+
+    assert not allowed.store_checked
+    assert denied.decision is BudgetDecision.DENY
+    assert denied.store_checked
+
+
+async def test_a_budget_set_through_another_replica_is_enforced_from_the_next_read(
+    store: SqlLedgerStore, clock: FakeClock
+) -> None:
+    here, there = (
+        CostLedger(store, load_pricing(), clock, ZoneInfo("UTC")) for _ in range(2)
+    )
+    await here.refresh_budgeted_scopes()
+    await there.set_budget(_budget(ScopeKind.SERVICE, limit_micros=1000))
+
+    unaware = await _check(here)
+    await here.refresh_budgeted_scopes()
+    denied = await _check(here)
+
+    assert (unaware.decision, unaware.store_checked) == (BudgetDecision.ALLOW, False)
+    assert (denied.decision, denied.store_checked) == (BudgetDecision.DENY, True)
+    assert here.budgeted_scope_count == 1
+    await here.close()
+    await there.close()
+
+
+async def test_after_a_failed_read_every_check_goes_to_the_store(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "costs.sqlite3"
+    store = await open_sqlite_store(path)
+    ledger = CostLedger(store, load_pricing(), clock, ZoneInfo("UTC"))
+    await ledger.refresh_budgeted_scopes()
+    with sqlite3.connect(path) as outside:
+        outside.execute("DROP TABLE budgets")
+
+    await ledger.refresh_budgeted_scopes()
+
+    with pytest.raises(BackendUnavailableError):
+        await _check(ledger)
+    await ledger.close()
+    await store.close()
 
 
 @pytest.mark.parametrize(
