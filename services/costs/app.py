@@ -68,6 +68,7 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
         clock,
         settings.timezone,
         reservation_ttl=timedelta(seconds=settings.reservation_ttl_seconds),
+        budget_refresh=timedelta(seconds=settings.budget_refresh_seconds),
         max_batch=settings.max_batch_size,
         linger_seconds=settings.batch_linger_ms / 1000,
         router=webhooks,
@@ -78,11 +79,7 @@ async def build_app(settings: CostsSettings, clock: Clock | None = None) -> Serv
 
     async def start() -> None:
         if settings.budget_refresh_seconds > 0:
-            following.append(
-                asyncio.create_task(
-                    ledger.follow_budgets(settings.budget_refresh_seconds)
-                )
-            )
+            following.append(asyncio.create_task(ledger.follow_budgets()))
         following.append(
             asyncio.create_task(
                 ledger.follow_alerts(settings.alert_poll_interval_seconds)

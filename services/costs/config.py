@@ -106,9 +106,9 @@ class CostsSettings(InternalServerSettings):
         ge=0,
         description="How often each replica reads which scopes hold a budget; a "
         "check for a caller none of whose scopes holds one is then allowed without "
-        "a ledger transaction. A budget set through another replica applies within "
-        "this interval (at once on the replica that set it); 0 sends every check "
-        "to the ledger.",
+        "a ledger transaction, and when the caller's whole tenant holds none, the "
+        "gateway skips its checks for this long. A new budget binds everywhere "
+        "within two intervals; 0 sends every check to the ledger.",
     )
     alert_poll_interval_seconds: float = Field(
         default=1.0,

@@ -22,10 +22,13 @@ transaction queues each for the webhook endpoints that want it (``webhooks.py``)
 
 Most callers have no budget at all, and for them that transaction decides nothing:
 each replica keeps the set of scopes that hold a budget (read from the store every
-``budget_refresh_seconds``, and at once for the budgets it sets itself), and a
-check whose chain of scopes meets none of them is allowed without touching the
-store, reserving nothing, as the transaction would have. A budget set through
-another replica applies here from its next read: within ``budget_refresh_seconds``.
+``budget_refresh``, and at once for the budgets it sets itself), and a check whose
+chain of scopes meets none of them is allowed without touching the store, reserving
+nothing, as the transaction would have. A budget set through another replica
+applies here from its next read: within ``budget_refresh``. When no budget covers
+the caller's tenant at all, the verdict says so for one ``budget_refresh``
+(``tenant_unbudgeted_for``), and the gateway allows that tenant's requests without
+asking until it passes: a new budget binds everywhere within two intervals.
 Budgets are replaced, never deleted, so the set only grows.
 """
 
@@ -75,7 +78,9 @@ from services.costs.ports import (
 
 DEFAULT_ALERT_THRESHOLDS_PERCENT = (50, 75, 90, 100)
 DEFAULT_RESERVATION_TTL = timedelta(minutes=15)
+DEFAULT_BUDGET_REFRESH = timedelta(seconds=1)
 DEFAULT_MAX_BATCH = 512
+_GLOBAL = BudgetScope(ScopeKind.GLOBAL)
 # Expired reservations no longer count; they are deleted at most this often.
 _PURGE_INTERVAL = timedelta(minutes=1)
 # How far back each poll for other replicas' alerts looks: commits that become
@@ -190,6 +195,9 @@ class BudgetVerdict:
         resets_at: on a denial, when that budget's period ends.
         store_checked: False when no scope of the caller holds a budget by the
             replica's set of budgeted scopes, so no store transaction ran.
+        tenant_unbudgeted_for: set when no budget covers the caller's tenant at
+            all (none global, none at any of its scopes): how long its requests
+            may be allowed without asking.
     """
 
     decision: BudgetDecision
@@ -201,6 +209,7 @@ class BudgetVerdict:
     exceeded_budget: Budget | None = None
     resets_at: datetime | None = None
     store_checked: bool = True
+    tenant_unbudgeted_for: timedelta | None = None
 
     @property
     def reserve_micros(self) -> int:
@@ -234,6 +243,7 @@ class CostLedger:
         zone: ZoneInfo,
         *,
         reservation_ttl: timedelta = DEFAULT_RESERVATION_TTL,
+        budget_refresh: timedelta = DEFAULT_BUDGET_REFRESH,
         max_batch: int = DEFAULT_MAX_BATCH,
         linger_seconds: float = 0.0,
         hub: AlertHub | None = None,
@@ -259,7 +269,9 @@ class CostLedger:
         # Trusted only while the last read succeeded; until then every check goes
         # to the store.
         self._budgeted: frozenset[BudgetScope] = frozenset()
+        self._budgeted_tenants: frozenset[str] = frozenset()
         self._budgeted_read = False
+        self._budget_refresh = budget_refresh
         # Alerts handed to this replica's watchers, by id, with when they fired.
         self._delivered: dict[str, datetime] = {}
         # Budget periods of recent local days: every record needs those of its day.
@@ -343,12 +355,19 @@ class CostLedger:
         await self._purge_if_due(now)
         scopes = scopes_of(request.caller)
         if self._budgeted_read and self._budgeted.isdisjoint(scopes):
+            tenant_unbudgeted = (
+                _GLOBAL not in self._budgeted
+                and request.caller.tenant_id not in self._budgeted_tenants
+            )
             return BudgetVerdict(
                 decision=BudgetDecision.ALLOW,
                 worst_case_cost_micros=worst_case,
                 remaining_micros=0,
                 model=request.model,
                 store_checked=False,
+                tenant_unbudgeted_for=(
+                    self._budget_refresh if tenant_unbudgeted else None
+                ),
             )
         reservation = _Reservation(
             reservation_id=f"rsv_{uuid.uuid4().hex}",
@@ -418,7 +437,7 @@ class CostLedger:
             alert_thresholds_percent=thresholds or DEFAULT_ALERT_THRESHOLDS_PERCENT,
         )
         await self._store.put_budget(in_force)
-        self._budgeted |= {in_force.scope}
+        self._know_budgeted(frozenset({in_force.scope}))
         spent = await self._store.spent_micros(
             in_force.scope, period_bounds(in_force.period, now, self._zone)
         )
@@ -530,8 +549,8 @@ class CostLedger:
             await asyncio.sleep(interval_seconds)
             self._deliver(await self._recent_alerts())
 
-    async def follow_budgets(self, interval_seconds: float) -> None:
-        """Read which scopes hold a budget now and every ``interval_seconds``.
+    async def follow_budgets(self) -> None:
+        """Read which scopes hold a budget now and every ``budget_refresh``.
 
         Until the first read succeeds, and after any read fails (logged, retried at
         the next interval), every budget check is decided in the store. Runs until
@@ -539,7 +558,7 @@ class CostLedger:
         """
         while True:
             await self.refresh_budgeted_scopes()
-            await asyncio.sleep(interval_seconds)
+            await asyncio.sleep(self._budget_refresh.total_seconds())
 
     @property
     def budgeted_scope_count(self) -> int:
@@ -555,8 +574,12 @@ class CostLedger:
             self._budgeted_read = False
             return
         # A scope set here during the read stays: budgets are never deleted.
-        self._budgeted |= read
+        self._know_budgeted(read)
         self._budgeted_read = True
+
+    def _know_budgeted(self, scopes: frozenset[BudgetScope]) -> None:
+        self._budgeted |= scopes
+        self._budgeted_tenants |= {scope.tenant_id for scope in scopes}
 
     async def _recent_alerts(self) -> list[Alert]:
         """The alerts of the follow window; none (logged) when the store fails."""
@@ -782,7 +805,7 @@ def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
 def scopes_of(caller: Caller) -> tuple[BudgetScope, ...]:
     """The caller's chain of scopes: global, tenant, and service, user, key if set."""
     scopes = [
-        BudgetScope(ScopeKind.GLOBAL),
+        _GLOBAL,
         BudgetScope(ScopeKind.TENANT, tenant_id=caller.tenant_id),
     ]
     if caller.service:

@@ -228,6 +228,8 @@ class CostsServicer:
             response.exceeded_budget.CopyFrom(_encode_budget(verdict.exceeded_budget))
         if verdict.resets_at is not None:
             response.resets_at.FromDatetime(verdict.resets_at)
+        if verdict.tenant_unbudgeted_for is not None:
+            response.tenant_unbudgeted_for.FromTimedelta(verdict.tenant_unbudgeted_for)
         return response
 
     async def SetBudget(

@@ -1,4 +1,11 @@
-"""Budget checks while the ledger cannot answer: the local spend estimate.
+"""Budget checks the ledger does not answer: unbudgeted tenants, and outages.
+
+When the ledger answers that a tenant holds no budget at all (no global budget,
+none at any scope of the tenant), it says for how long that holds
+(``tenant_unbudgeted_seconds``, the costs replicas' refresh interval), and
+:class:`EstimatingLedger` allows that tenant's requests without asking until it
+passes: each would be allowed with nothing reserved. A budget set meanwhile binds
+once it passes.
 
 The written policy for the costs service (DESIGN, "when it fails or its breaker is
 open"): usage records wait in the durable outbox, and CheckBudget uses the local
@@ -34,6 +41,12 @@ from services.gateway.ports import DependencyUnavailableError, LedgerPort
 _log = structlog.get_logger(__name__)
 
 
+# The answer for a tenant the ledger said holds no budget: allowed, nothing reserved.
+_UNBUDGETED = BudgetVerdict(allowed=True)
+# Tenants remembered as holding no budget; past this many, the memory starts over.
+_MAX_UNBUDGETED_TENANTS = 10_000
+
+
 @dataclass
 class _Remainder:
     """A principal's hard budget as last answered, and what was let through since."""
@@ -51,6 +64,8 @@ class EstimatingLedger:
         self._clock = clock
         # One entry per principal with a hard budget: bounded by the keys in use.
         self._remainders: dict[tuple[str, str, str, str], _Remainder] = {}
+        # Tenants the ledger said hold no budget, until when (monotonic seconds).
+        self._unbudgeted_until: dict[str, float] = {}
 
     async def record(self, record: UsageRecord) -> RecordResult:
         """Book one request's usage (the ledger's own call)."""
@@ -81,6 +96,9 @@ class EstimatingLedger:
             principal.user_id,
             principal.key_id,
         )
+        now = self._clock.monotonic()
+        if self._unbudgeted_until.get(principal.tenant_id, 0.0) > now:
+            return _UNBUDGETED
         try:
             verdict = await self._ledger.check_budget(
                 request_id, principal, model, input_tokens, max_output_tokens
@@ -95,6 +113,12 @@ class EstimatingLedger:
             self._remainders[key] = _Remainder(verdict.remaining_micros)
         else:
             self._remainders.pop(key, None)
+        if verdict.tenant_unbudgeted_seconds > 0:
+            if len(self._unbudgeted_until) >= _MAX_UNBUDGETED_TENANTS:
+                self._unbudgeted_until.clear()
+            self._unbudgeted_until[principal.tenant_id] = (
+                now + verdict.tenant_unbudgeted_seconds
+            )
         return verdict
 
     def _estimate(

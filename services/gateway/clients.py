@@ -872,6 +872,11 @@ class CostsClient:
                 if response.decision == costs_pb.BUDGET_DECISION_DOWNGRADE
                 else ""
             ),
+            tenant_unbudgeted_seconds=(
+                response.tenant_unbudgeted_for.ToTimedelta().total_seconds()
+                if response.HasField("tenant_unbudgeted_for")
+                else 0.0
+            ),
         )
 
 

@@ -248,6 +248,9 @@ class BudgetVerdict:
     remaining_micros: int = 0
     """Left in the tightest budget after this reservation (on a refusal, before
     it); 0 without budgets."""
+    tenant_unbudgeted_seconds: float = 0.0
+    """How long the ledger says the principal's tenant holds no budget at all, so
+    its requests need no check; 0: check every request."""
 
 
 @dataclass(frozen=True, slots=True)

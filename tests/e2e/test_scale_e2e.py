@@ -36,6 +36,7 @@ from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
 
 from services.core.tls import aio_channel
+from services.costs.config import CostsSettings
 from services.devsuite import (
     DEFAULT_PORTS,
     DEV_TENANT,
@@ -65,6 +66,7 @@ LIMITED_USER = "scale-limited"
 # Capacity 12 (burst multiplier 1.0), refilled at 0.2 requests a second.
 LIMITED_RPM = 12
 BUDGET_USER = "scale-budget"
+BUDGET_REFRESH_SECONDS = CostsSettings().budget_refresh_seconds
 BUDGET_MICROS = 1_000
 SCALE_ENV = {
     "TOLLGATE_GATEWAY_OUTBOX_REPLAY_INTERVAL_SECONDS": "0.2",
@@ -282,9 +284,11 @@ async def test_a_hard_budget_holds_across_both_costs_replicas_under_50_at_once(
             metadata=AUTH,
             timeout=5,
         )
-    # A budget set through one replica is enforced by the other once it has read
-    # it (within TOLLGATE_COSTS_BUDGET_REFRESH_SECONDS).
+    # A budget set through one replica binds the other once it has read it, and the
+    # gateways once the interval the ledger last gave them for an unbudgeted tenant
+    # has passed: each at most TOLLGATE_COSTS_BUDGET_REFRESH_SECONDS (the default).
     await _budgets_known(scaled, ("costs", "costs-2"))
+    await asyncio.sleep(BUDGET_REFRESH_SECONDS)
     checks_before = {
         r: _rpc_count(scaled, r, "CheckBudget") for r in ("costs", "costs-2")
     }

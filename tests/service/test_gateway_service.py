@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,9 @@ from tollgate.gateway.v1 import gateway_pb2_grpc
 
 from services.cache.app import build_app as build_cache
 from services.cache.config import CacheSettings
+from services.core.clock import Clock, FakeClock
 from services.core.conversation import Prompt
+from services.core.metrics import REGISTRY
 from services.core.prompt_tokens import count_prompt
 from services.core.server import RunningServer
 from services.core.tokens import count_tokens, truncate_tokens
@@ -113,6 +116,7 @@ async def _serve_gateway(
     downstreams: Downstreams,
     sim: RunningSimulator,
     tmp_path: Path,
+    clock: Clock | None = None,
     **overrides: Any,
 ) -> RunningServer:
     settings = GatewaySettings(
@@ -128,7 +132,7 @@ async def _serve_gateway(
         upstream_max_retries=UPSTREAM_MAX_RETRIES,
         **overrides,
     )
-    return await serve_app(await build_gateway(settings))
+    return await serve_app(await build_gateway(settings, clock))
 
 
 @pytest.fixture
@@ -655,6 +659,81 @@ async def test_prompts_answers_and_keys_never_reach_the_logs(
         "tg-wrong-secret",
     ):
         assert secret not in logged
+
+
+def _budget_checks() -> float:
+    """CheckBudget calls the costs servers of this process have answered."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "tollgate_rpc_requests"
+        for sample in metric.samples
+        if sample.name == "tollgate_rpc_requests_total"
+        and sample.labels.get("method", "").endswith("/CheckBudget")
+    )
+
+
+async def test_a_tenant_without_budgets_is_not_checked_until_the_ledger_says_so_again(
+    serve_app: ServeApp, downstreams: Downstreams, sim: RunningSimulator, tmp_path: Path
+) -> None:
+    refresh_seconds = 30
+    settings = CostsSettings(
+        port=0,
+        database_path=tmp_path / "unbudgeted-costs.sqlite3",
+        admin_key_sha256s=ADMIN_KEY_SHA256S,
+        budget_refresh_seconds=refresh_seconds,
+    )
+    costs = await serve_app(await build_costs(settings), settings)
+    clock = FakeClock()
+    gateway = await _serve_gateway(
+        serve_app, downstreams, sim, tmp_path, clock, costs_address=costs.address
+    )
+    async with admin_channel(costs.address) as channel:
+        ledger = costs_pb2_grpc.CostsServiceStub(channel)
+        probe = costs_pb.CheckBudgetRequest(
+            request_id="probe",
+            caller=common_pb.Caller(tenant_id="acme"),
+            model="gpt-4.1-mini",
+        )
+        for _ in range(500):  # until the costs replica's first read of budgets
+            if (await ledger.CheckBudget(probe)).HasField("tenant_unbudgeted_for"):
+                break
+            await asyncio.sleep(0.01)
+        async with grpc.aio.insecure_channel(gateway.address) as gateway_channel:
+            stub = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
+            checks = [_budget_checks()]
+            for n in range(3):
+                await stub.CreateResponse(
+                    _request(input=f"Unbudgeted {n}?"), metadata=_auth()
+                )
+                checks.append(_budget_checks())
+            await ledger.SetBudget(
+                costs_pb.SetBudgetRequest(
+                    budget=costs_pb.Budget(
+                        scope=costs_pb.BudgetScope(
+                            kind=costs_pb.SCOPE_KIND_TENANT, tenant_id="acme"
+                        ),
+                        period=costs_pb.BUDGET_PERIOD_DAY,
+                        limit_micros=1,
+                        hard=True,
+                    )
+                )
+            )
+            # Within the interval the ledger gave, the tenant is still unchecked.
+            within = await stub.CreateResponse(
+                _request(input="Set meanwhile?"), metadata=_auth()
+            )
+            clock.advance(refresh_seconds)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.CreateResponse(_request(input="After?"), metadata=_auth())
+
+    # Only the first request asked the ledger; the others were allowed on its word.
+    assert [c - checks[0] for c in checks] == [0, 1, 1, 1]
+    assert within.output_text
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_details(refused.value)["google.rpc.ErrorInfo"].reason == (
+        "BUDGET_EXCEEDED"
+    )
 
 
 async def test_while_the_ledger_is_down_budgets_hold_by_the_local_estimate(

@@ -366,6 +366,33 @@ async def test_once_budgeted_scopes_are_read_a_caller_without_one_skips_the_stor
     await store.close()
 
 
+async def test_only_a_tenant_no_budget_covers_is_declared_unbudgeted(
+    store: SqlLedgerStore, clock: FakeClock
+) -> None:
+    refresh = timedelta(seconds=7)
+    ledger = CostLedger(
+        store, load_pricing(), clock, ZoneInfo("UTC"), budget_refresh=refresh
+    )
+    await ledger.set_budget(_budget(ScopeKind.USER))  # acme's u1
+    await ledger.refresh_budgeted_scopes()
+    other_user = dataclasses.replace(ACME, user_id="u2")
+    other_tenant = Caller(tenant_id="globex", service="chat", user_id="u1")
+
+    in_acme = await _check(ledger, caller=other_user)
+    elsewhere = await _check(ledger, caller=other_tenant)
+    await ledger.set_budget(_budget(ScopeKind.GLOBAL))
+    after_a_global_budget = await _check(ledger, caller=other_tenant)
+
+    assert (in_acme.store_checked, in_acme.tenant_unbudgeted_for) == (False, None)
+    assert (elsewhere.store_checked, elsewhere.tenant_unbudgeted_for) == (
+        False,
+        refresh,
+    )
+    assert after_a_global_budget.store_checked
+    assert after_a_global_budget.tenant_unbudgeted_for is None
+    await ledger.close()
+
+
 async def test_a_budget_set_here_is_enforced_at_once(ledger: CostLedger) -> None:
     await ledger.refresh_budgeted_scopes()
     allowed = await _check(ledger)

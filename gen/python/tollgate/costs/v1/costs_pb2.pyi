@@ -179,7 +179,7 @@ class CheckBudgetRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class CheckBudgetResponse(_message.Message):
-    __slots__ = ("decision", "reservation_id", "worst_case_cost_micros", "exceeded_budget", "remaining_micros", "downgrade_model", "resets_at", "reservation_expires_at")
+    __slots__ = ("decision", "reservation_id", "worst_case_cost_micros", "exceeded_budget", "remaining_micros", "downgrade_model", "resets_at", "reservation_expires_at", "tenant_unbudgeted_for")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     WORST_CASE_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +188,7 @@ class CheckBudgetResponse(_message.Message):
     DOWNGRADE_MODEL_FIELD_NUMBER: _ClassVar[int]
     RESETS_AT_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_UNBUDGETED_FOR_FIELD_NUMBER: _ClassVar[int]
     decision: BudgetDecision
     reservation_id: str
     worst_case_cost_micros: int
@@ -196,7 +197,8 @@ class CheckBudgetResponse(_message.Message):
     downgrade_model: str
     resets_at: _timestamp_pb2.Timestamp
     reservation_expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, decision: _Optional[_Union[BudgetDecision, str]] = ..., reservation_id: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., exceeded_budget: _Optional[_Union[Budget, _Mapping]] = ..., remaining_micros: _Optional[int] = ..., downgrade_model: _Optional[str] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reservation_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tenant_unbudgeted_for: _duration_pb2.Duration
+    def __init__(self, decision: _Optional[_Union[BudgetDecision, str]] = ..., reservation_id: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., exceeded_budget: _Optional[_Union[Budget, _Mapping]] = ..., remaining_micros: _Optional[int] = ..., downgrade_model: _Optional[str] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reservation_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_unbudgeted_for: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SetBudgetRequest(_message.Message):
     __slots__ = ("budget",)
