@@ -149,12 +149,17 @@ async def build_app(
         else "",
     )
     costs_client = CostsClient(costs)
+    pricing = load_pricing(settings.pricing_file)
+    # Budget checks go on from the local spend estimate while costs is down.
+    ledger = EstimatingLedger(costs_client, pricing, clock)
     key_store = await asyncio.to_thread(open_key_store, settings)
     keys = KeyService(
         key_store,
         file_keys,
         clock,
-        KeyBudgetClient(costs, settings.costs_admin_key.get_secret_value())
+        KeyBudgetClient(
+            costs, settings.costs_admin_key.get_secret_value(), ledger.budget_set
+        )
         if settings.costs_admin_key is not None
         else None,
     )
@@ -205,9 +210,6 @@ async def build_app(
     ratelimit_client = RateLimitClient(ratelimit)
     usage_reader = UsageReader(costs_client, ratelimit_client)
     local_limiter = LocalLimiter(settings.local_limit_rpm_per_user, clock)
-    pricing = load_pricing(settings.pricing_file)
-    # Budget checks go on from the local spend estimate while costs is down.
-    ledger = EstimatingLedger(costs_client, pricing, clock)
     orchestrator = Orchestrator(
         ratelimit=ratelimit_client,
         cache=CacheClient(cache),

@@ -5,7 +5,8 @@ none at any scope of the tenant), it says for how long that holds
 (``tenant_unbudgeted_seconds``, the costs replicas' refresh interval), and
 :class:`EstimatingLedger` allows that tenant's requests without asking until it
 passes: each would be allowed with nothing reserved. A budget set meanwhile binds
-once it passes.
+once it passes, or at once when it was set through this gateway (a key's budget,
+:meth:`EstimatingLedger.budget_set`).
 
 The written policy for the costs service (DESIGN, "when it fails or its breaker is
 open"): usage records wait in the durable outbox, and CheckBudget uses the local
@@ -66,6 +67,10 @@ class EstimatingLedger:
         self._remainders: dict[tuple[str, str, str, str], _Remainder] = {}
         # Tenants the ledger said hold no budget, until when (monotonic seconds).
         self._unbudgeted_until: dict[str, float] = {}
+
+    def budget_set(self, tenant_id: str) -> None:
+        """A budget was set in ``tenant_id`` through this gateway: check it again."""
+        self._unbudgeted_until.pop(tenant_id, None)
 
     async def record(self, record: UsageRecord) -> RecordResult:
         """Book one request's usage (the ledger's own call)."""

@@ -883,10 +883,17 @@ class CostsClient:
 class KeyBudgetClient:
     """Sets API keys' own budgets on the costs service (its admin RPC SetBudget)."""
 
-    def __init__(self, downstream: DownstreamClient, admin_key: str) -> None:
+    def __init__(
+        self,
+        downstream: DownstreamClient,
+        admin_key: str,
+        budget_set: Callable[[str], None] = lambda _tenant_id: None,
+    ) -> None:
         self._downstream = downstream
         self._admin_metadata = (("authorization", f"Bearer {admin_key}"),)
         self._stub = costs_pb2_grpc.CostsServiceStub(downstream.channel)
+        # Told the tenant of each budget set, so that it binds here at once.
+        self._budget_set = budget_set
 
     async def set_key_budget(
         self, tenant_id: str, key_id: str, limit_micros: int
@@ -922,3 +929,4 @@ class KeyBudgetClient:
                 reason="KEY_BUDGET_NOT_SET",
                 retry_after=max(error.retry_after, 1.0),
             ) from error
+        self._budget_set(tenant_id)
