@@ -342,12 +342,23 @@ async def test_check_without_budgets_allows_and_reserves_nothing(
     assert verdict.reservation_id == ""
 
 
-async def test_once_budgeted_scopes_are_read_a_caller_without_one_skips_the_store(
+@pytest.fixture
+async def on_file(
     tmp_path: Path, clock: FakeClock
-) -> None:
+) -> AsyncIterator[tuple[Path, CostLedger]]:
+    """A ledger on a SQLite file, so that a test can break the file under it."""
     path = tmp_path / "costs.sqlite3"
     store = await open_sqlite_store(path)
     ledger = CostLedger(store, load_pricing(), clock, ZoneInfo("UTC"))
+    yield path, ledger
+    await ledger.close()
+    await store.close()
+
+
+async def test_once_budgeted_scopes_are_read_a_caller_without_one_skips_the_store(
+    on_file: tuple[Path, CostLedger],
+) -> None:
+    path, ledger = on_file
     await ledger.set_budget(_budget(ScopeKind.USER))  # u1's, not u2's
     before_read = await _check(ledger, caller=dataclasses.replace(ACME, user_id="u2"))
     await ledger.refresh_budgeted_scopes()
@@ -362,8 +373,6 @@ async def test_once_budgeted_scopes_are_read_a_caller_without_one_skips_the_stor
     assert unbudgeted == dataclasses.replace(before_read, store_checked=False)
     with pytest.raises(BackendUnavailableError):
         await _check(ledger)  # u1 holds a budget: the store decides
-    await ledger.close()
-    await store.close()
 
 
 async def test_only_a_tenant_no_budget_covers_is_declared_unbudgeted(
@@ -426,11 +435,9 @@ async def test_a_budget_set_through_another_replica_is_enforced_from_the_next_re
 
 
 async def test_after_a_failed_read_every_check_goes_to_the_store(
-    tmp_path: Path, clock: FakeClock
+    on_file: tuple[Path, CostLedger],
 ) -> None:
-    path = tmp_path / "costs.sqlite3"
-    store = await open_sqlite_store(path)
-    ledger = CostLedger(store, load_pricing(), clock, ZoneInfo("UTC"))
+    path, ledger = on_file
     await ledger.refresh_budgeted_scopes()
     with sqlite3.connect(path) as outside:
         outside.execute("DROP TABLE budgets")
@@ -439,8 +446,6 @@ async def test_after_a_failed_read_every_check_goes_to_the_store(
 
     with pytest.raises(BackendUnavailableError):
         await _check(ledger)
-    await ledger.close()
-    await store.close()
 
 
 @pytest.mark.parametrize(
