@@ -104,6 +104,7 @@ class CostsSettings(InternalServerSettings):
     budget_refresh_seconds: float = Field(
         default=1.0,
         ge=0,
+        le=60,
         description="How often each replica reads which scopes hold a budget; a "
         "check for a caller none of whose scopes holds one is then allowed without "
         "a ledger transaction, and when the caller's whole tenant holds none, the "
