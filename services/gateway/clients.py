@@ -27,6 +27,7 @@ from tollgate.router.v1 import router_pb2_grpc
 
 from services.core import prototime, tracing
 from services.core.breaker import CircuitBreaker
+from services.core.coalescer import Coalescer
 from services.core.common_codec import (
     finish_reason_from_proto,
     finish_reason_proto,
@@ -66,7 +67,6 @@ from services.gateway.domain import (
     Usage,
     UsageRecord,
 )
-from services.gateway.pipeline.coalescer import Coalescer
 from services.gateway.pipeline.plan import AUTO_MODEL
 from services.gateway.ports import (
     DependencyUnavailableError,

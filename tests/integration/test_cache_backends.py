@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import openai
@@ -235,6 +236,50 @@ async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile
         await index.close()
     # The private directory is gone.
     assert not await asyncio.to_thread(os.listdir, tmp_path)
+
+
+class _CountedUpdates:
+    """The shard itself, counting the updates it is given."""
+
+    def __init__(self, shard: Any) -> None:
+        self._shard = shard
+        self.updates = 0
+
+    def update(self, operation: Any) -> None:
+        self.updates += 1
+        self._shard.update(operation)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._shard, name)
+
+
+async def test_edge_writes_points_stored_together_in_one_update(
+    tmp_path: Path,
+) -> None:
+    index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path)
+    counted = _CountedUpdates(index._live)
+    index._shard = counted  # type: ignore[assignment]
+    try:
+        await asyncio.gather(
+            *(
+                index.upsert(
+                    SCOPE, f"q{n}", _entry(f"q{n}"), _unit(1, n), fingerprint=""
+                )
+                for n in range(20)
+            )
+        )
+        stored = await index.count()
+        found = await index.search(
+            _unit(1, 19), SCOPE, now=0.0, limit=1, min_similarity=0.99
+        )
+    finally:
+        index._shard = counted._shard
+        await index.close()
+
+    assert stored == 20
+    assert [c.query for c in found] == ["q19"]
+    # Stored in one turn of the event loop: written in one update, not twenty.
+    assert counted.updates == 1
 
 
 async def test_a_persistent_edge_index_survives_reopening_and_is_exclusive(

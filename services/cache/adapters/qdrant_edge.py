@@ -31,7 +31,7 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -69,6 +69,7 @@ from services.cache.adapters.points import (
 )
 from services.cache.domain import CacheEntry, SemanticCandidate, SemanticScope
 from services.cache.ports import Vector
+from services.core.coalescer import Coalescer
 from services.core.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ Operation = Callable[[], UpdateOperation]
 
 CURRENT_FILE = "CURRENT"
 EPHEMERAL_PREFIX = "semantic-"
+# Most points written in one update (a hop to the worker thread).
+UPSERT_BATCH = 256
 # Segments above this size (KB; a 384-d point is 1.5 KB) get an HNSW graph.
 _INDEXING_THRESHOLD_KB = 2000
 # A search whose filter matches more than this (KB, about 670 points) walks the
@@ -221,6 +224,10 @@ class QdrantEdgeIndex:
         self._replay: list[Operation] | None = None
         self._optimizer: asyncio.Task[bool] | None = None
         self.optimizations = 0
+        # Points stored while one update is on the worker thread go in the next.
+        self._upserts: Coalescer[Point, None] = Coalescer(
+            self._upsert_batch, max_items=UPSERT_BATCH
+        )
 
     @classmethod
     async def open(
@@ -321,16 +328,24 @@ class QdrantEdgeIndex:
         *,
         fingerprint: str,
     ) -> None:
-        """Insert or replace the point of ``entry.key``; may start an optimization."""
+        """Insert or replace the point of ``entry.key``; may start an optimization.
+
+        Points stored while an update is on the worker thread are written together
+        in the next update; each call returns once its own point is written.
+        """
         payload = to_payload(scope, query, fingerprint, entry)
-        point = Point(point_id(entry.key), list(vector), payload)
-        await self._call(
-            lambda: self._apply(lambda: UpdateOperation.upsert_points([point]))
-        )
+        await self._upserts.call(Point(point_id(entry.key), list(vector), payload))
         self._written += 1
         if self._written >= self._optimize_after and not self.optimizing:
             self._written = 0
             self._optimizer = asyncio.create_task(self._optimize())
+
+    async def _upsert_batch(self, points: Sequence[Point]) -> list[None]:
+        batch = list(points)
+        await self._call(
+            lambda: self._apply(lambda: UpdateOperation.upsert_points(batch))
+        )
+        return [None] * len(batch)
 
     async def search(
         self,

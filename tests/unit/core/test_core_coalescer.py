@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.gateway.pipeline.coalescer import Coalescer
+from services.core.coalescer import Coalescer
 
 
 class GatedTarget:

@@ -1,12 +1,14 @@
-"""Answered calls that share one RPC: group commit on the caller's side.
+"""Answered calls that share one trip: group commit on the caller's side.
 
 A usage record must be booked before its request is answered (nothing accepted is
-lost), so it cannot wait in a timed batch like a reconcile. A :class:`Coalescer`
-sends an item at once when nothing is in flight, and otherwise gathers the items
-that arrive while the last batch is in flight and sends them together when it
-returns. Each caller awaits its own item's result. At low load every item goes
-alone and waits for nothing; under load one call carries many items, and the
-per-call cost of gRPC is paid once per batch instead of once per request.
+lost), so it cannot wait in a timed batch like a reconcile; nor can a cache write
+that its Store call reports done. A :class:`Coalescer` sends an item at once when
+nothing is in flight, and otherwise gathers the items that arrive while the last
+batch is in flight and sends them together when it returns. Each caller awaits its
+own item's result. At low load every item goes alone and waits for nothing; under
+load one trip carries many items, and its fixed cost (a gRPC call: the gateway's
+RecordBatch; a hop to a worker thread and an index update: the cache's embedded
+semantic index) is paid once per batch instead of once per item.
 """
 
 from __future__ import annotations
