@@ -887,7 +887,7 @@ class KeyBudgetClient:
         self,
         downstream: DownstreamClient,
         admin_key: str,
-        budget_set: Callable[[str], None] = lambda _tenant_id: None,
+        budget_set: Callable[[str], None],
     ) -> None:
         self._downstream = downstream
         self._admin_metadata = (("authorization", f"Bearer {admin_key}"),)
