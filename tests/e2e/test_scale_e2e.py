@@ -202,14 +202,21 @@ def _rpc_count(suite: Suite, replica: str, method: str) -> int:
     )
 
 
+def _budgeted_scopes(suite: Suite, replicas: tuple[str, ...]) -> dict[str, float]:
+    return {
+        replica: _metric(suite, replica, "tollgate_costs_budgeted_scopes")
+        for replica in replicas
+    }
+
+
 async def _budgets_known(
-    suite: Suite, replicas: tuple[str, ...], within: float = 10.0
+    suite: Suite, known_before: dict[str, float], within: float = 10.0
 ) -> None:
-    """Wait until every costs replica has read the budget set through one of them."""
+    """Wait until every costs replica knows one budgeted scope more than before."""
     deadline = time.monotonic() + within
     while any(
-        _metric(suite, replica, "tollgate_costs_budgeted_scopes") < 1
-        for replica in replicas
+        known <= known_before[replica]
+        for replica, known in _budgeted_scopes(suite, tuple(known_before)).items()
     ):
         assert time.monotonic() < deadline, "a costs replica never read the budget"
         await asyncio.sleep(0.1)
@@ -265,6 +272,7 @@ async def test_a_users_request_limit_holds_exactly_across_both_gateways(
 async def test_a_hard_budget_holds_across_both_costs_replicas_under_50_at_once(
     scaled: Suite, gateways: list[gateway_pb2_grpc.GatewayServiceStub]
 ) -> None:
+    known_before = _budgeted_scopes(scaled, ("costs", "costs-2"))
     async with aio_channel(
         f"127.0.0.1:{scaled.ports['costs']}", scaled.client_tls
     ) as channel:
@@ -287,7 +295,7 @@ async def test_a_hard_budget_holds_across_both_costs_replicas_under_50_at_once(
     # A budget set through one replica binds the other once it has read it, and the
     # gateways once the interval the ledger last gave them for an unbudgeted tenant
     # has passed: each at most TOLLGATE_COSTS_BUDGET_REFRESH_SECONDS (the default).
-    await _budgets_known(scaled, ("costs", "costs-2"))
+    await _budgets_known(scaled, known_before)
     await asyncio.sleep(BUDGET_REFRESH_SECONDS)
     checks_before = {
         r: _rpc_count(scaled, r, "CheckBudget") for r in ("costs", "costs-2")
