@@ -18,11 +18,12 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 from qdrant_client import AsyncQdrantClient
-from qdrant_edge import Point, UpdateOperation
+from qdrant_edge import CountRequest, Point, UpdateOperation
 from tollgate.cache.v1 import cache_pb2 as cache_pb
 from tollgate.cache.v1 import cache_pb2_grpc
 from tollgate.common.v1 import common_pb2 as common_pb
 
+from services.cache.adapters import qdrant_edge
 from services.cache.adapters.openai_embedder import OpenAIEmbedder
 from services.cache.adapters.points import (
     FINGERPRINT_FIELD,
@@ -236,6 +237,83 @@ async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile
         await index.close()
     # The private directory is gone.
     assert not await asyncio.to_thread(os.listdir, tmp_path)
+
+
+async def test_edge_serves_searches_between_chunks_of_the_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Writes made during a rebuild are replayed on the new generation a chunk at a
+    # time, so a search made meanwhile waits for one chunk, not for all of them.
+    monkeypatch.setattr(qdrant_edge, "REPLAY_CHUNK", 1)
+    index = await QdrantEdgeIndex.open(
+        dimension=8, state_dir=tmp_path, optimize_after_points=1_000_000
+    )
+    loop, loaded = asyncio.get_running_loop(), asyncio.Event()
+    load_next = index._load_next
+
+    def load_then_tell(target: Path) -> None:  # on the worker thread
+        load_next(target)
+        loop.call_soon_threadsafe(loaded.set)
+
+    monkeypatch.setattr(index, "_load_next", load_then_tell)
+    try:
+        for n in range(10):
+            await index.upsert(
+                SCOPE, f"q{n}", _entry(f"q{n}"), _unit(1, n / 10), fingerprint=""
+            )
+        optimizing = asyncio.create_task(index.optimize())
+        await asyncio.sleep(0)  # the copy is taken first
+        for n in range(20):  # twenty updates to replay, one by one
+            await index.upsert(
+                SCOPE, f"late{n}", _entry(f"late{n}"), _unit(0, 1, n), fingerprint=""
+            )
+        async with asyncio.timeout(60):
+            await loaded.wait()  # the copy is built and loaded
+        generation = index._generation
+        found = await index.search(
+            _unit(1, 0), SCOPE, now=0.0, limit=1, min_similarity=0.9
+        )
+        served_before_the_swap = index._generation == generation
+        assert await optimizing
+        assert served_before_the_swap
+        assert [c.query for c in found] == ["q0"]
+        assert index._generation == generation + 1
+        assert await index.count() == 30
+        # Only the live generation's directory is left.
+        assert sorted(p.name for p in index._root.glob("shard-*")) == [
+            f"shard-{generation + 1:06d}"
+        ]
+    finally:
+        await index.close()
+
+
+async def test_an_edge_shard_copy_keeps_its_holes_and_loads(tmp_path: Path) -> None:
+    index = await QdrantEdgeIndex.open(
+        dimension=8, state_dir=tmp_path, optimize_after_points=1_000_000
+    )
+    try:
+        for n in range(50):
+            await index.upsert(
+                SCOPE, f"q{n}", _entry(f"q{n}"), _unit(1, n), fingerprint=""
+            )
+        await index._call(index._live.flush)
+        source = index._generation_path(index._generation)
+        await asyncio.to_thread(qdrant_edge.copy_shard, source, tmp_path / "copy")
+    finally:
+        await index.close()
+
+    files = [f for f in (tmp_path / "copy").rglob("*") if f.is_file()]
+    apparent = sum(f.stat().st_size for f in files)
+    allocated = sum(f.stat().st_blocks * 512 for f in files)
+    # Qdrant preallocates its files (32 MB each for vectors, payloads and the
+    # log); a copy that wrote them out would allocate all of it.
+    assert apparent > 64 * 2**20
+    assert allocated < apparent / 4
+    copy = qdrant_edge._load_shard(tmp_path / "copy")
+    try:
+        assert copy.count(CountRequest(exact=True)) == 50
+    finally:
+        copy.close()
 
 
 class _CountedUpdates:

@@ -7,12 +7,15 @@ exact scans and slow down as points accumulate (≈30 ms at 100k here). So this
 adapter rebuilds the index in a child process on a copy, and swaps:
 
 1. once ``optimize_after_points`` points were written, the live shard is flushed
-   and its directory copied to the next generation (``shard-000002``); from then on
-   every write is applied to the live shard and also recorded;
+   and its directory copied to the next generation (``shard-000002``) by GNU ``cp``,
+   holes kept as holes (:func:`copy_shard`); from then on every write is applied to
+   the live shard and also recorded;
 2. a child process (``python -m services.cache.adapters.edge_optimize``, niced,
    one indexing thread) opens the copy, optimizes it and closes it;
-3. the copy is loaded, the recorded writes are replayed on it, it becomes the live
-   shard and ``CURRENT`` names it; the old generation is closed and deleted.
+3. the copy is loaded and the recorded writes are replayed on it,
+   :data:`REPLAY_CHUNK` at a time so that searches are served between chunks;
+   with the last chunk it becomes the live shard and ``CURRENT`` names it; the
+   old generation is closed and deleted off the worker thread.
 
 Every call on a shard runs in one worker thread, in order, so a search never meets
 a half-made swap, and a write is either in the copy or in the replay log.
@@ -30,6 +33,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +88,9 @@ CURRENT_FILE = "CURRENT"
 EPHEMERAL_PREFIX = "semantic-"
 # Most points written in one update (a hop to the worker thread).
 UPSERT_BATCH = 256
+# Most recorded writes replayed on the new generation in one turn of the worker
+# thread: a search waits for one chunk, not for every write of the rebuild.
+REPLAY_CHUNK = 64
 # Segments above this size (KB; a 384-d point is 1.5 KB) get an HNSW graph.
 _INDEXING_THRESHOLD_KB = 2000
 # A search whose filter matches more than this (KB, about 670 points) walks the
@@ -166,6 +173,35 @@ def _load_shard(path: Path) -> EdgeShard:
     return shard
 
 
+def copy_shard(source: Path, target: Path) -> None:
+    """Copy the shard directory ``source`` to ``target`` (which must not exist).
+
+    A shard's files are mostly preallocated holes (vectors, payloads and the log
+    grow in 32 MB steps). ``shutil.copytree`` writes every hole out as zeros, and
+    in the serving process each of its system calls waits for the GIL behind the
+    event loop, with every search queued behind it on the index's one thread.
+    GNU ``cp`` copies the written blocks only, in a process of its own
+    (``bench/index_rebuild_stall.py``).
+    """
+    if sys.platform != "linux":
+        shutil.copytree(source, target)
+        return
+    copied = subprocess.run(
+        ["cp", "-a", "--sparse=always", str(source), str(target)],
+        capture_output=True,
+        check=False,
+    )
+    if copied.returncode != 0:
+        error = copied.stderr.decode(errors="replace")
+        raise OSError(f"copying the semantic index failed: {error}")
+
+
+def _retire(shard: EdgeShard, path: Path) -> None:
+    """Close a generation no longer served and delete its directory."""
+    shard.close()
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -222,6 +258,9 @@ class QdrantEdgeIndex:
         self._written = 0
         # Writes made while a copy is being optimized, to replay on the copy.
         self._replay: list[Operation] | None = None
+        # The optimized copy while the writes are replayed on it, and how many.
+        self._next: EdgeShard | None = None
+        self._replayed = 0
         self._optimizer: asyncio.Task[bool] | None = None
         self.optimizations = 0
         # Points stored while one update is on the worker thread go in the next.
@@ -481,11 +520,16 @@ class QdrantEdgeIndex:
                 )
                 await self._call(lambda: self._abandon(target))
                 return False
-            await self._call(lambda: self._swap(target))
+            await self._call(lambda: self._load_next(target))
+            retired = None
+            while retired is None:
+                retired = await self._call(self._replay_chunk)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._call(lambda: self._abandon(target))
             raise
+        # Off the worker thread: searches need not wait for the old one to go.
+        await asyncio.to_thread(_retire, *retired)
         self.optimizations += 1
         _log.info("semantic_index_optimized", generation=self._generation)
         return True
@@ -494,24 +538,39 @@ class QdrantEdgeIndex:
         self._live.flush()
         target = self._generation_path(self._generation + 1)
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(self._generation_path(self._generation), target)
+        copy_shard(self._generation_path(self._generation), target)
         self._replay = []
         return target
 
     def _abandon(self, target: Path) -> None:
         self._replay = None
-        shutil.rmtree(target, ignore_errors=True)
+        if self._next is not None:
+            self._next.close()
+            self._next = None
+        if target != self._generation_path(self._generation):  # not swapped in
+            shutil.rmtree(target, ignore_errors=True)
 
-    def _swap(self, target: Path) -> None:
-        optimized = _load_shard(target)
-        for operation in self._replay or []:
-            optimized.update(operation())
+    def _load_next(self, target: Path) -> None:
+        self._next, self._replayed = _load_shard(target), 0
+
+    def _replay_chunk(self) -> tuple[EdgeShard, Path] | None:
+        """Replay the next recorded writes on the optimized copy.
+
+        With the last chunk the copy is swapped in, and the retired generation
+        (its shard and directory) returned; until then, None.
+        """
+        assert self._next is not None and self._replay is not None
+        chunk = self._replay[self._replayed : self._replayed + REPLAY_CHUNK]
+        for operation in chunk:
+            self._next.update(operation())
+        self._replayed += len(chunk)
+        if self._replayed < len(self._replay):
+            return None
         old, old_path = self._live, self._generation_path(self._generation)
-        self._shard, self._replay = optimized, None
+        self._shard, self._next, self._replay = self._next, None, None
         self._generation += 1
         self._write_current()
-        old.close()
-        shutil.rmtree(old_path, ignore_errors=True)
+        return old, old_path
 
     async def close(self) -> None:
         """Stop an optimization, then flush and close; a private index is deleted."""
