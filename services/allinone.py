@@ -1,7 +1,8 @@
 """``tollgate serve all``: the five services in one process, the seed's monolith.
 
 Each service is built and served exactly as on its own (its contract, health and
-reflection on its own port, for outside callers), and the gateway reaches the
+reflection on its own port, for outside callers; the one metrics registry is
+served once, on the gateway's metrics port), and the gateway reaches the
 other four in-process: its typed clients keep their stubs, breakers and deadlines,
 but their channel is an :class:`InProcessChannel` that hands the request message
 to the servicer through the same RPC envelope, with no serialisation and
@@ -309,12 +310,19 @@ class AllInOneSettings:
     def load(
         cls, host: str | None = None, gateway_port: int | None = None
     ) -> AllInOneSettings:
-        """Load every service's settings; ``host`` applies to all five."""
+        """Load every service's settings; ``host`` applies to all five.
+
+        One process has one metrics registry: it is served once, on the gateway's
+        metrics port. Five endpoints would each serve every series (a scrape of all
+        would count each five times), and with ``--workers N`` each one's
+        ``port + index`` would meet the next service's port.
+        """
         common: dict[str, Any] = {} if host is None else {"host": host}
-        ratelimit = RateLimitSettings(**common)
-        cache = CacheSettings(**common)
-        router = RouterSettings(**common)
-        costs = CostsSettings(**common)
+        downstream: dict[str, Any] = {**common, "metrics_port": None}
+        ratelimit = RateLimitSettings(**downstream)
+        cache = CacheSettings(**downstream)
+        router = RouterSettings(**downstream)
+        costs = CostsSettings(**downstream)
         if gateway_port is not None:
             common["port"] = gateway_port
         # The addresses are not dialled (the channels are in-process); they name

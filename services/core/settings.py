@@ -74,7 +74,8 @@ class ServerSettings(BaseSettings):
         description="HTTP port of the Prometheus endpoint (GET /metrics) on `host`; "
         "0 picks a free port; unset: no endpoint. `tollgate dev` uses the gRPC port "
         "plus 1000 (51051..51055). With `--workers N`, worker i serves its own on "
-        "this port plus i.",
+        "this port plus i. `tollgate serve all` serves one, on the gateway's port "
+        "(one process: every service's series); the others' are not used.",
     )
     health_port: int | None = Field(
         default=None,

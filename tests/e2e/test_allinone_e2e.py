@@ -7,6 +7,7 @@ same state the gateway uses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.request
@@ -67,6 +68,11 @@ async def gateway(suite: Suite) -> AsyncIterator[gateway_pb2_grpc.GatewayService
         yield gateway_pb2_grpc.GatewayServiceStub(channel)
 
 
+def _metrics_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
 def simulator_requests(suite: Suite) -> int:
     url = f"http://127.0.0.1:{suite.ports['simulator']}/_sim/stats"
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -82,6 +88,35 @@ def test_one_process_serves_every_port_and_dials_none_of_them(suite: Suite) -> N
     downstream_ports = {suite.ports[name] for name in SERVICES if name != "gateway"}
     dialled = {c.raddr.port for c in connections if c.raddr}
     assert not dialled & downstream_ports, "the gateway must not dial its downstreams"
+
+
+async def test_one_metrics_endpoint_serves_every_services_series(
+    suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
+) -> None:
+    request = gateway_pb.CreateResponseRequest(input="metrics?", cache_bypass=True)
+    await gateway.CreateResponse(request, metadata=AUTH, timeout=30)
+
+    process = psutil.Process(suite.processes["all"].process.pid)
+    listening = {
+        c.laddr.port
+        for c in process.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert suite.ports["gateway_metrics"] in listening
+    others = {suite.ports[f"{name}_metrics"] for name in SERVICES if name != "gateway"}
+    assert not others & listening, "one process, one registry: one endpoint"
+    text = await asyncio.to_thread(_metrics_text, suite.ports["gateway_metrics"])
+    (build_info,) = [
+        line for line in text.splitlines() if line.startswith("tollgate_build_info{")
+    ]
+    assert 'service="all"' in build_info
+    for series in (
+        "tollgate_upstream_tokens_total",
+        "tollgate_ratelimit_decisions_total",
+        "tollgate_router_routes_total",
+        "tollgate_costs_spend_micros_total",
+    ):
+        assert f"\n{series}{{" in text, series
 
 
 async def test_answer_then_exact_hit_through_the_in_process_downstreams(

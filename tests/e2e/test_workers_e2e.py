@@ -333,7 +333,21 @@ services: {{chat: 1.0}}
 """
 
 
-def test_all_in_one_workers_share_one_rate_limit(
+def _free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive ports, all free now."""
+    for first in range(30000, 60000, 97):
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(first, first + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def test_all_in_one_workers_share_one_rate_limit_and_one_metrics_registry_each(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     ports = free_ports(7)
@@ -364,6 +378,12 @@ def test_all_in_one_workers_share_one_rate_limit(
     ):
         env[f"TOLLGATE_{name.upper()}_PORT"] = str(port)
         env.pop(f"TOLLGATE_GATEWAY_{name.upper()}_ADDRESS")
+    # Metrics ports side by side, as `tollgate dev` gives them (51051..51055): a
+    # worker's `port + index` would meet the next service's port if each service
+    # served its own endpoint. The process serves one, the gateway's.
+    metrics_port = _free_port_block(5)
+    for offset, name in enumerate(("gateway", "ratelimit", "cache", "router", "costs")):
+        env[f"TOLLGATE_{name.upper()}_METRICS_PORT"] = str(metrics_port + offset)
     running = _start(
         ["services.cli", "serve", "all", "--port", str(grpc_port), "--workers", "2"],
         env,
@@ -380,6 +400,11 @@ def test_all_in_one_workers_share_one_rate_limit(
         assert statuses.count(200) == RPM, statuses
         assert statuses.count(429) == 2 * RPM, statuses
         assert running.access_pids() == set(workers)
+        # Each worker's registry holds every service's series, on its own port.
+        for index in range(2):
+            url = f"http://127.0.0.1:{metrics_port + index}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert b"\ntollgate_ratelimit_decisions_total{" in response.read()
     finally:
         running.stop()
         simulator.terminate()
