@@ -25,6 +25,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports_apart(names: list[str], *, above_each: int) -> dict[str, int]:
+    """A free port per name, each with ``above_each`` free ports above it too.
+
+    A server with ``--workers N`` serves worker i's metrics on its port plus i: the
+    ports above it must belong to nobody else.
+    """
+    chosen: dict[str, int] = {}
+    taken: set[int] = set()
+    for name in names:
+        while True:
+            port = free_port()
+            block = set(range(port, port + above_each + 1))
+            if block & taken or not all(_free(p) for p in block):
+                continue
+            chosen[name] = port
+            taken |= block
+            break
+    return chosen
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def clean_env(*also: str) -> dict[str, str]:
     """This environment without Tollgate or OpenAI settings, nor those in ``also``.
 

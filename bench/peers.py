@@ -70,7 +70,7 @@ from typing import Any
 import aiohttp
 import grpc
 import psutil
-from benchenv import clean_env, free_port
+from benchenv import clean_env, free_port, free_ports_apart
 from tollgate.common.v1 import common_pb2 as common_pb
 from tollgate.gateway.v1 import gateway_pb2 as gateway_pb
 from tollgate.gateway.v1 import gateway_pb2_grpc
@@ -580,7 +580,8 @@ def start_tollgate(
     state_dir.mkdir(parents=True, exist_ok=True)
     limits = state_dir / "limits.yaml"
     limits.write_text(LIMITS, encoding="utf-8")
-    ports = {name: free_port() for name in DEFAULT_PORTS}
+    # Room above each port for a second worker's metrics endpoint.
+    ports = free_ports_apart(list(DEFAULT_PORTS), above_each=1)
     return start_suite(
         state_dir,
         API_KEY,
