@@ -177,7 +177,7 @@ def copy_shard(source: Path, target: Path) -> None:
     """Copy the shard directory ``source`` to ``target`` (which must not exist).
 
     A shard's files are mostly preallocated holes (vectors, payloads and the log
-    grow in 32 MB steps). ``shutil.copytree`` writes every hole out as zeros, and
+    are created 32 MB long). ``shutil.copytree`` writes every hole out as zeros, and
     in the serving process each of its system calls waits for the GIL behind the
     event loop, with every search queued behind it on the index's one thread.
     GNU ``cp`` copies the written blocks only, in a process of its own
