@@ -129,6 +129,15 @@ CACHE_SEMANTIC_HITS = Counter(
     registry=REGISTRY,
 )
 
+CACHE_INDEX_REBUILDS = Counter(
+    "tollgate_cache_index_rebuilds_total",
+    "Rebuilds of the embedded semantic index (Qdrant Edge) by outcome: swapped (the "
+    "rebuilt copy serves) or failed (it was abandoned; the live index serves on, "
+    "unrebuilt, until the next).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
 # -- router
 
 ROUTER_ROUTES = Counter(

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -47,6 +48,7 @@ from services.cache.domain import (
 )
 from services.cache.ports import VectorIndex
 from services.core.errors import BackendUnavailableError
+from services.core.metrics import REGISTRY
 from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.config import SimulatorSettings
 from tests.backends import RedisServer
@@ -208,6 +210,7 @@ async def test_expired_points_never_displace_a_live_one(index: VectorIndex) -> N
 async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile(
     tmp_path: Path,
 ) -> None:
+    swapped_before = _rebuilds("swapped")
     index = await QdrantEdgeIndex.open(
         dimension=8, state_dir=tmp_path, optimize_after_points=1_000_000
     )
@@ -228,6 +231,7 @@ async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile
         assert await index.delete(_entry("q0").key)
         assert await optimizing
         assert index.optimizations == 1
+        assert _rebuilds("swapped") == swapped_before + 1
         assert await index.count() == 300
         found = await index.search(
             _unit(0, 1), SCOPE, now=0.0, limit=1, min_similarity=0.9
@@ -237,6 +241,37 @@ async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile
         await index.close()
     # The private directory is gone.
     assert not await asyncio.to_thread(os.listdir, tmp_path)
+
+
+def _rebuilds(outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "tollgate_cache_index_rebuilds_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_a_failed_edge_rebuild_is_counted_and_the_live_index_serves_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = await QdrantEdgeIndex.open(
+        dimension=8, state_dir=tmp_path, optimize_after_points=1_000_000
+    )
+    failed_before = _rebuilds("failed")
+    try:
+        await index.upsert(SCOPE, "q", _entry("q"), _unit(1, 0), fingerprint="")
+        # The child process that builds the graph exits 1.
+        monkeypatch.setattr(sys, "executable", "/bin/false")
+        assert not await index.optimize()
+        monkeypatch.undo()
+        assert _rebuilds("failed") == failed_before + 1
+        found = await index.search(
+            _unit(1, 0), SCOPE, now=0.0, limit=1, min_similarity=0.9
+        )
+        assert [c.query for c in found] == ["q"]
+        # The abandoned copy is gone: only the live generation is left.
+        assert [p.name for p in index._root.glob("shard-*")] == ["shard-000001"]
+    finally:
+        await index.close()
 
 
 async def test_edge_serves_searches_between_chunks_of_the_replay(

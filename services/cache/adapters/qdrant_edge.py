@@ -73,6 +73,7 @@ from services.cache.adapters.points import (
 )
 from services.cache.domain import CacheEntry, SemanticCandidate, SemanticScope
 from services.cache.ports import Vector
+from services.core import metrics
 from services.core.coalescer import Coalescer
 from services.core.errors import BackendUnavailableError
 
@@ -494,6 +495,15 @@ class QdrantEdgeIndex:
         return await self._optimizer
 
     async def _optimize(self) -> bool:
+        try:
+            swapped = await self._rebuild()
+        except Exception:  # not a cancellation: the index is closing
+            metrics.CACHE_INDEX_REBUILDS.labels("failed").inc()
+            raise
+        metrics.CACHE_INDEX_REBUILDS.labels("swapped" if swapped else "failed").inc()
+        return swapped
+
+    async def _rebuild(self) -> bool:
         target = await self._call(self._snapshot)
         try:
             process = await asyncio.create_subprocess_exec(
