@@ -65,6 +65,11 @@ def no_fault_outlives_its_test(suite: Suite) -> Iterator[None]:
     """The tests share one suite: a fault a test scheduled but its requests did not
     use (a deadline cut the ladder short) must not fail the next test's calls."""
     yield
+    clear_faults(suite)
+
+
+def clear_faults(suite: Suite) -> None:
+    """Drop every fault scheduled and not yet used."""
     _sim(suite, "/_sim/faults", method="DELETE")
 
 
@@ -252,7 +257,7 @@ async def test_a_slow_upstream_does_not_outlive_the_callers_deadline(
     # The deadline may cut the ladder before the fallback model is tried: its hang,
     # left scheduled, would hold the next call for 20 s and leave a breaker open
     # and a degradation level held into the tests after this one.
-    _sim(suite, "/_sim/faults", method="DELETE")
+    clear_faults(suite)
     # The gateway is still answering.
     reply = await gateway.CreateResponse(ask("after the hang"), metadata=AUTH)
     assert reply.output_text

@@ -17,8 +17,9 @@ adapter rebuilds the index in a child process on a copy, and swaps:
    with the last chunk it becomes the live shard and ``CURRENT`` names it; the
    old generation is closed and deleted off the worker thread.
 
-Every call on a shard runs in one worker thread, in order, so a search never meets
-a half-made swap, and a write is either in the copy or in the replay log.
+Every call on a served shard (and on the copy being caught up) runs in one worker
+thread, in order, so a search never meets a half-made swap, and a write is either
+in the copy or in the replay log; only a retired generation is closed elsewhere.
 
 Storage: with a configured path the index persists across restarts (``CURRENT``
 names the live generation; only one process may open it). Without one, each process
