@@ -218,6 +218,14 @@ QUEUE_REFUSALS = Counter(
     ["priority", "reason"],
     registry=REGISTRY,
 )
+GATEWAY_ROUTES = Counter(
+    "tollgate_gateway_routes_total",
+    "Routing decisions the gateway used, by source: router (a Route call), lease "
+    "(a decision the router leased for requests that route alike, reused without "
+    "a call) or local (the router unreachable: the built-in table).",
+    ["source"],
+    registry=REGISTRY,
+)
 UPSTREAM_DURATION = Histogram(
     "tollgate_upstream_attempt_duration_seconds",
     "One upstream attempt (a stream: until it opens), by model and outcome: ok, "

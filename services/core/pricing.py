@@ -140,6 +140,23 @@ def compute_cost_micros(
     return -(-numerator // (TOKENS_PER_PRICE_UNIT * _PERCENT))
 
 
+def list_price_micros(
+    input_tokens: int,
+    output_tokens: int,
+    input_micros_per_million: int,
+    output_micros_per_million: int,
+) -> int:
+    """The cost rule at list price: no cached input, no discount, rounded up.
+
+    A routing decision's worst case; a caller reusing one recomputes it with this.
+    """
+    numerator = (
+        input_tokens * input_micros_per_million
+        + output_tokens * output_micros_per_million
+    )
+    return -(-numerator // TOKENS_PER_PRICE_UNIT)
+
+
 def load_pricing(path: Path | None = None) -> PricingTable:
     """Load and validate a pricing YAML file; the packaged default when ``None``.
 

@@ -63,6 +63,7 @@ from services.gateway.domain import (
     RequestType,
     ResponseRequest,
     Route,
+    RouteLease,
     UpstreamAnswer,
     Usage,
     UsageRecord,
@@ -72,6 +73,7 @@ from services.gateway.ports import (
     DependencyUnavailableError,
     OutcomeReport,
     ReconcileItem,
+    ReusedRoutes,
 )
 from services.gateway.usage import (
     BudgetScopeKind,
@@ -149,6 +151,7 @@ _LANE_FROM_PROTO = {
     router_pb.LANE_STATIC: Lane.STATIC,
     router_pb.LANE_QUEUE: Lane.QUEUE,
 }
+_LANE_TO_PROTO = {lane: wire for wire, lane in _LANE_FROM_PROTO.items()}
 _LAYER_NAMES = {
     ratelimit_pb.LIMIT_LAYER_USER: "user",
     ratelimit_pb.LIMIT_LAYER_SERVICE: "service",
@@ -630,6 +633,7 @@ class RouterClient:
                 response.temperature if response.HasField("temperature") else None
             ),
             worst_case_cost_micros=response.worst_case_cost_micros,
+            lease=_lease(response) if response.HasField("lease") else None,
         )
 
     async def hold_degradation(
@@ -644,8 +648,10 @@ class RouterClient:
             self._stub.SetDegradationLevel, request, reason, self._admin_metadata
         )
 
-    async def record_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:
-        """Feed the deployments' latency and error metrics in one batch."""
+    async def record_outcomes(
+        self, outcomes: Sequence[OutcomeReport], reused: Sequence[ReusedRoutes] = ()
+    ) -> None:
+        """Feed the deployments' metrics and the reused decisions in one batch."""
         request = router_pb.RecordOutcomeBatchRequest()
         for outcome in outcomes:
             item = request.items.add(
@@ -654,9 +660,36 @@ class RouterClient:
                 error=outcome.error,
             )
             item.latency.CopyFrom(prototime.duration(outcome.latency_seconds))
+        for tally in reused:
+            request.reused_routes.add(
+                tier=tally.tier,
+                lane=_LANE_TO_PROTO[tally.lane],
+                decisions=tally.decisions,
+                routed_cost_micros=tally.routed_cost_micros,
+                premium_cost_micros=tally.premium_cost_micros,
+            )
         await self._downstream.call(
-            self._stub.RecordOutcomeBatch, request, outcomes[0].deployment
+            self._stub.RecordOutcomeBatch,
+            request,
+            outcomes[0].deployment if outcomes else "reused routes",
         )
+
+
+def _lease(response: router_pb.RouteResponse) -> RouteLease:
+    lease = response.lease
+    return RouteLease(
+        duration_seconds=lease.duration.ToNanoseconds() / 1e9,
+        max_output_tokens_cap=lease.max_output_tokens_cap,
+        tier=lease.tier,
+        prices=(
+            lease.prices.input_micros_per_million,
+            lease.prices.output_micros_per_million,
+        ),
+        premium_prices=(
+            lease.premium_prices.input_micros_per_million,
+            lease.premium_prices.output_micros_per_million,
+        ),
+    )
 
 
 class CostsClient:

@@ -125,6 +125,26 @@ class ResponseRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteLease:
+    """The router's leave to reuse a decision for requests that route alike.
+
+    Attributes:
+        duration_seconds: how long, from the decision's arrival.
+        max_output_tokens_cap: the output limit before the request's own.
+        tier: the routed tier, for the router's statistics.
+        prices: the routed model's list prices (input, output), micro-dollars per
+            million tokens.
+        premium_prices: the premium tier's, for the savings the router reports.
+    """
+
+    duration_seconds: float
+    max_output_tokens_cap: int
+    tier: str
+    prices: tuple[int, int]
+    premium_prices: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """The router's decision for one request."""
 
@@ -139,6 +159,8 @@ class Route:
     deployment_instructions: str = ""
     temperature: float | None = None
     worst_case_cost_micros: int = 0
+    lease: RouteLease | None = None
+    """Set when requests of the same model, priority and type may reuse it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from services.gateway.ports import (
     UpstreamStreamBrokenError,
 )
 from services.gateway.queue import AdmissionQueue
+from services.gateway.route_leases import RouteLeases
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,14 @@ class Orchestrator:
             prices=prices,
             clock=clock,
         )
+        leases = RouteLeases(clock)
         self._planner = Planner(
-            router, clock, config.upstream_timeout_seconds, cache=cache
+            router,
+            clock,
+            config.upstream_timeout_seconds,
+            leases=leases,
+            report_reused=self._settlement.report_reused_route,
+            cache=cache,
         )
         self._admission = Admission(
             ratelimit=ratelimit,
@@ -138,6 +145,7 @@ class Orchestrator:
             settlement=self._settlement,
             breaker_config=config.upstream_breaker,
             auto_degradation_hold_seconds=config.auto_degradation_hold_seconds,
+            leases=leases,
             clock=clock,
         )
         self.queue = queue

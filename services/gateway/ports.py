@@ -17,6 +17,7 @@ from services.gateway.domain import (
     CachedAnswer,
     CacheKeyParts,
     DegradationLevel,
+    Lane,
     Principal,
     RateDecision,
     RecordResult,
@@ -66,6 +67,17 @@ class OutcomeReport:
     model: str
     latency_seconds: float
     error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReusedRoutes:
+    """Decisions of one tier and lane reused under leases, for the router's stats."""
+
+    tier: str
+    lane: Lane
+    decisions: int
+    routed_cost_micros: int
+    premium_cost_micros: int
 
 
 class RateLimiterPort(Protocol):
@@ -119,8 +131,10 @@ class RouterPort(Protocol):
         """Choose model, deployment, lane and token budget."""
         ...
 
-    async def record_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:
-        """Feed the deployments' latency and error metrics, in one call."""
+    async def record_outcomes(
+        self, outcomes: Sequence[OutcomeReport], reused: Sequence[ReusedRoutes] = ()
+    ) -> None:
+        """Feed the deployments' metrics and the reused decisions, in one call."""
         ...
 
     async def hold_degradation(

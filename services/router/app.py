@@ -80,7 +80,13 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
         else None
     )
     router = Router(
-        table, control, metrics, classifier, clock or SystemClock(), shadow=shadow
+        table,
+        control,
+        metrics,
+        classifier,
+        clock or SystemClock(),
+        shadow=shadow,
+        route_lease_seconds=settings.route_lease_seconds,
     )
     holder.append(router)
     servicer = RouterServicer(router)

@@ -74,6 +74,17 @@ class RouterSettings(InternalServerSettings):
         "'auto' request beside the one in force; its choice is logged "
         "(route_shadow) and counted per tenant in GetRoutingStats, never served.",
     )
+    route_lease_seconds: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=60.0,
+        description="How long a gateway may reuse a routing decision that no field "
+        "of the request changes (a named model or none, full service, one "
+        "deployment taking all the traffic) for requests of the same model, "
+        "priority and request type, without calling Route. A degradation level or "
+        "traffic split set later binds within this time. 0 routes every request "
+        "here.",
+    )
     shadow_quality_bias: float | None = Field(
         default=None,
         ge=-5.0,

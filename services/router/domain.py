@@ -21,6 +21,7 @@ from services.core.errors import (
     FieldViolation,
     InvalidArgumentError,
 )
+from services.core.pricing import list_price_micros
 from services.router.complexity import (
     CLASSES,
     ComplexityModel,
@@ -57,7 +58,6 @@ COHORT_BUCKETS = 10_000
 AUTO_MODEL = "auto"
 """The requested model that asks for complexity routing."""
 
-_TOKENS_PER_PRICE_UNIT = 1_000_000
 # Lanes that never call the upstream model, so a request costs nothing there.
 _FREE_LANES = frozenset({Lane.CACHE_ONLY, Lane.STATIC})
 
@@ -103,6 +103,23 @@ class RouteRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteLease:
+    """What a caller needs to reuse a decision for requests that route alike.
+
+    A decision no field of the request changes but the priority, request type and
+    requested model (a named model or none, at full service, one deployment taking
+    all the traffic) is the same for every such request but for its output limit,
+    truncation and worst case, which the caller recomputes from these.
+    """
+
+    duration_seconds: float
+    max_output_tokens_cap: int
+    """The request type's and deployment's output limit, before the request's."""
+    tier: Tier
+    premium_tier: Tier
+
+
+@dataclass(frozen=True, slots=True)
 class RouteDecision:
     """Where a request goes and under which budget."""
 
@@ -123,6 +140,8 @@ class RouteDecision:
     fallback_models: tuple[str, ...]
     fallback_text: str
     worst_case_cost_micros: int
+    lease: RouteLease | None = None
+    """Set when the caller may reuse this decision (see :class:`RouteLease`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,11 +316,20 @@ def worst_case_cost_micros(tier: Tier, input_tokens: int, output_tokens: int) ->
     Integer arithmetic throughout; the division rounds up because a worst case must
     never be under-estimated (1 token at 0.1 micro-dollars costs 1).
     """
-    scaled = (
-        input_tokens * tier.input_micros_per_million
-        + output_tokens * tier.output_micros_per_million
+    return list_price_micros(
+        input_tokens,
+        output_tokens,
+        tier.input_micros_per_million,
+        tier.output_micros_per_million,
     )
-    return -(-scaled // _TOKENS_PER_PRICE_UNIT)
+
+
+def _sole_deployment(split: Mapping[str, int]) -> str | None:
+    """The deployment that takes all the traffic, if one does."""
+    for name, percent in split.items():
+        if percent == 100:
+            return name
+    return None
 
 
 def cheapest_capable_tier(table: RoutingTable, complexity: Complexity) -> str:
@@ -400,12 +428,16 @@ class Router:
         clock: Clock,
         *,
         shadow: Classifier | None = None,
+        route_lease_seconds: float = 0.0,
     ) -> None:
         """Route with ``table``; ``shadow`` runs beside ``classifier``, logged only.
 
         A bare :class:`ComplexityModel` classifies with its text-only heads and
-        its default ``quality_bias`` (no encoder).
+        its default ``quality_bias`` (no encoder). A decision that only the
+        request's model, priority and request type decide carries a lease of
+        ``route_lease_seconds`` (0: none).
         """
+        self._route_lease_seconds = route_lease_seconds
         self._table = table
         self._control = control
         self._metrics = metrics
@@ -476,10 +508,12 @@ class Router:
         if deployment.model and request.requested_model in ("", AUTO_MODEL):
             model = deployment.model
             reason += f"; deployment {deployment_name} pins {model}"
-        max_output_tokens = min(
+        max_output_tokens_cap = min(
             budget.max_output_tokens,
-            request.max_output_tokens or budget.max_output_tokens,
             deployment.max_output_tokens or budget.max_output_tokens,
+        )
+        max_output_tokens = min(
+            max_output_tokens_cap, request.max_output_tokens or max_output_tokens_cap
         )
 
         level = self._level_in_force(state)
@@ -516,6 +550,20 @@ class Router:
         await self._record_route(tier_name, complexity, cost, premium_cost)
         if auto_route is not None:
             await self._record_tenant_route(auto_route)
+        lease = None
+        if (
+            self._route_lease_seconds > 0
+            and auto_route is None
+            and level is DegradationLevel.FULL_SERVICE
+            and lane not in _FREE_LANES
+            and deployment_name == _sole_deployment(effective_split(table, state))
+        ):
+            lease = RouteLease(
+                duration_seconds=self._route_lease_seconds,
+                max_output_tokens_cap=max_output_tokens_cap,
+                tier=table.tiers[tier_name],
+                premium_tier=table.tiers[table.premium_tier_name()],
+            )
         return RouteDecision(
             model=model,
             tier=tier_name,
@@ -533,6 +581,7 @@ class Router:
             fallback_models=tuple(table.cheaper_than(model)),
             fallback_text=fallback_text,
             worst_case_cost_micros=cost,
+            lease=lease,
         )
 
     async def _classify(
@@ -822,6 +871,22 @@ class Router:
             degradation_level_until=self._level_until(state),
         )
 
+    async def record_reused_routes(
+        self,
+        tier: str,
+        decisions: int,
+        routed_cost_micros: int,
+        premium_cost_micros: int,
+    ) -> None:
+        """Count ``decisions`` a caller reused under leases, as :meth:`route` would."""
+        await self._record_route(
+            tier,
+            Complexity.UNSPECIFIED,
+            routed_cost_micros,
+            premium_cost_micros,
+            decisions=decisions,
+        )
+
     async def routing_table_healthy(self) -> bool:
         """Whether the shared split, if any, is one this table can route with."""
         stored = (await self._control.state()).split
@@ -895,11 +960,19 @@ class Router:
             _log.warning("tenant_route_not_recorded", error=str(error))
 
     async def _record_route(
-        self, tier: str, complexity: Complexity, cost: int, premium_cost: int
+        self,
+        tier: str,
+        complexity: Complexity,
+        cost: int,
+        premium_cost: int,
+        *,
+        decisions: int = 1,
     ) -> None:
         # Statistics are not worth failing a request for.
         try:
-            await self._metrics.record_route(tier, complexity, cost, premium_cost)
+            await self._metrics.record_route(
+                tier, complexity, cost, premium_cost, decisions=decisions
+            )
         except BackendUnavailableError as error:
             _log.warning("routing_stats_not_recorded", error=str(error))
 

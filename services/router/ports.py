@@ -198,8 +198,10 @@ class MetricsStore(Protocol):
         complexity: Complexity,
         routed_cost_micros: int,
         premium_cost_micros: int,
+        *,
+        decisions: int = 1,
     ) -> None:
-        """Count one routing decision and its worst-case costs."""
+        """Count ``decisions`` routing decisions and their summed worst-case costs."""
         ...
 
     async def routing_counts(self) -> RoutingCounts:

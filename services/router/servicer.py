@@ -6,6 +6,7 @@ contract says; values this build does not know are INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import grpc
@@ -15,11 +16,13 @@ from tollgate.router.v1 import router_pb2_grpc
 
 from services.core import metrics
 from services.core.errors import FieldViolation, InvalidArgumentError
+from services.core.prototime import duration as _duration
 from services.core.prototime import timestamp as _timestamp
 from services.router.domain import (
     ConversationShape,
     DegradationChange,
     DeploymentStatus,
+    RouteDecision,
     Router,
     RouteRequest,
     TrafficAllocation,
@@ -35,6 +38,7 @@ from services.router.enums import (
     ShadowVerdict,
 )
 from services.router.ports import Outcome, TenantCounts
+from services.router.table import Tier
 
 SERVICE_NAME = router_pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 
@@ -128,6 +132,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         )
         if decision.temperature is not None:
             response.temperature = decision.temperature
+        if decision.lease is not None:
+            response.lease.CopyFrom(_encode_lease(decision))
         return response
 
     async def RecordOutcome(
@@ -144,17 +150,43 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     ) -> router_pb.RecordOutcomeBatchResponse:
         """Record each item as RecordOutcome would, in order, once all are valid."""
         violations: list[FieldViolation] = []
-        if not 1 <= len(request.items) <= MAX_BATCH_ITEMS:
+        if len(request.items) > MAX_BATCH_ITEMS:
             violations.append(
-                FieldViolation("items", f"must hold 1 to {MAX_BATCH_ITEMS} items")
+                FieldViolation("items", f"must hold at most {MAX_BATCH_ITEMS} items")
+            )
+        if len(request.reused_routes) > MAX_BATCH_ITEMS:
+            violations.append(
+                FieldViolation(
+                    "reused_routes", f"must hold at most {MAX_BATCH_ITEMS} entries"
+                )
+            )
+        if not request.items and not request.reused_routes:
+            violations.append(
+                FieldViolation("items", "must hold an item or a reused route")
             )
         for index, item in enumerate(request.items):
             violations.extend(_outcome_violations(item, f"items[{index}]."))
+        tiers = self._router.table.tiers
+        for index, reused in enumerate(request.reused_routes):
+            violations.extend(
+                _reused_route_violations(reused, tiers, f"reused_routes[{index}].")
+            )
         if violations:
             raise InvalidArgumentError(violations)
-        return router_pb.RecordOutcomeBatchResponse(
-            results=[await self._record_outcome(item) for item in request.items]
-        )
+        results = [await self._record_outcome(item) for item in request.items]
+        for reused in request.reused_routes:
+            await self._router.record_reused_routes(
+                reused.tier,
+                reused.decisions,
+                reused.routed_cost_micros,
+                reused.premium_cost_micros,
+            )
+            metrics.ROUTER_ROUTES.labels(
+                reused.tier,
+                Complexity.UNSPECIFIED.value,
+                _LANES[reused.lane].value,
+            ).inc(reused.decisions)
+        return router_pb.RecordOutcomeBatchResponse(results=results)
 
     async def _record_outcome(
         self, request: router_pb.RecordOutcomeRequest
@@ -423,7 +455,46 @@ def _conversation(request: router_pb.RouteRequest) -> ConversationShape:
 
 
 MAX_BATCH_ITEMS = 1000
-"""The most items one RecordOutcomeBatch carries."""
+"""The most items, and the most reused-route entries, one RecordOutcomeBatch carries."""
+
+_LANES = {wire: lane for lane, wire in _WIRE_LANES.items()}
+
+
+def _encode_lease(decision: RouteDecision) -> router_pb.RouteLease:
+    lease = decision.lease
+    assert lease is not None
+    return router_pb.RouteLease(
+        duration=_duration(lease.duration_seconds),
+        max_output_tokens_cap=lease.max_output_tokens_cap,
+        tier=decision.tier,
+        prices=_prices(lease.tier),
+        premium_prices=_prices(lease.premium_tier),
+    )
+
+
+def _prices(tier: Tier) -> router_pb.TokenPrices:
+    return router_pb.TokenPrices(
+        input_micros_per_million=tier.input_micros_per_million,
+        output_micros_per_million=tier.output_micros_per_million,
+    )
+
+
+def _reused_route_violations(
+    reused: router_pb.ReusedRoutes, tiers: Mapping[str, Tier], prefix: str
+) -> list[FieldViolation]:
+    violations: list[FieldViolation] = []
+    if reused.tier not in tiers:
+        violations.append(
+            FieldViolation(f"{prefix}tier", "must be a tier of the routing table")
+        )
+    if reused.lane not in _LANES:
+        violations.append(FieldViolation(f"{prefix}lane", "must be a known lane"))
+    if reused.decisions < 1:
+        violations.append(FieldViolation(f"{prefix}decisions", "must be at least 1"))
+    for field in ("routed_cost_micros", "premium_cost_micros"):
+        if getattr(reused, field) < 0:
+            violations.append(FieldViolation(f"{prefix}{field}", "must be >= 0"))
+    return violations
 
 
 def _outcome_violations(

@@ -196,6 +196,14 @@ async def _outcomes_recorded(suite: Suite) -> int:
     return sum(deployment.requests for deployment in status.deployments)
 
 
+async def _routes_counted(suite: Suite) -> int:
+    async with admin_channel(suite.router.address) as channel:
+        stats = await router_pb2_grpc.RouterServiceStub(channel).GetRoutingStats(
+            router_pb.GetRoutingStatsRequest()
+        )
+    return sum(count.requests for count in stats.by_tier)
+
+
 async def _until(condition: Any) -> None:
     async with asyncio.timeout(5):
         while not condition():  # noqa: ASYNC110 - a metric, no event to wait on
@@ -213,7 +221,11 @@ async def test_reports_go_in_batches_and_every_item_settles_exactly(
     batches = _served(RATELIMIT + "ReconcileBatch")
     outcome_batches = _served(ROUTER + "RecordOutcomeBatch")
     before = await _outcomes_recorded(suite)
-    # Batches go only when full: six requests make two of each.
+    routed_before = await _routes_counted(suite)
+    # Batches go when full: six requests make two reconcile batches. The router
+    # gets six outcomes and five reused routes (the first request's decision is
+    # leased to the next five): three full batches, then the last two items once
+    # the interval has passed.
     gateway = await _gateway(
         suite, sim, tmp_path, report_batch_interval_ms=1000, report_batch_max_items=3
     )
@@ -221,10 +233,14 @@ async def test_reports_go_in_batches_and_every_item_settles_exactly(
         answers = await _ask(gateway, 6)
         await _until(lambda: _served(RATELIMIT + "ReconcileBatch") == batches + 2)
         await _until(
-            lambda: _served(ROUTER + "RecordOutcomeBatch") == outcome_batches + 2
+            lambda: _served(ROUTER + "RecordOutcomeBatch") == outcome_batches + 3
+        )
+        await _until(
+            lambda: _served(ROUTER + "RecordOutcomeBatch") == outcome_batches + 4
         )
         capacity, remaining = await _tokens_remaining(suite)
         recorded = await _outcomes_recorded(suite)
+        routed = await _routes_counted(suite)
     finally:
         await gateway.stop(0)
 
@@ -235,6 +251,8 @@ async def test_reports_go_in_batches_and_every_item_settles_exactly(
     # no refill), and every call reached the deployment's metrics.
     assert remaining == capacity - _used(answers)
     assert recorded - before == 6
+    # One Route call, five reuses: the routing stats count all six.
+    assert routed - routed_before == 6
 
 
 async def test_usage_records_in_flight_together_share_one_record_batch(

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import astuple, dataclass, replace
 
 import structlog
 
+from services.core import metrics
 from services.core.clock import Clock
 from services.core.conversation import cache_context
 from services.core.errors import PermissionDeniedError
@@ -34,6 +36,7 @@ from services.gateway.ports import (
     DependencyUnavailableError,
     RouterPort,
 )
+from services.gateway.route_leases import ReusedRoute, RouteLeases
 
 _log = structlog.get_logger("tollgate.gateway")
 
@@ -45,6 +48,10 @@ def digest(*parts: object) -> str:
     """Hex SHA-256 of ``parts`` as JSON (enums by their string form)."""
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
+
+_ROUTED_BY_ROUTER = metrics.GATEWAY_ROUTES.labels("router")
+_ROUTED_BY_LEASE = metrics.GATEWAY_ROUTES.labels("lease")
+_ROUTED_LOCALLY = metrics.GATEWAY_ROUTES.labels("local")
 
 _ADMITTED = RateDecision(allowed=True)
 """The decision of a plan not yet admitted."""
@@ -99,11 +106,21 @@ class Planner:
         router: RouterPort,
         clock: Clock,
         timeout_seconds: float,
+        *,
+        leases: RouteLeases,
+        report_reused: Callable[[ReusedRoute], None],
         cache: CachePort | None = None,
     ):
+        """Route through ``router``, or from ``leases`` while one holds.
+
+        Each decision reused from a lease goes to ``report_reused``, for the
+        router's statistics.
+        """
         self._router = router
         self._clock = clock
         self._timeout_seconds = timeout_seconds
+        self._leases = leases
+        self._report_reused = report_reused
         self._cache = cache
 
     async def plan(
@@ -193,18 +210,28 @@ class Planner:
         request: ResponseRequest,
         conversation_tokens: int,
     ) -> Route:
+        leased = self._leases.reuse(request, conversation_tokens)
+        if leased is not None:
+            route, reused = leased
+            self._report_reused(reused)
+            _ROUTED_BY_LEASE.inc()
+            return route
         try:
-            return await self._router.route(
+            route = await self._router.route(
                 request_id, principal, request, conversation_tokens
             )
         except DependencyUnavailableError as error:
             _log.warning("router_unavailable_local_route", dependency=error.dependency)
+            _ROUTED_LOCALLY.inc()
             return local_route(
                 request.priority,
                 request.request_type,
                 request.model,
                 request.max_output_tokens,
             )
+        _ROUTED_BY_ROUTER.inc()
+        self._leases.keep(request, route)
+        return route
 
 
 def _safety_identifier(principal: Principal) -> str:

@@ -47,6 +47,7 @@ from services.gateway.ports import (
     UpstreamThrottledError,
 )
 from services.gateway.queue import AdmissionQueue
+from services.gateway.route_leases import RouteLeases
 from services.gateway.singleflight import SingleFlight
 
 _log = structlog.get_logger("tollgate.gateway")
@@ -102,9 +103,11 @@ class Ladder:
         settlement: Settlement,
         breaker_config: BreakerConfig,
         auto_degradation_hold_seconds: float,
+        leases: RouteLeases,
         clock: Clock,
     ) -> None:
         self._upstream = upstream
+        self._leases = leases
         self._router = router
         self.queue = queue
         self._settlement = settlement
@@ -330,6 +333,9 @@ class Ladder:
         if hold <= 0 or now - self._holds.get(level, -hold) < hold / 2:
             return
         self._holds[level] = now
+        # The leased decisions are at full service: route through the router,
+        # which answers with the held level from now on.
+        self._leases.drop_all()
         self._settlement.spawn(self._send_hold(level, hold))
 
     async def _send_hold(self, level: DegradationLevel, hold: float) -> None:

@@ -20,6 +20,7 @@ from services.core.pricing import PricingTable, TokenUsage, UnknownModelError
 from services.gateway.domain import (
     CacheKeyParts,
     CacheStatus,
+    Lane,
     RateDecision,
     UpstreamAnswer,
     Usage,
@@ -35,8 +36,10 @@ from services.gateway.ports import (
     OutcomeReport,
     RateLimiterPort,
     ReconcileItem,
+    ReusedRoutes,
     RouterPort,
 )
+from services.gateway.route_leases import ReusedRoute
 
 _log = structlog.get_logger("tollgate.gateway")
 
@@ -98,11 +101,31 @@ class Settlement:
         """Feed the router's deployment metrics with one call, in the next batch."""
         self._outcomes.add(outcome)
 
-    async def _send_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:
+    def report_reused_route(self, reused: ReusedRoute) -> None:
+        """Count a decision reused under a lease at the router, in the next batch."""
+        self._outcomes.add(reused)
+
+    async def _send_outcomes(
+        self, items: Sequence[OutcomeReport | ReusedRoute]
+    ) -> None:
+        outcomes: list[OutcomeReport] = []
+        tallies: dict[tuple[str, Lane], list[int]] = {}
+        for item in items:
+            if isinstance(item, OutcomeReport):
+                outcomes.append(item)
+                continue
+            tally = tallies.setdefault((item.tier, item.lane), [0, 0, 0])
+            tally[0] += 1
+            tally[1] += item.routed_cost_micros
+            tally[2] += item.premium_cost_micros
+        reused = [
+            ReusedRoutes(tier, lane, decisions, routed, premium)
+            for (tier, lane), (decisions, routed, premium) in tallies.items()
+        ]
         try:
-            await self._router.record_outcomes(outcomes)
+            await self._router.record_outcomes(outcomes, reused)
         except DependencyUnavailableError:
-            _log.info("outcome_report_skipped", items=len(outcomes))
+            _log.info("outcome_report_skipped", items=len(items))
 
     def report_throttle(self, model: str, retry_after: float) -> None:
         """Feed the limiter's adaptive backoff with an upstream 429."""

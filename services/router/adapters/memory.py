@@ -173,10 +173,12 @@ class InMemoryMetricsStore:
         complexity: Complexity,
         routed_cost_micros: int,
         premium_cost_micros: int,
+        *,
+        decisions: int = 1,
     ) -> None:
-        """Count one routing decision."""
-        self._by_tier[tier] += 1
-        self._by_complexity[complexity] += 1
+        """Count ``decisions`` routing decisions."""
+        self._by_tier[tier] += decisions
+        self._by_complexity[complexity] += decisions
         self._routed_cost_micros += routed_cost_micros
         self._premium_cost_micros += premium_cost_micros
 

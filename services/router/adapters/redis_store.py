@@ -335,13 +335,17 @@ class RedisMetricsStore:
         complexity: Complexity,
         routed_cost_micros: int,
         premium_cost_micros: int,
+        *,
+        decisions: int = 1,
     ) -> None:
-        """Count one routing decision."""
+        """Count ``decisions`` routing decisions."""
 
         async def write() -> None:
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.hincrby(f"{self._prefix}routes:tier", tier, 1)
-                pipe.hincrby(f"{self._prefix}routes:complexity", complexity.value, 1)
+                pipe.hincrby(f"{self._prefix}routes:tier", tier, decisions)
+                pipe.hincrby(
+                    f"{self._prefix}routes:complexity", complexity.value, decisions
+                )
                 pipe.hincrby(f"{self._prefix}routes:cost", "routed", routed_cost_micros)
                 pipe.hincrby(
                     f"{self._prefix}routes:cost", "premium", premium_cost_micros

@@ -38,6 +38,7 @@ from services.gateway.ports import (
     DependencyUnavailableError,
     OutcomeReport,
     ReconcileItem,
+    ReusedRoutes,
     UpstreamStreamBrokenError,
 )
 from services.gateway.queue import AdmissionQueue
@@ -140,6 +141,7 @@ class FakeRouter:
         self.answer: Route | Exception = sync_route()
         self.calls: list[tuple[Principal, ResponseRequest, int]] = []
         self.outcomes: list[tuple[str, str, bool]] = []
+        self.reused: list[ReusedRoutes] = []
         self.holds: list[tuple[DegradationLevel, float]] = []
 
     async def route(
@@ -154,8 +156,11 @@ class FakeRouter:
             raise self.answer
         return self.answer
 
-    async def record_outcomes(self, outcomes: Sequence[OutcomeReport]) -> None:
+    async def record_outcomes(
+        self, outcomes: Sequence[OutcomeReport], reused: Sequence[ReusedRoutes] = ()
+    ) -> None:
         self.outcomes.extend((o.deployment, o.model, o.error) for o in outcomes)
+        self.reused.extend(reused)
 
     async def hold_degradation(
         self, level: DegradationLevel, hold_seconds: float, reason: str

@@ -109,7 +109,7 @@ class ConversationShape(_message.Message):
     def __init__(self, messages: _Optional[int] = ..., earlier_user_turns: _Optional[int] = ..., tools: _Optional[int] = ..., json_schema: _Optional[bool] = ..., images: _Optional[int] = ..., tool_exchanges: _Optional[int] = ..., reasoning: _Optional[bool] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("model", "deployment", "deployment_version", "lane", "complexity", "tier", "reason", "max_output_tokens", "input_token_cap", "deployment_instructions", "temperature", "degradation_level", "fallback_models", "fallback_text", "worst_case_cost_micros", "truncated_input_tokens")
+    __slots__ = ("model", "deployment", "deployment_version", "lane", "complexity", "tier", "reason", "max_output_tokens", "input_token_cap", "deployment_instructions", "temperature", "degradation_level", "fallback_models", "fallback_text", "worst_case_cost_micros", "truncated_input_tokens", "lease")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class RouteResponse(_message.Message):
     FALLBACK_TEXT_FIELD_NUMBER: _ClassVar[int]
     WORST_CASE_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     model: str
     deployment: str
     deployment_version: str
@@ -142,7 +143,30 @@ class RouteResponse(_message.Message):
     fallback_text: str
     worst_case_cost_micros: int
     truncated_input_tokens: int
-    def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., deployment_version: _Optional[str] = ..., lane: _Optional[_Union[Lane, str]] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., tier: _Optional[str] = ..., reason: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., input_token_cap: _Optional[int] = ..., deployment_instructions: _Optional[str] = ..., temperature: _Optional[float] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., fallback_text: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., truncated_input_tokens: _Optional[int] = ...) -> None: ...
+    lease: RouteLease
+    def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., deployment_version: _Optional[str] = ..., lane: _Optional[_Union[Lane, str]] = ..., complexity: _Optional[_Union[Complexity, str]] = ..., tier: _Optional[str] = ..., reason: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., input_token_cap: _Optional[int] = ..., deployment_instructions: _Optional[str] = ..., temperature: _Optional[float] = ..., degradation_level: _Optional[_Union[_common_pb2.DegradationLevel, str]] = ..., fallback_models: _Optional[_Iterable[str]] = ..., fallback_text: _Optional[str] = ..., worst_case_cost_micros: _Optional[int] = ..., truncated_input_tokens: _Optional[int] = ..., lease: _Optional[_Union[RouteLease, _Mapping]] = ...) -> None: ...
+
+class RouteLease(_message.Message):
+    __slots__ = ("duration", "max_output_tokens_cap", "tier", "prices", "premium_prices")
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_CAP_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
+    PREMIUM_PRICES_FIELD_NUMBER: _ClassVar[int]
+    duration: _duration_pb2.Duration
+    max_output_tokens_cap: int
+    tier: str
+    prices: TokenPrices
+    premium_prices: TokenPrices
+    def __init__(self, duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_output_tokens_cap: _Optional[int] = ..., tier: _Optional[str] = ..., prices: _Optional[_Union[TokenPrices, _Mapping]] = ..., premium_prices: _Optional[_Union[TokenPrices, _Mapping]] = ...) -> None: ...
+
+class TokenPrices(_message.Message):
+    __slots__ = ("input_micros_per_million", "output_micros_per_million")
+    INPUT_MICROS_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_MICROS_PER_MILLION_FIELD_NUMBER: _ClassVar[int]
+    input_micros_per_million: int
+    output_micros_per_million: int
+    def __init__(self, input_micros_per_million: _Optional[int] = ..., output_micros_per_million: _Optional[int] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
     __slots__ = ("deployment", "model", "latency", "error", "request_id", "quality")
@@ -171,10 +195,26 @@ class RecordOutcomeResponse(_message.Message):
     def __init__(self, rolled_back: _Optional[bool] = ..., rollback_reason: _Optional[str] = ..., quality_recorded: _Optional[bool] = ...) -> None: ...
 
 class RecordOutcomeBatchRequest(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "reused_routes")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    REUSED_ROUTES_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecordOutcomeRequest]
-    def __init__(self, items: _Optional[_Iterable[_Union[RecordOutcomeRequest, _Mapping]]] = ...) -> None: ...
+    reused_routes: _containers.RepeatedCompositeFieldContainer[ReusedRoutes]
+    def __init__(self, items: _Optional[_Iterable[_Union[RecordOutcomeRequest, _Mapping]]] = ..., reused_routes: _Optional[_Iterable[_Union[ReusedRoutes, _Mapping]]] = ...) -> None: ...
+
+class ReusedRoutes(_message.Message):
+    __slots__ = ("tier", "lane", "decisions", "routed_cost_micros", "premium_cost_micros")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    LANE_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    ROUTED_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    PREMIUM_COST_MICROS_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    lane: Lane
+    decisions: int
+    routed_cost_micros: int
+    premium_cost_micros: int
+    def __init__(self, tier: _Optional[str] = ..., lane: _Optional[_Union[Lane, str]] = ..., decisions: _Optional[int] = ..., routed_cost_micros: _Optional[int] = ..., premium_cost_micros: _Optional[int] = ...) -> None: ...
 
 class RecordOutcomeBatchResponse(_message.Message):
     __slots__ = ("results",)
