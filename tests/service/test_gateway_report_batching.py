@@ -1,4 +1,5 @@
-"""After-the-answer reports (reconciles, outcomes) go in batches, each item applied.
+"""After-the-answer reports (reconciles, outcomes) go in batches, each item applied;
+and the route leases whose reuses those reports carry bind a level when they end.
 
 Real ratelimit, cache, router, costs and gateway servers and the simulator; the
 ratelimit's clock is frozen so its token buckets do not refill and the settled
@@ -100,9 +101,8 @@ async def suite(serve_app: ServeApp, tmp_path: Path) -> Suite:
             RateLimitSettings(port=0, limits_file=limits), clock=FakeClock()
         )
     )
-    router = await serve_app(
-        await build_router(RouterSettings(port=0, admin_key_sha256s=ADMIN_KEY_SHA256S))
-    )
+    router_settings = RouterSettings(port=0, admin_key_sha256s=ADMIN_KEY_SHA256S)
+    router = await serve_app(await build_router(router_settings), router_settings)
     cache = await serve_app(await build_cache(CacheSettings(port=0)))
     costs = await serve_app(
         await build_costs(CostsSettings(port=0, database_path=tmp_path / "c.sqlite3"))
@@ -432,3 +432,31 @@ async def test_an_invalid_item_fails_the_batch_naming_its_index(
     assert violations(refused) == ["items[1].reservation_id", "items[1].actual_tokens"]
     assert violations(refused_outcome) == ["items[1].deployment"]
     assert violations(empty) == ["items"]
+
+
+async def test_a_level_set_on_the_router_binds_the_gateway_when_its_lease_ends(
+    suite: Suite, sim: RunningSimulator, tmp_path: Path
+) -> None:
+    gateway = await _gateway(suite, sim, tmp_path)
+    try:
+        (first,) = await _ask(gateway, 1)
+        started = asyncio.get_running_loop().time()
+        async with admin_channel(suite.router.address) as channel:
+            await router_pb2_grpc.RouterServiceStub(channel).SetDegradationLevel(
+                router_pb.SetDegradationLevelRequest(
+                    level=common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK, reason="drill"
+                )
+            )
+        (leased,) = await _ask(gateway, 1)
+        within_lease = asyncio.get_running_loop().time() - started < 1.0
+        await asyncio.sleep(1.0)  # the router's default lease
+        (after,) = await _ask(gateway, 1)
+    finally:
+        await gateway.stop(0)
+
+    full = common_pb.DEGRADATION_LEVEL_FULL_SERVICE
+    assert first.degradation_level == full
+    if within_lease:  # a slow machine may take longer than the lease
+        assert leased.degradation_level == full
+        assert leased.output_text.startswith("Simulated")
+    assert after.degradation_level == common_pb.DEGRADATION_LEVEL_STATIC_FALLBACK
