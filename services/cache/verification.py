@@ -271,6 +271,32 @@ _FILLER = _words(
     step steps command commands
     """
 )
+# Discourse markers, interjections, greetings and sign-offs, and the articles,
+# pronouns and particles of the other languages of the sets: the same closed
+# classes as the English filler above, which change no question they are added
+# to. Markers that can also be content ("well" in "works well", "still", "even")
+# are removed only in the phrases of _PHRASES, where they cannot be.
+_SPOKEN_AND_FOREIGN_FILLER = _words(
+    """
+    um umm uh uhm erm hmm hm ah oh okay alright lol haha btw anyways honestly
+    literally seriously simply guys folks everyone
+    ähm äh hmm naja halt mal eigentlich denn ja bitte danke hallo servus moin
+    der die das den dem des ein eine einen einem einer eines
+    ich du er sie es wir ihr mein meine meinen meinem meiner dein deine
+    euh bon ben alors bref bah salut coucou merci svp stp vraiment exactement
+    le la les l un une des je tu il elle on nous vous ils elles
+    bueno pues oye mira vale hola gracias básicamente exactamente realmente
+    simplemente el los las unos unas lo yo tú él ella usted ustedes
+    allora tipo cioè insomma beh ehm ciao grazie il gli uno io lui lei noi voi
+    então oi olá obrigado obrigada os um eu você vocês ele ela nós
+    ist sind war waren bin bist seid wird werden wurde hat haben habe hast
+    est sont suis es ai ont está están estoy hay ha he han è sono ho é são estão
+    """
+)
+_ALL_FILLER = _FILLER | _SPOKEN_AND_FOREIGN_FILLER
+# Filler of one language only: in Spanish "se" is a pronoun ("¿cómo se abre
+# una cuenta?" is "¿cómo abro una cuenta?"); in Italian and Portuguese it is "if".
+_LANGUAGE_FILLER = {"es": _words("se me te nos")}
 # The words that name a unit, currency, data type or language: no typo or clipping
 # explains a change of one of them.
 _KEY_NOUNS = _words(
@@ -459,7 +485,9 @@ class _Features:
 
     @functools.cached_property
     def content(self) -> tuple[_Token, ...]:
-        return _content(self.tokens, list(self.words), _sentence_starts(self.normal))
+        return _content(
+            self.tokens, list(self.words), _sentence_starts(self.normal), self.language
+        )
 
     @functools.cached_property
     def nouns(self) -> frozenset[str]:
@@ -475,8 +503,29 @@ class _Features:
         return _directions(list(self.words), stems, self.nouns)
 
 
+# Contractions typed without their apostrophe: "whats" is "what's", "dont" is
+# "don't" (and so a negation).
+_BARE_CONTRACTIONS = re.compile(
+    r"\b(what|how|where|who|when|that|there|it|i|you|we|they)(s|ve|re|ll|d)\b|"
+    r"\b(do|does|did|is|are|was|were|can|won|should|would|could|have|has)(nt)\b",
+    re.I,
+)
+
+
+def _apostrophe(match: re.Match[str]) -> str:
+    if match.group(4):
+        return f"{match.group(3)}n't"
+    stem, ending = match.group(1), match.group(2).lower()
+    # Not "im" (German "in dem"), nor "its", "id", "ill", "wed", "well" or
+    # "were", which are words of their own.
+    if stem.lower() in ("i", "it", "we") and ending != "ve":
+        return match.group(0)
+    return f"{stem}'{ending}"
+
+
 def _normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    text = _BARE_CONTRACTIONS.sub(_apostrophe, text)
     text = re.sub(r"\b(won)'t\b", "will not", text, flags=re.I)
     text = re.sub(r"\b(can)'t\b", "can not", text, flags=re.I)
     text = re.sub(r"\bw/o\b", "without", text, flags=re.I)
@@ -493,6 +542,47 @@ def _normalise(text: str) -> str:
 _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.I), replacement)
     for pattern, replacement in (
+        # greetings, sign-offs and discourse markers around the question
+        (
+            r"\b(?:hope you(?:'re| are) (?:doing )?well|"
+            r"(?:thanks|thank you) (?:so much|a lot|in advance)|many thanks|"
+            r"sorry to bother you|sorry if this is (?:a )?(?:dumb|stupid|silly)"
+            r"(?: question)?(?: but)?|good (?:morning|afternoon|evening)|"
+            r"random question(?: but)?|quick one|you know|i mean|or whatever|"
+            r"vielen dank|danke schön|liebe grüße|sag mal|kurze frage|"
+            r"ehrlich gesagt|merci d'avance|merci beaucoup|en fait|du coup|"
+            r"s'il (?:vous|te) pla[iî]t|petite question|muchas gracias|a ver|"
+            r"o sea|pues eso|una (?:duda|pregunta|cosa)|pregunta rápida|"
+            r"por favor|per favore|una domanda|domanda veloce|tipo assim|"
+            r"tudo bem|uma (?:dúvida|pergunta))\b[.!,:]?",
+            " ",
+        ),
+        (r"(?:^|(?<=[.!?]))\s*well,", " "),
+        (r",? or not(?=\s*[?.!]|\s*$)", " "),
+        (r"\bcomment (?:je fais|on fait|faire|fait-on) pour\b", " comment "),
+        # formal request formulas around the question, in each language
+        (
+            r"\b(?:i(?: would|'d) be (?:very |most )?grateful if you (?:could|would)"
+            r"(?: please| kindly)?(?: (?:tell me|let me know|explain|advise(?: on)?|"
+            r"clarify))?|(?:could|would|can) you(?: please| kindly)? (?:advise|"
+            r"clarify|inform me|let me know)(?: on| about| of)?|"
+            r"i am writing to (?:inquire|enquire|ask)(?: about)?|"
+            r"i(?: would|'d) like to (?:inquire|enquire)(?: about)?|"
+            r"(?:please )?let me know|(?:would|do) you mind explaining)"
+            r"(?: whether| if)?\b[,:]?",
+            " ",
+        ),
+        (
+            r"\b(?:sehr geehrte(?:r)? damen und herren|"
+            r"(?:könnten|können|würden) sie mir(?: bitte)? (?:sagen|mitteilen|"
+            r"erklären)|(?:pourriez|pouvez)-vous(?: s'il vous plaît)? "
+            r"m'(?:indiquer|expliquer|dire)|je (?:souhaiterais|voudrais|aimerais) "
+            r"savoir|(?:podría|podrías)(?: usted)? (?:indicarme|decirme|explicarme)|"
+            r"(?:quisiera|me gustaría) saber|(?:potreste|potrebbe|potresti)"
+            r"(?: gentilmente)? (?:dirmi|indicarmi|spiegarmi)|vorrei sapere)"
+            r"\b,?(?: (?:ob|si|se)\b)?",
+            " ",
+        ),
         # politeness and wrappers that add no content to the question
         (
             r"\b(?:i was wondering|i am wondering|i'm wondering|i wonder|"
@@ -518,6 +608,18 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             " how ",
         ),
         (r"\bhow (?:i|we|you|one) (?:can|could|should|might)\b", " how "),
+        (r"\bwie (?:kann|könnte) (?:ich|man)\b", " wie "),
+        (r"\bcomment (?:puis-je|peut-on|pourrais-je)\b", " comment "),
+        (r"\bcómo (?:puedo|podría|se puede)\b", " cómo "),
+        (r"\bcome (?:posso|potrei|si può)\b", " come "),
+        (r"\bcomo (?:posso|poderia|se pode)\b", " como "),
+        # a request to the assistant in the form of a question is the request
+        (
+            r"\b(?:can|could|would|will) you(?: please| kindly)? (?=(?:suggest|"
+            r"recommend|compare|calculate|give|list|describe|summari[sz]e|"
+            r"write|translate|name|draft|outline)\b)",
+            " ",
+        ),
         (
             r"\b(?:what is|what's|whats) the (?:best |easiest |simplest |"
             r"quickest |fastest |right |correct |proper )?(?:way|process|"
@@ -563,7 +665,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 # The first patterns of _PHRASES are politeness wrappers: a text they
 # rewrote was accepted as "rephrased", not "normalized".
-_WRAPPERS = 4
+_WRAPPERS = 10
 # Verb phrases of one meaning, rewritten to one word before the synonyms below.
 _PHRASAL: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.I), replacement)
@@ -794,10 +896,40 @@ def _directions(
     return frozenset(pairs)
 
 
+@functools.cache
+def _filler_deletions() -> dict[str, frozenset[str]]:
+    # Every English filler word of three letters or more, and each of its
+    # one-letter deletions, to the filler words they come from: a misspelt filler
+    # word ("waht", "teh") shares one of them.
+    index: dict[str, set[str]] = {}
+    for word in _FILLER:
+        if len(word) >= 3 and word.isalpha():
+            for variant in _with_deletions(word):
+                index.setdefault(variant, set()).add(word)
+    return {variant: frozenset(words) for variant, words in index.items()}
+
+
+def _with_deletions(word: str) -> set[str]:
+    return {word} | {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+def _is_misspelt_filler(word: str) -> bool:
+    """An English non-word one edit from a filler word: "waht", "teh", "yuor"."""
+    if len(word) < 3 or not word.isalpha() or word in _vocabulary():
+        return False
+    index = _filler_deletions()
+    return any(
+        _edit_distance(word, filler) == 1
+        for variant in _with_deletions(word)
+        for filler in index.get(variant, ())
+    )
+
+
 def _content(
-    tokens: Sequence[str], words: list[str], starts: Container[int]
+    tokens: Sequence[str], words: list[str], starts: Container[int], language: str
 ) -> tuple[_Token, ...]:
     content: list[_Token] = []
+    filler = _ALL_FILLER | _LANGUAGE_FILLER.get(language, frozenset())
     for index, (token, word) in enumerate(zip(tokens, words, strict=True)):
         if not any(char.isalnum() for char in word) or word in _NUMBER_WORDS:
             continue
@@ -814,7 +946,9 @@ def _content(
         if not name:
             expanded = word in _SHORTHAND
             word = _SHORTHAND.get(word, word)
-            if word in _FILLER:
+            if word in filler:
+                continue
+            if language in ("en", "und") and _is_misspelt_filler(word):
                 continue
         content.append(
             _Token(word, _stem(word), name, index, expanded, _marker(words, index))

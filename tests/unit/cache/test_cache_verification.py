@@ -277,3 +277,83 @@ def test_a_veto_is_read_from_the_fingerprint_without_the_text() -> None:
 )
 def test_a_fingerprint_of_another_version_is_not_read(stale: str) -> None:
     assert verify("Close order 4812", "close order 4812 please", stale).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # discourse markers, greetings and sign-offs, in several languages
+        (
+            "How do I export my data?",
+            "So, um, basically, how do I, like, export my data?",
+        ),
+        (
+            "How do I close my brokerage account?",
+            "Hi there! Hope you're doing well. How do I close my brokerage account? "
+            "Thanks so much!",
+        ),
+        (
+            "Wie lange dauert ein Bachelorstudium?",
+            "Sag mal, wie lange dauert eigentlich so ein Bachelorstudium?",
+        ),
+        (
+            "¿Qué es un fondo de inversión?",
+            "A ver, o sea, ¿qué es básicamente un fondo de inversión?",
+        ),
+        (
+            "Do I need to print my boarding pass?",
+            "Hey, do I really need to print my boarding pass or not?",
+        ),
+        # formal request formulas
+        (
+            "How do I identify which processes use the most CPU on Linux?",
+            "I would be grateful if you could tell me how to identify which processes "
+            "use the most CPU on Linux.",
+        ),
+        (
+            "Wann ist meine Lohnabrechnung verfügbar?",
+            "Könnten Sie mir mitteilen, wann meine Lohnabrechnung verfügbar ist?",
+        ),
+        # "how can I" and requests phrased as questions
+        ("Comment annuler ma commande ?", "Comment puis-je annuler ma commande ?"),
+        (
+            "Suggest some stretches for lower back pain.",
+            "Can you suggest stretches for lower back pain?",
+        ),
+        # contractions typed without the apostrophe, misspelt filler
+        ("What's your return policy?", "whats your return policy"),
+        ("What is photosynthesis?", "waht is photosynthesis"),
+        # the Spanish impersonal "se"
+        ("¿Cómo abro una cuenta de ahorro?", "¿Cómo se abre una cuenta de ahorro?"),
+    ],
+)
+def test_filler_of_every_kind_is_explained(cached: str, query: str) -> None:
+    verdict = verify(query, cached)
+
+    assert verdict.ok, (verdict, unexplained(query, cached))
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "check"),
+    [
+        # a greeting is filler; the time of day is not
+        (
+            "Is the Louvre crowded in the morning?",
+            "Is the Louvre crowded in the evening?",
+            "alignment",
+        ),
+        ("Why do I need a visa?", "why dont i need a visa", "negation"),
+        # "its", "id" and "ill" are words, not contractions
+        ("What is my user ID?", "What is my user I'd?", "alignment"),
+        # only English non-words are read as misspelt filler
+        (
+            "Combien coûte un crédit de 10 000 € à 4 % par an ?",
+            "Combien coûte un crédit de 10 000 € à 4 % par mois ?",
+            "alignment",
+        ),
+    ],
+)
+def test_what_only_looks_like_filler_still_counts(
+    cached: str, query: str, check: str
+) -> None:
+    assert verify(query, cached).failed_check == check
