@@ -1073,6 +1073,18 @@ def _opposed(a: str, b: str) -> bool:
     return False
 
 
+# Who acts and who is acted on: "payer" against "payee", "lessor" against "lessee".
+_AGENT_SUFFIXES = ("er", "or")
+_PATIENT_SUFFIX = "ee"
+
+
+def _roles_differ(a: str, b: str) -> bool:
+    for agent, patient in ((a, b), (b, a)):
+        if patient.endswith(_PATIENT_SUFFIX) and agent.endswith(_AGENT_SUFFIXES):
+            return agent[:-2] == patient[:-2]
+    return False
+
+
 def _is_typo(a: _Token, b: _Token) -> bool:
     if a.name or b.name or a.word in _KEY_NOUNS or b.word in _KEY_NOUNS:
         return False
@@ -1083,7 +1095,7 @@ def _is_typo(a: _Token, b: _Token) -> bool:
     vocabulary = _vocabulary()
     if a.word in vocabulary and b.word in vocabulary:
         return False  # two real words: "rest" is not a typo of "reset"
-    if _opposed(a.word, b.word):
+    if _opposed(a.word, b.word) or _roles_differ(a.word, b.word):
         return False
     allowed = 1 if max(len(a.word), len(b.word)) <= 6 else 2
     return _edit_distance(a.word, b.word) <= allowed

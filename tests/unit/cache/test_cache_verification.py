@@ -357,3 +357,12 @@ def test_what_only_looks_like_filler_still_counts(
     cached: str, query: str, check: str
 ) -> None:
     assert verify(query, cached).failed_check == check
+
+
+def test_an_agent_and_its_patient_are_not_a_typo() -> None:
+    # "payee" is not a word of the vocabulary, and one edit from "payer".
+    cached = "How long does the payer have to reverse a SEPA direct debit?"
+    query = "How long does the payee have to reverse a SEPA direct debit?"
+
+    assert verify(query, cached).failed_check == "alignment"
+    assert verify("How do I add a lessee?", "How do I add a lesse?").ok  # a typo
