@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from threading import Event
 from typing import Any
 
 import grpc
@@ -318,6 +319,47 @@ async def test_edge_serves_searches_between_chunks_of_the_replay(
         assert sorted(p.name for p in index._root.glob("shard-*")) == [
             f"shard-{generation + 1:06d}"
         ]
+    finally:
+        await index.close()
+
+
+async def test_a_rebuild_cancelled_as_it_swaps_still_retires_the_old_generation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # close() cancels the rebuild while the worker thread runs the last replay
+    # chunk: the chunk swaps the copy in, but its answer never reaches the
+    # rebuild, so the generation it swapped out must be retired another way.
+    index = await QdrantEdgeIndex.open(
+        dimension=8, state_dir=tmp_path / "index", optimize_after_points=1_000_000
+    )
+    loop, swapped, release = asyncio.get_running_loop(), asyncio.Event(), Event()
+    replay_chunk = index._replay_chunk
+
+    def swap_then_wait() -> tuple[object, Path] | None:  # on the worker thread
+        retired = replay_chunk()
+        if retired is not None:
+            loop.call_soon_threadsafe(swapped.set)
+            release.wait(timeout=30)
+        return retired
+
+    monkeypatch.setattr(index, "_replay_chunk", swap_then_wait)
+    try:
+        await index.upsert(SCOPE, "q", _entry("q"), _unit(1, 0), fingerprint="")
+        optimizing = asyncio.create_task(index.optimize())
+        await asyncio.sleep(0)  # the copy is taken first
+        await index.upsert(SCOPE, "late", _entry("late"), _unit(0, 1), fingerprint="")
+        async with asyncio.timeout(60):
+            await swapped.wait()
+        generation = index._generation
+        optimizing.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await optimizing
+        # Only the generation swapped in is left, and it holds both points.
+        assert sorted(p.name for p in index._root.glob("shard-*")) == [
+            f"shard-{generation:06d}"
+        ]
+        assert await index.count() == 2
     finally:
         await index.close()
 

@@ -263,6 +263,8 @@ class QdrantEdgeIndex:
         # The optimized copy while the writes are replayed on it, and how many.
         self._next: EdgeShard | None = None
         self._replayed = 0
+        # The generation the last replay chunk swapped out, until it is retired.
+        self._retired: tuple[EdgeShard, Path] | None = None
         self._optimizer: asyncio.Task[bool] | None = None
         self.optimizations = 0
         # Points stored while one update is on the worker thread go in the next.
@@ -535,6 +537,7 @@ class QdrantEdgeIndex:
             retired = None
             while retired is None:
                 retired = await self._call(self._replay_chunk)
+            self._retired = None
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._call(lambda: self._abandon(target))
@@ -554,6 +557,11 @@ class QdrantEdgeIndex:
         return target
 
     def _abandon(self, target: Path) -> None:
+        # Cancelled while the last chunk swapped the copy in: the chunk's answer
+        # never arrived, so the generation it retired is closed here.
+        if self._retired is not None:
+            _retire(*self._retired)
+            self._retired = None
         self._replay = None
         if self._next is not None:
             self._next.close()
@@ -577,11 +585,11 @@ class QdrantEdgeIndex:
         self._replayed += len(chunk)
         if self._replayed < len(self._replay):
             return None
-        old, old_path = self._live, self._generation_path(self._generation)
+        self._retired = (self._live, self._generation_path(self._generation))
         self._shard, self._next, self._replay = self._next, None, None
         self._generation += 1
         self._write_current()
-        return old, old_path
+        return self._retired
 
     async def close(self) -> None:
         """Stop an optimization, then flush and close; a private index is deleted."""
