@@ -98,6 +98,8 @@ CHANNEL_OPTIONS = [
 ]
 
 RECORD_BATCH_MAX_ITEMS = 256
+# The most admissions one AcquireBatch carries (the service takes up to 1,000).
+ACQUIRE_BATCH_MAX_ITEMS = 256
 # The router's complexity classifier reads no further into the user message before
 # the last one (RouteRequest.previous_input).
 PREVIOUS_INPUT_CHARS = 2000
@@ -402,20 +404,23 @@ class RateLimitClient:
     def __init__(self, downstream: DownstreamClient) -> None:
         self._downstream = downstream
         self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(downstream.channel)
+        # Admissions asked for while one AcquireBatch is in flight go together in
+        # the next: one RPC per batch, not per request; each waits for its own.
+        self._acquires: Coalescer[
+            ratelimit_pb.AcquireRequest, ratelimit_pb.AcquireResponse
+        ] = Coalescer(self._acquire_batch, max_items=ACQUIRE_BATCH_MAX_ITEMS)
 
     async def acquire(
         self, request_id: str, principal: Principal, model: str, tokens: int
     ) -> RateDecision:
-        """Admit or deny one request."""
-        response: ratelimit_pb.AcquireResponse = await self._downstream.call(
-            self._stub.Acquire,
+        """Admit or deny one request (in the next AcquireBatch)."""
+        response = await self._acquires.call(
             ratelimit_pb.AcquireRequest(
                 request_id=request_id,
                 caller=caller_proto(principal),
                 model=model,
                 estimated_tokens=tokens,
-            ),
-            request_id,
+            )
         )
         headroom = _headroom(response.buckets)
         if response.decision == ratelimit_pb.DECISION_ALLOW:
@@ -434,6 +439,30 @@ class RateLimitClient:
             ),
             headroom=headroom,
         )
+
+    async def _acquire_batch(
+        self, items: Sequence[ratelimit_pb.AcquireRequest]
+    ) -> list[ratelimit_pb.AcquireResponse | Exception]:
+        """Decide ``items`` in one call; a refused item is its InvalidArgumentError."""
+        response: ratelimit_pb.AcquireBatchResponse = await self._downstream.call(
+            self._stub.AcquireBatch,
+            ratelimit_pb.AcquireBatchRequest(items=items),
+            items[0].request_id,
+        )
+        results: list[ratelimit_pb.AcquireResponse | Exception] = []
+        for result in response.results:
+            if result.WhichOneof("result") == "rejected":
+                results.append(
+                    InvalidArgumentError(
+                        [
+                            FieldViolation(v.field, v.description)
+                            for v in result.rejected.field_violations
+                        ]
+                    )
+                )
+            else:
+                results.append(result.decided)
+        return results
 
     async def headroom(
         self, principal: Principal, model: str

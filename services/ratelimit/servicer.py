@@ -59,14 +59,38 @@ class RateLimitServicer:
         self, request: ratelimit_pb.AcquireRequest, context: Context
     ) -> ratelimit_pb.AcquireResponse:
         """Admit or deny one request; a denial is DECISION_DENY, not an error."""
-        violations = _caller_violations(request.caller)
-        if not request.model:
-            violations.append(FieldViolation("model", "must be set"))
-        if request.estimated_tokens < 0:
-            violations.append(FieldViolation("estimated_tokens", "must be >= 0"))
+        violations = _acquire_violations(request)
         if violations:
             raise InvalidArgumentError(violations)
         structlog.contextvars.bind_contextvars(tenant=request.caller.tenant_id)
+        return await self._acquire(request)
+
+    async def AcquireBatch(
+        self, request: ratelimit_pb.AcquireBatchRequest, context: Context
+    ) -> ratelimit_pb.AcquireBatchResponse:
+        """Decide each item as Acquire would, in order; an invalid one is refused."""
+        violations = _batch_violations(len(request.items))
+        if violations:
+            raise InvalidArgumentError(violations)
+        response = ratelimit_pb.AcquireBatchResponse()
+        for item in request.items:
+            result = response.results.add()
+            refused = _acquire_violations(item)
+            if not refused:
+                try:
+                    result.decided.CopyFrom(await self._acquire(item))
+                    continue
+                except InvalidArgumentError as error:  # it could never be admitted
+                    refused = list(error.violations)
+            result.rejected.field_violations.extend(
+                ratelimit_pb.FieldViolation(field=v.field, description=v.description)
+                for v in refused
+            )
+        return response
+
+    async def _acquire(
+        self, request: ratelimit_pb.AcquireRequest
+    ) -> ratelimit_pb.AcquireResponse:
         result = await self._limiter.acquire(
             _decode_caller(request.caller), request.model, request.estimated_tokens
         )
@@ -322,6 +346,15 @@ def _batch_violations(count: int) -> list[FieldViolation]:
     if not 1 <= count <= MAX_BATCH_ITEMS:
         return [FieldViolation("items", f"must hold 1 to {MAX_BATCH_ITEMS} items")]
     return []
+
+
+def _acquire_violations(request: ratelimit_pb.AcquireRequest) -> list[FieldViolation]:
+    violations = _caller_violations(request.caller)
+    if not request.model:
+        violations.append(FieldViolation("model", "must be set"))
+    if request.estimated_tokens < 0:
+        violations.append(FieldViolation("estimated_tokens", "must be >= 0"))
+    return violations
 
 
 def _reconcile_violations(

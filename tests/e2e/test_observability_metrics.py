@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 RPCS = {
     "gateway": "/tollgate.gateway.v1.GatewayService/CreateResponse",
-    "ratelimit": "/tollgate.ratelimit.v1.RateLimitService/Acquire",
+    "ratelimit": "/tollgate.ratelimit.v1.RateLimitService/AcquireBatch",
     "cache": "/tollgate.cache.v1.CacheService/Lookup",
     "router": "/tollgate.router.v1.RouterService/Route",
     "costs": "/tollgate.costs.v1.CostsService/RecordBatch",
@@ -48,7 +48,11 @@ async def test_every_service_counts_the_rpcs_of_a_gateway_request(suite: Suite) 
 
     async with grpc.aio.insecure_channel(suite.gateway_address) as channel:
         await gateway_pb2_grpc.GatewayServiceStub(channel).CreateResponse(
-            gateway_pb.CreateResponseRequest(input="Which port serves metrics?"),
+            # "auto" is routed per prompt, never from a lease a request before
+            # this one left the gateway holding.
+            gateway_pb.CreateResponseRequest(
+                input="Which port serves metrics?", model="auto"
+            ),
             metadata=(("authorization", f"Bearer {E2E_KEY}"),),
             timeout=30,
         )

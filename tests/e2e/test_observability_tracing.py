@@ -49,7 +49,7 @@ CREATE = "/tollgate.gateway.v1.GatewayService/CreateResponse"
 # classifies with its own encoder, so no call embeds the prompt for it.
 DOWNSTREAM_RPCS = {
     "/tollgate.router.v1.RouterService/Route",
-    "/tollgate.ratelimit.v1.RateLimitService/Acquire",
+    "/tollgate.ratelimit.v1.RateLimitService/AcquireBatch",
     "/tollgate.cache.v1.CacheService/Lookup",
     "/tollgate.costs.v1.CostsService/CheckBudget",
     "/tollgate.costs.v1.CostsService/RecordBatch",

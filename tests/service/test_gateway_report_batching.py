@@ -255,10 +255,12 @@ async def test_reports_go_in_batches_and_every_item_settles_exactly(
     assert routed - routed_before == 6
 
 
-async def test_usage_records_in_flight_together_share_one_record_batch(
+async def test_records_and_admissions_in_flight_together_share_batches(
     suite: Suite, sim: RunningSimulator, tmp_path: Path
 ) -> None:
     singles, batches = _served(COSTS + "Record"), _served(COSTS + "RecordBatch")
+    acquires = _served(RATELIMIT + "Acquire")
+    acquire_batches = _served(RATELIMIT + "AcquireBatch")
     gateway = await _gateway(suite, sim, tmp_path)
     try:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
@@ -289,6 +291,10 @@ async def test_usage_records_in_flight_together_share_one_record_batch(
     # flight went together in the next one; none went alone as a Record.
     assert _served(COSTS + "Record") == singles
     assert 1 <= _served(COSTS + "RecordBatch") - batches < 24
+    # So were their admissions: those asked for while an AcquireBatch was in
+    # flight went together in the next.
+    assert _served(RATELIMIT + "Acquire") == acquires
+    assert 1 <= _served(RATELIMIT + "AcquireBatch") - acquire_batches < 24
 
 
 async def test_an_outbox_backlog_drains_in_record_batches(

@@ -384,3 +384,58 @@ async def test_reconcile_batch_names_the_invalid_item(start: Start) -> None:
 
     assert _invalid_fields(caught.value) == ["items[1].actual_tokens"]
     assert _invalid_fields(empty.value) == ["items"]
+
+
+async def test_acquire_batch_decides_each_item_in_order_and_refuses_the_invalid(
+    start: Start, tmp_path: Path
+) -> None:
+    limits = tmp_path / "limits.yaml"
+    limits.write_text(f"models:\n  {MODEL}: {{rpm: 500, tpm: 10000}}\n")
+    client = await start(RateLimitSettings(port=0, limits_file=limits))
+
+    def item(tokens: int, **changes: Any) -> ratelimit_pb.AcquireRequest:
+        fields: dict[str, Any] = {
+            "request_id": f"req_{tokens}",
+            "caller": CALLER,
+            "model": MODEL,
+            "estimated_tokens": tokens,
+        }
+        fields.update(changes)
+        return ratelimit_pb.AcquireRequest(**fields)
+
+    batch = await client.stub.AcquireBatch(
+        ratelimit_pb.AcquireBatchRequest(
+            items=[
+                item(6_000),
+                item(1, model="", caller=common_pb.Caller()),
+                item(5_000),  # 4,000 left after the first: denied
+                item(4_000),  # decided after the one denied, and fits
+                item(20_000),  # above the bucket's capacity: never admissible
+            ]
+        )
+    )
+
+    first, invalid, over, last, never = batch.results
+    assert first.decided.decision == ratelimit_pb.DECISION_ALLOW
+    assert first.decided.reservation_id
+    assert {v.field for v in invalid.rejected.field_violations} == {
+        "caller.tenant_id",
+        "model",
+    }
+    assert over.decided.decision == ratelimit_pb.DECISION_DENY
+    assert over.decided.retry_after.ToNanoseconds() > 0
+    assert last.decided.decision == ratelimit_pb.DECISION_ALLOW
+    assert [v.field for v in never.rejected.field_violations] == ["estimated_tokens"]
+    status = await client.stub.GetStatus(ratelimit_pb.GetStatusRequest(model=MODEL))
+    requests, tokens = status.buckets
+    assert (requests.remaining, tokens.remaining) == (498, 0)
+
+
+async def test_an_empty_acquire_batch_is_invalid(start: Start) -> None:
+    client = await start()
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.stub.AcquireBatch(ratelimit_pb.AcquireBatchRequest())
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _invalid_fields(caught.value) == ["items"]

@@ -27,47 +27,57 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tollgate.common.v1 import common_pb2 as tollgate_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tollgate/ratelimit/v1/ratelimit.proto\x12\x15tollgate.ratelimit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftollgate/common/v1/common.proto\"\xe4\x01\n\x0c\x42ucketStatus\x12\x30\n\x05layer\x18\x01 \x01(\x0e\x32!.tollgate.ratelimit.v1.LimitLayer\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x32\n\x06metric\x18\x03 \x01(\x0e\x32\".tollgate.ratelimit.v1.LimitMetric\x12\x18\n\x10limit_per_minute\x18\x04 \x01(\x03\x12\"\n\x1a\x65\x66\x66\x65\x63tive_limit_per_minute\x18\x05 \x01(\x03\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x03\x12\x11\n\tremaining\x18\x07 \x01(\x03\"\xa9\x01\n\x0e\x41\x63quireRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10\x65stimated_tokens\x18\x04 \x01(\x03\x12.\n\x08priority\x18\x05 \x01(\x0e\x32\x1c.tollgate.common.v1.Priority\"\xc8\x02\n\x0f\x41\x63quireResponse\x12\x31\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x1f.tollgate.ratelimit.v1.Decision\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\tdenied_by\x18\x04 \x01(\x0b\x32#.tollgate.ratelimit.v1.BucketStatus\x12\x34\n\x07\x62uckets\x18\x05 \x03(\x0b\x32#.tollgate.ratelimit.v1.BucketStatus\x12:\n\x16reservation_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\"A\n\x10ReconcileRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x15\n\ractual_tokens\x18\x02 \x01(\x03\"O\n\x15ReconcileBatchRequest\x12\x36\n\x05items\x18\x01 \x03(\x0b\x32\'.tollgate.ratelimit.v1.ReconcileRequest\"S\n\x16ReconcileBatchResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.tollgate.ratelimit.v1.ReconcileResponse\"f\n\x11ReconcileResponse\x12\x38\n\x07outcome\x18\x01 \x01(\x0e\x32\'.tollgate.ratelimit.v1.ReconcileOutcome\x12\x17\n\x0frefunded_tokens\x18\x02 \x01(\x03\"\x97\x01\n\x1dReportUpstreamThrottleRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x37\n\x07outcome\x18\x02 \x01(\x0e\x32&.tollgate.ratelimit.v1.UpstreamOutcome\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x1eReportUpstreamThrottleResponse\x12\x16\n\x0e\x62\x61\x63koff_factor\x18\x01 \x01(\x01\x12\x30\n\x0cpaused_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x10GetStatusRequest\x12*\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12\r\n\x05model\x18\x02 \x01(\t\"g\n\x0cModelBackoff\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0e\x62\x61\x63koff_factor\x18\x02 \x01(\x01\x12\x30\n\x0cpaused_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x11GetStatusResponse\x12\x34\n\x07\x62uckets\x18\x01 \x03(\x0b\x32#.tollgate.ratelimit.v1.BucketStatus\x12\x35\n\x08\x62\x61\x63koffs\x18\x02 \x03(\x0b\x32#.tollgate.ratelimit.v1.ModelBackoff\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08*p\n\nLimitLayer\x12\x1b\n\x17LIMIT_LAYER_UNSPECIFIED\x10\x00\x12\x14\n\x10LIMIT_LAYER_USER\x10\x01\x12\x17\n\x13LIMIT_LAYER_SERVICE\x10\x02\x12\x16\n\x12LIMIT_LAYER_GLOBAL\x10\x03*_\n\x0bLimitMetric\x12\x1c\n\x18LIMIT_METRIC_UNSPECIFIED\x10\x00\x12\x19\n\x15LIMIT_METRIC_REQUESTS\x10\x01\x12\x17\n\x13LIMIT_METRIC_TOKENS\x10\x02*K\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02*\x7f\n\x10ReconcileOutcome\x12!\n\x1dRECONCILE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECONCILE_OUTCOME_SETTLED\x10\x01\x12)\n%RECONCILE_OUTCOME_UNKNOWN_RESERVATION\x10\x02*q\n\x0fUpstreamOutcome\x12 \n\x1cUPSTREAM_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n\x1aUPSTREAM_OUTCOME_THROTTLED\x10\x01\x12\x1c\n\x18UPSTREAM_OUTCOME_SUCCESS\x10\x02\x32\xa3\x04\n\x10RateLimitService\x12X\n\x07\x41\x63quire\x12%.tollgate.ratelimit.v1.AcquireRequest\x1a&.tollgate.ratelimit.v1.AcquireResponse\x12^\n\tReconcile\x12\'.tollgate.ratelimit.v1.ReconcileRequest\x1a(.tollgate.ratelimit.v1.ReconcileResponse\x12m\n\x0eReconcileBatch\x12,.tollgate.ratelimit.v1.ReconcileBatchRequest\x1a-.tollgate.ratelimit.v1.ReconcileBatchResponse\x12\x85\x01\n\x16ReportUpstreamThrottle\x12\x34.tollgate.ratelimit.v1.ReportUpstreamThrottleRequest\x1a\x35.tollgate.ratelimit.v1.ReportUpstreamThrottleResponse\x12^\n\tGetStatus\x12\'.tollgate.ratelimit.v1.GetStatusRequest\x1a(.tollgate.ratelimit.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tollgate/ratelimit/v1/ratelimit.proto\x12\x15tollgate.ratelimit.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ftollgate/common/v1/common.proto\"\xe4\x01\n\x0c\x42ucketStatus\x12\x30\n\x05layer\x18\x01 \x01(\x0e\x32!.tollgate.ratelimit.v1.LimitLayer\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x32\n\x06metric\x18\x03 \x01(\x0e\x32\".tollgate.ratelimit.v1.LimitMetric\x12\x18\n\x10limit_per_minute\x18\x04 \x01(\x03\x12\"\n\x1a\x65\x66\x66\x65\x63tive_limit_per_minute\x18\x05 \x01(\x03\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\x03\x12\x11\n\tremaining\x18\x07 \x01(\x03\"\xa9\x01\n\x0e\x41\x63quireRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12\r\n\x05model\x18\x03 \x01(\t\x12\x18\n\x10\x65stimated_tokens\x18\x04 \x01(\x03\x12.\n\x08priority\x18\x05 \x01(\x0e\x32\x1c.tollgate.common.v1.Priority\"\xc8\x02\n\x0f\x41\x63quireResponse\x12\x31\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x1f.tollgate.ratelimit.v1.Decision\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\tdenied_by\x18\x04 \x01(\x0b\x32#.tollgate.ratelimit.v1.BucketStatus\x12\x34\n\x07\x62uckets\x18\x05 \x03(\x0b\x32#.tollgate.ratelimit.v1.BucketStatus\x12:\n\x16reservation_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\x08\"K\n\x13\x41\x63quireBatchRequest\x12\x34\n\x05items\x18\x01 \x03(\x0b\x32%.tollgate.ratelimit.v1.AcquireRequest\"R\n\x14\x41\x63quireBatchResponse\x12:\n\x07results\x18\x01 \x03(\x0b\x32).tollgate.ratelimit.v1.AcquireBatchResult\"\x96\x01\n\x12\x41\x63quireBatchResult\x12\x39\n\x07\x64\x65\x63ided\x18\x01 \x01(\x0b\x32&.tollgate.ratelimit.v1.AcquireResponseH\x00\x12;\n\x08rejected\x18\x02 \x01(\x0b\x32\'.tollgate.ratelimit.v1.AcquireRejectionH\x00\x42\x08\n\x06result\"S\n\x10\x41\x63quireRejection\x12?\n\x10\x66ield_violations\x18\x01 \x03(\x0b\x32%.tollgate.ratelimit.v1.FieldViolation\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"A\n\x10ReconcileRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x15\n\ractual_tokens\x18\x02 \x01(\x03\"O\n\x15ReconcileBatchRequest\x12\x36\n\x05items\x18\x01 \x03(\x0b\x32\'.tollgate.ratelimit.v1.ReconcileRequest\"S\n\x16ReconcileBatchResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32(.tollgate.ratelimit.v1.ReconcileResponse\"f\n\x11ReconcileResponse\x12\x38\n\x07outcome\x18\x01 \x01(\x0e\x32\'.tollgate.ratelimit.v1.ReconcileOutcome\x12\x17\n\x0frefunded_tokens\x18\x02 \x01(\x03\"\x97\x01\n\x1dReportUpstreamThrottleRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x37\n\x07outcome\x18\x02 \x01(\x0e\x32&.tollgate.ratelimit.v1.UpstreamOutcome\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x1eReportUpstreamThrottleResponse\x12\x16\n\x0e\x62\x61\x63koff_factor\x18\x01 \x01(\x01\x12\x30\n\x0cpaused_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x10GetStatusRequest\x12*\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x1a.tollgate.common.v1.Caller\x12\r\n\x05model\x18\x02 \x01(\t\"g\n\x0cModelBackoff\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0e\x62\x61\x63koff_factor\x18\x02 \x01(\x01\x12\x30\n\x0cpaused_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x11GetStatusResponse\x12\x34\n\x07\x62uckets\x18\x01 \x03(\x0b\x32#.tollgate.ratelimit.v1.BucketStatus\x12\x35\n\x08\x62\x61\x63koffs\x18\x02 \x03(\x0b\x32#.tollgate.ratelimit.v1.ModelBackoff\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08*p\n\nLimitLayer\x12\x1b\n\x17LIMIT_LAYER_UNSPECIFIED\x10\x00\x12\x14\n\x10LIMIT_LAYER_USER\x10\x01\x12\x17\n\x13LIMIT_LAYER_SERVICE\x10\x02\x12\x16\n\x12LIMIT_LAYER_GLOBAL\x10\x03*_\n\x0bLimitMetric\x12\x1c\n\x18LIMIT_METRIC_UNSPECIFIED\x10\x00\x12\x19\n\x15LIMIT_METRIC_REQUESTS\x10\x01\x12\x17\n\x13LIMIT_METRIC_TOKENS\x10\x02*K\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02*\x7f\n\x10ReconcileOutcome\x12!\n\x1dRECONCILE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECONCILE_OUTCOME_SETTLED\x10\x01\x12)\n%RECONCILE_OUTCOME_UNKNOWN_RESERVATION\x10\x02*q\n\x0fUpstreamOutcome\x12 \n\x1cUPSTREAM_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n\x1aUPSTREAM_OUTCOME_THROTTLED\x10\x01\x12\x1c\n\x18UPSTREAM_OUTCOME_SUCCESS\x10\x02\x32\x8c\x05\n\x10RateLimitService\x12X\n\x07\x41\x63quire\x12%.tollgate.ratelimit.v1.AcquireRequest\x1a&.tollgate.ratelimit.v1.AcquireResponse\x12g\n\x0c\x41\x63quireBatch\x12*.tollgate.ratelimit.v1.AcquireBatchRequest\x1a+.tollgate.ratelimit.v1.AcquireBatchResponse\x12^\n\tReconcile\x12\'.tollgate.ratelimit.v1.ReconcileRequest\x1a(.tollgate.ratelimit.v1.ReconcileResponse\x12m\n\x0eReconcileBatch\x12,.tollgate.ratelimit.v1.ReconcileBatchRequest\x1a-.tollgate.ratelimit.v1.ReconcileBatchResponse\x12\x85\x01\n\x16ReportUpstreamThrottle\x12\x34.tollgate.ratelimit.v1.ReportUpstreamThrottleRequest\x1a\x35.tollgate.ratelimit.v1.ReportUpstreamThrottleResponse\x12^\n\tGetStatus\x12\'.tollgate.ratelimit.v1.GetStatusRequest\x1a(.tollgate.ratelimit.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tollgate.ratelimit.v1.ratelimit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LIMITLAYER']._serialized_start=1845
-  _globals['_LIMITLAYER']._serialized_end=1957
-  _globals['_LIMITMETRIC']._serialized_start=1959
-  _globals['_LIMITMETRIC']._serialized_end=2054
-  _globals['_DECISION']._serialized_start=2056
-  _globals['_DECISION']._serialized_end=2131
-  _globals['_RECONCILEOUTCOME']._serialized_start=2133
-  _globals['_RECONCILEOUTCOME']._serialized_end=2260
-  _globals['_UPSTREAMOUTCOME']._serialized_start=2262
-  _globals['_UPSTREAMOUTCOME']._serialized_end=2375
+  _globals['_LIMITLAYER']._serialized_start=2298
+  _globals['_LIMITLAYER']._serialized_end=2410
+  _globals['_LIMITMETRIC']._serialized_start=2412
+  _globals['_LIMITMETRIC']._serialized_end=2507
+  _globals['_DECISION']._serialized_start=2509
+  _globals['_DECISION']._serialized_end=2584
+  _globals['_RECONCILEOUTCOME']._serialized_start=2586
+  _globals['_RECONCILEOUTCOME']._serialized_end=2713
+  _globals['_UPSTREAMOUTCOME']._serialized_start=2715
+  _globals['_UPSTREAMOUTCOME']._serialized_end=2828
   _globals['_BUCKETSTATUS']._serialized_start=163
   _globals['_BUCKETSTATUS']._serialized_end=391
   _globals['_ACQUIREREQUEST']._serialized_start=394
   _globals['_ACQUIREREQUEST']._serialized_end=563
   _globals['_ACQUIRERESPONSE']._serialized_start=566
   _globals['_ACQUIRERESPONSE']._serialized_end=894
-  _globals['_RECONCILEREQUEST']._serialized_start=896
-  _globals['_RECONCILEREQUEST']._serialized_end=961
-  _globals['_RECONCILEBATCHREQUEST']._serialized_start=963
-  _globals['_RECONCILEBATCHREQUEST']._serialized_end=1042
-  _globals['_RECONCILEBATCHRESPONSE']._serialized_start=1044
-  _globals['_RECONCILEBATCHRESPONSE']._serialized_end=1127
-  _globals['_RECONCILERESPONSE']._serialized_start=1129
-  _globals['_RECONCILERESPONSE']._serialized_end=1231
-  _globals['_REPORTUPSTREAMTHROTTLEREQUEST']._serialized_start=1234
-  _globals['_REPORTUPSTREAMTHROTTLEREQUEST']._serialized_end=1385
-  _globals['_REPORTUPSTREAMTHROTTLERESPONSE']._serialized_start=1387
-  _globals['_REPORTUPSTREAMTHROTTLERESPONSE']._serialized_end=1493
-  _globals['_GETSTATUSREQUEST']._serialized_start=1495
-  _globals['_GETSTATUSREQUEST']._serialized_end=1572
-  _globals['_MODELBACKOFF']._serialized_start=1574
-  _globals['_MODELBACKOFF']._serialized_end=1677
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1680
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1843
-  _globals['_RATELIMITSERVICE']._serialized_start=2378
-  _globals['_RATELIMITSERVICE']._serialized_end=2925
+  _globals['_ACQUIREBATCHREQUEST']._serialized_start=896
+  _globals['_ACQUIREBATCHREQUEST']._serialized_end=971
+  _globals['_ACQUIREBATCHRESPONSE']._serialized_start=973
+  _globals['_ACQUIREBATCHRESPONSE']._serialized_end=1055
+  _globals['_ACQUIREBATCHRESULT']._serialized_start=1058
+  _globals['_ACQUIREBATCHRESULT']._serialized_end=1208
+  _globals['_ACQUIREREJECTION']._serialized_start=1210
+  _globals['_ACQUIREREJECTION']._serialized_end=1293
+  _globals['_FIELDVIOLATION']._serialized_start=1295
+  _globals['_FIELDVIOLATION']._serialized_end=1347
+  _globals['_RECONCILEREQUEST']._serialized_start=1349
+  _globals['_RECONCILEREQUEST']._serialized_end=1414
+  _globals['_RECONCILEBATCHREQUEST']._serialized_start=1416
+  _globals['_RECONCILEBATCHREQUEST']._serialized_end=1495
+  _globals['_RECONCILEBATCHRESPONSE']._serialized_start=1497
+  _globals['_RECONCILEBATCHRESPONSE']._serialized_end=1580
+  _globals['_RECONCILERESPONSE']._serialized_start=1582
+  _globals['_RECONCILERESPONSE']._serialized_end=1684
+  _globals['_REPORTUPSTREAMTHROTTLEREQUEST']._serialized_start=1687
+  _globals['_REPORTUPSTREAMTHROTTLEREQUEST']._serialized_end=1838
+  _globals['_REPORTUPSTREAMTHROTTLERESPONSE']._serialized_start=1840
+  _globals['_REPORTUPSTREAMTHROTTLERESPONSE']._serialized_end=1946
+  _globals['_GETSTATUSREQUEST']._serialized_start=1948
+  _globals['_GETSTATUSREQUEST']._serialized_end=2025
+  _globals['_MODELBACKOFF']._serialized_start=2027
+  _globals['_MODELBACKOFF']._serialized_end=2130
+  _globals['_GETSTATUSRESPONSE']._serialized_start=2133
+  _globals['_GETSTATUSRESPONSE']._serialized_end=2296
+  _globals['_RATELIMITSERVICE']._serialized_start=2831
+  _globals['_RATELIMITSERVICE']._serialized_end=3483
 # @@protoc_insertion_point(module_scope)

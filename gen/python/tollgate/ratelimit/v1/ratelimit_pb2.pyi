@@ -109,6 +109,40 @@ class AcquireResponse(_message.Message):
     degraded: bool
     def __init__(self, decision: _Optional[_Union[Decision, str]] = ..., reservation_id: _Optional[str] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., denied_by: _Optional[_Union[BucketStatus, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[BucketStatus, _Mapping]]] = ..., reservation_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., degraded: _Optional[bool] = ...) -> None: ...
 
+class AcquireBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[AcquireRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[AcquireRequest, _Mapping]]] = ...) -> None: ...
+
+class AcquireBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AcquireBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[AcquireBatchResult, _Mapping]]] = ...) -> None: ...
+
+class AcquireBatchResult(_message.Message):
+    __slots__ = ("decided", "rejected")
+    DECIDED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    decided: AcquireResponse
+    rejected: AcquireRejection
+    def __init__(self, decided: _Optional[_Union[AcquireResponse, _Mapping]] = ..., rejected: _Optional[_Union[AcquireRejection, _Mapping]] = ...) -> None: ...
+
+class AcquireRejection(_message.Message):
+    __slots__ = ("field_violations",)
+    FIELD_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    field_violations: _containers.RepeatedCompositeFieldContainer[FieldViolation]
+    def __init__(self, field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ...) -> None: ...
+
+class FieldViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
 class ReconcileRequest(_message.Message):
     __slots__ = ("reservation_id", "actual_tokens")
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]

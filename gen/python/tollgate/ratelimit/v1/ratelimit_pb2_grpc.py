@@ -42,6 +42,11 @@ class RateLimitServiceStub:
                 request_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireRequest.SerializeToString,
                 response_deserializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireResponse.FromString,
                 _registered_method=True)
+        self.AcquireBatch = channel.unary_unary(
+                '/tollgate.ratelimit.v1.RateLimitService/AcquireBatch',
+                request_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireBatchRequest.SerializeToString,
+                response_deserializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireBatchResponse.FromString,
+                _registered_method=True)
         self.Reconcile = channel.unary_unary(
                 '/tollgate.ratelimit.v1.RateLimitService/Reconcile',
                 request_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReconcileRequest.SerializeToString,
@@ -74,6 +79,16 @@ class RateLimitServiceServicer:
         """Acquire asks to admit one request. The answer is a decision in the body
         (DECISION_ALLOW with a reservation, or DECISION_DENY with the layer that denied
         and when to retry); a gRPC error means the limiter could not answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcquireBatch(self, request, context):
+        """AcquireBatch decides up to 1,000 admissions in one call, each exactly as
+        Acquire would and in order; the gateway sends the admissions that arrive while
+        one batch is in flight together in the next. An invalid item is refused on
+        its own (AcquireBatchResult.rejected), the others are decided.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,6 +135,11 @@ def add_RateLimitServiceServicer_to_server(servicer, server):
                     servicer.Acquire,
                     request_deserializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireRequest.FromString,
                     response_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireResponse.SerializeToString,
+            ),
+            'AcquireBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireBatch,
+                    request_deserializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireBatchRequest.FromString,
+                    response_serializer=tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireBatchResponse.SerializeToString,
             ),
             'Reconcile': grpc.unary_unary_rpc_method_handler(
                     servicer.Reconcile,
@@ -172,6 +192,33 @@ class RateLimitService:
             '/tollgate.ratelimit.v1.RateLimitService/Acquire',
             tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireRequest.SerializeToString,
             tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.ratelimit.v1.RateLimitService/AcquireBatch',
+            tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireBatchRequest.SerializeToString,
+            tollgate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.AcquireBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
