@@ -401,27 +401,43 @@ class DownstreamClient:
 class RateLimitClient:
     """The ratelimit service as a :class:`RateLimiterPort`."""
 
-    def __init__(self, downstream: DownstreamClient) -> None:
+    def __init__(
+        self, downstream: DownstreamClient, *, batch_admissions: bool = True
+    ) -> None:
+        """Ask ``downstream`` for admissions, in AcquireBatches when batching.
+
+        ``batch_admissions`` false asks Acquire per request: for an in-process
+        limiter, where a batch saves no RPC and costs its task.
+        """
         self._downstream = downstream
         self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(downstream.channel)
         # Admissions asked for while one AcquireBatch is in flight go together in
         # the next: one RPC per batch, not per request; each waits for its own.
-        self._acquires: Coalescer[
-            ratelimit_pb.AcquireRequest, ratelimit_pb.AcquireResponse
-        ] = Coalescer(self._acquire_batch, max_items=ACQUIRE_BATCH_MAX_ITEMS)
+        self._acquires: (
+            Coalescer[ratelimit_pb.AcquireRequest, ratelimit_pb.AcquireResponse] | None
+        ) = (
+            Coalescer(self._acquire_batch, max_items=ACQUIRE_BATCH_MAX_ITEMS)
+            if batch_admissions
+            else None
+        )
 
     async def acquire(
         self, request_id: str, principal: Principal, model: str, tokens: int
     ) -> RateDecision:
-        """Admit or deny one request (in the next AcquireBatch)."""
-        response = await self._acquires.call(
-            ratelimit_pb.AcquireRequest(
-                request_id=request_id,
-                caller=caller_proto(principal),
-                model=model,
-                estimated_tokens=tokens,
-            )
+        """Admit or deny one request (in the next AcquireBatch, when batching)."""
+        request = ratelimit_pb.AcquireRequest(
+            request_id=request_id,
+            caller=caller_proto(principal),
+            model=model,
+            estimated_tokens=tokens,
         )
+        response: ratelimit_pb.AcquireResponse
+        if self._acquires is None:
+            response = await self._downstream.call(
+                self._stub.Acquire, request, request_id
+            )
+        else:
+            response = await self._acquires.call(request)
         headroom = _headroom(response.buckets)
         if response.decision == ratelimit_pb.DECISION_ALLOW:
             return RateDecision(

@@ -186,3 +186,20 @@ async def test_each_service_keeps_health_and_reflection_on_its_port(
 
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert SERVICE_NAMES[service] in listed
+
+
+async def test_in_one_process_admissions_are_asked_one_by_one(
+    suite: Suite, gateway: gateway_pb2_grpc.GatewayServiceStub
+) -> None:
+    # An in-process admission is no RPC: a batch would only add its task.
+    request = gateway_pb.CreateResponseRequest(input="one by one?", cache_bypass=True)
+    await gateway.CreateResponse(request, metadata=AUTH, timeout=30)
+
+    text = await asyncio.to_thread(_metrics_text, suite.ports["gateway_metrics"])
+    methods = {
+        line.split('method="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith("tollgate_rpc_requests_total{")
+    }
+    assert "/tollgate.ratelimit.v1.RateLimitService/Acquire" in methods
+    assert "/tollgate.ratelimit.v1.RateLimitService/AcquireBatch" not in methods
