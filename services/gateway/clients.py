@@ -250,6 +250,26 @@ def _usage_lines(lines: Iterable[costs_pb.ReportLine]) -> tuple[UsageLine, ...]:
     )
 
 
+def _item_results(results: Iterable[Any], answered: str) -> list[Any]:
+    """Each item's answer of a batch (its ``answered`` field), or its rejection.
+
+    A batch result is a oneof of the answer and ``rejected`` (the field
+    violations the single RPC would name); a rejection becomes the
+    InvalidArgumentError that RPC would raise.
+    """
+    return [
+        InvalidArgumentError(
+            [
+                FieldViolation(v.field, v.description)
+                for v in result.rejected.field_violations
+            ]
+        )
+        if result.WhichOneof("result") == "rejected"
+        else getattr(result, answered)
+        for result in results
+    ]
+
+
 def caller_proto(principal: Principal) -> common_pb.Caller:
     """The common Caller message for a principal."""
     return common_pb.Caller(
@@ -465,20 +485,7 @@ class RateLimitClient:
             ratelimit_pb.AcquireBatchRequest(items=items),
             items[0].request_id,
         )
-        results: list[ratelimit_pb.AcquireResponse | Exception] = []
-        for result in response.results:
-            if result.WhichOneof("result") == "rejected":
-                results.append(
-                    InvalidArgumentError(
-                        [
-                            FieldViolation(v.field, v.description)
-                            for v in result.rejected.field_violations
-                        ]
-                    )
-                )
-            else:
-                results.append(result.decided)
-        return results
+        return _item_results(response.results, "decided")
 
     async def headroom(
         self, principal: Principal, model: str
@@ -778,20 +785,7 @@ class CostsClient:
             costs_pb.RecordBatchRequest(items=items),
             items[0].request_id,
         )
-        results: list[costs_pb.RecordResponse | Exception] = []
-        for result in response.results:
-            if result.WhichOneof("result") == "rejected":
-                results.append(
-                    InvalidArgumentError(
-                        [
-                            FieldViolation(v.field, v.description)
-                            for v in result.rejected.field_violations
-                        ]
-                    )
-                )
-            else:
-                results.append(result.recorded)
-        return results
+        return _item_results(response.results, "recorded")
 
     async def key_usage(
         self, principal: Principal, start: float | None, end: float | None
