@@ -294,9 +294,9 @@ _SPOKEN_AND_FOREIGN_FILLER = _words(
     """
 )
 _ALL_FILLER = _FILLER | _SPOKEN_AND_FOREIGN_FILLER
-# Filler of one language only: in Spanish "se" is a pronoun ("¿cómo se abre
-# una cuenta?" is "¿cómo abro una cuenta?"); in Italian and Portuguese it is "if".
-_LANGUAGE_FILLER = {"es": _words("se me te nos")}
+# With the filler of one language only: in Spanish "se" is a pronoun ("¿cómo se
+# abre una cuenta?" is "¿cómo abro una cuenta?"); in Italian and Portuguese "if".
+_FILLER_BY_LANGUAGE = {"es": _ALL_FILLER | _words("se me te nos")}
 # The words that name a unit, currency, data type or language: no typo or clipping
 # explains a change of one of them.
 _KEY_NOUNS = _words(
@@ -929,7 +929,7 @@ def _content(
     tokens: Sequence[str], words: list[str], starts: Container[int], language: str
 ) -> tuple[_Token, ...]:
     content: list[_Token] = []
-    filler = _ALL_FILLER | _LANGUAGE_FILLER.get(language, frozenset())
+    filler = _FILLER_BY_LANGUAGE.get(language, _ALL_FILLER)
     for index, (token, word) in enumerate(zip(tokens, words, strict=True)):
         if not any(char.isalnum() for char in word) or word in _NUMBER_WORDS:
             continue

@@ -208,8 +208,7 @@ async def build_app(
         owner=f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}",
     )
     # In one process (tollgate serve all) an admission is no RPC: a batch would
-    # save nothing and cost its task (all-in-one 1.97 -> 2.13 ms per request at 8
-    # in flight, 2.76 -> 3.14 at 1, docs/performance.md).
+    # save nothing and cost its task (docs/performance.md, AcquireBatch).
     ratelimit_client = RateLimitClient(
         ratelimit, batch_admissions="ratelimit" not in channels
     )

@@ -500,9 +500,9 @@ class Router:
             reason += " via the batch lane"
 
         state = await self._state()
+        split = effective_split(table, state)
         deployment_name = pick_deployment(
-            effective_split(table, state),
-            cohort_bucket(request.tenant_id, request.user_id),
+            split, cohort_bucket(request.tenant_id, request.user_id)
         )
         deployment = table.deployments[deployment_name]
         if deployment.model and request.requested_model in ("", AUTO_MODEL):
@@ -556,7 +556,7 @@ class Router:
             and auto_route is None
             and level is DegradationLevel.FULL_SERVICE
             and lane not in _FREE_LANES
-            and deployment_name == _sole_deployment(effective_split(table, state))
+            and deployment_name == _sole_deployment(split)
         ):
             lease = RouteLease(
                 duration_seconds=self._route_lease_seconds,
