@@ -68,6 +68,9 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.cache import number_forms
+from services.cache.number_forms import canonical_numbers
+
 # Rejections, in the order they are tried.
 CHECKS = (
     "language",
@@ -128,10 +131,18 @@ _QUOTES = str.maketrans(
 )
 _FENCED = re.compile(r"```(.*?)```", re.S)
 _INLINE_CODE = re.compile(r"`([^`]+)`")
+_LINE_CONTINUATION = re.compile(r"\\\n")
+_FENCE_TAG = re.compile(r"\A[\w+#-]*\n")
+# A string literal, a word, or one other character: code's tokens, whatever its
+# layout.
+_CODE_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\w+|\S')
 _DOUBLE_QUOTED = re.compile(r'"([^"]+)"')
 _SINGLE_QUOTED = re.compile(r"(?:(?<=\s)|^)'([^']+)'(?=[\s.,;:!?)]|$)")
 _WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*|[#$€£]?\d[\d,]*(?:\.\d+)?%?", re.U)
-_NUMBER = re.compile(r"(?<![\w.])[#$€£]?(\d[\d,]*(?:\.\d+)?)(?:%|st|nd|rd|th)?")
+# A comma groups thousands ("1,250"), or separates numbers ("[1,2,3]").
+_NUMBER = re.compile(
+    r"(?<![\w.])[#$€£]?((?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?)(?:%|st|nd|rd|th)?"
+)
 _IDENTIFIERS = (
     # dotted names, paths and file names: os.path.join, src/app.py, config.yaml
     re.compile(r"\b[A-Za-z_][\w-]*(?:[./:]+[A-Za-z_][\w-]*)+\b"),
@@ -464,6 +475,8 @@ class _Features:
     numbers: tuple[str, ...]
     quoted: frozenset[str]
     code: frozenset[str]
+    code_spans: frozenset[str]
+    code_text: str
     negated: bool
     words: tuple[str, ...]
     tokens: tuple[str, ...]
@@ -524,7 +537,7 @@ def _apostrophe(match: re.Match[str]) -> str:
 
 
 def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    text = unicodedata.normalize("NFKC", canonical_numbers(text)).translate(_QUOTES)
     text = _BARE_CONTRACTIONS.sub(_apostrophe, text)
     text = re.sub(r"\b(won)'t\b", "will not", text, flags=re.I)
     text = re.sub(r"\b(can)'t\b", "can not", text, flags=re.I)
@@ -827,18 +840,48 @@ def _numbers(text: str, words: list[str]) -> tuple[str, ...]:
     return tuple(sorted(n for n in normalised if n != "1"))
 
 
-def _code(text: str) -> frozenset[str]:
-    spans = {" ".join(span.split()) for span in _FENCED.findall(text)}
+def _code(text: str) -> tuple[frozenset[str], frozenset[str], str]:
+    """Identifiers and symbols; code spans as token sequences; every token.
+
+    Whitespace inside code is layout ("x=[i*2]" is "x = [ i * 2 ]"), and so is
+    its markup: a fence and its language tag, or backticks, around the same code.
+    """
+    fenced = [_FENCE_TAG.sub("", span) for span in _FENCED.findall(text)]
     remainder = _FENCED.sub(" ", text)
-    spans |= {" ".join(span.split()) for span in _INLINE_CODE.findall(remainder)}
+    inline = _INLINE_CODE.findall(remainder)
+    plain = " ".join([_INLINE_CODE.sub(r" \1 ", remainder), *fenced])
+    marks: set[str] = set()
     for pattern in _IDENTIFIERS:
-        spans |= {match.rstrip(".") for match in pattern.findall(remainder)}
-    spans |= {
+        marks |= {match.rstrip(".") for match in pattern.findall(plain)}
+    marks |= {
         f"symbol:{symbol}{count}"
         for symbol in _SYMBOLS
-        if (count := remainder.count(symbol))
+        if (count := plain.count(symbol))
     }
-    return frozenset(span.lower() for span in spans if span)
+    spans = frozenset(
+        tokens for span in fenced + inline if (tokens := _code_tokens(span))
+    )
+    return frozenset(mark.lower() for mark in marks if mark), spans, _code_tokens(plain)
+
+
+def _code_tokens(code: str) -> str:
+    # Statements end at a ";" or a line's end, continued or not: "a; b" is
+    # "a\nb". A string literal in either quotes is one string.
+    tokens = _CODE_TOKEN.findall(_LINE_CONTINUATION.sub(" ", code.lower()))
+    return " ".join(
+        f'"{token[1:-1]}"' if token[0] == "'" and len(token) > 1 else token
+        for token in tokens
+        if token != ";"
+    )
+
+
+def _spans_differ(a: _Features, b: _Features) -> bool:
+    """Whether a code span of one text is not, token for token, in the other."""
+    return any(
+        f" {span} " not in f" {other.code_text} "
+        for one, other in ((a, b), (b, a))
+        for span in one.code_spans - other.code_spans
+    )
 
 
 def _marker(words: list[str], index: int) -> str:
@@ -959,25 +1002,40 @@ def _content(
 @functools.lru_cache(maxsize=4096)
 def _features(text: str) -> _Features:
     normal, wrapped = _rephrase(_normalise(text))
+    # Quotes and layout inside code are the code check's; its words are read
+    # as words, never as names ("SELECT" is "select").
+    prose = _INLINE_CODE.sub(" ", _FENCED.sub(" ", normal))
+    lowered = _INLINE_CODE.sub(_lower, _FENCED.sub(_untagged_lower, normal))
     quoted = frozenset(
         match.strip().lower()
         for pattern in (_DOUBLE_QUOTED, _SINGLE_QUOTED)
-        for match in pattern.findall(_FENCED.sub(" ", normal))
+        for match in pattern.findall(prose)
         if match.strip()
     )
-    tokens = _WORD.findall(normal)
+    tokens = _WORD.findall(lowered)
     words = [token.lower().removesuffix("'s") for token in tokens]
+    code, code_spans, code_text = _code(normal)
     return _Features(
         language=_language(normal, words),
         numbers=_numbers(normal, words),
         quoted=quoted,
-        code=_code(normal),
+        code=code,
+        code_spans=code_spans,
+        code_text=code_text,
         negated=any(word in _NEGATIONS for word in words),
         words=tuple(words),
         tokens=tuple(tokens),
         normal=normal,
         wrapped=wrapped,
     )
+
+
+def _lower(match: re.Match[str]) -> str:
+    return match.group(0).lower()
+
+
+def _untagged_lower(match: re.Match[str]) -> str:
+    return _FENCE_TAG.sub("", match.group(1)).lower()
 
 
 def _languages_differ(a: _Features, b: _Features) -> bool:
@@ -1238,7 +1296,7 @@ def _context_free(text: str) -> str:
     if len(sentences) < 2 or not sentences[-1].rstrip().endswith("?"):
         return ""
     scene = _features(" ".join(sentences[:-1]))
-    if scene.numbers or scene.negated or scene.quoted or scene.code:
+    if scene.numbers or scene.negated or scene.quoted or scene.code or scene.code_spans:
         return ""
     if any(token.name for token in scene.content):
         return ""
@@ -1266,7 +1324,9 @@ def unexplained(query: str, cached: str) -> tuple[tuple[str, ...], tuple[str, ..
 
 # What makes a fingerprint comparable: this module's source, since any edit may
 # change what a veto reads. A fingerprint of another version is not read.
-_FINGERPRINT_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+_FINGERPRINT_VERSION = hashlib.sha256(
+    Path(__file__).read_bytes() + Path(number_forms.__file__).read_bytes()
+).hexdigest()[:12]
 
 
 def _digest(values: Iterable[str]) -> str:
@@ -1319,7 +1379,7 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
         ("language", lambda: _languages_differ(a, b)),
         ("numbers", lambda: a.numbers != b.numbers),
         ("quoted", lambda: a.quoted != b.quoted),
-        ("code", lambda: a.code != b.code),
+        ("code", lambda: a.code != b.code or _spans_differ(a, b)),
         ("negation", lambda: a.negated != b.negated),
         ("order", lambda: _order_differs(a, b)),
     )

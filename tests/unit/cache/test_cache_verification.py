@@ -66,6 +66,24 @@ from services.cache.verification import (
         ),
         ("How do I request PTO?", "How do I request an LOA?", "alignment"),
         ("How do I parse JSON in JS?", "How do I parse JSONL in JS?", "alignment"),
+        # One spelling per number and unit, but a value in another unit, another
+        # half of the day or another unit of the same kind is another value.
+        (
+            "Do you ship parcels under 2 kg?",
+            "Do you ship parcels under 2000 g?",
+            "numbers",
+        ),
+        ("Is there a flight at 6:45 am?", "Is there a flight at 6:45 pm?", "numbers"),
+        ("Is 38,5 a fever?", "Is 385 a fever?", "numbers"),
+        (
+            "Why does upload fail over 2 GB?",
+            "Why does upload fail over 2 TB?",
+            "alignment",
+        ),
+        # Code's layout is not its meaning; its tokens and their order are.
+        ("What does `f(a, b)` return?", "What does `f(b, a)` return?", "code"),
+        ("Why is `a == b` true here?", "Why is `a === b` true here?", "code"),
+        ("What does `x.append(y)` do?", "What does `x.extend(y)` do?", "code"),
     ],
 )
 def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -> None:
@@ -106,6 +124,47 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "abbreviation",
         ),
         ("What is fifteen percent of 240?", "What is 15 percent of 240?", "normalized"),
+        (
+            "Is a fever of 38,5 °C bad?",
+            "Is a fever of 38.5 degrees Celsius bad?",
+            "normalized",
+        ),
+        (
+            "Monthly payment on a $250k loan at 5% for 30 years?",
+            "Monthly payment on a $250,000 loan at 5 percent for thirty years?",
+            "normalized",
+        ),
+        (
+            "Why do uploads over 2 GB fail?",
+            "Why do uploads over two gigabytes fail?",
+            "normalized",
+        ),
+        ("Is there a flight at 23:00?", "Is there a flight at 11 p.m.?", "normalized"),
+        (
+            "What does `x=[i*2 for i in range(5)]` evaluate to?",
+            "What does `x = [ i * 2 for i in range( 5 ) ]` evaluate to?",
+            "normalized",
+        ),
+        (
+            "What does `SELECT name FROM users WHERE age > 30` return?",
+            "what does `select name from users where age>30` return?",
+            "normalized",
+        ),
+        (
+            "Why does `[1,2,3].map(parseInt)` return NaN?",
+            "Why does\n```js\n[1, 2, 3].map(parseInt)\n```\nreturn NaN?",
+            "normalized",
+        ),
+        (
+            "What does `x = [] if y is None else y` do?",
+            "What does x=[] if y is None else y do?",
+            "normalized",
+        ),
+        (
+            'Why does `print("a" * 3)` repeat?',
+            "Why does `print('a'*3)` repeat?",
+            "normalized",
+        ),
     ],
 )
 def test_explained_differences_pass(cached: str, query: str, accepted_by: str) -> None:

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from services.cache.number_forms import canonical_numbers
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("a $25k loan", "a 25000 dollars loan"),
+        ("a 25,000 dollar loan", "a 25,000 dollars loan"),
+        ("sixty thousand dollars", "60000 dollars"),
+        ("five hundred twelve megabytes", "512 megabytes"),
+        ("512 MB", "512 megabytes"),
+        ("one hundred and five", "105"),
+        ("thirty-eight and a half degrees Celsius", "38.5 celsius"),
+        ("38,5 °C", "38.5 celsius"),
+        ("three point seven five", "3.75"),
+        ("7½ percent", "7.5 percent"),
+        ("15%", "15 percent"),
+        ("veintiuno por ciento", "veintiuno percent"),
+        ("at 6:45 pm", "at 18:45"),
+        ("at 11 p.m.", "at 23:00"),
+        ("12 am", "0:00"),
+        ("1.000 € brutto", "1000 euros brutto"),
+        ("viertausend Euro", "4000 euros"),
+        ("mille kilomètres", "1000 kilometers"),
+        ("1 000 km", "1000 kilometers"),
+        ("a 30s timeout", "a 30 seconds timeout"),
+        ("a thirty-second timeout", "a 30 seconds timeout"),
+        ("a 90-minute layover", "a 90 minutes layover"),
+        ("40 hrs/week", "40 hours per week"),
+        ("one kilowatt-hour", "1 kilowatt-hours"),
+        (".1 + .2", "0.1 + 0.2"),
+        ("a 2-year-old", "a 2 year-old"),
+    ],
+)
+def test_each_spelling_becomes_one_form(text: str, canonical: str) -> None:
+    assert canonical_numbers(text) == canonical
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "one of them",  # an article as often as a number
+        "five twenty",  # a list or a time, not 25
+        "twenty twelve",  # a year
+        "k8s and i18n",  # digits inside a word are no quantity
+        "[1,2,3]",  # a list, not a decimal
+        "the second try and opening hours",  # time's names without a number
+        "a 5 cent coin",  # English "cent" is no hundred
+        "version 1.2.300",
+        "a 1h30 layover",  # another unit's value stays as written
+        "5m",  # minutes, meters or millions
+    ],
+)
+def test_what_is_not_a_spelling_of_a_number_stays(text: str) -> None:
+    assert canonical_numbers(text) == text
+
+
+def test_code_is_left_as_written() -> None:
+    text = "Why does `sleep 30s` differ from 30s in ```\nx = 1,5\n```?"
+    assert canonical_numbers(text) == (
+        "Why does `sleep 30s` differ from 30 seconds in ```\nx = 1,5\n```?"
+    )
