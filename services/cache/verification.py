@@ -405,6 +405,30 @@ _DERIVATIONAL = (
     "s",
     "e",
 )
+# Past participles not made with "-ed", to their verb; not those that are
+# words of their own ("left", "found", "felt", "shot", "born").
+_IRREGULAR_PARTICIPLES = dict(
+    pair.split(":")
+    for pair in _words(
+        """
+    kept:keep paid:pay sent:send made:make held:hold built:build done:do
+    taken:take given:give seen:see known:know shown:show written:write
+    sold:sell told:tell bought:buy brought:bring caught:catch taught:teach
+    lost:lose spent:spend won:win chosen:choose frozen:freeze stolen:steal
+    broken:break spoken:speak hidden:hide forgotten:forget eaten:eat
+    drawn:draw grown:grow thrown:throw withdrawn:withdraw met:meet led:lead
+    fed:feed lent:lend understood:understand begun:begin driven:drive
+    ridden:ride worn:wear torn:tear sought:seek struck:strike
+    """
+    )
+)
+_PASSIVE_AUXILIARIES = _words("is are was were be been being get gets got")
+_QUESTION_WORDS = _words(
+    "when where why how who whom which what whose long often much many"
+)
+# A consonant doubled before "-ed" or "-ing" ("shipp", "plann"), not one that
+# doubles in the verb itself ("call", "pass", "buzz", "stuff", "add").
+_DOUBLED = re.compile(r"([^\Waeiouylsfzd])\1$")
 _NEGATING_PREFIXES = ("un", "non", "dis", "in", "im", "il", "ir", "de", "anti")
 _ROLE_SYNONYMS = {"into": "to", "onto": "to", "toward": "to", "towards": "to"}
 _DETERMINERS = _words("the a an my your his her its our their this that these those")
@@ -418,7 +442,9 @@ _PREPOSITIONS = _words(
 
 def _stem(word: str) -> str:
     # Enough to match "closes", "closed" and "closing" to "clos", and
-    # "weakness" and "weaknesses" to "weakness".
+    # "weakness" and "weaknesses" to "weakness"; "shipped" to "ship", "paid" to
+    # "pay".
+    word = _IRREGULAR_PARTICIPLES.get(word, word)
     if len(word) > 4 and word.endswith("ies"):
         word = word[:-3] + "y"
     elif word.endswith("sses"):
@@ -427,6 +453,8 @@ def _stem(word: str) -> str:
         for suffix in ("ing", "ed", "es", "s"):
             if len(word) > len(suffix) + 2 and word.endswith(suffix):
                 word = word[: -len(suffix)]
+                if suffix in ("ed", "ing") and _DOUBLED.search(word):
+                    word = word[:-1]
                 break
     return word[:-1] if len(word) > 3 and word.endswith("e") else word
 
@@ -1079,8 +1107,12 @@ def _order_differs(a: _Features, b: _Features) -> bool:
         return True
     # "the dog chases the cat" against "the cat chases the dog": two content words
     # change places across a word that stays between them.
-    seq_a = [token.stem for token in a.content]
-    seq_b = [token.stem for token in b.content]
+    orders = _word_orders(a, b)
+    if orders is None:
+        return True
+    order_a, order_b = orders
+    seq_a = [a.content[i].stem for i in order_a]
+    seq_b = [b.content[i].stem for i in order_b]
     pos_a = {stem: i for i, stem in reversed(list(enumerate(seq_a)))}
     pos_b = {stem: i for i, stem in reversed(list(enumerate(seq_b)))}
     shared = [stem for stem in pos_a if stem in pos_b]
@@ -1096,6 +1128,66 @@ def _order_differs(a: _Features, b: _Features) -> bool:
             if set(seq_a[low_a + 1 : high_a]) & set(seq_b[low_b + 1 : high_b]):
                 return True
     return False
+
+
+def _active_order(features: _Features) -> list[int] | None:
+    """The content words of an English passive in the active's order, or None.
+
+    "[when] is X Ved by Y, Z" reads as "[when] Y Ved X, Z"; with no agent, "[when]
+    Ved X, Z". A question word stays first.
+    """
+    content = list(range(len(features.content)))
+    words = features.words
+    for index, token in enumerate(features.content):
+        participle = token.word.endswith("ed") or token.word in _IRREGULAR_PARTICIPLES
+        if not participle or not any(
+            word in _PASSIVE_AUXILIARIES for word in words[: token.position]
+        ):
+            continue
+        asked = 0
+        while asked < index and features.content[asked].word in _QUESTION_WORDS:
+            asked += 1
+        if asked == index:
+            return None  # no subject before the participle: not a passive
+        after = list(content[index + 1 :])
+        markers = [features.content[k].marker for k in after]
+        agent_at = next((i for i, m in enumerate(markers) if m == "by"), None)
+        agent: list[int] = []
+        if agent_at is not None:
+            end = next(
+                (i for i, m in enumerate(markers) if i > agent_at and m),
+                len(after),
+            )
+            agent = after[agent_at:end]
+            after = after[:agent_at] + after[end:]
+        return [*content[:asked], *agent, index, *content[asked:index], *after]
+    return None
+
+
+def _question_word(features: _Features) -> str:
+    words = features.words
+    if words[:2] == ("by", "whom"):
+        return "who"
+    return words[0] if words and words[0] in _QUESTION_WORDS else ""
+
+
+def _word_orders(a: _Features, b: _Features) -> tuple[list[int], list[int]] | None:
+    """The order each text's content words are compared in; None: no order can be.
+
+    Their own, but a passive question against an active one takes the active's
+    order ("are transfers processed by the bank" is "the bank processes
+    transfers"), so a role that changes in the turning is still caught; when
+    the two ask with another question word ("who makes it", "where was it
+    made"), a passive and an active are not compared at all.
+    """
+    active_a, active_b = _active_order(a), _active_order(b)
+    order_a = list(range(len(a.content)))
+    order_b = list(range(len(b.content)))
+    if (active_a is None) == (active_b is None):
+        return order_a, order_b
+    if _question_word(a) != _question_word(b):
+        return None
+    return active_a or order_a, active_b or order_b
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -1198,7 +1290,15 @@ def _monotone(
     # A", or "100 US dollars in euros" against "100 euros in US dollars", pair
     # every word and still differ. Words that moved with their preposition, and
     # modal tokens, may change places (see _movers).
-    fixed = sorted((i, j) for i, j in matches if a.content[i].stem not in movers)
+    orders = _word_orders(a, b)
+    if orders is None:
+        return False
+    order_a, order_b = orders
+    rank_a = {index: rank for rank, index in enumerate(order_a)}
+    rank_b = {index: rank for rank, index in enumerate(order_b)}
+    fixed = sorted(
+        (rank_a[i], rank_b[j]) for i, j in matches if a.content[i].stem not in movers
+    )
     ordered = [right for _, right in fixed]
     return all(x < y for x, y in itertools.pairwise(ordered))
 

@@ -84,6 +84,10 @@ from services.cache.verification import (
         ("What does `f(a, b)` return?", "What does `f(b, a)` return?", "code"),
         ("Why is `a == b` true here?", "Why is `a === b` true here?", "code"),
         ("What does `x.append(y)` do?", "What does `x.extend(y)` do?", "code"),
+        # A passive read in the active's order: the roles are compared, not
+        # the words' places.
+        ("Did Alice pay Bob?", "Was Alice paid by Bob?", "order"),
+        ("Who makes this jacket?", "Where was this jacket made?", "order"),
     ],
 )
 def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -> None:
@@ -425,3 +429,11 @@ def test_an_agent_and_its_patient_are_not_a_typo() -> None:
 
     assert verify(query, cached).failed_check == "alignment"
     assert verify("How do I add a lessee?", "How do I add a lesse?").ok  # a typo
+
+
+@pytest.mark.parametrize(
+    ("inflected", "verb"),
+    [("shipped", "ship"), ("planned", "plan"), ("kept", "keep"), ("paid", "pays")],
+)
+def test_a_participle_is_an_inflection_of_its_verb(inflected: str, verb: str) -> None:
+    assert verify(f"Was it {inflected} today?", f"Did they {verb} it today?").ok
