@@ -162,6 +162,7 @@ _PER_UNIT = re.compile(
     re.I,
 )
 _DIGIT_HYPHEN_WORD = re.compile(r"(\d)-(?=[^\W\d_])")
+_DIGIT = re.compile(r"\d")
 _CODE = re.compile(r"```.*?```|`[^`]+`", re.S)
 
 
@@ -193,6 +194,8 @@ def _canonical_prose(text: str) -> str:
     text = _FOREIGN_SCALE_ALONE.sub(
         lambda m: str(_FOREIGN_SCALES[m.group(1).lower()]), text
     )
+    if not _DIGIT.search(text):
+        return _units(text)  # no number in digits: nothing else below applies
     text = _LEADING_POINT.sub(r"0.\1", text)
     text = _DECIMAL_COMMA.sub(r"\1.\2", text)
     text = _THOUSANDS_DOT.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), text)
@@ -208,12 +211,16 @@ def _canonical_prose(text: str) -> str:
     text = _CURRENCY_AFTER.sub(
         lambda m: f"{m.group(1)} {_CURRENCY_SYMBOLS[m.group(2)]}", text
     )
+    text = _units(text)
+    text = _PER_UNIT.sub(" per ", text)
+    return _DIGIT_HYPHEN_WORD.sub(r"\1 ", text)
+
+
+def _units(text: str) -> str:
     text = _UNIT_AFTER_NUMBER.sub(
         lambda m: f"{_digit(m.group(1))} {_UNIT_SYMBOL[m.group(2).lower()]}", text
     )
-    text = _UNIT_NAME.sub(lambda m: _UNIT_SYMBOL[m.group(1).lower()], text)
-    text = _PER_UNIT.sub(" per ", text)
-    return _DIGIT_HYPHEN_WORD.sub(r"\1 ", text)
+    return _UNIT_NAME.sub(lambda m: _UNIT_SYMBOL[m.group(1).lower()], text)
 
 
 def _plain(value: float) -> str:

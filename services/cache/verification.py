@@ -504,7 +504,7 @@ class _Features:
     quoted: frozenset[str]
     code: frozenset[str]
     code_spans: frozenset[str]
-    code_text: str
+    plain: str  # the text, its code's markup taken away
     negated: bool
     words: tuple[str, ...]
     tokens: tuple[str, ...]
@@ -523,6 +523,11 @@ class _Features:
             _digest(self.code),
             "1" if self.negated else "0",
         )
+
+    @functools.cached_property
+    def code_text(self) -> str:
+        """Every token of the text as code tokens, read when code spans differ."""
+        return _code_tokens(self.plain)
 
     @functools.cached_property
     def content(self) -> tuple[_Token, ...]:
@@ -869,7 +874,7 @@ def _numbers(text: str, words: list[str]) -> tuple[str, ...]:
 
 
 def _code(text: str) -> tuple[frozenset[str], frozenset[str], str]:
-    """Identifiers and symbols; code spans as token sequences; every token.
+    """Identifiers and symbols; code spans as token sequences; the text unmarked.
 
     Whitespace inside code is layout ("x=[i*2]" is "x = [ i * 2 ]"), and so is
     its markup: a fence and its language tag, or backticks, around the same code.
@@ -889,7 +894,7 @@ def _code(text: str) -> tuple[frozenset[str], frozenset[str], str]:
     spans = frozenset(
         tokens for span in fenced + inline if (tokens := _code_tokens(span))
     )
-    return frozenset(mark.lower() for mark in marks if mark), spans, _code_tokens(plain)
+    return frozenset(mark.lower() for mark in marks if mark), spans, plain
 
 
 def _code_tokens(code: str) -> str:
@@ -1042,14 +1047,14 @@ def _features(text: str) -> _Features:
     )
     tokens = _WORD.findall(lowered)
     words = [token.lower().removesuffix("'s") for token in tokens]
-    code, code_spans, code_text = _code(normal)
+    code, code_spans, plain = _code(normal)
     return _Features(
         language=_language(normal, words),
         numbers=_numbers(normal, words),
         quoted=quoted,
         code=code,
         code_spans=code_spans,
-        code_text=code_text,
+        plain=plain,
         negated=any(word in _NEGATIONS for word in words),
         words=tuple(words),
         tokens=tuple(tokens),
