@@ -18,7 +18,6 @@ import pytest
 from openai import AsyncOpenAI
 
 from services.core.clock import FakeClock
-from services.core.conversation import Prompt
 from services.core.errors import BackendUnavailableError
 from services.gateway.adapters.batch_store_sql import SqlBatchStore
 from services.gateway.adapters.input_files import DirectoryInputFiles
@@ -38,16 +37,15 @@ from services.gateway.batches import (
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import (
     Principal,
-    Priority,
     RecordResult,
     RequestType,
-    ResponseRequest,
     Usage,
     UsageRecord,
 )
 from services.gateway.http.batches import InputFiles
 from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.config import SimulatorSettings
+from tests.chat_requests import chat_request
 from tests.unit.gateway.gateway_fakes import text_item
 
 pytestmark = pytest.mark.integration
@@ -491,17 +489,7 @@ async def test_a_maintenance_ticket_queued_on_one_replica_is_answered_on_the_oth
 ) -> None:
     ticket = await replicas.one.enqueue_ticket(
         ALICE,
-        ResponseRequest(
-            prompt=Prompt.of_text("What is our refund policy?"),
-            model="gpt-4.1-mini",
-            priority=Priority.STANDARD,
-            request_type=RequestType.CHAT,
-            max_output_tokens=0,
-            temperature=None,
-            user_id="",
-            metadata={},
-            cache_bypass=False,
-        ),
+        chat_request("What is our refund policy?"),
     )
     assert await replicas.drive(ticket) is BatchStatus.COMPLETED
     (answer,) = [r async for r in replicas.two.results(ALICE, ticket)]

@@ -25,24 +25,12 @@ from services.gateway.clients import (
 )
 from services.gateway.domain import (
     Principal,
-    Priority,
-    RequestType,
-    ResponseRequest,
 )
+from tests.chat_requests import chat_request
 
 PRINCIPAL = Principal(tenant_id="acme", service="chat", user_id="u1", user_tier="paid")
 TEXT = "Prove that there are infinitely many primes, then analyse the proof."
-REQUEST = ResponseRequest(
-    prompt=Prompt.of_text(TEXT, "Be brief."),
-    model="auto",
-    priority=Priority.STANDARD,
-    request_type=RequestType.CHAT,
-    max_output_tokens=0,
-    temperature=None,
-    user_id="",
-    metadata={},
-    cache_bypass=False,
-)
+REQUEST = chat_request(TEXT, "Be brief.", model="auto")
 
 
 class _KeepingRouter(router_pb2_grpc.RouterServiceServicer):

@@ -12,35 +12,22 @@ from tollgate.router.v1 import router_pb2_grpc
 
 from services.core.breaker import BreakerConfig, CircuitBreaker
 from services.core.clock import FakeClock
-from services.core.conversation import Prompt
 from services.core.server import RunningServer
 from services.gateway.clients import DownstreamClient, RouterClient
 from services.gateway.domain import (
     Lane,
     Principal,
-    Priority,
-    RequestType,
-    ResponseRequest,
     RouteLease,
 )
 from services.gateway.ports import OutcomeReport, ReusedRoutes
 from services.router.app import build_app
 from services.router.config import RouterSettings
+from tests.chat_requests import chat_request
 from tests.conftest import ServeApp
 from tests.grpc_helpers import ADMIN_KEY_SHA256S, admin_channel, error_details
 
 PRINCIPAL = Principal(tenant_id="acme", service="chat", user_id="u1", user_tier="paid")
-REQUEST = ResponseRequest(
-    prompt=Prompt.of_text("What is a token bucket?"),
-    model="gpt-4.1-mini",
-    priority=Priority.STANDARD,
-    request_type=RequestType.CHAT,
-    max_output_tokens=0,
-    temperature=None,
-    user_id="",
-    metadata={},
-    cache_bypass=False,
-)
+REQUEST = chat_request("What is a token bucket?")
 
 
 @pytest.fixture

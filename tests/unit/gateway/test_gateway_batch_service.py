@@ -51,10 +51,8 @@ from services.gateway.batches import (
 from services.gateway.domain import (
     CacheStatus,
     Principal,
-    Priority,
     RecordResult,
     RequestType,
-    ResponseRequest,
     UsageRecord,
 )
 from services.gateway.ports import DependencyUnavailableError
@@ -62,6 +60,7 @@ from services.simulator.app import RunningSimulator, start_simulator
 from services.simulator.batches import line_fails
 from services.simulator.config import SimulatorSettings
 from services.simulator.faults import FaultKind
+from tests.chat_requests import chat_request
 from tests.unit.gateway.gateway_fakes import text_item
 
 SPAN = 10.0  # the simulator's batch_completion_seconds
@@ -698,16 +697,12 @@ async def test_a_batch_item_with_tools_and_a_schema_answers_as_it_would_alone(
 async def test_a_maintenance_ticket_is_answered_later(
     lane: Lane, client: AsyncOpenAI
 ) -> None:
-    request = ResponseRequest(
-        prompt=Prompt.of_text("Is the service back?", "Answer briefly."),
+    request = chat_request(
+        "Is the service back?",
+        "Answer briefly.",
         model="",
-        priority=Priority.STANDARD,
-        request_type=RequestType.CHAT,
         max_output_tokens=40,
-        temperature=None,
-        user_id="",
         metadata={"source": "maintenance"},
-        cache_bypass=False,
     )
     ticket = await lane.service.enqueue_ticket(ALICE, request)
     assert ticket.startswith("ticket_")

@@ -58,6 +58,7 @@ from services.gateway.ports import (
     DependencyUnavailableError,
     UpstreamThrottledError,
 )
+from tests.chat_requests import chat_request
 from tests.unit.gateway.gateway_fakes import (
     TEST_BREAKER,
     TEST_HOLD_SECONDS,
@@ -83,17 +84,7 @@ UPSTREAM_TIMEOUT = TEST_TIMEOUT_SECONDS
 LOCAL_RPM = 2
 # Two failures open a breaker for 30 s; one successful probe closes it again.
 UPSTREAM_BREAKER = TEST_BREAKER
-BASE_REQUEST = ResponseRequest(
-    prompt=Prompt.of_text(INPUT, INSTRUCTIONS),
-    model="auto",
-    priority=Priority.STANDARD,
-    request_type=RequestType.CHAT,
-    max_output_tokens=0,
-    temperature=None,
-    user_id="",
-    metadata={},
-    cache_bypass=False,
-)
+BASE_REQUEST = chat_request(INPUT, INSTRUCTIONS, model="auto")
 
 
 def _request(

@@ -11,7 +11,6 @@ import pytest
 
 from services.core.breaker import BreakerState
 from services.core.clock import FakeClock
-from services.core.conversation import Prompt
 from services.core.errors import (
     DeadlineExceededError,
     ResourceExhaustedError,
@@ -23,10 +22,8 @@ from services.gateway.domain import (
     CacheStatus,
     DegradationLevel,
     Principal,
-    Priority,
     RequestType,
     ResponseReply,
-    ResponseRequest,
     StreamEnd,
     StreamEvent,
     StreamStart,
@@ -36,6 +33,7 @@ from services.gateway.domain import (
 from services.gateway.fallbacks import STATIC_ANSWERS
 from services.gateway.orchestrator import Orchestrator
 from services.gateway.ports import DependencyUnavailableError, UpstreamThrottledError
+from tests.chat_requests import chat_request
 from tests.unit.gateway.gateway_fakes import (
     TEST_BREAKER,
     TEST_HOLD_SECONDS,
@@ -51,17 +49,7 @@ from tests.unit.gateway.gateway_fakes import (
 )
 
 PRINCIPAL = Principal("acme", "chat", "key-user", "paid")
-REQUEST = ResponseRequest(
-    prompt=Prompt.of_text("What is a token bucket?", "Be brief."),
-    model="auto",
-    priority=Priority.STANDARD,
-    request_type=RequestType.CHAT,
-    max_output_tokens=0,
-    temperature=None,
-    user_id="",
-    metadata={},
-    cache_bypass=False,
-)
+REQUEST = chat_request("What is a token bucket?", "Be brief.", model="auto")
 HOLD_SECONDS = TEST_HOLD_SECONDS
 BREAKER = TEST_BREAKER
 MINI, NANO, OTHER = "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o-mini"
