@@ -7,7 +7,9 @@ may differ: there are always more ways than a list names. So the guard turns the
 question around. It accepts a candidate only when **every difference between the
 two texts is explained**, and rejects whatever it cannot explain.
 
-Both texts are normalised (Unicode NFKC, case, contractions, possessives),
+Both texts are normalised (Unicode NFKC, case, contractions, possessives; each
+number, time, percentage, currency and unit written one way, see
+:mod:`services.cache.number_forms`),
 politeness wrappers ("I was wondering, could you tell me") and question scaffolds
 ("how can I", "what's the best way to") are rewritten away, and modal verbs become
 the token of their class (``must``/``have to``/``need to``; ``can``/``may``/
@@ -39,7 +41,10 @@ and order (roles swapped around a verb that stays, ``X to Y`` against ``Y to X``
 Paired words may change places only when the word that moved keeps its
 preposition ("in Python, how do I sort a list" against "how do I sort a list in
 Python"): a subject or object that moves ("A pays B" against "B pays A") has its
-role in its place, and is rejected as ``order``. A text that sets a scene before
+role in its place, and is rejected as ``order``. An English passive against an active
+question is compared in the active's order ("are transfers processed by the
+bank" against "does the bank process transfers"). Code is compared by its tokens,
+not its layout or markup. A text that sets a scene before
 its closing question is verified again on that question alone, when the scene
 holds no number, negation, quote, code or name (``context``).
 
@@ -528,6 +533,42 @@ class _Features:
     def code_text(self) -> str:
         """Every token of the text as code tokens, read when code spans differ."""
         return _code_tokens(self.plain)
+
+    @functools.cached_property
+    def active_order(self) -> list[int] | None:
+        """The content words of an English passive in the active's order, or None.
+
+        "[when] is X Ved by Y, Z" reads as "[when] Y Ved X, Z"; with no agent, "[when]
+        Ved X, Z". A question word stays first.
+        """
+        indices = list(range(len(self.content)))
+        words = self.words
+        for index, token in enumerate(self.content):
+            participle = (
+                token.word.endswith("ed") or token.word in _IRREGULAR_PARTICIPLES
+            )
+            if not participle or not any(
+                word in _PASSIVE_AUXILIARIES for word in words[: token.position]
+            ):
+                continue
+            asked = 0
+            while asked < index and self.content[asked].word in _QUESTION_WORDS:
+                asked += 1
+            if asked == index:
+                return None  # no subject before the participle: not a passive
+            after = indices[index + 1 :]
+            markers = [self.content[k].marker for k in after]
+            agent_at = next((i for i, m in enumerate(markers) if m == "by"), None)
+            agent: list[int] = []
+            if agent_at is not None:
+                end = next(
+                    (i for i, m in enumerate(markers) if i > agent_at and m),
+                    len(after),
+                )
+                agent = after[agent_at:end]
+                after = after[:agent_at] + after[end:]
+            return [*indices[:asked], *agent, index, *indices[asked:index], *after]
+        return None
 
     @functools.cached_property
     def content(self) -> tuple[_Token, ...]:
@@ -1135,40 +1176,6 @@ def _order_differs(a: _Features, b: _Features) -> bool:
     return False
 
 
-def _active_order(features: _Features) -> list[int] | None:
-    """The content words of an English passive in the active's order, or None.
-
-    "[when] is X Ved by Y, Z" reads as "[when] Y Ved X, Z"; with no agent, "[when]
-    Ved X, Z". A question word stays first.
-    """
-    content = list(range(len(features.content)))
-    words = features.words
-    for index, token in enumerate(features.content):
-        participle = token.word.endswith("ed") or token.word in _IRREGULAR_PARTICIPLES
-        if not participle or not any(
-            word in _PASSIVE_AUXILIARIES for word in words[: token.position]
-        ):
-            continue
-        asked = 0
-        while asked < index and features.content[asked].word in _QUESTION_WORDS:
-            asked += 1
-        if asked == index:
-            return None  # no subject before the participle: not a passive
-        after = list(content[index + 1 :])
-        markers = [features.content[k].marker for k in after]
-        agent_at = next((i for i, m in enumerate(markers) if m == "by"), None)
-        agent: list[int] = []
-        if agent_at is not None:
-            end = next(
-                (i for i, m in enumerate(markers) if i > agent_at and m),
-                len(after),
-            )
-            agent = after[agent_at:end]
-            after = after[:agent_at] + after[end:]
-        return [*content[:asked], *agent, index, *content[asked:index], *after]
-    return None
-
-
 def _question_word(features: _Features) -> str:
     words = features.words
     if words[:2] == ("by", "whom"):
@@ -1185,7 +1192,7 @@ def _word_orders(a: _Features, b: _Features) -> tuple[list[int], list[int]] | No
     the two ask with another question word ("who makes it", "where was it
     made"), a passive and an active are not compared at all.
     """
-    active_a, active_b = _active_order(a), _active_order(b)
+    active_a, active_b = a.active_order, b.active_order
     order_a = list(range(len(a.content)))
     order_b = list(range(len(b.content)))
     if (active_a is None) == (active_b is None):
@@ -1427,8 +1434,9 @@ def unexplained(query: str, cached: str) -> tuple[tuple[str, ...], tuple[str, ..
     )
 
 
-# What makes a fingerprint comparable: this module's source, since any edit may
-# change what a veto reads. A fingerprint of another version is not read.
+# What makes a fingerprint comparable: this module's source and the number
+# forms', since any edit may change what a veto reads. A fingerprint of another
+# version is not read.
 _FINGERPRINT_VERSION = hashlib.sha256(
     Path(__file__).read_bytes() + Path(number_forms.__file__).read_bytes()
 ).hexdigest()[:12]
