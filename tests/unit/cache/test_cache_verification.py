@@ -169,6 +169,22 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "Why does `print('a'*3)` repeat?",
             "normalized",
         ),
+        (
+            "When does the bank process wire transfers?",
+            "When are wire transfers processed by the bank?",
+            "inflection",
+        ),
+        (
+            "When will you ship my order?",
+            "When will my order be shipped?",
+            "inflection",
+        ),
+        (
+            "Who approves expense reports?",
+            "By whom are expense reports approved?",
+            "inflection",
+        ),
+        ("Did Alice pay Bob?", "Was Bob paid by Alice?", "inflection"),
     ],
 )
 def test_explained_differences_pass(cached: str, query: str, accepted_by: str) -> None:
