@@ -312,7 +312,19 @@ _SPOKEN_AND_FOREIGN_FILLER = _words(
 _ALL_FILLER = _FILLER | _SPOKEN_AND_FOREIGN_FILLER
 # With the filler of one language only: in Spanish "se" is a pronoun ("¿cómo se
 # abre una cuenta?" is "¿cómo abro una cuenta?"); in Italian and Portuguese "if".
-_FILLER_BY_LANGUAGE = {"es": _ALL_FILLER | _words("se me te nos")}
+# The words that ask "what", "which" and "how", as English's are filler: in the
+# filler of their language only, since "comment" and "come" are English words.
+_QUESTION_FILLER = {
+    "es": _words("qué cuál cuáles cómo que cual cuales como"),
+    "de": _words("was welche welcher welches welchen wie"),
+    "fr": _words("quel quels quelle quelles comment qu'est-ce"),
+    "it": _words("qual quale quali cosa come che"),
+    "pt": _words("qual quais como que"),
+}
+_FILLER_BY_LANGUAGE = {
+    language: _ALL_FILLER | words for language, words in _QUESTION_FILLER.items()
+}
+_FILLER_BY_LANGUAGE["es"] |= _words("se me te nos")
 # The words that name a unit, currency, data type or language: no typo or clipping
 # explains a change of one of them.
 _KEY_NOUNS = _words(
@@ -715,6 +727,18 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\b(?:is there a way|is there any way) to\b", " how "),
         (r"\bhow to\b", " how "),
+        # a sentence that opens by asking the assistant to tell is the question
+        (
+            r"(?:^|(?<=[.!?]))\s*(?:please )?(?:describe|list|give me|tell me|"
+            r"walk me through|define|suggest|recommend|name|show me|"
+            r"explain(?: to me)?|erklär(?:e|en sie)?(?: mir)?|nenne(?: mir)?|"
+            r"zeig(?:e)?(?: mir)?|sag(?:e)?(?: mir)?|beschreib(?:e)?|"
+            r"explícame|explica(?:me)?|dime|enumera|indícame|muéstrame|"
+            r"explique(?:-moi)?|donne-moi|montre-moi|dis-moi|décris|"
+            r"spiegami|dimmi|elenca|mostrami|descrivi|"
+            r"me explica|mostre|me diga|diga-me)\b[,:]?",
+            " ",
+        ),
         # modal verbs by class
         (r"\b(?:must not|mustn't|must never)\b", " modalforbid "),
         (r"\b(?:should not|shouldn't|ought not to)\b", " modaladvisenot "),
@@ -1014,12 +1038,18 @@ def _directions(
 
 
 @functools.cache
-def _filler_deletions() -> dict[str, frozenset[str]]:
-    # Every English filler word of three letters or more, and each of its
-    # one-letter deletions, to the filler words they come from: a misspelt filler
-    # word ("waht", "teh") shares one of them.
+def _filler_deletions(language: str) -> dict[str, frozenset[str]]:
+    # Every filler word of three letters or more (English's, or the question
+    # words of another language), and each of its one-letter deletions, to the
+    # filler words they come from: a misspelt filler word ("waht", "teh",
+    # "coment") shares one of them.
     index: dict[str, set[str]] = {}
-    for word in _FILLER:
+    # A text of no clear language may misspell any language's.
+    words = {
+        "en": _FILLER,
+        "und": _FILLER.union(*_QUESTION_FILLER.values()),
+    }.get(language) or _QUESTION_FILLER.get(language, frozenset())
+    for word in words:
         if len(word) >= 3 and word.isalpha():
             for variant in _with_deletions(word):
                 index.setdefault(variant, set()).add(word)
@@ -1030,11 +1060,11 @@ def _with_deletions(word: str) -> set[str]:
     return {word} | {word[:i] + word[i + 1 :] for i in range(len(word))}
 
 
-def _is_misspelt_filler(word: str) -> bool:
-    """An English non-word one edit from a filler word: "waht", "teh", "yuor"."""
+def _is_misspelt_filler(word: str, language: str) -> bool:
+    """A non-word one edit from a filler word: "waht", "teh", "yuor", "coment"."""
     if len(word) < 3 or not word.isalpha() or word in _vocabulary():
         return False
-    index = _filler_deletions()
+    index = _filler_deletions(language)
     return any(
         _edit_distance(word, filler) == 1
         for variant in _with_deletions(word)
@@ -1053,10 +1083,12 @@ def _content(
         if _NUMBER.fullmatch(word):
             continue  # numbers are the numbers check's business
         # "US" is no "us", "WHERE" no "where", and "class A" no article: a word
-        # in capitals, or capitalised inside a sentence, is a name.
+        # in capitals, or capitalised inside a sentence, is a name; but not a
+        # capitalised filler word, which starts a sentence after a greeting
+        # ("Hi, What is", "kurze Frage, Wie").
         name = token != "I" and (
             (token.isupper() and (len(token) > 1 or index not in starts))
-            or (index not in starts and token[0].isupper())
+            or (index not in starts and token[0].isupper() and word not in filler)
             or any(char.isupper() for char in token[1:])
         )
         expanded = False
@@ -1065,7 +1097,7 @@ def _content(
             word = _SHORTHAND.get(word, word)
             if word in filler:
                 continue
-            if language in ("en", "und") and _is_misspelt_filler(word):
+            if _is_misspelt_filler(word, language):
                 continue
         content.append(
             _Token(word, _stem(word), name, index, expanded, _marker(words, index))

@@ -88,6 +88,10 @@ from services.cache.verification import (
         # the words' places.
         ("Did Alice pay Bob?", "Was Alice paid by Bob?", "order"),
         ("Who makes this jacket?", "Where was this jacket made?", "order"),
+        # The request's verb goes; what it asks about stays.
+        ("List the causes of inflation", "List the effects of inflation", "alignment"),
+        # "comment" is an English word: filler only in French.
+        ("How do I edit a comment?", "How do I edit a post?", "alignment"),
     ],
 )
 def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -> None:
@@ -185,6 +189,27 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "inflection",
         ),
         ("Did Alice pay Bob?", "Was Bob paid by Alice?", "inflection"),
+        # A request that opens the sentence is the question it asks.
+        (
+            "Describe the symptoms of a concussion",
+            "What are the symptoms of a concussion?",
+            "normalized",
+        ),
+        (
+            "Walk me through setting up SSH key authentication",
+            "How do I set up SSH key authentication?",
+            "normalized",
+        ),
+        (
+            "Erklär mir, was ein Docker-Image ist",
+            "Was ist ein Docker-Image?",
+            "normalized",
+        ),
+        ("Explícame qué es la recursividad", "¿Qué es la recursividad?", "normalized"),
+        # Another language's "how", misspelt; a capitalised filler word after a
+        # greeting is no name.
+        ("Comment ouvrir un livret A ?", "coment ouvrir un livret A", "normalized"),
+        ("Hi, What is a token bucket?", "What is a token bucket?", "normalized"),
     ],
 )
 def test_explained_differences_pass(cached: str, query: str, accepted_by: str) -> None:
