@@ -1280,19 +1280,50 @@ def _roles_differ(a: str, b: str) -> bool:
 
 
 def _is_typo(a: _Token, b: _Token) -> bool:
+    if _unaccented(a.word) == _unaccented(b.word):
+        return True  # "mexico", "nao", "esta": an accent left out
+    vocabulary = _vocabulary()
+    if (
+        a.word.isalpha()
+        and _is_transposition(a.word, b.word)
+        and not (a.word in vocabulary and b.word in vocabulary)
+    ):
+        # Two letters swapped into no word, even in a name or a unit ("pyhton",
+        # "gmial"); any other edit of those is another name or unit ("Austria"
+        # and "Australia"), and swapped digits another number ("CS101").
+        return True
     if a.name or b.name or a.word in _KEY_NOUNS or b.word in _KEY_NOUNS:
         return False
     if not (a.word.isalpha() and b.word.isalpha()):
         return False
     if min(len(a.word), len(b.word)) < 4 or a.word[0] != b.word[0]:
         return False
-    vocabulary = _vocabulary()
     if a.word in vocabulary and b.word in vocabulary:
         return False  # two real words: "rest" is not a typo of "reset"
     if _opposed(a.word, b.word) or _roles_differ(a.word, b.word):
         return False
     allowed = 1 if max(len(a.word), len(b.word)) <= 6 else 2
     return _edit_distance(a.word, b.word) <= allowed
+
+
+def _unaccented(word: str) -> str:
+    return "".join(
+        char
+        for char in unicodedata.normalize("NFD", word)
+        if not unicodedata.combining(char)
+    )
+
+
+def _is_transposition(a: str, b: str) -> bool:
+    if len(a) != len(b) or len(a) < 4:
+        return False
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return (
+        len(differ) == 2
+        and differ[1] == differ[0] + 1
+        and a[differ[0]] == b[differ[1]]
+        and a[differ[1]] == b[differ[0]]
+    )
 
 
 def _is_clipping(short: _Token, long: _Token) -> bool:

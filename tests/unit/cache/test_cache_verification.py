@@ -92,6 +92,10 @@ from services.cache.verification import (
         ("List the causes of inflation", "List the effects of inflation", "alignment"),
         # "comment" is an English word: filler only in French.
         ("How do I edit a comment?", "How do I edit a post?", "alignment"),
+        # Swapped digits are another number; swapped letters into a word, another
+        # word.
+        ("When is the exam for CS101?", "when is the exam for CS110", "alignment"),
+        ("Do I need a visa for Mali?", "do i need a visa for mail", "alignment"),
     ],
 )
 def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -> None:
@@ -210,6 +214,17 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
         # greeting is no name.
         ("Comment ouvrir un livret A ?", "coment ouvrir un livret A", "normalized"),
         ("Hi, What is a token bucket?", "What is a token bucket?", "normalized"),
+        # Two letters swapped, in a name too; an accent left out.
+        (
+            "How do I reverse a string in Python?",
+            "how to reverse a string in pyhton",
+            "typo",
+        ),
+        (
+            "¿Cuánto cuesta el envío a México?",
+            "cuanto cuesta el envio a mexico",
+            "typo",
+        ),
     ],
 )
 def test_explained_differences_pass(cached: str, query: str, accepted_by: str) -> None:
