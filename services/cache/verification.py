@@ -29,7 +29,8 @@ words are paired up when they are the same word up to:
   "fix"/"resolve"), each checked to explain no near-miss of the development sets;
 - ``abbreviation``: a chat shorthand ("u", "pls", "w/o"), a numeronym ("k8s" for
   "kubernetes"), a clipped word ("config", "repo", "max") or the initials of
-  consecutive words of the other text ("PTO" for "paid time off").
+  consecutive words of the other text ("PTO" for "paid time off", "NDA" for
+  "non-disclosure agreement").
 
 A content word left without a partner is an unexplained change, whatever its kind
 (a quantifier, a scope, an object, a unit, an action that no antonym list names)
@@ -1339,22 +1340,53 @@ def _is_clipping(short: _Token, long: _Token) -> bool:
 
 
 def _acronym_span(
-    acronym: _Token, others: list[_Token], free: list[bool]
+    acronym: _Token, others: Sequence[_Token], free: list[bool], words: Sequence[str]
 ) -> list[int] | None:
-    # "PTO" for "paid time off", "HSA" for "health savings account": the initials of
-    # consecutive unmatched content words of the other text.
+    """The other text's content words an acronym abbreviates, or None.
+
+    "PTO" for "paid time off", "NDA" for "non-disclosure agreement", "FOIA" for
+    "Freedom of Information Act": the initials of consecutive unmatched content
+    words, each part of a hyphenated word giving its own, and a filler word
+    between them giving one or none.
+    """
     letters = acronym.word
     if not (2 <= len(letters) <= 6 and letters.isalpha()):
         return None
     for start in range(len(others)):
-        span = list(range(start, start + len(letters)))
-        if span[-1] >= len(others):
-            break
-        if all(
-            free[i] and others[i].word[0] == letter
-            for i, letter in zip(span, letters, strict=True)
-        ):
-            return span
+        end = _initials_end(letters, 0, others, free, words, start)
+        if end is not None:
+            return list(range(start, end))
+    return None
+
+
+def _initials_end(
+    letters: str,
+    at: int,
+    others: Sequence[_Token],
+    free: list[bool],
+    words: Sequence[str],
+    index: int,
+) -> int | None:
+    """Where a run of content words from ``index`` spells ``letters[at:]``."""
+    if index >= len(others) or not free[index]:
+        return None
+    initials = "".join(part[0] for part in others[index].word.split("-") if part)
+    if not letters.startswith(initials, at):
+        return None
+    at += len(initials)
+    if at == len(letters):
+        return index + 1
+    if index + 1 >= len(others):
+        return None
+    between = words[others[index].position + 1 : others[index + 1].position]
+    for mask in range(1 << len(between)):
+        given = "".join(word[0] for bit, word in enumerate(between) if mask >> bit & 1)
+        if letters.startswith(given, at):
+            end = _initials_end(
+                letters, at + len(given), others, free, words, index + 1
+            )
+            if end is not None:
+                return end
     return None
 
 
@@ -1427,14 +1459,17 @@ def _align(a: _Features, b: _Features) -> _Alignment:
     pair(_is_typo, level("typo"))
     pair(_is_synonym, level("synonym"))
     pair(lambda x, y: _is_clipping(x, y) or _is_clipping(y, x), level("abbreviation"))
-    for flipped, (side, other, free_side, free_other) in enumerate(
-        ((left, right, free_left, free_right), (right, left, free_right, free_left))
+    for flipped, (side, other, free_side, free_other, other_words) in enumerate(
+        (
+            (left, right, free_left, free_right, b.words),
+            (right, left, free_right, free_left, a.words),
+        )
     ):
         for i, token in enumerate(side):
             if not free_side[i]:
                 continue
-            span = _acronym_span(token, list(other), free_other)
-            if span is None or len(span) < 2:
+            span = _acronym_span(token, other, free_other, other_words)
+            if span is None:
                 continue
             free_side[i] = False
             for j in span:

@@ -225,6 +225,18 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "cuanto cuesta el envio a mexico",
             "typo",
         ),
+        # An acronym of hyphenated words, or with a filler word's initial.
+        (
+            "Does a non-disclosure agreement need a notary?",
+            "Does an NDA need a notary?",
+            "abbreviation",
+        ),
+        ("What is my year-to-date return?", "What is my YTD return?", "abbreviation"),
+        (
+            "How do I file a Freedom of Information Act request?",
+            "how to file a FOIA request",
+            "abbreviation",
+        ),
     ],
 )
 def test_explained_differences_pass(cached: str, query: str, accepted_by: str) -> None:
