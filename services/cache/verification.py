@@ -41,13 +41,15 @@ and order (roles swapped around a verb that stays, ``X to Y`` against ``Y to X``
 
 Paired words may change places only when the word that moved keeps its
 preposition ("in Python, how do I sort a list" against "how do I sort a list in
-Python"): a subject or object that moves ("A pays B" against "B pays A") has its
-role in its place, and is rejected as ``order``. An English passive against an active
-question is compared in the active's order ("are transfers processed by the
-bank" against "does the bank process transfers"). Code is compared by its tokens,
-not its layout or markup. A text that sets a scene before
-its closing question is verified again on that question alone, when the scene
-holds no number, negation, quote, code or name (``context``).
+Python"), or a whole clause moved from one end of the text to the other ("For
+medical school, what GPA do I need?"): a subject or object that moves ("A pays
+B" against "B pays A") has its role in its place, and is rejected as ``order``.
+An English passive against an active question is compared in the active's order
+("are transfers processed by the bank" against "does the bank process
+transfers"). Code is compared by its tokens, not its layout or markup. A text
+that sets a scene before its closing question is verified again on that question
+alone, when the scene holds no number, negation, quote, code or name
+(``context``).
 
 The verdict names the first failed check, or, for an accepted candidate, the
 strongest explanation it needed (:data:`ACCEPTING_CHECKS`: ``identical``,
@@ -526,7 +528,7 @@ class _Features:
     negated: bool
     words: tuple[str, ...]
     tokens: tuple[str, ...]
-    normal: str
+    text: str  # what the words were cut from
     wrapped: bool = False
 
     # Cached on the instance at first read: later reads are plain attributes.
@@ -584,9 +586,19 @@ class _Features:
         return None
 
     @functools.cached_property
+    def clause_starts(self) -> list[int]:
+        """Content indices where a clause or sentence after the first begins."""
+        starts = _sentence_starts(self.text, _CLAUSE_END)
+        return [
+            index
+            for index, (before, token) in enumerate(itertools.pairwise(self.content), 1)
+            if any(p in starts for p in range(before.position + 1, token.position + 1))
+        ]
+
+    @functools.cached_property
     def content(self) -> tuple[_Token, ...]:
         return _content(
-            self.tokens, list(self.words), _sentence_starts(self.normal), self.language
+            self.tokens, list(self.words), _sentence_starts(self.text), self.language
         )
 
     @functools.cached_property
@@ -995,14 +1007,18 @@ def _marker(words: list[str], index: int) -> str:
     return ""
 
 
-def _sentence_starts(text: str) -> set[int]:
+_SENTENCE_END = re.compile('\\s*[.!?:;\\n"(\u2014\u2013-]')
+_CLAUSE_END = re.compile('\\s*[,.!?:;\\n"(\u2014\u2013-]')
+
+
+def _sentence_starts(text: str, end: re.Pattern[str] = _SENTENCE_END) -> set[int]:
     starts = set()
     boundary = True
     for index, match in enumerate(_WORD.finditer(text)):
         if boundary:
             starts.add(index)
         tail = text[match.end() : match.end() + 3]
-        boundary = bool(re.match('\\s*[.!?:;\\n"(\u2014\u2013-]', tail))
+        boundary = bool(end.match(tail))
     return starts
 
 
@@ -1132,7 +1148,7 @@ def _features(text: str) -> _Features:
         negated=any(word in _NEGATIONS for word in words),
         words=tuple(words),
         tokens=tuple(tokens),
-        normal=normal,
+        text=lowered,
         wrapped=wrapped,
     )
 
@@ -1184,18 +1200,23 @@ def _order_differs(a: _Features, b: _Features) -> bool:
     reversed_b = {(target, source) for source, target in b.directions}
     if a.directions & reversed_b:
         return True
+    movers = _movers(a, b)
+    return all(
+        _crossed(
+            [a.content[i].stem for i in order_a],
+            [b.content[i].stem for i in order_b],
+            movers,
+        )
+        for order_a, order_b in _word_orders(a, b)
+    )
+
+
+def _crossed(seq_a: list[str], seq_b: list[str], movers: frozenset[str]) -> bool:
     # "the dog chases the cat" against "the cat chases the dog": two content words
     # change places across a word that stays between them.
-    orders = _word_orders(a, b)
-    if orders is None:
-        return True
-    order_a, order_b = orders
-    seq_a = [a.content[i].stem for i in order_a]
-    seq_b = [b.content[i].stem for i in order_b]
     pos_a = {stem: i for i, stem in reversed(list(enumerate(seq_a)))}
     pos_b = {stem: i for i, stem in reversed(list(enumerate(seq_b)))}
     shared = [stem for stem in pos_a if stem in pos_b]
-    movers = _movers(a, b)
     for i, x in enumerate(shared):
         for y in shared[i + 1 :]:
             if (pos_a[x] < pos_a[y]) == (pos_b[x] < pos_b[y]):
@@ -1216,23 +1237,34 @@ def _question_word(features: _Features) -> str:
     return words[0] if words and words[0] in _QUESTION_WORDS else ""
 
 
-def _word_orders(a: _Features, b: _Features) -> tuple[list[int], list[int]] | None:
-    """The order each text's content words are compared in; None: no order can be.
+def _word_orders(a: _Features, b: _Features) -> list[tuple[list[int], list[int]]]:
+    """The orders the two texts' content words may be compared in; none: no order.
 
-    Their own, but a passive question against an active one takes the active's
-    order ("are transfers processed by the bank" is "the bank processes
-    transfers"), so a role that changes in the turning is still caught; when
-    the two ask with another question word ("who makes it", "where was it
-    made"), a passive and an active are not compared at all.
+    Their own; each with one clause moved to the front or back ("In Paris, what
+    is the best way to get around?" is "What is the best way to get around in
+    Paris?"). A passive question against an active one takes the active's order
+    ("are transfers processed by the bank" is "the bank processes transfers"), so
+    a role that changes in the turning is still caught; when the two ask with
+    another question word ("who makes it", "where was it made"), a passive and an
+    active are not compared at all.
     """
     active_a, active_b = a.active_order, b.active_order
     order_a = list(range(len(a.content)))
     order_b = list(range(len(b.content)))
-    if (active_a is None) == (active_b is None):
-        return order_a, order_b
-    if _question_word(a) != _question_word(b):
-        return None
-    return active_a or order_a, active_b or order_b
+    if (active_a is None) != (active_b is None):
+        if _question_word(a) != _question_word(b):
+            return []
+        order_a, order_b = active_a or order_a, active_b or order_b
+    return [
+        (order_a, order_b),
+        *((moved, order_b) for moved in _clauses_moved(a, order_a)),
+        *((order_a, moved) for moved in _clauses_moved(b, order_b)),
+    ]
+
+
+def _clauses_moved(features: _Features, order: list[int]) -> list[list[int]]:
+    starts = set(features.clause_starts)
+    return [order[i:] + order[:i] for i in range(1, len(order)) if order[i] in starts]
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -1391,23 +1423,28 @@ def _initials_end(
 
 
 def _monotone(
-    matches: list[tuple[int, int]], a: _Features, b: _Features, movers: frozenset[str]
+    matches: list[tuple[int, int]],
+    a: _Features,
+    b: _Features,
+    movers: frozenset[str],
+    orders: list[tuple[list[int], list[int]]],
 ) -> bool:
-    # The paired words keep their order: "convert A to B" against "convert B to
-    # A", or "100 US dollars in euros" against "100 euros in US dollars", pair
-    # every word and still differ. Words that moved with their preposition, and
-    # modal tokens, may change places (see _movers).
-    orders = _word_orders(a, b)
-    if orders is None:
-        return False
-    order_a, order_b = orders
-    rank_a = {index: rank for rank, index in enumerate(order_a)}
-    rank_b = {index: rank for rank, index in enumerate(order_b)}
-    fixed = sorted(
-        (rank_a[i], rank_b[j]) for i, j in matches if a.content[i].stem not in movers
-    )
-    ordered = [right for _, right in fixed]
-    return all(x < y for x, y in itertools.pairwise(ordered))
+    # The paired words keep their order, in one of ``orders``: "convert A to B"
+    # against "convert B to A", or "100 US dollars in euros" against "100 euros in
+    # US dollars", pair every word and still differ. Words that moved with their
+    # preposition, and modal tokens, may change places (see _movers).
+    for order_a, order_b in orders:
+        rank_a = {index: rank for rank, index in enumerate(order_a)}
+        rank_b = {index: rank for rank, index in enumerate(order_b)}
+        fixed = sorted(
+            (rank_a[i], rank_b[j])
+            for i, j in matches
+            if a.content[i].stem not in movers
+        )
+        ordered = [right for _, right in fixed]
+        if all(x < y for x, y in itertools.pairwise(ordered)):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -1486,9 +1523,11 @@ def _align(a: _Features, b: _Features) -> _Alignment:
             ),
             paired=len(matches),
         )
-    if not _monotone(matches, a, b, _movers(a, b)):
+    orders = _word_orders(a, b)
+    if not _monotone(matches, a, b, _movers(a, b), orders):
         return _Alignment(failed_check="order")
-    if not _monotone(matches, a, b, frozenset(_MODAL_TOKENS)):
+    # A clause moved to the other end is a reordering too.
+    if not _monotone(matches, a, b, frozenset(_MODAL_TOKENS), orders[:1]):
         strongest = level("reorder")
     return _Alignment(accepted_by=ACCEPTING_CHECKS[strongest])
 
