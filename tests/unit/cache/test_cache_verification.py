@@ -232,6 +232,12 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "cuanto cuesta el envio a mexico",
             "typo",
         ),
+        # A greeting in another language.
+        (
+            "Bonjour, comment modifier mon adresse de livraison ?",
+            "Comment modifier mon adresse de livraison ?",
+            "rephrased",
+        ),
         # A clause moved from one end of the question to the other.
         (
             "For medical school, what GPA do I need?",
