@@ -1537,7 +1537,14 @@ def _align(a: _Features, b: _Features) -> _Alignment:
 
 
 # A sentence ends at . ! or ? after a letter: "vor dem 30. Juni" goes on.
-_SENTENCE = re.compile(r"(?<=[^\d\s][.!?])\s+")
+# A sentence's end, or a colon or dash before an English question ("I blanked:
+# what is …", "my calendar looks off — how do I …"); not before a list ("these
+# measurements: 4, 8, 6").
+_SENTENCE = re.compile(
+    r"(?<=[^\d\s][.!?])\s+|(?:(?<=[^\d\s]):|\s+[\u2014\u2013])\s+(?=(?:how|what|"
+    r"why|when|where|which|who|can|could|do|does|did|is|are|should|will)\b)",
+    re.I,
+)
 
 
 def _context_free(text: str) -> str:

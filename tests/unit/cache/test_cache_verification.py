@@ -96,6 +96,12 @@ from services.cache.verification import (
         # word.
         ("When is the exam for CS101?", "when is the exam for CS110", "alignment"),
         ("Do I need a visa for Mali?", "do i need a visa for mail", "alignment"),
+        # A colon before data is no scene before a question.
+        (
+            "What's the variance of these measurements: 4, 8, 6?",
+            "What's the standard deviation of these measurements: 4, 8, 6?",
+            "alignment",
+        ),
         # Clauses that trade their words are not a clause moved.
         ("If I cancel, do I get a refund?", "If I get a refund, do I cancel?", "order"),
         (
@@ -231,6 +237,13 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "¿Cuánto cuesta el envío a México?",
             "cuanto cuesta el envio a mexico",
             "typo",
+        ),
+        # A scene before a colon or a dash, then the question.
+        (
+            "What is the difference between weather and climate?",
+            "My nephew asked me at dinner and I blanked: what is the difference "
+            "between weather and climate?",
+            "context",
         ),
         # A greeting in another language.
         (
