@@ -637,6 +637,7 @@ def _apostrophe(match: re.Match[str]) -> str:
 
 def _normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", canonical_numbers(text)).translate(_QUOTES)
+    text = re.sub(r"\bOK\b", "ok", text)  # no name
     text = _BARE_CONTRACTIONS.sub(_apostrophe, text)
     text = re.sub(r"\b(won)'t\b", "will not", text, flags=re.I)
     text = re.sub(r"\b(can)'t\b", "can not", text, flags=re.I)
@@ -668,9 +669,20 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"vielen dank|danke schön|liebe grüße|sag mal|kurze frage|"
             r"ehrlich gesagt|merci d'avance|merci beaucoup|en fait|du coup|"
             r"s'il (?:vous|te) pla[iî]t|petite question|muchas gracias|a ver|"
-            r"o sea|pues eso|una (?:duda|pregunta|cosa)|pregunta rápida|"
+            r"o sea|pues eso|una (?:duda|pregunta|cosa)(?: rápida)?|pregunta rápida|"
             r"por favor|per favore|una domanda|domanda veloce|tipo assim|"
-            r"tudo bem|uma (?:dúvida|pergunta))\b[.!,:]?",
+            r"tudo bem|uma (?:dúvida|pergunta)|"
+            # apologies and asides that ask nothing
+            r"if you (?:don'?t|do not) mind|if it'?s not too much trouble|"
+            r"i have a question|"
+            r"i hope you can help|thanks for your time|pretty please|real quick|"
+            r"sorry (?:for|about) the (?:noob|dumb|stupid|basic) question|"
+            r"sorry if this is (?:basic|obvious)|i'?m probably being dumb(?: here)?|"
+            r"i (?:think i )?might be confused|kind of|sort of|i guess|ugh|"
+            r"perdona la molestia|perdón por la molestia|más o menos|"
+            r"entschuldigen sie die frage|hallo zusammen|scusa(?:te)? il disturbo|"
+            r"volevo chiedere|desculpa incomodar|queria saber|"
+            r"even een vraagje|alvast bedankt)\b[.!,:]?",
             " ",
         ),
         (r"(?:^|(?<=[.!?]))\s*well,", " "),

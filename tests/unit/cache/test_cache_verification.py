@@ -245,6 +245,17 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "between weather and climate?",
             "context",
         ),
+        # Asides that ask nothing, a negation in one of them too.
+        (
+            "how do I undo a git add?",
+            "Hey, quick question if you don't mind — how do I undo a git add?",
+            "rephrased",
+        ),
+        (
+            "How do I delete a Kubernetes namespace?",
+            "OK so I was just wondering, how do I delete a Kubernetes namespace?",
+            "normalized",
+        ),
         # A greeting in another language.
         (
             "Bonjour, comment modifier mon adresse de livraison ?",
