@@ -256,6 +256,11 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "OK so I was just wondering, how do I delete a Kubernetes namespace?",
             "normalized",
         ),
+        (
+            "What are the symptoms of strep throat?",
+            "What are the signs of strep throat?",
+            "synonym",
+        ),
         # A greeting in another language.
         (
             "Bonjour, comment modifier mon adresse de livraison ?",
