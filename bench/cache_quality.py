@@ -85,7 +85,9 @@ DEVELOPMENT_SETS = (
     "cache_blind_2026-12b",
 )
 # The guard's rejections that stay hard vetoes under any learned accept.
-VETOES = frozenset({"language", "numbers", "quoted", "code", "negation", "order"})
+VETOES = frozenset(
+    {"language", "numbers", "quoted", "code", "negation", "tense", "order"}
+)
 
 
 def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:

@@ -36,8 +36,10 @@ A content word left without a partner is an unexplained change, whatever its kin
 (a quantifier, a scope, an object, a unit, an action that no antonym list names)
 and the candidate is rejected as ``alignment``. Before the alignment, vetoes that
 need no vocabulary reject what alignment alone would miss: the texts' language, the
-numbers (digits and number words), quoted strings, code and identifiers, negation,
-and order (roles swapped around a verb that stays, ``X to Y`` against ``Y to X``).
+numbers (digits and number words, and which end of a "to" each stands at),
+quoted strings, code and identifiers, negation, ``tense`` (English past against
+future), and order (roles swapped around a verb that stays, ``X to Y`` against ``Y
+to X``, a phrase moved across "than").
 
 Paired words may change places only when the word that moved keeps its
 preposition ("in Python, how do I sort a list" against "how do I sort a list in
@@ -86,6 +88,7 @@ CHECKS = (
     "quoted",
     "code",
     "negation",
+    "tense",
     "order",
     "alignment",
 )
@@ -443,6 +446,9 @@ _IRREGULAR_PARTICIPLES = dict(
     """
     )
 )
+_PAST_AUXILIARIES = _words("did was were had")
+_NUMBER_TO = _words("to into onto alla al a à auf nach zu para")
+_NUMBER_FROM = _words("from")
 _PASSIVE_AUXILIARIES = _words("is are was were be been being get gets got")
 _QUESTION_WORDS = _words(
     "when where why how who whom which what whose long often much many"
@@ -527,6 +533,8 @@ class _Features:
     code_spans: frozenset[str]
     plain: str  # the text, its code's markup taken away
     negated: bool
+    tense: str  # "past", "future", both ("past future") or neither ("")
+    number_flows: frozenset[tuple[str, str]]  # (from, to): "port 80 to 8080"
     words: tuple[str, ...]
     tokens: tuple[str, ...]
     text: str  # what the words were cut from
@@ -1169,11 +1177,56 @@ def _features(text: str) -> _Features:
         code_spans=code_spans,
         plain=plain,
         negated=any(word in _NEGATIONS for word in words),
+        tense=_tense(words),
+        number_flows=_number_flows(words),
         words=tuple(words),
         tokens=tuple(tokens),
         text=lowered,
         wrapped=wrapped,
     )
+
+
+def _tense(words: Sequence[str]) -> str:
+    """The English past and future a text's auxiliaries mark.
+
+    Past: "did", "was", "has been", "has merged"; future: "will", "going to".
+    """
+    past = any(word in _PAST_AUXILIARIES for word in words) or any(
+        word in ("has", "have")
+        and any(
+            later == "been" or later.endswith("ed") or later in _IRREGULAR_PARTICIPLES
+            for later in words[index + 1 : index + 6]
+        )
+        for index, word in enumerate(words)
+    )
+    future = any(word in ("will", "shall", "gonna") for word in words) or any(
+        pair == ("going", "to") for pair in itertools.pairwise(words)
+    )
+    return " ".join(
+        name for name, marked in (("past", past), ("future", future)) if marked
+    )
+
+
+def _number_flows(words: Sequence[str]) -> frozenset[tuple[str, str]]:
+    """Pairs of numbers joined by "to" or "from", as (source, target).
+
+    "port 80 to 8080" and "dalla 80 alla 8080" give ("80", "8080").
+    """
+    flows: set[tuple[str, str]] = set()
+    last: tuple[int, str] | None = None
+    for index, word in enumerate(words):
+        number = _NUMBER.fullmatch(word)
+        if number is None:
+            continue
+        value = f"{float(number.group(1).replace(',', '')):g}"
+        if last is not None and index - last[0] <= 8:
+            between = set(words[last[0] + 1 : index])
+            if between & _NUMBER_TO:
+                flows.add((last[1], value))
+            elif between & _NUMBER_FROM:
+                flows.add((value, last[1]))
+        last = (index, value)
+    return frozenset(flows)
 
 
 def _lower(match: re.Match[str]) -> str:
@@ -1214,9 +1267,24 @@ def _movers(a: _Features, b: _Features) -> frozenset[str]:
     movers = {stem for stem in first_a if stem in _MODAL_TOKENS}
     for stem, token in first_a.items():
         other = first_b.get(stem)
-        if other is not None and token.marker and token.marker == other.marker:
+        if other is None or not token.marker or token.marker != other.marker:
+            continue
+        # "faster in water than in air" against "faster in air than in water":
+        # a phrase that crosses "than" changes the comparison.
+        if _before_than(a, token) == _before_than(b, other):
             movers.add(stem)
     return frozenset(movers)
+
+
+def _before_than(features: _Features, token: _Token) -> bool | None:
+    """Whether ``token`` stands before the text's "than"; None without one."""
+    if "than" not in features.words:
+        return None
+    return token.position < features.words.index("than")
+
+
+def _flows_reversed(a: _Features, b: _Features) -> bool:
+    return any((target, source) in b.number_flows for source, target in a.number_flows)
 
 
 def _order_differs(a: _Features, b: _Features) -> bool:
@@ -1657,10 +1725,11 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
     b = _features(cached)
     failures: tuple[tuple[str, Callable[[], bool]], ...] = (
         ("language", lambda: _languages_differ(a, b)),
-        ("numbers", lambda: a.numbers != b.numbers),
+        ("numbers", lambda: a.numbers != b.numbers or _flows_reversed(a, b)),
         ("quoted", lambda: a.quoted != b.quoted),
         ("code", lambda: a.code != b.code or _spans_differ(a, b)),
         ("negation", lambda: a.negated != b.negated),
+        ("tense", lambda: {a.tense, b.tense} == {"past", "future"}),
         ("order", lambda: _order_differs(a, b)),
     )
     for check, failed in failures:

@@ -102,6 +102,28 @@ from services.cache.verification import (
             "What's the standard deviation of these measurements: 4, 8, 6?",
             "alignment",
         ),
+        # Numbers that swap ends of a "to", a comparison that swaps sides of
+        # "than", and the past against the future.
+        (
+            "How do I map port 8080 on the host to port 80 in the container?",
+            "How do I map port 80 on the host to port 8080 in the container?",
+            "numbers",
+        ),
+        (
+            "Does sound travel faster in water than in air?",
+            "Does sound travel faster in air than in water?",
+            "order",
+        ),
+        (
+            "Has my pull request been merged?",
+            "Will my pull request get merged?",
+            "tense",
+        ),
+        (
+            "Was my vacation request approved?",
+            "Will my vacation request be approved?",
+            "tense",
+        ),
         # Clauses that trade their words are not a clause moved.
         ("If I cancel, do I get a refund?", "If I get a refund, do I cancel?", "order"),
         (
@@ -261,6 +283,8 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "What are the signs of strep throat?",
             "synonym",
         ),
+        # The present asks what the future asks; the past does not (above).
+        ("When will my order ship?", "When does my order ship?", "normalized"),
         # A greeting in another language.
         (
             "Bonjour, comment modifier mon adresse de livraison ?",
