@@ -446,9 +446,11 @@ _IRREGULAR_PARTICIPLES = dict(
     """
     )
 )
+_PIVOTS = _words("than to into para nach alla al vs versus")
 _PAST_AUXILIARIES = _words("did was were had")
 _NUMBER_TO = _words("to into onto alla al a à auf nach zu para")
 _NUMBER_FROM = _words("from")
+_NUMBER_OR_WORD = re.compile(rf"{_NUMBER.pattern}|[^\W\d_]+(?:['-][^\W\d_]+)*")
 _PASSIVE_AUXILIARIES = _words("is are was were be been being get gets got")
 _QUESTION_WORDS = _words(
     "when where why how who whom which what whose long often much many"
@@ -535,6 +537,7 @@ class _Features:
     negated: bool
     tense: str  # "past", "future", both ("past future") or neither ("")
     number_flows: frozenset[tuple[str, str]]  # (from, to): "port 80 to 8080"
+    counted: frozenset[tuple[str, str]]  # (number, the stem it counts): "2 codes"
     words: tuple[str, ...]
     tokens: tuple[str, ...]
     text: str  # what the words were cut from
@@ -1169,6 +1172,7 @@ def _features(text: str) -> _Features:
     tokens = _WORD.findall(lowered)
     words = [token.lower().removesuffix("'s") for token in tokens]
     code, code_spans, plain = _code(normal)
+    items = _number_items(prose)
     return _Features(
         language=_language(normal, words),
         numbers=_numbers(normal, words),
@@ -1178,7 +1182,8 @@ def _features(text: str) -> _Features:
         plain=plain,
         negated=any(word in _NEGATIONS for word in words),
         tense=_tense(words),
-        number_flows=_number_flows(words),
+        number_flows=_number_flows(items),
+        counted=_counted(items),
         words=tuple(words),
         tokens=tuple(tokens),
         text=lowered,
@@ -1207,26 +1212,63 @@ def _tense(words: Sequence[str]) -> str:
     )
 
 
-def _number_flows(words: Sequence[str]) -> frozenset[tuple[str, str]]:
+def _number_flows(items: Sequence[tuple[str, str]]) -> frozenset[tuple[str, str]]:
     """Pairs of numbers joined by "to" or "from", as (source, target).
 
     "port 80 to 8080" and "dalla 80 alla 8080" give ("80", "8080").
     """
     flows: set[tuple[str, str]] = set()
     last: tuple[int, str] | None = None
-    for index, word in enumerate(words):
-        number = _NUMBER.fullmatch(word)
-        if number is None:
+    for index, (value, _) in enumerate(items):
+        if not value:
             continue
-        value = f"{float(number.group(1).replace(',', '')):g}"
         if last is not None and index - last[0] <= 8:
-            between = set(words[last[0] + 1 : index])
+            between = {w for _, w in items[last[0] + 1 : index]}
             if between & _NUMBER_TO:
                 flows.add((last[1], value))
             elif between & _NUMBER_FROM:
                 flows.add((value, last[1]))
         last = (index, value)
     return frozenset(flows)
+
+
+def _number_items(text: str) -> list[tuple[str, str]]:
+    """The text's numbers and words in order: (value, "") or ("", word)."""
+    items = []
+    for match in _NUMBER_OR_WORD.finditer(text):
+        if match.group(1):
+            number = match.group(1).replace(",", "")
+            items.append((f"{float(number):g}", ""))
+        else:
+            items.append(("", match.group(0).lower()))
+    return items
+
+
+def _counted(items: Sequence[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    """Each number with the word right after it, stemmed: ("2", "code")."""
+    found = set()
+    for (value, word), (_, after) in itertools.pairwise(items):
+        value = value or _NUMBER_WORDS.get(word, "")
+        if value and after and after not in _FILLER:
+            found.add((value, _stem(after)))
+    return frozenset(found)
+
+
+def _counts_moved(a: _Features, b: _Features) -> bool:
+    """Whether a word counted in both texts is counted by other numbers.
+
+    "two discount codes on one order" against "one discount code on two orders".
+    """
+    counts_a: dict[str, set[str]] = {}
+    for value, stem in a.counted:
+        counts_a.setdefault(stem, set()).add(value)
+    counts_b: dict[str, set[str]] = {}
+    for value, stem in b.counted:
+        counts_b.setdefault(stem, set()).add(value)
+    return any(
+        stem in counts_b and values != counts_b[stem]
+        for stem, values in counts_a.items()
+    )
 
 
 def _lower(match: re.Match[str]) -> str:
@@ -1269,18 +1311,23 @@ def _movers(a: _Features, b: _Features) -> frozenset[str]:
         other = first_b.get(stem)
         if other is None or not token.marker or token.marker != other.marker:
             continue
-        # "faster in water than in air" against "faster in air than in water":
-        # a phrase that crosses "than" changes the comparison.
-        if _before_than(a, token) == _before_than(b, other):
+        # "faster in water than in air" against "faster in air than in water",
+        # "de Brasília para o de Lisboa" against "de Lisboa para o de Brasília":
+        # a phrase that crosses "than" or "to" changes what it says.
+        if _before_pivot(a, token) == _before_pivot(b, other):
             movers.add(stem)
     return frozenset(movers)
 
 
-def _before_than(features: _Features, token: _Token) -> bool | None:
-    """Whether ``token`` stands before the text's "than"; None without one."""
-    if "than" not in features.words:
-        return None
-    return token.position < features.words.index("than")
+def _before_pivot(features: _Features, token: _Token) -> bool | None:
+    """Whether ``token`` stands before the text's first pivot; None without one.
+
+    A pivot is a word of comparison or direction: "than", "to", "para", "nach".
+    """
+    for index, word in enumerate(features.words):
+        if word in _PIVOTS:
+            return token.position < index
+    return None
 
 
 def _flows_reversed(a: _Features, b: _Features) -> bool:
@@ -1426,8 +1473,11 @@ def _is_typo(a: _Token, b: _Token) -> bool:
         return False  # two real words: "rest" is not a typo of "reset"
     if _opposed(a.word, b.word) or _roles_differ(a.word, b.word):
         return False
-    allowed = 1 if max(len(a.word), len(b.word)) <= 6 else 2
-    return _edit_distance(a.word, b.word) <= allowed
+    # Two edits only against a word the vocabulary knows: between two unknown
+    # words ("mayores", "menores") one edit is all a typo is granted.
+    known = a.word in vocabulary or b.word in vocabulary
+    allowed = 1 if max(len(a.word), len(b.word)) <= 6 or not known else 2
+    return _edit_distance(_unaccented(a.word), _unaccented(b.word)) <= allowed
 
 
 def _unaccented(word: str) -> str:
@@ -1725,7 +1775,12 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
     b = _features(cached)
     failures: tuple[tuple[str, Callable[[], bool]], ...] = (
         ("language", lambda: _languages_differ(a, b)),
-        ("numbers", lambda: a.numbers != b.numbers or _flows_reversed(a, b)),
+        (
+            "numbers",
+            lambda: (
+                a.numbers != b.numbers or _flows_reversed(a, b) or _counts_moved(a, b)
+            ),
+        ),
         ("quoted", lambda: a.quoted != b.quoted),
         ("code", lambda: a.code != b.code or _spans_differ(a, b)),
         ("negation", lambda: a.negated != b.negated),

@@ -124,6 +124,23 @@ from services.cache.verification import (
             "Will my vacation request be approved?",
             "tense",
         ),
+        # Numbers that trade the words they count; two unknown words two edits
+        # apart.
+        (
+            "Can I use two discount codes on one order?",
+            "Can I use one discount code on two orders?",
+            "numbers",
+        ),
+        (
+            "¿Cuáles son las cinco mayores posiciones del fondo?",
+            "¿Cuáles son las cinco menores posiciones del fondo?",
+            "alignment",
+        ),
+        (
+            "Como converto o horário de Brasília para o de Lisboa?",
+            "Como converto o horário de Lisboa para o de Brasília?",
+            "order",
+        ),
         # Clauses that trade their words are not a clause moved.
         ("If I cancel, do I get a refund?", "If I get a refund, do I cancel?", "order"),
         (
