@@ -150,9 +150,11 @@ _CODE_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\w+|\S')
 _DOUBLE_QUOTED = re.compile(r'"([^"]+)"')
 _SINGLE_QUOTED = re.compile(r"(?:(?<=\s)|^)'([^']+)'(?=[\s.,;:!?)]|$)")
 _WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*|[#$€£]?\d[\d,]*(?:\.\d+)?%?", re.U)
-# A comma groups thousands ("1,250"), or separates numbers ("[1,2,3]").
+# A comma groups thousands ("1,250"), or separates numbers ("[1,2,3]"); a minus
+# sign is the number's ("-7"), a dash between numbers is not ("3-5").
 _NUMBER = re.compile(
-    r"(?<![\w.])[#$€£]?((?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?)(?:%|st|nd|rd|th)?"
+    r"(?<![\w.])[#$€£]?((?:-(?=\d))?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)"
+    r"(?:\.\d+)?)(?:%|st|nd|rd|th)?"
 )
 _IDENTIFIERS = (
     # dotted names, paths and file names: os.path.join, src/app.py, config.yaml
@@ -650,6 +652,7 @@ def _apostrophe(match: re.Match[str]) -> str:
 def _normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", canonical_numbers(text)).translate(_QUOTES)
     text = re.sub(r"\bOK\b", "ok", text)  # no name
+    text = text.replace("\u2212", "-")  # the minus sign, typed as a hyphen
     text = _BARE_CONTRACTIONS.sub(_apostrophe, text)
     text = re.sub(r"\b(won)'t\b", "will not", text, flags=re.I)
     text = re.sub(r"\b(can)'t\b", "can not", text, flags=re.I)
@@ -1011,8 +1014,36 @@ def _code(text: str) -> tuple[frozenset[str], frozenset[str], str]:
 
 def _code_tokens(code: str) -> str:
     # Statements end at a ";" or a line's end, continued or not: "a; b" is
-    # "a\nb". A string literal in either quotes is one string.
-    tokens = _CODE_TOKEN.findall(_LINE_CONTINUATION.sub(" ", code.lower()))
+    # "a\nb". A string literal in either quotes is one string. A block opened by
+    # a line's closing ":" (Python, YAML) is marked where it opens and closes,
+    # since there the indentation says which lines it holds; a block of one line
+    # is the line after the colon ("for x in y: f(x)").
+    tokens: list[str] = []
+    blocks: list[list[int]] = []  # per open block: its depth, marker index, lines
+    opened = False
+
+    def close() -> None:
+        _, marker, lines = blocks.pop()
+        if lines == 1:
+            del tokens[marker]
+        else:
+            tokens.append("</block>")
+
+    for line in _LINE_CONTINUATION.sub(" ", code.lower()).split("\n"):
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        while blocks and depth < blocks[-1][0]:
+            close()
+        if opened and depth > (blocks[-1][0] if blocks else 0):
+            blocks.append([depth, len(tokens), 0])
+            tokens.append("<block>")
+        if blocks:
+            blocks[-1][2] += 1
+        tokens.extend(_CODE_TOKEN.findall(line))
+        opened = line.rstrip().endswith(":")
+    while blocks:
+        close()
     return " ".join(
         f'"{token[1:-1]}"' if token[0] == "'" and len(token) > 1 else token
         for token in tokens
@@ -1500,15 +1531,18 @@ def _is_transposition(a: str, b: str) -> bool:
     )
 
 
-def _is_clipping(short: _Token, long: _Token) -> bool:
+def _is_clipping(short: _Token, long: _Token, longest: int | None = None) -> bool:
     # "config" for "configuration": a prefix of four letters or more, with at least
-    # three letters clipped, of a word that is no unit or name.
+    # three letters clipped (at most ``longest`` letters, when given), of a word
+    # that is no unit or name.
     if long.name or long.word in _KEY_NOUNS or short.word in _KEY_NOUNS:
         return False
+    clipped = sum(char.isalpha() for char in long.word[len(short.word) :])
     return (
         len(short.word) >= 4
         and len(long.word) >= len(short.word) + 3
         and long.word.startswith(short.word)
+        and (longest is None or clipped <= longest)
     )
 
 
@@ -1636,7 +1670,13 @@ def _align(a: _Features, b: _Features) -> _Alignment:
     pair(_is_spelling, level("spelling"))
     pair(_is_typo, level("typo"))
     pair(_is_synonym, level("synonym"))
-    pair(lambda x, y: _is_clipping(x, y) or _is_clipping(y, x), level("abbreviation"))
+    # Outside English a clipping is an ending ("calcule-t-on", "solicitamos"):
+    # a compound's first part is a word of its own ("morgen" in "morgenochtend").
+    longest = None if {a.language, b.language} <= {"en", "und"} else 5
+    pair(
+        lambda x, y: _is_clipping(x, y, longest) or _is_clipping(y, x, longest),
+        level("abbreviation"),
+    )
     for flipped, (side, other, free_side, free_other, other_words) in enumerate(
         (
             (left, right, free_left, free_right, b.words),
@@ -1701,7 +1741,12 @@ def _context_free(text: str) -> str:
 
 
 def _closing_questions(query: str, cached: str) -> tuple[str, str]:
-    return (_context_free(query) or query, _context_free(cached) or cached)
+    # A scene on one side only: two scenes are two stories ("I got my shot
+    # yesterday" / "I'm getting it tomorrow"), compared as they are.
+    query_question, cached_question = _context_free(query), _context_free(cached)
+    if query_question and cached_question:
+        return query, cached
+    return (query_question or query, cached_question or cached)
 
 
 def unexplained(query: str, cached: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

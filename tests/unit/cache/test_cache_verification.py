@@ -141,6 +141,26 @@ from services.cache.verification import (
             "Como converto o horário de Lisboa para o de Brasília?",
             "order",
         ),
+        # A minus sign; a line moved out of a Python block; a compound's first
+        # part; two scenes before one question.
+        ("In Python, what is 7 // 2?", "In Python, what is -7 // 2?", "numbers"),
+        (
+            "What does this print?\n```python\nfor i in range(3):\n    pass\n"
+            "    print(i)\n```",
+            "What does this print?\n```python\nfor i in range(3):\n    pass\n"
+            "print(i)\n```",
+            "code",
+        ),
+        (
+            "Wat voor weer wordt het morgenochtend in Utrecht?",
+            "Wat voor weer wordt het morgen in Utrecht?",
+            "alignment",
+        ),
+        (
+            "I got my flu shot yesterday. Is it okay to do a hard workout today?",
+            "I'm getting my flu shot tomorrow. Is it okay to do a hard workout today?",
+            "alignment",
+        ),
         # Clauses that trade their words are not a clause moved.
         ("If I cancel, do I get a refund?", "If I get a refund, do I cancel?", "order"),
         (
@@ -302,6 +322,11 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
         ),
         # The present asks what the future asks; the past does not (above).
         ("When will my order ship?", "When does my order ship?", "normalized"),
+        (
+            "Why does `for i in range(10): print(i)` stop at 9?",
+            "Why does\n```python\nfor i in range(10):\n    print(i)\n```\nstop at 9?",
+            "normalized",
+        ),
         # A greeting in another language.
         (
             "Bonjour, comment modifier mon adresse de livraison ?",
