@@ -332,7 +332,12 @@ _QUESTION_FILLER = {
 _FILLER_BY_LANGUAGE = {
     language: _ALL_FILLER | words for language, words in _QUESTION_FILLER.items()
 }
+# Pronouns English has as words of its own: German "man" (one) and "sich";
+# the impersonal Italian "si" (Italian's "if" is "se"). Not "mich" or "uns":
+# an object ("darf mein Arbeitgeber mich kündigen").
 _FILLER_BY_LANGUAGE["es"] |= _words("se me te nos")
+_FILLER_BY_LANGUAGE["de"] |= _words("man sich")
+_FILLER_BY_LANGUAGE["it"] |= _words("si")
 # The words that name a unit, currency, data type or language: no typo or clipping
 # explains a change of one of them.
 _KEY_NOUNS = _words(

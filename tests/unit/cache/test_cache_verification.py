@@ -161,6 +161,11 @@ from services.cache.verification import (
             "I'm getting my flu shot tomorrow. Is it okay to do a hard workout today?",
             "alignment",
         ),
+        (
+            "Darf mein Arbeitgeber mich kündigen, während ich krank bin?",
+            "Darf ich meinem Arbeitgeber kündigen, während ich krank bin?",
+            "alignment",
+        ),
         # Clauses that trade their words are not a clause moved.
         ("If I cancel, do I get a refund?", "If I get a refund, do I cancel?", "order"),
         (
@@ -326,6 +331,11 @@ def test_each_check_rejects_its_near_miss(cached: str, query: str, check: str) -
             "Why does `for i in range(10): print(i)` stop at 9?",
             "Why does\n```python\nfor i in range(10):\n    print(i)\n```\nstop at 9?",
             "normalized",
+        ),
+        (
+            "Wie beantrage ich eine Kreditkarte?",
+            "Wie beantragt man eine Kreditkarte?",
+            "typo",
         ),
         # A greeting in another language.
         (
