@@ -455,9 +455,9 @@ _IRREGULAR_PARTICIPLES = dict(
 )
 _PIVOTS = _words("than to into para nach alla al vs versus")
 _PAST_AUXILIARIES = _words("did was were had")
-_NUMBER_TO = _words("to into onto alla al a à auf nach zu para")
+_NUMBER_TO = _words("to into onto alla al a à auf nach zu para than vs versus / :")
 _NUMBER_FROM = _words("from")
-_NUMBER_OR_WORD = re.compile(rf"{_NUMBER.pattern}|[^\W\d_]+(?:['-][^\W\d_]+)*")
+_NUMBER_OR_WORD = re.compile(rf"{_NUMBER.pattern}|[^\W\d_]+(?:['-][^\W\d_]+)*|[/:]")
 _PASSIVE_AUXILIARIES = _words("is are was were be been being get gets got")
 _QUESTION_WORDS = _words(
     "when where why how who whom which what whose long often much many"
@@ -1249,9 +1249,10 @@ def _tense(words: Sequence[str]) -> str:
 
 
 def _number_flows(items: Sequence[tuple[str, str]]) -> frozenset[tuple[str, str]]:
-    """Pairs of numbers joined by "to" or "from", as (source, target).
+    """Pairs of numbers joined by "to", "than", "/" or "from", as (first, second).
 
-    "port 80 to 8080" and "dalla 80 alla 8080" give ("80", "8080").
+    "port 80 to 8080" and "dalla 80 alla 8080" give ("80", "8080"); "13-inch
+    lighter than the 15-inch" ("13", "15"); "3/4" ("3", "4").
     """
     flows: set[tuple[str, str]] = set()
     last: tuple[int, str] | None = None

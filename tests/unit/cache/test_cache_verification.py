@@ -166,6 +166,12 @@ from services.cache.verification import (
             "Darf ich meinem Arbeitgeber kündigen, während ich krank bin?",
             "alignment",
         ),
+        (
+            "Is the 13-inch MacBook Air lighter than the 15-inch?",
+            "Is the 15-inch MacBook Air lighter than the 13-inch?",
+            "numbers",
+        ),
+        ("What is 3/4 as a percentage?", "What is 4/3 as a percentage?", "numbers"),
         # Clauses that trade their words are not a clause moved.
         ("If I cancel, do I get a refund?", "If I get a refund, do I cancel?", "order"),
         (
