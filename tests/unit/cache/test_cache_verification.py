@@ -644,3 +644,63 @@ def test_an_agent_and_its_patient_are_not_a_typo() -> None:
 )
 def test_a_participle_is_an_inflection_of_its_verb(inflected: str, verb: str) -> None:
     assert verify(f"Was it {inflected} today?", f"Did they {verb} it today?").ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # "cant" typed without its apostrophe is still a negation
+        ("Why can't I log in to my account?", "why cant i log in to my account"),
+        # a name in mixed case typed in lower case is the same name
+        (
+            "Why does my Kubernetes pod keep restarting with CrashLoopBackOff?",
+            "why does my kubernetes pod keep restarting with crashloopbackoff",
+        ),
+        # a compound written as one word or as two
+        (
+            "Can I bring a power bank in my checked luggage?",
+            "can i bring a powerbank in my checked luggage",
+        ),
+        # the misspelling that is a word of its own, after a question word
+        ("Why does ice float on water?", "why dose ice float on water"),
+        # a word one letter from filler, and from a word of the other text
+        (
+            "Can my employer reject my request for parental leave?",
+            "can my employer reject my request for parental leve",
+        ),
+        # a long name one letter from the known name
+        ("Do you ship to Australia?", "do you ship to austrailia"),
+        # German nouns are capitalised, not names: a typo in one is a typo
+        (
+            "Was ist der Unterschied zwischen einer Liste und einem Tupel?",
+            "was ist der unterschied zwischen einer liste und einem tuppel",
+        ),
+        # a German scene of common nouns only
+        (
+            "Was ist eine Grundschuld?",
+            "Ich habe gerade meine erste Wohnung gekauft. Was ist eine Grundschuld?",
+        ),
+    ],
+)
+def test_typed_variants_of_the_same_question_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "check"),
+    [
+        ("Why can I log in?", "why cant i log in", "negation"),
+        ("How do I call getUserName?", "How do I call getUserId?", "code"),
+        ("How do I call getUserName?", "How do I call get user name?", "code"),
+        ("Do you ship to Austria?", "Do you ship to Australia?", "alignment"),
+        ("Do you ship to Canada?", "Do you ship to Granada?", "alignment"),
+        # a German scene that names a place may change the answer
+        (
+            "Wann beginnen die Sommerferien?",
+            "Ich wohne in Bayern. Wann beginnen die Sommerferien?",
+            "alignment",
+        ),
+    ],
+)
+def test_what_those_variants_do_not_excuse(cached: str, query: str, check: str) -> None:
+    assert verify(query, cached).failed_check == check
