@@ -400,6 +400,47 @@ _SHORTHAND = {
     "approx": "approximately",
     "qty": "quantity",
     "wifi": "wi-fi",
+    "yr": "year",
+    "yrs": "years",
+    "mo": "month",
+    "mos": "months",
+    "wk": "week",
+    "wks": "weeks",
+    "hr": "hour",
+    "hrs": "hours",
+    "thru": "through",
+    "abt": "about",
+    "cuz": "because",
+    "tho": "though",
+    "ppl": "people",
+    "bday": "birthday",
+    "bf": "boyfriend",
+    "gf": "girlfriend",
+    "addr": "address",
+    "obj": "object",
+    "func": "function",
+    "fn": "function",
+    "lib": "library",
+    "libs": "libraries",
+    "pkg": "package",
+    "pkgs": "packages",
+    "img": "image",
+    "imgs": "images",
+    "pic": "picture",
+    "pics": "pictures",
+    "intl": "international",
+    "govt": "government",
+    "diff": "difference",
+    "veggie": "vegetarian",
+    "avg": "average",
+    "tmrw": "tomorrow",
+    "vc": "você",
+    "vcs": "vocês",
+    "pgto": "pagamento",
+    "pra": "para",
+    "tb": "também",
+    "tbm": "também",
+    "tmb": "también",
 }
 _DERIVATIONAL = (
     "isations",
@@ -450,6 +491,19 @@ _IRREGULAR_PARTICIPLES = dict(
     drawn:draw grown:grow thrown:throw withdrawn:withdraw met:meet led:lead
     fed:feed lent:lend understood:understand begun:begin driven:drive
     ridden:ride worn:wear torn:tear sought:seek struck:strike
+    """
+    )
+)
+# Past tenses not made with "-ed", to their verb: paired only with the verb's
+# participle ("Who wrote it?" / "By whom was it written?"), both past.
+_IRREGULAR_PRETERITES = dict(
+    pair.split(":")
+    for pair in _words(
+        """
+    wrote:write took:take gave:give saw:see knew:know chose:choose froze:freeze
+    stole:steal broke:break spoke:speak hid:hide forgot:forget ate:eat drew:draw
+    grew:grow threw:throw withdrew:withdraw began:begin drove:drive rode:ride
+    wore:wear tore:tear
     """
     )
 )
@@ -793,6 +847,8 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\b(?:is there a way|is there any way) to\b", " how "),
         (r"\bhow to\b", " how "),
+        # "what to pack" asks what one should or can pack (see _align)
+        (r"\b(what|where|which|when|who|whom) to\b(?= \w)", r"\1 modalto"),
         # a sentence that opens by asking the assistant to tell is the question
         (
             r"(?:^|(?<=[.!?]))\s*(?:please )?(?:describe|list|give me|tell me|"
@@ -802,7 +858,10 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"explícame|explica(?:me)?|dime|enumera|indícame|muéstrame|"
             r"explique(?:-moi)?|donne-moi|montre-moi|dis-moi|décris|"
             r"spiegami|dimmi|elenca|mostrami|descrivi|"
-            r"me explica|mostre|me diga|diga-me)\b[,:]?",
+            r"me explica|mostre|me diga|diga-me|teach me|indique-moi|"
+            r"indiquez-moi|expliquez(?:-moi)?|me explique|me mostre|me mostra|"
+            r"mostre-me|explique-me|noem|leg (?:me )?uit|vertel(?: me)?|"
+            r"beschrijf|geef(?: me)?|laat (?:me )?zien|indicami)\b[,:]?",
             " ",
         ),
         # modal verbs by class
@@ -908,7 +967,7 @@ _SYNONYM_GROUPS = (
     "complaint grievance",
 )
 _MODAL_TOKENS = _words(
-    "modalforbid modaladvisenot modalmust modalshould modalcan modaloptional"
+    "modalforbid modaladvisenot modalmust modalshould modalcan modaloptional modalto"
 )
 
 
@@ -1521,6 +1580,20 @@ _AGENT_SUFFIXES = ("er", "or")
 _PATIENT_SUFFIX = "ee"
 
 
+_TO_INFINITIVE_MODALS = (
+    {"modalto", "modalshould"},
+    {"modalto", "modalcan"},
+)
+
+
+def _preterite_of_participle(a: _Token, b: _Token) -> bool:
+    for past, participle in ((a.word, b.word), (b.word, a.word)):
+        verb = _IRREGULAR_PRETERITES.get(past)
+        if verb is not None and _IRREGULAR_PARTICIPLES.get(participle) == verb:
+            return True
+    return False
+
+
 def _roles_differ(a: str, b: str) -> bool:
     for agent, patient in ((a, b), (b, a)):
         if patient.endswith(_PATIENT_SUFFIX) and agent.endswith(_AGENT_SUFFIXES):
@@ -1738,6 +1811,7 @@ def _align(a: _Features, b: _Features) -> _Alignment:
     )
     pair(lambda x, y: x.word == y.word, level("abbreviation"))
     pair(lambda x, y: x.stem == y.stem, level("inflection"))
+    pair(_preterite_of_participle, level("inflection"))
     pair(
         lambda x, y: (
             not (x.name or y.name)
@@ -1746,6 +1820,7 @@ def _align(a: _Features, b: _Features) -> _Alignment:
         ),
         level("inflection"),
     )
+    pair(lambda x, y: {x.word, y.word} in _TO_INFINITIVE_MODALS, level("rephrased"))
     pair(_is_spelling, level("spelling"))
     pair(_is_typo, level("typo"))
     pair(_is_synonym, level("synonym"))
@@ -1784,6 +1859,11 @@ def _align(a: _Features, b: _Features) -> _Alignment:
             # The acronym stands where the words it abbreviates stood.
             matches.append((span[0], i) if flipped else (i, span[0]))
             strongest = max(strongest, level("abbreviation"))
+    # "what to do" without a modal on the other side: "what do I do"
+    for side, free_side in ((left, free_left), (right, free_right)):
+        for i, token in enumerate(side):
+            if token.word == "modalto":
+                free_side[i] = False
     for side, free_side, other in (
         (left, free_left, b.dropped),
         (right, free_right, a.dropped),
@@ -1837,7 +1917,12 @@ def _context_free(text: str) -> str:
     scene = _features(" ".join(sentences[:-1]))
     if scene.numbers or scene.negated or scene.quoted or scene.code or scene.code_spans:
         return ""
-    if any(token.name for token in scene.content) or _german_names(scene):
+    # A name the question names too adds nothing ("I'm building a Flask app. How
+    # do I set a secret key in Flask?").
+    asked = frozenset(_features(sentences[-1]).words)
+    if any(token.name and token.word not in asked for token in scene.content):
+        return ""
+    if _german_names(scene, asked):
         return ""
     return sentences[-1]
 
@@ -1856,7 +1941,7 @@ _GERMAN_DETERMINERS = _words(
 _GERMAN_ADJECTIVE = re.compile(r"[a-zäöüß]{2,}(?:e|en|er|es|em)")
 
 
-def _german_names(scene: _Features) -> bool:
+def _german_names(scene: _Features, asked: frozenset[str]) -> bool:
     # German capitalises every noun, so a capital alone marks no name; in a scene,
     # one not after an article or an inflected adjective may be a place or a
     # name ("Ich wohne in Bayern"), which could change the answer.
@@ -1865,7 +1950,7 @@ def _german_names(scene: _Features) -> bool:
     starts = _sentence_starts(scene.text)
     for index in range(1, len(scene.tokens)):
         token, before = scene.tokens[index], scene.tokens[index - 1]
-        if index in starts or not token[0].isupper():
+        if index in starts or not token[0].isupper() or token.lower() in asked:
             continue
         if before.lower() in _GERMAN_DETERMINERS or _GERMAN_ADJECTIVE.fullmatch(before):
             continue

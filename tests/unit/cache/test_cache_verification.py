@@ -704,3 +704,52 @@ def test_typed_variants_of_the_same_question_pass(cached: str, query: str) -> No
 )
 def test_what_those_variants_do_not_excuse(cached: str, query: str, check: str) -> None:
     assert verify(query, cached).failed_check == check
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # chat shorthand for a word
+        (
+            "How much paid time off do I accrue per month?",
+            "how much PTO do I accrue per mo?",
+        ),
+        (
+            "How many vacation days do I get per year?",
+            "how many vacation days do i get per yr",
+        ),
+        # an irregular past against its participle: both past
+        ("Who wrote Pride and Prejudice?", "By whom was Pride and Prejudice written?"),
+        # "what to pack" asks what one should, or can, pack
+        (
+            "What should I pack for a week of hiking?",
+            "Tell me what to pack for a week of hiking.",
+        ),
+        ("Where can I download my invoices?", "Show me where to download my invoices."),
+        # a request opener in French
+        ("Quel est le plafond du livret A ?", "Indique-moi le plafond du livret A."),
+        # a scene whose only name the question names too
+        (
+            "How do I set a secret key in Flask?",
+            "I'm building a small Flask app for my team. "
+            "How do I set a secret key in Flask?",
+        ),
+    ],
+)
+def test_shorthand_tenses_openers_and_scenes_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # a past is no present
+        ("Who writes the release notes?", "Who wrote the release notes?"),
+        # "what to" is no "must"
+        ("What must I pack for the flight?", "Tell me what to pack for the flight."),
+        # a name the question does not name
+        ("How do I install Python?", "I'm on Windows. How do I install Python?"),
+    ],
+)
+def test_what_those_do_not_excuse(cached: str, query: str) -> None:
+    assert verify(query, cached).failed_check == "alignment"
