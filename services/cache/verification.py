@@ -477,6 +477,44 @@ _DERIVATIONAL = (
     "s",
     "e",
 )
+# The generic person a question may ask about instead of "I" ("How does a user
+# reset their password?" / "How do I reset my password?"), and the words that say
+# "I" and "they" in each language (see _perspective). Not a role that may
+# change the answer ("Can a student get a discount?" is no "Can I get one?").
+_GENERIC_PERSONS = _words(
+    """
+    user users customer customers client clients person people someone somebody
+    anyone anybody one employee employees worker workers passenger passengers
+    traveler travelers traveller travellers patient patients tenant tenants
+    developer developers
+    nutzer benutzer kunde kunden mitarbeiter arbeitnehmer person personen jemand
+    fahrgast passagier reisende mieter patient
+    utilisateur utilisatrice cliente salarié salariée employé employée personne
+    quelqu'un voyageur passager locataire
+    usuario usuaria empleado empleada trabajador trabajadora persona alguien
+    pasajero viajero inquilino paciente
+    utente utenti dipendente lavoratore qualcuno passeggero viaggiatore
+    usuário usuária utilizador funcionário funcionária empregado pessoa alguém
+    passageiro viajante
+    gebruiker klant werknemer medewerker persoon iemand passagier reiziger huurder
+    """
+)
+_FIRST_PERSON = _words(
+    """
+    i me my mine myself i'm i've i'd ich mich mir mein meine meinen meinem meiner
+    je moi me mon ma mes j'ai ai-je dois-je puis-je suis-je yo mi mis conmigo io
+    mio mia miei mie eu mim meu minha meus minhas ik mij mijn
+    """
+)
+_THIRD_PERSON = _words(
+    """
+    they them their he she his her sein seine seinen seinem seiner ihr ihre ihren
+    ihrem son sa ses il elle a-t-il peut-il doit-il su sus suo sua suoi seu seus
+    zich zijn haar
+    """
+)
+# Languages whose verbs say "I" without a pronoun ("¿Puedo devolver…?").
+_PRO_DROP = frozenset({"es", "it", "pt"})
 # Past participles not made with "-ed", to their verb; not those that are
 # words of their own ("left", "found", "felt", "shot", "born").
 _IRREGULAR_PARTICIPLES = dict(
@@ -1586,6 +1624,39 @@ _TO_INFINITIVE_MODALS = (
 )
 
 
+def _perspective(
+    generic: _Features, mine: _Features, free_generic: list[bool], free_mine: list[bool]
+) -> bool:
+    """Whether ``generic`` asks about a person where ``mine`` asks about "I".
+
+    Explains (marks paired) the generic person and its third-person words, and
+    the other text's first-person words, when only those are left: "How does a
+    user reset their password?" against "How do I reset my password?". Not when
+    the generic text says "I" too ("How do I reset a user's password?").
+    """
+    left_generic = [i for i, free in enumerate(free_generic) if free]
+    persons = [i for i in left_generic if generic.content[i].word in _GENERIC_PERSONS]
+    if not persons or any(word in _FIRST_PERSON for word in generic.words):
+        return False
+    if not (
+        any(word in _FIRST_PERSON for word in mine.words) or mine.language in _PRO_DROP
+    ):
+        return False
+    left_mine = [i for i, free in enumerate(free_mine) if free]
+    if any(mine.content[i].word not in _FIRST_PERSON for i in left_mine):
+        return False
+    if any(
+        generic.content[i].word not in _GENERIC_PERSONS | _THIRD_PERSON
+        for i in left_generic
+    ):
+        return False
+    for i in left_generic:
+        free_generic[i] = False
+    for i in left_mine:
+        free_mine[i] = False
+    return True
+
+
 def _preterite_of_participle(a: _Token, b: _Token) -> bool:
     for past, participle in ((a.word, b.word), (b.word, a.word)):
         verb = _IRREGULAR_PRETERITES.get(past)
@@ -1859,6 +1930,10 @@ def _align(a: _Features, b: _Features) -> _Alignment:
             # The acronym stands where the words it abbreviates stood.
             matches.append((span[0], i) if flipped else (i, span[0]))
             strongest = max(strongest, level("abbreviation"))
+    if _perspective(a, b, free_left, free_right) or _perspective(
+        b, a, free_right, free_left
+    ):
+        strongest = max(strongest, level("rephrased"))
     # "what to do" without a modal on the other side: "what do I do"
     for side, free_side in ((left, free_left), (right, free_right)):
         for i, token in enumerate(side):

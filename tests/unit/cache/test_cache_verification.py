@@ -753,3 +753,38 @@ def test_shorthand_tenses_openers_and_scenes_pass(cached: str, query: str) -> No
 )
 def test_what_those_do_not_excuse(cached: str, query: str) -> None:
     assert verify(query, cached).failed_check == "alignment"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("How do I reset my password?", "How does a user reset their password?"),
+        (
+            "¿Puedo devolver un producto sin el ticket?",
+            "¿Puede un cliente devolver un producto sin el ticket?",
+        ),
+        (
+            "Quanti giorni di ferie mi spettano al primo anno?",
+            "Quanti giorni di ferie spettano a un dipendente al primo anno?",
+        ),
+    ],
+)
+def test_a_generic_person_for_i_is_the_same_question(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # the asker acts on another person
+        ("How do I reset a user's password?", "How does a user reset their password?"),
+        # a role that may change the answer
+        ("Can I get a discount?", "Can a student get a discount?"),
+        # a person added beside "I"
+        ("How do I explain inflation?", "How do I explain inflation to a customer?"),
+    ],
+)
+def test_a_person_beside_or_instead_of_a_role_still_differs(
+    cached: str, query: str
+) -> None:
+    assert not verify(query, cached).ok
