@@ -678,6 +678,8 @@ class _Features:
                 word in _PASSIVE_AUXILIARIES for word in words[: token.position]
             ):
                 continue
+            if token.position and words[token.position - 1] in _DETERMINERS:
+                continue  # an adjective: "is it binding without a written contract"
             asked = 0
             while asked < index and self.content[asked].word in _QUESTION_WORDS:
                 asked += 1
@@ -800,10 +802,19 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"s'il (?:vous|te) pla[iî]t|petite question|muchas gracias|a ver|"
             r"o sea|pues eso|una (?:duda|pregunta|cosa)(?: rápida)?|pregunta rápida|"
             r"por favor|per favore|una domanda|domanda veloce|tipo assim|"
-            r"tudo bem|uma (?:dúvida|pergunta)|"
+            r"tudo bem|uma (?:dúvida|pergunta)(?: rápida)?|valeu|hoi|buenas|"
+            r"una preguntita|una domandina|(?:alors )?voilà|"
+            r"j'espère que (?:vous allez|tu vas) bien|espero que est[ée]s? bien|"
+            r"spero che (?:tu stia|stiate) bene|ik hoop dat het (?:goed gaat|"
+            r"met je goed gaat)|"
             # apologies and asides that ask nothing
             r"if you (?:don'?t|do not) mind|if it'?s not too much trouble|"
-            r"i have a question|"
+            r"i have a question|(?:i guess )?my question is|i just need to know|"
+            r"i just wanted to ask|"
+            r"désolé si (?:c'est|la question est) (?:basique|bête|idiote)|"
+            r"(?:igual|quizás?) es una pregunta tonta|"
+            r"perdón si es una pregunta tonta|scusa(?:te)? se è una domanda stupida|"
+            r"sorry als dit een domme vraag is|desculpa se for uma pergunta boba|"
             r"i hope you can help|thanks for your time|pretty please|real quick|"
             r"sorry (?:for|about) the (?:noob|dumb|stupid|basic) question|"
             r"sorry if this is (?:basic|obvious)|i'?m probably being dumb(?: here)?|"
@@ -811,10 +822,12 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"perdona la molestia|perdón por la molestia|más o menos|"
             r"entschuldigen sie die frage|hallo zusammen|scusa(?:te)? il disturbo|"
             r"volevo chiedere|desculpa incomodar|queria saber|"
-            r"even een vraagje|alvast bedankt)\b[.!,:]?",
+            r"even een vraagje|alvast bedankt)\b[.!,:]?"
+            # the "but" that leads from an aside to the question
+            r"(?:\s*(?:but|ma|mas|pero|mais|aber|maar)\b)?",
             " ",
         ),
-        (r"(?:^|(?<=[.!?]))\s*well,", " "),
+        (r"(?:^|(?<=[.!?,]))\s*well,", " "),
         (r",? or not(?=\s*[?.!]|\s*$)", " "),
         (r"\bcomment (?:je fais|on fait|faire|fait-on) pour\b", " comment "),
         # formal request formulas around the question, in each language
@@ -831,9 +844,11 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (
             r"\b(?:sehr geehrte(?:r)? damen und herren|"
-            r"(?:könnten|können|würden) sie mir(?: bitte)? (?:sagen|mitteilen|"
-            r"erklären)|(?:pourriez|pouvez)-vous(?: s'il vous plaît)? "
-            r"m'(?:indiquer|expliquer|dire)|je (?:souhaiterais|voudrais|aimerais) "
+            r"(?:könnten|können|würden) sie mir(?: bitte)?(?: freundlicherweise)? "
+            r"(?:sagen|mitteilen|erklären)|(?:pourriez|pouvez)-vous"
+            r"(?: s'il vous plaît)?\s+m'(?:indiquer|expliquer|dire)|"
+            r"(?:me )?(?:podrías|podría|puedes) (?:decirme|indicarme|explicarme|"
+            r"decir)|je (?:souhaiterais|voudrais|aimerais) "
             r"savoir|(?:podría|podrías)(?: usted)? (?:indicarme|decirme|explicarme)|"
             r"(?:quisiera|me gustaría) saber|(?:potreste|potrebbe|potresti)"
             r"(?: gentilmente)? (?:dirmi|indicarmi|spiegarmi)|vorrei sapere)"
@@ -849,7 +864,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             " ",
         ),
         (
-            r"\b(?:can|could|would|will) you(?: please| kindly)?"
+            r"\b(?:can|could|would|will) you(?: please| kindly| maybe| possibly)?"
             r" (?:tell|show|explain(?: to)?|let)(?: me| us)?(?: know)?\b",
             " ",
         ),
@@ -1834,10 +1849,19 @@ def _monotone(
     for order_a, order_b in orders:
         rank_a = {index: rank for rank, index in enumerate(order_a)}
         rank_b = {index: rank for rank, index in enumerate(order_b)}
+        # A word said twice pairs in order: its first place here with its first
+        # place there, in this order ("do I pay … if I pay off …").
+        by_word: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        for i, j in matches:
+            if a.content[i].stem not in movers:
+                key = (a.content[i].word, b.content[j].word)
+                ranks = by_word.setdefault(key, ([], []))
+                ranks[0].append(rank_a[i])
+                ranks[1].append(rank_b[j])
         fixed = sorted(
-            (rank_a[i], rank_b[j])
-            for i, j in matches
-            if a.content[i].stem not in movers
+            pair
+            for left, right in by_word.values()
+            for pair in zip(sorted(left), sorted(right), strict=True)
         )
         ordered = [right for _, right in fixed]
         if all(x < y for x, y in itertools.pairwise(ordered)):

@@ -788,3 +788,52 @@ def test_a_person_beside_or_instead_of_a_role_still_differs(
     cached: str, query: str
 ) -> None:
     assert not verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # a word said twice, with the clause that holds one moved
+        (
+            "If I pay off my card in full each month, do I pay any interest?",
+            "Do I pay any interest if I pay off my card in full each month?",
+        ),
+        # "a written contract" is an adjective, not a passive to turn round
+        (
+            "Without a written contract, is a verbal agreement binding?",
+            "Is a verbal agreement binding without a written contract?",
+        ),
+        # greetings, asides and their "but" in other languages
+        (
+            "Quanto tempo dura l'effetto della tachipirina?",
+            "Ciao, scusate il disturbo, ma quanto tempo dura l'effetto della "
+            "tachipirina?",
+        ),
+        (
+            "Hoe kan ik mijn wachtwoord wijzigen?",
+            "Hoi, even een vraagje: hoe kan ik mijn wachtwoord wijzigen?",
+        ),
+        (
+            "Est-ce que vous livrez en Belgique ?",
+            "Bonjour, j'espère que vous allez bien. Est-ce que vous livrez en "
+            "Belgique ? Merci d'avance !",
+        ),
+        (
+            "Can I break my lease early if I lose my job?",
+            "Hmm, well, I guess my question is, can I break my lease early if I "
+            "lose my job?",
+        ),
+        (
+            "¿Cómo cambio el idioma de la app?",
+            "Hola, ¿me podrías decir cómo cambio el idioma de la app? Gracias",
+        ),
+    ],
+)
+def test_moved_clauses_and_asides_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
+def test_a_word_said_twice_still_keeps_its_roles() -> None:
+    cached = "If the bank pays me, do I pay the bank a fee?"
+    query = "If I pay the bank, does the bank pay me a fee?"
+    assert not verify(query, cached).ok
