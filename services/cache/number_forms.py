@@ -82,6 +82,62 @@ _FOREIGN_SCALE_AFTER_DIGITS = re.compile(
 _FOREIGN_SCALE_ALONE = re.compile(
     rf"\b({'|'.join(_FOREIGN_SCALES)})\b(?=\s+[^\W\d_])", re.I
 )
+# A scale word after digits, in any language of the sets: "150 million",
+# "1.5 Millionen", "150 miljoen".
+_SCALE_WORDS = {
+    "thousand": 1_000,
+    "million": 1_000_000,
+    "millions": 1_000_000,
+    "millionen": 1_000_000,
+    "millones": 1_000_000,
+    "milioni": 1_000_000,
+    "milhões": 1_000_000,
+    "miljoen": 1_000_000,
+    "billion": 1_000_000_000,
+    "milliarden": 1_000_000_000,
+    "milliards": 1_000_000_000,
+    "miljard": 1_000_000_000,
+}
+_SCALE_AFTER_DIGITS = re.compile(
+    r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+|,\d{1,2}(?!\d))?)\s+"
+    rf"({'|'.join(_SCALE_WORDS)})\b",
+    re.I,
+)
+# A time of day with the part of the day named in another language, or in
+# French hours ("14h05"): "6:45 de la mañana" is 6:45, "2h05 de l'après-midi"
+# 14:05.
+_DAY_PARTS = {
+    "de la mañana": "a",
+    "du matin": "a",
+    "di mattina": "a",
+    "del mattino": "a",
+    "da manhã": "a",
+    "morgens": "a",
+    "'s ochtends": "a",
+    "de la tarde": "p",
+    "de la noche": "p",
+    "de l'après-midi": "p",
+    "du soir": "p",
+    "del pomeriggio": "p",
+    "di sera": "p",
+    "della sera": "p",
+    "da tarde": "p",
+    "da noite": "p",
+    "nachmittags": "p",
+    "abends": "p",
+    "'s middags": "p",
+    "'s avonds": "p",
+}
+_FOREIGN_CLOCK = re.compile(
+    r"\b(\d{1,2})(?:[:h](\d{2})|h\b)?\s*(?:uhr\s+)?"
+    rf"({'|'.join(re.escape(part) for part in _DAY_PARTS)})(?![\w])",
+    re.I,
+)
+# "à 14h05" is a time of day; "1h30" alone is as often a duration.
+_FRENCH_HOURS = re.compile(
+    r"\b(à|vers|avant|après|dès|entre|et)\s+([01]?\d|2[0-3])h([0-5]\d)\b", re.I
+)
+_LEADING_ZERO_HOUR = re.compile(r"(?<![\d:.])0(\d):([0-5]\d)\b")
 _VULGAR_FRACTIONS = {"½": ".5", "¼": ".25", "¾": ".75"}
 _VULGAR = re.compile(r"(\d?)([½¼¾])")
 _LEADING_POINT = re.compile(r"(?<![\w.])\.(\d)")
@@ -185,6 +241,7 @@ def _canonical_prose(text: str) -> str:
     if not text.strip():
         return text
     text = _VULGAR.sub(_vulgar, text)
+    text = _SCALE_AFTER_DIGITS.sub(_scaled, text)
     text = _PERCENT_WORDS.sub("percent", text)
     text = _ENGLISH_RUN.sub(_english_run, text)
     text = _GERMAN_SCALED.sub(_german_scaled, text)
@@ -203,7 +260,10 @@ def _canonical_prose(text: str) -> str:
         lambda m: m.group(1) + re.sub(r"\D", "", m.group(2)), text
     )
     text = _THOUSANDS_SUFFIX.sub(lambda m: _plain(float(m.group(1)) * 1000), text)
+    text = _FOREIGN_CLOCK.sub(_foreign_clock, text)
+    text = _FRENCH_HOURS.sub(r"\1 \2:\3", text)
     text = _CLOCK.sub(_clock, text)
+    text = _LEADING_ZERO_HOUR.sub(r"\1:\2", text)
     text = _PERCENT_SIGN.sub(r"\1 percent", text)
     text = _CURRENCY_BEFORE.sub(
         lambda m: f"{m.group(2)} {_CURRENCY_SYMBOLS[m.group(1)]}", text
@@ -243,6 +303,22 @@ def _clock(match: re.Match[str]) -> str:
         return match.group(0)
     hour = hour % 12 + (12 if match.group(3).lower() == "p" else 0)
     return f"{hour}:{minute:02d}"
+
+
+def _scaled(match: re.Match[str]) -> str:
+    number = match.group(1)
+    # "1,500 million" groups thousands; "1,5 Millionen" is a decimal comma
+    value = float(number.replace(",", "" if len(number.split(",")[-1]) == 3 else "."))
+    return _plain(value * _SCALE_WORDS[match.group(2).lower()])
+
+
+def _foreign_clock(match: re.Match[str]) -> str:
+    hour = int(match.group(1))
+    minute = int(match.group(2) or 0)
+    if hour > 12 or minute > 59:
+        return match.group(0)
+    afternoon = _DAY_PARTS[match.group(3).lower()] == "p"
+    return f"{hour % 12 + (12 if afternoon else 0)}:{minute:02d}"
 
 
 def _german_scaled(match: re.Match[str]) -> str:

@@ -34,6 +34,15 @@ from services.cache.number_forms import canonical_numbers
         ("one kilowatt-hour", "1 kilowatt-hours"),
         (".1 + .2", "0.1 + 0.2"),
         ("a 2-year-old", "a 2 year-old"),
+        ("150 million km", "150000000 kilometers"),
+        ("1,500 million", "1500000000"),
+        ("1,5 Millionen Euro", "1500000 euros"),
+        ("150 miljoen km", "150000000 kilometers"),
+        ("a las 6:45 de la mañana", "a las 6:45"),
+        ("à 2h05 de l'après-midi", "à 14:05"),
+        ("part à 14h05", "part à 14:05"),
+        ("um 10 Uhr abends", "um 22:00"),
+        ("at 06:45", "at 6:45"),
     ],
 )
 def test_each_spelling_becomes_one_form(text: str, canonical: str) -> None:
