@@ -51,6 +51,7 @@ READ_SETS = (
     "cache_blind_2026-12i.jsonl",
     "cache_blind_2026-12k.jsonl",
     "cache_blind_2026-12l.jsonl",
+    "cache_blind_2026-12m.jsonl",
 )
 
 
