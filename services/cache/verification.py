@@ -144,6 +144,16 @@ _FENCED = re.compile(r"```(.*?)```", re.S)
 _INLINE_CODE = re.compile(r"`([^`]+)`")
 _LINE_CONTINUATION = re.compile(r"\\\n")
 _FENCE_TAG = re.compile(r"\A[\w+#-]*\n")
+_SHELL_COMMANDS = _words(
+    "rm cp mv ls cd chmod chown mkdir rmdir find tar cat grep sed awk ln touch "
+    "scp rsync curl wget sudo git docker kubectl ssh kill echo export"
+)
+# Where one shell command ends and the next begins, the separator kept.
+_SHELL_SEPARATOR = re.compile(r"(;|&&|\|\||\||\bthen\b|\bdo\b|\belse\b)")
+_PYTHON_BLOCK_KEYWORDS = _words(
+    "if elif else for while def class with try except finally async match case lambda"
+)
+_SPAN_OR_WORD = re.compile(r"`([^`]+)`|([^\W\d_]+(?:['-][^\W\d_]+)*|[/:])")
 # A string literal, a word, or one other character: code's tokens, whatever its
 # layout.
 _CODE_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\w+|\S')
@@ -335,6 +345,28 @@ _FILLER_BY_LANGUAGE = {
 # Pronouns English has as words of its own: German "man" (one) and "sich";
 # the impersonal Italian "si" (Italian's "if" is "se"). Not "mich" or "uns":
 # an object ("darf mein Arbeitgeber mich kündigen").
+# The prepositions and possessives English has as filler ("of in on at to for
+# from by with", "my your"), in each language: a phrase keeps its preposition
+# as its marker (see _marker), so a role that changes is still seen.
+_FUNCTION_WORDS = {
+    "fr": "à au aux de du des en dans sur pour avec par chez mon ma mes ton ta "
+    "tes son sa ses notre nos votre vos leur leurs",
+    # not "a"/"al": Spanish marks a person as the object with it
+    "es": "de del en con por para sobre mi mis tu tus su sus nuestro nuestra "
+    "nuestros nuestras",
+    "it": "a al allo alla ai agli alle di del dello della dei degli delle da dal "
+    "dalla in nel nello nella nei con per su sul sulla mio mia miei mie tuo tua "
+    "suo sua nostro nostra",
+    "pt": "a ao aos à às de do da dos das em no na nos nas com por pelo pela "
+    "para meu minha meus minhas teu tua seu sua nosso nossa",
+    # not the particles of separable verbs ("schalte … an/aus", "zet … aan/uit")
+    "de": "in im ins am von vom zum zur für bei beim unser unsere unseren unserem",
+    "nl": "in van voor met naar de het een mijn je jouw zijn haar ons onze hun",
+}
+_FILLER_BY_LANGUAGE |= {
+    language: _FILLER_BY_LANGUAGE.get(language, _ALL_FILLER) | _words(words)
+    for language, words in _FUNCTION_WORDS.items()
+}
 _FILLER_BY_LANGUAGE["es"] |= _words("se me te nos")
 _FILLER_BY_LANGUAGE["de"] |= _words("man sich")
 _FILLER_BY_LANGUAGE["it"] |= _words("si")
@@ -545,7 +577,13 @@ _IRREGULAR_PRETERITES = dict(
     """
     )
 )
-_PIVOTS = _words("than to into para nach alla al vs versus")
+_PIVOTS = _words("than to into para nach alla al vs versus naar vers hacia verso")
+_COMPARATIVES = _words(
+    "más menos mejor peor mayor menor plus moins meilleur meilleure mieux pire "
+    "più meno migliore peggiore meglio mais melhor pior maior menor besser "
+    "schlechter mehr weniger lieber beter slechter meer minder liever"
+)
+_FOREIGN_THAN = _words("que als dan di che do")
 _PAST_AUXILIARIES = _words("did was were had")
 _NUMBER_TO = _words("to into onto alla al a à auf nach zu para than vs versus / :")
 _NUMBER_FROM = _words("from")
@@ -559,12 +597,16 @@ _QUESTION_WORDS = _words(
 _DOUBLED = re.compile(r"([^\Waeiouylsfzd])\1$")
 _NEGATING_PREFIXES = ("un", "non", "dis", "in", "im", "il", "ir", "de", "anti")
 _ROLE_SYNONYMS = {"into": "to", "onto": "to", "toward": "to", "towards": "to"}
-_DETERMINERS = _words("the a an my your his her its our their this that these those")
+_DETERMINERS = _words(
+    "the a an my your his her its our their this that these those "
+    "le la les l un une el los las uno una il lo gli o os um uma "
+    "der die das den dem des ein eine einen einem einer de het een"
+)
 _PREPOSITIONS = _words(
     "in on at for from by with about to into onto of over under before after "
     "during within through via per than between across near inside outside "
     "en dans sur pour avec de im in auf für mit von bei nach por para con dentro "
-    "su per da"
+    "su per da van naar uit voor met"
 )
 
 
@@ -655,6 +697,18 @@ class _Features:
             _digest(mark for mark in self.code if not mark.isalnum()),
             "1" if self.negated else "0",
         )
+
+    @functools.cached_property
+    def code_flows(self) -> frozenset[tuple[str, str]]:
+        """Inline code spans joined by "than", "to" or "from", as (first, second).
+
+        "is `===` stricter than `==`" gives ("===", "==").
+        """
+        items = [
+            (_code_tokens(span), "") if span else ("", word.lower())
+            for span, word in _SPAN_OR_WORD.findall(self.text)
+        ]
+        return _number_flows(items)
 
     @functools.cached_property
     def code_text(self) -> str:
@@ -1080,7 +1134,7 @@ def _is_synonym(a: _Token, b: _Token) -> bool:
     return group is not None and group == groups.get(b.stem)
 
 
-def _language(text: str, words: list[str]) -> str:
+def _language(text: str, words: list[str], hint: str = "") -> str:
     for char in text:
         if char.isalpha() and ord(char) > 0x24F:
             name = unicodedata.name(char, "")
@@ -1094,7 +1148,7 @@ def _language(text: str, words: list[str]) -> str:
     best = max(scores, key=lambda language: scores[language])
     ranked = sorted(scores.values(), reverse=True)
     if ranked[0] == 0 or ranked[0] == ranked[1]:
-        return "und"
+        return hint or "und"
     return best
 
 
@@ -1153,12 +1207,14 @@ def _code_tokens(code: str) -> str:
     # since there the indentation says which lines it holds; a block of one line
     # is the line after the colon ("for x in y: f(x)").
     tokens: list[str] = []
-    blocks: list[list[int]] = []  # per open block: its depth, marker index, lines
-    opened = False
+    # per open block: its depth, marker index, lines, whether a Python statement
+    # opened it
+    blocks: list[list[int]] = []
+    opened = statement = False
 
     def close() -> None:
-        _, marker, lines = blocks.pop()
-        if lines == 1:
+        _, marker, lines, by_statement = blocks.pop()
+        if lines == 1 and by_statement:
             del tokens[marker]
         else:
             tokens.append("</block>")
@@ -1170,12 +1226,24 @@ def _code_tokens(code: str) -> str:
         while blocks and depth < blocks[-1][0]:
             close()
         if opened and depth > (blocks[-1][0] if blocks else 0):
-            blocks.append([depth, len(tokens), 0])
+            blocks.append([depth, len(tokens), 0, statement])
             tokens.append("<block>")
         if blocks:
             blocks[-1][2] += 1
-        tokens.extend(_CODE_TOKEN.findall(line))
+        for segment in _SHELL_SEPARATOR.split(line):
+            arguments = segment.split()
+            if arguments and arguments[0] in _SHELL_COMMANDS:
+                # a shell command's arguments are split by spaces: "./build/*"
+                # is one argument, "./build /*" two
+                for argument in arguments:
+                    tokens.extend([*_CODE_TOKEN.findall(argument), "<arg>"])
+            else:
+                tokens.extend(_CODE_TOKEN.findall(segment))
+        words = line.split()
         opened = line.rstrip().endswith(":")
+        # a YAML key's one nested line is still nested; a Python statement's
+        # one line may stand after its colon instead
+        statement = words[0].rstrip(":") in _PYTHON_BLOCK_KEYWORDS
     while blocks:
         close()
     return " ".join(
@@ -1346,7 +1414,12 @@ def _content(
 
 
 @functools.lru_cache(maxsize=4096)
-def _features(text: str) -> _Features:
+def _features(text: str, language_hint: str = "") -> _Features:
+    """What the checks read of ``text``.
+
+    In ``language_hint``'s language when the text's own words do not tell:
+    "coment instaler python sur windows" read against a French question.
+    """
     normal, wrapped = _rephrase(_normalise(text))
     # Quotes and layout inside code are the code check's; its words are read
     # as words, never as names ("SELECT" is "select").
@@ -1363,7 +1436,7 @@ def _features(text: str) -> _Features:
     code, code_spans, plain = _code(normal)
     items = _number_items(prose)
     return _Features(
-        language=_language(normal, words),
+        language=_language(normal, words, language_hint),
         numbers=_numbers(normal, words),
         quoted=quoted,
         code=code,
@@ -1512,10 +1585,14 @@ def _movers(a: _Features, b: _Features) -> frozenset[str]:
 def _before_pivot(features: _Features, token: _Token) -> bool | None:
     """Whether ``token`` stands before the text's first pivot; None without one.
 
-    A pivot is a word of comparison or direction: "than", "to", "para", "nach".
+    A pivot is a word of comparison or direction: "than", "to", "para", "nach";
+    or the "than" of another language after a comparative ("mejor por la mañana
+    que por la noche").
     """
+    compared = False
     for index, word in enumerate(features.words):
-        if word in _PIVOTS:
+        compared = compared or word in _COMPARATIVES
+        if word in _PIVOTS or (compared and word in _FOREIGN_THAN):
             return token.position < index
     return None
 
@@ -1637,6 +1714,19 @@ _TO_INFINITIVE_MODALS = (
     {"modalto", "modalshould"},
     {"modalto", "modalcan"},
 )
+
+
+def _dropped_differ(left: Sequence[_Token], right: Sequence[_Token]) -> bool:
+    # Words dropped as misspelt filler on both sides must be the same words,
+    # or typos of each other: "vero" and "falso", each a letter from English
+    # filler, still differ.
+    for mine, other in ((left, right), (right, left)):
+        for token in mine:
+            if other and not any(
+                token.word == o.word or _is_typo(token, o) for o in other
+            ):
+                return True
+    return False
 
 
 def _perspective(
@@ -1958,6 +2048,8 @@ def _align(a: _Features, b: _Features) -> _Alignment:
         b, a, free_right, free_left
     ):
         strongest = max(strongest, level("rephrased"))
+    if _dropped_differ(a.dropped, b.dropped):
+        return _Alignment(failed_check="alignment", paired=len(matches))
     # "what to do" without a modal on the other side: "what do I do"
     for side, free_side in ((left, free_left), (right, free_right)):
         for i, token in enumerate(side):
@@ -2073,8 +2165,8 @@ def unexplained(query: str, cached: str) -> tuple[tuple[str, ...], tuple[str, ..
     learned judge of the differing words could add (bench/cache_quality.py
     ``--probe``); :func:`verify` decides from the same alignment.
     """
-    alignment = _align(_features(query), _features(cached))
-    left, right = alignment.unexplained
+    a, b = _read_together(_features(query), query, _features(cached), cached)
+    left, right = _align(a, b).unexplained
     return (
         tuple(token.word for token in left),
         tuple(token.word for token in right),
@@ -2121,6 +2213,19 @@ def _fingerprint_veto(query: _Features, cached_fingerprint: str) -> str:
     return "negation" if cached[5] != mine[5] else ""
 
 
+def _read_together(
+    a: _Features, query: str, b: _Features, cached: str
+) -> tuple[_Features, _Features]:
+    # A text whose own words name no language is read in the other's, when that
+    # is not English (English filler is every text's): "coment instaler python
+    # sur windows" against "Comment installer Python sur Windows ?".
+    if a.language == "und" and b.language not in ("und", "en"):
+        return _features(query, b.language), b
+    if b.language == "und" and a.language not in ("und", "en"):
+        return a, _features(cached, a.language)
+    return a, b
+
+
 def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
     """Check that ``query`` asks what ``cached`` asked, beyond sounding alike.
 
@@ -2134,7 +2239,7 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
     a = _features(query)
     if cached_fingerprint and (veto := _fingerprint_veto(a, cached_fingerprint)):
         return Verdict(failed_check=veto)
-    b = _features(cached)
+    a, b = _read_together(a, query, _features(cached), cached)
     failures: tuple[tuple[str, Callable[[], bool]], ...] = (
         ("language", lambda: _languages_differ(a, b)),
         (
@@ -2144,7 +2249,14 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
             ),
         ),
         ("quoted", lambda: a.quoted != b.quoted),
-        ("code", lambda: _marks_differ(a, b) or _spans_differ(a, b)),
+        (
+            "code",
+            lambda: (
+                _marks_differ(a, b)
+                or _spans_differ(a, b)
+                or a.code_flows != b.code_flows
+            ),
+        ),
         ("negation", lambda: a.negated != b.negated),
         ("tense", lambda: {a.tense, b.tense} == {"past", "future"}),
         ("order", lambda: _order_differs(a, b)),

@@ -837,3 +837,80 @@ def test_a_word_said_twice_still_keeps_its_roles() -> None:
     cached = "If the bank pays me, do I pay the bank a fee?"
     query = "If I pay the bank, does the bank pay me a fee?"
     assert not verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "check"),
+    [
+        # Dutch "van … naar …" turned round
+        (
+            "Hoe kopieer ik met docker cp een bestand van de container naar de host?",
+            "Hoe kopieer ik met docker cp een bestand van de host naar de container?",
+            "order",
+        ),
+        # two foreign words, each a letter from English filler, still differ
+        (
+            "In Python, `a or b` restituisce `a` se `a` è vero?",
+            "In Python, `a or b` restituisce `a` se `a` è falso?",
+            "alignment",
+        ),
+        # code spans that swap ends of "than"
+        (
+            "Is `===` stricter than `==` in JavaScript?",
+            "Is `==` stricter than `===` in JavaScript?",
+            "code",
+        ),
+        # a shell argument split in two
+        (
+            "What exactly does `rm -rf ./build/*` delete?",
+            "What exactly does `rm -rf ./build /*` delete?",
+            "code",
+        ),
+        # a YAML key's one nested line moved out of it
+        (
+            "Is this valid?\n```yaml\nenvironment:\n  PASSWORD: secret\n```",
+            "Is this valid?\n```yaml\nenvironment:\nPASSWORD: secret\n```",
+            "code",
+        ),
+        # with its function words as filler, a phrase that crosses "que" after a
+        # comparative still changes the comparison
+        (
+            "¿Por qué es mejor estudiar por la mañana que por la noche?",
+            "¿Por qué es mejor estudiar por la noche que por la mañana?",
+            "order",
+        ),
+        # a separable verb's particle is no filler
+        (
+            "Hoe schakel ik tweestapsverificatie in?",
+            "Hoe schakel ik tweestapsverificatie uit?",
+            "alignment",
+        ),
+    ],
+)
+def test_changes_in_other_languages_and_in_code_reject(
+    cached: str, query: str, check: str
+) -> None:
+    assert verify(query, cached).failed_check == check
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # a preposition's phrase moved, in German
+        (
+            "Kann ich im ICE mit dem Deutschlandticket fahren?",
+            "Kann ich mit dem Deutschlandticket im ICE fahren?",
+        ),
+        # a text of no clear language read in the other's
+        ("Comment installer Python sur Windows ?", "coment instaler python sur windos"),
+        # one Python statement's line after its colon or below it
+        (
+            "Why does this fail?\n```python\nfor x in y: f(x)\n```",
+            "Why does this fail?\n```python\nfor x in y:\n    f(x)\n```",
+        ),
+    ],
+)
+def test_the_same_question_in_other_languages_and_layouts_passes(
+    cached: str, query: str
+) -> None:
+    assert verify(query, cached).ok
