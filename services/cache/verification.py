@@ -89,6 +89,7 @@ CHECKS = (
     "code",
     "negation",
     "tense",
+    "intent",
     "order",
     "alignment",
 )
@@ -175,6 +176,8 @@ _IDENTIFIERS = (
     re.compile(r"\b\w+\(\)"),  # calls: len()
     re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*"),  # flags: --force, -rf
     re.compile(r"==|!=|<=|>=|=>|->|&&|\|\||\+=|-=|::|\*\*|<<|>>"),
+    # a null operator named on its own: "der Operator ?? in JavaScript"
+    re.compile(r"(?:(?<=\s)|^)(?:\?\?=?|\?\.|\?:)(?=\s|$)"),
 )
 # Characters that change what code or a formula means: "$@" is not "$#".
 _SYMBOLS = "$@#%&*+=<>/\\|^~{}[]"
@@ -595,6 +598,14 @@ _QUESTION_WORDS = _words(
 # A consonant doubled before "-ed" or "-ing" ("shipp", "plann"), not one that
 # doubles in the verb itself ("call", "pass", "buzz", "stuff", "add").
 _DOUBLED = re.compile(r"([^\Waeiouylsfzd])\1$")
+_OPPOSED_PREFIXES = (
+    ("on", "off"),
+    ("in", "out"),
+    ("up", "down"),
+    ("over", "under"),
+    ("pre", "post"),
+    ("im", "ex"),
+)
 _NEGATING_PREFIXES = ("un", "non", "dis", "in", "im", "il", "ir", "de", "anti")
 _ROLE_SYNONYMS = {"into": "to", "onto": "to", "toward": "to", "towards": "to"}
 _DETERMINERS = _words(
@@ -1696,7 +1707,13 @@ def _edit_distance(a: str, b: str) -> int:
 
 
 def _opposed(a: str, b: str) -> bool:
-    # "valid" against "invalid", "install" against "uninstall".
+    # "valid" against "invalid", "install" against "uninstall"; "onboard"
+    # against "offboard", "upgrade" against "downgrade".
+    for first, second in _OPPOSED_PREFIXES:
+        for x, y in ((a, b), (b, a)):
+            rest = x.removeprefix(first)
+            if rest != x and len(rest) >= 3 and y == second + rest:
+                return True
     for prefix in _NEGATING_PREFIXES:
         if a.startswith(prefix) and a[len(prefix) :].startswith(b[:4]):
             return True
@@ -2213,6 +2230,18 @@ def _fingerprint_veto(query: _Features, cached_fingerprint: str) -> str:
     return "negation" if cached[5] != mine[5] else ""
 
 
+# "How do I cancel my subscription?" asks how; "Cancel my subscription." asks
+# the assistant to do it, on the asker's own things.
+_HOW_I = re.compile(r"^\W*how (?:do|can|could|should) i ([a-z]+)\b", re.I)
+_COMMAND_ON_MINE = re.compile(r"^\W*([a-z]+) (?:my|our)\b[^?]*[.!]?\s*$", re.I)
+
+
+def _asks_to_act(how: str, command: str) -> bool:
+    asked = _HOW_I.match(how)
+    ordered = _COMMAND_ON_MINE.match(command)
+    return bool(asked and ordered and asked[1].lower() == ordered[1].lower())
+
+
 def _read_together(
     a: _Features, query: str, b: _Features, cached: str
 ) -> tuple[_Features, _Features]:
@@ -2259,6 +2288,7 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
         ),
         ("negation", lambda: a.negated != b.negated),
         ("tense", lambda: {a.tense, b.tense} == {"past", "future"}),
+        ("intent", lambda: _asks_to_act(query, cached) or _asks_to_act(cached, query)),
         ("order", lambda: _order_differs(a, b)),
     )
     for check, failed in failures:

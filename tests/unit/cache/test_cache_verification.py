@@ -914,3 +914,35 @@ def test_the_same_question_in_other_languages_and_layouts_passes(
     cached: str, query: str
 ) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "check"),
+    [
+        # asking how, against asking the assistant to act on one's own things
+        ("How do I cancel my subscription?", "Cancel my subscription.", "intent"),
+        ("How can I delete my account?", "delete my account", "intent"),
+        # prefixes that turn an action round
+        (
+            "How do I onboard a contractor in Deel?",
+            "How do I offboard a contractor in Deel?",
+            "alignment",
+        ),
+        # a null operator named on its own
+        (
+            "Was macht der Operator ?? in JavaScript?",
+            "Was macht der Operator ?. in JavaScript?",
+            "code",
+        ),
+    ],
+)
+def test_intent_prefixes_and_operators_reject(
+    cached: str, query: str, check: str
+) -> None:
+    assert verify(query, cached).failed_check == check
+
+
+def test_a_command_to_write_is_still_how_to_write() -> None:
+    cached = "How would I write a SQL query to find duplicate emails in a table?"
+    query = "Write a SQL query that finds duplicate emails in a table."
+    assert verify(query, cached).failed_check != "intent"
