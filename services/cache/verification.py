@@ -940,16 +940,16 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\b(?:i need|i'd like|i would like|i want) help with\b", " "),
         # "how can I", "how do I", "what's the best way to": the same question
-        (
-            r"\bhow (?:do|can|could|would|should|might) (?:i|we|you|one)\b",
-            " how ",
-        ),
+        (r"\bhow (?:do|does|can|could|would|should|might)\b", " how "),
         (r"\bhow (?:i|we|you|one) (?:can|could|should|might)\b", " how "),
-        (r"\bwie (?:kann|könnte) (?:ich|man)\b", " wie "),
-        (r"\bcomment (?:puis-je|peut-on|pourrais-je)\b", " comment "),
-        (r"\bcómo (?:puedo|podría|se puede)\b", " cómo "),
-        (r"\bcome (?:posso|potrei|si può)\b", " come "),
-        (r"\bcomo (?:posso|poderia|se pode)\b", " como "),
+        (r"\bwie (?:kann|könnte|können|könnten) (?:ich|man|wir)\b", " wie "),
+        (
+            r"\bcomment (?:puis-je|peut-on|pourrais-je|pouvons-nous)\b",
+            " comment ",
+        ),
+        (r"\bc[óo]mo (?:puedo|podría|podemos|se puede)\b", " cómo "),
+        (r"\bcome (?:posso|potrei|possiamo|si può)\b", " come "),
+        (r"\bcomo (?:posso|poderia|podemos|se pode)\b", " como "),
         # a request to the assistant in the form of a question is the request
         (
             r"\b(?:can|could|would|will) you(?: please| kindly)? (?=(?:suggest|"

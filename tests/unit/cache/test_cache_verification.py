@@ -946,3 +946,18 @@ def test_a_command_to_write_is_still_how_to_write() -> None:
     cached = "How would I write a SQL query to find duplicate emails in a table?"
     query = "Write a SQL query that finds duplicate emails in a table."
     assert verify(query, cached).failed_check != "intent"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("How should wool sweaters be washed?", "How should I wash wool sweaters?"),
+        ("¿Cómo puedo cambiar mi contraseña?", "¿Como puedo cambiar mi contrasena?"),
+        (
+            "Wie kann ich meine Website barrierefrei gestalten?",
+            "Wie können wir unsere Website barrierefrei gestalten?",
+        ),
+    ],
+)
+def test_how_with_any_modal_and_subject_asks_how(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
