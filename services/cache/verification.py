@@ -78,6 +78,8 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import snowballstemmer
+
 from services.cache import number_forms
 from services.cache.number_forms import canonical_numbers
 
@@ -1779,6 +1781,24 @@ def _perspective(
     return True
 
 
+_SNOWBALL_LANGUAGES = {
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "pt": "portuguese",
+    "nl": "dutch",
+}
+
+
+@functools.cache
+def _snowball(language: str) -> Callable[[str], str]:
+    # Snowball's stemmers for the other languages: "configura" and
+    # "configurano", "Erkältung" and "Erkältungen" share a stem.
+    stemmer = snowballstemmer.stemmer(_SNOWBALL_LANGUAGES[language])
+    return functools.lru_cache(maxsize=65536)(stemmer.stemWord)
+
+
 def _preterite_of_participle(a: _Token, b: _Token) -> bool:
     for past, participle in ((a.word, b.word), (b.word, a.word)):
         verb = _IRREGULAR_PRETERITES.get(past)
@@ -2014,6 +2034,16 @@ def _align(a: _Features, b: _Features) -> _Alignment:
     pair(lambda x, y: x.word == y.word, level("abbreviation"))
     pair(lambda x, y: x.stem == y.stem, level("inflection"))
     pair(_preterite_of_participle, level("inflection"))
+    if a.language == b.language and a.language in _SNOWBALL_LANGUAGES:
+        stem = _snowball(a.language)
+        pair(
+            lambda x, y: (
+                not (x.name or y.name)
+                and stem(x.word) == stem(y.word)
+                and not _opposed(x.word, y.word)
+            ),
+            level("inflection"),
+        )
     pair(
         lambda x, y: (
             not (x.name or y.name)

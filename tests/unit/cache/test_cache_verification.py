@@ -961,3 +961,24 @@ def test_a_command_to_write_is_still_how_to_write() -> None:
 )
 def test_how_with_any_modal_and_subject_asks_how(cached: str, query: str) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "Welche Impfung brauche ich für Thailand?",
+            "Welche Impfungen brauche ich für Thailand?",
+        ),
+        (
+            "¿Cómo se calculan los intereses de un préstamo?",
+            "¿Cómo se calcula el interés de un préstamo?",
+        ),
+        (
+            "¿Cómo vinculo mi cuenta con Google?",
+            "Explícame cómo vincular mi cuenta con Google.",
+        ),
+    ],
+)
+def test_inflections_in_other_languages_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
