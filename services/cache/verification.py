@@ -566,6 +566,7 @@ _IRREGULAR_PARTICIPLES = dict(
     drawn:draw grown:grow thrown:throw withdrawn:withdraw met:meet led:lead
     fed:feed lent:lend understood:understand begun:begin driven:drive
     ridden:ride worn:wear torn:tear sought:seek struck:strike
+    run:run set:set put:put cut:cut
     """
     )
 )
@@ -583,6 +584,7 @@ _IRREGULAR_PRETERITES = dict(
     )
 )
 _PIVOTS = _words("than to into para nach alla al vs versus naar vers hacia verso")
+_NOT_ADVERBS = _words("only early daily weekly monthly yearly hourly family supply")
 _COMPARATIVES = _words(
     "más menos mejor peor mayor menor plus moins meilleur meilleure mieux pire "
     "più meno migliore peggiore meglio mais melhor pior maior menor besser "
@@ -751,7 +753,7 @@ class _Features:
             while asked < index and self.content[asked].word in _QUESTION_WORDS:
                 asked += 1
             if asked == index:
-                return None  # no subject before the participle: not a passive
+                continue  # no subject before it: an adjective ("are unused")
             after = indices[index + 1 :]
             markers = [self.content[k].marker for k in after]
             agent_at = next((i for i, m in enumerate(markers) if m == "by"), None)
@@ -1582,7 +1584,11 @@ def _movers(a: _Features, b: _Features) -> frozenset[str]:
     first_b: dict[str, _Token] = {}
     for token in b.content:
         first_b.setdefault(token.stem, token)
-    movers = {stem for stem in first_a if stem in _MODAL_TOKENS}
+    movers = {
+        stem
+        for stem, token in first_a.items()
+        if stem in _MODAL_TOKENS or _is_adverb(token.word)
+    }
     for stem, token in first_a.items():
         other = first_b.get(stem)
         if other is None or not token.marker or token.marker != other.marker:
@@ -1593,6 +1599,17 @@ def _movers(a: _Features, b: _Features) -> frozenset[str]:
         if _before_pivot(a, token) == _before_pivot(b, other):
             movers.add(stem)
     return frozenset(movers)
+
+
+def _is_adverb(word: str) -> bool:
+    # "usually", "legally": an adjective's adverb, free to stand anywhere; not
+    # "only", "daily" or "apply".
+    return (
+        len(word) >= 6
+        and word.endswith("ly")
+        and word not in _NOT_ADVERBS
+        and word[:-2] in _vocabulary()
+    )
 
 
 def _before_pivot(features: _Features, token: _Token) -> bool | None:

@@ -982,3 +982,34 @@ def test_how_with_any_modal_and_subject_asks_how(cached: str, query: str) -> Non
 )
 def test_inflections_in_other_languages_pass(cached: str, query: str) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # an adjective in -ed before the participle is no participle
+        (
+            "Does the airline refund unused tickets?",
+            "Are unused tickets refunded by the airline?",
+        ),
+        # participles spelt as their verb
+        (
+            "When does the system run the nightly backup job?",
+            "When is the nightly backup job run by the system?",
+        ),
+        ("Who sets the exam schedule?", "By whom is the exam schedule set?"),
+        # an adverb may stand anywhere
+        (
+            "Does insurance usually cover physical therapy?",
+            "Is physical therapy usually covered by insurance?",
+        ),
+    ],
+)
+def test_more_passives_read_as_their_active(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
+def test_a_passive_still_keeps_who_acts() -> None:
+    cached = "Does the tenant pay the landlord for unused days?"
+    query = "Is the tenant paid by the landlord for unused days?"
+    assert not verify(query, cached).ok
