@@ -698,6 +698,7 @@ class _Features:
     tokens: tuple[str, ...]
     text: str  # what the words were cut from
     wrapped: bool = False
+    opened: bool = False  # opened with a request: "Erkläre, wie …"
 
     # Cached on the instance at first read: later reads are plain attributes.
     @functools.cached_property
@@ -1024,6 +1025,12 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 # The first patterns of _PHRASES are politeness wrappers: a text they
 # rewrote was accepted as "rephrased", not "normalized".
 _WRAPPERS = 10
+# The pattern of a request that opens a sentence ("Describe …", "Erkläre …").
+_OPENERS = next(
+    index
+    for index, (pattern, _) in enumerate(_PHRASES)
+    if "walk me through" in pattern.pattern
+)
 # Verb phrases of one meaning, rewritten to one word before the synonyms below.
 _PHRASAL: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.I), replacement)
@@ -1093,14 +1100,16 @@ _MODAL_TOKENS = _words(
 )
 
 
-def _rephrase(text: str) -> tuple[str, bool]:
-    wrapped = False
+def _rephrase(text: str) -> tuple[str, bool, bool]:
+    """The text without wrappers; whether it had any; whether a request opened it."""
+    wrapped = opened = False
     for index, (pattern, replacement) in enumerate(_PHRASES):
         text, count = pattern.subn(replacement, text)
         wrapped = wrapped or (count > 0 and index < _WRAPPERS)
+        opened = opened or (count > 0 and index == _OPENERS)
     for pattern, replacement in _PHRASAL:
         text = pattern.sub(replacement, text)
-    return text, wrapped
+    return text, wrapped, opened
 
 
 @functools.cache
@@ -1435,7 +1444,7 @@ def _features(text: str, language_hint: str = "") -> _Features:
     In ``language_hint``'s language when the text's own words do not tell:
     "coment instaler python sur windows" read against a French question.
     """
-    normal, wrapped = _rephrase(_normalise(text))
+    normal, wrapped, opened = _rephrase(_normalise(text))
     # Quotes and layout inside code are the code check's; its words are read
     # as words, never as names ("SELECT" is "select").
     prose = _INLINE_CODE.sub(" ", _FENCED.sub(" ", normal))
@@ -1465,6 +1474,7 @@ def _features(text: str, language_hint: str = "") -> _Features:
         tokens=tuple(tokens),
         text=lowered,
         wrapped=wrapped,
+        opened=opened,
     )
 
 
@@ -1694,7 +1704,26 @@ def _word_orders(a: _Features, b: _Features) -> list[tuple[list[int], list[int]]
         (order_a, order_b),
         *((moved, order_b) for moved in _clauses_moved(a, order_a)),
         *((order_a, moved) for moved in _clauses_moved(b, order_b)),
+        *((moved, order_b) for moved in _verb_last(a, b, order_a)),
+        *((order_a, moved) for moved in _verb_last(b, a, order_b)),
     ]
+
+
+def _verb_last(
+    question: _Features, request: _Features, order: list[int]
+) -> list[list[int]]:
+    # German and Dutch put the verb second in a question and last in a clause:
+    # "Wie funktioniert Merge Sort?" is "Erkläre, wie Merge Sort funktioniert."
+    # The verb is the first or second content word of the question; only
+    # against a request whose opener was rewritten away, the clause it left.
+    if (
+        question.language not in ("de", "nl")
+        or question.opened
+        or not request.opened
+        or len(order) < 3
+    ):
+        return []
+    return [[*order[:i], *order[i + 1 :], order[i]] for i in (0, 1)]
 
 
 def _clauses_moved(features: _Features, order: list[int]) -> list[list[int]]:

@@ -1013,3 +1013,26 @@ def test_a_passive_still_keeps_who_acts() -> None:
     cached = "Does the tenant pay the landlord for unused days?"
     query = "Is the tenant paid by the landlord for unused days?"
     assert not verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
+        ("Wie funktioniert Merge Sort?", "Erkläre, wie Merge Sort funktioniert.", True),
+        (
+            "Hoe bereken ik de oppervlakte van een cirkel?",
+            "Leg uit hoe ik de oppervlakte van een cirkel bereken.",
+            True,
+        ),
+        # two direct questions: no verb moved, a conversion turned round
+        (
+            "Wie viel sind 500 Schweizer Franken in Euro?",
+            "Wie viel sind 500 Euro in Schweizer Franken?",
+            False,
+        ),
+    ],
+)
+def test_a_german_or_dutch_verb_goes_last_in_a_requested_clause(
+    cached: str, query: str, ok: bool
+) -> None:
+    assert verify(query, cached).ok is ok
