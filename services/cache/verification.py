@@ -1717,7 +1717,7 @@ def _verb_last(
     # The verb is the first or second content word of the question; only
     # against a request whose opener was rewritten away, the clause it left.
     if (
-        question.language not in ("de", "nl")
+        question.language not in ("de", "nl", "und")
         or question.opened
         or not request.opened
         or len(order) < 3
