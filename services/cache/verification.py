@@ -1206,6 +1206,7 @@ def _code(text: str) -> tuple[frozenset[str], frozenset[str], str]:
     Whitespace inside code is layout ("x=[i*2]" is "x = [ i * 2 ]"), and so is
     its markup: a fence and its language tag, or backticks, around the same code.
     """
+    text = _LINE_CONTINUATION.sub(" ", text)  # a line continued is one line
     fenced = [_FENCE_TAG.sub("", span) for span in _FENCED.findall(text)]
     remainder = _FENCED.sub(" ", text)
     inline = _INLINE_CODE.findall(remainder)
@@ -1255,14 +1256,7 @@ def _code_tokens(code: str) -> str:
         if blocks:
             blocks[-1][2] += 1
         for segment in _SHELL_SEPARATOR.split(line):
-            arguments = segment.split()
-            if arguments and arguments[0] in _SHELL_COMMANDS:
-                # a shell command's arguments are split by spaces: "./build/*"
-                # is one argument, "./build /*" two
-                for argument in arguments:
-                    tokens.extend([*_CODE_TOKEN.findall(argument), "<arg>"])
-            else:
-                tokens.extend(_CODE_TOKEN.findall(segment))
+            tokens.extend(_segment_tokens(segment))
         words = line.split()
         opened = line.rstrip().endswith(":")
         # a YAML key's one nested line is still nested; a Python statement's
@@ -1275,6 +1269,22 @@ def _code_tokens(code: str) -> str:
         for token in tokens
         if token != ";"
     )
+
+
+def _segment_tokens(segment: str) -> list[str]:
+    # A shell command's arguments are split by spaces: "./build/*" is one
+    # argument, "./build /*" two. The command may follow prose ("Was macht
+    # dieser Befehl: kubectl get pods -n prod?"), whose "?" ends no argument.
+    words = segment.split()
+    start = next((i for i, w in enumerate(words) if w in _SHELL_COMMANDS), None)
+    if start is None:
+        return _CODE_TOKEN.findall(segment)
+    tokens = _CODE_TOKEN.findall(" ".join(words[:start]))
+    arguments = words[start:]
+    arguments[-1] = arguments[-1].rstrip("?!") or arguments[-1]
+    for argument in arguments:
+        tokens.extend([*_CODE_TOKEN.findall(argument), "<arg>"])
+    return tokens
 
 
 def _marks_differ(a: _Features, b: _Features) -> bool:

@@ -1036,3 +1036,24 @@ def test_a_german_or_dutch_verb_goes_last_in_a_requested_clause(
     cached: str, query: str, ok: bool
 ) -> None:
     assert verify(query, cached).ok is ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # a line continued with a backslash is one line, in prose too
+        (
+            "Why is my image so big?\nRUN apt-get update && apt-get install -y gcc",
+            "Why is my image so big?\n"
+            "RUN apt-get update \\\n && apt-get install -y gcc",
+        ),
+        # a command in prose against the same command fenced
+        (
+            "Was macht dieser Befehl: kubectl get pods -n prod -o wide",
+            "Was macht dieser Befehl:\n"
+            "```\nkubectl get pods \\\n  -n prod \\\n  -o wide\n```",
+        ),
+    ],
+)
+def test_commands_continued_or_fenced_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
