@@ -247,31 +247,41 @@ _NEGATIONS = _words(
 _LANGUAGE_STOPWORDS = {
     "en": _words(
         "the is are what how why when where which who do does can i you my your "
-        "of and to in for with it this that a an be should"
+        "of and to in for with it this that a an be should by was were whom has "
+        "have had will would could from on at about there their they we our if "
+        "not or but"
     ),
     "es": _words(
         "el la los las es son qué que cómo como por para con una un mi tu de "
-        "del en y se lo le puedo cuál cuándo dónde está hay necesito"
+        "del en y se lo le puedo cuál cuándo dónde está hay necesito al su sus "
+        "más muy pero o sin sobre ya también cuánto cuántos hacer tengo tiene puede"
     ),
     "fr": _words(
         "le la les est sont que quoi comment pourquoi quand où qui je tu mon ma "
-        "mes de des du et en un une pour avec ce cette il elle peux puis"
+        "mes de des du et en un une pour avec ce cette il elle peux puis au aux "
+        "sur dans par ne pas plus mais ou sans faut être avoir vous nous est-ce "
+        "qu'est-ce combien"
     ),
     "de": _words(
         "der die das ist sind was wie warum wann wo wer ich du mein meine dein "
-        "und zu in für mit ein eine einen kann nicht den dem des"
+        "und zu in für mit ein eine einen kann nicht den dem des im am auf von "
+        "vom zum zur bei nach aus auch noch man sich wird werden hat haben muss "
+        "welche welcher"
     ),
     "it": _words(
         "il lo gli è sono che cosa come perché quando dove chi io mio mia di e "
-        "per con una posso del della"
+        "per con una posso del della i in a al alla nel nella su sul si ci non ma "
+        "anche le la quali quale quanto quanti ho ha hanno dei delle degli serve"
     ),
     "pt": _words(
         "o os as é são que como por para com um uma meu minha de do da em e "
-        "posso qual quando onde está não"
+        "posso qual quando onde está não no na nos nas ao aos pelo pela se mais "
+        "mas sem também quanto quantos tenho tem pode preciso você"
     ),
     "nl": _words(
         "de het een is zijn wat hoe waarom wanneer waar wie ik jij mijn van en "
-        "in voor met kan niet"
+        "in voor met kan niet op aan bij uit om te ook maar dan er welke moet "
+        "heb heeft je"
     ),
 }
 _SCRIPTS = (

@@ -1057,3 +1057,19 @@ def test_a_german_or_dutch_verb_goes_last_in_a_requested_clause(
 )
 def test_commands_continued_or_fenced_pass(cached: str, query: str) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # "was" is German too, but "by" and "whom" are English
+        ("Who discovered penicillin?", "By whom was penicillin discovered?"),
+        # "i" and "in" are Italian too
+        (
+            "Serve il visto per andare in Giappone?",
+            "Servono i visti per andare in Giappone?",
+        ),
+    ],
+)
+def test_more_function_words_tell_a_language(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
