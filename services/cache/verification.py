@@ -827,6 +827,18 @@ _BARE_CONTRACTIONS = re.compile(
 )
 
 
+_BY_WHOM_WORDS = {
+    "by whom": "who",
+    "von wem": "wer",
+    "par qui": "qui",
+    "por quién": "quién",
+    "da chi": "chi",
+    "por quem": "quem",
+    "door wie": "wie",
+}
+_BY_WHOM = re.compile(rf"\b(?:{'|'.join(_BY_WHOM_WORDS)})\b", re.I)
+
+
 def _apostrophe(match: re.Match[str]) -> str:
     if match.group(4):
         return f"{match.group(3)}n't"
@@ -852,6 +864,8 @@ def _normalise(text: str) -> str:
         text,
         flags=re.I,
     )
+    # "by whom" asks who: "Von wem wurde …" is "Wer hat …"
+    text = _BY_WHOM.sub(lambda m: _BY_WHOM_WORDS[m.group(0).lower()], text)
     text = re.sub(r"\bw/o\b", "without", text, flags=re.I)
     text = re.sub(r"\bw/", "with ", text, flags=re.I)
     return re.sub(r"n't\b", " not", text, flags=re.I)
@@ -889,12 +903,21 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"met je goed gaat)|"
             # apologies and asides that ask nothing
             r"if you (?:don'?t|do not) mind|if it'?s not too much trouble|"
+            r"much appreciated|danke im voraus|grazie mille|(?:mal )?ganz ehrlich|"
+            r"toute bête|"
             r"i have a question|(?:i guess )?my question is|i just need to know|"
             r"i just wanted to ask|"
             r"désolé si (?:c'est|la question est) (?:basique|bête|idiote)|"
             r"(?:igual|quizás?) es una pregunta tonta|"
             r"perdón si es una pregunta tonta|scusa(?:te)? se è una domanda stupida|"
             r"sorry als dit een domme vraag is|desculpa se for uma pergunta boba|"
+            # an apology for the question, up to its "but"
+            r"(?:i'?m )?(?:sorry|désolée?|entschuldig(?:e|t|en sie)|disculp[ae]|"
+            r"perd[oó]n[ae]?|scusa(?:te|mi)?|desculp[ae])\b[^.?!,]{0,40}?"
+            r"\b(?:question|frage|vraag|pregunta|domanda|pergunta|basic|weird|"
+            r"dumb|stupid|silly|basique|bête|banale?|tonta|boba|domme|störung|"
+            r"déranger|molestia|disturbo|incomodar|bother|trouble)\b[^.?!,]{0,20}?"
+            r"(?:,?\s*(?:but|mais|aber|pero|ma|mas|maar)\b)?|"
             r"i hope you can help|thanks for your time|pretty please|real quick|"
             r"sorry (?:for|about) the (?:noob|dumb|stupid|basic) question|"
             r"sorry if this is (?:basic|obvious)|i'?m probably being dumb(?: here)?|"
@@ -994,7 +1017,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"me explica|mostre|me diga|diga-me|teach me|indique-moi|"
             r"indiquez-moi|expliquez(?:-moi)?|me explique|me mostre|me mostra|"
             r"mostre-me|explique-me|noem|leg (?:me )?uit|vertel(?: me)?|"
-            r"beschrijf|geef(?: me)?|laat (?:me )?zien|indicami)\b[,:]?",
+            r"beschrijf|geef(?: me)?|laat (?:me )?zien|indicami|liste)\b[,:]?",
             " ",
         ),
         # modal verbs by class

@@ -1073,3 +1073,36 @@ def test_commands_continued_or_fenced_pass(cached: str, query: str) -> None:
 )
 def test_more_function_words_tell_a_language(cached: str, query: str) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "What happens if I die without a will?",
+            "I'm sorry if this is a weird question, but honestly, what happens if "
+            "I die without a will?",
+        ),
+        (
+            "Faut-il un passeport pour aller au Royaume-Uni depuis la France ?",
+            "Bonjour, désolé de vous déranger, mais faut-il un passeport pour aller "
+            "au Royaume-Uni depuis la France ? Merci beaucoup",
+        ),
+        (
+            "Wer hat die Relativitätstheorie entwickelt?",
+            "Von wem wurde die Relativitätstheorie entwickelt?",
+        ),
+        (
+            "Quelles sont les étapes d'une rupture conventionnelle ?",
+            "Liste les étapes d'une rupture conventionnelle.",
+        ),
+    ],
+)
+def test_apologies_by_whom_and_list_openers_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
+def test_an_apology_that_tells_a_story_is_not_dropped() -> None:
+    cached = "Can I return it?"
+    query = "Sorry, my order arrived broken, but can I return it?"
+    assert not verify(query, cached).ok
