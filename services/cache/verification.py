@@ -544,6 +544,11 @@ _GENERIC_PERSONS = _words(
     usuário usuária utilizador funcionário funcionária empregado pessoa alguém
     passageiro viajante
     gebruiker klant werknemer medewerker persoon iemand passagier reiziger huurder
+    applicant applicants arbeitnehmern mitarbeitern nutzern benutzern
+    passeggeri clienti lavoratori dipendenti empleados trabajadores usuarios
+    pasajeros funcionários empregados usuários passageiros werknemers
+    gebruikers klanten passagiers utilisateurs salariés employés passagers
+    voyageurs
     """
 )
 _FIRST_PERSON = _words(
@@ -557,7 +562,7 @@ _THIRD_PERSON = _words(
     """
     they them their he she his her sein seine seinen seinem seiner ihr ihre ihren
     ihrem son sa ses il elle a-t-il peut-il doit-il su sus suo sua suoi seu seus
-    zich zijn haar
+    zich zijn haar proprio propria propri proprie
     """
 )
 # Languages whose verbs say "I" without a pronoun ("¿Puedo devolver…?").

@@ -1106,3 +1106,9 @@ def test_an_apology_that_tells_a_story_is_not_dropped() -> None:
     cached = "Can I return it?"
     query = "Sorry, my order arrived broken, but can I return it?"
     assert not verify(query, cached).ok
+
+
+def test_a_generic_person_in_the_plural_or_dative_is_one_too() -> None:
+    cached = "Wie viele Tage Bildungsurlaub stehen mir in NRW zu?"
+    query = "Wie viele Tage Bildungsurlaub stehen Arbeitnehmern in NRW zu?"
+    assert verify(query, cached).ok
