@@ -365,18 +365,19 @@ _FILLER_BY_LANGUAGE = {
 # as its marker (see _marker), so a role that changes is still seen.
 _FUNCTION_WORDS = {
     "fr": "à au aux de du des en dans sur pour avec par chez mon ma mes ton ta "
-    "tes son sa ses notre nos votre vos leur leurs",
+    "tes son sa ses notre nos votre vos leur leurs et",
     # not "a"/"al": Spanish marks a person as the object with it
     "es": "de del en con por para sobre mi mis tu tus su sus nuestro nuestra "
-    "nuestros nuestras",
+    "nuestros nuestras y o",
     "it": "a al allo alla ai agli alle di del dello della dei degli delle da dal "
     "dalla in nel nello nella nei con per su sul sulla mio mia miei mie tuo tua "
-    "suo sua nostro nostra",
+    "suo sua nostro nostra e o",
     "pt": "a ao aos à às de do da dos das em no na nos nas com por pelo pela "
-    "para meu minha meus minhas teu tua seu sua nosso nossa",
+    "para meu minha meus minhas teu tua seu sua nosso nossa e ou",
     # not the particles of separable verbs ("schalte … an/aus", "zet … aan/uit")
-    "de": "in im ins am von vom zum zur für bei beim unser unsere unseren unserem",
-    "nl": "in van voor met naar de het een mijn je jouw zijn haar ons onze hun",
+    "de": "in im ins am von vom zum zur für bei beim unser unsere unseren unserem "
+    "und oder",
+    "nl": "in van voor met naar de het een mijn je jouw zijn haar ons onze hun en of",
 }
 _FILLER_BY_LANGUAGE |= {
     language: _FILLER_BY_LANGUAGE.get(language, _ALL_FILLER) | _words(words)
@@ -832,6 +833,12 @@ _BARE_CONTRACTIONS = re.compile(
 )
 
 
+_FRENCH_INVERSION = re.compile(
+    r"(?<!')\b(est|puis|dois|peux|peut|faut|suis|ai|avez|êtes|pouvez|devez|"
+    r"doit|sont|sait|sais|savez|va|vais|fait|peuvent|doivent) "
+    r"(ce|je|tu|il|elle|on|nous|vous|ils|elles)\b(?= \w)",
+    re.I,
+)
 _BY_WHOM_WORDS = {
     "by whom": "who",
     "von wem": "wer",
@@ -862,6 +869,8 @@ def _normalise(text: str) -> str:
     text = _BARE_CONTRACTIONS.sub(_apostrophe, text)
     text = re.sub(r"\b(won)'t\b", "will not", text, flags=re.I)
     text = re.sub(r"\b(can)'?t\b", "can not", text, flags=re.I)
+    # A French question's verb and pronoun typed without their hyphen.
+    text = _FRENCH_INVERSION.sub(r"\1-\2", text)
     # "how dose it work": the misspelling that is a word of its own.
     text = re.sub(
         r"\b(how|why|what|where|when|who)\s+dose\b(?!\s+of\b)",

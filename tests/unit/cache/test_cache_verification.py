@@ -1112,3 +1112,24 @@ def test_a_generic_person_in_the_plural_or_dative_is_one_too() -> None:
     cached = "Wie viele Tage Bildungsurlaub stehen mir in NRW zu?"
     query = "Wie viele Tage Bildungsurlaub stehen Arbeitnehmern in NRW zu?"
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # a French question's verb and pronoun typed without their hyphen
+        (
+            "Est-ce que le café augmente la tension artérielle ?",
+            "est ce que le cafe augmente la tension arterielle",
+        ),
+        # "and" is filler in every language, as in English: "è" typed "e"
+        (
+            "Qual è la differenza tra ISEE ordinario e ISEE corrente?",
+            "qual e la differenza tra isee ordinario e isee corrente",
+        ),
+    ],
+)
+def test_hyphens_and_conjunctions_of_other_languages_pass(
+    cached: str, query: str
+) -> None:
+    assert verify(query, cached).ok
