@@ -52,6 +52,7 @@ READ_SETS = (
     "cache_blind_2026-12k.jsonl",
     "cache_blind_2026-12l.jsonl",
     "cache_blind_2026-12m.jsonl",
+    "cache_blind_2026-12n.jsonl",
 )
 
 
