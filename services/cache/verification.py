@@ -376,8 +376,9 @@ _FUNCTION_WORDS = {
     "para meu minha meus minhas teu tua seu sua nosso nossa e ou",
     # not the particles of separable verbs ("schalte … an/aus", "zet … aan/uit")
     "de": "in im ins am von vom zum zur für bei beim unser unsere unseren unserem "
-    "und oder",
-    "nl": "in van voor met naar de het een mijn je jouw zijn haar ons onze hun en of",
+    "und oder dann",
+    "nl": "in van voor met naar de het een mijn je jouw zijn haar ons onze hun en of "
+    "dan",
 }
 _FILLER_BY_LANGUAGE |= {
     language: _FILLER_BY_LANGUAGE.get(language, _ALL_FILLER) | _words(words)
@@ -601,6 +602,15 @@ _IRREGULAR_PRETERITES = dict(
 )
 _PIVOTS = _words("than to into para nach alla al vs versus naar vers hacia verso")
 _NOT_ADVERBS = _words("only early daily weekly monthly yearly hourly family supply")
+_COORDINATORS = {
+    "en": _words("and or"),
+    "de": _words("und oder"),
+    "fr": _words("et ou"),
+    "es": _words("y o"),
+    "it": _words("e o"),
+    "pt": _words("e ou"),
+    "nl": _words("en of"),
+}
 _COMPARATIVES = _words(
     "más menos mejor peor mayor menor plus moins meilleur meilleure mieux pire "
     "più meno migliore peggiore meglio mais melhor pior maior menor besser "
@@ -637,7 +647,9 @@ _PREPOSITIONS = _words(
     "in on at for from by with about to into onto of over under before after "
     "during within through via per than between across near inside outside "
     "en dans sur pour avec de im in auf für mit von bei nach por para con dentro "
-    "su per da van naar uit voor met"
+    "su per da van naar uit voor met no na nos nas em do dos das ao aos pelo pela "
+    "del al nel nella sul sulla dal dalla alla au aux du des chez am zum zur vom "
+    "beim op aan bij"
 )
 
 
@@ -769,8 +781,10 @@ class _Features:
             asked = 0
             while asked < index and self.content[asked].word in _QUESTION_WORDS:
                 asked += 1
-            if asked == index:
-                continue  # no subject before it: an adjective ("are unused")
+            if asked == index and not (index == 0 and words[0] in _QUESTION_WORDS):
+                # no subject before it: an adjective ("are unused"); unless the
+                # question word is the subject ("what is freed by the collector")
+                continue
             after = indices[index + 1 :]
             markers = [self.content[k].marker for k in after]
             agent_at = next((i for i, m in enumerate(markers) if m == "by"), None)
@@ -1763,7 +1777,24 @@ def _word_orders(a: _Features, b: _Features) -> list[tuple[list[int], list[int]]
         *((order_a, moved) for moved in _clauses_moved(b, order_b)),
         *((moved, order_b) for moved in _verb_last(a, b, order_a)),
         *((order_a, moved) for moved in _verb_last(b, a, order_b)),
+        *((swapped, order_b) for swapped in _coordinates_swapped(a, order_a)),
     ]
+
+
+def _coordinates_swapped(features: _Features, order: list[int]) -> list[list[int]]:
+    # "ibuprofen and paracetamol" is "paracetamol and ibuprofen": two words joined
+    # by "and" or "or" may trade places (one word each side, nothing between).
+    swaps = []
+    content = features.content
+    coordinators = _COORDINATORS.get(features.language, frozenset())
+    for i in range(len(content) - 1):
+        first, second = content[i].position, content[i + 1].position
+        if second - first == 2 and features.words[first + 1] in coordinators:
+            at = order.index(i), order.index(i + 1)
+            swapped = list(order)
+            swapped[at[0]], swapped[at[1]] = swapped[at[1]], swapped[at[0]]
+            swaps.append(swapped)
+    return swaps
 
 
 def _verb_last(

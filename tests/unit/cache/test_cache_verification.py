@@ -1133,3 +1133,38 @@ def test_hyphens_and_conjunctions_of_other_languages_pass(
     cached: str, query: str
 ) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
+        # two words joined by "and" trade places
+        (
+            "Can I take ibuprofen and paracetamol together?",
+            "Can I take paracetamol and ibuprofen together?",
+            True,
+        ),
+        # French and Spanish "en" is no Dutch "and": a conversion turned round
+        (
+            "¿Cuánto son 500 euros en dólares?",
+            "¿Cuánto son 500 dólares en euros?",
+            False,
+        ),
+        # the question word is the passive's subject
+        (
+            "What does the garbage collector free in Java?",
+            "What is freed by the garbage collector in Java?",
+            True,
+        ),
+        # Dutch "dan" after a condition moved to the front
+        (
+            "Mag ik sporten als ik koorts heb?",
+            "Als ik koorts heb, mag ik dan sporten?",
+            True,
+        ),
+    ],
+)
+def test_coordinates_question_word_passives_and_then(
+    cached: str, query: str, ok: bool
+) -> None:
+    assert verify(query, cached).ok is ok
