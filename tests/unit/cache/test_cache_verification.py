@@ -1168,3 +1168,34 @@ def test_coordinates_question_word_passives_and_then(
     cached: str, query: str, ok: bool
 ) -> None:
     assert verify(query, cached).ok is ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "How can I shrink the size of my Docker image?",
+            "How can I reduce the size of my Docker image?",
+        ),
+        (
+            "Is it smart to pay off my mortgage early?",
+            "Is it wise to pay off my mortgage early?",
+        ),
+        (
+            "Mon colis est abîmé, que dois-je faire ?",
+            "Mon colis est endommagé, que dois-je faire ?",
+        ),
+        (
+            "¿Cómo elimino los duplicados de una lista?",
+            "¿Cómo quito los duplicados de una lista?",
+        ),
+    ],
+)
+def test_synonyms_in_several_languages_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
+def test_a_synonym_group_does_not_join_opposites() -> None:
+    assert not verify(
+        "How can I enlarge my Docker image?", "How can I shrink my Docker image?"
+    ).ok
