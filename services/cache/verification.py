@@ -447,6 +447,14 @@ _SHORTHAND = {
     "dept": "department",
     "mgr": "manager",
     "approx": "approximately",
+    "uni": "university",
+    "unis": "universities",
+    "tbsp": "tablespoon",
+    "tsp": "teaspoon",
+    "hbf": "hauptbahnhof",
+    "philo": "philosophie",
+    "maths": "mathematics",
+    "math": "mathematics",
     "qty": "quantity",
     "wifi": "wi-fi",
     "yr": "year",
@@ -853,6 +861,23 @@ _FRENCH_INVERSION = re.compile(
     r"(ce|je|tu|il|elle|on|nous|vous|ils|elles)\b(?= \w)",
     re.I,
 )
+_ANY_WORD = re.compile(r"\b[a-z]{4,7}\b", re.I)
+_MODAL_VERBS = ("should", "could", "would")
+
+
+def _modal_spelling(match: re.Match[str]) -> str:
+    # "shoud", "shuold": a modal verb misspelt into no word is the modal, so the
+    # modal phrases below read it.
+    word = match.group(0)
+    lowered = word.lower()
+    if lowered[0] not in "scw" or lowered in _vocabulary():
+        return word
+    for modal in _MODAL_VERBS:
+        if lowered[0] == modal[0] and _edit_distance(lowered, modal) == 1:
+            return modal
+    return word
+
+
 _BY_WHOM_WORDS = {
     "by whom": "who",
     "von wem": "wer",
@@ -883,6 +908,9 @@ def _normalise(text: str) -> str:
     text = _BARE_CONTRACTIONS.sub(_apostrophe, text)
     text = re.sub(r"\b(won)'t\b", "will not", text, flags=re.I)
     text = re.sub(r"\b(can)'?t\b", "can not", text, flags=re.I)
+    text = _ANY_WORD.sub(_modal_spelling, text)
+    # "conjugue-t-on" is "conjugue" and its pronoun
+    text = re.sub(r"\b(\w+)-t-(il|elle|on)\b", r"\1 \2", text, flags=re.I)
     # A French question's verb and pronoun typed without their hyphen.
     text = _FRENCH_INVERSION.sub(r"\1-\2", text)
     # "how dose it work": the misspelling that is a word of its own.
@@ -941,11 +969,13 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"sorry als dit een domme vraag is|desculpa se for uma pergunta boba|"
             # an apology for the question, up to its "but"
             r"(?:i'?m )?(?:sorry|désolée?|entschuldig(?:e|t|en sie)|disculp[ae]|"
-            r"perd[oó]n[ae]?|scusa(?:te|mi)?|desculp[ae])\b[^.?!,]{0,40}?"
+            r"perd[oó]n[ae]?|scus[ai](?:te|mi)?|desculp[ae])\b[^.?!,]{0,40}?"
             r"\b(?:question|frage|vraag|pregunta|domanda|pergunta|basic|weird|"
             r"dumb|stupid|silly|basique|bête|banale?|tonta|boba|domme|störung|"
-            r"déranger|molestia|disturbo|incomodar|bother|trouble)\b[^.?!,]{0,20}?"
-            r"(?:,?\s*(?:but|mais|aber|pero|ma|mas|maar)\b)?|"
+            r"déranger|molestia|disturbo|incomodar|bother|trouble)\b"
+            r"(?:\s+(?:basic|weird|dumb|stupid|silly|basique|bête|banale?|tonta|"
+            r"boba|domme|stupida))?[^.?!,]{0,20}?"
+            r"(?:,?\s*(?:but|mais|aber|pero|ma|mas|maar)\b)?|salve|quick q|"
             r"i hope you can help|thanks for your time|pretty please|real quick|"
             r"sorry (?:for|about) the (?:noob|dumb|stupid|basic) question|"
             r"sorry if this is (?:basic|obvious)|i'?m probably being dumb(?: here)?|"
@@ -1065,7 +1095,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\boptional\b", " modaloptional "),
         # German, French, Spanish, Italian modals
-        (r"\b(?:muss|musst|müssen|müsst|brauche ich|braucht man)\b", " modalmust "),
+        (r"\b(?:muss|musst|müssen|müsst|brauche? ich|braucht man)\b", " modalmust "),
         (r"\b(?:soll|sollte|solltest|sollten|sollen)\b", " modalshould "),
         (r"\b(?:kann|kannst|können|könnt|darf|darfst|dürfen)\b", " modalcan "),
         (r"\b(?:dois|doit|doivent|devons|devez|faut-il|il faut)\b", " modalmust "),
@@ -1196,6 +1226,7 @@ _SYNONYM_GROUPS = (
     "eliminare togliere rimuovere",
     "goedkoopste voordeligste",
     "verwijderen wissen",
+    "above over",
 )
 _MODAL_TOKENS = _words(
     "modalforbid modaladvisenot modalmust modalshould modalcan modaloptional modalto"
@@ -2038,7 +2069,7 @@ def _unaccented(word: str) -> str:
 
 
 def _is_transposition(a: str, b: str) -> bool:
-    if len(a) != len(b) or len(a) < 4:
+    if len(a) != len(b) or len(a) < 3:
         return False
     differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
     return (

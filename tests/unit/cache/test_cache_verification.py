@@ -1199,3 +1199,36 @@ def test_a_synonym_group_does_not_join_opposites() -> None:
     assert not verify(
         "How can I enlarge my Docker image?", "How can I shrink my Docker image?"
     ).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "How much water should I drink per day?",
+            "How much watter shoud I drink per day?",
+        ),
+        (
+            "Brauche ich einen Reisepass für Norwegen?",
+            "brauch ich einen reisepass für norwegen",
+        ),
+        (
+            "Come si configura un cron job su Linux?",
+            "come si configura un cron jbo su linux",
+        ),
+        ("How many tablespoons are in a cup?", "How many tbsp are in a cup?"),
+        (
+            "Do you offer free shipping on orders over $50?",
+            "Do you offer free shipping on orders above fifty dollars?",
+        ),
+        ("Cos'è lo spread?", "Ciao, scusa la domanda banale: cos'è lo spread?"),
+        (
+            "Comment conjuguer un verbe au passé simple ?",
+            "Comment conjugue-t-on un verbe au passé simple ?",
+        ),
+    ],
+)
+def test_misspelt_modals_short_swaps_and_shorthand_pass(
+    cached: str, query: str
+) -> None:
+    assert verify(query, cached).ok
