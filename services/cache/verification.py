@@ -368,12 +368,12 @@ _FUNCTION_WORDS = {
     "tes son sa ses notre nos votre vos leur leurs et",
     # not "a"/"al": Spanish marks a person as the object with it
     "es": "de del en con por para sobre mi mis tu tus su sus nuestro nuestra "
-    "nuestros nuestras y o",
+    "nuestros nuestras y o un una",
     "it": "a al allo alla ai agli alle di del dello della dei degli delle da dal "
     "dalla in nel nello nella nei con per su sul sulla mio mia miei mie tuo tua "
-    "suo sua nostro nostra e o",
+    "suo sua nostro nostra e o un una",
     "pt": "a ao aos à às de do da dos das em no na nos nas com por pelo pela "
-    "para meu minha meus minhas teu tua seu sua nosso nossa e ou",
+    "para meu minha meus minhas teu tua seu sua nosso nossa e ou uma",
     # not the particles of separable verbs ("schalte … an/aus", "zet … aan/uit")
     "de": "in im ins am von vom zum zur für bei beim unser unsere unseren unserem "
     "und oder dann",
@@ -2005,6 +2005,41 @@ def _snowball(language: str) -> Callable[[str], str]:
     return functools.lru_cache(maxsize=65536)(stemmer.stemWord)
 
 
+_IRREGULAR_PLURALS = {
+    "leaves": "leaf",
+    "knives": "knife",
+    "wives": "wife",
+    "shelves": "shelf",
+    "halves": "half",
+    "loaves": "loaf",
+    "wolves": "wolf",
+    "thieves": "thief",
+    "children": "child",
+    "men": "man",
+    "women": "woman",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "people": "person",
+}
+# The endings that make a plural, of a noun or of a verb's third person, in
+# the languages Snowball's stems leave apart ("fonctionne"/"fonctionnent",
+# "redacta"/"redactan", "configura"/"configurano", "chipkaart"/"chipkaarten").
+_PLURAL_ENDINGS = {
+    "fr": ("s", "x", "nt"),
+    "es": ("s", "es", "n"),
+    "it": ("no",),
+    "pt": ("s", "es", "m"),
+    "de": ("n", "en", "e", "er"),
+    "nl": ("s", "en"),
+}
+
+
+def _plural_of(a: str, b: str, endings: tuple[str, ...]) -> bool:
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return len(short) >= 4 and any(long == short + ending for ending in endings)
+
+
 def _preterite_of_participle(a: _Token, b: _Token) -> bool:
     for past, participle in ((a.word, b.word), (b.word, a.word)):
         verb = _IRREGULAR_PRETERITES.get(past)
@@ -2240,6 +2275,19 @@ def _align(a: _Features, b: _Features) -> _Alignment:
     pair(lambda x, y: x.word == y.word, level("abbreviation"))
     pair(lambda x, y: x.stem == y.stem, level("inflection"))
     pair(_preterite_of_participle, level("inflection"))
+    pair(
+        lambda x, y: (
+            _IRREGULAR_PLURALS.get(x.word) == y.word
+            or _IRREGULAR_PLURALS.get(y.word) == x.word
+        ),
+        level("inflection"),
+    )
+    if a.language == b.language and a.language in _PLURAL_ENDINGS:
+        endings = _PLURAL_ENDINGS[a.language]
+        pair(
+            lambda x, y: not (x.name or y.name) and _plural_of(x.word, y.word, endings),
+            level("inflection"),
+        )
     if a.language == b.language and a.language in _SNOWBALL_LANGUAGES:
         stem = _snowball(a.language)
         pair(

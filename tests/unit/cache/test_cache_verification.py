@@ -1232,3 +1232,24 @@ def test_misspelt_modals_short_swaps_and_shorthand_pass(
     cached: str, query: str
 ) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "Why do leaves change color in autumn?",
+            "Why does a leaf change color in autumn?",
+        ),
+        (
+            "Comment fonctionnent les promesses en JavaScript ?",
+            "Comment fonctionne une promesse en JavaScript ?",
+        ),
+        (
+            "¿Cómo se redacta una carta de recomendación?",
+            "¿Cómo se redactan las cartas de recomendación?",
+        ),
+    ],
+)
+def test_irregular_and_foreign_plurals_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
