@@ -213,6 +213,26 @@ _UNIT_NAME = re.compile(
     + r")\b",
     re.I,
 )
+# One quantity in one unit: "2 kilograms" is "2000 grams", "1 hours" is "3600
+# seconds", "0.5 liters" is "500 milliliters". Data sizes stay as written (1000
+# or 1024?), and so do meters ("m" is as often minutes or millions).
+_BASE_UNITS = {
+    "milligrams": (0.001, "grams"),
+    "grams": (1, "grams"),
+    "kilograms": (1000, "grams"),
+    "milliliters": (1, "milliliters"),
+    "liters": (1000, "milliliters"),
+    "millimeters": (0.001, "meters"),
+    "centimeters": (0.01, "meters"),
+    "kilometers": (1000, "meters"),
+    "milliseconds": (0.001, "seconds"),
+    "seconds": (1, "seconds"),
+    "minutes": (60, "seconds"),
+    "hours": (3600, "seconds"),
+}
+_QUANTITY = re.compile(
+    rf"(?<![\w.,])(\d{{1,3}}(?:,\d{{3}})+|\d+(?:\.\d+)?) ({'|'.join(_BASE_UNITS)})\b"
+)
 _PER_UNIT = re.compile(
     r"(?<=[^\W\d_])/(?=(?:week|day|month|year|hour|h|min|minute|second|sec|s)\b)",
     re.I,
@@ -252,7 +272,8 @@ def _canonical_prose(text: str) -> str:
         lambda m: str(_FOREIGN_SCALES[m.group(1).lower()]), text
     )
     if not _DIGIT.search(text):
-        return _units(text)  # no number in digits: nothing else below applies
+        # no number in digits but "one": nothing else below applies
+        return _QUANTITY.sub(_in_base_unit, _units(text))
     text = _LEADING_POINT.sub(r"0.\1", text)
     text = _DECIMAL_COMMA.sub(r"\1.\2", text)
     text = _THOUSANDS_DOT.sub(lambda m: m.group(1) + m.group(2).replace(".", ""), text)
@@ -272,6 +293,7 @@ def _canonical_prose(text: str) -> str:
         lambda m: f"{m.group(1)} {_CURRENCY_SYMBOLS[m.group(2)]}", text
     )
     text = _units(text)
+    text = _QUANTITY.sub(_in_base_unit, text)
     text = _PER_UNIT.sub(" per ", text)
     return _DIGIT_HYPHEN_WORD.sub(r"\1 ", text)
 
@@ -281,6 +303,12 @@ def _units(text: str) -> str:
         lambda m: f"{_digit(m.group(1))} {_UNIT_SYMBOL[m.group(2).lower()]}", text
     )
     return _UNIT_NAME.sub(lambda m: _UNIT_SYMBOL[m.group(1).lower()], text)
+
+
+def _in_base_unit(match: re.Match[str]) -> str:
+    factor, unit = _BASE_UNITS[match.group(2)]
+    value = float(match.group(1).replace(",", ""))
+    return f"{_plain(round(value * factor, 9))} {unit}"
 
 
 def _plain(value: float) -> str:

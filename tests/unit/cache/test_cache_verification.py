@@ -66,11 +66,12 @@ from services.cache.verification import (
         ),
         ("How do I request PTO?", "How do I request an LOA?", "alignment"),
         ("How do I parse JSON in JS?", "How do I parse JSONL in JS?", "alignment"),
-        # One spelling per number and unit, but a value in another unit, another
-        # half of the day or another unit of the same kind is another value.
+        # One spelling per number and unit (one quantity in one unit: "2 kg" is
+        # "2000 g"), but another quantity, another half of the day or another
+        # unit of the same kind is another value.
         (
             "Do you ship parcels under 2 kg?",
-            "Do you ship parcels under 2000 g?",
+            "Do you ship parcels under 2 lb?",
             "numbers",
         ),
         ("Is there a flight at 6:45 am?", "Is there a flight at 6:45 pm?", "numbers"),
@@ -1252,4 +1253,16 @@ def test_misspelt_modals_short_swaps_and_shorthand_pass(
     ],
 )
 def test_irregular_and_foreign_plurals_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        ("Do you ship parcels under 2 kg?", "Do you ship parcels under 2000 g?"),
+        ("Is 1 hour enough for a layover?", "Is 60 minutes enough for a layover?"),
+        ("How many cups is 0.5 liters?", "How many cups is 500 ml?"),
+    ],
+)
+def test_one_quantity_in_two_units_is_one_quantity(cached: str, query: str) -> None:
     assert verify(query, cached).ok
