@@ -1420,6 +1420,17 @@ def _segment_tokens(segment: str) -> list[str]:
     return tokens
 
 
+def _quotes_differ(a: _Features, b: _Features) -> bool:
+    # A quoted string on one side is the same string literal in the other's
+    # code ("console.log('5'+3)", whose quote no space opens).
+    for mine, other in ((a, b), (b, a)):
+        literals = set(other.code_text.split())
+        for quoted in mine.quoted - other.quoted:
+            if f'"{quoted}"' not in literals:
+                return True
+    return False
+
+
 def _marks_differ(a: _Features, b: _Features) -> bool:
     # A name in mixed case typed in lower case ("JavaScript" / "javascript",
     # "CrashLoopBackOff" / "crashloopbackoff") is the same name; any other mark
@@ -1592,6 +1603,9 @@ def _features(text: str, language_hint: str = "") -> _Features:
     # as words, never as names ("SELECT" is "select").
     prose = _INLINE_CODE.sub(" ", _FENCED.sub(" ", normal))
     lowered = _INLINE_CODE.sub(_lower, _FENCED.sub(_untagged_lower, normal))
+    # SQL or an HTTP request written in prose is code too: "SELECT … FROM" reads
+    # as it does between backticks.
+    lowered = _PROSE_CODE.sub(_lower, lowered)
     quoted = frozenset(
         match.strip().lower()
         for pattern in (_DOUBLE_QUOTED, _SINGLE_QUOTED)
@@ -1700,6 +1714,12 @@ def _counts_moved(a: _Features, b: _Features) -> bool:
         stem in counts_b and values != counts_b[stem]
         for stem, values in counts_a.items()
     )
+
+
+_PROSE_CODE = re.compile(
+    r"\b(?:SELECT|INSERT INTO|UPDATE|DELETE FROM)\b(?:[^\n;?]|\n(?!\n))*"
+    r"|\b(?:GET|POST|PUT|PATCH|DELETE|HEAD) /\S*"
+)
 
 
 def _lower(match: re.Match[str]) -> str:
@@ -2491,11 +2511,12 @@ def fingerprint(text: str) -> str:
     """What the vetoes read of ``text``, compact, to store beside an indexed query.
 
     :func:`verify` given a cached text's fingerprint applies the vetoes of
-    language, numbers, quoted strings, code and negation without analysing that
-    text again. Numbers, quotes and code are kept as digests: two texts whose
-    digests differ differ in those values, so a veto read from a fingerprint is the
-    veto the text itself gives; when the digests agree, the text is analysed in
-    full as without one.
+    language, numbers, code and negation without analysing that text again.
+    Numbers and code (the marks no plain word can stand for) are kept as
+    digests: two texts whose digests differ differ in those values, so a veto
+    read from a fingerprint is the veto the text itself gives; when the digests
+    agree, the text is analysed in full as without one. (Quoted strings are kept
+    too but not vetoed on: one may be the other's string literal in code.)
     """
     return ":".join(_features(text).veto_fields)
 
@@ -2508,7 +2529,8 @@ def _fingerprint_veto(query: _Features, cached_fingerprint: str) -> str:
         return ""  # another version's, or not a fingerprint: read the text
     if _languages_differ_by_name(mine[1], cached[1]):
         return "language"
-    for check, position in (("numbers", 2), ("quoted", 3), ("code", 4)):
+    # Not quoted strings: one may be the other's string literal in code.
+    for check, position in (("numbers", 2), ("code", 4)):
         if cached[position] != mine[position]:
             return check
     return "negation" if cached[5] != mine[5] else ""
@@ -2561,7 +2583,7 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
                 a.numbers != b.numbers or _flows_reversed(a, b) or _counts_moved(a, b)
             ),
         ),
-        ("quoted", lambda: a.quoted != b.quoted),
+        ("quoted", lambda: _quotes_differ(a, b)),
         (
             "code",
             lambda: (

@@ -1266,3 +1266,30 @@ def test_irregular_and_foreign_plurals_pass(cached: str, query: str) -> None:
 )
 def test_one_quantity_in_two_units_is_one_quantity(cached: str, query: str) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # SQL written in prose reads as it does in a fence
+        (
+            "Is this right? SELECT country, COUNT(*) FROM orders GROUP BY country;",
+            "Is this right?\n```sql\nselect country, count(*)\n  from orders\n"
+            " group by country\n```",
+        ),
+        # a quoted string that is the other's string literal in code
+        (
+            'What does console.log("5" + 3) print in JavaScript?',
+            "What does console.log('5'+3) print in JavaScript?",
+        ),
+    ],
+)
+def test_sql_in_prose_and_string_literals_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+    assert verify(query, cached, fingerprint(cached)).ok
+
+
+def test_a_quoted_string_still_differs_when_no_code_holds_it() -> None:
+    cached = "What does 'force majeure' mean?"
+    query = "What does 'act of god' mean?"
+    assert verify(query, cached).failed_check == "quoted"
