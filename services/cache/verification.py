@@ -861,21 +861,37 @@ _FRENCH_INVERSION = re.compile(
     r"(ce|je|tu|il|elle|on|nous|vous|ils|elles)\b(?= \w)",
     re.I,
 )
-_ANY_WORD = re.compile(r"\b[a-z]{4,7}\b", re.I)
 _MODAL_VERBS = ("should", "could", "would")
 
 
-def _modal_spelling(match: re.Match[str]) -> str:
+_MAYBE_MODAL = re.compile(r"\b[scw][a-z]{3,6}\b", re.I)
+
+
+@functools.cache
+def _modal_misspellings() -> dict[str, str]:
     # "shoud", "shuold": a modal verb misspelt into no word is the modal, so the
-    # modal phrases below read it.
-    word = match.group(0)
-    lowered = word.lower()
-    if lowered[0] not in "scw" or lowered in _vocabulary():
-        return word
+    # modal phrases read it. Every non-word one edit from one, with its first
+    # letter kept, to the modal.
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    variants: set[str] = set()
     for modal in _MODAL_VERBS:
-        if lowered[0] == modal[0] and _edit_distance(lowered, modal) == 1:
-            return modal
-    return word
+        for i in range(1, len(modal) + 1):
+            variants.add(modal[:i] + modal[i + 1 :])  # a letter left out
+            variants.update(modal[:i] + c + modal[i:] for c in letters)
+            variants.update(modal[:i] + c + modal[i + 1 :] for c in letters)
+            if i + 1 < len(modal):
+                variants.add(modal[:i] + modal[i + 1] + modal[i] + modal[i + 2 :])
+    variants -= _vocabulary()
+    variants -= set(_MODAL_VERBS)
+    return {
+        variant: next(m for m in _MODAL_VERBS if _edit_distance(variant, m) == 1)
+        for variant in variants
+    }
+
+
+def _modal_spelling(match: re.Match[str]) -> str:
+    word = match.group(0)
+    return _modal_misspellings().get(word.lower(), word)
 
 
 _BY_WHOM_WORDS = {
@@ -908,7 +924,7 @@ def _normalise(text: str) -> str:
     text = _BARE_CONTRACTIONS.sub(_apostrophe, text)
     text = re.sub(r"\b(won)'t\b", "will not", text, flags=re.I)
     text = re.sub(r"\b(can)'?t\b", "can not", text, flags=re.I)
-    text = _ANY_WORD.sub(_modal_spelling, text)
+    text = _MAYBE_MODAL.sub(_modal_spelling, text)
     # "conjugue-t-on" is "conjugue" and its pronoun
     text = re.sub(r"\b(\w+)-t-(il|elle|on)\b", r"\1 \2", text, flags=re.I)
     # A French question's verb and pronoun typed without their hyphen.
@@ -1424,9 +1440,8 @@ def _quotes_differ(a: _Features, b: _Features) -> bool:
     # A quoted string on one side is the same string literal in the other's
     # code ("console.log('5'+3)", whose quote no space opens).
     for mine, other in ((a, b), (b, a)):
-        literals = set(other.code_text.split())
         for quoted in mine.quoted - other.quoted:
-            if f'"{quoted}"' not in literals:
+            if f' "{quoted}" ' not in f" {other.code_text} ":
                 return True
     return False
 
