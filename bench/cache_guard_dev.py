@@ -53,6 +53,7 @@ READ_SETS = (
     "cache_blind_2026-12l.jsonl",
     "cache_blind_2026-12m.jsonl",
     "cache_blind_2026-12n.jsonl",
+    "cache_blind_2026-12o.jsonl",
 )
 
 

@@ -751,6 +751,19 @@ class _Features:
         )
 
     @functools.cached_property
+    def indent_shape(self) -> tuple[tuple[int, str], ...]:
+        """Each line after the first: its depth's rank and its code tokens."""
+        lines = [line for line in self.plain.split("\n")[1:] if line.strip()]
+        depths = sorted({len(line) - len(line.lstrip()) for line in lines})
+        return tuple(
+            (
+                depths.index(len(line) - len(line.lstrip())),
+                " ".join(_CODE_TOKEN.findall(line)),
+            )
+            for line in lines
+        )
+
+    @functools.cached_property
     def code_flows(self) -> frozenset[tuple[str, str]]:
         """Inline code spans joined by "than", "to" or "from", as (first, second).
 
@@ -1434,6 +1447,15 @@ def _segment_tokens(segment: str) -> list[str]:
     for argument in arguments:
         tokens.extend([*_CODE_TOKEN.findall(argument), "<arg>"])
     return tokens
+
+
+def _indents_differ(a: _Features, b: _Features) -> bool:
+    # The same lines of code at other depths: "print('Ende')" inside the loop or
+    # after it. Depths are compared as ranks, so two spaces or four is layout.
+    shape_a, shape_b = a.indent_shape, b.indent_shape
+    return [line for _, line in shape_a] == [
+        line for _, line in shape_b
+    ] and shape_a != shape_b
 
 
 def _quotes_differ(a: _Features, b: _Features) -> bool:
@@ -2605,6 +2627,7 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
                 _marks_differ(a, b)
                 or _spans_differ(a, b)
                 or a.code_flows != b.code_flows
+                or _indents_differ(a, b)
             ),
         ),
         ("negation", lambda: a.negated != b.negated),

@@ -1293,3 +1293,11 @@ def test_a_quoted_string_still_differs_when_no_code_holds_it() -> None:
     cached = "What does 'force majeure' mean?"
     query = "What does 'act of god' mean?"
     assert verify(query, cached).failed_check == "quoted"
+
+
+def test_the_same_code_lines_at_other_depths_differ() -> None:
+    cached = "What does this print?\nfor x in [1, 2]:\n    print(x)\nprint('end')"
+    query = "What does this print?\nfor x in [1, 2]:\n    print(x)\n    print('end')"
+    reindented = "What does this print?\nfor x in [1, 2]:\n  print(x)\nprint('end')"
+    assert verify(query, cached).failed_check == "code"
+    assert verify(reindented, cached).ok
