@@ -2097,6 +2097,15 @@ def _plural_of(a: str, b: str, endings: tuple[str, ...]) -> bool:
     return len(short) >= 4 and any(long == short + ending for ending in endings)
 
 
+def _same_stem(stem: Callable[[str], str]) -> Callable[[_Token, _Token], bool]:
+    """Two words, no name, that ``stem`` makes one and no prefix turns round."""
+    return lambda x, y: (
+        not (x.name or y.name)
+        and stem(x.word) == stem(y.word)
+        and not _opposed(x.word, y.word)
+    )
+
+
 def _preterite_of_participle(a: _Token, b: _Token) -> bool:
     for past, participle in ((a.word, b.word), (b.word, a.word)):
         verb = _IRREGULAR_PRETERITES.get(past)
@@ -2346,23 +2355,8 @@ def _align(a: _Features, b: _Features) -> _Alignment:
             level("inflection"),
         )
     if a.language == b.language and a.language in _SNOWBALL_LANGUAGES:
-        stem = _snowball(a.language)
-        pair(
-            lambda x, y: (
-                not (x.name or y.name)
-                and stem(x.word) == stem(y.word)
-                and not _opposed(x.word, y.word)
-            ),
-            level("inflection"),
-        )
-    pair(
-        lambda x, y: (
-            not (x.name or y.name)
-            and _root(x.word) == _root(y.word)
-            and not _opposed(x.word, y.word)
-        ),
-        level("inflection"),
-    )
+        pair(_same_stem(_snowball(a.language)), level("inflection"))
+    pair(_same_stem(_root), level("inflection"))
     pair(lambda x, y: {x.word, y.word} in _TO_INFINITIVE_MODALS, level("rephrased"))
     pair(_is_spelling, level("spelling"))
     pair(_is_typo, level("typo"))
