@@ -365,20 +365,21 @@ _FILLER_BY_LANGUAGE = {
 # as its marker (see _marker), so a role that changes is still seen.
 _FUNCTION_WORDS = {
     "fr": "à au aux de du des en dans sur pour avec par chez mon ma mes ton ta "
-    "tes son sa ses notre nos votre vos leur leurs et",
+    "tes son sa ses notre nos votre vos leur leurs et être été était étaient",
     # not "a"/"al": Spanish marks a person as the object with it
     "es": "de del en con por para sobre mi mis tu tus su sus nuestro nuestra "
-    "nuestros nuestras y o un una",
+    "nuestros nuestras y o un una ser estar fue fueron era sido siendo",
     "it": "a al allo alla ai agli alle di del dello della dei degli delle da dal "
     "dalla in nel nello nella nei con per su sul sulla mio mia miei mie tuo tua "
-    "suo sua nostro nostra e o un una",
+    "suo sua nostro nostra e o un una essere stato stata stati viene vengono",
     "pt": "a ao aos à às de do da dos das em no na nos nas com por pelo pela "
-    "para meu minha meus minhas teu tua seu sua nosso nossa e ou uma",
+    "para meu minha meus minhas teu tua seu sua nosso nossa e ou uma ser estar "
+    "foi foram era sido sendo",
     # not the particles of separable verbs ("schalte … an/aus", "zet … aan/uit")
     "de": "in im ins am von vom zum zur für bei beim unser unsere unseren unserem "
-    "und oder dann",
+    "und oder dann sein worden wurden",
     "nl": "in van voor met naar de het een mijn je jouw zijn haar ons onze hun en of "
-    "dan",
+    "dan worden wordt word werd werden geweest",
 }
 _FILLER_BY_LANGUAGE |= {
     language: _FILLER_BY_LANGUAGE.get(language, _ALL_FILLER) | _words(words)
@@ -666,8 +667,8 @@ def _stem(word: str) -> str:
     # "weakness" and "weaknesses" to "weakness"; "shipped" to "ship", "paid" to
     # "pay".
     word = _IRREGULAR_PARTICIPLES.get(word, word)
-    if len(word) > 4 and word.endswith("ies"):
-        word = word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ies", "ied")):
+        word = word[:-3] + "y"  # "carries", "carried": "carry"
     elif word.endswith("sses"):
         word = word[:-2]
     elif not word.endswith("ss"):
@@ -868,6 +869,17 @@ _BARE_CONTRACTIONS = re.compile(
 )
 
 
+_ELIDED = {
+    "l": "la",
+    "j": "je",
+    "all": "alla",
+    "dall": "dalla",
+    "dell": "della",
+    "nell": "nella",
+    "sull": "sulla",
+    "un": "una",
+}
+_ELISION = re.compile(rf"\b({'|'.join(_ELIDED)})'(?=[^\W\d_])", re.I)
 _FRENCH_INVERSION = re.compile(
     r"(?<!')\b(est|puis|dois|peux|peut|faut|suis|ai|avez|êtes|pouvez|devez|"
     r"doit|sont|sait|sais|savez|va|vais|fait|peuvent|doivent) "
@@ -1473,8 +1485,9 @@ def _marks_differ(a: _Features, b: _Features) -> bool:
     # "CrashLoopBackOff" / "crashloopbackoff") is the same name; any other mark
     # of code found on one side only is a change.
     for mine, other in ((a, b), (b, a)):
+        spelled = {_SHORTHAND.get(word, word) for word in other.words}
         for mark in mine.code - other.code:
-            if not (mark.isalnum() and mark in other.words):
+            if not (mark.isalnum() and (mark in other.words or mark in spelled)):
                 return True
     return False
 
@@ -1636,6 +1649,9 @@ def _features(text: str, language_hint: str = "") -> _Features:
     "coment instaler python sur windows" read against a French question.
     """
     normal, wrapped, opened = _rephrase(_normalise(text))
+    # An elided article is the word it stands for, once the phrases that hold
+    # one are read ("merci d'avance"): "all'università" is "alla università".
+    normal = _ELISION.sub(lambda m: _ELIDED[m.group(1).lower()] + " ", normal)
     # Quotes and layout inside code are the code check's; its words are read
     # as words, never as names ("SELECT" is "select").
     prose = _INLINE_CODE.sub(" ", _FENCED.sub(" ", normal))
@@ -1806,9 +1822,23 @@ def _movers(a: _Features, b: _Features) -> frozenset[str]:
         # "faster in water than in air" against "faster in air than in water",
         # "de Brasília para o de Lisboa" against "de Lisboa para o de Brasília":
         # a phrase that crosses "than" or "to" changes what it says.
-        if _before_pivot(a, token) == _before_pivot(b, other):
+        # A phrase moved from one end of the question to the other stays what it
+        # was ("on etsy can I …" / "can I … on etsy").
+        if _before_pivot(a, token) == _before_pivot(b, other) or _edge_moved(
+            a, token, b, other
+        ):
             movers.add(stem)
     return frozenset(movers)
+
+
+def _edge_moved(a: _Features, token: _Token, b: _Features, other: _Token) -> bool:
+    ends = []
+    for features, mine in ((a, token), (b, other)):
+        content = features.content
+        ends.append(
+            "first" if mine is content[0] else "last" if mine is content[-1] else ""
+        )
+    return set(ends) == {"first", "last"}
 
 
 def _is_adverb(word: str) -> bool:

@@ -1301,3 +1301,42 @@ def test_the_same_code_lines_at_other_depths_differ() -> None:
     reindented = "What does this print?\nfor x in [1, 2]:\n  print(x)\nprint('end')"
     assert verify(query, cached).failed_check == "code"
     assert verify(reindented, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
+        # a phrase moved from one end to the other, across "to"
+        (
+            "on etsy can i offer free shipping only to buyers in my own country",
+            "can i offer free shipping only to buyers in my own country on etsy",
+            True,
+        ),
+        # the other languages' "be" is filler as English's is
+        (
+            "Chi deve pagare la revisione dell'auto?",
+            "Da chi deve essere pagata la revisione dell'auto?",
+            True,
+        ),
+        # an elided article is its word
+        (
+            "Come si calcola la media ponderata dei voti all'università?",
+            "Come si calcola la media ponderata dei voti all'univeristà?",
+            True,
+        ),
+        # "-ied" is "-y"
+        (
+            "Should I salt the eggplant before I fry it?",
+            "Should the eggplant be salted before it is fried?",
+            True,
+        ),
+        # a phrase that crosses "than" inside the question still changes it
+        (
+            "Is cycling faster in the city than in the country?",
+            "Is cycling faster in the country than in the city?",
+            False,
+        ),
+    ],
+)
+def test_edge_moves_auxiliaries_and_elisions(cached: str, query: str, ok: bool) -> None:
+    assert verify(query, cached).ok is ok
