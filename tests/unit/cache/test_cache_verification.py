@@ -1340,3 +1340,26 @@ def test_the_same_code_lines_at_other_depths_differ() -> None:
 )
 def test_edge_moves_auxiliaries_and_elisions(cached: str, query: str, ok: bool) -> None:
     assert verify(query, cached).ok is ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "Brauche ich für Autobahnen in Norwegen eine Vignette?",
+            "Hallo! Entschuldigung für die vielleicht blöde Frage, aber brauche ich "
+            "für Autobahnen in Norwegen eine Vignette? Vielen Dank!",
+        ),
+        (
+            "Can my manager see my Slack direct messages?",
+            "Hey, sorry, this might be a paranoid question, but can my manager see "
+            "my Slack direct messages? Thanks in advance.",
+        ),
+        (
+            "¿Los contratos verbales son válidos en Argentina?",
+            "¿Los contratos verbales es válido en Argentina?",
+        ),
+    ],
+)
+def test_more_apologies_and_spanish_son_pass(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
