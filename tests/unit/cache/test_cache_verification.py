@@ -1363,3 +1363,8 @@ def test_edge_moves_auxiliaries_and_elisions(cached: str, query: str, ok: bool) 
 )
 def test_more_apologies_and_spanish_son_pass(cached: str, query: str) -> None:
     assert verify(query, cached).ok
+
+
+def test_square_feet_and_messages_in_shorthand() -> None:
+    cached = "What size air conditioner do I need for a 400 square foot room?"
+    assert verify("what size AC do i need for a 400 sq ft room", cached).ok
