@@ -54,6 +54,7 @@ READ_SETS = (
     "cache_blind_2026-12m.jsonl",
     "cache_blind_2026-12n.jsonl",
     "cache_blind_2026-12o.jsonl",
+    "cache_blind_2026-12p.jsonl",
 )
 
 

@@ -1703,7 +1703,8 @@ def _features(text: str, language_hint: str = "") -> _Features:
 def _tense(words: Sequence[str]) -> str:
     """The English past and future a text's auxiliaries mark.
 
-    Past: "did", "was", "has been", "has merged"; future: "will", "going to".
+    Past: "did", "was", "has been", "has merged"; future: "will", "going to",
+    "about to".
     """
     past = any(word in _PAST_AUXILIARIES for word in words) or any(
         word in ("has", "have")
@@ -1714,7 +1715,7 @@ def _tense(words: Sequence[str]) -> str:
         for index, word in enumerate(words)
     )
     future = any(word in ("will", "shall", "gonna") for word in words) or any(
-        pair == ("going", "to") for pair in itertools.pairwise(words)
+        pair in (("going", "to"), ("about", "to")) for pair in itertools.pairwise(words)
     )
     return " ".join(
         name for name, marked in (("past", past), ("future", future)) if marked

@@ -1368,3 +1368,9 @@ def test_more_apologies_and_spanish_son_pass(cached: str, query: str) -> None:
 def test_square_feet_and_messages_in_shorthand() -> None:
     cached = "What size air conditioner do I need for a 400 square foot room?"
     assert verify("what size AC do i need for a 400 sq ft room", cached).ok
+
+
+def test_about_to_is_a_future_against_a_perfect() -> None:
+    cached = "What should I do if my green card has expired?"
+    query = "What should I do if my green card is about to expire?"
+    assert verify(query, cached).failed_check == "tense"
