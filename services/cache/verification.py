@@ -1476,6 +1476,8 @@ def _segment_tokens(segment: str) -> list[str]:
 def _indents_differ(a: _Features, b: _Features) -> bool:
     # The same lines of code at other depths: "print('Ende')" inside the loop or
     # after it. Depths are compared as ranks, so two spaces or four is layout.
+    if "\n" not in a.plain or "\n" not in b.plain:
+        return False
     shape_a, shape_b = a.indent_shape, b.indent_shape
     return [line for _, line in shape_a] == [
         line for _, line in shape_b
@@ -2663,7 +2665,7 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
             lambda: (
                 _marks_differ(a, b)
                 or _spans_differ(a, b)
-                or a.code_flows != b.code_flows
+                or (bool(a.code_spans or b.code_spans) and a.code_flows != b.code_flows)
                 or _indents_differ(a, b)
             ),
         ),
