@@ -48,8 +48,9 @@ _TENS = {
     "ninety": 90,
 }
 _SCALES = {"thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
-# The scale words of the other languages, alone or after digits: "mille
-# kilomètres", "mil euros", "4 mil". (Not French "cent": English has it too.)
+# The scale words of the other languages, alone or after digits (see
+# _SCALE_WORDS): "mille kilomètres", "mil euros", "4 mil". (Not French "cent":
+# English has it too.)
 _FOREIGN_SCALES = {"cien": 100, "cento": 100, "mille": 1_000, "mil": 1_000}
 _GERMAN_DIGITS = {
     "ein": 1,
@@ -76,27 +77,23 @@ _GERMAN_SCALED = re.compile(
     rf"\b({'|'.join(_GERMAN_DIGITS)})?(hundert|tausend)\b",
     re.I,
 )
-_FOREIGN_SCALE_AFTER_DIGITS = re.compile(
-    rf"(?<![\w.,])(\d+)\s+({'|'.join(_FOREIGN_SCALES)})\b", re.I
-)
 _FOREIGN_SCALE_ALONE = re.compile(
     rf"\b({'|'.join(_FOREIGN_SCALES)})\b(?=\s+[^\W\d_])", re.I
 )
 # A scale word after digits, in any language of the sets: "150 million",
 # "1.5 Millionen", "150 miljoen".
 _SCALE_WORDS = {
-    "thousand": 1_000,
-    "million": 1_000_000,
+    **_SCALES,
     "millions": 1_000_000,
     "millionen": 1_000_000,
     "millones": 1_000_000,
     "milioni": 1_000_000,
     "milhões": 1_000_000,
     "miljoen": 1_000_000,
-    "billion": 1_000_000_000,
     "milliarden": 1_000_000_000,
     "milliards": 1_000_000_000,
     "miljard": 1_000_000_000,
+    **_FOREIGN_SCALES,
 }
 _SCALE_AFTER_DIGITS = re.compile(
     r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+|,\d{1,2}(?!\d))?)\s+"
@@ -265,9 +262,6 @@ def _canonical_prose(text: str) -> str:
     text = _PERCENT_WORDS.sub("percent", text)
     text = _ENGLISH_RUN.sub(_english_run, text)
     text = _GERMAN_SCALED.sub(_german_scaled, text)
-    text = _FOREIGN_SCALE_AFTER_DIGITS.sub(
-        lambda m: str(int(m.group(1)) * _FOREIGN_SCALES[m.group(2).lower()]), text
-    )
     text = _FOREIGN_SCALE_ALONE.sub(
         lambda m: str(_FOREIGN_SCALES[m.group(1).lower()]), text
     )
