@@ -2124,22 +2124,17 @@ _IRREGULAR_PLURALS = {
     "mice": "mouse",
     "people": "person",
 }
-# The endings that make a plural, of a noun or of a verb's third person, in
-# the languages Snowball's stems leave apart ("fonctionne"/"fonctionnent",
-# "redacta"/"redactan", "configura"/"configurano", "chipkaart"/"chipkaarten").
-_PLURAL_ENDINGS = {
-    "fr": ("s", "x", "nt"),
-    "es": ("s", "es", "n"),
-    "it": ("no",),
-    "pt": ("s", "es", "m"),
-    "de": ("n", "en", "e", "er"),
-    "nl": ("s", "en"),
-}
+# French plural endings Snowball's French stems leave apart: a verb's third
+# person ("fonctionne"/"fonctionnent") and a noun's ("-s", "-x"). The other
+# languages' plurals share a Snowball stem.
+_FRENCH_PLURAL_ENDINGS = ("s", "x", "nt")
 
 
-def _plural_of(a: str, b: str, endings: tuple[str, ...]) -> bool:
+def _is_french_plural(a: str, b: str) -> bool:
     short, long = (a, b) if len(a) < len(b) else (b, a)
-    return len(short) >= 4 and any(long == short + ending for ending in endings)
+    return len(short) >= 4 and any(
+        long == short + ending for ending in _FRENCH_PLURAL_ENDINGS
+    )
 
 
 def _same_stem(stem: Callable[[str], str]) -> Callable[[_Token, _Token], bool]:
@@ -2393,10 +2388,9 @@ def _align(a: _Features, b: _Features) -> _Alignment:
         ),
         level("inflection"),
     )
-    if a.language == b.language and a.language in _PLURAL_ENDINGS:
-        endings = _PLURAL_ENDINGS[a.language]
+    if a.language == b.language == "fr":
         pair(
-            lambda x, y: not (x.name or y.name) and _plural_of(x.word, y.word, endings),
+            lambda x, y: not (x.name or y.name) and _is_french_plural(x.word, y.word),
             level("inflection"),
         )
     if a.language == b.language and a.language in _SNOWBALL_LANGUAGES:
