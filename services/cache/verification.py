@@ -1921,9 +1921,8 @@ def _crossed(seq_a: list[str], seq_b: list[str], movers: frozenset[str]) -> bool
 
 
 def _question_word(features: _Features) -> str:
+    # "by whom" was read as "who" (_BY_WHOM).
     words = features.words
-    if words[:2] == ("by", "whom"):
-        return "who"
     return words[0] if words and words[0] in _QUESTION_WORDS else ""
 
 
