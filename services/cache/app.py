@@ -13,6 +13,7 @@ import structlog
 from tollgate.cache.v1 import cache_pb2 as cache_pb
 from tollgate.cache.v1 import cache_pb2_grpc
 
+from services.cache import verification
 from services.cache.adapters.memory import MemoryExactStore
 from services.cache.config import CacheSettings
 from services.cache.domain import (
@@ -124,6 +125,7 @@ async def build_semantic_tier(settings: CacheSettings) -> SemanticTier | None:
     embedder = await _embedder(settings)
     index = await _index(settings, embedder.dimension)
     judge = await _pair_judge(settings)
+    await asyncio.to_thread(verification.load_tables)
     release_freed_memory()
     _log.info(
         "semantic_tier_ready",

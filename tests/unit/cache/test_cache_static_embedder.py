@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.cache import verification
 from services.cache.adapters.static_embedder import (
     MAX_CHARS,
     TABLE_PATH,
@@ -139,3 +140,17 @@ async def test_the_settings_choose_the_embedder(
 
 def test_static_is_the_default_embedder() -> None:
     assert CacheSettings().embedding_backend == "static"
+
+
+async def test_building_the_tier_reads_the_guards_tables(tmp_path: Path) -> None:
+    # A first lookup must not wait for the vocabulary and WordNet to be read.
+    tables = (verification._vocabulary, verification._wordnet_synsets)
+    for table in tables:
+        table.cache_clear()
+    tier = await build_semantic_tier(CacheSettings(state_dir=tmp_path))
+    assert tier is not None
+    try:
+        assert all(table.cache_info().currsize == 1 for table in tables)
+    finally:
+        await tier.embedder.close()
+        await tier.index.close()

@@ -1206,6 +1206,55 @@ def test_a_synonym_group_does_not_join_opposites() -> None:
     ("cached", "query"),
     [
         (
+            "How often should I water a newly planted lemon tree?",
+            "How frequently should I irrigate a freshly planted lemon tree?",
+        ),
+        (
+            "My Fitbit stopped syncing with my phone, how do I fix it?",
+            "My Fitbit quit syncing with my phone, how do I repair that?",
+        ),
+        ("Why was my payment declined?", "Why was my payment rejected?"),
+        ("My package arrived damaged.", "My parcel arrived damaged."),
+    ],
+)
+def test_english_words_of_one_frequent_wordnet_sense_pass(
+    cached: str, query: str
+) -> None:
+    verdict = verify(query, cached)
+    assert verdict.ok
+    assert verdict.accepted_by == "synonym"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # Units of one WordNet synset are other units.
+        (
+            "How many bytes are in a megabyte?",
+            "How many bytes are in a mebibyte?",
+        ),
+        # Words of one synset in a rare sense only: "average"/"median" (a
+        # statistic), "burn"/"cut" (an injury), "raise"/"advance" (a payment).
+        (
+            "What's the average salary for a nurse in Texas?",
+            "What's the median salary for a nurse in Texas?",
+        ),
+        ("How do I treat a burn on my hand?", "How do I treat a cut on my hand?"),
+        ("How do I request a salary raise?", "How do I request a salary advance?"),
+        # Antonyms share no synset.
+        ("How do I increase the font size?", "How do I decrease the font size?"),
+    ],
+)
+def test_wordnet_joins_no_units_rare_senses_or_antonyms(
+    cached: str, query: str
+) -> None:
+    assert not verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
             "How much water should I drink per day?",
             "How much watter shoud I drink per day?",
         ),
