@@ -619,6 +619,9 @@ _IRREGULAR_PARTICIPLES = dict(
     """
     )
 )
+# Forms of a three-letter verb too short for the suffix rules of _stem ("feed"
+# is no "fee" fed).
+_SHORT_VERB_FORMS = {"used": "use", "using": "use"}
 # Past tenses not made with "-ed", to their verb: paired only with the verb's
 # participle ("Who wrote it?" / "By whom was it written?"), both past.
 _IRREGULAR_PRETERITES = dict(
@@ -685,11 +688,24 @@ _PREPOSITIONS = _words(
 )
 
 
+# Question words that open a phrase ("which port", "how many servers").
+_WH_DETERMINERS = _words("which what whose")
+_HOW_MANY = (("how", "many"), ("how", "much"))
+
+
+def _is_verb_before_subject(word: str) -> bool:
+    return (
+        word in _PASSIVE_AUXILIARIES
+        or word in ("will", "would", "shall", "do", "does", "did")
+        or word.startswith("modal")
+    )
+
+
 def _stem(word: str) -> str:
     # Enough to match "closes", "closed" and "closing" to "clos", and
     # "weakness" and "weaknesses" to "weakness"; "shipped" to "ship", "paid" to
     # "pay".
-    word = _IRREGULAR_PARTICIPLES.get(word, word)
+    word = _IRREGULAR_PARTICIPLES.get(word, _SHORT_VERB_FORMS.get(word, word))
     if len(word) > 4 and word.endswith(("ies", "ied")):
         word = word[:-3] + "y"  # "carries", "carried": "carry"
     elif word.endswith("sses"):
@@ -826,7 +842,24 @@ class _Features:
             asked = 0
             while asked < index and self.content[asked].word in _QUESTION_WORDS:
                 asked += 1
-            if asked == index and not (index == 0 and words[0] in _QUESTION_WORDS):
+            # "Which port is used by Redis": the question's phrase is the subject,
+            # and stays first, as in "Which port does Redis use".
+            verb = next(
+                (
+                    p
+                    for p, word in enumerate(words)
+                    if p and _is_verb_before_subject(word)
+                ),
+                token.position,
+            )
+            fronted = asked
+            while fronted < index and self.content[fronted].position < verb:
+                fronted += 1
+            if (words[0] in _WH_DETERMINERS or words[:2] in _HOW_MANY) and (
+                asked < fronted == index
+            ):
+                asked = fronted
+            elif asked == index and not (index == 0 and words[0] in _QUESTION_WORDS):
                 # no subject before it: an adjective ("are unused"); unless the
                 # question word is the subject ("what is freed by the collector")
                 continue

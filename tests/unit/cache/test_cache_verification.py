@@ -1019,6 +1019,53 @@ def test_a_passive_still_keeps_who_acts() -> None:
 @pytest.mark.parametrize(
     ("cached", "query", "ok"),
     [
+        # The question's phrase is the passive's subject and stays first.
+        (
+            "Which port does Redis use by default?",
+            "Which port is used by Redis by default?",
+            True,
+        ),
+        (
+            "How many servers does Netflix use?",
+            "How many servers are used by Netflix?",
+            True,
+        ),
+        (
+            "Which company did Microsoft acquire?",
+            "Which company was acquired by Microsoft?",
+            True,
+        ),
+        # ... and still the one acted on: not who acts.
+        (
+            "Which company acquired GitHub?",
+            "Which company was acquired by GitHub?",
+            False,
+        ),
+        (
+            "Which service calls the billing API?",
+            "Which service is called by the billing API?",
+            False,
+        ),
+    ],
+)
+def test_a_question_phrase_as_a_passives_subject(
+    cached: str, query: str, ok: bool
+) -> None:
+    assert verify(query, cached).ok is ok
+
+
+def test_use_in_its_short_forms() -> None:
+    # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
+    verdict = verify(
+        "Walk me through using an inhaler with a spacer.",
+        "How do I use an inhaler with a spacer?",
+    )
+    assert verdict.accepted_by == "inflection"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
         ("Wie funktioniert Merge Sort?", "Erkläre, wie Merge Sort funktioniert.", True),
         (
             "Hoe bereken ik de oppervlakte van een cirkel?",
