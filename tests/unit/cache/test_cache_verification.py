@@ -777,6 +777,45 @@ def test_a_generic_person_for_i_is_the_same_question(cached: str, query: str) ->
 @pytest.mark.parametrize(
     ("cached", "query"),
     [
+        (
+            "How do I know when my sourdough starter is ready to use?",
+            "How does a baker know when their sourdough starter is ready to use?",
+        ),
+        (
+            "How do I transfer my number to a new carrier?",
+            "How can a subscriber transfer their number to a new carrier?",
+        ),
+        (
+            "Am I entitled to severance pay if I'm laid off in Ontario?",
+            "Is an employee entitled to severance pay if they're laid off in Ontario?",
+        ),
+    ],
+)
+def test_any_english_person_noun_in_a_how_question_for_i(
+    cached: str, query: str
+) -> None:
+    assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        # an age, a status: the answer may change with them
+        ("How do I open a bank account?", "How does a minor open a bank account?"),
+        ("How do I apply for a visa?", "How does a refugee apply for a visa?"),
+        # a yes/no question may ask whether the role qualifies
+        ("Can I use the staff parking?", "Can a nurse use the staff parking?"),
+    ],
+)
+def test_no_person_noun_of_a_class_or_in_a_yes_no_question(
+    cached: str, query: str
+) -> None:
+    assert not verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
         # the asker acts on another person
         ("How do I reset a user's password?", "How does a user reset their password?"),
         # a role that may change the answer
