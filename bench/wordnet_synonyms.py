@@ -26,11 +26,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "services" / "cache" / "data" / "wordnet-synonyms-en.txt"
 PERSONS = ROOT / "services" / "cache" / "data" / "wordnet-persons-en.txt"
+DERIVATIONS = ROOT / "services" / "cache" / "data" / "wordnet-derivations-en.txt"
 # WordNet's lexicographer file of nouns that name people (noun.person).
 _PERSON_FILE = "18"
 # Synsets (WordNet 3.1 offsets) of classes of people whose every hyponym is left
@@ -76,18 +78,35 @@ def _senses(index: Path) -> dict[str, list[str]]:
     return senses
 
 
-def _synsets(data: Path) -> dict[str, list[str]]:
-    # data.<pos>: offset lex_filenum ss_type w_cnt (word lex_id)... p_cnt ...
-    synsets: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class _Synset:
+    offset: str
+    lexicographer_file: str
+    words: list[str]
+    # (symbol, target offset, target part of speech, source/target word numbers)
+    pointers: list[tuple[str, str, str, str]]
+
+
+_PARTS = {"n": "noun", "v": "verb", "a": "adj", "s": "adj", "r": "adv"}
+
+
+def _synsets(data: Path) -> dict[str, _Synset]:
+    # data.<pos>: offset lex_filenum ss_type w_cnt (word lex_id)... p_cnt
+    # (symbol offset pos source/target)... | gloss
+    synsets: dict[str, _Synset] = {}
     for line in data.read_text(encoding="latin-1").splitlines():
         if not line or line.startswith(" "):
             continue
         fields = line.split()
-        if fields[1] in _LEFT_OUT_FILES:
-            continue
         count = int(fields[3], 16)
         words = [re.sub(r"\(.*\)$", "", word) for word in fields[4 : 4 + 2 * count : 2]]
-        synsets[fields[0]] = words
+        at = 4 + 2 * count
+        flat = fields[at + 1 : at + 1 + 4 * int(fields[at])]
+        pointers = [
+            (flat[i], flat[i + 1], _PARTS[flat[i + 2]], flat[i + 3])
+            for i in range(0, len(flat), 4)
+        ]
+        synsets[fields[0]] = _Synset(fields[0], fields[1], words, pointers)
     return synsets
 
 
@@ -95,11 +114,13 @@ def build(wordnet: Path, max_sense: int) -> list[str]:
     lines: list[str] = []
     for part in PARTS_OF_SPEECH:
         senses = _senses(wordnet / f"index.{part}")
-        for offset, words in sorted(_synsets(wordnet / f"data.{part}").items()):
+        for offset, synset in sorted(_synsets(wordnet / f"data.{part}").items()):
+            if synset.lexicographer_file in _LEFT_OUT_FILES:
+                continue
             kept = sorted(
                 {
                     word
-                    for word in words
+                    for word in synset.words
                     # One lower-case word: no name ("Windows"), no phrase.
                     if _WORD.fullmatch(word)
                     and offset in senses.get(word, [])[:max_sense]
@@ -110,6 +131,32 @@ def build(wordnet: Path, max_sense: int) -> list[str]:
     return sorted(set(lines))
 
 
+def derivations(wordnet: Path, max_sense: int) -> list[str]:
+    """Pairs of words WordNet derives one from the other, in frequent senses.
+
+    "register"/"registration", "summarize"/"summary": the verb and its noun.
+    """
+    senses = {part: _senses(wordnet / f"index.{part}") for part in PARTS_OF_SPEECH}
+    synsets = {part: _synsets(wordnet / f"data.{part}") for part in PARTS_OF_SPEECH}
+    pairs: set[str] = set()
+    for part in PARTS_OF_SPEECH:
+        for offset, synset in synsets[part].items():
+            for symbol, target, target_part, words in synset.pointers:
+                source, aim = int(words[:2], 16), int(words[2:], 16)
+                if symbol != "+" or not (source and aim):
+                    continue
+                word = synset.words[source - 1]
+                other = synsets[target_part][target].words[aim - 1]
+                if (
+                    _WORD.fullmatch(word)
+                    and _WORD.fullmatch(other)
+                    and offset in senses[part].get(word, [])[:max_sense]
+                    and target in senses[target_part].get(other, [])[:max_sense]
+                ):
+                    pairs.add(" ".join(sorted((word, other))))
+    return sorted(pairs)
+
+
 def persons(wordnet: Path) -> list[str]:
     """One-word nouns whose most frequent sense names a person ("golfer").
 
@@ -118,24 +165,13 @@ def persons(wordnet: Path) -> list[str]:
     a minor open a bank account?" is not "Can I open a bank account?").
     """
     senses = _senses(wordnet / "index.noun")
-    people: set[str] = set()
-    hypernyms: dict[str, list[str]] = {}
-    for line in (wordnet / "data.noun").read_text(encoding="latin-1").splitlines():
-        if not line or line.startswith(" "):
-            continue
-        fields = line.split()
-        if fields[1] != _PERSON_FILE:
-            continue
-        people.add(fields[0])
-        pointers_at = 4 + 2 * int(fields[3], 16)
-        pointers = fields[
-            pointers_at + 1 : pointers_at + 1 + 4 * int(fields[pointers_at])
+    people = {
+        offset: [
+            target for symbol, target, _, _ in synset.pointers if symbol in ("@", "@i")
         ]
-        hypernyms[fields[0]] = [
-            pointers[i + 1]
-            for i in range(0, len(pointers), 4)
-            if pointers[i] in ("@", "@i")
-        ]
+        for offset, synset in _synsets(wordnet / "data.noun").items()
+        if synset.lexicographer_file == _PERSON_FILE
+    }
 
     def in_class(offset: str) -> bool:
         seen, todo = set(), [offset]
@@ -145,7 +181,7 @@ def persons(wordnet: Path) -> list[str]:
                 return True
             if current not in seen:
                 seen.add(current)
-                todo += hypernyms.get(current, [])
+                todo += people.get(current, [])
         return False
 
     return sorted(
@@ -171,8 +207,10 @@ def main() -> None:
     parser.add_argument("--max-sense", type=int, default=MAX_SENSE)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--persons", type=Path, default=PERSONS)
+    parser.add_argument("--derivations", type=Path, default=DERIVATIONS)
     args = parser.parse_args()
     _write(build(args.wordnet, args.max_sense), args.output, "synsets")
+    _write(derivations(args.wordnet, args.max_sense), args.derivations, "derivations")
     _write(persons(args.wordnet), args.persons, "person nouns")
 
 

@@ -20,7 +20,8 @@ dropped from both sides. What is left is the content of each text. Content
 words are paired up when they are the same word up to:
 
 - ``inflection``: the same stem ("rows"/"row", "closing"/"closed") or the same
-  derivational root ("configure"/"configuration");
+  derivational root ("configure"/"configuration"; in English also a WordNet
+  derivation, "summary"/"summarize");
 - ``typo``: a small edit (one for words up to six letters, two from seven) where one
   side is not a word of the embedding model's English vocabulary, both start with
   the same letter, and neither is a number, a name, an identifier or a unit;
@@ -120,6 +121,8 @@ _VOCABULARY_PATH = (
 _WORDNET_PATH = Path(__file__).resolve().parent / "data" / "wordnet-synonyms-en.txt"
 # English nouns whose most frequent WordNet sense names a person ("golfer").
 _PERSONS_PATH = _WORDNET_PATH.with_name("wordnet-persons-en.txt")
+# English words WordNet derives one from the other ("register"/"registration").
+_DERIVATIONS_PATH = _WORDNET_PATH.with_name("wordnet-derivations-en.txt")
 
 
 def load_tables() -> None:
@@ -131,6 +134,7 @@ def load_tables() -> None:
     _vocabulary()
     _wordnet_synsets()
     _person_nouns()
+    _derivations()
     _synonyms()
 
 
@@ -1416,6 +1420,21 @@ def _person_nouns() -> frozenset[str]:
     return frozenset(_stem(word) for word in lines)
 
 
+@functools.cache
+def _derivations() -> frozenset[tuple[str, str]]:
+    pairs = set()
+    for line in _DERIVATIONS_PATH.read_text(encoding="utf-8").splitlines():
+        word, other = (_stem(w) for w in line.split())
+        pairs |= {(word, other), (other, word)}
+    return frozenset(pairs)
+
+
+def _is_derivation(a: _Token, b: _Token) -> bool:
+    # Where the suffixes of _root do not reach: "summary"/"summarize",
+    # "registration"/"register".
+    return not (a.name or b.name) and (a.stem, b.stem) in _derivations()
+
+
 def _is_wordnet_synonym(a: _Token, b: _Token) -> bool:
     # English words of one frequent WordNet sense: "sluggish"/"slow",
     # "parcel"/"package", "irrigate"/"water".
@@ -2496,6 +2515,7 @@ def _align(a: _Features, b: _Features) -> _Alignment:
     pair(_is_synonym, level("synonym"))
     if {a.language, b.language} <= {"en", "und"}:
         pair(_is_wordnet_synonym, level("synonym"))
+        pair(_is_derivation, level("inflection"))
     # Before clippings: "power" is no clipping of "powerbank".
     for flipped, (side, other, free_side, free_other) in enumerate(
         ((left, right, free_left, free_right), (right, left, free_right, free_left))

@@ -144,7 +144,12 @@ def test_static_is_the_default_embedder() -> None:
 
 async def test_building_the_tier_reads_the_guards_tables(tmp_path: Path) -> None:
     # A first lookup must not wait for the vocabulary and WordNet to be read.
-    tables = (verification._vocabulary, verification._wordnet_synsets)
+    tables = (
+        verification._vocabulary,
+        verification._wordnet_synsets,
+        verification._person_nouns,
+        verification._derivations,
+    )
     for table in tables:
         table.cache_clear()
     tier = await build_semantic_tier(CacheSettings(state_dir=tmp_path))

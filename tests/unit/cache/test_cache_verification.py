@@ -1314,6 +1314,19 @@ def test_english_words_of_one_frequent_wordnet_sense_pass(
 @pytest.mark.parametrize(
     ("cached", "query"),
     [
+        ("Summarize ticket 5521 for me.", "Give me a summary of ticket 5521."),
+        ("How do I register for fall classes?", "Registration for fall classes"),
+    ],
+)
+def test_english_words_wordnet_derives_one_from_the_other(
+    cached: str, query: str
+) -> None:
+    assert verify(query, cached).accepted_by == "inflection"
+
+
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
         # Units of one WordNet synset are other units.
         (
             "How many bytes are in a megabyte?",
