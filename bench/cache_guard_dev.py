@@ -55,6 +55,7 @@ READ_SETS = (
     "cache_blind_2026-12n.jsonl",
     "cache_blind_2026-12o.jsonl",
     "cache_blind_2026-12p.jsonl",
+    "cache_blind_2026-12q.jsonl",
 )
 
 
