@@ -711,6 +711,16 @@ def _is_verb_before_subject(word: str) -> bool:
     )
 
 
+_GET_FORMS = _words("get gets got getting gotten")
+
+
+def _is_participle(words: Sequence[str]) -> bool:
+    return bool(words) and (
+        (words[0].endswith("ed") and len(words[0]) > 4)
+        or words[0] in _IRREGULAR_PARTICIPLES
+    )
+
+
 def _stem(word: str) -> str:
     # Enough to match "closes", "closed" and "closing" to "clos", and
     # "weakness" and "weaknesses" to "weakness"; "shipped" to "ship", "paid" to
@@ -1252,6 +1262,10 @@ _PHRASAL: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bfind out\b", " find "),
         (r"\blook(?:ing)? up\b", " find "),
         (r"\bget in touch with\b", " contact "),
+        # before a number, a bound: "over $5,000" is "more than $5,000" (one
+        # word: no "than" for a phrase to move across)
+        (r"\b(?:more than|over|above)\s+(?=[$€£]?\d)", " morethan "),
+        (r"\b(?:less than|fewer than|under|below)\s+(?=[$€£]?\d)", " lessthan "),
     )
 )
 # Near-certain synonyms of the support, code, devops and finance domains, by
@@ -1726,6 +1740,8 @@ def _content(
             continue
         if _NUMBER.fullmatch(word):
             continue  # numbers are the numbers check's business
+        if word in _GET_FORMS and _is_participle(words[index + 1 : index + 2]):
+            continue  # a passive's auxiliary, as "is": "gets acquired", "got paid"
         # "US" is no "us", "WHERE" no "where", and "class A" no article: a word
         # in capitals, or capitalised inside a sentence, is a name; but not a
         # capitalised filler word, which starts a sentence after a greeting

@@ -1093,6 +1093,59 @@ def test_a_question_phrase_as_a_passives_subject(
     assert verify(query, cached).ok is ok
 
 
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
+        # "get" before a participle is the passive's auxiliary, as "is"
+        (
+            "What rights do tenants have when the building is sold?",
+            "What rights does a tenant have when their building gets sold?",
+            True,
+        ),
+        ("Can I be paid weekly?", "Can I get paid weekly?", True),
+        ("How do I get a refund?", "How is a refund issued?", False),
+    ],
+)
+def test_get_before_a_participle_is_a_passive(
+    cached: str, query: str, ok: bool
+) -> None:
+    assert verify(query, cached).ok is ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
+        (
+            "Does my policy cover jewelry worth more than $5,000?",
+            "does my policy cover jewelry worth over five thousand dollars?",
+            True,
+        ),
+        (
+            "Is notice required if I've worked there less than 90 days?",
+            "Is notice required if I've worked there under ninety days?",
+            True,
+        ),
+        # the bound still says which side
+        ("Do orders over $50 ship free?", "Do orders under $50 ship free?", False),
+        (
+            "Do orders over $50 ship free?",
+            "Do orders of at least $50 ship free?",
+            False,
+        ),
+        # a phrase moved across the bound is no phrase moved across "than"
+        (
+            "Is free shipping available on orders over $50 to Canada?",
+            "To Canada, is free shipping available on orders over $50?",
+            True,
+        ),
+    ],
+)
+def test_over_and_under_a_number_are_more_and_less_than(
+    cached: str, query: str, ok: bool
+) -> None:
+    assert verify(query, cached).ok is ok
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
