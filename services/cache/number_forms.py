@@ -144,6 +144,13 @@ _THOUSANDS_SPACE = re.compile(
     r"(?<![\w.,])([1-9]\d{0,2})((?:[ \u00a0\u202f]\d{3})+)(?![\w.,])"
 )
 _THOUSANDS_SUFFIX = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?[kK]\b")
+# "1M rows", "$2.5M", "7B parameters": a capital M or B counts millions or
+# billions before a word in lower case or at a number's end; never a unit ("5 MB",
+# "2 Mbps" run on in capitals).
+_SCALE_SUFFIX = re.compile(
+    r"(?<![\w.])(\d+(?:\.\d+)?)(M|B|bn)\b(?=\s+[a-z]|\s*[?.!,]|\s*$)"
+)
+_SUFFIX_SCALES = {"M": 1_000_000, "B": 1_000_000_000, "bn": 1_000_000_000}
 _CLOCK = re.compile(r"\b(\d{1,2})(?::(\d{2}))?\s?([ap])\.?\s?m\b\.?", re.I)
 _PERCENT_SIGN = re.compile(r"(\d)\s?%")
 _PERCENT_WORDS = re.compile(
@@ -275,6 +282,9 @@ def _canonical_prose(text: str) -> str:
         lambda m: m.group(1) + re.sub(r"\D", "", m.group(2)), text
     )
     text = _THOUSANDS_SUFFIX.sub(lambda m: _plain(float(m.group(1)) * 1000), text)
+    text = _SCALE_SUFFIX.sub(
+        lambda m: _plain(float(m.group(1)) * _SUFFIX_SCALES[m.group(2)]), text
+    )
     text = _FOREIGN_CLOCK.sub(_foreign_clock, text)
     text = _FRENCH_HOURS.sub(r"\1 \2:\3", text)
     text = _CLOCK.sub(_clock, text)

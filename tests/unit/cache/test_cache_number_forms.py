@@ -9,6 +9,9 @@ from services.cache.number_forms import canonical_numbers
     ("text", "canonical"),
     [
         ("a $25k loan", "a 25000 dollars loan"),
+        ("storing 1M rows", "storing 1000000 rows"),
+        ("a $1.5M estate", "a 1500000 dollars estate"),
+        ("7B parameters", "7000000000 parameters"),
         ("a 25,000 dollar loan", "a 25,000 dollars loan"),
         ("sixty thousand dollars", "60000 dollars"),
         ("five hundred twelve megabytes", "512 megabytes"),
@@ -64,6 +67,8 @@ def test_each_spelling_becomes_one_form(text: str, canonical: str) -> None:
         "version 1.2.300",
         "a 1h30 layover",  # another unit's value stays as written
         "5m",  # minutes, meters or millions
+        "2 Mbps",  # a capital scale only on its own before a word
+        "the B2B market",
     ],
 )
 def test_what_is_not_a_spelling_of_a_number_stays(text: str) -> None:
