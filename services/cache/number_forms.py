@@ -238,9 +238,17 @@ _QUANTITY = re.compile(
     rf"(?<![\w.,])(\d{{1,3}}(?:,\d{{3}})+|\d+(?:\.\d+)?) ({'|'.join(_BASE_UNITS)})\b"
 )
 _PER_UNIT = re.compile(
-    r"(?<=[^\W\d_])/(?=(?:week|day|month|year|hour|h|min|minute|second|sec|s)\b)",
+    r"(?<=[^\W\d_])/(week|day|month|year|hour|h|hr|min|minute|second|sec|s)\b",
     re.I,
 )
+# "km/h" is "kilometres per hour": a rate's unit written out.
+_PER_UNIT_NAMES = {
+    "h": "hour",
+    "hr": "hour",
+    "min": "minute",
+    "sec": "second",
+    "s": "second",
+}
 _DIGIT_HYPHEN_WORD = re.compile(r"(\d)-(?=[^\W\d_])")
 _DIGIT = re.compile(r"\d")
 _CODE = re.compile(r"```.*?```|`[^`]+`", re.S)
@@ -298,7 +306,9 @@ def _canonical_prose(text: str) -> str:
     )
     text = _units(text)
     text = _QUANTITY.sub(_in_base_unit, text)
-    text = _PER_UNIT.sub(" per ", text)
+    text = _PER_UNIT.sub(
+        lambda m: f" per {_PER_UNIT_NAMES.get(m.group(1).lower(), m.group(1))}", text
+    )
     return _DIGIT_HYPHEN_WORD.sub(r"\1 ", text)
 
 
