@@ -1118,8 +1118,9 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (
             r"\b(?:i(?: would|'d) be (?:very |most )?grateful if you (?:could|would)"
             r"(?: please| kindly)?(?: (?:tell me|let me know|explain|advise(?: on)?|"
-            r"clarify))?|(?:could|would|can) you(?: please| kindly)? (?:advise|"
-            r"clarify|inform me|let me know)(?: on| about| of)?|"
+            r"clarify))?|(?:could|would|can|might) you(?: please| kindly)?"
+            r"(?: be (?:able|so kind as) to)?(?: please| kindly)? (?:advise|"
+            r"clarify|inform me|let me know|confirm)(?: on| about| of)?|"
             r"i am writing to (?:inquire|enquire|ask)(?: about)?|"
             r"i(?: would|'d) like to (?:inquire|enquire)(?: about)?|"
             r"(?:please )?let me know|(?:would|do) you mind explaining)"
@@ -1127,16 +1128,31 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             " ",
         ),
         (
+            # "could you (please) tell me" in each language, built from its
+            # parts: a polite modal, "you", "me", "please", a verb of telling
             r"\b(?:sehr geehrte(?:r)? damen und herren|"
-            r"(?:könnten|können|würden) sie mir(?: bitte)?(?: freundlicherweise)? "
-            r"(?:sagen|mitteilen|erklären)|(?:pourriez|pouvez)-vous"
-            r"(?: s'il vous plaît)?\s+m'(?:indiquer|expliquer|dire)|"
-            r"(?:me )?(?:podrías|podría|puedes) (?:decirme|indicarme|explicarme|"
-            r"decir)|je (?:souhaiterais|voudrais|aimerais) "
-            r"savoir|(?:podría|podrías)(?: usted)? (?:indicarme|decirme|explicarme)|"
-            r"(?:quisiera|me gustaría) saber|(?:potreste|potrebbe|potresti)"
-            r"(?: gentilmente)? (?:dirmi|indicarmi|spiegarmi)|vorrei sapere)"
-            r"\b,?(?: (?:ob|si|se)\b)?",
+            r"je (?:souhaiterais|voudrais|aimerais) savoir|"
+            r"(?:quisiera|me gustaría) saber|vorrei sapere|gostaria de saber|"
+            r"ik zou (?:graag )?willen weten|ich würde gerne wissen|"
+            r"(?:könnten|können|würden|könntest|kannst|würdest) (?:sie|du)"
+            r"(?: mir| uns)?(?: bitte)?(?: freundlicherweise| kurz| mal)? "
+            r"(?:sagen|mitteilen|erklären|erläutern|verraten|beschreiben)|"
+            r"(?:zou|zouden|kunt|kun|kan|wilt|wil) (?:u|je|jij)(?: mij| me)?"
+            r"(?: alstublieft| misschien| even)?(?: kunnen| willen)? "
+            r"(?:vertellen|uitleggen|zeggen|laten weten)|"
+            r"(?:pourriez|pouvez|auriez|pourrais|peux)-(?:vous|tu)"
+            r"(?: l'amabilité de| la gentillesse de)?(?: s'il vous plaît)?"
+            r"\s+m'(?:indiquer|expliquer|dire|préciser|confirmer)|"
+            r"(?:me )?(?:podría|podrías|puede|puedes|podrían)(?: usted)?,?"
+            r"(?: por favor,?)? (?:indicarme|decirme|explicarme|informarme|"
+            r"aclararme|indicar|decir|explicar|informar|aclarar)(?:,? por favor)?|"
+            r"(?:mi )?(?:potreste|potrebbe|potresti|può|puoi)"
+            r"(?: gentilmente| cortesemente| per favore)? (?:dirmi|indicarmi|"
+            r"spiegarmi|chiarirmi|indicare|dire|spiegare|chiarire)|"
+            r"(?:me )?(?:poderia|poderias|pode|podes|podia),?"
+            r"(?: por (?:favor|gentileza),?)? (?:me )?(?:dizer|informar|explicar|"
+            r"indicar|esclarecer)(?:-me)?)"
+            r"\b,?(?: (?:ob|si|se|of)\b)?",
             " ",
         ),
         # politeness and wrappers that add no content to the question
@@ -1148,7 +1164,8 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             " ",
         ),
         (
-            r"\b(?:can|could|would|will) you(?: please| kindly| maybe| possibly)?"
+            r"\b(?:can|could|would|will|might) you(?: please| kindly| maybe| possibly)?"
+            r"(?: be (?:able|so kind as) to)?"
             r" (?:tell|show|explain(?: to)?|let)(?: me| us)?(?: know)?\b",
             " ",
         ),

@@ -1146,6 +1146,37 @@ def test_over_and_under_a_number_are_more_and_less_than(
     assert verify(query, cached).ok is ok
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "Would you be so kind as to explain why the ocean is salty?",
+            "why is the ocean salty",
+        ),
+        (
+            "Auriez-vous l'amabilité de m'indiquer si vous livrez en Belgique ?",
+            "vous livrez en belgique ?",
+        ),
+        (
+            "Poderia, por gentileza, informar-me como funciona o aviso prévio?",
+            "como funciona o aviso prévio?",
+        ),
+        (
+            "Zou u mij kunnen vertellen hoe lang de garantie geldt?",
+            "Hoe lang geldt de garantie?",
+        ),
+        (
+            "Puoi spiegarmi quando si usa il congiuntivo?",
+            "Quando si usa il congiuntivo?",
+        ),
+    ],
+)
+def test_a_polite_request_built_from_its_parts_asks_the_question(
+    cached: str, query: str
+) -> None:
+    assert verify(query, cached).ok
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
