@@ -1206,7 +1206,8 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # a sentence that opens by asking the assistant to tell is the question
         (
             r"(?:^|(?<=[.!?]))\s*(?:please )?(?:describe|list|give me|tell me|"
-            r"walk me through|define|suggest|recommend|name|show me|"
+            r"walk me through|define|suggest|recommend|name|show me|outline|"
+            r"help me understand|break down|"
             r"explain(?: to me)?|erklär(?:e|en sie)?(?: mir)?|nenne(?: mir)?|"
             r"zeig(?:e)?(?: mir)?|sag(?:e)?(?: mir)?|beschreib(?:e)?|"
             r"explícame|explica(?:me)?|dime|enumera|indícame|muéstrame|"

@@ -1177,6 +1177,23 @@ def test_a_polite_request_built_from_its_parts_asks_the_question(
     assert verify(query, cached).ok
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "How should I structure a 30-60-90 day plan?",
+            "Outline how to structure a 30-60-90 day plan.",
+        ),
+        (
+            "How does DNS resolution work?",
+            "Help me understand how DNS resolution works.",
+        ),
+    ],
+)
+def test_more_requests_that_open_a_question(cached: str, query: str) -> None:
+    assert verify(query, cached).ok
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
