@@ -2762,6 +2762,131 @@ _HOW_I = re.compile(r"^\W*how (?:do|can|could|should) i ([a-z]+)\b", re.I)
 _COMMAND_ON_MINE = re.compile(r"^\W*([a-z]+) (?:my|our)\b[^?]*[.!]?\s*$", re.I)
 
 
+# What a question asks for, by its question words, in each language: a reason,
+# a manner, a quantity, a time, a place or a person ("How do I prune an apple
+# tree?" is no "Why do you prune apple trees?"). "What" and "which" ask for any.
+# A "how" before another word asks that word's degree, and still "how": "how
+# erly" (a typo) and "how frequently" meet "how early" and "how often".
+_HOW = "how"
+_ASKED_FOR: dict[str, dict[str, frozenset[str]]] = {
+    language: {phrase: frozenset(kinds.split()) for phrase, kinds in table.items()}
+    for language, table in {
+        "en": {
+            "why": "reason",
+            "how come": "reason",
+            "how": _HOW,
+            "how much": f"{_HOW} quantity",
+            "how many": f"{_HOW} quantity",
+            "how long": f"{_HOW} quantity",
+            "how often": f"{_HOW} quantity",
+            "how soon": f"{_HOW} time",
+            "how early": f"{_HOW} time",
+            "how late": f"{_HOW} time",
+            "when": "time",
+            "what time": "time",
+            "where": "place",
+            "who": "person",
+            "whom": "person",
+        },
+        "fr": {
+            "pourquoi": "reason",
+            "comment": _HOW,
+            "combien": "quantity",
+            "quand": "time",
+            "où": "place",
+            "qui": "person",
+        },
+        "es": {
+            "por qué": "reason",
+            "porqué": "reason",
+            "cómo": _HOW,
+            "cuánto": "quantity",
+            "cuánta": "quantity",
+            "cuántos": "quantity",
+            "cuántas": "quantity",
+            "cuándo": "time",
+            "dónde": "place",
+            "adónde": "place",
+            "quién": "person",
+            "quiénes": "person",
+        },
+        "it": {
+            "perché": "reason",
+            "come mai": "reason",
+            "come": _HOW,
+            "quanto": "quantity",
+            "quanta": "quantity",
+            "quanti": "quantity",
+            "quante": "quantity",
+            "quando": "time",
+            "dove": "place",
+            "chi": "person",
+        },
+        "pt": {
+            "por que": "reason",
+            "por quê": "reason",
+            "porquê": "reason",
+            "como": _HOW,
+            "quanto": "quantity",
+            "quanta": "quantity",
+            "quantos": "quantity",
+            "quantas": "quantity",
+            "quando": "time",
+            "onde": "place",
+            "aonde": "place",
+            "quem": "person",
+        },
+        "de": {
+            "warum": "reason",
+            "wieso": "reason",
+            "weshalb": "reason",
+            "wie": _HOW,
+            "wie viel": f"{_HOW} quantity",
+            "wie viele": f"{_HOW} quantity",
+            "wieviel": "quantity",
+            "wie lange": f"{_HOW} quantity",
+            "wie oft": f"{_HOW} quantity",
+            "wann": "time",
+            "wo": "place",
+            "wohin": "place",
+            "woher": "place",
+            "wer": "person",
+            "wem": "person",
+            "wen": "person",
+        },
+        "nl": {
+            "waarom": "reason",
+            "hoe": _HOW,
+            "hoeveel": "quantity",
+            "hoe lang": f"{_HOW} quantity",
+            "hoe vaak": f"{_HOW} quantity",
+            "wanneer": "time",
+            "waar": "place",
+            "wie": "person",
+        },
+    }.items()
+}
+_ASKED_FOR["und"] = _ASKED_FOR["en"]
+
+
+def _asked_for(features: _Features) -> frozenset[str]:
+    """What the question words of a text ask for ("reason", "how", "time")."""
+    table = _ASKED_FOR.get(features.language)
+    if table is None:
+        return frozenset()
+    words = features.words
+    kinds: set[str] = set()
+    for index, word in enumerate(words):
+        pair = " ".join(words[index : index + 2])
+        kinds |= table.get(pair) or table.get(word) or frozenset()
+    return frozenset(kinds)
+
+
+def _ask_for_different_things(a: _Features, b: _Features) -> bool:
+    asked, other = _asked_for(a), _asked_for(b)
+    return bool(asked and other) and asked.isdisjoint(other)
+
+
 def _asks_to_act(how: str, command: str) -> bool:
     asked = _HOW_I.match(how)
     ordered = _COMMAND_ON_MINE.match(command)
@@ -2815,7 +2940,14 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
         ),
         ("negation", lambda: a.negated != b.negated),
         ("tense", lambda: {a.tense, b.tense} == {"past", "future"}),
-        ("intent", lambda: _asks_to_act(query, cached) or _asks_to_act(cached, query)),
+        (
+            "intent",
+            lambda: (
+                _ask_for_different_things(a, b)
+                or _asks_to_act(query, cached)
+                or _asks_to_act(cached, query)
+            ),
+        ),
         ("order", lambda: _order_differs(a, b)),
     )
     for check, failed in failures:

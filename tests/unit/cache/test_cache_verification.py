@@ -88,7 +88,9 @@ from services.cache.verification import (
         # A passive read in the active's order: the roles are compared, not
         # the words' places.
         ("Did Alice pay Bob?", "Was Alice paid by Bob?", "order"),
-        ("Who makes this jacket?", "Where was this jacket made?", "order"),
+        ("Who pays the landlord?", "Who is paid by the landlord?", "order"),
+        # A person asked for is no place.
+        ("Who makes this jacket?", "Where was this jacket made?", "intent"),
         # The request's verb goes; what it asks about stays.
         ("List the causes of inflation", "List the effects of inflation", "alignment"),
         # "comment" is an English word: filler only in French.
@@ -1192,6 +1194,37 @@ def test_a_polite_request_built_from_its_parts_asks_the_question(
 )
 def test_more_requests_that_open_a_question(cached: str, query: str) -> None:
     assert verify(query, cached).ok
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
+        # a manner is no reason, in any language
+        ("How do I prune an apple tree?", "Why do you prune apple trees?", False),
+        (
+            "¿Cómo se hace la electrólisis del agua?",
+            "¿Por qué se hace la electrólisis del agua?",
+            False,
+        ),
+        ("Wann öffnet der Laden?", "Wo öffnet der Laden?", False),
+        # "how" before a word asks its degree, still "how": a typo, a synonym
+        (
+            "How often should I water a lemon tree?",
+            "How frequently should I water a lemon tree?",
+            True,
+        ),
+        (
+            "How early should I arrive at the airport?",
+            "how erly should i arrive at the airport",
+            True,
+        ),
+    ],
+)
+def test_what_a_question_asks_for(cached: str, query: str, ok: bool) -> None:
+    verdict = verify(query, cached)
+    assert verdict.ok is ok
+    if not ok:
+        assert verdict.failed_check == "intent"
 
 
 def test_use_in_its_short_forms() -> None:
