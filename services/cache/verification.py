@@ -644,7 +644,10 @@ _IRREGULAR_PRETERITES = dict(
     """
     )
 )
-_PIVOTS = _words("than to into para nach alla al vs versus naar vers hacia verso")
+_PIVOTS = _words(
+    "than to into para nach alla al vs versus naar vers hacia verso "
+    "before after antes después avant après prima dopo depois vor"
+)
 _NOT_ADVERBS = _words("only early daily weekly monthly yearly hourly family supply")
 _COORDINATORS = {
     "en": _words("and or"),

@@ -1227,6 +1227,27 @@ def test_what_a_question_asks_for(cached: str, query: str, ok: bool) -> None:
         assert verdict.failed_check == "intent"
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "¿En Barajas se pasa el control de pasaportes antes del control de "
+            "seguridad?",
+            "¿En Barajas se pasa el control de seguridad antes del control de "
+            "pasaportes?",
+        ),
+        (
+            "Faut-il passer par la douane avant le contrôle de sécurité ?",
+            "Faut-il passer par le contrôle de sécurité avant la douane ?",
+        ),
+    ],
+)
+def test_phrases_swapped_across_before_are_another_sequence(
+    cached: str, query: str
+) -> None:
+    assert verify(query, cached).failed_check == "order"
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
