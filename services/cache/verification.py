@@ -2550,6 +2550,13 @@ def _align(a: _Features, b: _Features) -> _Alignment:
     pair(_is_spelling, level("spelling"))
     pair(_is_typo, level("typo"))
     pair(_is_synonym, level("synonym"))
+    if a.language == b.language and a.language in _ASKED_FOR:
+        # "warum" and "weshalb", "por qué" and "porqué": one question word
+        asked = _ASKED_FOR[a.language]
+        pair(
+            lambda x, y: x.word in asked and asked[x.word] == asked.get(y.word),
+            level("synonym"),
+        )
     if {a.language, b.language} <= {"en", "und"}:
         pair(_is_wordnet_synonym, level("synonym"))
         pair(_is_derivation, level("inflection"))
