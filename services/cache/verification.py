@@ -1238,23 +1238,52 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             " modalcan ",
         ),
         (r"\boptional\b", " modaloptional "),
-        # German, French, Spanish, Italian modals
+        # German, French, Spanish, Italian, Portuguese and Dutch modals; the
+        # conditional "could" of each is "can", as in English
         (r"\b(?:muss|musst|müssen|müsst|brauche? ich|braucht man)\b", " modalmust "),
         (r"\b(?:soll|sollte|solltest|sollten|sollen)\b", " modalshould "),
-        (r"\b(?:kann|kannst|können|könnt|darf|darfst|dürfen)\b", " modalcan "),
+        (
+            r"\b(?:kann|kannst|können|könnt|darf|darfst|dürfen|könnte|könntest|"
+            r"könnten)\b",
+            " modalcan ",
+        ),
         (r"\b(?:dois|doit|doivent|devons|devez|faut-il|il faut)\b", " modalmust "),
         (r"\b(?:devrais|devrait|devrions|devriez|devraient)\b", " modalshould "),
-        (r"\b(?:peux|peut|peuvent|pouvons|pouvez|puis-je)\b", " modalcan "),
+        (
+            r"\b(?:peux|peut|peuvent|pouvons|pouvez|puis-je|pourrais|pourrait|"
+            r"pourrions|pourriez|pourraient)\b",
+            " modalcan ",
+        ),
         (
             r"\b(?:debo|debe|deben|debemos|tengo que|tiene que|tienen que|"
             r"hay que)\b",
             " modalmust ",
         ),
         (r"\b(?:debería|deberías|deberían|deberíamos)\b", " modalshould "),
-        (r"\b(?:puedo|puede|pueden|podemos|puedes)\b", " modalcan "),
+        (
+            r"\b(?:puedo|puede|pueden|podemos|puedes|podría|podrías|podríamos|"
+            r"podrían)\b",
+            " modalcan ",
+        ),
         (r"\b(?:devo|deve|devono|dobbiamo|bisogna)\b", " modalmust "),
         (r"\b(?:dovrei|dovrebbe|dovrebbero|dovremmo)\b", " modalshould "),
-        (r"\b(?:posso|può|possono|possiamo|puoi)\b", " modalcan "),
+        (
+            r"\b(?:posso|può|possono|possiamo|puoi|potrei|potrebbe|potremmo|"
+            r"potrebbero)\b",
+            " modalcan ",
+        ),
+        (
+            r"\b(?:devem|devemos|tenho que|tem que|temos que|têm que)\b",
+            " modalmust ",
+        ),
+        (r"\b(?:deveria|deveriam|deveríamos)\b", " modalshould "),
+        (
+            r"\b(?:pode|podem|podes|poderia|poderiam|poderíamos)\b",
+            " modalcan ",
+        ),
+        (r"\b(?:zou moeten|zouden moeten)\b", " modalshould "),
+        (r"\b(?:moet|moeten|moest|moesten)\b", " modalmust "),
+        (r"\b(?:kan|kun|kunt|kunnen)\b", " modalcan "),
     )
 )
 # The first patterns of _PHRASES are politeness wrappers: a text they

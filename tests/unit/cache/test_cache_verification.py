@@ -1253,6 +1253,30 @@ def test_phrases_swapped_across_before_are_another_sequence(
     assert verify(query, cached).failed_check == "order"
 
 
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
+        (
+            "Hoe kan ik het beste een teek verwijderen?",
+            "Leg uit hoe ik het beste een teek kan verwijderen.",
+            True,
+        ),
+        (
+            "Posso levar comida na mala para os Estados Unidos?",
+            "Um viajante pode levar comida na mala para os Estados Unidos?",
+            True,
+        ),
+        # a modal of one class is no modal of another
+        ("Moet ik een visum aanvragen?", "Kan ik een visum aanvragen?", False),
+        ("Posso pagar com cartão?", "Tenho que pagar com cartão?", False),
+    ],
+)
+def test_dutch_and_portuguese_modals_by_class(
+    cached: str, query: str, ok: bool
+) -> None:
+    assert verify(query, cached).ok is ok
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
