@@ -602,12 +602,22 @@ _FIRST_PERSON = _words(
 )
 _THIRD_PERSON = _words(
     """
-    they them their they're they've they'd he she his her
+    they them their they're they've they'd he she his her sich zichzelf
     sein seine seinen seinem seiner ihr ihre ihren ihrem son sa ses il elle
     a-t-il peut-il doit-il su sus suo sua suoi seu seus
     zich zijn haar proprio propria propri proprie
     """
 )
+# The generic subject of each language ("Wie kann man …", "Peut-on …", "Ci si
+# può …", "¿Se puede …?", "Hoe kun je …"), asked instead of "I".
+_GENERIC_PRONOUNS = {
+    "de": _words("man"),
+    "fr": _words("on qu'on l'on peut-on"),
+    "nl": _words("je men jij"),
+    "it": _words("si ci"),
+    "es": _words("se uno"),
+    "pt": _words("se"),
+}
 # Languages whose verbs say "I" without a pronoun ("¿Puedo devolver…?").
 _PRO_DROP = frozenset({"es", "it", "pt"})
 # Past participles not made with "-ed", to their verb; not those that are
@@ -2246,8 +2256,12 @@ def _perspective(
             and token.stem in _person_nouns()
         )
 
+    # "man", "on", "si", "se", Dutch "je": a generic subject, often filler
+    pronouns = _GENERIC_PRONOUNS.get(generic.language, frozenset())
     persons = [i for i in left_generic if person(generic.content[i])]
-    if not persons or any(word in _FIRST_PERSON for word in generic.words):
+    if not (persons or any(word in pronouns for word in generic.words)):
+        return False
+    if any(word in _FIRST_PERSON - pronouns for word in generic.words):
         return False
     if not (
         any(word in _FIRST_PERSON for word in mine.words) or mine.language in _PRO_DROP
@@ -2257,7 +2271,8 @@ def _perspective(
     if any(mine.content[i].word not in _FIRST_PERSON for i in left_mine):
         return False
     if any(
-        not person(generic.content[i]) and generic.content[i].word not in _THIRD_PERSON
+        not person(generic.content[i])
+        and generic.content[i].word not in _THIRD_PERSON | pronouns
         for i in left_generic
     ):
         return False

@@ -1277,6 +1277,38 @@ def test_dutch_and_portuguese_modals_by_class(
     assert verify(query, cached).ok is ok
 
 
+@pytest.mark.parametrize(
+    ("cached", "query", "ok"),
+    [
+        (
+            "Kan ik mijn zorgverzekering tussentijds opzeggen?",
+            "Kun je je zorgverzekering tussentijds opzeggen?",
+            True,
+        ),
+        (
+            "Wie kann ich mich beim Lernen besser konzentrieren?",
+            "Wie kann man sich beim Lernen besser konzentrieren?",
+            True,
+        ),
+        (
+            "Posso iscrivermi all'università senza il test d'ingresso?",
+            "Ci si può iscrivere all'università senza il test d'ingresso?",
+            True,
+        ),
+        # asking the assistant to act on the asker's own things
+        (
+            "Kan ik mijn wachtwoord resetten?",
+            "Kun je mijn wachtwoord resetten?",
+            False,
+        ),
+    ],
+)
+def test_each_languages_generic_subject_for_i(
+    cached: str, query: str, ok: bool
+) -> None:
+    assert verify(query, cached).ok is ok
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
