@@ -1286,8 +1286,8 @@ def test_dutch_and_portuguese_modals_by_class(
             True,
         ),
         (
-            "Wie kann ich mich beim Lernen besser konzentrieren?",
-            "Wie kann man sich beim Lernen besser konzentrieren?",
+            "Muss ich mich beim Einwohnermeldeamt anmelden?",
+            "Muss man sich beim Einwohnermeldeamt anmelden?",
             True,
         ),
         (
