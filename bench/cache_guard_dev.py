@@ -57,6 +57,7 @@ READ_SETS = (
     "cache_blind_2026-12p.jsonl",
     "cache_blind_2026-12q.jsonl",
     "cache_blind_2026-12r.jsonl",
+    "cache_blind_2026-12s.jsonl",
 )
 
 
