@@ -1879,19 +1879,37 @@ def _features(text: str, language_hint: str = "") -> _Features:
     )
 
 
+_SUBJECT_PRONOUNS = _words("i you we they he she it")
+
+
 def _tense(words: Sequence[str]) -> str:
     """The English past and future a text's auxiliaries mark.
 
     Past: "did", "was", "has been", "has merged"; future: "will", "going to",
     "about to".
     """
-    past = any(word in _PAST_AUXILIARIES for word in words) or any(
-        word in ("has", "have")
-        and any(
-            later == "been" or later.endswith("ed") or later in _IRREGULAR_PARTICIPLES
-            for later in words[index + 1 : index + 6]
+    past = (
+        any(word in _PAST_AUXILIARIES for word in words)
+        or any(
+            word in ("has", "have")
+            and any(
+                later == "been"
+                or later.endswith("ed")
+                or later in _IRREGULAR_PARTICIPLES
+                for later in words[index + 1 : index + 6]
+            )
+            for index, word in enumerate(words)
         )
-        for index, word in enumerate(words)
+        # a verb in the past right after its subject: "if I missed a dose"
+        or any(
+            subject in _SUBJECT_PRONOUNS
+            and (
+                (verb.endswith("ed") and len(verb) > 4)
+                or verb in _IRREGULAR_PRETERITES
+                or _IRREGULAR_PARTICIPLES.get(verb, verb) != verb  # "paid"
+            )
+            for subject, verb in itertools.pairwise(words)
+        )
     )
     future = any(word in ("will", "shall", "gonna") for word in words) or any(
         pair in (("going", "to"), ("about", "to")) for pair in itertools.pairwise(words)

@@ -1309,6 +1309,23 @@ def test_each_languages_generic_subject_for_i(
     assert verify(query, cached).ok is ok
 
 
+@pytest.mark.parametrize(
+    ("cached", "query"),
+    [
+        (
+            "What should I do if I missed a dose of my pill?",
+            "What should I do if I'm going to miss a dose of my pill?",
+        ),
+        (
+            "What happens if we paid the invoice late?",
+            "What happens if we will pay the invoice late?",
+        ),
+    ],
+)
+def test_a_past_verb_after_its_subject_is_no_future(cached: str, query: str) -> None:
+    assert verify(query, cached).failed_check == "tense"
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
