@@ -1772,9 +1772,18 @@ def _with_deletions(word: str) -> set[str]:
     return {word} | {word[:i] + word[i + 1 :] for i in range(len(word))}
 
 
+def _is_known_word(word: str) -> bool:
+    """A word of the model's vocabulary, or of a frequent WordNet sense ("thaw").
+
+    WordNet's every lemma would make words of typos ("wether", "takin"); the
+    words of its frequent senses are common words.
+    """
+    return word in _vocabulary() or _stem(word) in _wordnet_synsets()
+
+
 def _is_misspelt_filler(word: str, language: str) -> bool:
     """A non-word one edit from a filler word: "waht", "teh", "yuor", "coment"."""
-    if len(word) < 3 or not word.isalpha() or word in _vocabulary():
+    if len(word) < 3 or not word.isalpha() or _is_known_word(word):
         return False
     index = _filler_deletions(language)
     return any(

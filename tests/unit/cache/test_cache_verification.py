@@ -1326,6 +1326,16 @@ def test_a_past_verb_after_its_subject_is_no_future(cached: str, query: str) -> 
     assert verify(query, cached).failed_check == "tense"
 
 
+def test_a_common_word_the_model_does_not_know_is_no_misspelt_filler() -> None:
+    # "thaw" is no word piece of the model's vocabulary; one edit from "that",
+    # it was dropped as a misspelling, and the opposite action went unseen.
+    verdict = verify(
+        "What's the safest way to thaw frozen cooked rice?",
+        "What's the safest way to freeze cooked rice?",
+    )
+    assert verdict.failed_check == "alignment"
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
