@@ -42,8 +42,10 @@ and the candidate is rejected as ``alignment``. Before the alignment, vetoes tha
 need no vocabulary reject what alignment alone would miss: the texts' language, the
 numbers (digits and number words, and which end of a "to" each stands at),
 quoted strings, code and identifiers, negation, ``tense`` (English past against
-future), and order (roles swapped around a verb that stays, ``X to Y`` against ``Y
-to X``, a phrase moved across "than").
+future), ``intent`` (what the question words ask for: a reason, a manner, a
+quantity, a time, a place, a person; and a how-question against a command), and
+order (roles swapped around a verb that stays, ``X to Y`` against ``Y to X``, a
+phrase moved across "than", "to", "before" or "after").
 
 Paired words may change places only when the word that moved keeps its
 preposition ("in Python, how do I sort a list" against "how do I sort a list in
@@ -63,8 +65,9 @@ strongest explanation it needed (:data:`ACCEPTING_CHECKS`: ``identical``,
 ``synonym``, ``abbreviation``, ``reorder``, ``context``): the check that accepted
 the hit.
 
-Pure functions of the two texts plus the embedding model's vendored vocabulary,
-read once; no other I/O. Designed on bench/data/cache_pairs.jsonl,
+Pure functions of the two texts plus vendored tables read once (the embedding
+model's vocabulary; WordNet's synonyms, person nouns and derivations, see
+services/cache/data/README.md); no other I/O. Designed on bench/data/cache_pairs.jsonl,
 bench/data/cache_dev_2026-12.jsonl and bench/data/cache_blind_2026-12.jsonl (a
 used blind set); judged on bench/data/cache_blind_2026-12b.jsonl, then again,
 unchanged, on bench/data/cache_blind_2026-12c.jsonl (bench/cache_quality.py).
