@@ -678,7 +678,7 @@ _COMPARATIVES = _words(
 )
 _FOREIGN_THAN = _words("que als dan di che do")
 _PAST_AUXILIARIES = _words("did was were had")
-_NUMBER_TO = _words("to into onto alla al a à auf nach zu para than vs versus / :")
+_NUMBER_TO = _words("to into onto on alla al a à auf nach zu para than vs versus / :")
 _NUMBER_FROM = _words("from")
 _NUMBER_OR_WORD = re.compile(rf"{_NUMBER.pattern}|[^\W\d_]+(?:['-][^\W\d_]+)*|[/:]")
 _PASSIVE_AUXILIARIES = _words("is are was were be been being get gets got")
@@ -2968,6 +2968,28 @@ def _asked_for(features: _Features) -> frozenset[str]:
     return frozenset(kinds)
 
 
+def _asker_turned_round(a: _Features, b: _Features) -> bool:
+    """Whether two who-questions put the asker on opposite sides of the verb.
+
+    "Who blocked me?" asks for whoever acted on the asker, "Who did I block?" for
+    whom the asker acted on; the pronouns are filler, so nothing else tells. Read
+    after the last "who" (English).
+    """
+    roles = []
+    for features in (a, b):
+        words = features.words
+        asked = [i for i, word in enumerate(words) if word in ("who", "whom")]
+        if features.language not in ("en", "und") or not asked:
+            return False
+        after = set(words[asked[-1] + 1 :])
+        roles.append((bool(after & _I_SUBJECT), bool(after & _I_OBJECT)))
+    return {roles[0], roles[1]} == {(True, False), (False, True)}
+
+
+_I_SUBJECT = _words("i we")
+_I_OBJECT = _words("me us")
+
+
 def _ask_for_different_things(a: _Features, b: _Features) -> bool:
     asked, other = _asked_for(a), _asked_for(b)
     return bool(asked and other) and asked.isdisjoint(other)
@@ -3034,7 +3056,7 @@ def verify(query: str, cached: str, cached_fingerprint: str = "") -> Verdict:
                 or _asks_to_act(cached, query)
             ),
         ),
-        ("order", lambda: _order_differs(a, b)),
+        ("order", lambda: _order_differs(a, b) or _asker_turned_round(a, b)),
     )
     for check, failed in failures:
         if failed():

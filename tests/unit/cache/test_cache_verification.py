@@ -1336,6 +1336,32 @@ def test_a_common_word_the_model_does_not_know_is_no_misspelt_filler() -> None:
     assert verdict.failed_check == "alignment"
 
 
+@pytest.mark.parametrize(
+    ("cached", "query", "check"),
+    [
+        # the asker acted on, or acting, in a who-question
+        (
+            "How can I see who blocked me on WhatsApp?",
+            "How can I see who I blocked on WhatsApp?",
+            "order",
+        ),
+        ("Who owes me money?", "Who do I owe money?", "order"),
+        # two numbers turned round across "on"
+        (
+            "How do I expose a container's port 80 on host port 8080?",
+            "How do I expose a container's port 8080 on host port 80?",
+            "numbers",
+        ),
+    ],
+)
+def test_the_last_development_near_misses(cached: str, query: str, check: str) -> None:
+    assert verify(query, cached).failed_check == check
+
+
+def test_who_questions_that_keep_the_asker_in_place_still_pair() -> None:
+    assert verify("who blocked me on whatsapp", "Who blocked me on WhatsApp?").ok
+
+
 def test_use_in_its_short_forms() -> None:
     # "used" and "using" are too short for the suffix rules ("feed" is no "fee").
     verdict = verify(
