@@ -58,6 +58,7 @@ READ_SETS = (
     "cache_blind_2026-12q.jsonl",
     "cache_blind_2026-12r.jsonl",
     "cache_blind_2026-12s.jsonl",
+    "cache_blind_2026-12t.jsonl",
 )
 
 
