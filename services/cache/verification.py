@@ -713,7 +713,8 @@ _PREPOSITIONS = _words(
 )
 
 
-_HOW_WHERE_WHAT = tuple((word,) for word in ("how", "where", "what", "which", "when"))
+# Questions whose person may be any role: "How does a baker know …".
+_OPEN_QUESTIONS = _words("how where what which when")
 # Question words that open a phrase ("which port", "how many servers").
 _WH_DETERMINERS = _words("which what whose")
 _HOW_MANY = (("how", "many"), ("how", "much"))
@@ -2283,7 +2284,7 @@ def _perspective(
         # discount?" is no "Can I get a discount?".
         return token.word in _GENERIC_PERSONS or (
             generic.language in ("en", "und")
-            and generic.words[:1] in _HOW_WHERE_WHAT
+            and generic.words[0] in _OPEN_QUESTIONS
             and not token.name
             and token.stem in _person_nouns()
         )
