@@ -853,6 +853,11 @@ class _Features:
         return _number_flows(items)
 
     @functools.cached_property
+    def asked_for(self) -> frozenset[str]:
+        """What its question words ask for (see _asked_for); read per candidate."""
+        return _asked_for(self)
+
+    @functools.cached_property
     def code_text(self) -> str:
         """Every token of the text as code tokens, read when code spans differ."""
         return _code_tokens(self.plain)
@@ -2294,7 +2299,8 @@ def _perspective(
     persons = [i for i in left_generic if person(generic.content[i])]
     if not (persons or any(word in pronouns for word in generic.words)):
         return False
-    if any(word in _FIRST_PERSON - pronouns for word in generic.words):
+    first_person = _FIRST_PERSON - pronouns  # Dutch "je" is no French "I" there
+    if any(word in first_person for word in generic.words):
         return False
     if not (
         any(word in _FIRST_PERSON for word in mine.words) or mine.language in _PRO_DROP
@@ -2992,7 +2998,7 @@ _I_OBJECT = _words("me us")
 
 
 def _ask_for_different_things(a: _Features, b: _Features) -> bool:
-    asked, other = _asked_for(a), _asked_for(b)
+    asked, other = a.asked_for, b.asked_for
     return bool(asked and other) and asked.isdisjoint(other)
 
 
