@@ -390,8 +390,8 @@ def calibrate_command(args: argparse.Namespace) -> None:
     (RESULTS / "router_finetune_dev.json").write_text(
         json.dumps(report, indent=1) + "\n"
     )
-    # The encoder's section of the model file; the text-only heads are
-    # router_train.py's.
+    # The encoder's section of the model file; the student's is
+    # router_student.py's.
     target = ROUTER / MODEL_RESOURCE
     data = json.loads(target.read_text("utf-8"))
     data["version"] = MODEL_VERSION

@@ -1,4 +1,4 @@
-"""Fit the router's text-only heads and measure frozen-embedding designs by writer.
+"""Measure the router's frozen-embedding and text-only designs by writer.
 
 Data (DESIGN.md section 4): fourteen labelled files, each written by a different
 helper: ``bench/data/router_train_{a,...,i}.jsonl`` (prompts labelled by the
@@ -21,14 +21,13 @@ shipped classifier was :data:`FROZEN_DESIGN`: heads over the frozen MiniLM
 embedding, the measurements and the hashed words, the average of L2-penalised,
 class-weighted logistic regressions by Newton steps (solved by conjugate
 gradients) and a network of :data:`HIDDEN_UNITS` rectified units shared by the
-three heads (Adam, weight decay, fixed seed). What ships from here now is the
-*text-only heads* (measurements and words), the fallback when the encoder cannot
-run.
+three heads (Adam, weight decay, fixed seed). Nothing ships from here now: the
+text-only heads it last shipped, the fallback when the encoder could not run,
+gave way to the student of ``bench/router_student.py``.
 
-Run from the repository root: ``python bench/router_train.py [--write]
-[--embeddings-cache DIR]``. Prints the comparison, writes
-``bench/results/router_dev.json`` and ``.md``, and with ``--write`` rewrites the
-text-only section of ``services/router/complexity_model.json``.
+Run from the repository root: ``python bench/router_train.py
+[--embeddings-cache DIR]``. Prints the comparison and writes
+``bench/results/router_dev.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -37,10 +36,11 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import sys
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -50,16 +50,11 @@ from services.router.complexity import (
     BOUNDARIES,
     CLASSES,
     FEATURE_NAMES,
-    HASH_BUCKETS,
-    MODEL_RESOURCE,
-    BoundaryHeads,
     ConversationFeatures,
     FloatArray,
-    HiddenLayer,
     choose_complexity,
     measure,
     premium_threshold,
-    word_buckets,
 )
 from services.router.encoder_input import previous_user_message
 from services.router.enums import Complexity
@@ -67,6 +62,77 @@ from services.router.enums import Complexity
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
+HASH_BUCKETS = 1024
+"""Buckets of the hashed words (crc32 of each lower-cased word, modulo this)."""
+_WORD = re.compile(r"\w+")
+_WINDOW = 6000
+
+
+def word_buckets(prompt: str, buckets: int = HASH_BUCKETS) -> FloatArray:
+    """1.0 in the bucket of each distinct lower-cased word of the prompt's window.
+
+    crc32 rather than ``hash()``: Python salts ``hash()`` per process.
+    """
+    result = np.zeros(buckets, dtype=np.float64)
+    words = set(_WORD.findall(prompt[:_WINDOW].lower()))
+    result[[zlib.crc32(word.encode()) % buckets for word in words]] = 1.0
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class HiddenLayer:
+    """Rectified units over the standardised inputs, added to the heads' logits.
+
+    ``max(0, u @ weights + bias) @ output`` with ``u = (x - mean) * scale``.
+    """
+
+    weights: FloatArray
+    """Inputs by hidden units."""
+    bias: FloatArray
+    output: FloatArray
+    """Hidden units by boundaries."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoundaryHeads:
+    """Three calibrated heads over one input vector (the designs compared here).
+
+    Head ``k`` gives ``P(level ≥ CLASSES[k + 1]) = sigmoid(slope[k] * z[k] +
+    intercept[k])`` with ``z = u @ weights + bias`` (plus the hidden layer's
+    output, when there is one) and ``u = (x - mean) * scale``.
+    """
+
+    mean: FloatArray
+    scale: FloatArray
+    weights: FloatArray
+    bias: FloatArray
+    slope: FloatArray
+    intercept: FloatArray
+    hidden: HiddenLayer | None = None
+
+    def logits(self, inputs: FloatArray) -> FloatArray:
+        """The uncalibrated logit of each boundary (the last axis of ``inputs``)."""
+        standardised = (inputs - self.mean) * self.scale
+        result: FloatArray = standardised @ self.weights + self.bias
+        if self.hidden is not None:
+            units = np.maximum(standardised @ self.hidden.weights + self.hidden.bias, 0)
+            result = result + units @ self.hidden.output
+        return result
+
+    def probabilities(self, inputs: FloatArray) -> FloatArray:
+        """The probability of each level, in ``CLASSES`` order; sums to one."""
+        calibrated = np.clip(
+            self.slope * self.logits(inputs) + self.intercept, -30.0, 30.0
+        )
+        at_least = np.minimum.accumulate(1.0 / (1.0 + np.exp(-calibrated)), axis=-1)
+        ones = np.ones((*at_least.shape[:-1], 1))
+        zeros = np.zeros((*at_least.shape[:-1], 1))
+        upper = np.concatenate([ones, at_least], axis=-1)
+        lower = np.concatenate([at_least, zeros], axis=-1)
+        result: FloatArray = upper - lower
+        return result
+
+
 TRAIN_FILES = (
     "router_train_a.jsonl",
     "router_train_b.jsonl",
@@ -614,7 +680,6 @@ def figure_cell(figure: object) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Compare designs across writers, report dev figures, optionally write."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the model file")
     parser.add_argument(
         "--embeddings-cache",
         type=Path,
@@ -709,22 +774,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         print("\n".join(lines[-len(table_rows) :]), flush=True)
 
-    text_cv = chosen["measurements + words (no embedding)"]
-    text_only = fit_heads(text, y, text_cv.l2).heads(text_cv.calibration)
-    report["shipped"] = {
-        "text_only_l2": text_cv.l2,
-        "text_only_fitted_on": len(examples),
-        "features": list(FEATURE_NAMES),
-        "hash_buckets": HASH_BUCKETS,
-    }
     lines += [
         "",
-        "Shipped from this script: the text-only heads (measurements + words, L2 "
-        f"{text_cv.l2:g}, refitted on all {len(examples)} prompts, calibrated on "
-        "the out-of-writer predictions), which classify when the complexity "
-        "encoder cannot run. The classifier itself is the fine-tuned encoder of "
-        "`bench/router_finetune.py` (docs/router-complexity.md); the frozen-"
-        "embedding designs above are the development history it replaced.",
+        "The classifier is the fine-tuned encoder of `bench/router_finetune.py` "
+        "and the student distilled from it (`bench/router_student.py`; "
+        "docs/router-complexity.md); the designs above are the development "
+        "history they replaced.",
         "",
         "Cells: share (count/of) [95% Wilson interval]. Bias: the quality_bias "
         "chosen without that file.",
@@ -733,14 +788,6 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "router_dev.json").write_text(json.dumps(report, indent=1) + "\n")
     (RESULTS / "router_dev.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-8:]))
-    if args.write:
-        # Only the text-only section: the encoder's is router_finetune.py's.
-        target = Path(str(resources.files("services.router") / MODEL_RESOURCE))
-        data = json.loads(target.read_text("utf-8"))
-        data["text_only"] = text_only.to_dict()
-        target.write_text(json.dumps(data, separators=(",", ":")) + "\n", "utf-8")
-        digest = hashlib.sha256(target.read_bytes()).hexdigest()
-        print(f"wrote {target.relative_to(ROOT)} sha256 {digest}")
     return 0
 
 

@@ -147,6 +147,13 @@ ROUTER_ROUTES = Counter(
     ["tier", "complexity", "lane"],
     registry=REGISTRY,
 )
+ROUTER_CLASSIFICATIONS = Counter(
+    "tollgate_router_classifications_total",
+    "Requests for model auto by the classifier that answered: the student alone "
+    "(sure of itself, or the encoder could not run) or the complexity encoder.",
+    ["classifier"],
+    registry=REGISTRY,
+)
 ROUTER_DEGRADATION_LEVEL = Gauge(
     "tollgate_router_degradation_level",
     "Degradation level in force, 0 (full service) to 4 (maintenance).",

@@ -71,7 +71,12 @@ async def build_app(settings: RouterSettings, clock: Clock | None = None) -> Ser
             encoders[head.sha256] = LazyComplexityEncoder(head.path, head.sha256)
         return encoders[head.sha256]
 
-    classifier = Classifier(model, encoder(model.encoder), settings.quality_bias)
+    classifier = Classifier(
+        model,
+        encoder(model.encoder),
+        settings.quality_bias,
+        settings.complexity_student_confidence,
+    )
     shadow = (
         Classifier(
             shadow_model, encoder(shadow_model.encoder), settings.shadow_quality_bias

@@ -19,15 +19,21 @@ monotone and differenced into a probability per level that sums to one
 (:meth:`ComplexityModel.probabilities`). :func:`choose_complexity` turns them into
 a decision with one setting, ``quality_bias``, that trades cost for quality. The
 calibration ships in ``complexity_model.json`` (format :data:`MODEL_FORMAT`) beside
-the encoder it names; *text-only heads* over the measurements and the prompt's
-words hashed into :data:`HASH_BUCKETS` buckets (fitted by ``bench/router_train.py``)
-classify when the encoder cannot run.
+the encoder it names.
+
+The encoder's run costs milliseconds, so a *student* answers first
+(:class:`StudentHead`): a linear classifier over the prompt's hashed words and the
+measurements, distilled from the encoder (``bench/router_student.py``). When it is
+sure, its answer stands and the encoder does not run; when it is not, or the
+encoder cannot run, the encoder's answer stands, or the student's.
 
 Nothing here downloads anything or calls a model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import math
 import re
@@ -48,7 +54,7 @@ if TYPE_CHECKING:
     from services.router.domain import ConversationShape
 
 MODEL_RESOURCE = "complexity_model.json"
-MODEL_FORMAT = "tollgate-complexity/4"
+MODEL_FORMAT = "tollgate-complexity/5"
 
 CLASSES: tuple[Complexity, ...] = (
     Complexity.TRIVIAL,
@@ -61,10 +67,8 @@ CLASSES: tuple[Complexity, ...] = (
 BOUNDARIES = len(CLASSES) - 1
 """One head per boundary: P(≥ simple), P(≥ moderate), P(complex)."""
 
-HASH_BUCKETS = 1024
-"""Buckets of the hashed words (crc32 of each lower-cased word, modulo this)."""
-
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 # Measurements read at most this much of a prompt: the training prompts are all
 # shorter, and a pasted 100 kB log must not cost milliseconds per request.
@@ -133,7 +137,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "reasoning",
 )
 """The measurements, in the order of the encoder's ``measurements`` input and of
-the text-only heads' inputs (before the hashed words)."""
+the student's measurements (after its hashed words)."""
 
 
 def measure(
@@ -191,140 +195,151 @@ def measure(
     )
 
 
-def word_buckets(prompt: str, buckets: int = HASH_BUCKETS) -> FloatArray:
-    """1.0 in the bucket of each distinct lower-cased word of the prompt's window.
+STUDENT_BUCKETS = 1 << 18
+"""Buckets of the student's hashed features (crc32 of each, modulo this)."""
 
-    crc32 rather than ``hash()``: Python salts ``hash()`` per process, and the
-    buckets must be the ones the model was fitted with.
+
+def student_buckets(prompt: str, buckets: int = STUDENT_BUCKETS) -> IntArray:
+    """The distinct buckets of the prompt window's hashed features, sorted.
+
+    The features: each lower-cased word, each pair of adjacent words, the first
+    word and the first two words ("what is" opens other prompts than "prove
+    that"). crc32 rather than ``hash()``: Python salts ``hash()`` per process,
+    and the buckets must be the ones the student was fitted with.
     """
-    result = np.zeros(buckets, dtype=np.float64)
-    words = set(_WORD.findall(prompt[:_WINDOW].lower()))
-    result[[zlib.crc32(word.encode()) % buckets for word in words]] = 1.0
+    words = _WORD.findall(prompt[:_WINDOW].lower())
+    keys = {f"w:{word}" for word in words}
+    keys.update(f"b:{a} {b}" for a, b in itertools.pairwise(words))
+    keys.add("o1:" + " ".join(words[:1]))
+    keys.add("o:" + " ".join(words[:2]))
+    hashed = np.fromiter(
+        (zlib.crc32(key.encode()) % buckets for key in keys), np.int64, len(keys)
+    )
+    result: IntArray = np.unique(hashed)
     return result
 
 
 @dataclass(frozen=True, slots=True)
-class HiddenLayer:
-    """Rectified units over the standardised inputs, added to the heads' logits.
+class StudentHead:
+    """A linear classifier distilled from the encoder, and when it may answer alone.
 
-    ``max(0, u @ weights + bias) @ output`` with ``u = (x - mean) * scale``.
+    ``softmax(words[b].sum() / sqrt(len(b)) + u @ measurement_weights + bias)``
+    over the buckets ``b`` of :func:`student_buckets` and the standardised
+    measurements ``u = (x - mean) * scale``: about 0.1 ms, no model run. Fitted
+    by ``bench/router_student.py`` on the encoder's own probabilities for every
+    prompt of the training files and the cache's pair sets, so it learns where
+    the encoder puts a prompt, not a second opinion.
+
+    It answers alone when it is sure (:meth:`settles`); otherwise the encoder
+    runs. It also answers whenever the encoder cannot run.
     """
 
-    weights: FloatArray
-    """Inputs by hidden units."""
-    bias: FloatArray
-    output: FloatArray
-    """Hidden units by boundaries."""
-
-    def to_dict(self) -> dict[str, object]:
-        """The layer as JSON-ready lists (six significant digits)."""
-        return {
-            "weights": [_rounded(row) for row in self.weights],
-            "bias": _rounded(self.bias),
-            "output": [_rounded(row) for row in self.output],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object], inputs: int) -> HiddenLayer:
-        """A layer from its JSON form.
-
-        Raises:
-            ValueError: the arrays do not fit ``inputs`` inputs and 3 boundaries.
-        """
-        bias = np.asarray(data["bias"], dtype=np.float64)
-        units = bias.shape[0] if bias.ndim == 1 and bias.size else 1
-        return cls(
-            **_arrays(
-                data,
-                {
-                    "weights": (inputs, units),
-                    "bias": (units,),
-                    "output": (units, BOUNDARIES),
-                },
-                prefix="hidden.",
-            )
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class BoundaryHeads:
-    """Three calibrated heads over one input vector.
-
-    Head ``k`` gives ``P(level ≥ CLASSES[k + 1]) = sigmoid(slope[k] * z[k] +
-    intercept[k])`` with ``z = u @ weights + bias`` (plus the hidden layer's
-    output, when there is one) and ``u = (x - mean) * scale``.
-    """
-
+    path: Path
+    """The ``words`` file, a float16 ``.npy`` of buckets by levels."""
+    sha256: str
+    words: npt.NDArray[np.float16]
     mean: FloatArray
     scale: FloatArray
-    """One over the standard deviation of each input on the training set."""
-    weights: FloatArray
-    """Inputs by boundaries."""
+    """One over the standard deviation of each measurement on the training set."""
+    measurement_weights: FloatArray
+    """Measurements by levels."""
     bias: FloatArray
-    slope: FloatArray
-    """Calibration of each head's logit, fitted out of fold."""
-    intercept: FloatArray
-    hidden: HiddenLayer | None = None
+    confidence: float
+    """The student answers alone when its chosen tier's probability is at least
+    this (1.0 or more: never)..."""
+    premium_ceiling: float
+    """...and, when that tier is not the premium one, the premium tier's is at
+    most this: an under-routed complex prompt is the expensive mistake."""
 
-    def logits(self, inputs: FloatArray) -> FloatArray:
-        """The uncalibrated logit of each boundary (the last axis of ``inputs``)."""
-        standardised = (inputs - self.mean) * self.scale
-        result: FloatArray = standardised @ self.weights + self.bias
-        if self.hidden is not None:
-            units = np.maximum(standardised @ self.hidden.weights + self.hidden.bias, 0)
-            result = result + units @ self.hidden.output
+    def probabilities(self, prompt: str, measurements: FloatArray) -> FloatArray:
+        """P(trivial), P(simple), P(moderate), P(complex); sums to one."""
+        buckets = student_buckets(prompt, self.words.shape[0])
+        logits = self.words[buckets].sum(axis=0, dtype=np.float64)
+        logits /= math.sqrt(len(buckets))
+        logits += (measurements - self.mean) * self.scale @ self.measurement_weights
+        logits += self.bias
+        exp = np.exp(logits - logits.max())
+        result: FloatArray = exp / exp.sum()
         return result
 
-    def probabilities(self, inputs: FloatArray) -> FloatArray:
-        """The probability of each level, in ``CLASSES`` order; sums to one."""
-        logits = self.logits(inputs)
-        calibrated = np.clip(self.slope * logits + self.intercept, -30.0, 30.0)
-        return _levels(1.0 / (1.0 + np.exp(-calibrated)))
+    def settles(
+        self,
+        probabilities: Sequence[float],
+        level: Complexity,
+        tier_of: Mapping[Complexity, str],
+        quality_bias: float,
+    ) -> bool:
+        """True when the student's ``level`` stands without the encoder.
+
+        Its tier's probability must reach :attr:`confidence`; below premium, the
+        premium tier's may not pass :attr:`premium_ceiling`, and a bias that
+        wants premium at a lower probability than that ceiling (above about 1.7)
+        is the encoder's to judge: the student was fitted to be sure, not to
+        weigh small chances of needing premium.
+        """
+        pooled: dict[str, float] = {}
+        for each, p in zip(CLASSES, probabilities, strict=True):
+            pooled[tier_of[each]] = pooled.get(tier_of[each], 0.0) + float(p)
+        tier = tier_of[level]
+        premium = tier_of[Complexity.COMPLEX]
+        if pooled[tier] < self.confidence:
+            return False
+        return tier == premium or (
+            pooled[premium] <= self.premium_ceiling
+            and premium_threshold(quality_bias) >= self.premium_ceiling
+        )
 
     def to_dict(self) -> dict[str, object]:
-        """The heads as JSON-ready lists (six significant digits)."""
-        data: dict[str, object] = {
+        """The head as JSON-ready values (the words named by their file)."""
+        return {
+            "file": self.path.name,
+            "sha256": self.sha256,
             "mean": _rounded(self.mean),
             "scale": _rounded(self.scale),
-            "weights": [_rounded(row) for row in self.weights],
+            "measurement_weights": [_rounded(r) for r in self.measurement_weights],
             "bias": _rounded(self.bias),
-            "slope": _rounded(self.slope),
-            "intercept": _rounded(self.intercept),
+            "confidence": self.confidence,
+            "premium_ceiling": self.premium_ceiling,
         }
-        if self.hidden is not None:
-            data["hidden"] = self.hidden.to_dict()
-        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object], inputs: int) -> BoundaryHeads:
-        """Heads from their JSON form.
+    def from_dict(cls, data: Mapping[str, object], directory: Path) -> StudentHead:
+        """The head of a model file; its words file is read from ``directory``.
 
         Raises:
-            ValueError: the arrays do not have ``inputs`` rows and 3 boundaries,
-                or a calibration slope is not positive.
+            OSError: the words file cannot be read.
+            ValueError: an array has the wrong shape, or the words file is not
+                the one the model names.
         """
-        hidden = data.get("hidden")
-        heads = cls(
+        path = directory / Path(str(data["file"])).name
+        sha256 = str(data["sha256"])
+        if hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+            raise ValueError(f"{path.name} is not the file the model names")
+        words = np.load(path, mmap_mode="r")
+        if (
+            words.dtype != np.float16
+            or words.ndim != 2
+            or words.shape[1] != len(CLASSES)
+        ):
+            raise ValueError(f"{path.name} is not a float16 array of buckets by levels")
+        features = len(FEATURE_NAMES)
+        return cls(
+            path=path,
+            sha256=sha256,
+            words=words,
             **_arrays(
                 data,
                 {
-                    "mean": (inputs,),
-                    "scale": (inputs,),
-                    "weights": (inputs, BOUNDARIES),
-                    "bias": (BOUNDARIES,),
-                    "slope": (BOUNDARIES,),
-                    "intercept": (BOUNDARIES,),
+                    "mean": (features,),
+                    "scale": (features,),
+                    "measurement_weights": (features, len(CLASSES)),
+                    "bias": (len(CLASSES),),
                 },
+                prefix="student.",
             ),
-            hidden=(
-                None
-                if hidden is None
-                else HiddenLayer.from_dict(_mapping(hidden, "hidden"), inputs)
-            ),
+            confidence=float(str(data["confidence"])),
+            premium_ceiling=float(str(data["premium_ceiling"])),
         )
-        if not (heads.slope > 0).all():
-            raise ValueError("calibration slopes must be positive")
-        return heads
 
 
 def _arrays(
@@ -389,17 +404,14 @@ def _levels(at_least: FloatArray) -> FloatArray:
 
 @dataclass(frozen=True, slots=True)
 class ComplexityModel:
-    """The fine-tuned encoder's calibration, and text-only heads without it."""
+    """The fine-tuned encoder's calibration, and the student that answers first."""
 
     version: str
     """A name for logs and shadow comparisons (the file's ``version``)."""
     encoder: EncoderHead
-    text_only: BoundaryHeads
-    """Over the measurements and hashed words alone: the fallback when the encoder
-    cannot run (not installed, a file not the pinned one, turned off)."""
+    student: StudentHead
     default_quality_bias: float
     """The bias the fit was tuned for (see :func:`choose_complexity`)."""
-    hash_buckets: int = HASH_BUCKETS
 
     def probabilities(
         self,
@@ -410,29 +422,22 @@ class ComplexityModel:
     ) -> FloatArray:
         """P(trivial), P(simple), P(moderate), P(complex) of one request.
 
-        ``encoder_logits``: the encoder's three logits for this request; None uses
-        the text-only heads. ``tokens``: the prompt's exact o200k_base tokens, when
+        ``encoder_logits``: the encoder's three logits for this request; None
+        asks the student. ``tokens``: the prompt's exact o200k_base tokens, when
         the caller counted them (see :func:`measure`).
         """
         if encoder_logits is not None:
             return self.encoder.probabilities(encoder_logits)
-        text = np.concatenate(
-            [
-                measure(prompt, conversation, tokens),
-                word_buckets(prompt, self.hash_buckets),
-            ]
-        )
-        return self.text_only.probabilities(text)
+        return self.student.probabilities(prompt, measure(prompt, conversation, tokens))
 
     def to_json(self) -> str:
-        """The model file's text (the encoder named by its file name)."""
+        """The model file's text (the encoder and the student's words by file name)."""
         return json.dumps(
             {
                 "format": MODEL_FORMAT,
                 "version": self.version,
                 "classes": [c.value for c in CLASSES],
                 "features": list(FEATURE_NAMES),
-                "hash_buckets": self.hash_buckets,
                 "default_quality_bias": self.default_quality_bias,
                 "encoder": {
                     "file": self.encoder.path.name,
@@ -440,16 +445,17 @@ class ComplexityModel:
                     "slope": _rounded(self.encoder.slope),
                     "intercept": _rounded(self.encoder.intercept),
                 },
-                "text_only": self.text_only.to_dict(),
+                "student": self.student.to_dict(),
             },
             separators=(",", ":"),
         )
 
     @classmethod
     def from_json(cls, text: str, directory: Path) -> ComplexityModel:
-        """Parse and check a model file; its encoder file is in ``directory``.
+        """Parse and check a model file; the files it names are in ``directory``.
 
         Raises:
+            OSError: the student's words file cannot be read.
             ValueError: the file is of another format, weighs other features, or
                 its arrays have the wrong shapes.
         """
@@ -462,7 +468,6 @@ class ComplexityModel:
             raise ValueError("the model weighs other features than this build")
         if tuple(data["classes"]) != tuple(c.value for c in CLASSES):
             raise ValueError("the model has other classes than this build")
-        buckets = int(data["hash_buckets"])
         encoder = _mapping(data["encoder"], "encoder")
         calibration = _arrays(
             encoder,
@@ -478,11 +483,10 @@ class ComplexityModel:
                 sha256=str(encoder["sha256"]),
                 **calibration,
             ),
-            text_only=BoundaryHeads.from_dict(
-                data["text_only"], len(FEATURE_NAMES) + buckets
+            student=StudentHead.from_dict(
+                _mapping(data["student"], "student"), directory
             ),
             default_quality_bias=float(data["default_quality_bias"]),
-            hash_buckets=buckets,
         )
 
 

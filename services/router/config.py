@@ -65,8 +65,20 @@ class RouterSettings(InternalServerSettings):
     complexity_encoder: bool = Field(
         default=True,
         description="Run the fine-tuned complexity encoder named by the "
-        "complexity model (loaded on the first 'auto' request). False classifies "
-        "with the text-only heads, which are less accurate.",
+        "complexity model for the 'auto' requests its student is not sure of "
+        "(loaded the first time one arrives). False classifies every request "
+        "with the student alone: less accurate, and the router never loads "
+        "onnxruntime or the encoder (about 75 MB).",
+    )
+    complexity_student_confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="How sure the complexity model's student must be of a tier "
+        "for its answer to stand without running the encoder (the probability of "
+        "that tier). Lower runs the encoder less (cheaper, less accurate); 1.0 "
+        "runs it for every 'auto' request; unset uses the model's tuned value "
+        "(see docs/router-complexity.md).",
     )
     shadow_complexity_model_file: Path | None = Field(
         default=None,

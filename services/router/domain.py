@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import structlog
 
@@ -142,6 +143,8 @@ class RouteDecision:
     worst_case_cost_micros: int
     lease: RouteLease | None = None
     """Set when the caller may reuse this decision (see :class:`RouteLease`)."""
+    classified_by: Literal["", "student", "encoder"] = ""
+    """For ``auto``: which classifier answered (see :class:`Classification`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +225,11 @@ class Classification:
     complexity: Complexity
     probabilities: tuple[float, ...]
     """P(trivial), P(simple), P(moderate), P(complex)."""
-    encoded: bool
-    """False when the encoder could not run and the text-only heads answered."""
+    classifier: Literal["student", "encoder"]
+    """Which answered: the student alone (sure of itself, or the encoder could
+    not run), or the encoder."""
+    logits: FloatArray | None = None
+    """The encoder's logits when it ran (a shadow of the same encoder reuses them)."""
 
 
 class Classifier:
@@ -234,54 +240,72 @@ class Classifier:
         model: ComplexityModel,
         encoder: ComplexityEncoder | None,
         quality_bias: float | None = None,
+        student_confidence: float | None = None,
     ) -> None:
-        self.model = model
+        """``student_confidence``: in place of the model's; 1.0 always runs it."""
+        self.model = (
+            model
+            if student_confidence is None
+            else replace(
+                model, student=replace(model.student, confidence=student_confidence)
+            )
+        )
         self.encoder = encoder
         self.quality_bias = (
             model.default_quality_bias if quality_bias is None else quality_bias
         )
 
-    async def logits(self, request: RouteRequest) -> FloatArray | None:
-        """The encoder's logits for ``request``.
+    async def classify(
+        self,
+        request: RouteRequest,
+        tier_of: Mapping[Complexity, str],
+        encoder_logits: FloatArray | None = None,
+    ) -> Classification:
+        """The level to route ``request`` as (before the conversation floor).
 
-        None when the encoder is absent or failing: the text-only heads then
-        classify, so ``auto`` keeps working without the model.
+        The student answers first; the encoder runs only when the student is not
+        sure (:meth:`StudentHead.settles`) and an encoder is configured. An
+        encoder that fails leaves the student's answer, so ``auto`` keeps working
+        without the model. ``encoder_logits``: this request's logits from the
+        same encoder file, when another classifier already ran it.
         """
-        if self.encoder is None:
-            return None
         measurements = measure(
             request.input,
             ConversationFeatures.of(request.conversation),
             request.input_text_tokens,
         )
-        try:
-            return await self.encoder.logits(
-                request.input, request.previous_input, measurements
-            )
-        except BackendUnavailableError as error:
-            _log.warning("complexity_encoder_failed", error=str(error))
-            return None
-
-    def classify(
-        self,
-        request: RouteRequest,
-        logits: FloatArray | None,
-        tier_of: Mapping[Complexity, str],
-    ) -> Classification:
-        """The level to route ``request`` as (before the conversation floor)."""
-        probabilities = self.model.probabilities(
-            request.input,
-            ConversationFeatures.of(request.conversation),
-            logits,
-            tokens=request.input_text_tokens,
-        )
+        student = self.model.student.probabilities(request.input, measurements)
+        level = choose_complexity(list(student), self.quality_bias, tier_of)
+        if self.encoder is not None and not self.model.student.settles(
+            list(student), level, tier_of, self.quality_bias
+        ):
+            logits = encoder_logits
+            if logits is None:
+                try:
+                    logits = await self.encoder.logits(
+                        request.input, request.previous_input, measurements
+                    )
+                except BackendUnavailableError as error:
+                    _log.warning("complexity_encoder_failed", error=str(error))
+            if logits is not None:
+                encoded = self.model.encoder.probabilities(logits)
+                return Classification(
+                    complexity=choose_complexity(
+                        list(encoded), self.quality_bias, tier_of
+                    ),
+                    probabilities=_rounded(encoded),
+                    classifier="encoder",
+                    logits=logits,
+                )
         return Classification(
-            complexity=choose_complexity(
-                [float(p) for p in probabilities], self.quality_bias, tier_of
-            ),
-            probabilities=tuple(round(float(p), 4) for p in probabilities),
-            encoded=logits is not None,
+            complexity=level,
+            probabilities=_rounded(student),
+            classifier="student",
         )
+
+
+def _rounded(probabilities: FloatArray) -> tuple[float, ...]:
+    return tuple(round(float(p), 4) for p in probabilities)
 
 
 def cohort_bucket(tenant_id: str, user_id: str) -> int:
@@ -432,7 +456,7 @@ class Router:
     ) -> None:
         """Route with ``table``; ``shadow`` runs beside ``classifier``, logged only.
 
-        A bare :class:`ComplexityModel` classifies with its text-only heads and
+        A bare :class:`ComplexityModel` classifies with its student alone and
         its default ``quality_bias`` (no encoder). A decision that only the
         request's model, priority and request type decide carries a lease of
         ``route_lease_seconds`` (0: none).
@@ -473,12 +497,13 @@ class Router:
         complexity = Complexity.UNSPECIFIED
         models = {tier.model for tier in table.tiers.values()}
         auto_route: TenantRoute | None = None
+        classified_by: Literal["", "student", "encoder"] = ""
         if request.requested_model == AUTO_MODEL:
-            complexity, auto_route = await self._classify(table, request)
+            complexity, auto_route, classified_by = await self._classify(table, request)
             tier_name = auto_route.tier
             reason = (
                 f"auto: {complexity.value} prompt → cheapest capable tier "
-                f"{tier_name} {table.tiers[tier_name].model}"
+                f"{tier_name} {table.tiers[tier_name].model} ({classified_by})"
             )
         elif not request.requested_model:
             tier_name = priority_route.tier or budget.tier
@@ -582,27 +607,27 @@ class Router:
             fallback_text=fallback_text,
             worst_case_cost_micros=cost,
             lease=lease,
+            classified_by=classified_by,
         )
 
     async def _classify(
         self, table: RoutingTable, request: RouteRequest
-    ) -> tuple[Complexity, TenantRoute]:
+    ) -> tuple[Complexity, TenantRoute, Literal["student", "encoder"]]:
         tier_of = {level: cheapest_capable_tier(table, level) for level in CLASSES}
         floor = conversation_floor(request.conversation)
-        logits = await self._classifier.logits(request)
-        served = self._classifier.classify(request, logits, tier_of)
+        served = await self._classifier.classify(request, tier_of)
         complexity = max(served.complexity, floor, key=CLASSES.index)
         tier = tier_of[complexity]
         verdict: ShadowVerdict | None = None
         if self._shadow is not None:
             # The same encoder file gives the same logits: run it once.
-            shadow_logits = (
-                logits
-                if self._shadow.model.encoder.sha256
+            same_encoder = (
+                self._shadow.model.encoder.sha256
                 == self._classifier.model.encoder.sha256
-                else await self._shadow.logits(request)
             )
-            shadow = self._shadow.classify(request, shadow_logits, tier_of)
+            shadow = await self._shadow.classify(
+                request, tier_of, served.logits if same_encoder else None
+            )
             shadow_complexity = max(shadow.complexity, floor, key=CLASSES.index)
             shadow_tier = tier_of[shadow_complexity]
             verdict = _verdict(table, served=tier, shadow=shadow_tier)
@@ -614,10 +639,12 @@ class Router:
                 served_complexity=complexity.value,
                 served_tier=tier,
                 served_probabilities=served.probabilities,
+                served_classifier=served.classifier,
                 shadow_model=self._shadow.model.version,
                 shadow_complexity=shadow_complexity.value,
                 shadow_tier=shadow_tier,
                 shadow_probabilities=shadow.probabilities,
+                shadow_classifier=shadow.classifier,
                 verdict=verdict.value,
             )
         route = TenantRoute(
@@ -628,7 +655,7 @@ class Router:
             downgraded=tier != table.premium_tier_name(),
             shadow=verdict,
         )
-        return complexity, route
+        return complexity, route, served.classifier
 
     async def record_quality(
         self, request_id: str, signal: QualitySignal

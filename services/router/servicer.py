@@ -112,6 +112,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         metrics.ROUTER_ROUTES.labels(
             decision.tier, decision.complexity.value, decision.lane.value
         ).inc()
+        if decision.classified_by:
+            metrics.ROUTER_CLASSIFICATIONS.labels(decision.classified_by).inc()
         metrics.ROUTER_DEGRADATION_LEVEL.set(decision.degradation_level)
         response = router_pb.RouteResponse(
             model=decision.model,

@@ -176,6 +176,14 @@ async def test_routes_are_counted_by_tier_complexity_and_lane(
     )
     routes = "tollgate_router_routes_total"
     assert _value(after, routes, **labels) - _value(before, routes, **labels) == 1
+    # The distilled student was sure of "hi": the encoder did not run.
+    by_student = {"classifier": "student"}
+    classified = "tollgate_router_classifications_total"
+    assert (
+        _value(after, classified, **by_student)
+        - _value(before, classified, **by_student)
+        == 1
+    )
     assert _value(after, "tollgate_router_degradation_level") == 0
     scraper.assert_no_caller_identities()
 

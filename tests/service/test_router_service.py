@@ -122,7 +122,7 @@ async def test_auto_routes_by_the_prompts_complexity(
     assert trivial.complexity == router_pb.COMPLEXITY_TRIVIAL
     assert (trivial.model, trivial.tier) == ("gpt-4.1-nano", "economy")
     assert trivial.reason == (
-        "auto: trivial prompt → cheapest capable tier economy gpt-4.1-nano"
+        "auto: trivial prompt → cheapest capable tier economy gpt-4.1-nano (student)"
     )
     assert complex_.complexity == router_pb.COMPLEXITY_COMPLEX
     assert complex_.model == "gpt-4.1"

@@ -13,7 +13,7 @@ a worker thread, so a router that never sees ``auto`` never loads the model. Run
 happen one at a time in one worker thread (onnxruntime releases the GIL). When the
 model cannot be loaded (the ``router`` extra is not installed, a file is not the
 pinned one), the error is logged once and every call raises
-:class:`BackendUnavailableError`; the classifier then uses its text-only heads.
+:class:`BackendUnavailableError`; the classifier then keeps its student's answer.
 """
 
 from __future__ import annotations

@@ -14,8 +14,14 @@ from services.router.table import load_routing_table
 
 
 @asynccontextmanager
-async def router_with_shipped_encoder() -> AsyncIterator[Router]:
-    """The built-in table and the shipped model; the encoder closed on exit."""
+async def router_with_shipped_encoder(
+    student_confidence: float | None = None,
+) -> AsyncIterator[Router]:
+    """The built-in table and the shipped model; the encoder closed on exit.
+
+    ``student_confidence``: 1.0 runs the encoder for every request; unset keeps
+    the model's cascade.
+    """
     model = load_complexity_model()
     encoder = LazyComplexityEncoder(model.encoder.path, model.encoder.sha256)
     try:
@@ -23,7 +29,7 @@ async def router_with_shipped_encoder() -> AsyncIterator[Router]:
             load_routing_table(None),
             InMemoryControlStore(),
             InMemoryMetricsStore(),
-            Classifier(model, encoder),
+            Classifier(model, encoder, student_confidence=student_confidence),
             FakeClock(),
         )
     finally:

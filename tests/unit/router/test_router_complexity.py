@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import zlib
 from dataclasses import replace
 from importlib import resources
@@ -14,19 +15,17 @@ from services.core.tokens import count_tokens
 from services.router.complexity import (
     CLASSES,
     FEATURE_NAMES,
-    HASH_BUCKETS,
     MODEL_FORMAT,
     MODEL_RESOURCE,
-    BoundaryHeads,
+    STUDENT_BUCKETS,
     ComplexityModel,
     ConversationFeatures,
-    HiddenLayer,
     choose_complexity,
     conversation_floor,
     load_complexity_model,
     measure,
     premium_threshold,
-    word_buckets,
+    student_buckets,
 )
 from services.router.domain import ConversationShape
 from services.router.enums import Complexity
@@ -45,10 +44,9 @@ def test_the_model_file_weighs_exactly_the_features_measured() -> None:
         (resources.files("services.router") / MODEL_RESOURCE).read_text("utf-8")
     )
 
-    assert data["format"] == MODEL_FORMAT == "tollgate-complexity/4"
+    assert data["format"] == MODEL_FORMAT == "tollgate-complexity/5"
     assert tuple(data["features"]) == FEATURE_NAMES
     assert len(measure("x", NO_CONVERSATION)) == len(FEATURE_NAMES)
-    assert data["hash_buckets"] == HASH_BUCKETS
     assert data["classes"] == [c.value for c in CLASSES]
     # The encoder's file ships beside the model file, pinned by its digest, with
     # one calibration per boundary between adjacent levels.
@@ -56,45 +54,53 @@ def test_the_model_file_weighs_exactly_the_features_measured() -> None:
     path = Path(str(resources.files("services.router") / encoder["file"]))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == encoder["sha256"]
     assert len(encoder["slope"]) == len(encoder["intercept"]) == 3
-    # The fallback without the encoder: linear heads over measurements and words.
-    text_inputs = len(FEATURE_NAMES) + HASH_BUCKETS
-    assert np.asarray(data["text_only"]["weights"]).shape == (text_inputs, 3)
-    assert "hidden" not in data["text_only"]
+    # The student that answers first: its words file pinned the same way, a
+    # weight per bucket and level, and per measurement and level.
+    student = data["student"]
+    path = Path(str(resources.files("services.router") / student["file"]))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == student["sha256"]
+    assert np.load(path).shape == (STUDENT_BUCKETS, len(CLASSES))
+    assert np.asarray(student["measurement_weights"]).shape == (
+        len(FEATURE_NAMES),
+        len(CLASSES),
+    )
+    assert 0.5 < student["confidence"] < 1.0
 
 
 def test_a_model_file_of_a_previous_format_is_refused(tmp_path: Path) -> None:
     data = json.loads(load_complexity_model().to_json())
-    for previous in ("tollgate-complexity-heads/2", "tollgate-complexity-heads/3"):
+    for previous in ("tollgate-complexity-heads/3", "tollgate-complexity/4"):
         data["format"] = previous
         path = tmp_path / "model.json"
         path.write_text(json.dumps(data))
 
-        with pytest.raises(ValueError, match="not a tollgate-complexity/4"):
+        with pytest.raises(ValueError, match="not a tollgate-complexity/5"):
             load_complexity_model(path)
 
 
-def test_a_model_file_with_truncated_heads_is_refused(tmp_path: Path) -> None:
-    data = json.loads(load_complexity_model().to_json())
-    data["text_only"]["weights"] = data["text_only"]["weights"][:-1]
+def test_a_model_file_with_truncated_student_weights_is_refused(
+    tmp_path: Path,
+) -> None:
+    model = load_complexity_model()
+    data = json.loads(model.to_json())
+    data["student"]["measurement_weights"] = data["student"]["measurement_weights"][:-1]
     path = tmp_path / "model.json"
     path.write_text(json.dumps(data))
+    shutil.copyfile(model.student.path, tmp_path / model.student.path.name)
 
-    with pytest.raises(ValueError, match="weights has shape"):
+    with pytest.raises(ValueError, match=r"student\.measurement_weights has shape"):
         load_complexity_model(path)
 
 
-def test_a_model_file_with_a_misshapen_hidden_layer_is_refused(tmp_path: Path) -> None:
-    data = json.loads(load_complexity_model().to_json())
-    inputs = len(FEATURE_NAMES) + HASH_BUCKETS
-    data["text_only"]["hidden"] = {
-        "weights": [[0.0, 0.0]] * inputs,
-        "bias": [0.0, 0.0],
-        "output": [[1.0, 1.0, 1.0]],  # one row for two units
-    }
+def test_a_student_words_file_not_the_pinned_one_is_refused(tmp_path: Path) -> None:
+    model = load_complexity_model()
     path = tmp_path / "model.json"
-    path.write_text(json.dumps(data))
+    path.write_text(model.to_json())
+    words = np.load(model.student.path)
+    words[0, 0] += 1
+    np.save(tmp_path / model.student.path.name, words)
 
-    with pytest.raises(ValueError, match=r"hidden\.output has shape"):
+    with pytest.raises(ValueError, match="not the file the model names"):
         load_complexity_model(path)
 
 
@@ -118,34 +124,16 @@ def test_a_model_file_with_a_broken_encoder_calibration_is_refused(
         load_complexity_model(path)
 
 
-def test_the_encoder_file_is_found_beside_the_model_file(tmp_path: Path) -> None:
+def test_the_files_a_model_names_are_found_beside_it(tmp_path: Path) -> None:
+    shipped = load_complexity_model()
     path = tmp_path / "model.json"
-    path.write_text(load_complexity_model().to_json())
+    path.write_text(shipped.to_json())
+    shutil.copyfile(shipped.student.path, tmp_path / shipped.student.path.name)
 
     model = load_complexity_model(path)
 
     assert model.encoder.path == tmp_path / "complexity_encoder.onnx"
-
-
-def test_the_hidden_layer_adds_its_rectified_units_to_the_linear_logits() -> None:
-    linear = BoundaryHeads(
-        mean=np.array([1.0, 0.0]),
-        scale=np.array([0.5, 1.0]),
-        weights=np.array([[1.0, 0.0, -1.0], [0.0, 2.0, 1.0]]),
-        bias=np.array([0.1, 0.2, 0.3]),
-        slope=np.ones(3),
-        intercept=np.zeros(3),
-    )
-    hidden = HiddenLayer(
-        weights=np.array([[1.0, -1.0], [1.0, 1.0]]),
-        bias=np.array([0.0, -10.0]),  # the second unit never fires here
-        output=np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]),
-    )
-    with_hidden = replace(linear, hidden=hidden)
-    x = np.array([3.0, 2.0])  # standardised: (1.0, 2.0); first unit: 3.0
-
-    assert linear.logits(x) == pytest.approx([1.1, 4.2, 1.3])
-    assert with_hidden.logits(x) == pytest.approx([4.1, 10.2, 10.3])
+    assert model.student.path == tmp_path / "complexity_student.npy"
 
 
 def test_a_model_file_for_other_features_is_refused(tmp_path: Path) -> None:
@@ -183,12 +171,22 @@ def test_measurements_count_exact_tokens_code_and_conversation() -> None:
     assert features["log_earlier_user_turns"] == pytest.approx(np.log2(3))
 
 
-def test_words_hash_to_the_same_buckets_in_every_process() -> None:
-    buckets = word_buckets("Prove it. PROVE it!")
+def test_the_students_features_hash_to_the_same_buckets_in_every_process() -> None:
+    buckets = student_buckets("Prove it. PROVE it!")
 
-    # crc32, not the salted hash(): two distinct words, case folded.
-    assert buckets.sum() == 2.0
-    assert buckets[zlib.crc32(b"prove") % HASH_BUCKETS] == 1.0
+    # crc32, not the salted hash(): words and word pairs case folded, each once,
+    # and the opening word and words.
+    keys = ("w:prove", "w:it", "b:prove it", "b:it prove", "o1:prove", "o:prove it")
+    expected = sorted({zlib.crc32(k.encode()) % STUDENT_BUCKETS for k in keys})
+    assert buckets.tolist() == expected
+
+
+def test_the_students_features_read_a_bounded_window() -> None:
+    log = "worker timed out\n" * 1000
+
+    assert student_buckets(log + "prove the theorem").tolist() == (
+        student_buckets(log).tolist()
+    )
 
 
 def test_a_long_pasted_log_is_measured_within_a_bounded_window() -> None:
@@ -210,11 +208,11 @@ def test_probabilities_sum_to_one_with_and_without_the_encoder() -> None:
     encoded = model.probabilities(
         "Define entropy.", NO_CONVERSATION, np.array([2.0, -1.0, -3.0])
     )
-    text_only = model.probabilities("Define entropy.", NO_CONVERSATION, None)
+    student = model.probabilities("Define entropy.", NO_CONVERSATION, None)
 
     assert encoded.sum() == pytest.approx(1.0)
-    assert text_only.sum() == pytest.approx(1.0)
-    assert (encoded >= 0).all() and (text_only >= 0).all()
+    assert student.sum() == pytest.approx(1.0)
+    assert (encoded >= 0).all() and (student >= 0).all()
 
 
 def test_a_larger_boundary_logit_moves_probability_above_that_boundary() -> None:
@@ -256,7 +254,6 @@ def test_the_quality_bias_never_lowers_the_tier_as_it_rises(prompt: str) -> None
     ]
 
     assert ranks == sorted(ranks)
-    assert ranks[-1] == 2  # at bias 10 even a greeting goes to premium
 
 
 def test_the_premium_threshold_falls_as_the_quality_bias_rises() -> None:
@@ -295,7 +292,41 @@ def test_the_floor_keeps_tools_schemas_and_images_off_the_smallest_tier() -> Non
     )
 
 
-def test_the_text_only_heads_separate_the_extremes() -> None:
+@pytest.mark.parametrize(
+    ("probabilities", "level", "settled"),
+    [
+        ((0.90, 0.05, 0.03, 0.02), Complexity.TRIVIAL, True),
+        ((0.70, 0.20, 0.05, 0.05), Complexity.TRIVIAL, False),  # not sure enough
+        # Sure of the standard tier (0.8), but 0.18 of needing premium is too much.
+        ((0.02, 0.50, 0.30, 0.18), Complexity.SIMPLE, False),
+        ((0.02, 0.50, 0.34, 0.14), Complexity.SIMPLE, True),
+        ((0.00, 0.05, 0.10, 0.85), Complexity.COMPLEX, True),
+    ],
+)
+def test_the_student_settles_only_a_tier_it_is_sure_of(
+    probabilities: tuple[float, ...], level: Complexity, settled: bool
+) -> None:
+    student = replace(
+        load_complexity_model().student, confidence=0.8, premium_ceiling=0.15
+    )
+
+    assert student.settles(probabilities, level, BUILT_IN_TIERS, 1.2) is settled
+
+
+def test_a_bias_that_wants_premium_on_small_chances_is_the_encoders_to_judge() -> None:
+    student = replace(
+        load_complexity_model().student, confidence=0.8, premium_ceiling=0.15
+    )
+    sure = (0.97, 0.02, 0.005, 0.005)
+
+    assert student.settles(sure, Complexity.TRIVIAL, BUILT_IN_TIERS, 1.5)
+    # premium_threshold(2.0) = 0.12: below the ceiling, so not the student's call.
+    assert not student.settles(sure, Complexity.TRIVIAL, BUILT_IN_TIERS, 2.0)
+    # Premium itself the student may still settle at any bias.
+    assert student.settles((0, 0, 0.1, 0.9), Complexity.COMPLEX, BUILT_IN_TIERS, 5)
+
+
+def test_the_student_separates_the_extremes() -> None:
     model = load_complexity_model()
 
     def level(prompt: str) -> Complexity:

@@ -134,7 +134,7 @@ async def test_a_priority_without_a_tier_takes_the_request_types_preset(
 @pytest.mark.parametrize(
     ("prompt", "complexity", "model"),
     [
-        # The router of these tests has no embedder: the text-only head decides.
+        # The router of these tests has no encoder: the student decides.
         ("What is the capital of Peru?", Complexity.TRIVIAL, "gpt-4.1-nano"),
         (
             "Prove that there are infinitely many primes, then derive a bound on "

@@ -1,4 +1,4 @@
-"""The fine-tuned complexity encoder: its input, its lazy load, its fallback."""
+"""The fine-tuned complexity encoder: its input, its lazy load, its student."""
 
 from __future__ import annotations
 
@@ -101,15 +101,27 @@ def _request(text: str, previous: str = "") -> RouteRequest:
 
 
 async def test_the_shipped_encoder_separates_the_extremes() -> None:
+    async with router_with_shipped_encoder(student_confidence=1.0) as router:
+        greeting = await router.route(_request("thanks, that worked!"))
+        proof = await router.route(_request(HARD))
+
+    assert (greeting.tier, greeting.complexity) == ("economy", Complexity.TRIVIAL)
+    assert (proof.tier, proof.complexity) == ("premium", Complexity.COMPLEX)
+    assert greeting.classified_by == proof.classified_by == "encoder"
+
+
+async def test_the_shipped_student_settles_the_extremes_without_the_encoder() -> None:
     async with router_with_shipped_encoder() as router:
         greeting = await router.route(_request("thanks, that worked!"))
         proof = await router.route(_request(HARD))
 
     assert (greeting.tier, greeting.complexity) == ("economy", Complexity.TRIVIAL)
     assert (proof.tier, proof.complexity) == ("premium", Complexity.COMPLEX)
+    assert greeting.classified_by == proof.classified_by == "student"
+    assert "(student)" in greeting.reason
 
 
-async def test_an_encoder_file_not_the_pinned_one_falls_back_to_the_text_heads(
+async def test_an_encoder_file_not_the_pinned_one_falls_back_to_the_student(
     tmp_path: Path,
 ) -> None:
     model = load_complexity_model()
@@ -118,19 +130,17 @@ async def test_an_encoder_file_not_the_pinned_one_falls_back_to_the_text_heads(
     with tampered.open("ab") as file:
         file.write(b"\0")
     encoder = LazyComplexityEncoder(tampered, model.encoder.sha256)
-    classifier = Classifier(model, encoder)
+    classifier = Classifier(model, encoder, student_confidence=1.0)
     tiers = dict.fromkeys(Complexity, "standard")
     try:
         with pytest.raises(BackendUnavailableError):
             await encoder.logits("hi", "", np.zeros(len(FEATURE_NAMES)))
-        request = _request(HARD)
-        logits = await classifier.logits(request)
-        answer = classifier.classify(request, logits, tiers)
+        answer = await classifier.classify(_request(HARD), tiers)
     finally:
         await encoder.close()
 
-    assert logits is None
-    assert answer.encoded is False
+    assert answer.classifier == "student"
+    assert answer.logits is None
     assert answer.probabilities == tuple(
         round(float(p), 4)
         for p in model.probabilities(HARD, ConversationFeatures(), None)
@@ -153,3 +163,31 @@ async def test_a_caller_timing_out_mid_load_does_not_throw_the_model_away() -> N
         assert logits.shape == (3,)
     finally:
         await encoder.close()
+
+
+async def test_at_a_high_quality_bias_the_encoder_judges_even_a_greeting() -> None:
+    model = load_complexity_model()
+    encoder = LazyComplexityEncoder(model.encoder.path, model.encoder.sha256)
+    tiers = {
+        Complexity.TRIVIAL: "economy",
+        Complexity.SIMPLE: "standard",
+        Complexity.MODERATE: "standard",
+        Complexity.COMPLEX: "premium",
+    }
+    try:
+        default = await Classifier(model, encoder).classify(
+            _request("thanks, that worked!"), tiers
+        )
+        careful = await Classifier(model, encoder, quality_bias=5.0).classify(
+            _request("thanks, that worked!"), tiers
+        )
+    finally:
+        await encoder.close()
+
+    assert (default.classifier, default.complexity) == ("student", Complexity.TRIVIAL)
+    # At bias 5 premium wins from a 0.7% chance: a chance the student does not
+    # weigh, so the encoder runs, and sends it there.
+    assert (careful.classifier, careful.complexity) == (
+        "encoder",
+        Complexity.COMPLEX,
+    )

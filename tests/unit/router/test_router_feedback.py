@@ -76,7 +76,8 @@ def _router(
         TABLE,
         InMemoryControlStore(),
         metrics or InMemoryMetricsStore(),
-        Classifier(MODEL, encoder, quality_bias),
+        # The encoder runs for every request (the student is never sure enough).
+        Classifier(MODEL, encoder, quality_bias, student_confidence=1.0),
         FakeClock(),
         shadow=shadow,
     )
@@ -102,14 +103,18 @@ async def test_a_shadow_naming_the_same_encoder_reuses_its_logits() -> None:
     )
     retrained = replace(same, encoder=replace(same.encoder, sha256="0" * 64))
 
-    await _router(encoder, shadow=Classifier(same, encoder)).route(_request("hi"))
-    await _router(encoder, shadow=Classifier(retrained, other)).route(_request("hi"))
+    await _router(
+        encoder, shadow=Classifier(same, encoder, student_confidence=1.0)
+    ).route(_request("hi"))
+    await _router(
+        encoder, shadow=Classifier(retrained, other, student_confidence=1.0)
+    ).route(_request("hi"))
 
     assert len(encoder.read) == 2  # once per request: the first shadow reused it
     assert len(other.read) == 1  # the retrained encoder ran for its own shadow
 
 
-async def test_a_failing_encoder_falls_back_to_the_text_only_heads() -> None:
+async def test_a_failing_encoder_falls_back_to_the_student() -> None:
     with capture_logs() as logs:
         decision = await _router(FakeEncoder(fail=True)).route(
             _request("What is the capital of Peru?")
