@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,9 @@ async def _load(address: str, requests: int, concurrency: int) -> dict[str, int]
     return outcomes
 
 
-def _measure_topology(all_in_one: bool, requests: int, concurrency: int) -> Any:
+def _measure_topology(
+    all_in_one: bool, requests: int, concurrency: int, settings: dict[str, str]
+) -> Any:
     from services.devsuite import DEFAULT_PORTS, start_suite
 
     with tempfile.TemporaryDirectory(prefix="tollgate-mem-") as tmp:
@@ -184,6 +187,7 @@ def _measure_topology(all_in_one: bool, requests: int, concurrency: int) -> Any:
                 "TOLLGATE_RATELIMIT_LIMITS_FILE": str(limits),
                 "TOLLGATE_SIMULATOR_LATENCY_MS": "0",
                 "TOLLGATE_SIMULATOR_PER_TOKEN_LATENCY_MS": "0",
+                **settings,
             },
             all_in_one=all_in_one,
         )
@@ -296,7 +300,9 @@ def _import_breakdown(modules: list[str]) -> dict[str, Any]:
     return result
 
 
-def measure_child(requests: int, concurrency: int) -> dict[str, Any]:
+def measure_child(
+    requests: int, concurrency: int, settings: dict[str, str]
+) -> dict[str, Any]:
     """Everything for the tree first on ``sys.path``: imports, five, all-in-one."""
     import services
 
@@ -311,9 +317,9 @@ def measure_child(requests: int, concurrency: int) -> dict[str, Any]:
         for name in (*SERVICES, "simulator", "all")
     }
     print(f"  imports measured ({Path(services.__file__).parent})", flush=True)
-    five = _measure_topology(False, requests, concurrency)
+    five = _measure_topology(False, requests, concurrency, settings)
     print(f"  five processes: {_brief(five)}", flush=True)
-    one = _measure_topology(True, requests, concurrency)
+    one = _measure_topology(True, requests, concurrency, settings)
     print(f"  all-in-one: {_brief(one)}", flush=True)
     return {
         "tree": str(Path(services.__file__).resolve().parents[1]),
@@ -332,7 +338,13 @@ def _brief(run: dict[str, Any]) -> str:
 # -- the driver
 
 
-def run_tree(tree: Path, label: str, requests: int, concurrency: int) -> Any:
+def run_tree(
+    tree: Path,
+    label: str,
+    requests: int,
+    concurrency: int,
+    settings: Sequence[str] = (),
+) -> Any:
     """Run the measuring child with ``tree``'s packages first on the path."""
     print(f"{label}: {tree}", flush=True)
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -350,6 +362,7 @@ def run_tree(tree: Path, label: str, requests: int, concurrency: int) -> Any:
                 str(requests),
                 "--concurrency",
                 str(concurrency),
+                *(f"--setting={setting}" for setting in settings),
             ],
             cwd=tree,
             env=env,
@@ -410,6 +423,9 @@ def markdown(results: dict[str, Any]) -> str:
         "The machine is shared with other work: RSS moves by a few MB between runs.",
         "",
         "Trees: " + "; ".join(f"{k} = `{v['tree']}`" for k, v in runs.items()),
+        "",
+        "Settings of the 'after' runs: "
+        + (", ".join(f"`{s}`" for s in results.get("after_settings", [])) or "none"),
         "",
         "## RSS (MB), goal, and whether it is met",
         "",
@@ -517,10 +533,24 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every service of the 'after' runs, e.g. "
+        "TOLLGATE_ROUTER_COMPLEXITY_ENCODER=false (repeatable)",
+    )
+    parser.add_argument(
+        "--output",
+        default="memory",
+        help="results file stem under bench/results (default: memory)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = measure_child(args.requests, args.concurrency)
+        settings = dict(setting.split("=", 1) for setting in args.setting)
+        result = measure_child(args.requests, args.concurrency, settings)
         Path(args.child).write_text(json.dumps(result), encoding="utf-8")
         return
     runs: dict[str, Any] = {}
@@ -535,7 +565,9 @@ def main() -> None:
             before, revision = _git_archive_head()
             label = f"before (HEAD {revision})"
         runs[label] = run_tree(before, "before", args.requests, args.concurrency)
-    runs["after"] = run_tree(ROOT, "after", args.requests, args.concurrency)
+    runs["after"] = run_tree(
+        ROOT, "after", args.requests, args.concurrency, args.setting
+    )
     results = {
         "machine": {
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -545,15 +577,16 @@ def main() -> None:
         },
         "requests": args.requests,
         "concurrency": args.concurrency,
+        "after_settings": args.setting,
         "goals_mb": {**GOALS_MB, "other services": GOAL_OTHER_MB},
         "runs": runs,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "memory.json").write_text(
+    (RESULTS / f"{args.output}.json").write_text(
         json.dumps(results, indent=2) + "\n", encoding="utf-8"
     )
     text = markdown(results)
-    (RESULTS / "memory.md").write_text(text, encoding="utf-8")
+    (RESULTS / f"{args.output}.md").write_text(text, encoding="utf-8")
     print(text)
 
 
