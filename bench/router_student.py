@@ -23,7 +23,7 @@ and scipy only)::
     # encoder never saw them, so its probabilities there are out of sample)
     /tmp/student-venv/bin/python bench/router_student.py fit --name heldout \
         --holdout router_blind_2026-12h.jsonl --holdout router_blind_2026-12i.jsonl \
-        --holdout router_blind_2026-12j.jsonl
+        --holdout router_blind_2026-12j.jsonl --holdout router_blind_2026-12k.jsonl
     .venv/bin/python bench/router_student.py gate --name heldout \
         --holdout router_blind_2026-12h.jsonl ... (the same files)
     # the student to ship: every text, at the operating point gate printed
@@ -59,7 +59,7 @@ WORK = Path("/tmp/router-student")
 STUDENT_FILE = "complexity_student.npy"
 BUCKETS = 1 << 18
 """The student's hashed buckets (``services.router.complexity.STUDENT_BUCKETS``)."""
-UNREAD = frozenset({"router_blind_2026-12k.jsonl", "cache_blind_2026-12u.jsonl"})
+UNREAD = frozenset({"router_blind_2026-12l.jsonl", "cache_blind_2026-12u.jsonl"})
 """Blind sets frozen for a later read: never taught from."""
 L2 = 3e-7
 """Weight of the L2 penalty (the development run tried 1e-4 to 1e-7)."""
@@ -68,14 +68,12 @@ CONFIDENCES = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 PREMIUM_CEILINGS = (0.05, 0.1, 0.15, 0.2)
 
 
-def _tiers() -> tuple[dict[Any, str], Any]:
+def _tiers() -> dict[Any, str]:
     sys.path.insert(0, str(ROOT / "bench"))
     sys.path.insert(0, str(ROOT))
     from router_train import TIER_OF
 
-    from services.router.enums import Complexity
-
-    return TIER_OF, Complexity
+    return dict(TIER_OF)
 
 
 # ----------------------------------------------------------- project venv
@@ -271,7 +269,7 @@ def _figures(
 
 def gate_command(args: argparse.Namespace) -> None:
     """The cascade on the held-out files at each operating point."""
-    tier_of, complexity = _tiers()
+    tier_of = _tiers()
     from services.router.complexity import CLASSES, StudentHead, choose_complexity
 
     loaded = np.load(args.work / "teacher.npz")
@@ -313,14 +311,12 @@ def gate_command(args: argparse.Namespace) -> None:
                 premium_ceiling=ceiling,
             )
             tiers, settled = [], 0
-            for (level, t), p, e in zip(
-                student_answers, student, encoder_tiers, strict=True
-            ):
+            for (level, t), p, e in zip(student_answers, student, teacher, strict=True):
                 if head.settles(list(p), level, tier_of, bias):
                     settled += 1
                     tiers.append(t)
-                else:
-                    tiers.append(e)
+                else:  # the encoder runs, and both readings decide
+                    tiers.append(tier(head.beside_encoder(p, e, bias))[1])
             figures = _figures(labels, tiers, tier_of, CLASSES)
             figures.update(
                 confidence=confidence,
@@ -328,7 +324,6 @@ def gate_command(args: argparse.Namespace) -> None:
                 settled_by_student=round(settled / len(rows), 4),
             )
             report["cascade"].append(figures)
-    del complexity
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "router_student_dev.json").write_text(
         json.dumps(report, indent=1) + "\n"

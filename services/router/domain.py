@@ -227,7 +227,7 @@ class Classification:
     """P(trivial), P(simple), P(moderate), P(complex)."""
     classifier: Literal["student", "encoder"]
     """Which answered: the student alone (sure of itself, or the encoder could
-    not run), or the encoder."""
+    not run), or the encoder with it (see :meth:`StudentHead.beside_encoder`)."""
     logits: FloatArray | None = None
     """The encoder's logits when it ran (a shadow of the same encoder reuses them)."""
 
@@ -288,12 +288,16 @@ class Classifier:
                 except BackendUnavailableError as error:
                     _log.warning("complexity_encoder_failed", error=str(error))
             if logits is not None:
-                encoded = self.model.encoder.probabilities(logits)
+                both = self.model.student.beside_encoder(
+                    student,
+                    self.model.encoder.probabilities(logits),
+                    self.quality_bias,
+                )
                 return Classification(
                     complexity=choose_complexity(
-                        list(encoded), self.quality_bias, tier_of
+                        list(both), self.quality_bias, tier_of
                     ),
-                    probabilities=_rounded(encoded),
+                    probabilities=_rounded(both),
                     classifier="encoder",
                     logits=logits,
                 )
