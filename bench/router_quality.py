@@ -133,11 +133,8 @@ def new_classifier(mode: str = "cascade") -> Classify:
                 mode == "cascade" and not model.student.settles(p, level, TIER_OF, bias)
             ):
                 logits = encoder.logits(example.prompt, example.previous, measured)
-                encoded = model.encoder.probabilities(logits)
-                if mode == "cascade":
-                    student = np.asarray(p)
-                    encoded = model.student.beside_encoder(student, encoded, bias)
-                level = choose_complexity(list(encoded), bias, TIER_OF)
+                encoded = list(model.encoder.probabilities(logits))
+                level = choose_complexity(encoded, bias, TIER_OF)
             floor = conversation_floor(_shape(example.conversation))
             result.append(max(level, floor, key=CLASSES.index))
         return result
@@ -466,10 +463,9 @@ def latency() -> int:
         if model.student.settles(p, level, TIER_OF, bias):
             return level
         logits = encoder.logits(example.prompt, example.previous, measured)
-        both = model.student.beside_encoder(
-            np.asarray(p), model.encoder.probabilities(logits), bias
+        return choose_complexity(
+            list(model.encoder.probabilities(logits)), bias, TIER_OF
         )
-        return choose_complexity(list(both), bias, TIER_OF)
 
     def shipped(example: Example, vector: np.ndarray) -> object:
         conversation = complexity_v2.ConversationFeatures(

@@ -11,7 +11,8 @@ questions), and learns where the encoder puts a prompt. Where the student is sur
 of the tier, its answer stands and the encoder does not run; elsewhere the encoder
 decides (the cascade).
 
-Nothing here reads a blind set still frozen (:data:`UNREAD`).
+Nothing here teaches from the sets in :data:`NOT_TAUGHT`: a blind set still frozen,
+and the blind sets that judged the shipped student (read after it was fitted).
 
 Steps (``teach``, ``gate`` and ``ship`` in the project venv; ``fit`` needs numpy
 and scipy only)::
@@ -23,7 +24,7 @@ and scipy only)::
     # encoder never saw them, so its probabilities there are out of sample)
     /tmp/student-venv/bin/python bench/router_student.py fit --name heldout \
         --holdout router_blind_2026-12h.jsonl --holdout router_blind_2026-12i.jsonl \
-        --holdout router_blind_2026-12j.jsonl --holdout router_blind_2026-12k.jsonl
+        --holdout router_blind_2026-12j.jsonl
     .venv/bin/python bench/router_student.py gate --name heldout \
         --holdout router_blind_2026-12h.jsonl ... (the same files)
     # the student to ship: every text, at the operating point gate printed
@@ -59,8 +60,14 @@ WORK = Path("/tmp/router-student")
 STUDENT_FILE = "complexity_student.npy"
 BUCKETS = 1 << 18
 """The student's hashed buckets (``services.router.complexity.STUDENT_BUCKETS``)."""
-UNREAD = frozenset({"router_blind_2026-12l.jsonl", "cache_blind_2026-12u.jsonl"})
-"""Blind sets frozen for a later read: never taught from."""
+NOT_TAUGHT = frozenset(
+    {
+        "router_blind_2026-12k.jsonl",  # read once to judge the shipped student
+        "router_blind_2026-12l.jsonl",  # read once to judge it again
+        "cache_blind_2026-12u.jsonl",  # frozen, unread
+    }
+)
+"""Sets the shipped student was fitted without (so ``teach`` reproduces it)."""
 L2 = 3e-7
 """Weight of the L2 penalty (the development run tried 1e-4 to 1e-7)."""
 ITERATIONS = 400
@@ -68,12 +75,14 @@ CONFIDENCES = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 PREMIUM_CEILINGS = (0.05, 0.1, 0.15, 0.2)
 
 
-def _tiers() -> dict[Any, str]:
+def _tiers() -> tuple[dict[Any, str], Any]:
     sys.path.insert(0, str(ROOT / "bench"))
     sys.path.insert(0, str(ROOT))
     from router_train import TIER_OF
 
-    return dict(TIER_OF)
+    from services.router.enums import Complexity
+
+    return TIER_OF, Complexity
 
 
 # ----------------------------------------------------------- project venv
@@ -108,7 +117,7 @@ def teach_command(args: argparse.Namespace) -> None:
     encoder = OnnxComplexityEncoder.load(head.path, head.sha256)
     texts: list[tuple[str, int, str, str, Any]] = []
     for path in sorted(DATA.glob("router_*.jsonl")):
-        if path.name in UNREAD or path.name.endswith("_second_labels.jsonl"):
+        if path.name in NOT_TAUGHT or path.name.endswith("_second_labels.jsonl"):
             continue
         for example in load(path, path.name):
             texts.append(
@@ -122,7 +131,7 @@ def teach_command(args: argparse.Namespace) -> None:
             )
     seen: set[str] = set()
     for path in sorted(DATA.glob("cache_*.jsonl")):
-        if path.name in UNREAD:
+        if path.name in NOT_TAUGHT:
             continue
         for line in path.read_text("utf-8").splitlines():
             row = json.loads(line)
@@ -269,7 +278,7 @@ def _figures(
 
 def gate_command(args: argparse.Namespace) -> None:
     """The cascade on the held-out files at each operating point."""
-    tier_of = _tiers()
+    tier_of, complexity = _tiers()
     from services.router.complexity import CLASSES, StudentHead, choose_complexity
 
     loaded = np.load(args.work / "teacher.npz")
@@ -311,12 +320,14 @@ def gate_command(args: argparse.Namespace) -> None:
                 premium_ceiling=ceiling,
             )
             tiers, settled = [], 0
-            for (level, t), p, e in zip(student_answers, student, teacher, strict=True):
+            for (level, t), p, e in zip(
+                student_answers, student, encoder_tiers, strict=True
+            ):
                 if head.settles(list(p), level, tier_of, bias):
                     settled += 1
                     tiers.append(t)
-                else:  # the encoder runs, and both readings decide
-                    tiers.append(tier(head.beside_encoder(p, e, bias))[1])
+                else:
+                    tiers.append(e)
             figures = _figures(labels, tiers, tier_of, CLASSES)
             figures.update(
                 confidence=confidence,
@@ -324,6 +335,7 @@ def gate_command(args: argparse.Namespace) -> None:
                 settled_by_student=round(settled / len(rows), 4),
             )
             report["cascade"].append(figures)
+    del complexity
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "router_student_dev.json").write_text(
         json.dumps(report, indent=1) + "\n"

@@ -289,21 +289,6 @@ class StudentHead:
             and premium_threshold(quality_bias) >= self.premium_ceiling
         )
 
-    def beside_encoder(
-        self, student: FloatArray, encoded: FloatArray, quality_bias: float
-    ) -> FloatArray:
-        """The probabilities to decide on once the encoder ran as well.
-
-        The mean of the two, two readings of one prompt: where the student
-        leant towards premium without being sure, the encoder alone sent more
-        complex prompts below it. At a bias the student does not judge (see
-        :meth:`settles`), the encoder's alone.
-        """
-        if premium_threshold(quality_bias) < self.premium_ceiling:
-            return encoded
-        result: FloatArray = (student + encoded) / 2
-        return result
-
     def to_dict(self) -> dict[str, object]:
         """The head as JSON-ready values (the words named by their file)."""
         return {

@@ -227,7 +227,7 @@ class Classification:
     """P(trivial), P(simple), P(moderate), P(complex)."""
     classifier: Literal["student", "encoder"]
     """Which answered: the student alone (sure of itself, or the encoder could
-    not run), or the encoder with it (see :meth:`StudentHead.beside_encoder`)."""
+    not run), or the encoder."""
     logits: FloatArray | None = None
     """The encoder's logits when it ran (a shadow of the same encoder reuses them)."""
 
@@ -288,16 +288,12 @@ class Classifier:
                 except BackendUnavailableError as error:
                     _log.warning("complexity_encoder_failed", error=str(error))
             if logits is not None:
-                both = self.model.student.beside_encoder(
-                    student,
-                    self.model.encoder.probabilities(logits),
-                    self.quality_bias,
-                )
+                encoded = self.model.encoder.probabilities(logits)
                 return Classification(
                     complexity=choose_complexity(
-                        list(both), self.quality_bias, tier_of
+                        list(encoded), self.quality_bias, tier_of
                     ),
-                    probabilities=_rounded(both),
+                    probabilities=_rounded(encoded),
                     classifier="encoder",
                     logits=logits,
                 )

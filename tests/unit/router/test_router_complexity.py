@@ -386,22 +386,3 @@ def test_a_supplied_count_replaces_the_scaled_window_count_of_a_long_prompt() ->
     assert {k: v for k, v in features.items() if k != "log_tokens"} == {
         k: v for k, v in scaled.items() if k != "log_tokens"
     }
-
-
-def test_once_the_encoder_ran_both_readings_decide() -> None:
-    student = replace(
-        load_complexity_model().student, confidence=0.8, premium_ceiling=0.15
-    )
-    leaning = np.array([0.0, 0.1, 0.3, 0.6])  # towards premium, not sure
-    encoded = np.array([0.0, 0.2, 0.7, 0.1])
-
-    both = student.beside_encoder(leaning, encoded, 1.2)
-
-    assert both == pytest.approx([0.0, 0.15, 0.5, 0.35])
-    # premium_threshold(1.2) = 0.23: the mean goes to premium, the encoder alone not.
-    assert choose_complexity(list(both), 1.2, BUILT_IN_TIERS) is Complexity.COMPLEX
-    assert choose_complexity(list(encoded), 1.2, BUILT_IN_TIERS) is (
-        Complexity.MODERATE
-    )
-    # At a bias the student does not judge, the encoder's reading alone.
-    assert student.beside_encoder(leaning, encoded, 3.0) is encoded

@@ -91,9 +91,8 @@ async def test_the_encoder_reads_the_input_and_the_user_message_before_it() -> N
     )
 
     assert encoder.read == [("now make it thread-safe", "def push(item): ...")]
-    # The encoder's logits (P(complex) 0.2%) with the student's reading: the
-    # standard tier, decided with the encoder.
-    assert (decision.tier, decision.classified_by) == ("standard", "encoder")
+    # The encoder's logits decide: P(>= moderate) high, P(complex) low.
+    assert decision.complexity is Complexity.MODERATE
 
 
 async def test_a_shadow_naming_the_same_encoder_reuses_its_logits() -> None:
