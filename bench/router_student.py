@@ -64,6 +64,7 @@ NOT_TAUGHT = frozenset(
     {
         "router_blind_2026-12k.jsonl",  # read once to judge the shipped student
         "router_blind_2026-12l.jsonl",  # read once to judge it again
+        "router_blind_2026-12m.jsonl",  # frozen, unread
         "cache_blind_2026-12u.jsonl",  # frozen, unread
     }
 )
@@ -221,7 +222,7 @@ def fit_command(args: argparse.Namespace) -> None:
         np.zeros(d * k + k),
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": ITERATIONS},
+        options={"maxiter": args.iterations},
     )
     weights = result.x[: d * k].reshape(d, k)
     np.savez(
@@ -417,6 +418,7 @@ def main() -> int:
     fit.add_argument("--name", required=True)
     fit.add_argument("--holdout", action="append", default=[])
     fit.add_argument("--l2", type=float, default=L2)
+    fit.add_argument("--iterations", type=int, default=ITERATIONS)
     gate = commands.add_parser("gate", help="the cascade on the held-out files")
     gate.add_argument("--name", required=True)
     gate.add_argument("--holdout", action="append", required=True)
