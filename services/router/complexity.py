@@ -282,7 +282,7 @@ class StudentHead:
             pooled[tier_of[each]] = pooled.get(tier_of[each], 0.0) + float(p)
         tier = tier_of[level]
         premium = tier_of[Complexity.COMPLEX]
-        if pooled[tier] < self.confidence:
+        if self.confidence >= 1.0 or pooled[tier] < self.confidence:
             return False
         return tier == premium or (
             pooled[premium] <= self.premium_ceiling

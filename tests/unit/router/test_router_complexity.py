@@ -313,6 +313,15 @@ def test_the_student_settles_only_a_tier_it_is_sure_of(
     assert student.settles(probabilities, level, BUILT_IN_TIERS, 1.2) is settled
 
 
+def test_a_confidence_of_one_never_settles_even_a_certain_answer() -> None:
+    # A softmax can round to exactly 1.0; 1.0 must still mean "always the encoder".
+    student = replace(load_complexity_model().student, confidence=1.0)
+
+    assert not student.settles(
+        (1.0, 0.0, 0.0, 0.0), Complexity.TRIVIAL, BUILT_IN_TIERS, 1.2
+    )
+
+
 def test_a_bias_that_wants_premium_on_small_chances_is_the_encoders_to_judge() -> None:
     student = replace(
         load_complexity_model().student, confidence=0.8, premium_ceiling=0.15
