@@ -343,7 +343,7 @@ class Fitted:
     hidden: HiddenLayer | None = None
 
     def heads(self, calibration: Calibration) -> BoundaryHeads:
-        """The heads as the router runs them, with ``calibration``."""
+        """The heads with ``calibration``, as they were shipped."""
         return BoundaryHeads(
             mean=self.mean,
             scale=self.scale,
