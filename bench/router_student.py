@@ -66,6 +66,7 @@ NOT_TAUGHT = frozenset(
         "router_blind_2026-12l.jsonl",  # read once to judge it again
         "router_blind_2026-12m.jsonl",  # frozen, unread
         "cache_blind_2026-12u.jsonl",  # frozen, unread
+        "cache_blind_2026-12v.jsonl",  # frozen, unread
     }
 )
 """Sets the shipped student was fitted without (so ``teach`` reproduces it)."""
