@@ -44,9 +44,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,12 @@ CONFIDENCES = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 PREMIUM_CEILINGS = (0.05, 0.1, 0.15, 0.2)
 
 
-def _tiers() -> tuple[dict[Any, str], Any]:
+def _tiers() -> dict[Any, str]:
     sys.path.insert(0, str(ROOT / "bench"))
     sys.path.insert(0, str(ROOT))
     from router_train import TIER_OF
 
-    from services.router.enums import Complexity
-
-    return TIER_OF, Complexity
+    return dict(TIER_OF)
 
 
 # ----------------------------------------------------------- project venv
@@ -244,19 +242,6 @@ def fit_command(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------- project venv
 
 
-def _student_probabilities(data: dict[str, Any], fitted: Any, rows: np.ndarray) -> Any:
-    words = fitted["words"].astype(np.float16).astype(np.float64)  # as shipped
-    out = []
-    for row in rows:
-        buckets = data["indices"][data["indptr"][row] : data["indptr"][row + 1]]
-        z = words[buckets].sum(axis=0) / math.sqrt(len(buckets))
-        u = (data["measurements"][row] - fitted["mean"]) * fitted["scale"]
-        z = z + u @ fitted["measurement_weights"] + fitted["bias"]
-        e = np.exp(z - z.max())
-        out.append(e / e.sum())
-    return np.array(out)
-
-
 def _figures(
     labels: np.ndarray, tiers: list[str], tier_of: Any, levels: Any
 ) -> dict[str, Any]:
@@ -280,7 +265,7 @@ def _figures(
 
 def gate_command(args: argparse.Namespace) -> None:
     """The cascade on the held-out files at each operating point."""
-    tier_of, complexity = _tiers()
+    tier_of = _tiers()
     from services.router.complexity import CLASSES, StudentHead, choose_complexity
 
     loaded = np.load(args.work / "teacher.npz")
@@ -289,7 +274,24 @@ def gate_command(args: argparse.Namespace) -> None:
     rows = np.flatnonzero(np.isin(data["sources"], args.holdout))
     labels = data["labels"][rows]
     bias = float(data["default_quality_bias"])
-    student = _student_probabilities(data, fitted, rows)
+    head = StudentHead(  # the fitted student as it ships (float16 words)
+        path=Path(),
+        sha256="",
+        words=fitted["words"].astype(np.float16),
+        mean=fitted["mean"],
+        scale=fitted["scale"],
+        measurement_weights=fitted["measurement_weights"],
+        bias=fitted["bias"],
+        confidence=1.0,
+        premium_ceiling=0.0,
+    )
+    indptr, indices = data["indptr"], data["indices"]
+    student = [
+        head.probabilities_of(
+            indices[indptr[row] : indptr[row + 1]], data["measurements"][row]
+        )
+        for row in rows
+    ]
     teacher = data["teacher"][rows]
 
     def tier(p: np.ndarray) -> tuple[Any, str]:
@@ -310,22 +312,12 @@ def gate_command(args: argparse.Namespace) -> None:
     }
     for confidence in CONFIDENCES:
         for ceiling in PREMIUM_CEILINGS:
-            head = StudentHead(
-                path=Path(),
-                sha256="",
-                words=np.zeros((1, 4), np.float16),
-                mean=np.zeros(1),
-                scale=np.zeros(1),
-                measurement_weights=np.zeros((1, 4)),
-                bias=np.zeros(4),
-                confidence=confidence,
-                premium_ceiling=ceiling,
-            )
+            gate = replace(head, confidence=confidence, premium_ceiling=ceiling)
             tiers, settled = [], 0
             for (level, t), p, e in zip(
                 student_answers, student, encoder_tiers, strict=True
             ):
-                if head.settles(list(p), level, tier_of, bias):
+                if gate.settles(list(p), level, tier_of, bias):
                     settled += 1
                     tiers.append(t)
                 else:
@@ -337,7 +329,6 @@ def gate_command(args: argparse.Namespace) -> None:
                 settled_by_student=round(settled / len(rows), 4),
             )
             report["cascade"].append(figures)
-    del complexity
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "router_student_dev.json").write_text(
         json.dumps(report, indent=1) + "\n"

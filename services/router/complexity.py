@@ -253,7 +253,14 @@ class StudentHead:
 
     def probabilities(self, prompt: str, measurements: FloatArray) -> FloatArray:
         """P(trivial), P(simple), P(moderate), P(complex); sums to one."""
-        buckets = student_buckets(prompt, self.words.shape[0])
+        return self.probabilities_of(
+            student_buckets(prompt, self.words.shape[0]), measurements
+        )
+
+    def probabilities_of(
+        self, buckets: IntArray, measurements: FloatArray
+    ) -> FloatArray:
+        """:meth:`probabilities` from the prompt's :func:`student_buckets`."""
         logits = self.words[buckets].sum(axis=0, dtype=np.float64)
         logits /= math.sqrt(len(buckets))
         logits += (measurements - self.mean) * self.scale @ self.measurement_weights
