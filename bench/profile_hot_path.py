@@ -22,7 +22,8 @@ With ``--stream`` every answer is streamed (``"stream": true`` through the HTTP 
 Each window bills the CPU of the tree's processes (psutil, user + system) from its
 start until the tree is idle again (deferred work, such as a ledger row, counts)
 divided by the requests answered; the simulator's and the generator's CPU are not
-counted. The medians over rounds, per process, per thread (by thread name) and
+counted; each window's p50 and p99 latency as the generator saw it are kept too. The
+medians over rounds, per process, per thread (by thread name) and
 summed, and the ratio of every tree to the first are printed and, with ``--out``,
 written as JSON.
 
@@ -227,19 +228,28 @@ class Door:
         await self._channel.close()
 
 
-async def drive(door: Door, concurrency: int, requests: int) -> dict[str, int]:
-    """``requests`` calls, ``concurrency`` at a time; outcomes counted."""
+async def drive(
+    door: Door, concurrency: int, requests: int, latencies: list[float] | None = None
+) -> dict[str, int]:
+    """``requests`` calls, ``concurrency`` at a time; outcomes counted.
+
+    The latency (ms) of every call answered is appended to ``latencies``.
+    """
     counter = iter(range(requests))
     outcomes: dict[str, int] = {}
 
     async def caller() -> None:
         for i in counter:
+            started = time.perf_counter()
             try:
                 outcome = await asyncio.wait_for(door.call(i), CALL_TIMEOUT_SECONDS)
             except grpc.aio.AioRpcError as error:
                 outcome = f"error:{error.code().name}"
             except (TimeoutError, aiohttp.ClientError) as error:
                 outcome = f"error:{type(error).__name__}"
+            else:
+                if latencies is not None:
+                    latencies.append(1000 * (time.perf_counter() - started))
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     await asyncio.gather(*(caller() for _ in range(concurrency)))
@@ -275,6 +285,7 @@ class Tree:
     door: Door | None = None
     windows: list[dict[str, float]] = field(default_factory=list)
     thread_windows: list[dict[str, float]] = field(default_factory=list)
+    latency_windows: list[dict[str, float]] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -343,7 +354,8 @@ async def window(tree: Tree, concurrency: int, requests: int) -> None:
     assert tree.door is not None
     await _settle(tree.pids)
     before, threads_before = _cpu(tree.pids), _thread_cpu(tree.pids)
-    outcomes = await drive(tree.door, concurrency, requests)
+    latencies: list[float] = []
+    outcomes = await drive(tree.door, concurrency, requests, latencies)
     await _settle(tree.pids)
     after, threads_after = _cpu(tree.pids), _thread_cpu(tree.pids)
     served = sum(n for k, n in outcomes.items() if not k.startswith("error:"))
@@ -352,8 +364,14 @@ async def window(tree: Tree, concurrency: int, requests: int) -> None:
     ms = {name: 1000 * (after[name] - before[name]) / max(1, served) for name in after}
     ms["total"] = sum(ms.values())
     tree.windows.append(ms)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else []
+    if quantiles:
+        tree.latency_windows.append({"p50": quantiles[49], "p99": quantiles[98]})
     line = " ".join(f"{k}={v:.3f}" for k, v in ms.items())
-    print(f"  {tree.label}: {served} ok, CPU ms/request {line}", flush=True)
+    latency = (
+        f"; p50 {quantiles[49]:.2f} ms, p99 {quantiles[98]:.2f}" if quantiles else ""
+    )
+    print(f"  {tree.label}: {served} ok, CPU ms/request {line}{latency}", flush=True)
     threads = {
         key: 1000 * (seconds - threads_before.get(key, 0.0)) / max(1, served)
         for key, seconds in threads_after.items()
@@ -505,6 +523,11 @@ async def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
             "median_cpu_ms_per_request": {k: round(v, 3) for k, v in medians.items()},
             "windows_total": [round(w["total"], 3) for w in tree.windows],
             "median_cpu_ms_per_request_by_thread": _thread_medians(tree),
+            "median_latency_ms": {
+                q: round(_median([w[q] for w in tree.latency_windows]), 3)
+                for q in ("p50", "p99")
+                if tree.latency_windows
+            },
             "outcomes": tree.outcomes,
         }
         if first is None:

@@ -15,8 +15,11 @@ of an exact search's top 5 that the index's search also returns.
 
 Configurations: ``before`` (the settings up to 2026-12-07: Qdrant's default
 segment merging, full-scan threshold 10,000 KB, ``ef_construct`` 100, expiry in
-every search's filter) and ``shipped`` (``services.cache.adapters.qdrant_edge.
-shard_config``, the scope alone in the filter).
+every search's filter), ``float32`` (those of 2026-12-07 to 2026-12-08: segments
+kept, a lower full-scan threshold, ``ef_construct`` 64, the scope alone in the
+filter) and ``shipped`` (``services.cache.adapters.qdrant_edge.shard_config`` and
+its ``SEARCH_PARAMS``: the same, with int8 copies of the vectors walked and the
+best rescored on the originals).
 
     python bench/semantic_index_tuning.py [--points 15000]
 
@@ -49,6 +52,7 @@ from qdrant_edge import (
     HnswIndexConfig,
     MatchValue,
     Point,
+    QuantizationSearchParams,
     Query,
     QueryRequest,
     RangeFloat,
@@ -95,16 +99,33 @@ def _before_config(dimension: int) -> EdgeConfig:
     )
 
 
+def _float32_config(dimension: int) -> EdgeConfig:
+    shipped = qdrant_edge.shard_config(dimension)
+    return EdgeConfig(
+        vectors=shipped.vectors,
+        hnsw_config=shipped.hnsw_config,
+        optimizers=shipped.optimizers,
+        max_search_threads=1,
+    )
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
     config: Callable[[int], EdgeConfig]
     expiry_in_filter: bool
+    params: SearchParams | None = None
 
 
 VARIANTS = (
     Variant("before", _before_config, expiry_in_filter=True),
-    Variant("shipped", qdrant_edge.shard_config, expiry_in_filter=False),
+    Variant("float32", _float32_config, expiry_in_filter=False),
+    Variant(
+        "shipped",
+        qdrant_edge.shard_config,
+        expiry_in_filter=False,
+        params=qdrant_edge.SEARCH_PARAMS,
+    ),
 )
 
 
@@ -149,6 +170,7 @@ def replay(variant: Variant, points: int) -> dict[str, float]:
                 filter=condition,
                 with_payload=True,
                 score_threshold=MIN_SIMILARITY,
+                params=variant.params,
             )
             started = time.thread_time()
             shard.query(request)
@@ -210,7 +232,15 @@ def recall(
                     query=Query.Nearest(list(vector)),
                     filter=condition,
                     score_threshold=MIN_SIMILARITY,
-                    params=SearchParams(exact=True) if exact else None,
+                    # The truth: every point scored on its original vector.
+                    params=(
+                        SearchParams(
+                            exact=True,
+                            quantization=QuantizationSearchParams(ignore=True),
+                        )
+                        if exact
+                        else variant.params
+                    ),
                 )
                 return {int(str(p.id)) for p in shard.query(request)}
 

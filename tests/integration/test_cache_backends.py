@@ -7,8 +7,10 @@ import asyncio
 import dataclasses
 import math
 import os
+import random
 import secrets
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -244,6 +246,54 @@ async def test_edge_optimizes_in_a_child_process_and_keeps_writes_made_meanwhile
     assert not await asyncio.to_thread(os.listdir, tmp_path)
 
 
+async def test_an_edge_rebuild_walks_int8_copies_and_finds_the_exact_nearest(
+    tmp_path: Path,
+) -> None:
+    # Enough 384-d points for a graph; the graph walks int8 copies of the vectors
+    # and rescores the best on the originals, so the answer is an exact search's.
+    generator = random.Random(7)
+    vectors = [_random_unit(generator, 384) for _ in range(1_500)]
+    index = await QdrantEdgeIndex.open(
+        dimension=384, state_dir=tmp_path, optimize_after_points=1_000_000
+    )
+    try:
+        for n, vector in enumerate(vectors):
+            await index.upsert(SCOPE, f"q{n}", _entry(f"q{n}"), vector, fingerprint="")
+        assert await index.optimize()
+        quantized = list(
+            index._root.glob("shard-*/segments/*/vector_storage/quantized.data")
+        )
+        assert quantized, "the rebuilt generation holds no int8 copies"
+        for n in range(0, 1_500, 150):
+            probe = _random_near(generator, vectors[n])
+            found = await index.search(
+                probe, SCOPE, now=0.0, limit=5, min_similarity=0.0
+            )
+            cosines = [
+                sum(a * b for a, b in zip(probe, vector, strict=True))
+                for vector in vectors
+            ]
+            nearest = max(range(len(vectors)), key=cosines.__getitem__)
+            assert found[0].query == f"q{nearest}"
+            # Scored on the original vectors, not on their int8 copies.
+            assert found[0].similarity == pytest.approx(cosines[nearest], abs=1e-4)
+    finally:
+        await index.close()
+
+
+def _random_unit(generator: random.Random, dimension: int) -> list[float]:
+    return _normalised([generator.gauss(0, 1) for _ in range(dimension)])
+
+
+def _random_near(generator: random.Random, vector: list[float]) -> list[float]:
+    return _normalised([v + 0.02 * generator.gauss(0, 1) for v in vector])
+
+
+def _normalised(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector]
+
+
 def _rebuilds(outcome: str) -> float:
     value = REGISTRY.get_sample_value(
         "tollgate_cache_index_rebuilds_total", {"outcome": outcome}
@@ -393,48 +443,82 @@ async def test_an_edge_shard_copy_keeps_its_holes_and_loads(tmp_path: Path) -> N
         copy.close()
 
 
-class _CountedUpdates:
-    """The shard itself, counting the updates it is given."""
+class _ThreadRecordingShard:
+    """The shard itself, noting the thread each query and update ran on."""
 
     def __init__(self, shard: Any) -> None:
         self._shard = shard
-        self.updates = 0
+        self.threads: list[tuple[str, int]] = []
 
     def update(self, operation: Any) -> None:
-        self.updates += 1
+        self.threads.append(("update", threading.get_ident()))
         self._shard.update(operation)
+
+    def query(self, request: Any) -> Any:
+        self.threads.append(("query", threading.get_ident()))
+        return self._shard.query(request)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._shard, name)
 
 
-async def test_edge_writes_points_stored_together_in_one_update(
+async def test_edge_searches_and_writes_on_the_event_loop_when_its_lane_is_idle(
     tmp_path: Path,
 ) -> None:
+    # Qdrant Edge holds the GIL through a query or an update: a hop to the
+    # worker thread would hide nothing from the event loop.
     index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path)
-    counted = _CountedUpdates(index._live)
-    index._shard = counted  # type: ignore[assignment]
+    recording = _ThreadRecordingShard(index._live)
+    index._shard = recording  # type: ignore[assignment]
     try:
-        await asyncio.gather(
-            *(
-                index.upsert(
-                    SCOPE, f"q{n}", _entry(f"q{n}"), _unit(1, n), fingerprint=""
-                )
-                for n in range(20)
-            )
-        )
-        stored = await index.count()
+        await index.upsert(SCOPE, "q1", _entry("q1"), _unit(1, 1), fingerprint="")
         found = await index.search(
-            _unit(1, 19), SCOPE, now=0.0, limit=1, min_similarity=0.99
+            _unit(1, 1), SCOPE, now=0.0, limit=1, min_similarity=0.99
         )
     finally:
-        index._shard = counted._shard
+        index._shard = recording._shard
         await index.close()
 
-    assert stored == 20
-    assert [c.query for c in found] == ["q19"]
-    # Stored in one turn of the event loop: written in one update, not twenty.
-    assert counted.updates == 1
+    assert [c.query for c in found] == ["q1"]
+    loop_thread = threading.get_ident()
+    assert recording.threads == [("update", loop_thread), ("query", loop_thread)]
+
+
+async def test_edge_calls_queue_behind_a_slow_call_on_its_lane(tmp_path: Path) -> None:
+    index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path)
+    recording = _ThreadRecordingShard(index._live)
+    index._shard = recording  # type: ignore[assignment]
+    release = threading.Event()
+    order: list[str] = []
+
+    def slow() -> None:
+        release.wait(timeout=10)
+        order.append("slow")
+
+    try:
+        slow_call = asyncio.create_task(index._call(slow))
+        await asyncio.sleep(0)  # the slow call is on the worker thread
+        write = asyncio.create_task(
+            index.upsert(SCOPE, "q2", _entry("q2"), _unit(1, 2), fingerprint="")
+        )
+        await asyncio.sleep(0.05)
+        assert not write.done()  # queued behind the slow call, not run beside it
+        release.set()
+        await slow_call
+        await write
+        order.append("write")
+        found = await index.search(
+            _unit(1, 2), SCOPE, now=0.0, limit=1, min_similarity=0.99
+        )
+    finally:
+        release.set()
+        index._shard = recording._shard
+        await index.close()
+
+    assert order == ["slow", "write"]
+    assert [c.query for c in found] == ["q2"]
+    (kind, thread), *_ = recording.threads
+    assert kind == "update" and thread != threading.get_ident()
 
 
 async def test_a_persistent_edge_index_survives_reopening_and_is_exclusive(

@@ -17,9 +17,15 @@ adapter rebuilds the index in a child process on a copy, and swaps:
    with the last chunk it becomes the live shard and ``CURRENT`` names it; the
    old generation is closed and deleted off the worker thread.
 
-Every call on a served shard (and on the copy being caught up) runs in one worker
-thread, in order, so a search never meets a half-made swap, and a write is either
-in the copy or in the replay log; only a retired generation is closed elsewhere.
+Every call on a served shard (and on the copy being caught up) runs in order on
+one lane, so a search never meets a half-made swap, and a write is either in the
+copy or in the replay log; only a retired generation is closed elsewhere. The lane
+is a worker thread, but a search or a write that finds it idle runs on the calling
+(event loop) thread at once: Qdrant Edge holds the GIL for the whole of a query
+or an update, so the thread hid nothing from the event loop and cost two thread
+hand-offs per call (``bench/results/hot_path_edge_inline_int8_c1.json``). The slow calls
+(flush and copy, load, replay, deletions, counts) stay on the thread, and while
+one is there, searches and writes queue behind it.
 
 Storage: with a configured path the index persists across restarts (``CURRENT``
 names the live generation; only one process may open it). Without one, each process
@@ -36,8 +42,8 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -56,9 +62,13 @@ from qdrant_edge import (
     MatchValue,
     PayloadSchemaType,
     Point,
+    QuantizationSearchParams,
     Query,
     QueryRequest,
     RangeFloat,
+    ScalarQuantizationConfig,
+    ScalarType,
+    SearchParams,
     UpdateOperation,
 )
 
@@ -75,7 +85,6 @@ from services.cache.adapters.points import (
 from services.cache.domain import CacheEntry, SemanticCandidate, SemanticScope
 from services.cache.ports import Vector
 from services.core import metrics
-from services.core.coalescer import Coalescer
 from services.core.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -88,8 +97,6 @@ Operation = Callable[[], UpdateOperation]
 
 CURRENT_FILE = "CURRENT"
 EPHEMERAL_PREFIX = "semantic-"
-# Most points written in one update (a hop to the worker thread).
-UPSERT_BATCH = 256
 # Most recorded writes replayed on the new generation in one turn of the worker
 # thread: a search waits for one chunk, not for every write of the rebuild.
 REPLAY_CHUNK = 64
@@ -102,6 +109,15 @@ _FULL_SCAN_KB = 1000
 # Segments kept before the smallest are merged (Qdrant's default, 0, means one
 # per core: here two, so every rebuild re-indexed every point).
 _SEGMENTS = 8
+# A graph is walked on int8 copies of the vectors (kept in memory, a quarter of
+# the float32 size), and the best twice-the-limit found are rescored on the
+# originals: about a third less CPU per new prompt at the same recall.
+_QUANTIZATION = ScalarQuantizationConfig(
+    ScalarType.Int8, quantile=0.99, always_ram=True
+)
+SEARCH_PARAMS = SearchParams(
+    quantization=QuantizationSearchParams(rescore=True, oversampling=2.0)
+)
 
 
 class IndexLockedError(RuntimeError):
@@ -115,8 +131,9 @@ def shard_config(dimension: int) -> EdgeConfig:
     (``bench/results/semantic_index_tuning.md``): each rebuild indexes only the
     segment written since the last (up to :data:`_SEGMENTS` segments are kept
     rather than merged into two and re-indexed whole), a graph is searched once a
-    scope's points pass :data:`_FULL_SCAN_KB`, and ``ef_construct`` 64 (also the
-    search's ``ef``) keeps recall@5 where 100 had it.
+    scope's points pass :data:`_FULL_SCAN_KB`, ``ef_construct`` 64 (also the
+    search's ``ef``) keeps recall@5 where 100 had it, and the graph is walked on
+    int8 copies of the vectors, rescored on the originals (:data:`SEARCH_PARAMS`).
     """
     return EdgeConfig(
         vectors=EdgeVectorParams(size=dimension, distance=Distance.Cosine),
@@ -132,6 +149,7 @@ def shard_config(dimension: int) -> EdgeConfig:
             indexing_threshold=_INDEXING_THRESHOLD_KB,
             default_segment_number=_SEGMENTS,
         ),
+        quantization_config=_QUANTIZATION,
         # Searches are small; a second search thread would compete with serving.
         max_search_threads=1,
     )
@@ -227,6 +245,13 @@ def remove_stale_directories(state_dir: Path) -> int:
     return removed
 
 
+def _unavailable(error: Exception) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"qdrant edge failed: {type(error).__name__}",
+        reason="SEMANTIC_INDEX_UNAVAILABLE",
+    )
+
+
 def _equal(**fields: str) -> list[ConditionType]:
     return [
         FieldCondition(key=name, match=MatchValue(value))
@@ -267,10 +292,8 @@ class QdrantEdgeIndex:
         self._retired: tuple[EdgeShard, Path] | None = None
         self._optimizer: asyncio.Task[bool] | None = None
         self.optimizations = 0
-        # Points stored while one update is on the worker thread go in the next.
-        self._upserts: Coalescer[Point, None] = Coalescer(
-            self._upsert_batch, max_items=UPSERT_BATCH
-        )
+        # The last call given to the worker thread: the lane is idle once it is done.
+        self._last_on_thread: Future[object] | None = None
 
     @classmethod
     async def open(
@@ -297,9 +320,7 @@ class QdrantEdgeIndex:
             optimize_after_points=optimize_after_points,
             ephemeral=ephemeral,
         )
-        await asyncio.get_running_loop().run_in_executor(
-            index._executor, index._open_sync
-        )
+        await index._on_thread(index._open_sync)
         return index
 
     def _generation_path(self, generation: int) -> Path:
@@ -336,17 +357,35 @@ class QdrantEdgeIndex:
             raise BackendUnavailableError("the semantic index is closed")
         return self._shard
 
+    def _on_thread(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        future = self._executor.submit(work)
+        self._last_on_thread = future  # type: ignore[assignment]
+        return asyncio.wrap_future(future)
+
     async def _call(self, work: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
+        """Run ``work`` on the lane's worker thread, after every call before it."""
         try:
-            return await loop.run_in_executor(self._executor, work)
+            return await self._on_thread(work)
         except BackendUnavailableError:
             raise
         except Exception as error:  # qdrant_edge raises a bare Exception
-            raise BackendUnavailableError(
-                f"qdrant edge failed: {type(error).__name__}",
-                reason="SEMANTIC_INDEX_UNAVAILABLE",
-            ) from error
+            raise _unavailable(error) from error
+
+    async def _call_now(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on this thread when the lane is idle, else queue it.
+
+        For the short calls: a search or a write holds the GIL as long on the
+        worker thread as here.
+        """
+        last = self._last_on_thread
+        if last is not None and not last.done():
+            return await self._call(work)
+        try:
+            return work()
+        except BackendUnavailableError:
+            raise
+        except Exception as error:  # qdrant_edge raises a bare Exception
+            raise _unavailable(error) from error
 
     def _apply(self, operation: Operation) -> None:
         self._live.update(operation())
@@ -376,19 +415,18 @@ class QdrantEdgeIndex:
         Points stored while an update is on the worker thread are written together
         in the next update; each call returns once its own point is written.
         """
-        payload = to_payload(scope, query, fingerprint, entry)
-        await self._upserts.call(Point(point_id(entry.key), list(vector), payload))
+        point = Point(
+            point_id(entry.key),
+            list(vector),
+            to_payload(scope, query, fingerprint, entry),
+        )
+        await self._call_now(
+            lambda: self._apply(lambda: UpdateOperation.upsert_points([point]))
+        )
         self._written += 1
         if self._written >= self._optimize_after and not self.optimizing:
             self._written = 0
             self._optimizer = asyncio.create_task(self._optimize())
-
-    async def _upsert_batch(self, points: Sequence[Point]) -> list[None]:
-        batch = list(points)
-        await self._call(
-            lambda: self._apply(lambda: UpdateOperation.upsert_points(batch))
-        )
-        return [None] * len(batch)
 
     async def search(
         self,
@@ -416,6 +454,7 @@ class QdrantEdgeIndex:
                 filter=condition,
                 with_payload=True,
                 score_threshold=min_similarity,
+                params=SEARCH_PARAMS,
             )
             return [
                 candidate(dict(point.payload or {}), point.score)
@@ -429,7 +468,7 @@ class QdrantEdgeIndex:
             live = FieldCondition(key=EXPIRES_FIELD, range=RangeFloat(gt=now))
             return search(Filter(must=[*in_scope, live]))
 
-        return await self._call(work)
+        return await self._call_now(work)
 
     async def delete(self, key: str) -> bool:
         """Remove the point of ``key``."""
@@ -606,5 +645,5 @@ class QdrantEdgeIndex:
             if self._ephemeral:
                 shutil.rmtree(self._root, ignore_errors=True)
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
+        await self._on_thread(shut)
         self._executor.shutdown(wait=True)
