@@ -69,7 +69,10 @@ class StaticEmbedder:
         Raises:
             ModelFileError: a file is missing or its sha256 is not the pinned one.
         """
-        table = np.load(checked(table_path, TABLE_SHA256), mmap_mode="r")
+        mapped = np.load(checked(table_path, TABLE_SHA256), mmap_mode="r")
+        # A plain array over the same mapping: rows taken from a ``np.memmap``
+        # come back as memmaps, each paying its subclass's Python hooks.
+        table = np.asarray(mapped)
         tokenizer = load_tokenizer(tokenizer_path)
         tokenizer.no_truncation()
         tokenizer.no_padding()
