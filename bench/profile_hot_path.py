@@ -29,8 +29,9 @@ written as JSON.
 
 ``--flame DIR`` afterwards records one py-spy flame graph per tree and process
 named in ``--flame-of`` (``--flame-rate`` samples a second, 100 by default, for
-``--flame-seconds``; with ``--raw``, collapsed stacks per thread) while the same
-load runs, as ``DIR/flame_<process>_<label>.svg``.
+``--flame-seconds``; with ``--raw``, collapsed stacks per thread; with ``--gil``, only
+the thread holding the GIL, so that time spent waiting for it is not counted) while
+the same load runs, as ``DIR/flame_<process>_<label>.svg``.
 
 Example (from the repository root)::
 
@@ -392,6 +393,7 @@ async def flame(
     seconds: float,
     raw: bool = False,
     rate: int = 100,
+    gil_only: bool = False,
 ) -> list[Path]:
     """py-spy record of each named process while the load runs."""
     assert tree.door is not None
@@ -424,6 +426,9 @@ async def flame(
                     "--nonblocking",
                     # Raw stacks are read by bench/flame_parts.py, per thread.
                     *(["--threads"] if raw else []),
+                    # Only the thread holding the GIL: what Python code costs,
+                    # not the wall time threads spend waiting for it.
+                    *(["--gil"] if gil_only else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -488,6 +493,7 @@ async def run(args: argparse.Namespace, state: Path) -> dict[str, Any]:
                     args.flame_seconds,
                     args.raw,
                     args.flame_rate,
+                    args.gil,
                 ):
                     print(f"wrote {svg}", flush=True)
     finally:
@@ -565,6 +571,11 @@ def main() -> None:
     parser.add_argument("--flame-of", action="append", default=None)
     parser.add_argument("--flame-seconds", type=float, default=10.0)
     parser.add_argument("--flame-rate", type=int, default=100, help="samples/s")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (py-spy --gil)",
+    )
     parser.add_argument(
         "--raw", action="store_true", help="collapsed stacks (.txt), not SVG"
     )
