@@ -23,9 +23,10 @@ copy or in the replay log; only a retired generation is closed elsewhere. The la
 is a worker thread, but a search or a write that finds it idle runs on the calling
 (event loop) thread at once: Qdrant Edge holds the GIL for the whole of a query
 or an update, so the thread hid nothing from the event loop and cost two thread
-hand-offs per call (``bench/results/hot_path_edge_inline_int8_c1.json``). The slow calls
-(flush and copy, load, replay, deletions, counts) stay on the thread, and while
-one is there, searches and writes queue behind it.
+hand-offs per call (``bench/results/hot_path_edge_inline_int8_c1.json``). The
+slow calls (flush and copy, load, replay, deletions, counts) stay on the thread,
+and while one is there, searches and writes queue behind it. A search or a write
+on an idle lane therefore does not suspend the calling task.
 
 Storage: with a configured path the index persists across restarts (``CURRENT``
 names the live generation; only one process may open it). Without one, each process
@@ -45,7 +46,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from qdrant_edge import (
@@ -293,7 +294,7 @@ class QdrantEdgeIndex:
         self._optimizer: asyncio.Task[bool] | None = None
         self.optimizations = 0
         # The last call given to the worker thread: the lane is idle once it is done.
-        self._last_on_thread: Future[object] | None = None
+        self._last_on_thread: Future[Any] | None = None
 
     @classmethod
     async def open(
@@ -359,7 +360,7 @@ class QdrantEdgeIndex:
 
     def _on_thread(self, work: Callable[[], T]) -> asyncio.Future[T]:
         future = self._executor.submit(work)
-        self._last_on_thread = future  # type: ignore[assignment]
+        self._last_on_thread = future
         return asyncio.wrap_future(future)
 
     async def _call(self, work: Callable[[], T]) -> T:
@@ -412,8 +413,8 @@ class QdrantEdgeIndex:
     ) -> None:
         """Insert or replace the point of ``entry.key``; may start an optimization.
 
-        Points stored while an update is on the worker thread are written together
-        in the next update; each call returns once its own point is written.
+        Written at once when the index's lane is idle; otherwise after the slow
+        call on its worker thread. Returns once the point is written.
         """
         point = Point(
             point_id(entry.key),
