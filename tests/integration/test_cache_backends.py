@@ -76,6 +76,7 @@ def _entry(text: str, *, tenant: str = "acme", expires_at: float = 2e9) -> Cache
 
 
 def _unit(*values: float) -> list[float]:
+    """``values`` normalised, padded with zeros to 8 dimensions when shorter."""
     norm = math.sqrt(sum(v * v for v in values))
     return [v / norm for v in values] + [0.0] * (8 - len(values))
 
@@ -282,16 +283,11 @@ async def test_an_edge_rebuild_walks_int8_copies_and_finds_the_exact_nearest(
 
 
 def _random_unit(generator: random.Random, dimension: int) -> list[float]:
-    return _normalised([generator.gauss(0, 1) for _ in range(dimension)])
+    return _unit(*(generator.gauss(0, 1) for _ in range(dimension)))
 
 
 def _random_near(generator: random.Random, vector: list[float]) -> list[float]:
-    return _normalised([v + 0.02 * generator.gauss(0, 1) for v in vector])
-
-
-def _normalised(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(v * v for v in vector))
-    return [v / norm for v in vector]
+    return _unit(*(v + 0.02 * generator.gauss(0, 1) for v in vector))
 
 
 def _rebuilds(outcome: str) -> float:
@@ -488,12 +484,10 @@ async def test_edge_calls_queue_behind_a_slow_call_on_its_lane(tmp_path: Path) -
     index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path)
     recording = _ThreadRecordingShard(index._live)
     index._shard = recording  # type: ignore[assignment]
-    release = threading.Event()
-    order: list[str] = []
+    release = Event()
 
     def slow() -> None:
         release.wait(timeout=10)
-        order.append("slow")
 
     try:
         slow_call = asyncio.create_task(index._call(slow))
@@ -506,7 +500,6 @@ async def test_edge_calls_queue_behind_a_slow_call_on_its_lane(tmp_path: Path) -
         release.set()
         await slow_call
         await write
-        order.append("write")
         found = await index.search(
             _unit(1, 2), SCOPE, now=0.0, limit=1, min_similarity=0.99
         )
@@ -515,7 +508,6 @@ async def test_edge_calls_queue_behind_a_slow_call_on_its_lane(tmp_path: Path) -
         index._shard = recording._shard
         await index.close()
 
-    assert order == ["slow", "write"]
     assert [c.query for c in found] == ["q2"]
     (kind, thread), *_ = recording.threads
     assert kind == "update" and thread != threading.get_ident()
