@@ -246,11 +246,17 @@ def remove_stale_directories(state_dir: Path) -> int:
     return removed
 
 
-def _unavailable(error: Exception) -> BackendUnavailableError:
-    return BackendUnavailableError(
-        f"qdrant edge failed: {type(error).__name__}",
-        reason="SEMANTIC_INDEX_UNAVAILABLE",
-    )
+def _guarded(work: Callable[[], T]) -> T:
+    """``work()``, a failure of Qdrant Edge raised as BackendUnavailableError."""
+    try:
+        return work()
+    except BackendUnavailableError:
+        raise
+    except Exception as error:  # qdrant_edge raises a bare Exception
+        raise BackendUnavailableError(
+            f"qdrant edge failed: {type(error).__name__}",
+            reason="SEMANTIC_INDEX_UNAVAILABLE",
+        ) from error
 
 
 def _equal(**fields: str) -> list[ConditionType]:
@@ -365,12 +371,7 @@ class QdrantEdgeIndex:
 
     async def _call(self, work: Callable[[], T]) -> T:
         """Run ``work`` on the lane's worker thread, after every call before it."""
-        try:
-            return await self._on_thread(work)
-        except BackendUnavailableError:
-            raise
-        except Exception as error:  # qdrant_edge raises a bare Exception
-            raise _unavailable(error) from error
+        return await self._on_thread(lambda: _guarded(work))
 
     async def _call_now(self, work: Callable[[], T]) -> T:
         """Run ``work`` on this thread when the lane is idle, else queue it.
@@ -381,12 +382,7 @@ class QdrantEdgeIndex:
         last = self._last_on_thread
         if last is not None and not last.done():
             return await self._call(work)
-        try:
-            return work()
-        except BackendUnavailableError:
-            raise
-        except Exception as error:  # qdrant_edge raises a bare Exception
-            raise _unavailable(error) from error
+        return _guarded(work)
 
     def _apply(self, operation: Operation) -> None:
         self._live.update(operation())
