@@ -513,6 +513,34 @@ async def test_edge_calls_queue_behind_a_slow_call_on_its_lane(tmp_path: Path) -
     assert kind == "update" and thread != threading.get_ident()
 
 
+class _FailingShard:
+    """A shard whose queries and counts fail as Qdrant Edge fails: a bare Exception."""
+
+    def query(self, request: Any) -> Any:
+        raise Exception("segment is corrupted")
+
+    def count(self, request: Any) -> Any:
+        raise Exception("segment is corrupted")
+
+
+async def test_an_edge_failure_is_unavailable_inline_and_on_the_thread(
+    tmp_path: Path,
+) -> None:
+    index = await QdrantEdgeIndex.open(dimension=8, state_dir=tmp_path)
+    live = index._live
+    index._shard = _FailingShard()  # type: ignore[assignment]
+    try:
+        with pytest.raises(BackendUnavailableError) as inline:
+            await index.search(_unit(1), SCOPE, now=0.0, limit=1, min_similarity=0.5)
+        with pytest.raises(BackendUnavailableError) as on_thread:
+            await index.count()
+    finally:
+        index._shard = live
+        await index.close()
+
+    assert inline.value.reason == on_thread.value.reason == "SEMANTIC_INDEX_UNAVAILABLE"
+
+
 async def test_a_persistent_edge_index_survives_reopening_and_is_exclusive(
     tmp_path: Path,
 ) -> None:
